@@ -1,0 +1,66 @@
+// Package fault defines the one error type Nexus's domain returns. Each error
+// carries a code saying what kind of failure it is; the server package maps
+// codes to Connect codes in one table. Messages are safe to show to callers:
+// they never contain secret material.
+package fault
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Code classifies a failure.
+type Code int
+
+// The codes, one per kind of failure a caller can act on.
+const (
+	// Invalid means the request itself is wrong (bad path, bad value).
+	Invalid Code = iota + 1
+	// NotFound means the secret or version does not exist or is deleted.
+	NotFound
+	// FailedPrecondition means SPIKE is not in a state to serve the request:
+	// sealed, not initialised, already initialised.
+	FailedPrecondition
+	// PermissionDenied means the caller may not do this.
+	PermissionDenied
+	// Unavailable means a dependency (database, Keeper) cannot be reached.
+	Unavailable
+	// DataLoss means stored data failed authentication: it was tampered with
+	// or cannot be decrypted.
+	DataLoss
+)
+
+// Error is a domain error with a code and a caller-safe message.
+type Error struct {
+	Code Code
+	// Msg is shown to the caller.
+	Msg string
+	// Err is the underlying cause, for logs only.
+	Err error
+}
+
+// Error returns the caller-safe message.
+func (e *Error) Error() string { return e.Msg }
+
+// Unwrap returns the underlying cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns an Error with a formatted message.
+func New(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an Error with a formatted message and an underlying cause
+// that is logged but not shown to callers.
+func Wrap(code Code, cause error, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...), Err: cause}
+}
+
+// CodeOf returns the code of the first Error in err's chain, or 0.
+func CodeOf(err error) Code {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return 0
+}

@@ -1,0 +1,22 @@
+module github.com/spike-dev/spike/shared
+
+go 1.26.0
+
+replace github.com/spike-dev/spike/proto => ../proto
+
+require (
+	github.com/hashicorp/go-retryablehttp v0.7.8
+	github.com/spiffe/go-spiffe/v2 v2.9.0
+)
+
+require (
+	github.com/Microsoft/go-winio v0.6.2 // indirect
+	github.com/go-jose/go-jose/v4 v4.1.5 // indirect
+	github.com/hashicorp/go-cleanhttp v0.5.2 // indirect
+	golang.org/x/net v0.62.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20251202230838-ff82c1b0f217 // indirect
+	google.golang.org/grpc v1.79.3 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)
