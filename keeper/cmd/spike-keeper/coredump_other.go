@@ -1,0 +1,6 @@
+//go:build !linux
+
+package main
+
+// disableCoreDumps does nothing outside Linux.
+func disableCoreDumps() error { return nil }

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/spike-dev/spike/keeper/internal/server"
+	"github.com/spike-dev/spike/shared/mtls"
+	"github.com/spike-dev/spike/shared/svid"
+)
+
+// run starts Keeper and serves until ctx is done. It is main without the
+// process: tests call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		return errors.New("spike-keeper takes no arguments; configure it with SPIKE_* environment variables")
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := disableCoreDumps(); err != nil {
+		return err
+	}
+
+	src, err := svid.NewSource(ctx, cfg.SVID)
+	if err != nil {
+		return fmt.Errorf("svid source: %w", err)
+	}
+	defer src.Close()
+	self, err := src.ID()
+	if err != nil {
+		return fmt.Errorf("svid: %w", err)
+	}
+	if self.TrustDomain() != cfg.TrustDomain {
+		return fmt.Errorf("svid %s is not in trust domain %s", self, cfg.TrustDomain)
+	}
+
+	keeper := server.New(server.Config{NexusID: cfg.NexusID, KDF: cfg.KDF, Logger: log})
+	defer keeper.Seal()
+	mux := http.NewServeMux()
+	mux.Handle(keeper.Handler())
+	srv := mtls.NewServer(mux, mtls.ServerConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)))
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+
+	ln, err := net.Listen("tcp", cfg.Listen.String())
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info("keeper listening",
+		slog.String("addr", ln.Addr().String()),
+		slog.String("version", version),
+		slog.String("id", self.String()),
+		slog.String("nexus_id", cfg.NexusID.String()))
+	if err := mtls.Serve(ctx, srv, ln); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("keeper stopped")
+	return nil
+}

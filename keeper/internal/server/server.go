@@ -1,0 +1,274 @@
+// Package server is Keeper's Connect API: it holds the unsealed root keyring
+// in memory and uses it to wrap and unwrap data keys for Nexus.
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+
+	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/spike-dev/spike/keeper/internal/keyring"
+	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
+	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
+)
+
+// Password length limits, in bytes.
+const (
+	minPassword = 8
+	maxPassword = 1024
+)
+
+// maxRequestBytes bounds the size of a request message. Keeper's requests
+// are a password, a sealed keyring or a wrapped data key.
+const maxRequestBytes = 64 << 10
+
+// Config configures a Server.
+type Config struct {
+	// NexusID is the only SPIFFE ID allowed to call Keeper.
+	NexusID spiffeid.ID
+	// KDF holds the Argon2id cost used to seal new keyrings. Its salt is
+	// ignored: Init draws a fresh one every time.
+	KDF keyring.Params
+	// Logger receives one line per request and state changes; never secrets.
+	Logger *slog.Logger
+}
+
+// Server implements keeperv1connect.KeeperServiceHandler.
+type Server struct {
+	nexusID spiffeid.ID
+	kdf     keyring.Params
+	log     *slog.Logger
+
+	// kdfSlot admits one Argon2id derivation at a time, so concurrent Init
+	// and Unseal calls cannot multiply its memory cost.
+	kdfSlot chan struct{}
+
+	mu   sync.RWMutex
+	ring *keyring.Keyring // nil while sealed
+}
+
+var _ keeperv1connect.KeeperServiceHandler = (*Server)(nil)
+
+// New returns a sealed Server.
+func New(cfg Config) *Server {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{
+		nexusID: cfg.NexusID,
+		kdf:     cfg.KDF,
+		log:     log,
+		kdfSlot: make(chan struct{}, 1),
+	}
+}
+
+// Handler returns the HTTP path and handler that serve s over Connect, with
+// the request size limit and request logging applied.
+func (s *Server) Handler() (string, http.Handler) {
+	return keeperv1connect.NewKeeperServiceHandler(s,
+		connect.WithReadMaxBytes(maxRequestBytes),
+		connect.WithInterceptors(logRequests(s.log)),
+	)
+}
+
+// Seal drops the keyring, zeroing its keys. Keeper calls it on shutdown.
+func (s *Server) Seal() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ring != nil {
+		s.ring.Drop()
+		s.ring = nil
+	}
+}
+
+// Status reports whether Keeper holds a keyring, and which.
+func (s *Server) Status(ctx context.Context, _ *connect.Request[keeperv1.StatusRequest]) (*connect.Response[keeperv1.StatusResponse], error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	resp := &keeperv1.StatusResponse{}
+	if s.ring != nil {
+		resp.Unsealed = true
+		resp.KeyringId = s.ring.ID()
+		resp.ActiveKeyVersion = s.ring.ActiveVersion()
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// Init generates a keyring and returns it sealed under the password. Keeper's
+// state does not change.
+func (s *Server) Init(ctx context.Context, req *connect.Request[keeperv1.InitRequest]) (*connect.Response[keeperv1.InitResponse], error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
+	password := req.Msg.GetPassword()
+	if err := checkPassword(password); err != nil {
+		return nil, err
+	}
+	params, err := keyring.NewParams(s.kdf.Time, s.kdf.MemoryKiB, s.kdf.Threads)
+	if err != nil {
+		return nil, s.internal(ctx, "new kdf params", err)
+	}
+	ring, err := keyring.New()
+	if err != nil {
+		return nil, s.internal(ctx, "new keyring", err)
+	}
+	defer ring.Drop()
+	if err := s.acquireKDF(ctx); err != nil {
+		return nil, err
+	}
+	kdfParams, ciphertext, err := keyring.Seal(ring, password, params)
+	s.releaseKDF()
+	if err != nil {
+		return nil, s.internal(ctx, "seal keyring", err)
+	}
+	s.log.InfoContext(ctx, "keyring generated", slog.String("keyring_id", hex.EncodeToString(ring.ID())))
+	return connect.NewResponse(&keeperv1.InitResponse{Keyring: &keeperv1.SealedKeyring{
+		KeyringId:  ring.ID(),
+		KdfParams:  kdfParams,
+		Ciphertext: ciphertext,
+	}}), nil
+}
+
+// Unseal opens the sealed keyring and holds it. Unsealing again with the
+// same keyring succeeds and changes nothing; another keyring is refused
+// while one is held. A wrong password changes nothing.
+func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.UnsealRequest]) (*connect.Response[keeperv1.UnsealResponse], error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
+	password := req.Msg.GetPassword()
+	if err := checkPassword(password); err != nil {
+		return nil, err
+	}
+	sealed := req.Msg.GetKeyring()
+	if sealed == nil {
+		return nil, invalid("keyring is required")
+	}
+	id := sealed.GetKeyringId()
+	if len(id) != keyring.IDSize {
+		return nil, invalid("keyring.keyring_id must be 16 bytes")
+	}
+	var params keyring.Params
+	if err := params.UnmarshalBinary(sealed.GetKdfParams()); err != nil {
+		return nil, invalid("keyring.kdf_params: " + err.Error())
+	}
+	if err := s.checkHeld(id); err != nil {
+		return nil, err
+	}
+	if err := s.acquireKDF(ctx); err != nil {
+		return nil, err
+	}
+	ring, err := keyring.Open(id, sealed.GetKdfParams(), sealed.GetCiphertext(), password)
+	s.releaseKDF()
+	switch {
+	case errors.Is(err, keyring.ErrWrongPassword):
+		s.log.WarnContext(ctx, "unseal refused: wrong password or corrupted keyring", slog.String("keyring_id", hex.EncodeToString(id)))
+		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("wrong password"))
+	case err != nil:
+		return nil, s.internal(ctx, "open keyring", err)
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.ring == nil:
+		s.ring = ring
+		s.log.InfoContext(ctx, "keeper unsealed",
+			slog.String("keyring_id", hex.EncodeToString(id)),
+			slog.Uint64("active_key_version", uint64(ring.ActiveVersion())))
+	case s.ring.Equal(ring):
+		ring.Drop()
+	default:
+		ring.Drop()
+		return nil, heldOther()
+	}
+	return connect.NewResponse(&keeperv1.UnsealResponse{KeyringId: s.ring.ID()}), nil
+}
+
+// GenerateDataKey returns a new data key in the clear and wrapped under the
+// active root key.
+func (s *Server) GenerateDataKey(ctx context.Context, req *connect.Request[keeperv1.GenerateDataKeyRequest]) (*connect.Response[keeperv1.GenerateDataKeyResponse], error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
+	dekID := req.Msg.GetDekId()
+	if len(dekID) != keyring.DEKIDSize {
+		return nil, invalid("dek_id must be 16 bytes")
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.ring == nil {
+		return nil, sealedErr()
+	}
+	plaintext, wrapped, version, err := s.ring.WrapDataKey(dekID)
+	if err != nil {
+		return nil, s.internal(ctx, "wrap data key", err)
+	}
+	return connect.NewResponse(&keeperv1.GenerateDataKeyResponse{
+		Plaintext:      plaintext,
+		Wrapped:        wrapped,
+		RootKeyVersion: version,
+	}), nil
+}
+
+// DecryptDataKey unwraps a data key made by GenerateDataKey. A wrapped key
+// that does not authenticate is reported as data loss.
+func (s *Server) DecryptDataKey(ctx context.Context, req *connect.Request[keeperv1.DecryptDataKeyRequest]) (*connect.Response[keeperv1.DecryptDataKeyResponse], error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
+	dekID := req.Msg.GetDekId()
+	if len(dekID) != keyring.DEKIDSize {
+		return nil, invalid("dek_id must be 16 bytes")
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.ring == nil {
+		return nil, sealedErr()
+	}
+	plaintext, err := s.ring.UnwrapDataKey(dekID, req.Msg.GetWrapped(), req.Msg.GetRootKeyVersion())
+	switch {
+	case errors.Is(err, keyring.ErrUnwrap):
+		s.log.WarnContext(ctx, "data key does not unwrap",
+			slog.String("dek_id", hex.EncodeToString(dekID)),
+			slog.Uint64("root_key_version", uint64(req.Msg.GetRootKeyVersion())))
+		return nil, connect.NewError(connect.CodeDataLoss, errors.New("data key does not unwrap: tampered or from another keyring"))
+	case err != nil:
+		return nil, s.internal(ctx, "unwrap data key", err)
+	}
+	return connect.NewResponse(&keeperv1.DecryptDataKeyResponse{Plaintext: plaintext}), nil
+}
+
+// checkHeld refuses a keyring other than the one held, before spending an
+// Argon2id derivation on it.
+func (s *Server) checkHeld(id []byte) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.ring != nil && !bytesEqual(s.ring.ID(), id) {
+		return heldOther()
+	}
+	return nil
+}
+
+// acquireKDF waits for the Argon2id slot or for ctx to end.
+func (s *Server) acquireKDF(ctx context.Context) error {
+	select {
+	case s.kdfSlot <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return contextErr(ctx.Err())
+	}
+}
+
+// releaseKDF frees the Argon2id slot.
+func (s *Server) releaseKDF() { <-s.kdfSlot }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/svid"
+)
+
+// config is Nexus's configuration, read from the environment once.
+type config struct {
+	TrustDomain   spiffeid.TrustDomain
+	Listen        string
+	DatabaseURL   string
+	MaxConns      int32
+	KeeperURL     *url.URL
+	KeeperID      spiffeid.ID
+	Admins        []spiffeid.ID
+	CheckInterval time.Duration
+	LogLevel      slog.Level
+	SVID          svid.Config
+}
+
+func loadConfig(getenv func(string) string) (config, error) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))
+	if err != nil {
+		return config{}, fmt.Errorf("SPIKE_TRUST_DOMAIN: %w", err)
+	}
+	c := config{
+		TrustDomain: td,
+		Listen:      env("SPIKE_NEXUS_LISTEN", "127.0.0.1:8553"),
+		DatabaseURL: getenv("SPIKE_DATABASE_URL"),
+		SVID:        svid.ConfigFromEnv(getenv),
+	}
+	if c.DatabaseURL == "" {
+		errs = append(errs, errors.New("SPIKE_DATABASE_URL: required, e.g. postgres://spike@127.0.0.1:5432/spike"))
+	}
+	maxConns, err := strconv.ParseInt(env("SPIKE_DB_MAX_CONNS", "16"), 10, 32)
+	if err != nil || maxConns < 1 || maxConns > 1000 {
+		errs = append(errs, errors.New("SPIKE_DB_MAX_CONNS: must be a number from 1 to 1000"))
+	}
+	c.MaxConns = int32(maxConns)
+	c.KeeperURL, err = url.Parse(env("SPIKE_KEEPER_URL", "https://127.0.0.1:8443"))
+	if err != nil || c.KeeperURL.Scheme != "https" || c.KeeperURL.Host == "" {
+		errs = append(errs, errors.New("SPIKE_KEEPER_URL: must be an https:// URL"))
+	}
+	c.KeeperID, err = spiffeid.FromString(env("SPIKE_KEEPER_ID", identity.Keeper(td, "1").String()))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("SPIKE_KEEPER_ID: %w", err))
+	}
+	for _, s := range strings.Split(env("SPIKE_ADMIN_IDS", identity.Pilot(td).String()), ",") {
+		id, err := spiffeid.FromString(strings.TrimSpace(s))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SPIKE_ADMIN_IDS: %q: %w", s, err))
+			continue
+		}
+		c.Admins = append(c.Admins, id)
+	}
+	c.CheckInterval, err = time.ParseDuration(env("SPIKE_KEEPER_CHECK_INTERVAL", "1s"))
+	if err != nil || c.CheckInterval < 100*time.Millisecond || c.CheckInterval > time.Minute {
+		errs = append(errs, errors.New("SPIKE_KEEPER_CHECK_INTERVAL: must be a duration from 100ms to 1m"))
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(env("SPIKE_LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("SPIKE_LOG_LEVEL: %w", err))
+	}
+	return c, errors.Join(errs...)
+}

@@ -1,0 +1,24 @@
+// Command spike-nexus serves SPIKE's secrets API over SPIFFE mTLS. It is
+// the only PostgreSQL client and seals every value through Keeper before it
+// reaches the database.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "spike-nexus:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"golang.org/x/sys/unix"
+
+	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
+	"github.com/spike-dev/spike/shared/mtls"
+	"github.com/spike-dev/spike/shared/rpcclient"
+	"github.com/spike-dev/spike/shared/svid"
+
+	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/nexus/internal/server"
+)
+
+// run wires Nexus together and serves until ctx is done.
+func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+
+	// Cached data keys live in this process: keep them out of core dumps.
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
+		log.Warn("cannot disable core dumps", "error", err)
+	}
+
+	src, err := svid.NewSource(ctx, cfg.SVID)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	self, err := src.ID()
+	if err != nil {
+		return fmt.Errorf("read own SVID: %w", err)
+	}
+
+	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.MaxConns)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	schema, err := store.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+
+	keeperHTTP := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.KeeperID)),
+		rpcclient.Options{MaxRetries: 2, MinWait: 50 * time.Millisecond, MaxWait: 500 * time.Millisecond})
+	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, cfg.KeeperURL.String())
+	keys := envelope.NewKeys(keeper, store, log)
+	st := keys.Check(ctx)
+	go keys.Watch(ctx, cfg.CheckInterval)
+
+	srv := server.New(server.Config{Admins: cfg.Admins, Version: version}, store, keys, keeper, log)
+	httpSrv := mtls.NewServer(srv.Handler(), mtls.ServerConfig(src, tlsconfig.AuthorizeMemberOf(cfg.TrustDomain)))
+	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	log.Info("nexus listening",
+		"address", ln.Addr().String(),
+		"spiffe_id", self.String(),
+		"schema_version", schema,
+		"initialised", st.Initialised,
+		"unsealed", st.Unsealed,
+		"keeper", cfg.KeeperURL.String())
+	return mtls.Serve(ctx, httpSrv, ln)
+}

@@ -1,0 +1,107 @@
+// Package envelope seals values for untrusted storage. A value is encrypted
+// with AES-256-GCM under a data key (DEK); data keys are generated and
+// wrapped by Keeper and cached here. Every sealed value is bound, through the
+// AEAD's additional data, to the identity of the row that holds it, so a
+// value copied to another row fails to open.
+package envelope
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Sealed value layout, version 1:
+//
+//	[0]      format version (1)
+//	[1:17]   DEK id
+//	[17:29]  GCM nonce
+//	[29:]    ciphertext and 16-byte tag
+//
+// The header (bytes 0..28) is part of the additional data, so changing the
+// DEK id or the version byte also fails authentication.
+const (
+	formatV1   = 1
+	DEKIDSize  = 16
+	KeySize    = 32
+	nonceSize  = 12
+	headerSize = 1 + DEKIDSize + nonceSize
+	tagSize    = 16
+)
+
+// DEKID identifies a data key.
+type DEKID [DEKIDSize]byte
+
+// ErrOpen is returned when a sealed value does not authenticate: it was
+// altered, moved to another row, or sealed under another key.
+var ErrOpen = errors.New("sealed value failed authentication")
+
+// Seal encrypts plaintext with aead (the DEK called id), binding aad.
+func Seal(aead cipher.AEAD, id DEKID, plaintext, aad []byte) ([]byte, error) {
+	out := make([]byte, headerSize, headerSize+len(plaintext)+tagSize)
+	out[0] = formatV1
+	copy(out[1:], id[:])
+	if _, err := rand.Read(out[1+DEKIDSize : headerSize]); err != nil {
+		return nil, fmt.Errorf("generate nonce: %w", err)
+	}
+	return aead.Seal(out, out[1+DEKIDSize:headerSize], plaintext, additionalData(out[:headerSize], aad)), nil
+}
+
+// KeyID returns the id of the DEK that sealed the value, so the caller can
+// fetch the key before calling Open.
+func KeyID(sealed []byte) (DEKID, error) {
+	var id DEKID
+	if len(sealed) < headerSize+tagSize {
+		return id, fmt.Errorf("%w: too short", ErrOpen)
+	}
+	if sealed[0] != formatV1 {
+		return id, fmt.Errorf("%w: unknown format version %d", ErrOpen, sealed[0])
+	}
+	copy(id[:], sealed[1:1+DEKIDSize])
+	return id, nil
+}
+
+// Open decrypts a value sealed by Seal with the same key and aad.
+func Open(aead cipher.AEAD, sealed, aad []byte) ([]byte, error) {
+	if _, err := KeyID(sealed); err != nil {
+		return nil, err
+	}
+	header := sealed[:headerSize]
+	plain, err := aead.Open(nil, header[1+DEKIDSize:], sealed[headerSize:], additionalData(header, aad))
+	if err != nil {
+		return nil, ErrOpen
+	}
+	return plain, nil
+}
+
+// NewAEAD returns AES-256-GCM under a 32-byte data key. The AEAD keeps its
+// own copy of the key schedule, so the caller may zero key afterwards.
+func NewAEAD(key []byte) (cipher.AEAD, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("data key is %d bytes, want %d", len(key), KeySize)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+func additionalData(header, aad []byte) []byte {
+	out := make([]byte, 0, len(header)+len(aad))
+	return append(append(out, header...), aad...)
+}
+
+// SecretAAD is the row identity of a secret version: a canonical,
+// unambiguous encoding of the path and version number.
+func SecretAAD(path string, version int64) []byte {
+	const label = "spike secret v1\x00"
+	b := make([]byte, 0, len(label)+4+len(path)+8)
+	b = append(b, label...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(path)))
+	b = append(b, path...)
+	return binary.BigEndian.AppendUint64(b, uint64(version))
+}

@@ -1,0 +1,136 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/spike-dev/spike/nexus/internal/fault"
+)
+
+// migrationFiles holds the schema, one file per version: NNNN_name.sql,
+// numbered from 1 without gaps. A file, once released, never changes.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migrateLockKey is the pg_advisory_lock key that serialises migrations
+// between Nexus replicas starting at the same time ("SPIKE" + 1).
+const migrateLockKey int64 = 0x5350494b45_0001
+
+// migration is one schema version.
+type migration struct {
+	version int64
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var ms []migration
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		version, err := strconv.ParseInt(num, 10, 64)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must be NNNN_name.sql", base)
+		}
+		sql, err := fs.ReadFile(migrationFiles, name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", base, err)
+		}
+		ms = append(ms, migration{version: version, name: base, sql: string(sql)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i, m := range ms {
+		if m.version != int64(i+1) {
+			return nil, fmt.Errorf("migration %s: want version %d (versions start at 1, no gaps or duplicates)",
+				m.name, i+1)
+		}
+	}
+	return ms, nil
+}
+
+// Migrate brings the schema up to the newest embedded version and returns
+// it. It holds a session advisory lock while it works, so replicas starting
+// together apply each migration once; each migration runs in its own
+// transaction with its schema_migrations row. Running it again is a no-op.
+// A database already newer than this Nexus is a fault.FailedPrecondition.
+func (s *Store) Migrate(ctx context.Context) (int64, error) {
+	ms, err := migrations()
+	if err != nil {
+		return 0, err
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return 0, dbError(ctx, "migrate: acquire connection", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
+		return 0, dbError(ctx, "migrate: lock", err)
+	}
+	defer func() {
+		// If unlocking fails, close the session: that releases the lock too.
+		_, err := conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrateLockKey)
+		if err != nil {
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
+
+	const createTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    bigint      PRIMARY KEY,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`
+	if _, err := conn.Exec(ctx, createTable); err != nil {
+		return 0, dbError(ctx, "migrate: create schema_migrations", err)
+	}
+	var current int64
+	err = conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&current)
+	if err != nil {
+		return 0, dbError(ctx, "migrate: read schema version", err)
+	}
+	latest := ms[len(ms)-1].version
+	if current > latest {
+		return current, fault.New(fault.FailedPrecondition,
+			"database schema version %d is newer than this Nexus supports (%d): upgrade Nexus", current, latest)
+	}
+	for _, m := range ms[current:] {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())", m.version)
+			return err
+		})
+		if err != nil {
+			return current, dbError(ctx, "migrate: apply "+m.name, err)
+		}
+		current = m.version
+	}
+	return current, nil
+}
+
+// SchemaVersion returns the newest applied migration, 0 for a database that
+// was never migrated.
+func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
+	var version int64
+	err := s.pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&version)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
+		return 0, nil
+	}
+	return version, dbError(ctx, "read schema version", err)
+}

@@ -1,0 +1,120 @@
+package postgres
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/shared/pgtest"
+)
+
+func TestMigrations(t *testing.T) {
+	t.Parallel()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatalf("migrations: %v", err)
+	}
+	if len(ms) == 0 || ms[0].name != "0001_init.sql" {
+		t.Fatalf("migrations start with %v, want 0001_init.sql", ms)
+	}
+}
+
+// countMigrations returns the number of rows in schema_migrations.
+func countMigrations(t *testing.T, dsn string) int64 {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	defer conn.Close(t.Context())
+	var n int64
+	if err := conn.QueryRow(t.Context(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil {
+		t.Fatalf("count schema_migrations: %v", err)
+	}
+	return n
+}
+
+func TestMigrateIdempotent(t *testing.T) {
+	t.Parallel()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(ms))
+	dsn := pgtest.NewDatabase(t)
+	s, err := Open(t.Context(), dsn, 4)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer s.Close()
+
+	if v, err := s.SchemaVersion(t.Context()); err != nil || v != 0 {
+		t.Errorf("SchemaVersion before Migrate = %d, %v; want 0, nil", v, err)
+	}
+	for i := range 2 {
+		v, err := s.Migrate(t.Context())
+		if err != nil || v != want {
+			t.Fatalf("Migrate #%d = %d, %v; want %d, nil", i+1, v, err, want)
+		}
+	}
+	if v, err := s.SchemaVersion(t.Context()); err != nil || v != want {
+		t.Errorf("SchemaVersion = %d, %v; want %d, nil", v, err, want)
+	}
+	if n := countMigrations(t, dsn); n != want {
+		t.Errorf("schema_migrations has %d rows, want %d", n, want)
+	}
+}
+
+func TestMigrateConcurrent(t *testing.T) {
+	t.Parallel()
+	ms, err := migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := int64(len(ms))
+	dsn := pgtest.NewDatabase(t)
+
+	// Four Nexus replicas starting at once, each with its own pool.
+	var wg sync.WaitGroup
+	versions := make([]int64, 4)
+	errs := make([]error, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			s, err := Open(t.Context(), dsn, 2)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer s.Close()
+			versions[i], errs[i] = s.Migrate(t.Context())
+		})
+	}
+	wg.Wait()
+	for i := range 4 {
+		if errs[i] != nil || versions[i] != want {
+			t.Errorf("Migrate in replica %d = %d, %v; want %d, nil", i, versions[i], errs[i], want)
+		}
+	}
+	if n := countMigrations(t, dsn); n != want {
+		t.Errorf("schema_migrations has %d rows, want %d", n, want)
+	}
+}
+
+func TestMigrateRefusesNewerSchema(t *testing.T) {
+	t.Parallel()
+	s, dsn := newStore(t)
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	if _, err := conn.Exec(t.Context(), "INSERT INTO schema_migrations (version) VALUES (9999)"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.Migrate(t.Context())
+	if fault.CodeOf(err) != fault.FailedPrecondition {
+		t.Errorf("Migrate on a newer schema: error = %v, want fault.FailedPrecondition", err)
+	}
+}

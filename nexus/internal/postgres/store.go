@@ -1,0 +1,133 @@
+// Package postgres is Nexus's one store: PostgreSQL through a pgx connection
+// pool. It stores only what Nexus has already sealed and returns domain
+// errors (package fault) for the conditions callers act on.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spike-dev/spike/nexus/internal/fault"
+)
+
+// Pool limits and timeouts. MaxConns comes from the caller (configuration).
+const (
+	maxConnLifetime   = time.Hour
+	maxConnIdleTime   = 5 * time.Minute
+	healthCheckPeriod = 30 * time.Second
+	// connectTimeout applies unless the DSN sets connect_timeout.
+	connectTimeout = 5 * time.Second
+)
+
+// Store is Nexus's PostgreSQL store. It is safe for concurrent use.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Open connects to the database at dsn (a libpq key/value string or URL; its
+// sslmode is honoured) with a pool of at most maxConns connections, and
+// checks that the database answers. An unreachable database is a
+// fault.Unavailable error.
+func Open(ctx context.Context, dsn string, maxConns int32) (*Store, error) {
+	if maxConns < 1 {
+		return nil, fmt.Errorf("open database: max connections must be at least 1, got %d", maxConns)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	cfg.MaxConns = maxConns
+	cfg.MinConns = 0
+	cfg.MaxConnLifetime = maxConnLifetime
+	cfg.MaxConnIdleTime = maxConnIdleTime
+	cfg.HealthCheckPeriod = healthCheckPeriod
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = connectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes all connections. It waits for connections in use to be
+// returned to the pool.
+func (s *Store) Close() {
+	s.pool.Close()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return dbError(ctx, "ping database", s.pool.Ping(ctx))
+}
+
+// dbError turns an error from pgx into what callers of Store see: nil stays
+// nil, domain errors pass through, context errors keep their identity
+// (errors.Is), connection failures become fault.Unavailable, and anything
+// else is wrapped with op.
+func dbError(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		return err
+	}
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		if errors.Is(err, ctxErr) {
+			return fmt.Errorf("%s: %w", op, err)
+		}
+		return fmt.Errorf("%s: %w: %w", op, ctxErr, err)
+	}
+	if isConnectionError(err) {
+		return fault.Wrap(fault.Unavailable, fmt.Errorf("%s: %w", op, err), "database unavailable")
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// isConnectionError reports whether err means the database could not be
+// reached or the connection broke, as opposed to the database refusing a
+// statement.
+func isConnectionError(err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection_exception
+			pgErr.Code == "53300", // too_many_connections
+			pgErr.Code == "57P01", // admin_shutdown
+			pgErr.Code == "57P02", // crash_shutdown
+			pgErr.Code == "57P03": // cannot_connect_now
+			return true
+		}
+		return false
+	}
+	var connectErr *pgconn.ConnectError
+	var netErr net.Error
+	return errors.As(err, &connectErr) ||
+		errors.As(err, &netErr) ||
+		errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, pgconn.ErrConnClosed) ||
+		pgconn.Timeout(err)
+}
+
+// inTx runs fn in a transaction, committing when it returns nil and rolling
+// back otherwise.
+func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return pgx.BeginFunc(ctx, s.pool, fn)
+}

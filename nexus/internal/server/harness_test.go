@@ -1,0 +1,178 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
+	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
+	"github.com/spike-dev/spike/shared/devca"
+	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/mtls"
+	"github.com/spike-dev/spike/shared/pgtest"
+	"github.com/spike-dev/spike/shared/proctest"
+	"github.com/spike-dev/spike/shared/rpcclient"
+	"github.com/spike-dev/spike/shared/svid"
+
+	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/nexus/internal/server"
+)
+
+// keeperBin is the spike-keeper binary built by TestMain: these tests talk
+// to a real Keeper process.
+var keeperBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "spike-nexus-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := proctest.Build(dir, "github.com/spike-dev/spike/keeper/cmd/spike-keeper"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	keeperBin = filepath.Join(dir, "spike-keeper")
+	defer os.RemoveAll(dir)
+	pgtest.Main(m)
+}
+
+var (
+	td       = spiffeid.RequireTrustDomainFromString("spike.local")
+	nexusID  = identity.Nexus(td)
+	keeperID = identity.Keeper(td, "1")
+	adminID  = identity.Pilot(td)
+)
+
+// stack is a Nexus served over real mTLS, backed by a fresh database and an
+// in-process Keeper that is also reached over real mTLS.
+type stack struct {
+	t          *testing.T
+	ca         *devca.CA
+	dsn        string
+	url        string
+	keeper     *proctest.Process
+	keeperAddr string
+	keys       *envelope.Keys
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// serve serves h over mTLS until the test ends and returns its https URL.
+func serve(t *testing.T, h http.Handler, tlsConf *tls.Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := mtls.NewServer(h, tlsConf)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = mtls.Serve(ctx, srv, ln)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return "https://" + ln.Addr().String()
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	ca, err := devca.New(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{t: t, ca: ca, dsn: pgtest.NewDatabase(t)}
+
+	keeperSVID, err := ca.WriteSVID(t.TempDir(), keeperID, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.keeperAddr = proctest.FreeAddr(t)
+	s.keeper = proctest.Start(t, keeperBin, []string{
+		"SPIKE_KEEPER_LISTEN=" + s.keeperAddr,
+		"SPIKE_SVID_CERT=" + keeperSVID.CertFile,
+		"SPIKE_SVID_KEY=" + keeperSVID.KeyFile,
+		"SPIKE_TRUST_BUNDLE=" + keeperSVID.BundleFile,
+		"SPIKE_KEEPER_KDF_TIME=1",
+		"SPIKE_KEEPER_KDF_MEMORY_KIB=1024",
+		"SPIKE_KEEPER_KDF_THREADS=1",
+	})
+	s.keeper.WaitListening(s.keeperAddr)
+	keeperURL := "https://" + s.keeperAddr
+
+	ctx := t.Context()
+	store, err := postgres.Open(ctx, s.dsn, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nexusSrc := s.source(nexusID)
+	keeperHTTP := rpcclient.New(mtls.ClientConfig(nexusSrc, tlsconfig.AuthorizeID(keeperID)),
+		rpcclient.Options{MaxRetries: 1, MinWait: time.Millisecond, MaxWait: 10 * time.Millisecond})
+	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, keeperURL)
+	s.keys = envelope.NewKeys(keeper, store, quietLog())
+	s.keys.Check(ctx)
+	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test"}, store, s.keys, keeper, quietLog())
+	s.url = serve(t, srv.Handler(), mtls.ServerConfig(nexusSrc, tlsconfig.AuthorizeMemberOf(td)))
+	return s
+}
+
+func (s *stack) source(id spiffeid.ID) *svid.Source {
+	s.t.Helper()
+	src, err := s.ca.Source(id)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return src
+}
+
+func (s *stack) httpClient(id spiffeid.ID) *http.Client {
+	return rpcclient.New(mtls.ClientConfig(s.source(id), tlsconfig.AuthorizeID(nexusID)),
+		rpcclient.Options{MaxRetries: 1, MinWait: time.Millisecond, MaxWait: 10 * time.Millisecond})
+}
+
+func (s *stack) operator(id spiffeid.ID) nexusv1connect.OperatorServiceClient {
+	return nexusv1connect.NewOperatorServiceClient(s.httpClient(id), s.url)
+}
+
+func (s *stack) secrets(id spiffeid.ID) nexusv1connect.SecretServiceClient {
+	return nexusv1connect.NewSecretServiceClient(s.httpClient(id), s.url)
+}
+
+// restartKeeper kills Keeper and starts it again: it comes back sealed.
+func (s *stack) restartKeeper() {
+	s.keeper.Kill()
+	s.keeper.Restart()
+	s.keeper.WaitListening(s.keeperAddr)
+}
+
+// db opens a direct connection to the stack's database, as an attacker with
+// access to storage would.
+func (s *stack) db() *pgx.Conn {
+	s.t.Helper()
+	conn, err := pgx.Connect(s.t.Context(), s.dsn)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

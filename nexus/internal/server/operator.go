@@ -1,0 +1,137 @@
+package server
+
+import (
+	"context"
+	"encoding/hex"
+
+	"connectrpc.com/connect"
+
+	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
+	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+
+	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
+)
+
+// Password length bounds. The upper bound keeps Argon2id's input sane.
+const (
+	minPasswordLen = 8
+	maxPasswordLen = 1024
+)
+
+// operator implements nexusv1connect.OperatorServiceHandler.
+type operator struct{ *Server }
+
+// Init creates the root keyring through Keeper, stores it sealed, and
+// unseals Keeper with it. The keyring table holds at most one row, so of
+// concurrent inits exactly one succeeds.
+func (o operator) Init(ctx context.Context, req *connect.Request[nexusv1.InitRequest]) (*connect.Response[nexusv1.InitResponse], error) {
+	pw := req.Msg.GetPassword()
+	defer clear(pw)
+	if err := checkPassword(pw); err != nil {
+		return nil, err
+	}
+	initialised, err := o.store.Initialized(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if initialised {
+		return nil, errAlreadyInitialised
+	}
+	resp, err := o.keeper.Init(ctx, connect.NewRequest(&keeperv1.InitRequest{Password: pw}))
+	if err != nil {
+		return nil, keeperFault("create keyring", err)
+	}
+	kr := resp.Msg.GetKeyring()
+	err = o.store.CreateKeyring(ctx, postgres.Keyring{
+		ID:         kr.GetKeyringId(),
+		KDFParams:  kr.GetKdfParams(),
+		Ciphertext: kr.GetCiphertext(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.GetKeyringId()))
+	if err := o.unsealKeeper(ctx, pw, kr); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.GetKeyringId())}), nil
+}
+
+// Unseal sends the stored keyring and the password to Keeper.
+func (o operator) Unseal(ctx context.Context, req *connect.Request[nexusv1.UnsealRequest]) (*connect.Response[nexusv1.UnsealResponse], error) {
+	pw := req.Msg.GetPassword()
+	defer clear(pw)
+	if err := checkPassword(pw); err != nil {
+		return nil, err
+	}
+	stored, err := o.store.Keyring(ctx)
+	if err != nil {
+		return nil, err
+	}
+	kr := &keeperv1.SealedKeyring{KeyringId: stored.ID, KdfParams: stored.KDFParams, Ciphertext: stored.Ciphertext}
+	if err := o.unsealKeeper(ctx, pw, kr); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.UnsealResponse{KeyringId: hex.EncodeToString(stored.ID)}), nil
+}
+
+func (o operator) unsealKeeper(ctx context.Context, pw []byte, kr *keeperv1.SealedKeyring) error {
+	_, err := o.keeper.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: pw, Keyring: kr}))
+	if err != nil {
+		return keeperFault("unseal keeper", err)
+	}
+	if st := o.keys.Check(ctx); !st.Unsealed {
+		return st.Err()
+	}
+	return nil
+}
+
+// Status reports on the installation. It answers even when sealed.
+func (o operator) Status(ctx context.Context, _ *connect.Request[nexusv1.StatusRequest]) (*connect.Response[nexusv1.StatusResponse], error) {
+	version, err := o.store.SchemaVersion(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := o.keys.Check(ctx)
+	resp := &nexusv1.StatusResponse{
+		Initialized:     st.Initialised,
+		Sealed:          !st.Unsealed,
+		SchemaVersion:   version,
+		KeeperReachable: st.KeeperErr == nil,
+		KeyringId:       hex.EncodeToString(st.KeyringID),
+		NexusVersion:    o.version,
+	}
+	if st.KeeperErr != nil {
+		resp.KeeperError = connect.CodeOf(st.KeeperErr).String() + ": Keeper did not answer"
+	}
+	return connect.NewResponse(resp), nil
+}
+
+var errAlreadyInitialised = fault.New(fault.FailedPrecondition, "SPIKE is already initialised")
+
+func checkPassword(pw []byte) error {
+	if len(pw) < minPasswordLen || len(pw) > maxPasswordLen {
+		return fault.New(fault.Invalid, "password: must be %d to %d bytes long", minPasswordLen, maxPasswordLen)
+	}
+	return nil
+}
+
+// keeperFault turns a failed Keeper call made by an operator RPC into a
+// domain error. Keeper's own messages are written for operators and never
+// contain key material, so they are passed on.
+func keeperFault(op string, err error) error {
+	msg := err.Error()
+	if ce, ok := err.(*connect.Error); ok {
+		msg = ce.Message()
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeInvalidArgument:
+		return fault.Wrap(fault.Invalid, err, "%s: %s", op, msg)
+	case connect.CodeFailedPrecondition:
+		return fault.Wrap(fault.FailedPrecondition, err, "%s: %s", op, msg)
+	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
+		return err
+	}
+	return fault.Wrap(fault.Unavailable, err, "%s: Keeper is unavailable", op)
+}

@@ -1,0 +1,262 @@
+// Package e2e_test drives the real spike-keeper, spike-nexus and spike
+// binaries as processes, over real SPIFFE mTLS with SVIDs minted by a test
+// CA, against a real throwaway PostgreSQL.
+package e2e_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/spike-dev/spike/shared/devca"
+	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/pgtest"
+	"github.com/spike-dev/spike/shared/proctest"
+	"github.com/spike-dev/spike/shared/svid"
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "spike-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := proctest.Build(dir,
+		"github.com/spike-dev/spike/keeper/cmd/spike-keeper",
+		"github.com/spike-dev/spike/nexus/cmd/spike-nexus",
+		"github.com/spike-dev/spike/pilot/cmd/spike",
+	); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	binDir = dir
+	defer os.RemoveAll(dir)
+	pgtest.Main(m)
+}
+
+var td = spiffeid.RequireTrustDomainFromString("spike.local")
+
+// svidEnv mints an SVID for id into dir and returns the variables that
+// make a program use it.
+func svidEnv(t *testing.T, ca *devca.CA, id spiffeid.ID) []string {
+	t.Helper()
+	cfg, err := ca.WriteSVID(filepath.Join(t.TempDir(), "svid"), id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []string{
+		"SPIKE_SVID_CERT=" + cfg.CertFile,
+		"SPIKE_SVID_KEY=" + cfg.KeyFile,
+		"SPIKE_TRUST_BUNDLE=" + cfg.BundleFile,
+	}
+}
+
+func baseEnv() []string {
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "SPIKE_TRUST_DOMAIN=spike.local"}
+}
+
+func env(parts ...[]string) []string {
+	var out []string
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+type secretJSON struct {
+	Path      string            `json:"path"`
+	Version   int64             `json:"version"`
+	Data      map[string]string `json:"data"`
+	CreatedBy string            `json:"created_by"`
+}
+
+func getJSON(t *testing.T, pilot []string, path string) secretJSON {
+	t.Helper()
+	out := mustSpike(t, pilot, "", "secret", "get", path, "-o", "json")
+	var s secretJSON
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatalf("secret get -o json printed %q: %v", out, err)
+	}
+	return s
+}
+
+func TestWalkingSkeleton(t *testing.T) {
+	ca, err := devca.New(td)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keeperAddr, nexusAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	keeperEnv := env(baseEnv(), svidEnv(t, ca, identity.Keeper(td, "1")), []string{
+		"SPIKE_KEEPER_LISTEN=" + keeperAddr,
+		"SPIKE_KEEPER_KDF_TIME=1",
+		"SPIKE_KEEPER_KDF_MEMORY_KIB=8192",
+		"SPIKE_KEEPER_KDF_THREADS=1",
+	})
+	nexusEnv := env(baseEnv(), svidEnv(t, ca, identity.Nexus(td)), []string{
+		"SPIKE_NEXUS_LISTEN=" + nexusAddr,
+		"SPIKE_DATABASE_URL=" + pgtest.NewDatabase(t),
+		"SPIKE_KEEPER_URL=https://" + keeperAddr,
+		"SPIKE_KEEPER_CHECK_INTERVAL=200ms",
+	})
+	pilotBase := env(baseEnv(), []string{"SPIKE_NEXUS_URL=https://" + nexusAddr})
+	pilot := env(pilotBase, svidEnv(t, ca, identity.Pilot(td)))
+
+	keeper := proctest.Start(t, filepath.Join(binDir, "spike-keeper"), keeperEnv)
+	keeper.WaitListening(keeperAddr)
+	nexus := proctest.Start(t, filepath.Join(binDir, "spike-nexus"), nexusEnv)
+	nexus.WaitListening(nexusAddr)
+
+	const password = "correct horse battery"
+	mustSpike(t, pilot, password+"\n", "operator", "init")
+	out := mustSpike(t, pilot, "", "secret", "put", "apps/demo/db", "user=admin", "pass=s3cr3t")
+	if !strings.Contains(out, "version 1") {
+		t.Errorf("put printed %q, want it to mention version 1", out)
+	}
+	want := map[string]string{"user": "admin", "pass": "s3cr3t"}
+	got := getJSON(t, pilot, "apps/demo/db")
+	if diff := cmp.Diff(want, got.Data); diff != "" || got.Version != 1 || got.CreatedBy != identity.Pilot(td).String() {
+		t.Fatalf("get = %+v (-want +got data):\n%s", got, diff)
+	}
+	if out := mustSpike(t, pilot, "", "secret", "list", "apps/"); strings.TrimSpace(out) != "apps/demo/db" {
+		t.Errorf("list apps/ printed %q", out)
+	}
+
+	t.Run("keeper crash seals SPIKE", func(t *testing.T) {
+		keeper.Kill()
+		waitStatus(t, pilot, func(s statusJSON) bool { return s.Sealed && !s.KeeperReachable })
+		r := spike(t, pilot, "", "secret", "get", "apps/demo/db")
+		if r.code != 2 || !strings.Contains(r.stderr, "sealed") || !strings.Contains(r.stderr, "spike operator unseal") {
+			t.Fatalf("get with Keeper down: exit %d, stderr %q; want 2 and the sealed message", r.code, r.stderr)
+		}
+
+		keeper.Restart()
+		keeper.WaitListening(keeperAddr)
+		waitStatus(t, pilot, func(s statusJSON) bool { return s.Sealed && s.KeeperReachable })
+		r = spike(t, pilot, "", "secret", "get", "apps/demo/db")
+		if r.code != 2 || !strings.Contains(r.stderr, "sealed") {
+			t.Fatalf("get with a restarted Keeper: exit %d, stderr %q; want 2 and sealed", r.code, r.stderr)
+		}
+		r = spike(t, pilot, "not the password\n", "operator", "unseal")
+		if r.code != 2 || !strings.Contains(r.stderr, "wrong password") {
+			t.Fatalf("unseal with a wrong password: exit %d, stderr %q", r.code, r.stderr)
+		}
+		if r := spike(t, pilot, "", "secret", "get", "apps/demo/db"); r.code != 2 {
+			t.Fatalf("a wrong password unsealed SPIKE: get exit %d", r.code)
+		}
+		mustSpike(t, pilot, password+"\n", "operator", "unseal")
+		if got := getJSON(t, pilot, "apps/demo/db"); !cmp.Equal(want, got.Data) {
+			t.Fatalf("after unseal: data = %v, want %v", got.Data, want)
+		}
+	})
+
+	t.Run("nexus restart keeps data", func(t *testing.T) {
+		nexus.Stop()
+		nexus.Restart()
+		nexus.WaitListening(nexusAddr)
+		if got := getJSON(t, pilot, "apps/demo/db"); !cmp.Equal(want, got.Data) {
+			t.Fatalf("after Nexus restart: data = %v, want %v", got.Data, want)
+		}
+		mustSpike(t, pilot, "", "secret", "delete", "apps/demo/db")
+		r := spike(t, pilot, "", "secret", "get", "apps/demo/db")
+		if r.code != 2 || !strings.Contains(r.stderr, "deleted") {
+			t.Fatalf("get after delete: exit %d, stderr %q", r.code, r.stderr)
+		}
+	})
+
+	t.Run("non-admin workload is denied", func(t *testing.T) {
+		workload := env(pilotBase, svidEnv(t, ca, spiffeid.RequireFromPath(td, "/app/web")))
+		r := spike(t, workload, "", "secret", "list", "apps/")
+		if r.code != 2 || !strings.Contains(strings.ToLower(r.stderr), "may not") {
+			t.Fatalf("workload list: exit %d, stderr %q; want 2 and a permission error", r.code, r.stderr)
+		}
+	})
+
+	t.Run("other trust domain is rejected at the handshake", func(t *testing.T) {
+		otherTD := spiffeid.RequireTrustDomainFromString("evil.example")
+		otherCA, err := devca.New(otherTD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		foreign, err := otherCA.Mint(identity.Pilot(otherTD), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The foreign client trusts Nexus's CA, so only the server can
+		// refuse the connection.
+		bundles := x509bundle.NewSet(ca.Bundle(), otherCA.Bundle())
+		conf := tlsconfig.MTLSClientConfig(staticSVID{foreign}, bundles, tlsconfig.AuthorizeID(identity.Nexus(td)))
+		client := &http.Client{Transport: &http.Transport{TLSClientConfig: conf, ForceAttemptHTTP2: true}}
+		resp, err := client.Post("https://"+nexusAddr+"/spike.nexus.v1.OperatorService/Status", "application/json", strings.NewReader("{}"))
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("foreign client got HTTP %d, want a TLS handshake failure", resp.StatusCode)
+		}
+		if !strings.Contains(err.Error(), "tls") {
+			t.Fatalf("foreign client error = %v, want a TLS error", err)
+		}
+		// The same request with our own trust domain's admin SVID works,
+		// so the refusal above is about the trust domain.
+		own, err := svid.NewSource(t.Context(), svidConfig(t, ca, identity.Pilot(td)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		okConf := tlsconfig.MTLSClientConfig(own, own, tlsconfig.AuthorizeID(identity.Nexus(td)))
+		okClient := &http.Client{Transport: &http.Transport{TLSClientConfig: okConf, ForceAttemptHTTP2: true}}
+		resp, err = okClient.Post("https://"+nexusAddr+"/spike.nexus.v1.OperatorService/Status", "application/json", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("own admin got HTTP %d", resp.StatusCode)
+		}
+	})
+}
+
+func svidConfig(t *testing.T, ca *devca.CA, id spiffeid.ID) svid.Config {
+	t.Helper()
+	cfg, err := ca.WriteSVID(filepath.Join(t.TempDir(), "svid"), id, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+type staticSVID struct{ s *x509svid.SVID }
+
+func (s staticSVID) GetX509SVID() (*x509svid.SVID, error) { return s.s, nil }
+
+type statusJSON struct {
+	Initialized     bool  `json:"initialized"`
+	Sealed          bool  `json:"sealed"`
+	KeeperReachable bool  `json:"keeper_reachable"`
+	SchemaVersion   int64 `json:"schema_version"`
+}
+
+// waitStatus polls `spike operator status` until ok accepts it. Nexus
+// checks Keeper on an interval (200ms here), so a change shows up quickly.
+func waitStatus(t *testing.T, pilot []string, ok func(statusJSON) bool) {
+	t.Helper()
+	var last string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		r := spike(t, pilot, "", "operator", "status", "-o", "json")
+		last = r.stdout + r.stderr
+		var s statusJSON
+		if r.code == 0 && json.Unmarshal([]byte(r.stdout), &s) == nil && ok(s) {
+			return
+		}
+	}
+	t.Fatalf("status never reached the expected state; last: %s", last)
+}

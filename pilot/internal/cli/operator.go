@@ -1,0 +1,121 @@
+package cli
+
+import (
+	"context"
+	"errors"
+
+	"connectrpc.com/connect"
+	"github.com/spf13/cobra"
+
+	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+)
+
+func (inv *invocation) operatorCommand() *cobra.Command {
+	return groupCommand("operator", "Initialise, unseal and inspect SPIKE",
+		`  echo 'correct horse battery staple' | spike operator init
+  spike operator unseal
+  spike operator status -o json`,
+		inv.initCommand(),
+		inv.unsealCommand(),
+		inv.statusCommand(),
+	)
+}
+
+const passwordHelp = `The admin password is read without echo when stdin is a terminal. Otherwise
+exactly one line is read from stdin (the line ending is dropped), so scripts
+can pipe it in; keep it out of shell history, e.g. with a password manager's
+command line or a file readable only by you.`
+
+func (inv *invocation) initCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "init",
+		Short: "Create the root keyring, sealed under a new admin password",
+		Long: `init creates SPIKE's root keyring, stores it sealed under the admin password
+and unseals Keeper, then prints the keyring ID and what to do next. It fails
+if SPIKE is already initialised.
+
+On a terminal the password is asked twice. ` + passwordHelp,
+		Example: `  spike operator init
+  echo 'correct horse battery staple' | spike operator init
+  spike operator init < ~/.spike-password`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return inv.withPassword(cmd, true, func(ctx context.Context, n *nexus, pw []byte) error {
+				resp, err := n.operator.Init(ctx, connect.NewRequest(&nexusv1.InitRequest{Password: pw}))
+				if err != nil {
+					return err
+				}
+				return writeInit(inv.p.Stdout, inv.output, resp.Msg)
+			})
+		},
+	}
+}
+
+func (inv *invocation) unsealCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "unseal",
+		Short: "Unseal SPIKE with the admin password",
+		Long: `unseal loads the sealed root keyring into Keeper with the admin password,
+after all Keepers lost it (for example after a restart). Unsealing an
+unsealed SPIKE with the right password changes nothing.
+
+` + passwordHelp,
+		Example: `  spike operator unseal
+  echo 'correct horse battery staple' | spike operator unseal`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return inv.withPassword(cmd, false, func(ctx context.Context, n *nexus, pw []byte) error {
+				resp, err := n.operator.Unseal(ctx, connect.NewRequest(&nexusv1.UnsealRequest{Password: pw}))
+				if err != nil {
+					return err
+				}
+				return writeUnseal(inv.p.Stdout, inv.output, resp.Msg)
+			})
+		},
+	}
+}
+
+func (inv *invocation) statusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show whether SPIKE is initialised, sealed and able to reach Keeper",
+		Long: `status shows whether SPIKE is initialised and sealed, the database schema
+version, whether Nexus can reach Keeper (and why not), the keyring ID and the
+Nexus version.`,
+		Example: `  spike operator status
+  spike operator status -o json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return inv.withNexus(cmd.Context(), func(ctx context.Context, n *nexus) error {
+				resp, err := n.operator.Status(ctx, connect.NewRequest(&nexusv1.StatusRequest{}))
+				if err != nil {
+					return err
+				}
+				return writeStatus(inv.p.Stdout, inv.output, resp.Msg)
+			})
+		},
+	}
+}
+
+// withPassword connects to Nexus, reads the admin password and runs fn with
+// it under the call deadline. It connects first so that a missing SVID is
+// reported before anyone types a password; the password is cleared after.
+func (inv *invocation) withPassword(cmd *cobra.Command, confirm bool, fn func(context.Context, *nexus, []byte) error) error {
+	ctx := cmd.Context()
+	n, err := inv.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	pw, err := readPassword(ctx, inv.p.Stdin, inv.p.Stderr, confirm)
+	switch {
+	case errors.Is(err, errEmptyPassword):
+		return usageErrorf(cmd, "%w: type it at the prompt, or pipe it in: echo '<password>' | %s", err, cmd.CommandPath())
+	case errors.Is(err, errPasswordTooLong), errors.Is(err, errPasswordsDiffer):
+		return &usageError{command: cmd.CommandPath(), err: err}
+	case err != nil:
+		return err
+	}
+	defer clear(pw)
+	return inv.call(ctx, n, func(ctx context.Context) error { return fn(ctx, n, pw) })
+}

@@ -1,0 +1,136 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"golang.org/x/term"
+)
+
+// maxPasswordLen is the longest admin password Nexus accepts, in bytes.
+const maxPasswordLen = 1024
+
+var (
+	errEmptyPassword   = errors.New("empty password")
+	errPasswordTooLong = fmt.Errorf("password is longer than %d bytes", maxPasswordLen)
+	errPasswordsDiffer = errors.New("the two passwords differ")
+)
+
+// readPassword reads the admin password. On a terminal it prompts on
+// prompt without echo, twice when confirm is set; otherwise it reads exactly
+// one line from stdin, without its line ending, so that scripts can pipe
+// it in. The caller should clear the result when done.
+func readPassword(ctx context.Context, stdin io.Reader, prompt io.Writer, confirm bool) ([]byte, error) {
+	if fd, ok := terminalFD(stdin); ok {
+		return readTerminalPassword(ctx, fd, prompt, confirm)
+	}
+	return readPasswordLine(stdin)
+}
+
+// terminalFD returns the file descriptor of r if r is a terminal.
+func terminalFD(r io.Reader) (int, bool) {
+	f, ok := r.(interface{ Fd() uintptr })
+	if !ok {
+		return 0, false
+	}
+	fd := int(f.Fd())
+	return fd, term.IsTerminal(fd)
+}
+
+// readPasswordLine reads one line from r, byte by byte so that nothing after
+// the line is consumed, and strips a trailing "\n" or "\r\n". End of input
+// also ends the line.
+func readPasswordLine(r io.Reader) ([]byte, error) {
+	line := make([]byte, 0, maxPasswordLen+2) // room for "\r\n": no copies of the password
+	var b [1]byte
+	for {
+		n, err := r.Read(b[:])
+		if n == 1 {
+			if b[0] == '\n' {
+				break
+			}
+			if len(line) == cap(line)-1 {
+				clear(line)
+				return nil, errPasswordTooLong
+			}
+			line = append(line, b[0])
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			clear(line)
+			return nil, fmt.Errorf("read password from stdin: %w", err)
+		}
+	}
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	return checkPassword(line)
+}
+
+func checkPassword(pw []byte) ([]byte, error) {
+	switch {
+	case len(pw) == 0:
+		return nil, errEmptyPassword
+	case len(pw) > maxPasswordLen:
+		clear(pw)
+		return nil, errPasswordTooLong
+	}
+	return pw, nil
+}
+
+func readTerminalPassword(ctx context.Context, fd int, prompt io.Writer, confirm bool) ([]byte, error) {
+	fmt.Fprint(prompt, "Admin password: ")
+	pw, err := readNoEcho(ctx, fd)
+	fmt.Fprintln(prompt)
+	if err != nil {
+		return nil, err
+	}
+	if pw, err = checkPassword(pw); err != nil || !confirm {
+		return pw, err
+	}
+	fmt.Fprint(prompt, "Repeat the password: ")
+	again, err := readNoEcho(ctx, fd)
+	fmt.Fprintln(prompt)
+	defer clear(again)
+	if err != nil {
+		clear(pw)
+		return nil, err
+	}
+	if !bytes.Equal(pw, again) {
+		clear(pw)
+		return nil, errPasswordsDiffer
+	}
+	return pw, nil
+}
+
+// readNoEcho reads a line from the terminal fd without echo. When ctx ends
+// first (Ctrl-C) it restores the terminal and gives up.
+func readNoEcho(ctx context.Context, fd int) ([]byte, error) {
+	state, err := term.GetState(fd)
+	if err != nil {
+		return nil, fmt.Errorf("read password: %w", err)
+	}
+	type result struct {
+		pw  []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		pw, err := term.ReadPassword(fd)
+		done <- result{pw, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, fmt.Errorf("read password: %w", r.err)
+		}
+		return r.pw, nil
+	case <-ctx.Done():
+		_ = term.Restore(fd, state)
+		return nil, fmt.Errorf("read password: interrupted: %w", ctx.Err())
+	}
+}

@@ -1,0 +1,159 @@
+// Package cli is the spike command tree: it parses the command line, reads
+// passwords, calls Nexus and renders the answers to the given streams.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// defaultTimeout bounds one command's work against Nexus: loading the SVID
+// and one RPC.
+const defaultTimeout = 30 * time.Second
+
+// Program is the spike command line bound to one process: its version,
+// environment and standard streams.
+type Program struct {
+	// Version is the Pilot version printed by `spike version`.
+	Version string
+	// Getenv reads the environment; only LoadConfig calls it.
+	Getenv func(string) string
+	// Stdin supplies passwords; a terminal gets a no-echo prompt.
+	Stdin io.Reader
+	// Stdout receives command output.
+	Stdout io.Writer
+	// Stderr receives prompts and error messages.
+	Stderr io.Writer
+
+	// dial connects to Nexus. Nil means the real transport: SVID and
+	// mutual TLS from the environment. Tests replace it.
+	dial func(ctx context.Context) (*nexus, error)
+}
+
+// Run executes args (without the program name) and returns the exit code:
+// 0 on success, 1 for a usage or local error, 2 when Nexus refused the
+// request. Errors are printed to Stderr as "spike: <message>".
+func (p *Program) Run(ctx context.Context, args []string) int {
+	inv := &invocation{p: p}
+	root := inv.rootCommand()
+	root.SetArgs(args)
+	root.SetIn(p.Stdin)
+	root.SetOut(p.Stdout)
+	root.SetErr(p.Stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintf(p.Stderr, "spike: %s\n", errorMessage(err))
+	}
+	return exitCode(err)
+}
+
+// invocation holds the state of one Run: the program and the values of the
+// persistent flags.
+type invocation struct {
+	p       *Program
+	output  string
+	timeout time.Duration
+}
+
+const rootLong = `spike administers a SPIKE secrets store. It initialises and unseals SPIKE,
+reports its state and reads and writes secrets, talking to Nexus over SPIFFE
+mutual TLS with Pilot's own SVID.
+
+Environment:
+  SPIKE_NEXUS_URL         Nexus API URL (default https://127.0.0.1:8553)
+  SPIKE_NEXUS_ID          SPIFFE ID Nexus must present
+                          (default spiffe://<trust domain>/spike/nexus)
+  SPIKE_TRUST_DOMAIN      SPIFFE trust domain (default spike.local)
+  SPIFFE_ENDPOINT_SOCKET  SPIFFE Workload API socket; when set, the SVID and
+                          trust bundle come from it
+  SPIKE_SVID_CERT         PEM file with Pilot's X.509 SVID (without a socket)
+  SPIKE_SVID_KEY          PEM file with the SVID's private key
+  SPIKE_TRUST_BUNDLE      PEM file with the trust bundle
+
+For the local stack started with 'make up', set them all with:
+  . ./.spike/env
+
+Exit codes: 0 success, 1 usage or local error (including when Nexus cannot
+be reached), 2 Nexus refused the request.`
+
+func (inv *invocation) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "spike",
+		Short: "Administer a SPIKE secrets store",
+		Long:  rootLong,
+		Example: `  . ./.spike/env
+  echo 'correct horse battery staple' | spike operator init
+  spike operator status
+  spike secret put apps/demo/db user=admin pass=s3cr3t
+  spike secret get apps/demo/db -o json`,
+		Version:       inv.p.Version,
+		Args:          noSubcommand,
+		RunE:          showHelp,
+		SilenceErrors: true,
+		SilenceUsage:  true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return inv.checkFlags(cmd)
+		},
+	}
+	root.SetVersionTemplate("spike {{.Version}}\n")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &usageError{command: cmd.CommandPath(), err: err}
+	})
+	flags := root.PersistentFlags()
+	flags.StringVarP(&inv.output, "output", "o", formatTable, "output format: table or json")
+	flags.DurationVar(&inv.timeout, "timeout", defaultTimeout, "how long to wait for Nexus")
+
+	root.AddCommand(
+		inv.operatorCommand(),
+		inv.secretCommand(),
+		inv.versionCommand(),
+	)
+	return root
+}
+
+// checkFlags validates the persistent flags before any command runs.
+func (inv *invocation) checkFlags(cmd *cobra.Command) error {
+	switch inv.output {
+	case formatTable, formatJSON:
+	default:
+		return usageErrorf(cmd, "unknown output format %q: use table or json", inv.output)
+	}
+	if inv.timeout <= 0 {
+		return usageErrorf(cmd, "--timeout must be positive, got %s", inv.timeout)
+	}
+	return nil
+}
+
+func (inv *invocation) versionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:     "version",
+		Short:   "Print the Pilot version",
+		Example: "  spike version\n  spike version -o json",
+		Args:    noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			return writeVersion(inv.p.Stdout, inv.output, inv.p.Version)
+		},
+	}
+}
+
+// groupCommand returns a command that only holds subcommands: without
+// arguments it prints its help, with an unknown one it is a usage error.
+func groupCommand(use, short, example string, children ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     use,
+		Short:   short,
+		Example: example,
+		Args:    noSubcommand,
+		RunE:    showHelp,
+	}
+	cmd.AddCommand(children...)
+	return cmd
+}
+
+func showHelp(cmd *cobra.Command, _ []string) error {
+	return cmd.Help()
+}

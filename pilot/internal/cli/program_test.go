@@ -1,0 +1,306 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+)
+
+// TestRun runs whole command lines against an in-process Nexus over plain
+// HTTP: arguments, password input, rendering, error messages and exit codes.
+func TestRun(t *testing.T) {
+	t.Parallel()
+	sealed := "SPIKE is sealed: unseal with: echo '<password>' | spike operator unseal"
+	tests := []struct {
+		name         string
+		args         []string
+		stdin        string
+		serverErr    error
+		unreachable  bool
+		wantCode     int
+		wantStdout   string
+		wantStderr   string // exact, unless wantInStderr is used
+		wantInStderr []string
+		wantRequests []proto.Message
+	}{
+		{
+			name:         "put",
+			args:         []string{"secret", "put", "apps/demo/db", "user=admin", "pass=s3=cr3t"},
+			wantStdout:   "stored apps/demo/db version 1\n",
+			wantRequests: []proto.Message{&nexusv1.PutSecretRequest{Path: "apps/demo/db", Data: map[string]string{"user": "admin", "pass": "s3=cr3t"}}},
+		},
+		{
+			name:         "put json",
+			args:         []string{"-o", "json", "secret", "put", "apps/demo/db", "user=admin"},
+			wantStdout:   "{\n  \"path\": \"apps/demo/db\",\n  \"version\": 1,\n  \"created_at\": \"2025-03-04T05:06:07Z\"\n}\n",
+			wantRequests: []proto.Message{&nexusv1.PutSecretRequest{Path: "apps/demo/db", Data: map[string]string{"user": "admin"}}},
+		},
+		{
+			name:       "put empty key",
+			args:       []string{"secret", "put", "apps/demo/db", "=s3cr3t"},
+			wantCode:   1,
+			wantStderr: "spike: pair 1 has an empty key\nRun 'spike secret put --help' for usage.\n",
+		},
+		{
+			name:       "put without pairs",
+			args:       []string{"secret", "put", "apps/demo/db"},
+			wantCode:   1,
+			wantStderr: "spike: missing arguments: expected PATH and at least one KEY=VALUE\nRun 'spike secret put --help' for usage.\n",
+		},
+		{
+			name: "get",
+			args: []string{"secret", "get", "apps/demo/db"},
+			wantStdout: `apps/demo/db (version 1, created 2025-03-04T05:06:07Z by spiffe://spike.local/spike/pilot)
+
+KEY   VALUE
+dsn   postgres://db?sslmode=require
+pass  s3cr3t
+user  admin
+`,
+			wantRequests: []proto.Message{&nexusv1.GetSecretRequest{Path: "apps/demo/db"}},
+		},
+		{
+			name: "get version json",
+			args: []string{"secret", "get", "apps/demo/db", "--version", "2", "--output=json"},
+			wantStdout: `{
+  "path": "apps/demo/db",
+  "version": 2,
+  "data": {
+    "dsn": "postgres://db?sslmode=require",
+    "pass": "s3cr3t",
+    "user": "admin"
+  },
+  "created_at": "2025-03-04T05:06:07Z",
+  "created_by": "spiffe://spike.local/spike/pilot"
+}
+`,
+			wantRequests: []proto.Message{&nexusv1.GetSecretRequest{Path: "apps/demo/db", Version: 2}},
+		},
+		{
+			name:       "get negative version",
+			args:       []string{"secret", "get", "apps/demo/db", "--version", "-1"},
+			wantCode:   1,
+			wantStderr: "spike: --version must be positive, got -1\nRun 'spike secret get --help' for usage.\n",
+		},
+		{
+			name:       "unknown output format",
+			args:       []string{"secret", "get", "apps/demo/db", "-o", "yaml"},
+			wantCode:   1,
+			wantStderr: "spike: unknown output format \"yaml\": use table or json\nRun 'spike secret get --help' for usage.\n",
+		},
+		{
+			name:         "list",
+			args:         []string{"secret", "list", "apps/"},
+			wantStdout:   "apps/demo/api\napps/demo/db\n",
+			wantRequests: []proto.Message{&nexusv1.ListSecretsRequest{Prefix: "apps/"}},
+		},
+		{
+			name:         "list json",
+			args:         []string{"secret", "list", "-o", "json"},
+			wantStdout:   "{\n  \"paths\": [\n    \"apps/demo/api\",\n    \"apps/demo/db\"\n  ]\n}\n",
+			wantRequests: []proto.Message{&nexusv1.ListSecretsRequest{}},
+		},
+		{
+			name:         "delete latest",
+			args:         []string{"secret", "delete", "apps/demo/db"},
+			wantStdout:   "deleted apps/demo/db version 1\n",
+			wantRequests: []proto.Message{&nexusv1.DeleteSecretRequest{Path: "apps/demo/db"}},
+		},
+		{
+			name:         "delete versions",
+			args:         []string{"secret", "delete", "apps/demo/db", "--versions", "1,2"},
+			wantStdout:   "deleted apps/demo/db versions 1, 2\n",
+			wantRequests: []proto.Message{&nexusv1.DeleteSecretRequest{Path: "apps/demo/db", Versions: []int64{1, 2}}},
+		},
+		{
+			name:         "status json",
+			args:         []string{"operator", "status", "-o", "json"},
+			wantStdout:   "{\n  \"initialized\": true,\n  \"sealed\": false,\n  \"schema_version\": 1,\n  \"keeper_reachable\": true,\n  \"keeper_error\": \"\",\n  \"keyring_id\": \"ab12\",\n  \"nexus_version\": \"dev\"\n}\n",
+			wantRequests: []proto.Message{&nexusv1.StatusRequest{}},
+		},
+		{
+			name:         "init from a pipe",
+			args:         []string{"operator", "init", "-o", "json"},
+			stdin:        "correct horse\r\n",
+			wantStdout:   "{\n  \"keyring_id\": \"ab12\"\n}\n",
+			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse")}},
+		},
+		{
+			name:         "unseal from a pipe",
+			args:         []string{"operator", "unseal"},
+			stdin:        "correct horse\n",
+			wantStdout:   "SPIKE is unsealed. Keyring ID: ab12\n",
+			wantRequests: []proto.Message{&nexusv1.UnsealRequest{Password: []byte("correct horse")}},
+		},
+		{
+			name:       "init with empty password",
+			args:       []string{"operator", "init"},
+			stdin:      "\n",
+			wantCode:   1,
+			wantStderr: "spike: empty password: type it at the prompt, or pipe it in: echo '<password>' | spike operator init\nRun 'spike operator init --help' for usage.\n",
+		},
+		{
+			name:         "sealed",
+			args:         []string{"secret", "get", "apps/demo/db"},
+			serverErr:    connect.NewError(connect.CodeFailedPrecondition, errors.New(sealed)),
+			wantCode:     2,
+			wantStderr:   "spike: " + sealed + "\n",
+			wantRequests: []proto.Message{&nexusv1.GetSecretRequest{Path: "apps/demo/db"}},
+		},
+		{
+			name:         "wrong password",
+			args:         []string{"operator", "unseal"},
+			stdin:        "wrong horse\n",
+			serverErr:    connect.NewError(connect.CodeInvalidArgument, errors.New("wrong password")),
+			wantCode:     2,
+			wantStderr:   "spike: wrong password\n",
+			wantRequests: []proto.Message{&nexusv1.UnsealRequest{Password: []byte("wrong horse")}},
+		},
+		{
+			name:         "unreachable",
+			args:         []string{"operator", "status"},
+			unreachable:  true,
+			wantCode:     1,
+			wantInStderr: []string{"spike: cannot reach Nexus at http://127.0.0.1:", "SPIKE_NEXUS_URL", ". ./.spike/env"},
+		},
+		{
+			name:       "unknown command",
+			args:       []string{"secret", "gte", "apps/demo/db"},
+			wantCode:   1,
+			wantStderr: "spike: unknown command \"gte\" for \"spike secret\"; did you mean get?\nRun 'spike secret --help' for usage.\n",
+		},
+		{
+			name:       "unknown flag",
+			args:       []string{"secret", "list", "--bogus"},
+			wantCode:   1,
+			wantStderr: "spike: unknown flag: --bogus\nRun 'spike secret list --help' for usage.\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			fake := &fakeNexus{err: tt.serverErr}
+			url := fake.serve(t)
+			if tt.unreachable {
+				closed := httptest.NewServer(nil)
+				closed.Close()
+				url = closed.URL
+			}
+			var stdout, stderr strings.Builder
+			p := &Program{
+				Version: "test",
+				Getenv:  envFunc(nil),
+				Stdin:   strings.NewReader(tt.stdin),
+				Stdout:  &stdout,
+				Stderr:  &stderr,
+				dial:    func(context.Context) (*nexus, error) { return plainNexus(url), nil },
+			}
+			code := p.Run(t.Context(), tt.args)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
+			}
+			if diff := cmp.Diff(tt.wantStdout, stdout.String()); diff != "" {
+				t.Errorf("stdout mismatch (-want +got):\n%s", diff)
+			}
+			if tt.wantInStderr != nil {
+				for _, s := range tt.wantInStderr {
+					if !strings.Contains(stderr.String(), s) {
+						t.Errorf("stderr %q does not contain %q", stderr.String(), s)
+					}
+				}
+			} else if diff := cmp.Diff(tt.wantStderr, stderr.String()); diff != "" {
+				t.Errorf("stderr mismatch (-want +got):\n%s", diff)
+			}
+			if strings.Contains(stderr.String(), "s3cr3t") || strings.Contains(stderr.String(), "horse") {
+				t.Errorf("stderr %q reveals a secret", stderr.String())
+			}
+			if diff := cmp.Diff(tt.wantRequests, fake.received(), protocmp.Transform()); diff != "" {
+				t.Errorf("requests mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRunWithoutNexus checks that help and version need no SVID and no
+// Nexus, and that a missing SVID is a local error.
+func TestRunWithoutNexus(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		args         []string
+		env          map[string]string
+		wantCode     int
+		wantStdout   []string
+		wantInStderr string
+	}{
+		{name: "version", args: []string{"version"}, wantStdout: []string{"spike v9.9.9\n"}},
+		{name: "version json", args: []string{"version", "-o", "json"}, wantStdout: []string{"{\n  \"version\": \"v9.9.9\"\n}\n"}},
+		{name: "version flag", args: []string{"--version"}, wantStdout: []string{"spike v9.9.9\n"}},
+		{
+			name: "root help lists the environment",
+			args: []string{"--help"},
+			wantStdout: []string{"SPIKE_NEXUS_URL", "SPIKE_NEXUS_ID", "SPIKE_TRUST_DOMAIN", "SPIFFE_ENDPOINT_SOCKET",
+				"SPIKE_SVID_CERT", "SPIKE_SVID_KEY", "SPIKE_TRUST_BUNDLE", ". ./.spike/env"},
+		},
+		{name: "no arguments", args: nil, wantStdout: []string{"Usage:", "operator", "secret"}},
+		{name: "put help", args: []string{"secret", "put", "--help"}, wantStdout: []string{"Examples:", "spike secret put apps/demo/db user=admin"}},
+		{name: "group without subcommand", args: []string{"secret"}, wantStdout: []string{"Available Commands:", "put"}},
+		{
+			name:         "missing SVID",
+			args:         []string{"secret", "list"},
+			wantCode:     1,
+			wantInStderr: "spike: load Pilot's SVID: no SVID configured",
+		},
+		{
+			name:         "bad Nexus URL",
+			args:         []string{"operator", "status"},
+			env:          map[string]string{"SPIKE_NEXUS_URL": "http://127.0.0.1:8553"},
+			wantCode:     1,
+			wantInStderr: "spike: SPIKE_NEXUS_URL: \"http://127.0.0.1:8553\" is not an https URL",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stdout, stderr strings.Builder
+			var dialed atomic.Bool
+			p := &Program{
+				Version: "v9.9.9",
+				Getenv:  envFunc(tt.env),
+				Stdin:   strings.NewReader(""),
+				Stdout:  &stdout,
+				Stderr:  &stderr,
+			}
+			if tt.wantCode == 0 {
+				p.dial = func(context.Context) (*nexus, error) {
+					dialed.Store(true)
+					return nil, errors.New("unexpected dial")
+				}
+			}
+			if code := p.Run(t.Context(), tt.args); code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
+			}
+			if dialed.Load() {
+				t.Error("connected to Nexus")
+			}
+			for _, s := range tt.wantStdout {
+				if !strings.Contains(stdout.String(), s) {
+					t.Errorf("stdout %q does not contain %q", stdout.String(), s)
+				}
+			}
+			if !strings.Contains(stderr.String(), tt.wantInStderr) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), tt.wantInStderr)
+			}
+		})
+	}
+}

@@ -1,0 +1,329 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// startTimeout bounds how long Start waits for the server to accept
+// connections.
+const startTimeout = 30 * time.Second
+
+// maxSocketPath is the longest Unix-domain socket path Linux accepts
+// (sun_path is 108 bytes including the terminating NUL).
+const maxSocketPath = 107
+
+// installHint is appended to every "binary not found" error.
+const installHint = "install PostgreSQL 15 (apt-get install postgresql-15) and put its bin directory " +
+	"(/usr/lib/postgresql/15/bin) on PATH"
+
+// Cluster is a throwaway PostgreSQL server: its own data directory, listening
+// on 127.0.0.1 at a free port, trusting every local connection as the
+// superuser postgres. It is tuned for tests (no fsync) and must never hold
+// data anyone wants to keep.
+type Cluster struct {
+	dir  string
+	port int
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the server process has exited
+	err  error         // the server's exit status, valid after done is closed
+}
+
+// Start initialises a new cluster in dir (created if missing, must otherwise be
+// empty) and starts a server on it. Stop removes dir. When the test process
+// runs as root, the server runs as the OS user postgres, dir is handed to that
+// user and, if dir lies under the system temporary directory, its ancestors
+// there are made searchable (o+x) by that user.
+func Start(dir string) (*Cluster, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: cluster dir: %w", err)
+	}
+	initdb, err := findBinary("initdb")
+	if err != nil {
+		return nil, err
+	}
+	postgres, err := findBinary("postgres")
+	if err != nil {
+		return nil, err
+	}
+	cred, err := serverCredential()
+	if err != nil {
+		return nil, err
+	}
+	if err := prepareDir(dir, cred); err != nil {
+		return nil, err
+	}
+	c, err := initAndStart(dir, initdb, postgres, cred)
+	if err != nil {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	return c, nil
+}
+
+// initAndStart runs initdb in dir and starts a server on the new cluster.
+func initAndStart(dir, initdb, postgres string, cred *syscall.Credential) (*Cluster, error) {
+
+	data := filepath.Join(dir, "data")
+	initCmd := exec.Command(initdb, "-D", data, "-U", "postgres", "--auth=trust",
+		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
+	initCmd.Dir = dir
+	initCmd.Env = serverEnv()
+	initCmd.SysProcAttr = procAttr(cred)
+	if out, err := initCmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
+	}
+
+	// A free port can be taken by someone else between our probe and the
+	// server's bind, so try a few.
+	var lastErr error
+	for range 3 {
+		c, err := startServer(postgres, dir, data, cred)
+		if err == nil {
+			return c, nil
+		}
+		lastErr = err
+		if !errors.Is(err, errExited) {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// errExited marks a server that exited before accepting connections.
+var errExited = errors.New("server exited during startup")
+
+// startServer runs postgres on a fresh free port and waits until it accepts
+// connections.
+func startServer(postgres, dir, data string, cred *syscall.Credential) (*Cluster, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	sockDir := filepath.Join(dir, "s")
+	if err := os.MkdirAll(sockDir, 0o700); err != nil {
+		return nil, fmt.Errorf("pgtest: socket dir: %w", err)
+	}
+	if cred != nil {
+		if err := os.Chown(sockDir, int(cred.Uid), int(cred.Gid)); err != nil {
+			return nil, fmt.Errorf("pgtest: socket dir: %w", err)
+		}
+	}
+	if len(sockDir)+len("/.s.PGSQL.65535") > maxSocketPath {
+		sockDir = "" // too long for a socket path: TCP only
+	}
+	logPath := filepath.Join(dir, "postgres.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: server log: %w", err)
+	}
+	defer logFile.Close() // the child holds its own copy of the descriptor
+
+	cmd := exec.Command(postgres, "-D", data,
+		"-p", strconv.Itoa(port),
+		"-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories="+sockDir,
+		"-c", "fsync=off",
+		"-c", "synchronous_commit=off",
+		"-c", "full_page_writes=off",
+		"-c", "max_connections=200",
+		"-c", "shared_buffers=32MB",
+	)
+	cmd.Dir = dir
+	cmd.Env = serverEnv()
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = procAttr(cred)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("pgtest: start postgres: %w", err)
+	}
+	c := &Cluster{dir: dir, port: port, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		c.err = cmd.Wait()
+		close(c.done)
+	}()
+	if err := c.waitReady(); err != nil {
+		c.kill()
+		return nil, err
+	}
+	return c, nil
+}
+
+// waitReady polls the server until it accepts a connection, exits or the
+// start timeout passes.
+func (c *Cluster) waitReady() error {
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	for {
+		conn, err := pgx.Connect(ctx, c.DSN("postgres"))
+		if err == nil {
+			return conn.Close(ctx)
+		}
+		select {
+		case <-c.done:
+			return fmt.Errorf("pgtest: postgres on port %d: %w (%v)\nserver log:\n%s",
+				c.port, errExited, c.err, c.logTail())
+		case <-ctx.Done():
+			return fmt.Errorf("pgtest: postgres on port %d did not accept connections within %s: %w\nserver log:\n%s",
+				c.port, startTimeout, err, c.logTail())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// DSN returns a libpq key/value connection string for database db.
+func (c *Cluster) DSN(db string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=%s sslmode=disable", c.port, db)
+}
+
+// Stop shuts the server down immediately (no checkpoint: the data is thrown
+// away) and removes the cluster directory.
+func (c *Cluster) Stop() error {
+	c.kill()
+	if err := os.RemoveAll(c.dir); err != nil {
+		return fmt.Errorf("pgtest: remove cluster dir: %w", err)
+	}
+	return nil
+}
+
+// kill asks the server for an immediate shutdown (SIGQUIT) and, if it is
+// still running after a few seconds, kills it.
+func (c *Cluster) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-c.done:
+		return
+	case <-time.After(5 * time.Second):
+	}
+	_ = c.cmd.Process.Kill()
+	<-c.done
+}
+
+// logTail returns the last lines of the server log for error messages.
+func (c *Cluster) logTail() string {
+	b, err := os.ReadFile(c.log)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", c.log, err)
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 30 {
+		lines = lines[len(lines)-30:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// findBinary looks name up on PATH, then in the Debian location of
+// PostgreSQL 15.
+func findBinary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	p := filepath.Join("/usr/lib/postgresql/15/bin", name)
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("pgtest: PostgreSQL server binary %q not found on PATH: %s", name, installHint)
+}
+
+// serverCredential returns the OS user the server runs as: nil (the current
+// user) unless we are root, which PostgreSQL refuses to run as.
+func serverCredential() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: running as root, so the server must run as OS user postgres: %w; %s",
+			err, installHint)
+	}
+	uid, err := strconv.ParseUint(u.Uid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: uid of postgres: %w", err)
+	}
+	gid, err := strconv.ParseUint(u.Gid, 10, 32)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: gid of postgres: %w", err)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
+// prepareDir creates dir, checks that it is empty and, when the server runs as
+// another user, gives it to that user.
+func prepareDir(dir string, cred *syscall.Credential) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("pgtest: cluster dir: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("pgtest: cluster dir: %w", err)
+	}
+	if len(entries) > 0 {
+		return fmt.Errorf("pgtest: cluster dir %s is not empty", dir)
+	}
+	if cred == nil {
+		return nil
+	}
+	if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
+		return fmt.Errorf("pgtest: hand cluster dir to postgres: %w", err)
+	}
+	return makeSearchable(dir)
+}
+
+// makeSearchable lets other users traverse the ancestors of dir that lie
+// inside the system temporary directory (t.TempDir creates them 0700), so the
+// postgres user can reach dir. Ancestors elsewhere are left alone.
+func makeSearchable(dir string) error {
+	tmp, err := filepath.Abs(os.TempDir())
+	if err != nil {
+		return fmt.Errorf("pgtest: temp dir: %w", err)
+	}
+	for p := filepath.Dir(dir); strings.HasPrefix(p, tmp+string(filepath.Separator)); p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return fmt.Errorf("pgtest: cluster dir ancestor: %w", err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()|0o001); err != nil {
+				return fmt.Errorf("pgtest: make %s searchable: %w", p, err)
+			}
+		}
+	}
+	return nil
+}
+
+// serverEnv is the environment of initdb and postgres: ours, minus libpq and
+// locale variables that would change their behaviour.
+func serverEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "PG") || strings.HasPrefix(kv, "LC_") || strings.HasPrefix(kv, "LANG") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, "LC_ALL=C")
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pgtest: find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
