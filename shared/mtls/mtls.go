@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -79,8 +80,12 @@ const (
 )
 
 // NewServer returns an HTTP server for h over tlsConf, with timeouts and
-// header limits set and WithCaller applied.
-func NewServer(h http.Handler, tlsConf *tls.Config) *http.Server {
+// header limits set and WithCaller applied. The server's own errors (refused
+// TLS handshakes among them) go to log at level warn; nil discards them.
+func NewServer(h http.Handler, tlsConf *tls.Config, log *slog.Logger) *http.Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetHTTP2(true)
@@ -93,6 +98,7 @@ func NewServer(h http.Handler, tlsConf *tls.Config) *http.Server {
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
 

@@ -56,7 +56,7 @@ func startServer(t *testing.T, ca *devca.CA, authorize tlsconfig.Authorizer, h h
 		t.Fatal(err)
 	}
 	cl := &countingListener{Listener: ln}
-	srv := mtls.NewServer(h, mtls.ServerConfig(mustSource(t, ca, serverID), authorize))
+	srv := mtls.NewServer(h, mtls.ServerConfig(mustSource(t, ca, serverID), authorize), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mtls.Serve(ctx, srv, cl) }()
@@ -198,7 +198,7 @@ func TestRetriesConnectionRefusedUntilServerStarts(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 
-	srv := mtls.NewServer(http.HandlerFunc(callerEcho), mtls.ServerConfig(mustSource(t, ca, serverID), tlsconfig.AuthorizeAny()))
+	srv := mtls.NewServer(http.HandlerFunc(callerEcho), mtls.ServerConfig(mustSource(t, ca, serverID), tlsconfig.AuthorizeAny()), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go func() {

@@ -48,8 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer keeper.Seal()
 	mux := http.NewServeMux()
 	mux.Handle(keeper.Handler())
-	srv := mtls.NewServer(mux, mtls.ServerConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)))
-	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv := mtls.NewServer(mux, mtls.ServerConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)), log)
 
 	ln, err := net.Listen("tcp", cfg.Listen.String())
 	if err != nil {

@@ -82,7 +82,7 @@ func startKeeper(t *testing.T, authorize tlsconfig.Authorizer) *keeper {
 	t.Cleanup(srv.Seal)
 	mux := http.NewServeMux()
 	mux.Handle(srv.Handler())
-	httpSrv := mtls.NewServer(mux, mtls.ServerConfig(src, authorize))
+	httpSrv := mtls.NewServer(mux, mtls.ServerConfig(src, authorize), nil)
 	tlsLog := &syncBuffer{}
 	httpSrv.ErrorLog = log.New(tlsLog, "", 0)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

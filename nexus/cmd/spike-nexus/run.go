@@ -62,8 +62,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 	go keys.Watch(ctx, cfg.CheckInterval)
 
 	srv := server.New(server.Config{Admins: cfg.Admins, Version: version}, store, keys, keeper, log)
-	httpSrv := mtls.NewServer(srv.Handler(), mtls.ServerConfig(src, tlsconfig.AuthorizeMemberOf(cfg.TrustDomain)))
-	httpSrv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	httpSrv := mtls.NewServer(srv.Handler(), mtls.ServerConfig(src, tlsconfig.AuthorizeMemberOf(cfg.TrustDomain)), log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)

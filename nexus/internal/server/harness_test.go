@@ -80,7 +80,7 @@ func serve(t *testing.T, h http.Handler, tlsConf *tls.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := mtls.NewServer(h, tlsConf)
+	srv := mtls.NewServer(h, tlsConf, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

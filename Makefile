@@ -1,0 +1,61 @@
+# SPIKE developer tasks. `make help` lists them.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+BIN := $(CURDIR)/bin
+TOOLS_BIN := $(BIN)/tools
+SPIKE_STATE ?= $(CURDIR)/.spike
+
+# Go modules of the workspace (go.work); tools/ is separate (GOWORK=off).
+MODULES := keeper nexus pilot proto shared
+PKGS := $(foreach m,$(MODULES),./$(m)/...)
+
+# PostgreSQL 15 as Debian/Ubuntu install it (check-deps.sh may install it
+# while make runs). Appended, so a PostgreSQL already on PATH wins.
+PG_BINDIR := /usr/lib/postgresql/15/bin
+export PATH := $(PATH):$(PG_BINDIR)
+
+.PHONY: help build test up down psql proto tools lint clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build spike-keeper, spike-nexus, spike and spike-devca into bin/
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/ \
+		./keeper/cmd/spike-keeper ./nexus/cmd/spike-nexus ./pilot/cmd/spike ./shared/cmd/spike-devca
+
+test: ## check/install PostgreSQL, then run every Go test of the workspace
+	deploy/local/check-deps.sh
+	$(GO) test -count=1 -timeout 20m $(PKGS)
+
+up: ## start PostgreSQL, Keeper and Nexus locally (state in .spike/)
+	deploy/local/up.sh
+
+down: ## stop the local stack (state stays in .spike/)
+	deploy/local/down.sh
+
+psql: ## open psql on the local stack's database
+	@test -f "$(SPIKE_STATE)/env" || { echo "no $(SPIKE_STATE)/env: run 'make up' first" >&2; exit 1; }
+	@. "$(SPIKE_STATE)/env" && exec psql "$$SPIKE_DATABASE_URL"
+
+tools: ## build the pinned code generators and buf into bin/tools/
+	@mkdir -p $(TOOLS_BIN)
+	cd tools && GOWORK=off $(GO) build -o $(TOOLS_BIN)/ tool
+
+proto: tools ## lint the .proto files and regenerate the Go code
+	cd proto && export PATH="$(TOOLS_BIN):$$PATH" && buf lint && buf generate
+
+lint: tools ## gofmt check, go vet on all modules, buf lint
+	@out=$$(gofmt -l $(MODULES) tools); \
+	if [[ -n $$out ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	cd proto && PATH="$(TOOLS_BIN):$$PATH" buf lint
+
+clean: ## remove bin/ (the stack's state in .spike/ is kept)
+	rm -rf $(BIN)

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# check-deps.sh checks that the tools `make test` and `make up` need are
+# installed: Go, and PostgreSQL's initdb, pg_ctl, postgres and psql. When
+# PostgreSQL is missing and we run as root on a machine with apt-get, it
+# installs postgresql-15 (without creating or starting a system cluster).
+# As root it also makes sure the OS user postgres exists, because the
+# PostgreSQL server refuses to run as root.
+set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+PG_TOOLS=(initdb pg_ctl postgres psql)
+
+missing_pg_tools() {
+	local t
+	for t in "${PG_TOOLS[@]}"; do
+		command -v "$t" >/dev/null 2>&1 || printf '%s ' "$t"
+	done
+}
+
+install_postgresql() {
+	say "check-deps: PostgreSQL tools missing ($1); installing postgresql-15 with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends postgresql-common
+	# No system cluster on port 5432: the tests and the dev stack run their
+	# own clusters.
+	local conf=/etc/postgresql-common/createcluster.conf
+	if [[ -f $conf ]]; then
+		sed -i -E 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' "$conf"
+	fi
+	apt-get install -y -q --no-install-recommends postgresql-15 postgresql-client-15
+}
+
+command -v go >/dev/null 2>&1 ||
+	die "go is not on PATH; install Go (go.work needs 1.26) and add its bin directory, e.g. export PATH=/usr/local/go/bin:\$PATH"
+
+missing=$(missing_pg_tools)
+if [[ -n $missing ]]; then
+	if is_root && command -v apt-get >/dev/null 2>&1; then
+		install_postgresql "${missing% }"
+		hash -r
+		missing=$(missing_pg_tools)
+		[[ -z $missing ]] ||
+			die "still missing after installing postgresql-15: ${missing% } (looked on PATH and in $PG_FALLBACK_BIN)"
+	else
+		die "PostgreSQL tools not found on PATH: ${missing% }. Install PostgreSQL 15" \
+			"(Debian/Ubuntu: sudo apt-get install postgresql-15) and put its bin directory" \
+			"($PG_FALLBACK_BIN on Debian/Ubuntu) on PATH."
+	fi
+fi
+
+if is_root && ! getent passwd "$PG_OS_USER" >/dev/null; then
+	# Installing the Debian package creates this user; a PostgreSQL from
+	# elsewhere may not have.
+	command -v useradd >/dev/null 2>&1 ||
+		die "running as root, so PostgreSQL must run as OS user $PG_OS_USER, which does not exist; create it (useradd --system $PG_OS_USER)"
+	say "check-deps: creating OS user $PG_OS_USER (the PostgreSQL server refuses to run as root)"
+	useradd --system --user-group --home-dir /var/lib/postgresql --shell /usr/sbin/nologin "$PG_OS_USER"
+fi
+
+say "check-deps: ok: $(go version | cut -d' ' -f3), $(postgres --version)"

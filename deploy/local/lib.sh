@@ -1,0 +1,88 @@
+# shellcheck shell=bash disable=SC2034 # the variables are for the sourcing scripts
+# lib.sh holds the settings and helpers shared by the deploy/local scripts.
+# Source it from bash (set -euo pipefail); it is not meant to be run.
+
+# PostgreSQL 15 as Debian/Ubuntu install it. Appended, so a PostgreSQL that is
+# already on PATH wins.
+PG_FALLBACK_BIN=/usr/lib/postgresql/15/bin
+case ":$PATH:" in
+*":$PG_FALLBACK_BIN:"*) ;;
+*) PATH="$PATH:$PG_FALLBACK_BIN" ;;
+esac
+export PATH
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+BIN="$REPO_ROOT/bin"
+
+STATE=${SPIKE_STATE:-$REPO_ROOT/.spike}
+case $STATE in
+/*) ;;
+*) STATE="$PWD/$STATE" ;;
+esac
+
+PG_PORT=${SPIKE_PG_PORT:-55432}
+KEEPER_PORT=${SPIKE_KEEPER_PORT:-8443}
+NEXUS_PORT=${SPIKE_NEXUS_PORT:-8553}
+TRUST_DOMAIN=${SPIKE_TRUST_DOMAIN:-spike.local}
+START_TIMEOUT=${SPIKE_START_TIMEOUT:-30}
+
+PGDATA_DIR="$STATE/pg/data"
+PGRUN_DIR="$STATE/pg/run"
+
+# The OS user PostgreSQL runs as: itself refuses to run as root.
+PG_OS_USER=postgres
+
+say() { printf '%s\n' "$*"; }
+warn() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+die() {
+	warn "$*"
+	exit 1
+}
+
+is_root() { [[ $(id -u) -eq 0 ]]; }
+
+# as_pg runs a command as the PostgreSQL OS user when we are root, otherwise
+# as ourselves. It runs from / so the server never starts in a directory that
+# user cannot read.
+as_pg() {
+	if is_root; then
+		(cd / && runuser -u "$PG_OS_USER" -- "$@")
+	else
+		(cd / && "$@")
+	fi
+}
+
+# pg_running succeeds when the stack's PostgreSQL cluster is up.
+pg_running() {
+	[[ -f "$PGDATA_DIR/PG_VERSION" ]] || return 1
+	as_pg "$(command -v pg_ctl)" -D "$PGDATA_DIR" status >/dev/null 2>&1
+}
+
+# live_pid NAME prints the pid from $STATE/run/NAME.pid if that process is
+# alive and runs bin/spike-NAME (not a recycled pid); it fails otherwise.
+live_pid() {
+	local pidfile="$STATE/run/$1.pid" pid comm
+	[[ -f $pidfile ]] || return 1
+	pid=$(<"$pidfile")
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	comm=$(ps -o comm= -p "$pid" 2>/dev/null) || return 1
+	comm=${comm//[[:space:]]/}
+	[[ $comm == "spike-$1" ]] || return 1
+	printf '%s\n' "$pid"
+}
+
+# port_open PORT succeeds when something accepts TCP connections on
+# 127.0.0.1:PORT.
+port_open() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# log_tail FILE prints the last 20 lines of a log file to stderr.
+log_tail() {
+	if [[ -f $1 ]]; then
+		printf -- '--- last 20 lines of %s ---\n' "$1" >&2
+		tail -n 20 "$1" >&2
+		printf -- '---\n' >&2
+	fi
+}

@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# up.sh starts the SPIKE development stack on this machine, without Docker:
+# a PostgreSQL cluster, development SVIDs from a local CA, one Keeper and one
+# Nexus. State lives in $SPIKE_STATE (default: .spike in the repository).
+# Running it again starts whatever is not running and changes nothing else.
+# `make down` (deploy/local/down.sh) stops it all.
+set -euo pipefail
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+cd "$REPO_ROOT"
+
+"$REPO_ROOT/deploy/local/check-deps.sh"
+
+INITDB=$(command -v initdb)
+PG_CTL=$(command -v pg_ctl)
+PSQL=$(command -v psql)
+
+for p in "$PG_PORT" "$KEEPER_PORT" "$NEXUS_PORT"; do
+	if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
+		die "bad port number: $p"
+	fi
+done
+[[ $TRUST_DOMAIN =~ ^[a-z0-9._-]+$ ]] || die "bad SPIKE_TRUST_DOMAIN: $TRUST_DOMAIN"
+
+# --- binaries ---------------------------------------------------------------
+
+say "==> building binaries"
+make --no-print-directory -C "$REPO_ROOT" build
+
+# --- state folder -------------------------------------------------------------
+
+# $STATE holds the CA key, SVID keys and the database password (all 0600),
+# so it is not listable by others; 0711 lets the postgres OS user reach
+# its own directories inside.
+mkdir -p "$STATE"/{ca,svid,log,run,pg}
+chmod 0711 "$STATE" "$STATE/pg" "$STATE/log"
+chmod 0700 "$STATE/ca" "$STATE/svid" "$STATE/run"
+
+# --- SVIDs --------------------------------------------------------------------
+
+KEEPER_ID="spiffe://$TRUST_DOMAIN/spike/keeper/1"
+NEXUS_ID="spiffe://$TRUST_DOMAIN/spike/nexus"
+PILOT_ID="spiffe://$TRUST_DOMAIN/spike/pilot"
+
+say "==> minting SVIDs (CA in $STATE/ca)"
+mint() {
+	"$BIN/spike-devca" -ca "$STATE/ca" -id "$1" -out "$STATE/svid/$2" ||
+		die "cannot mint an SVID for $1 (a CA for another trust domain in $STATE/ca? remove that directory to start over)"
+}
+mint "$KEEPER_ID" keeper
+mint "$NEXUS_ID" nexus
+mint "$PILOT_ID" pilot
+
+# --- PostgreSQL ---------------------------------------------------------------
+
+PG_LOG="$STATE/log/postgres.log"
+PG_PASSWORD_FILE="$STATE/pg/password"
+
+# Linux limits a Unix socket path to 107 bytes (108 with the NUL).
+sock_path="$PGRUN_DIR/.s.PGSQL.$PG_PORT"
+((${#sock_path} <= 107)) ||
+	die "state directory path too long for PostgreSQL's Unix socket ($sock_path); set SPIKE_STATE to a shorter path"
+
+mkdir -p "$PGDATA_DIR" "$PGRUN_DIR"
+chmod 0700 "$PGDATA_DIR" "$PGRUN_DIR"
+touch "$PG_LOG"
+chmod 0600 "$PG_LOG"
+if is_root; then
+	chown "$PG_OS_USER:" "$PGDATA_DIR" "$PGRUN_DIR" "$PG_LOG"
+	as_pg test -w "$PGDATA_DIR" ||
+		die "OS user $PG_OS_USER cannot reach $PGDATA_DIR: every parent directory must be searchable (o+x) by it; chmod o+x them or set SPIKE_STATE elsewhere"
+fi
+
+if [[ ! -f "$PGDATA_DIR/PG_VERSION" ]]; then
+	if [[ -n $(ls -A "$PGDATA_DIR") ]]; then
+		die "$PGDATA_DIR is not empty but holds no PostgreSQL cluster; remove it to start over"
+	fi
+	say "==> initdb $PGDATA_DIR"
+	# Local (Unix socket) connections are trusted: the socket directory is
+	# 0700 and owned by the server's OS user. TCP needs a password.
+	as_pg "$INITDB" -D "$PGDATA_DIR" -U postgres -E UTF8 --locale=C \
+		--auth-local=trust --auth-host=scram-sha-256 --no-instructions \
+		>"$STATE/log/initdb.log" 2>&1 || {
+		log_tail "$STATE/log/initdb.log"
+		die "initdb failed"
+	}
+	printf "\n# Settings of the SPIKE dev stack (deploy/local/up.sh).\ninclude_if_exists = 'spike.conf'\n" \
+		>>"$PGDATA_DIR/postgresql.conf"
+fi
+
+# Rewritten on every run; takes effect when the server (re)starts.
+sq() { printf '%s' "${1//\'/\'\'}"; } # quote for a postgresql.conf string
+cat >"$PGDATA_DIR/spike.conf" <<EOF
+# Written by deploy/local/up.sh on every run; edit SPIKE_PG_PORT instead.
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$(sq "$PGRUN_DIR")'
+unix_socket_permissions = 0700
+password_encryption = 'scram-sha-256'
+EOF
+chmod 0600 "$PGDATA_DIR/spike.conf"
+if is_root; then
+	chown "$PG_OS_USER:" "$PGDATA_DIR/spike.conf"
+fi
+
+if pg_running; then
+	running_port=$(sed -n 4p "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
+	[[ $running_port == "$PG_PORT" ]] ||
+		die "PostgreSQL of this stack is running on port ${running_port:-?}, not SPIKE_PG_PORT=$PG_PORT; run 'make down' first"
+	say "==> PostgreSQL already running on 127.0.0.1:$PG_PORT"
+else
+	if port_open "$PG_PORT"; then
+		die "port 127.0.0.1:$PG_PORT is taken by another program; set SPIKE_PG_PORT"
+	fi
+	say "==> starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
+	as_pg "$PG_CTL" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 60 start >/dev/null || {
+		log_tail "$PG_LOG"
+		die "PostgreSQL did not start"
+	}
+fi
+
+if [[ ! -s $PG_PASSWORD_FILE ]]; then
+	(
+		umask 077
+		od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$PG_PASSWORD_FILE"
+	)
+fi
+chmod 0600 "$PG_PASSWORD_FILE"
+PG_PASSWORD=$(<"$PG_PASSWORD_FILE")
+[[ $PG_PASSWORD =~ ^[0-9a-f]+$ ]] || die "$PG_PASSWORD_FILE must hold a hex password; remove it to generate a new one"
+
+# Role and database: created when missing. The password is (re)set from the
+# password file so the two always agree. SQL goes through stdin, so the
+# password shows up in no process list.
+as_pg "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGRUN_DIR" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<EOF
+DO \$\$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'spike') THEN
+    CREATE ROLE spike LOGIN;
+  END IF;
+END
+\$\$;
+ALTER ROLE spike WITH LOGIN PASSWORD '$PG_PASSWORD';
+SELECT 'CREATE DATABASE spike OWNER spike'
+  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = 'spike')\gexec
+EOF
+DATABASE_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=disable"
+say "==> database spike ready (role spike, password in $PG_PASSWORD_FILE)"
+
+# --- Keeper and Nexus -------------------------------------------------------
+
+# start_program NAME PORT VAR=VALUE... starts bin/spike-NAME in the background
+# with the given environment, unless it already runs, and waits until it
+# listens on 127.0.0.1:PORT. Its pid goes to $STATE/run/NAME.pid, its output
+# to $STATE/log/NAME.log.
+start_program() {
+	local name=$1 port=$2
+	shift 2
+	local pidfile="$STATE/run/$name.pid" addrfile="$STATE/run/$name.addr"
+	local log="$STATE/log/$name.log" pid
+
+	if pid=$(live_pid "$name"); then
+		local addr
+		addr=$(cat "$addrfile" 2>/dev/null || true)
+		[[ $addr == "127.0.0.1:$port" ]] ||
+			die "$name (pid $pid) is running on ${addr:-an unknown address}, not 127.0.0.1:$port; run 'make down' first"
+		say "==> $name already running (pid $pid, 127.0.0.1:$port)"
+		if ! cmp -s "/proc/$pid/exe" "$BIN/spike-$name"; then
+			say "    (bin/spike-$name was rebuilt since it started: 'make down && make up' runs the new build)"
+		fi
+		return 0
+	fi
+	rm -f "$pidfile" "$addrfile"
+	if port_open "$port"; then
+		die "port 127.0.0.1:$port is taken by another program; cannot start $name"
+	fi
+
+	say "==> starting $name on 127.0.0.1:$port (log: $log)"
+	touch "$log"
+	chmod 0600 "$log"
+	# A SPIRE socket in the caller's environment would make the program
+	# use the Workload API instead of the dev SVID files.
+	(exec env -u SPIFFE_ENDPOINT_SOCKET "$@" setsid nohup "$BIN/spike-$name" >>"$log" 2>&1 </dev/null) &
+	pid=$!
+	printf '%s\n' "$pid" >"$pidfile"
+	printf '127.0.0.1:%s\n' "$port" >"$addrfile"
+
+	local deadline=$((SECONDS + START_TIMEOUT))
+	until port_open "$port"; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			rm -f "$pidfile" "$addrfile"
+			log_tail "$log"
+			die "$name exited during startup; the stack is partly up: fix the error, then 'make up' again (or 'make down')"
+		fi
+		if ((SECONDS >= deadline)); then
+			log_tail "$log"
+			kill -TERM "$pid" 2>/dev/null || true
+			rm -f "$pidfile" "$addrfile"
+			die "$name did not listen on 127.0.0.1:$port within ${START_TIMEOUT}s (stopped it); the stack is partly up: 'make down' stops the rest"
+		fi
+		sleep 0.2
+	done
+}
+
+start_program keeper "$KEEPER_PORT" \
+	SPIKE_KEEPER_LISTEN="127.0.0.1:$KEEPER_PORT" \
+	SPIKE_TRUST_DOMAIN="$TRUST_DOMAIN" \
+	SPIKE_SVID_CERT="$STATE/svid/keeper/svid.pem" \
+	SPIKE_SVID_KEY="$STATE/svid/keeper/key.pem" \
+	SPIKE_TRUST_BUNDLE="$STATE/svid/keeper/bundle.pem"
+
+start_program nexus "$NEXUS_PORT" \
+	SPIKE_NEXUS_LISTEN="127.0.0.1:$NEXUS_PORT" \
+	SPIKE_TRUST_DOMAIN="$TRUST_DOMAIN" \
+	SPIKE_DATABASE_URL="$DATABASE_URL" \
+	SPIKE_KEEPER_URL="https://127.0.0.1:$KEEPER_PORT" \
+	SPIKE_KEEPER_ID="$KEEPER_ID" \
+	SPIKE_SVID_CERT="$STATE/svid/nexus/svid.pem" \
+	SPIKE_SVID_KEY="$STATE/svid/nexus/key.pem" \
+	SPIKE_TRUST_BUNDLE="$STATE/svid/nexus/bundle.pem"
+
+# --- environment for Pilot ----------------------------------------------------
+
+ENV_FILE="$STATE/env"
+shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh
+(
+	umask 077
+	{
+		printf '# Written by deploy/local/up.sh. Source it: . %s\n' "$(shq "$ENV_FILE")"
+		printf '# Pilot (bin/spike) talks to the local Nexus with the pilot SVID.\n'
+		printf 'export SPIKE_NEXUS_URL=%s\n' "$(shq "https://127.0.0.1:$NEXUS_PORT")"
+		printf 'export SPIKE_TRUST_DOMAIN=%s\n' "$(shq "$TRUST_DOMAIN")"
+		printf 'export SPIKE_SVID_CERT=%s\n' "$(shq "$STATE/svid/pilot/svid.pem")"
+		printf 'export SPIKE_SVID_KEY=%s\n' "$(shq "$STATE/svid/pilot/key.pem")"
+		printf 'export SPIKE_TRUST_BUNDLE=%s\n' "$(shq "$STATE/svid/pilot/bundle.pem")"
+		printf '# For make psql (role spike; the password is in %s).\n' "$PG_PASSWORD_FILE"
+		printf 'export SPIKE_DATABASE_URL=%s\n' "$(shq "$DATABASE_URL")"
+		printf '# The dev stack uses SVID files, not a SPIRE agent.\n'
+		printf 'unset SPIFFE_ENDPOINT_SOCKET\n'
+	} >"$ENV_FILE.tmp"
+	mv -f "$ENV_FILE.tmp" "$ENV_FILE"
+)
+
+# --- next steps ---------------------------------------------------------------
+
+if [[ $STATE == "$REPO_ROOT/.spike" ]]; then
+	env_hint=./.spike/env
+else
+	env_hint=$ENV_FILE
+fi
+
+# Ask Nexus whether SPIKE is initialised and unsealed (best effort: when in
+# doubt, print every hint).
+status_json=$(
+	# shellcheck disable=SC1090
+	. "$ENV_FILE"
+	timeout 20 "$BIN/spike" operator status -o json 2>/dev/null
+) || status_json=""
+json_bool() { # json_bool FIELD: prints true, false or nothing
+	local re="\"$1\"[[:space:]]*:[[:space:]]*(true|false)"
+	[[ $status_json =~ $re ]] && printf '%s' "${BASH_REMATCH[1]}"
+}
+initialised=$(json_bool initialized || true)
+sealed=$(json_bool sealed || true)
+if [[ -n $status_json && -z $initialised ]]; then
+	initialised=false # proto3 JSON may leave out false fields
+fi
+
+say ""
+say "SPIKE is up: Nexus https://127.0.0.1:$NEXUS_PORT, Keeper https://127.0.0.1:$KEEPER_PORT," \
+	"PostgreSQL 127.0.0.1:$PG_PORT (state in $STATE, logs in $STATE/log)."
+say ""
+case $initialised in
+true)
+	say "SPIKE is already initialised. Next steps:"
+	say "    . $env_hint"
+	if [[ $sealed != false ]]; then
+		say "    echo '<password>' | bin/spike operator unseal    # Keeper forgets the keys when it restarts"
+	fi
+	say "    bin/spike secret put apps/demo/db user=admin pass=s3cr3t"
+	say "    bin/spike secret get apps/demo/db"
+	if [[ $sealed == false ]]; then
+		say "After a restart of Keeper, unseal with: echo '<password>' | bin/spike operator unseal"
+	fi
+	;;
+*)
+	say "Next steps:"
+	say "    . $env_hint"
+	say "    echo 'correct horse battery' | bin/spike operator init"
+	say "    bin/spike secret put apps/demo/db user=admin pass=s3cr3t"
+	say "    bin/spike secret get apps/demo/db"
+	if [[ $initialised != false ]]; then
+		say "(Could not ask Nexus whether SPIKE is initialised. If it is, unseal it after a"
+		say "restart instead of init: echo '<password>' | bin/spike operator unseal)"
+	fi
+	;;
+esac
+say ""
+say "make psql opens the database; make down stops everything (state stays in $STATE)."
