@@ -10,6 +10,8 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN := $(CURDIR)/bin
 TOOLS_BIN := $(BIN)/tools
 SPIKE_STATE ?= $(CURDIR)/.spike
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 10s
 
 # Go modules of the workspace (go.work); tools/ is separate (GOWORK=off).
 MODULES := keeper nexus pilot proto shared
@@ -20,7 +22,7 @@ PKGS := $(foreach m,$(MODULES),./$(m)/...)
 PG_BINDIR := /usr/lib/postgresql/15/bin
 export PATH := $(PATH):$(PG_BINDIR)
 
-.PHONY: help build test up down psql proto tools lint clean
+.PHONY: help build test fuzz up down psql proto tools lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,9 +32,17 @@ build: ## build spike-keeper, spike-nexus, spike and spike-devca into bin/
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/ \
 		./keeper/cmd/spike-keeper ./nexus/cmd/spike-nexus ./pilot/cmd/spike ./shared/cmd/spike-devca
 
-test: ## check/install PostgreSQL, then run every Go test of the workspace
+test: ## check/install PostgreSQL, run every Go test of the workspace, then fuzz
 	deploy/local/check-deps.sh
 	$(GO) test -count=1 -timeout 20m $(PKGS)
+	$(MAKE) --no-print-directory fuzz
+
+# -fuzz matches one target per package run, hence one invocation per target.
+fuzz: ## run each fuzz target for FUZZTIME (default 10s; make fuzz FUZZTIME=1m)
+	$(GO) test -run='^$$' -fuzz='^FuzzValidatePath$$' -fuzztime=$(FUZZTIME) ./nexus/internal/secret
+	$(GO) test -run='^$$' -fuzz='^FuzzValidatePrefix$$' -fuzztime=$(FUZZTIME) ./nexus/internal/secret
+	$(GO) test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$(FUZZTIME) ./nexus/internal/envelope
+	$(GO) test -run='^$$' -fuzz='^FuzzSealOpen$$' -fuzztime=$(FUZZTIME) ./nexus/internal/envelope
 
 up: ## start PostgreSQL, Keeper and Nexus locally (state in .spike/)
 	deploy/local/up.sh

@@ -181,7 +181,13 @@ start_program() {
 	chmod 0600 "$log"
 	# A SPIRE socket in the caller's environment would make the program
 	# use the Workload API instead of the dev SVID files.
-	(exec env -u SPIFFE_ENDPOINT_SOCKET "$@" setsid nohup "$BIN/spike-$name" >>"$log" 2>&1 </dev/null) &
+	# The settings are exported inside the subshell, not passed as
+	# arguments, so the database password never shows in the process list.
+	(
+		unset SPIFFE_ENDPOINT_SOCKET
+		for kv in "$@"; do export "${kv?}"; done
+		exec setsid nohup "$BIN/spike-$name" >>"$log" 2>&1 </dev/null
+	) &
 	pid=$!
 	printf '%s\n' "$pid" >"$pidfile"
 	printf '127.0.0.1:%s\n' "$port" >"$addrfile"

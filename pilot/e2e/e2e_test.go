@@ -92,31 +92,57 @@ func getJSON(t *testing.T, pilot []string, path string) secretJSON {
 	return s
 }
 
-func TestWalkingSkeleton(t *testing.T) {
+// stack is Keeper and one or more Nexus replicas running as processes on
+// one fresh database.
+type stack struct {
+	ca         *devca.CA
+	dsn        string
+	keeper     *proctest.Process
+	keeperAddr string
+	nexus      []*proctest.Process
+	nexusAddrs []string
+}
+
+func startStack(t *testing.T, replicas int) *stack {
+	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {
 		t.Fatal(err)
 	}
-	keeperAddr, nexusAddr := proctest.FreeAddr(t), proctest.FreeAddr(t)
+	s := &stack{ca: ca, dsn: pgtest.NewDatabase(t), keeperAddr: proctest.FreeAddr(t)}
 	keeperEnv := env(baseEnv(), svidEnv(t, ca, identity.Keeper(td, "1")), []string{
-		"SPIKE_KEEPER_LISTEN=" + keeperAddr,
+		"SPIKE_KEEPER_LISTEN=" + s.keeperAddr,
 		"SPIKE_KEEPER_KDF_TIME=1",
 		"SPIKE_KEEPER_KDF_MEMORY_KIB=8192",
 		"SPIKE_KEEPER_KDF_THREADS=1",
 	})
-	nexusEnv := env(baseEnv(), svidEnv(t, ca, identity.Nexus(td)), []string{
-		"SPIKE_NEXUS_LISTEN=" + nexusAddr,
-		"SPIKE_DATABASE_URL=" + pgtest.NewDatabase(t),
-		"SPIKE_KEEPER_URL=https://" + keeperAddr,
-		"SPIKE_KEEPER_CHECK_INTERVAL=200ms",
-	})
-	pilotBase := env(baseEnv(), []string{"SPIKE_NEXUS_URL=https://" + nexusAddr})
-	pilot := env(pilotBase, svidEnv(t, ca, identity.Pilot(td)))
+	s.keeper = proctest.Start(t, filepath.Join(binDir, "spike-keeper"), keeperEnv)
+	s.keeper.WaitListening(s.keeperAddr)
+	nexusSVID := svidEnv(t, ca, identity.Nexus(td))
+	for range replicas {
+		addr := proctest.FreeAddr(t)
+		p := proctest.Start(t, filepath.Join(binDir, "spike-nexus"), env(baseEnv(), nexusSVID, []string{
+			"SPIKE_NEXUS_LISTEN=" + addr,
+			"SPIKE_DATABASE_URL=" + s.dsn,
+			"SPIKE_KEEPER_URL=https://" + s.keeperAddr,
+			"SPIKE_KEEPER_CHECK_INTERVAL=200ms",
+		}))
+		p.WaitListening(addr)
+		s.nexus = append(s.nexus, p)
+		s.nexusAddrs = append(s.nexusAddrs, addr)
+	}
+	return s
+}
 
-	keeper := proctest.Start(t, filepath.Join(binDir, "spike-keeper"), keeperEnv)
-	keeper.WaitListening(keeperAddr)
-	nexus := proctest.Start(t, filepath.Join(binDir, "spike-nexus"), nexusEnv)
-	nexus.WaitListening(nexusAddr)
+// pilotEnv is the environment of `spike` talking to replica i as id.
+func (s *stack) pilotEnv(t *testing.T, i int, id spiffeid.ID) []string {
+	return env(baseEnv(), []string{"SPIKE_NEXUS_URL=https://" + s.nexusAddrs[i]}, svidEnv(t, s.ca, id))
+}
+
+func TestWalkingSkeleton(t *testing.T) {
+	st := startStack(t, 1)
+	ca, keeper, nexus, keeperAddr, nexusAddr := st.ca, st.keeper, st.nexus[0], st.keeperAddr, st.nexusAddrs[0]
+	pilot := st.pilotEnv(t, 0, identity.Pilot(td))
 
 	const password = "correct horse battery"
 	mustSpike(t, pilot, password+"\n", "operator", "init")
@@ -129,7 +155,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	if diff := cmp.Diff(want, got.Data); diff != "" || got.Version != 1 || got.CreatedBy != identity.Pilot(td).String() {
 		t.Fatalf("get = %+v (-want +got data):\n%s", got, diff)
 	}
-	if out := mustSpike(t, pilot, "", "secret", "list", "apps/"); strings.TrimSpace(out) != "apps/demo/db" {
+	if out := mustSpike(t, pilot, "", "secret", "list", "-r", "apps/"); strings.TrimSpace(out) != "apps/demo/db" {
 		t.Errorf("list apps/ printed %q", out)
 	}
 
@@ -176,7 +202,7 @@ func TestWalkingSkeleton(t *testing.T) {
 	})
 
 	t.Run("non-admin workload is denied", func(t *testing.T) {
-		workload := env(pilotBase, svidEnv(t, ca, spiffeid.RequireFromPath(td, "/app/web")))
+		workload := st.pilotEnv(t, 0, spiffeid.RequireFromPath(td, "/app/web"))
 		r := spike(t, workload, "", "secret", "list", "apps/")
 		if r.code != 2 || !strings.Contains(strings.ToLower(r.stderr), "may not") {
 			t.Fatalf("workload list: exit %d, stderr %q; want 2 and a permission error", r.code, r.stderr)

@@ -111,6 +111,7 @@ func (s *Server) Init(ctx context.Context, req *connect.Request[keeperv1.InitReq
 		return nil, err
 	}
 	password := req.Msg.GetPassword()
+	defer clear(password)
 	if err := checkPassword(password); err != nil {
 		return nil, err
 	}
@@ -147,6 +148,7 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 		return nil, err
 	}
 	password := req.Msg.GetPassword()
+	defer clear(password)
 	if err := checkPassword(password); err != nil {
 		return nil, err
 	}

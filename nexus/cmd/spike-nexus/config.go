@@ -13,6 +13,8 @@ import (
 
 	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/svid"
+
+	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // config is Nexus's configuration, read from the environment once.
@@ -21,6 +23,7 @@ type config struct {
 	Listen        string
 	DatabaseURL   string
 	MaxConns      int32
+	MaxVersions   int32
 	KeeperURL     *url.URL
 	KeeperID      spiffeid.ID
 	Admins        []spiffeid.ID
@@ -55,6 +58,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		errs = append(errs, errors.New("SPIKE_DB_MAX_CONNS: must be a number from 1 to 1000"))
 	}
 	c.MaxConns = int32(maxConns)
+	maxVersions, err := strconv.ParseInt(env("SPIKE_MAX_VERSIONS", "10"), 10, 32)
+	if err != nil || maxVersions < 1 || maxVersions > secret.MaxMaxVersions {
+		errs = append(errs, fmt.Errorf("SPIKE_MAX_VERSIONS: must be a number from 1 to %d", secret.MaxMaxVersions))
+	}
+	c.MaxVersions = int32(maxVersions)
 	c.KeeperURL, err = url.Parse(env("SPIKE_KEEPER_URL", "https://127.0.0.1:8443"))
 	if err != nil || c.KeeperURL.Scheme != "https" || c.KeeperURL.Host == "" {
 		errs = append(errs, errors.New("SPIKE_KEEPER_URL: must be an https:// URL"))

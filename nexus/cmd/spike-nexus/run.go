@@ -6,12 +6,14 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"golang.org/x/sys/unix"
 
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
+	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/mtls"
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
@@ -43,8 +45,15 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 	if err != nil {
 		return fmt.Errorf("read own SVID: %w", err)
 	}
+	if self.TrustDomain() != cfg.TrustDomain {
+		return fmt.Errorf("own SVID %s is not in trust domain %s (SPIKE_TRUST_DOMAIN)", self, cfg.TrustDomain)
+	}
+	if want := identity.Nexus(cfg.TrustDomain); self != want {
+		log.Warn("own SPIFFE ID is not the conventional Nexus ID; Keeper must be configured to accept it",
+			"spiffe_id", self.String(), "conventional", want.String())
+	}
 
-	store, err := postgres.Open(ctx, cfg.DatabaseURL, cfg.MaxConns)
+	store, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{MaxConns: cfg.MaxConns, DefaultMaxVersions: cfg.MaxVersions})
 	if err != nil {
 		return err
 	}
@@ -59,7 +68,12 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, cfg.KeeperURL.String())
 	keys := envelope.NewKeys(keeper, store, log)
 	st := keys.Check(ctx)
-	go keys.Watch(ctx, cfg.CheckInterval)
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	watching.Go(func() { keys.Watch(watchCtx, cfg.CheckInterval) })
+	// Runs before store.Close (deferred earlier): the watcher uses the store.
+	defer watching.Wait()
+	defer stopWatch()
 
 	srv := server.New(server.Config{Admins: cfg.Admins, Version: version}, store, keys, keeper, log)
 	httpSrv := mtls.NewServer(srv.Handler(), mtls.ServerConfig(src, tlsconfig.AuthorizeMemberOf(cfg.TrustDomain)), log)

@@ -105,3 +105,12 @@ func SecretAAD(path string, version int64) []byte {
 	b = append(b, path...)
 	return binary.BigEndian.AppendUint64(b, uint64(version))
 }
+
+// MetadataAAD is the row identity of a secret's custom metadata.
+func MetadataAAD(path string) []byte {
+	const label = "spike secret metadata v1\x00"
+	b := make([]byte, 0, len(label)+4+len(path))
+	b = append(b, label...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(path)))
+	return append(b, path...)
+}

@@ -6,13 +6,14 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
+	"golang.org/x/sync/singleflight"
 
 	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
@@ -46,16 +47,23 @@ type State struct {
 	KeyringID []byte
 	// KeeperErr says why Keeper could not be reached, if it could not.
 	KeeperErr error
+	// DBErr says why the keyring could not be read, if it could not.
+	DBErr error
 	// reason explains a sealed state to callers.
 	reason string
 }
 
 // Err returns the caller-facing error for a state that cannot serve
-// secrets, or nil when it can.
+// secrets, or nil when it can. A dependency that is down is Unavailable
+// (clients retry it); a Keeper without the keyring is FailedPrecondition.
 func (s State) Err() error {
 	switch {
+	case !s.Initialised && s.DBErr != nil:
+		return fault.Wrap(fault.Unavailable, s.DBErr, "database unavailable")
 	case !s.Initialised:
 		return fault.New(fault.FailedPrecondition, "SPIKE is not initialised: run `spike operator init`")
+	case s.KeeperErr != nil:
+		return fault.Wrap(fault.Unavailable, s.KeeperErr, "SPIKE is sealed: %s; when it is back, %s", s.reason, unsealHint)
 	case !s.Unsealed:
 		return fault.New(fault.FailedPrecondition, "SPIKE is sealed: %s; %s", s.reason, unsealHint)
 	}
@@ -93,23 +101,35 @@ type Keys struct {
 	log    *slog.Logger
 	now    func() time.Time
 
-	createMu sync.Mutex // serialises creation of the active key
+	// createSlot admits one creator of the active key at a time; waiting
+	// for it respects the caller's context.
+	createSlot chan struct{}
 
-	mu     sync.RWMutex
-	state  State
-	active *activeKey
-	cache  map[DEKID]cachedKey
+	// seq numbers state observations; applied is the newest one applied,
+	// so a slow Check never overwrites what a later one saw.
+	seq atomic.Uint64
+
+	// recheck shares one Check among the requests that found the state
+	// unable to serve.
+	recheck singleflight.Group
+
+	mu      sync.RWMutex
+	applied uint64
+	state   State
+	active  *activeKey
+	cache   map[DEKID]cachedKey
 }
 
 // NewKeys returns a key manager. It starts sealed; call Check or Watch.
 func NewKeys(keeper keeperv1connect.KeeperServiceClient, store *postgres.Store, log *slog.Logger) *Keys {
 	return &Keys{
-		keeper: keeper,
-		store:  store,
-		log:    log,
-		now:    time.Now,
-		state:  State{reason: "Nexus has not reached Keeper yet"},
-		cache:  make(map[DEKID]cachedKey),
+		keeper:     keeper,
+		store:      store,
+		log:        log,
+		now:        time.Now,
+		state:      State{reason: "Nexus has not reached Keeper yet"},
+		cache:      make(map[DEKID]cachedKey),
+		createSlot: make(chan struct{}, 1),
 	}
 }
 
@@ -118,6 +138,26 @@ func (k *Keys) State() State {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return k.state
+}
+
+// Ready returns nil when secrets can be served, and otherwise the reason as
+// a caller-facing error. When the last known state cannot serve, it checks
+// again first (one check at a time, shared by concurrent callers): another
+// Nexus replica may have initialised or unsealed SPIKE since the last
+// periodic check.
+func (k *Keys) Ready(ctx context.Context) error {
+	if err := k.State().Err(); err == nil {
+		return nil
+	}
+	ch := k.recheck.DoChan("check", func() (any, error) {
+		return k.Check(context.WithoutCancel(ctx)), nil
+	})
+	select {
+	case r := <-ch:
+		return r.Val.(State).Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Watch calls Check every interval until ctx is done, so that a Keeper
@@ -136,26 +176,31 @@ func (k *Keys) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
+// checkTimeout bounds one Check, database and Keeper together.
+const checkTimeout = 3 * time.Second
+
 // Check asks the database and Keeper for the current state and updates it.
 func (k *Keys) Check(ctx context.Context) State {
+	seq := k.seq.Add(1)
+	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
 	next := State{}
 	kr, err := k.store.Keyring(ctx)
 	switch {
 	case fault.CodeOf(err) == fault.FailedPrecondition:
 		next.reason = "not initialised"
 	case err != nil:
-		// The database is unreachable: keep what we knew; requests will
-		// fail on the database anyway.
+		// Without the database, still ask Keeper, against the keyring id
+		// last seen: a Keeper restart must drop cached keys regardless.
 		k.log.Warn("keyring lookup failed", "error", err)
-		return k.State()
+		prev := k.State()
+		next.Initialised, next.KeyringID, next.DBErr = prev.Initialised, prev.KeyringID, err
 	default:
 		next.Initialised = true
 		next.KeyringID = kr.ID
 	}
 
-	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	resp, err := k.keeper.Status(cctx, connect.NewRequest(&keeperv1.StatusRequest{}))
+	resp, err := k.keeper.Status(ctx, connect.NewRequest(&keeperv1.StatusRequest{}))
 	switch {
 	case err != nil:
 		next.KeeperErr = err
@@ -167,13 +212,18 @@ func (k *Keys) Check(ctx context.Context) State {
 	case next.Initialised:
 		next.Unsealed = true
 	}
-	k.setState(next)
-	return next
+	return k.setState(seq, next)
 }
 
-func (k *Keys) setState(next State) {
+// setState applies the observation numbered seq unless a newer one was
+// applied already, and returns the state in force.
+func (k *Keys) setState(seq uint64, next State) State {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	if seq < k.applied {
+		return k.state
+	}
+	k.applied = seq
 	prev := k.state
 	k.state = next
 	if !next.Unsealed {
@@ -186,14 +236,16 @@ func (k *Keys) setState(next State) {
 			k.log.Warn("sealed", "reason", next.reason, "keeper_error", errString(next.KeeperErr))
 		}
 	}
+	return next
 }
 
 // markSealed records that Keeper answered "sealed" to a key request.
 func (k *Keys) markSealed() {
+	seq := k.seq.Add(1)
 	st := k.State()
 	st.Unsealed = false
 	st.reason = "Keeper holds no root key (it has restarted)"
-	k.setState(st)
+	k.setState(seq, st)
 }
 
 func (k *Keys) dropLocked() {
@@ -208,8 +260,12 @@ func (k *Keys) ActiveKey(ctx context.Context) (Key, error) {
 	if key, ok, err := k.takeActive(); ok || err != nil {
 		return key, err
 	}
-	k.createMu.Lock()
-	defer k.createMu.Unlock()
+	select {
+	case k.createSlot <- struct{}{}:
+		defer func() { <-k.createSlot }()
+	case <-ctx.Done():
+		return Key{}, ctx.Err()
+	}
 	if key, ok, err := k.takeActive(); ok || err != nil {
 		return key, err
 	}
@@ -351,10 +407,4 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
-}
-
-// ErrSealed reports whether err means SPIKE is sealed or not initialised.
-func ErrSealed(err error) bool {
-	var fe *fault.Error
-	return errors.As(err, &fe) && fe.Code == fault.FailedPrecondition
 }

@@ -25,6 +25,12 @@ const (
 	PermissionDenied
 	// Unavailable means a dependency (database, Keeper) cannot be reached.
 	Unavailable
+	// Aborted means the request lost a race with concurrent writers and
+	// may be retried as it is.
+	Aborted
+	// Unknown means the outcome is not known: a write may or may not have
+	// been applied. Clients must not retry it blindly.
+	Unknown
 	// DataLoss means stored data failed authentication: it was tampered with
 	// or cannot be decrypted.
 	DataLoss

@@ -79,6 +79,14 @@ func (s *Store) Migrate(ctx context.Context) (int64, error) {
 		return 0, dbError(ctx, "migrate: acquire connection", err)
 	}
 	defer conn.Release()
+	// Migrations may wait for another replica's and may run long: lift the
+	// pool's statement and lock timeouts on this session while they run.
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0; SET lock_timeout = 0"); err != nil {
+		return 0, dbError(ctx, "migrate: session settings", err)
+	}
+	defer func() {
+		_, _ = conn.Exec(context.WithoutCancel(ctx), "RESET statement_timeout; RESET lock_timeout")
+	}()
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockKey); err != nil {
 		return 0, dbError(ctx, "migrate: lock", err)
 	}

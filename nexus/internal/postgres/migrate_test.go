@@ -44,7 +44,7 @@ func TestMigrateIdempotent(t *testing.T) {
 	}
 	want := int64(len(ms))
 	dsn := pgtest.NewDatabase(t)
-	s, err := Open(t.Context(), dsn, 4)
+	s, err := Open(t.Context(), dsn, Options{MaxConns: 4})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -82,7 +82,7 @@ func TestMigrateConcurrent(t *testing.T) {
 	errs := make([]error, 4)
 	for i := range 4 {
 		wg.Go(func() {
-			s, err := Open(t.Context(), dsn, 2)
+			s, err := Open(t.Context(), dsn, Options{MaxConns: 2})
 			if err != nil {
 				errs[i] = err
 				return

@@ -12,8 +12,9 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/fault"
 )
 
-// MaxList is the most paths ListSecrets returns.
-const MaxList = 10000
+// ErrCASConflict is in the chain of the error PutSecret returns when the
+// secret's current version is not the one the writer expected.
+var ErrCASConflict = errors.New("check-and-set conflict")
 
 // Version is one stored version of a secret.
 type Version struct {
@@ -22,7 +23,7 @@ type Version struct {
 	// DEKID names the data key that sealed the value.
 	DEKID []byte
 	// Sealed is the value sealed under the data key, bound to Path and
-	// Version.
+	// Version; nil once destroyed.
 	Sealed []byte
 	// CreatedBy is the SPIFFE ID of the writer.
 	CreatedBy string
@@ -30,192 +31,299 @@ type Version struct {
 	CreatedAt time.Time
 	// DeletedAt is set when the version was soft-deleted.
 	DeletedAt *time.Time
+	// DestroyedAt is set when the version's data was wiped.
+	DestroyedAt *time.Time
 }
 
-// PutSecret stores a new version of the secret at path, in one transaction:
-// it takes the next version number under the secret's row lock, asks seal
-// for the sealed value of that version (seal must be quick and do no I/O: the
-// row stays locked while it runs), and inserts the version. Concurrent puts
-// to one path each get their own version. Errors from seal are returned as
-// they are.
-func (s *Store) PutSecret(ctx context.Context, path, createdBy string, dekID []byte,
-	seal func(version int64) ([]byte, error),
-) (Version, error) {
-	v := Version{Path: path, DEKID: dekID, CreatedBy: createdBy}
+// Put is a request to store a new version.
+type Put struct {
+	Path      string
+	CreatedBy string
+	// DEKID names the data key Seal uses.
+	DEKID []byte
+	// CAS, when set, is the version the writer expects to be current; 0
+	// means the secret must have no version yet.
+	CAS *int64
+	// Seal returns the sealed value for the new version number. It runs
+	// inside the transaction while the secret's row is locked, so it must be
+	// quick and do no I/O.
+	Seal func(version int64) ([]byte, error)
+}
+
+// PutSecret stores a new version in one transaction: it locks the secret's
+// row (creating it if needed), checks the check-and-set condition, takes the
+// next version number, seals, inserts the version and deletes the versions
+// that fall out of the retention window. Concurrent puts to one path, from
+// any number of Nexus processes, each get their own version; none is lost.
+// Errors from Seal are returned as they are.
+func (s *Store) PutSecret(ctx context.Context, p Put) (Version, error) {
+	v := Version{Path: p.Path, DEKID: p.DEKID, CreatedBy: p.CreatedBy}
 	var sealErr error
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx,
-			`INSERT INTO secrets (path, current_version, created_at, updated_at)
-			 VALUES ($1, 1, now(), now())
-			 ON CONFLICT (path) DO UPDATE
-			 SET current_version = secrets.current_version + 1, updated_at = now()
-			 RETURNING current_version`,
-			path).Scan(&v.Version)
+		h, err := lockHead(ctx, tx, p.Path, true)
 		if err != nil {
 			return err
 		}
-		v.Sealed, sealErr = seal(v.Version)
+		if err := checkCAS(p.Path, h, p.CAS); err != nil {
+			return err
+		}
+		v.Version = h.current + 1
+		oldest := s.oldestKept(h, v.Version)
+		v.Sealed, sealErr = p.Seal(v.Version)
 		if sealErr != nil {
 			return sealErr
 		}
+		// One round trip: insert the version, prune, move the head.
 		return tx.QueryRow(ctx,
-			`INSERT INTO secret_versions (path, version, dek_id, sealed, created_by)
-			 VALUES ($1, $2, $3, $4, $5)
-			 RETURNING created_at`,
-			path, v.Version, dekID, v.Sealed, createdBy).Scan(&v.CreatedAt)
+			`WITH ins AS (
+			   INSERT INTO secret_versions (path, version, dek_id, sealed, created_by)
+			   VALUES ($1, $2, $3, $4, $5)
+			   RETURNING created_at
+			 ), pruned AS (
+			   DELETE FROM secret_versions WHERE path = $1 AND version < $6
+			 ), head AS (
+			   UPDATE secrets SET current_version = $2, oldest_version = $6, updated_at = now()
+			   WHERE path = $1
+			 )
+			 SELECT created_at FROM ins`,
+			p.Path, v.Version, p.DEKID, v.Sealed, p.CreatedBy, oldest).Scan(&v.CreatedAt)
 	})
 	if sealErr != nil {
 		return Version{}, sealErr
 	}
 	if err != nil {
-		return Version{}, dbError(ctx, "put secret "+path, err)
+		return Version{}, dbError(ctx, "put secret "+p.Path, err)
 	}
 	return v, nil
 }
 
-// SecretVersion returns one version of the secret at path; version 0 means
-// the current one. A missing secret, a missing version and a deleted version
-// are fault.NotFound errors.
-func (s *Store) SecretVersion(ctx context.Context, path string, version int64) (Version, error) {
+// head is a secret's row, without its custom metadata.
+type head struct {
+	current, oldest int64
+	maxVersions     int32
+	casRequired     bool
+}
+
+// lockHead locks the secret's row for the rest of the transaction. With
+// create, a missing secret is created without versions (and disappears
+// again if the transaction rolls back); without, it is a fault.NotFound.
+func lockHead(ctx context.Context, tx pgx.Tx, path string, create bool) (head, error) {
+	var h head
+	var err error
+	if create {
+		err = tx.QueryRow(ctx,
+			`INSERT INTO secrets AS s (path, current_version, oldest_version)
+			 VALUES ($1, 0, 0)
+			 ON CONFLICT (path) DO UPDATE SET updated_at = s.updated_at
+			 RETURNING s.current_version, s.oldest_version, s.max_versions, s.cas_required`,
+			path).Scan(&h.current, &h.oldest, &h.maxVersions, &h.casRequired)
+	} else {
+		err = tx.QueryRow(ctx,
+			`SELECT current_version, oldest_version, max_versions, cas_required
+			 FROM secrets WHERE path = $1 FOR UPDATE`,
+			path).Scan(&h.current, &h.oldest, &h.maxVersions, &h.casRequired)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return head{}, errNotFound(path)
+	}
+	return h, err
+}
+
+func checkCAS(path string, h head, cas *int64) error {
+	switch {
+	case cas == nil && h.casRequired:
+		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
+			"check-and-set is required for %s: give the version you expect (it is at version %d)", path, h.current)
+	case cas == nil:
+		return nil
+	case *cas != h.current && h.current == 0:
+		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
+			"check-and-set failed: %s has no version yet, you expected %d", path, *cas)
+	case *cas != h.current:
+		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
+			"check-and-set failed: %s is at version %d, you expected %d", path, h.current, *cas)
+	}
+	return nil
+}
+
+// maxVersions is the retention that applies to a secret.
+func (s *Store) maxVersions(configured int32) int32 {
+	if configured > 0 {
+		return configured
+	}
+	return s.defaultMaxVersions
+}
+
+// oldestKept is the oldest version to keep once current is the newest.
+func (s *Store) oldestKept(h head, current int64) int64 {
+	oldest := max(h.oldest, 1, current-int64(s.maxVersions(h.maxVersions))+1)
+	return min(oldest, current)
+}
+
+func errNotFound(path string) error {
+	return fault.New(fault.NotFound, "secret %s not found", path)
+}
+
+// Read is a version as read, with what a writer needs to know about its
+// secret at that moment.
+type Read struct {
+	Version
+	// Current is the secret's newest version.
+	Current int64
+	// CASRequired is the secret's check-and-set setting.
+	CASRequired bool
+}
+
+// SecretVersion returns a live version of the secret at path; version 0
+// means the current one. A missing secret or version, and a deleted or
+// destroyed version, are fault.NotFound errors saying which.
+func (s *Store) SecretVersion(ctx context.Context, path string, version int64) (Read, error) {
 	if version < 0 {
-		return Version{}, fault.New(fault.Invalid, "version: must not be negative, got %d", version)
+		return Read{}, fault.New(fault.Invalid, "version: must not be negative, got %d", version)
 	}
 	var (
-		current   int64
+		r         Read
 		found     *int64
-		dekID     []byte
-		sealed    []byte
+		oldest    int64
 		createdBy *string
 		createdAt *time.Time
-		deletedAt *time.Time
 	)
 	err := s.pool.QueryRow(ctx,
-		`SELECT s.current_version, v.version, v.dek_id, v.sealed, v.created_by, v.created_at, v.deleted_at
+		`SELECT s.current_version, s.oldest_version, s.cas_required,
+		        v.version, v.dek_id, v.sealed, v.created_by, v.created_at, v.deleted_at, v.destroyed_at
 		 FROM secrets s
 		 LEFT JOIN secret_versions v
 		   ON v.path = s.path
 		  AND v.version = CASE WHEN $2::bigint = 0 THEN s.current_version ELSE $2::bigint END
 		 WHERE s.path = $1`,
 		path, version,
-	).Scan(&current, &found, &dekID, &sealed, &createdBy, &createdAt, &deletedAt)
+	).Scan(&r.Current, &oldest, &r.CASRequired,
+		&found, &r.DEKID, &r.Sealed, &createdBy, &createdAt, &r.DeletedAt, &r.DestroyedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Version{}, fault.New(fault.NotFound, "secret %s not found", path)
+		return Read{}, errNotFound(path)
 	}
 	if err != nil {
-		return Version{}, dbError(ctx, "read secret "+path, err)
+		return Read{}, dbError(ctx, "read secret "+path, err)
 	}
 	if version == 0 {
-		version = current
+		version = r.Current
 	}
-	if found == nil {
-		return Version{}, fault.New(fault.NotFound, "version %d of %s not found", version, path)
+	switch {
+	case r.Current == 0:
+		return Read{}, fault.New(fault.NotFound, "secret %s has no versions", path)
+	case found == nil && version > r.Current:
+		return Read{}, fault.New(fault.NotFound, "version %d of %s does not exist: the newest is %d", version, path, r.Current)
+	case found == nil:
+		return Read{}, fault.New(fault.NotFound, "version %d of %s no longer exists: the oldest kept is %d", version, path, oldest)
+	case r.DestroyedAt != nil:
+		return Read{}, fault.New(fault.NotFound, "version %d of %s was destroyed", version, path)
+	case r.DeletedAt != nil:
+		return Read{}, fault.New(fault.NotFound, "version %d of %s was deleted", version, path)
 	}
-	if deletedAt != nil {
-		return Version{}, fault.New(fault.NotFound, "version %d of %s was deleted", version, path)
-	}
-	return Version{
-		Path:      path,
-		Version:   *found,
-		DEKID:     dekID,
-		Sealed:    sealed,
-		CreatedBy: *createdBy,
-		CreatedAt: *createdAt,
-	}, nil
+	r.Path, r.Version.Version, r.CreatedBy, r.CreatedAt = path, *found, *createdBy, *createdAt
+	return r, nil
 }
 
-// ListSecrets returns, sorted bytewise, the paths that start with prefix and
-// have at least one version that is not deleted; at most MaxList of them.
-// The prefix matches bytes exactly: no character in it is a wildcard.
-func (s *Store) ListSecrets(ctx context.Context, prefix string) ([]string, error) {
-	// The range on path lets the primary key index find the prefix; the
-	// starts_with makes the match exact whatever the bound.
-	query := `SELECT s.path FROM secrets s
-		WHERE s.path >= $1 AND starts_with(s.path, $1)
-		  AND EXISTS (SELECT 1 FROM secret_versions v WHERE v.path = s.path AND v.deleted_at IS NULL)
-		ORDER BY s.path
-		LIMIT $2`
-	args := []any{prefix, MaxList}
-	if upper, ok := prefixEnd(prefix); ok {
-		query = `SELECT s.path FROM secrets s
-		WHERE s.path >= $1 AND s.path < $3 AND starts_with(s.path, $1)
-		  AND EXISTS (SELECT 1 FROM secret_versions v WHERE v.path = s.path AND v.deleted_at IS NULL)
-		ORDER BY s.path
-		LIMIT $2`
-		args = append(args, upper)
-	}
-	rows, err := s.pool.Query(ctx, query, args...)
-	if err != nil {
-		return nil, dbError(ctx, "list secrets", err)
-	}
-	paths, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, dbError(ctx, "list secrets", err)
-	}
-	return paths, nil
-}
+// VersionChange is what ChangeVersions does to each version.
+type VersionChange int
 
-// prefixEnd returns the smallest string greater than every string starting
-// with prefix, when prefix ends in an ASCII byte below 0x7f (always so for a
-// valid prefix), so the result is still valid UTF-8.
-func prefixEnd(prefix string) (string, bool) {
-	if prefix == "" || prefix[len(prefix)-1] >= 0x7f {
-		return "", false
-	}
-	b := []byte(prefix)
-	b[len(b)-1]++
-	return string(b), true
-}
+// The changes ChangeVersions can make.
+const (
+	// Delete soft-deletes: the version reads as deleted until undeleted.
+	Delete VersionChange = iota + 1
+	// Undelete restores soft-deleted versions.
+	Undelete
+	// Destroy wipes the sealed data for good.
+	Destroy
+)
 
-// DeleteSecretVersions soft-deletes versions of the secret at path (the
-// current version when versions is empty) and returns, sorted and without
-// duplicates, the versions that are now deleted, including any that already
-// were. A missing secret is a fault.NotFound error; a version that does not
-// exist is a fault.Invalid error and nothing is deleted.
-func (s *Store) DeleteSecretVersions(ctx context.Context, path string, versions []int64) ([]int64, error) {
-	var deleted []int64
+// ChangeVersions deletes, undeletes or destroys versions of the secret at
+// path (the current version when versions is empty), in one transaction,
+// and returns the versions named, sorted and without duplicates. A missing
+// secret is fault.NotFound; a version that does not exist (never written or
+// no longer kept) is fault.Invalid, and undeleting a destroyed version is
+// fault.FailedPrecondition; in both cases nothing changes.
+func (s *Store) ChangeVersions(ctx context.Context, path string, versions []int64, change VersionChange) ([]int64, error) {
+	var changed []int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
-		var current int64
-		err := tx.QueryRow(ctx, "SELECT current_version FROM secrets WHERE path = $1", path).Scan(&current)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return fault.New(fault.NotFound, "secret %s not found", path)
-		}
+		h, err := lockHead(ctx, tx, path, false)
 		if err != nil {
 			return err
 		}
-		want := slices.Clone(versions)
-		if len(want) == 0 {
-			want = []int64{current}
-		}
-		slices.Sort(want)
-		want = slices.Compact(want)
-
-		rows, err := tx.Query(ctx,
-			"SELECT version FROM secret_versions WHERE path = $1 AND version = ANY($2) ORDER BY version",
-			path, want)
+		want, err := versionSet(path, h, versions)
 		if err != nil {
 			return err
 		}
-		existing, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-		if err != nil {
-			return err
-		}
-		for _, v := range want {
-			if _, ok := slices.BinarySearch(existing, v); !ok {
-				return fault.New(fault.Invalid, "version %d of %s does not exist", v, path)
+		if change == Undelete {
+			var destroyed *int64
+			err := tx.QueryRow(ctx,
+				`SELECT min(version) FROM secret_versions
+				 WHERE path = $1 AND version = ANY($2) AND destroyed_at IS NOT NULL`,
+				path, want).Scan(&destroyed)
+			if err != nil {
+				return err
+			}
+			if destroyed != nil {
+				return fault.New(fault.FailedPrecondition, "version %d of %s was destroyed: it cannot be restored", *destroyed, path)
 			}
 		}
-		_, err = tx.Exec(ctx,
-			`UPDATE secret_versions SET deleted_at = now()
-			 WHERE path = $1 AND version = ANY($2) AND deleted_at IS NULL`,
-			path, want)
-		if err != nil {
+		var sql string
+		switch change {
+		case Delete:
+			sql = `UPDATE secret_versions SET deleted_at = now()
+			       WHERE path = $1 AND version = ANY($2) AND deleted_at IS NULL`
+		case Undelete:
+			sql = `UPDATE secret_versions SET deleted_at = NULL
+			       WHERE path = $1 AND version = ANY($2)`
+		case Destroy:
+			sql = `UPDATE secret_versions SET sealed = NULL, destroyed_at = now()
+			       WHERE path = $1 AND version = ANY($2) AND destroyed_at IS NULL`
+		default:
+			return fmt.Errorf("unknown version change %d", change)
+		}
+		if _, err := tx.Exec(ctx, sql, path, want); err != nil {
 			return err
 		}
-		deleted = want
+		if _, err := tx.Exec(ctx, `UPDATE secrets SET updated_at = now() WHERE path = $1`, path); err != nil {
+			return err
+		}
+		changed = want
 		return nil
 	})
 	if err != nil {
-		return nil, dbError(ctx, fmt.Sprintf("delete versions of %s", path), err)
+		return nil, dbError(ctx, "change versions of "+path, err)
 	}
-	return deleted, nil
+	return changed, nil
+}
+
+// versionSet validates the versions a caller named against the secret's
+// retained range and returns them sorted without duplicates; none means the
+// current version.
+func versionSet(path string, h head, versions []int64) ([]int64, error) {
+	if len(versions) == 0 {
+		if h.current == 0 {
+			return nil, fault.New(fault.NotFound, "secret %s has no versions", path)
+		}
+		return []int64{h.current}, nil
+	}
+	seen := make(map[int64]bool, len(versions))
+	out := make([]int64, 0, len(versions))
+	for _, v := range versions {
+		if v < max(h.oldest, 1) || v > h.current {
+			return nil, fault.New(fault.Invalid, "versions: version %d of %s does not exist (kept: %s)", v, path, keptRange(h))
+		}
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func keptRange(h head) string {
+	if h.current == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d to %d", max(h.oldest, 1), h.current)
 }

@@ -40,7 +40,7 @@ func newSecretStore(t *testing.T) (*Store, string) {
 func put(t *testing.T, s *Store, path string, n int) {
 	t.Helper()
 	for range n {
-		if _, err := s.PutSecret(t.Context(), path, "spiffe://spike.local/test", testDEK, fakeSeal(path)); err != nil {
+		if _, err := s.PutSecret(t.Context(), Put{Path: path, CreatedBy: "spiffe://spike.local/test", DEKID: testDEK, Seal: fakeSeal(path)}); err != nil {
 			t.Fatalf("PutSecret(%s): %v", path, err)
 		}
 	}
@@ -51,7 +51,7 @@ func TestPutSecret(t *testing.T) {
 	s, _ := newSecretStore(t)
 	ctx := t.Context()
 	for want := int64(1); want <= 3; want++ {
-		v, err := s.PutSecret(ctx, "apps/db", "spiffe://spike.local/w", testDEK, fakeSeal("apps/db"))
+		v, err := s.PutSecret(ctx, Put{Path: "apps/db", CreatedBy: "spiffe://spike.local/w", DEKID: testDEK, Seal: fakeSeal("apps/db")})
 		if err != nil {
 			t.Fatalf("PutSecret: %v", err)
 		}
@@ -63,9 +63,12 @@ func TestPutSecret(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SecretVersion: %v", err)
 	}
-	want := Version{
-		Path: "apps/db", Version: 3, DEKID: testDEK, Sealed: []byte("apps/db3"),
-		CreatedBy: "spiffe://spike.local/w", CreatedAt: got.CreatedAt,
+	want := Read{
+		Version: Version{
+			Path: "apps/db", Version: 3, DEKID: testDEK, Sealed: []byte("apps/db3"),
+			CreatedBy: "spiffe://spike.local/w", CreatedAt: got.CreatedAt,
+		},
+		Current: 3,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("SecretVersion mismatch (-want +got):\n%s", diff)
@@ -78,12 +81,12 @@ func TestPutSecretSealFails(t *testing.T) {
 	ctx := t.Context()
 	put(t, s, "p", 1)
 	sealErr := errors.New("seal broke")
-	_, err := s.PutSecret(ctx, "p", "me", testDEK, func(int64) ([]byte, error) { return nil, sealErr })
+	_, err := s.PutSecret(ctx, Put{Path: "p", CreatedBy: "me", DEKID: testDEK, Seal: func(int64) ([]byte, error) { return nil, sealErr }})
 	if !errors.Is(err, sealErr) {
 		t.Fatalf("PutSecret with failing seal: error = %v, want %v", err, sealErr)
 	}
 	// The failed put left nothing behind and did not use up a version.
-	v, err := s.PutSecret(ctx, "p", "me", testDEK, fakeSeal("p"))
+	v, err := s.PutSecret(ctx, Put{Path: "p", CreatedBy: "me", DEKID: testDEK, Seal: fakeSeal("p")})
 	if err != nil || v.Version != 2 {
 		t.Errorf("PutSecret after failed put = version %d, %v; want 2, nil", v.Version, err)
 	}
@@ -92,7 +95,7 @@ func TestPutSecretSealFails(t *testing.T) {
 func TestPutSecretUnknownDataKey(t *testing.T) {
 	t.Parallel()
 	s, _ := newSecretStore(t)
-	_, err := s.PutSecret(t.Context(), "p", "me", bytes.Repeat([]byte{2}, 16), fakeSeal("p"))
+	_, err := s.PutSecret(t.Context(), Put{Path: "p", CreatedBy: "me", DEKID: bytes.Repeat([]byte{2}, 16), Seal: fakeSeal("p")})
 	if err == nil {
 		t.Fatal("PutSecret with an unknown data key succeeded")
 	}
@@ -105,11 +108,16 @@ func TestPutSecretConcurrent(t *testing.T) {
 	s, dsn := newSecretStore(t)
 	const n = 32
 	const path = "shared/counter"
+	// Keep every version, so the test sees that none was lost.
+	keepAll := int32(n)
+	if _, err := s.UpdateMetadata(t.Context(), MetadataUpdate{Path: path, MaxVersions: &keepAll}); err != nil {
+		t.Fatal(err)
+	}
 	got := make([]int64, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			v, err := s.PutSecret(t.Context(), path, "me", testDEK, fakeSeal(path))
+			v, err := s.PutSecret(t.Context(), Put{Path: path, CreatedBy: "me", DEKID: testDEK, Seal: fakeSeal(path)})
 			if err != nil {
 				t.Errorf("PutSecret: %v", err)
 				return
@@ -168,8 +176,8 @@ func TestSecretVersion(t *testing.T) {
 		path     string
 		versions []int64
 	}{{"a/b", []int64{2}}, {"gone", nil}} {
-		if _, err := s.DeleteSecretVersions(ctx, del.path, del.versions); err != nil {
-			t.Fatalf("DeleteSecretVersions(%s, %v): %v", del.path, del.versions, err)
+		if _, err := s.ChangeVersions(ctx, del.path, del.versions, Delete); err != nil {
+			t.Fatalf("ChangeVersions(%s, %v): %v", del.path, del.versions, err)
 		}
 	}
 
@@ -185,7 +193,7 @@ func TestSecretVersion(t *testing.T) {
 		{name: "specific", path: "a/b", version: 1, want: 1},
 		{name: "newest by number", path: "a/b", version: 3, want: 3},
 		{name: "deleted", path: "a/b", version: 2, wantCode: fault.NotFound, wantErrMsg: "version 2 of a/b was deleted"},
-		{name: "future version", path: "a/b", version: 4, wantCode: fault.NotFound, wantErrMsg: "version 4 of a/b not found"},
+		{name: "future version", path: "a/b", version: 4, wantCode: fault.NotFound, wantErrMsg: "version 4 of a/b does not exist: the newest is 3"},
 		{name: "missing secret", path: "nope", version: 0, wantCode: fault.NotFound, wantErrMsg: "secret nope not found"},
 		{name: "missing secret version", path: "nope", version: 1, wantCode: fault.NotFound, wantErrMsg: "secret nope not found"},
 		{name: "prefix is not a secret", path: "a", version: 0, wantCode: fault.NotFound, wantErrMsg: "secret a not found"},
@@ -204,7 +212,7 @@ func TestSecretVersion(t *testing.T) {
 			if err != nil {
 				t.Fatalf("SecretVersion: %v", err)
 			}
-			if got.Path != tt.path || got.Version != tt.want || string(got.Sealed) != fmt.Sprint(tt.path, tt.want) ||
+			if got.Path != tt.path || got.Version.Version != tt.want || string(got.Sealed) != fmt.Sprint(tt.path, tt.want) ||
 				got.DeletedAt != nil {
 				t.Errorf("SecretVersion = %+v, want version %d of %s", got, tt.want, tt.path)
 			}
@@ -221,10 +229,10 @@ func TestListSecrets(t *testing.T) {
 	for _, p := range []string{"ap", "apps/a", "apps/b/c", "apps_x", "appsZ", "b", "bz", "a%x", "abc", "a_c", "del/x"} {
 		put(t, s, p, 2)
 	}
-	if _, err := s.DeleteSecretVersions(ctx, "del/x", []int64{1, 2}); err != nil {
+	if _, err := s.ChangeVersions(ctx, "del/x", []int64{1, 2}, Delete); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DeleteSecretVersions(ctx, "bz", []int64{2}); err != nil {
+	if _, err := s.ChangeVersions(ctx, "bz", []int64{2}, Delete); err != nil {
 		t.Fatal(err)
 	}
 
@@ -249,7 +257,7 @@ func TestListSecrets(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("%q", tt.prefix), func(t *testing.T) {
 			t.Parallel()
-			got, err := s.ListSecrets(ctx, tt.prefix)
+			got, err := listAll(t, s, tt.prefix, true, 3)
 			if err != nil {
 				t.Fatalf("ListSecrets(%q): %v", tt.prefix, err)
 			}
@@ -260,7 +268,7 @@ func TestListSecrets(t *testing.T) {
 	}
 }
 
-func TestDeleteSecretVersions(t *testing.T) {
+func TestDeleteVersions(t *testing.T) {
 	t.Parallel()
 	s, _ := newSecretStore(t)
 	ctx := t.Context()
@@ -277,19 +285,19 @@ func TestDeleteSecretVersions(t *testing.T) {
 		{name: "current by default", path: "p", want: []int64{4}},
 		{name: "several, unsorted, duplicated", path: "p", versions: []int64{3, 1, 3}, want: []int64{1, 3}},
 		{name: "already deleted is fine", path: "p", versions: []int64{1}, want: []int64{1}},
-		{name: "missing version", path: "p", versions: []int64{2, 9}, wantCode: fault.Invalid, wantErrMsg: "version 9 of p does not exist"},
-		{name: "version zero", path: "p", versions: []int64{0}, wantCode: fault.Invalid, wantErrMsg: "version 0 of p does not exist"},
+		{name: "missing version", path: "p", versions: []int64{2, 9}, wantCode: fault.Invalid, wantErrMsg: "versions: version 9 of p does not exist (kept: 1 to 4)"},
+		{name: "version zero", path: "p", versions: []int64{0}, wantCode: fault.Invalid, wantErrMsg: "versions: version 0 of p does not exist (kept: 1 to 4)"},
 		{name: "missing secret", path: "q", wantCode: fault.NotFound, wantErrMsg: "secret q not found"},
 		{name: "current already deleted", path: "p", want: []int64{4}},
 	}
 	for _, st := range steps {
-		got, err := s.DeleteSecretVersions(ctx, st.path, st.versions)
+		got, err := s.ChangeVersions(ctx, st.path, st.versions, Delete)
 		if st.wantCode != 0 {
 			wantCode(t, err, st.wantCode, st.wantErrMsg)
 			continue
 		}
 		if err != nil {
-			t.Fatalf("%s: DeleteSecretVersions: %v", st.name, err)
+			t.Fatalf("%s: ChangeVersions: %v", st.name, err)
 		}
 		if diff := cmp.Diff(st.want, got); diff != "" {
 			t.Errorf("%s: deleted versions mismatch (-want +got):\n%s", st.name, diff)
@@ -312,18 +320,18 @@ func TestDeleteSecretVersions(t *testing.T) {
 		}
 		wantCode(t, err, fault.NotFound, wantErr)
 	}
-	if got, err := s.ListSecrets(ctx, "p"); err != nil || !slices.Equal(got, []string{"p"}) {
+	if got, err := listAll(t, s, "p", true, 100); err != nil || !slices.Equal(got, []string{"p"}) {
 		t.Errorf("ListSecrets(p) = %v, %v; want [p]", got, err)
 	}
-	if _, err := s.DeleteSecretVersions(ctx, "p", []int64{2}); err != nil {
+	if _, err := s.ChangeVersions(ctx, "p", []int64{2}, Delete); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.ListSecrets(ctx, "p"); err != nil || len(got) != 0 {
+	if got, err := listAll(t, s, "p", true, 100); err != nil || len(got) != 0 {
 		t.Errorf("ListSecrets(p) after deleting every version = %v, %v; want none", got, err)
 	}
 	// A new version makes the secret visible again.
 	put(t, s, "p", 1)
-	if got, err := s.SecretVersion(ctx, "p", 0); err != nil || got.Version != 5 {
-		t.Errorf("SecretVersion(p, 0) after a new put = %d, %v; want 5, nil", got.Version, err)
+	if got, err := s.SecretVersion(ctx, "p", 0); err != nil || got.Version.Version != 5 {
+		t.Errorf("SecretVersion(p, 0) after a new put = %d, %v; want 5, nil", got.Version.Version, err)
 	}
 }

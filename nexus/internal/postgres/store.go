@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // Pool limits and timeouts. MaxConns comes from the caller (configuration).
@@ -28,18 +29,48 @@ const (
 	connectTimeout = 5 * time.Second
 )
 
+// sessionLimits are PostgreSQL settings for every pooled session.
+var sessionLimits = map[string]string{
+	"statement_timeout":                   "15s",
+	"lock_timeout":                        "10s",
+	"idle_in_transaction_session_timeout": "30s",
+}
+
 // Store is Nexus's PostgreSQL store. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
+	// defaultMaxVersions applies to secrets whose max_versions is 0.
+	defaultMaxVersions int32
+}
+
+// DefaultMaxVersions is the retention of secrets that set none, unless
+// Options says otherwise.
+const DefaultMaxVersions = 10
+
+// Options tune a Store.
+type Options struct {
+	// MaxConns bounds the connection pool (at least 1).
+	MaxConns int32
+	// DefaultMaxVersions is how many versions a secret keeps when it sets
+	// no max_versions of its own (1 to MaxMaxVersions; 0 means
+	// DefaultMaxVersions).
+	DefaultMaxVersions int32
 }
 
 // Open connects to the database at dsn (a libpq key/value string or URL; its
-// sslmode is honoured) with a pool of at most maxConns connections, and
+// sslmode is honoured) with a pool of at most opts.MaxConns connections, and
 // checks that the database answers. An unreachable database is a
 // fault.Unavailable error.
-func Open(ctx context.Context, dsn string, maxConns int32) (*Store, error) {
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	maxConns := opts.MaxConns
 	if maxConns < 1 {
 		return nil, fmt.Errorf("open database: max connections must be at least 1, got %d", maxConns)
+	}
+	if opts.DefaultMaxVersions == 0 {
+		opts.DefaultMaxVersions = DefaultMaxVersions
+	}
+	if opts.DefaultMaxVersions < 1 || opts.DefaultMaxVersions > secret.MaxMaxVersions {
+		return nil, fmt.Errorf("open database: default max versions must be 1 to %d, got %d", secret.MaxMaxVersions, opts.DefaultMaxVersions)
 	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -53,11 +84,18 @@ func Open(ctx context.Context, dsn string, maxConns int32) (*Store, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
+	// Server-side limits, unless the DSN sets its own: no statement, lock
+	// wait or idle transaction can hold a connection for long.
+	for name, value := range sessionLimits {
+		if _, set := cfg.ConnConfig.RuntimeParams[name]; !set {
+			cfg.ConnConfig.RuntimeParams[name] = value
+		}
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, defaultMaxVersions: opts.DefaultMaxVersions}
 	if err := s.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -127,7 +165,23 @@ func isConnectionError(err error) bool {
 }
 
 // inTx runs fn in a transaction, committing when it returns nil and rolling
-// back otherwise.
+// back otherwise. When the commit itself fails on a broken connection the
+// outcome is unknown, and the error says so instead of "unavailable": a
+// client must not blindly retry a write that may have been applied.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return pgx.BeginFunc(ctx, s.pool, fn)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		if isConnectionError(err) {
+			return fault.Wrap(fault.Unknown, err, "the database connection broke while committing: the change may or may not have been applied")
+		}
+		return err
+	}
+	return nil
 }

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func newStore(t *testing.T) (*Store, string) {
 	t.Helper()
 	dsn := pgtest.NewDatabase(t)
-	s, err := Open(t.Context(), dsn, 16)
+	s, err := Open(t.Context(), dsn, Options{MaxConns: 16})
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -51,16 +51,16 @@ func TestOpenUnreachable(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close() // nothing listens there now
 	dsn := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=x sslmode=disable", port)
-	_, err = Open(t.Context(), dsn, 4)
+	_, err = Open(t.Context(), dsn, Options{MaxConns: 4})
 	wantCode(t, err, fault.Unavailable, "database unavailable")
 }
 
 func TestOpenBadArguments(t *testing.T) {
 	t.Parallel()
-	if _, err := Open(t.Context(), "host=127.0.0.1", 0); err == nil {
+	if _, err := Open(t.Context(), "host=127.0.0.1", Options{MaxConns: 0}); err == nil {
 		t.Error("Open with 0 connections succeeded")
 	}
-	if _, err := Open(t.Context(), "postgres://%zz", 4); err == nil {
+	if _, err := Open(t.Context(), "postgres://%zz", Options{MaxConns: 4}); err == nil {
 		t.Error("Open with a malformed DSN succeeded")
 	}
 }
@@ -71,7 +71,7 @@ func TestDatabaseGoesAway(t *testing.T) {
 	if err != nil {
 		t.Fatalf("start cluster: %v", err)
 	}
-	s, err := Open(t.Context(), c.DSN("postgres"), 4)
+	s, err := Open(t.Context(), c.DSN("postgres"), Options{MaxConns: 4})
 	if err != nil {
 		c.Stop()
 		t.Fatalf("Open: %v", err)
@@ -97,7 +97,7 @@ func TestContextErrorsPassThrough(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || fault.CodeOf(err) != 0 {
 		t.Errorf("SecretVersion with canceled context: error = %v (code %d), want context.Canceled", err, fault.CodeOf(err))
 	}
-	_, err = s.PutSecret(ctx, "a", "me", make([]byte, 16), func(int64) ([]byte, error) { return []byte("x"), nil })
+	_, err = s.PutSecret(ctx, Put{Path: "a", CreatedBy: "me", DEKID: make([]byte, 16), Seal: func(int64) ([]byte, error) { return []byte("x"), nil }})
 	if !errors.Is(err, context.Canceled) || fault.CodeOf(err) != 0 {
 		t.Errorf("PutSecret with canceled context: error = %v (code %d), want context.Canceled", err, fault.CodeOf(err))
 	}

@@ -111,7 +111,7 @@ func ValidateData(data map[string]string) error {
 	sort.Strings(keys) // report the same key every time
 	size := 0
 	for _, k := range keys {
-		if err := validateKey(k); err != nil {
+		if err := checkKey("data", k); err != nil {
 			return err
 		}
 		if !utf8.ValidString(data[k]) {
@@ -125,19 +125,20 @@ func ValidateData(data map[string]string) error {
 	return nil
 }
 
-// validateKey checks one key of a secret's data.
-func validateKey(k string) error {
+// checkKey checks one key of a secret's data or custom metadata, naming
+// field in its errors.
+func checkKey(field, k string) error {
 	if k == "" {
-		return fault.New(fault.Invalid, "data: keys must not be empty")
+		return fault.New(fault.Invalid, "%s: keys must not be empty", field)
 	}
 	if len(k) > MaxKeyLen {
-		return fault.New(fault.Invalid, "data: key %q...: must be at most %d bytes, got %d",
-			k[:16], MaxKeyLen, len(k))
+		return fault.New(fault.Invalid, "%s: key %q...: must be at most %d bytes, got %d",
+			field, k[:16], MaxKeyLen, len(k))
 	}
 	for i := 0; i < len(k); i++ {
 		if !keyByte(k[i]) {
 			return fault.New(fault.Invalid,
-				"data: key %q: may contain only letters, digits, '.', '_' and '-' (byte %d)", k, i)
+				"%s: key %q: may contain only letters, digits, '.', '_' and '-' (byte %d)", field, k, i)
 		}
 	}
 	return nil

@@ -8,26 +8,57 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/spike-dev/spike/shared/mtls"
 )
 
-// authorize admits admin callers to every procedure and refuses everyone
-// else. Default deny: a procedure that is not explicitly opened to
-// workloads is admin-only.
-func (s *Server) authorize() connect.UnaryInterceptorFunc {
-	return func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			caller, ok := mtls.Caller(ctx)
-			if !ok {
-				return nil, connect.NewError(connect.CodeUnauthenticated, errors.New("no client SVID"))
-			}
-			if !s.admins[caller] {
-				return nil, connect.NewError(connect.CodePermissionDenied,
-					errors.New(caller.String()+" may not call "+req.Spec().Procedure))
-			}
-			return next(ctx, req)
+// maxRequestDuration bounds every request, whatever deadline the client
+// sent (or did not send), so a stuck call cannot hold a database connection.
+const maxRequestDuration = 30 * time.Second
+
+// admins admits admin callers to every procedure and refuses everyone
+// else, for unary and streaming procedures alike. Default deny: a procedure
+// that is not explicitly opened to workloads is admin-only.
+type admins map[spiffeid.ID]bool
+
+var _ connect.Interceptor = admins(nil)
+
+func (a admins) check(ctx context.Context, procedure string) error {
+	caller, ok := mtls.Caller(ctx)
+	if !ok {
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("no client SVID"))
+	}
+	if !a[caller] {
+		return connect.NewError(connect.CodePermissionDenied,
+			errors.New(caller.String()+" may not call "+procedure))
+	}
+	return nil
+}
+
+// WrapUnary checks the caller before a unary handler runs.
+func (a admins) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		if err := a.check(ctx, req.Spec().Procedure); err != nil {
+			return nil, err
 		}
+		return next(ctx, req)
+	}
+}
+
+// WrapStreamingClient leaves outgoing streams alone: Nexus's handlers make
+// no streaming calls.
+func (a admins) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return next
+}
+
+// WrapStreamingHandler checks the caller before a streaming handler runs.
+func (a admins) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
+		if err := a.check(ctx, conn.Spec().Procedure); err != nil {
+			return err
+		}
+		return next(ctx, conn)
 	}
 }
 
@@ -38,6 +69,8 @@ func (s *Server) logRequests() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			start := time.Now()
+			ctx, cancel := context.WithTimeout(ctx, maxRequestDuration)
+			defer cancel()
 			id := newRequestID()
 			caller, _ := mtls.Caller(ctx)
 			resp, err := next(ctx, req)

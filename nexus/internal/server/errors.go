@@ -17,6 +17,8 @@ var codes = map[fault.Code]connect.Code{
 	fault.FailedPrecondition: connect.CodeFailedPrecondition,
 	fault.PermissionDenied:   connect.CodePermissionDenied,
 	fault.Unavailable:        connect.CodeUnavailable,
+	fault.Aborted:            connect.CodeAborted,
+	fault.Unknown:            connect.CodeUnknown,
 	fault.DataLoss:           connect.CodeDataLoss,
 }
 
@@ -26,16 +28,18 @@ func (s *Server) toConnect(err error, requestID string) error {
 	if err == nil {
 		return nil
 	}
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		return ce
-	}
 	var fe *fault.Error
 	if errors.As(err, &fe) {
 		if fe.Err != nil {
 			s.log.Warn("request failed", "request_id", requestID, "error", fe.Msg, "cause", fe.Err.Error())
 		}
 		return connect.NewError(codes[fe.Code], errors.New(fe.Msg))
+	}
+	// Only this server's own Connect errors (from interceptors) pass as
+	// they are; one wrapped deeper came from a call to Keeper and is not
+	// the caller's business.
+	if ce, ok := err.(*connect.Error); ok {
+		return ce
 	}
 	switch {
 	case errors.Is(err, context.Canceled):

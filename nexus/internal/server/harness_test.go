@@ -117,7 +117,7 @@ func newStack(t *testing.T) *stack {
 	keeperURL := "https://" + s.keeperAddr
 
 	ctx := t.Context()
-	store, err := postgres.Open(ctx, s.dsn, 8)
+	store, err := postgres.Open(ctx, s.dsn, postgres.Options{MaxConns: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +131,10 @@ func newStack(t *testing.T) *stack {
 	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, keeperURL)
 	s.keys = envelope.NewKeys(keeper, store, quietLog())
 	s.keys.Check(ctx)
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	watchDone := make(chan struct{})
+	go func() { defer close(watchDone); s.keys.Watch(watchCtx, 100*time.Millisecond) }()
+	t.Cleanup(func() { stopWatch(); <-watchDone })
 	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test"}, store, s.keys, keeper, quietLog())
 	s.url = serve(t, srv.Handler(), mtls.ServerConfig(nexusSrc, tlsconfig.AuthorizeMemberOf(td)))
 	return s

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -53,7 +54,10 @@ func (o operator) Init(ctx context.Context, req *connect.Request[nexusv1.InitReq
 	}
 	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.GetKeyringId()))
 	if err := o.unsealKeeper(ctx, pw, kr); err != nil {
-		return nil, err
+		// The keyring is stored: a retry of Init would only say "already
+		// initialised". Say what happened and what to do.
+		return nil, fault.Wrap(fault.FailedPrecondition, err,
+			"SPIKE is initialised, but Keeper could not be unsealed (%s): run `spike operator unseal`", err.Error())
 	}
 	return connect.NewResponse(&nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.GetKeyringId())}), nil
 }
@@ -127,6 +131,10 @@ func keeperFault(op string, err error) error {
 	}
 	switch connect.CodeOf(err) {
 	case connect.CodeInvalidArgument:
+		if strings.HasPrefix(msg, "keyring") {
+			// Keeper found the stored keyring malformed: the row was altered.
+			return fault.Wrap(fault.DataLoss, err, "%s: the stored keyring is corrupt (%s)", op, msg)
+		}
 		return fault.Wrap(fault.Invalid, err, "%s: %s", op, msg)
 	case connect.CodeFailedPrecondition:
 		return fault.Wrap(fault.FailedPrecondition, err, "%s: %s", op, msg)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"connectrpc.com/connect"
@@ -14,11 +15,16 @@ import (
 
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // secrets implements nexusv1connect.SecretServiceHandler.
 type secrets struct{ *Server }
+
+// maxRewriteAttempts bounds how often patch and rollback retry when a
+// concurrent writer moved the secret between their read and their write.
+const maxRewriteAttempts = 5
 
 // PutSecret seals data under the active data key, bound to the new
 // version's identity, and stores it as the next version.
@@ -30,26 +36,17 @@ func (s secrets) PutSecret(ctx context.Context, req *connect.Request[nexusv1.Put
 	if err := secret.ValidateData(data); err != nil {
 		return nil, err
 	}
-	plain, err := json.Marshal(data)
-	if err != nil {
-		return nil, fmt.Errorf("encode secret data: %w", err)
+	if req.Msg.Cas != nil {
+		if err := secret.ValidateCAS(*req.Msg.Cas); err != nil {
+			return nil, err
+		}
 	}
-	defer clear(plain)
-	key, err := s.keys.ActiveKey(ctx)
-	if err != nil {
-		return nil, err
-	}
-	caller, _ := mtls.Caller(ctx)
-	v, err := s.store.PutSecret(ctx, path, caller.String(), key.ID[:], func(version int64) ([]byte, error) {
-		return key.Seal(plain, envelope.SecretAAD(path, version))
-	})
+	v, err := s.write(ctx, path, data, req.Msg.Cas)
 	if err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&nexusv1.PutSecretResponse{
-		Path:      v.Path,
-		Version:   v.Version,
-		CreatedAt: timestamppb.New(v.CreatedAt),
+		Path: v.Path, Version: v.Version, CreatedAt: timestamppb.New(v.CreatedAt),
 	}), nil
 }
 
@@ -60,72 +57,154 @@ func (s secrets) GetSecret(ctx context.Context, req *connect.Request[nexusv1.Get
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
-	if version < 0 {
-		return nil, fault.New(fault.Invalid, "version: must be 0 (latest) or a positive version number")
-	}
-	if err := s.keys.State().Err(); err != nil {
+	if err := secret.ValidateVersion(version); err != nil {
 		return nil, err
 	}
-	row, err := s.store.SecretVersion(ctx, path, version)
+	r, data, err := s.read(ctx, path, version)
 	if err != nil {
 		return nil, err
 	}
-	what := fmt.Sprintf("version %d of %s", row.Version, row.Path)
-	if id, err := envelope.KeyID(row.Sealed); err != nil || !bytes.Equal(id[:], row.DEKID) {
-		return nil, fault.New(fault.DataLoss, "%s failed authentication: its data key reference was altered", what)
+	return connect.NewResponse(&nexusv1.GetSecretResponse{Secret: &nexusv1.Secret{
+		Path:      r.Path,
+		Version:   r.Version.Version,
+		Data:      data,
+		CreatedAt: timestamppb.New(r.CreatedAt),
+		CreatedBy: r.CreatedBy,
+	}}), nil
+}
+
+// PatchSecret merges keys into the latest version and writes the result as
+// a new version. Without cas it retries when a concurrent write lands
+// between its read and its write, so no concurrent update is lost.
+func (s secrets) PatchSecret(ctx context.Context, req *connect.Request[nexusv1.PatchSecretRequest]) (*connect.Response[nexusv1.PatchSecretResponse], error) {
+	path, patch, userCAS := req.Msg.GetPath(), req.Msg.GetData(), req.Msg.Cas
+	if err := secret.ValidatePath(path); err != nil {
+		return nil, err
 	}
-	plain, err := s.keys.Open(ctx, row.Sealed, envelope.SecretAAD(row.Path, row.Version), what)
+	if len(patch) == 0 {
+		return nil, fault.New(fault.Invalid, "data: must have at least one key to patch")
+	}
+	if userCAS != nil {
+		if err := secret.ValidateCAS(*userCAS); err != nil {
+			return nil, err
+		}
+	}
+	v, err := s.rewrite(ctx, path, 0, userCAS, func(r postgres.Read, data map[string]string) (map[string]string, error) {
+		if userCAS == nil && r.CASRequired {
+			return nil, fault.New(fault.FailedPrecondition,
+				"check-and-set is required for %s: give the version you expect (it is at version %d)", path, r.Current)
+		}
+		for k, val := range patch {
+			data[k] = val
+		}
+		return data, secret.ValidateData(data)
+	})
 	if err != nil {
 		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.PatchSecretResponse{
+		Path: v.Path, Version: v.Version, CreatedAt: timestamppb.New(v.CreatedAt),
+	}), nil
+}
+
+// RollbackSecret writes the data of an older version as a new version.
+func (s secrets) RollbackSecret(ctx context.Context, req *connect.Request[nexusv1.RollbackSecretRequest]) (*connect.Response[nexusv1.RollbackSecretResponse], error) {
+	path, version := req.Msg.GetPath(), req.Msg.GetVersion()
+	if err := secret.ValidatePath(path); err != nil {
+		return nil, err
+	}
+	if version <= 0 {
+		return nil, fault.New(fault.Invalid, "version: must name the version to roll back to, got %d", version)
+	}
+	v, err := s.rewrite(ctx, path, version, nil, func(_ postgres.Read, data map[string]string) (map[string]string, error) {
+		return data, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.RollbackSecretResponse{
+		Path: v.Path, Version: v.Version, CreatedAt: timestamppb.New(v.CreatedAt),
+	}), nil
+}
+
+// rewrite reads a version (0: the latest), computes new data from it and
+// writes that as a new version, with check-and-set against the version that
+// was current at the read. A conflict is returned when the caller gave its
+// own cas, and retried otherwise.
+func (s secrets) rewrite(ctx context.Context, path string, version int64, userCAS *int64,
+	change func(postgres.Read, map[string]string) (map[string]string, error),
+) (postgres.Version, error) {
+	for range maxRewriteAttempts {
+		r, data, err := s.read(ctx, path, version)
+		if err != nil {
+			return postgres.Version{}, err
+		}
+		if userCAS != nil && *userCAS != r.Current {
+			return postgres.Version{}, fault.Wrap(fault.FailedPrecondition, postgres.ErrCASConflict,
+				"check-and-set failed: %s is at version %d, you expected %d", path, r.Current, *userCAS)
+		}
+		data, err = change(r, data)
+		if err != nil {
+			return postgres.Version{}, err
+		}
+		current := r.Current
+		v, err := s.write(ctx, path, data, &current)
+		if userCAS == nil && errors.Is(err, postgres.ErrCASConflict) {
+			continue
+		}
+		return v, err
+	}
+	return postgres.Version{}, fault.New(fault.Aborted,
+		"%s kept changing while this request tried to update it; try again", path)
+}
+
+// write seals data for the next version of path and stores it.
+func (s secrets) write(ctx context.Context, path string, data map[string]string, cas *int64) (postgres.Version, error) {
+	plain, err := json.Marshal(data)
+	if err != nil {
+		return postgres.Version{}, fmt.Errorf("encode secret data: %w", err)
+	}
+	defer clear(plain)
+	if err := s.keys.Ready(ctx); err != nil {
+		return postgres.Version{}, err
+	}
+	key, err := s.keys.ActiveKey(ctx)
+	if err != nil {
+		return postgres.Version{}, err
+	}
+	caller, _ := mtls.Caller(ctx)
+	return s.store.PutSecret(ctx, postgres.Put{
+		Path:      path,
+		CreatedBy: caller.String(),
+		DEKID:     key.ID[:],
+		CAS:       cas,
+		Seal: func(version int64) ([]byte, error) {
+			return key.Seal(plain, envelope.SecretAAD(path, version))
+		},
+	})
+}
+
+// read returns a live version and its opened data.
+func (s secrets) read(ctx context.Context, path string, version int64) (postgres.Read, map[string]string, error) {
+	if err := s.keys.Ready(ctx); err != nil {
+		return postgres.Read{}, nil, err
+	}
+	r, err := s.store.SecretVersion(ctx, path, version)
+	if err != nil {
+		return postgres.Read{}, nil, err
+	}
+	what := fmt.Sprintf("version %d of %s", r.Version.Version, r.Path)
+	if id, err := envelope.KeyID(r.Sealed); err != nil || !bytes.Equal(id[:], r.DEKID) {
+		return postgres.Read{}, nil, fault.New(fault.DataLoss, "%s failed authentication: its data key reference was altered", what)
+	}
+	plain, err := s.keys.Open(ctx, r.Sealed, envelope.SecretAAD(r.Path, r.Version.Version), what)
+	if err != nil {
+		return postgres.Read{}, nil, err
 	}
 	defer clear(plain)
 	var data map[string]string
 	if err := json.Unmarshal(plain, &data); err != nil {
-		return nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
+		return postgres.Read{}, nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
 	}
-	return connect.NewResponse(&nexusv1.GetSecretResponse{Secret: &nexusv1.Secret{
-		Path:      row.Path,
-		Version:   row.Version,
-		Data:      data,
-		CreatedAt: timestamppb.New(row.CreatedAt),
-		CreatedBy: row.CreatedBy,
-	}}), nil
-}
-
-// ListSecrets returns the live secret paths under a prefix.
-func (s secrets) ListSecrets(ctx context.Context, req *connect.Request[nexusv1.ListSecretsRequest]) (*connect.Response[nexusv1.ListSecretsResponse], error) {
-	prefix := req.Msg.GetPrefix()
-	if err := secret.ValidatePrefix(prefix); err != nil {
-		return nil, err
-	}
-	if err := s.keys.State().Err(); err != nil {
-		return nil, err
-	}
-	paths, err := s.store.ListSecrets(ctx, prefix)
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&nexusv1.ListSecretsResponse{Paths: paths}), nil
-}
-
-// DeleteSecret soft-deletes versions; the sealed data stays until a later
-// destroy.
-func (s secrets) DeleteSecret(ctx context.Context, req *connect.Request[nexusv1.DeleteSecretRequest]) (*connect.Response[nexusv1.DeleteSecretResponse], error) {
-	path, versions := req.Msg.GetPath(), req.Msg.GetVersions()
-	if err := secret.ValidatePath(path); err != nil {
-		return nil, err
-	}
-	for _, v := range versions {
-		if v <= 0 {
-			return nil, fault.New(fault.Invalid, "versions: %d is not a version number", v)
-		}
-	}
-	if err := s.keys.State().Err(); err != nil {
-		return nil, err
-	}
-	deleted, err := s.store.DeleteSecretVersions(ctx, path, versions)
-	if err != nil {
-		return nil, err
-	}
-	return connect.NewResponse(&nexusv1.DeleteSecretResponse{Versions: deleted}), nil
+	return r, data, nil
 }

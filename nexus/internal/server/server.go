@@ -36,25 +36,25 @@ type Server struct {
 	store   *postgres.Store
 	keys    *envelope.Keys
 	keeper  keeperv1connect.KeeperServiceClient
-	admins  map[spiffeid.ID]bool
+	admins  admins
 	version string
 	log     *slog.Logger
 }
 
 // New returns a Server.
 func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1connect.KeeperServiceClient, log *slog.Logger) *Server {
-	admins := make(map[spiffeid.ID]bool, len(cfg.Admins))
+	a := make(admins, len(cfg.Admins))
 	for _, id := range cfg.Admins {
-		admins[id] = true
+		a[id] = true
 	}
-	return &Server{store: store, keys: keys, keeper: keeper, admins: admins, version: cfg.Version, log: log}
+	return &Server{store: store, keys: keys, keeper: keeper, admins: a, version: cfg.Version, log: log}
 }
 
 // Handler returns the HTTP handler serving every Nexus service and the
 // gRPC health service. It expects mtls.WithCaller to run before it.
 func (s *Server) Handler() http.Handler {
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.logRequests(), s.authorize()),
+		connect.WithInterceptors(s.logRequests(), s.admins),
 		connect.WithReadMaxBytes(maxRequestBytes),
 	}
 	mux := http.NewServeMux()

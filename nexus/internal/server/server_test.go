@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
@@ -84,12 +85,19 @@ func TestPutGetListDelete(t *testing.T) {
 		t.Fatalf("version 1 = %v, %v", v1.GetData(), err)
 	}
 
-	list, err := s.secrets(adminID).ListSecrets(ctx, connect.NewRequest(&nexusv1.ListSecretsRequest{Prefix: "apps/"}))
+	list, err := s.secrets(adminID).ListSecrets(ctx, connect.NewRequest(&nexusv1.ListSecretsRequest{Prefix: "apps/", Recursive: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{"apps/demo/db", "apps/web/api"}, list.Msg.GetPaths()); diff != "" {
-		t.Errorf("list apps/ (-want +got):\n%s", diff)
+		t.Errorf("list -r apps/ (-want +got):\n%s", diff)
+	}
+	dir, err := s.secrets(adminID).ListSecrets(ctx, connect.NewRequest(&nexusv1.ListSecretsRequest{Prefix: "apps"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"apps/demo/", "apps/web/"}, dir.Msg.GetPaths()); diff != "" {
+		t.Errorf("list apps (-want +got):\n%s", diff)
 	}
 
 	del, err := s.secrets(adminID).DeleteSecret(ctx, connect.NewRequest(&nexusv1.DeleteSecretRequest{Path: "apps/demo/db"}))
@@ -175,43 +183,50 @@ func TestTamperedRowsAreDataLoss(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	s.init()
-	s.put("apps/a", map[string]string{"k": "value-a"})
-	s.put("apps/a", map[string]string{"k": "value-a2"})
-	s.put("apps/b", map[string]string{"k": "value-b"})
 	db := s.db()
 	ctx := t.Context()
-
-	tests := []struct {
-		name   string
-		sql    string
-		path   string
-		verion int64
-	}{
-		{"flipped ciphertext byte", `UPDATE secret_versions SET sealed = set_byte(sealed, 40, get_byte(sealed, 40) # 1) WHERE path = 'apps/b' AND version = 1`, "apps/b", 1},
-		{"sealed data from another path", `UPDATE secret_versions SET sealed = (SELECT sealed FROM secret_versions WHERE path = 'apps/b' AND version = 1) WHERE path = 'apps/a' AND version = 1`, "apps/a", 1},
-		{"sealed data from another version", `UPDATE secret_versions SET sealed = (SELECT sealed FROM secret_versions WHERE path = 'apps/a' AND version = 1) WHERE path = 'apps/a' AND version = 2`, "apps/a", 2},
-	}
-	for _, tt := range tests {
-		// Each case reads its own row; they run in sequence on one stack.
-		if _, err := db.Exec(ctx, tt.sql); err != nil {
-			t.Fatalf("%s: %v", tt.name, err)
+	exec := func(sql string) {
+		t.Helper()
+		if _, err := db.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
 		}
-		_, err := s.get(tt.path, tt.verion)
+	}
+	// Every case copies from a row nobody altered, so only the binding of
+	// the value to its own row can catch it.
+	s.put("t/src", map[string]string{"k": "source"})
+	s.put("t/dst", map[string]string{"k": "destination"})
+	s.put("t/multi", map[string]string{"k": "one"})
+	s.put("t/multi", map[string]string{"k": "two"})
+	s.put("t/flip", map[string]string{"k": "flip"})
+	s.put("t/dek", map[string]string{"k": "dek"})
+
+	exec(`UPDATE secret_versions SET sealed = (SELECT sealed FROM secret_versions WHERE path = 't/src' AND version = 1) WHERE path = 't/dst'`)
+	exec(`UPDATE secret_versions SET sealed = (SELECT sealed FROM secret_versions WHERE path = 't/multi' AND version = 1) WHERE path = 't/multi' AND version = 2`)
+	exec(`UPDATE secret_versions SET sealed = set_byte(sealed, 40, get_byte(sealed, 40) # 1) WHERE path = 't/flip'`)
+	// The DEK reference changed to another data key that exists.
+	exec(`INSERT INTO data_keys (id, root_key_version, wrapped) SELECT '\x00112233445566778899aabbccddeeff'::bytea, root_key_version, wrapped FROM data_keys LIMIT 1`)
+	exec(`UPDATE secret_versions SET dek_id = '\x00112233445566778899aabbccddeeff'::bytea WHERE path = 't/dek'`)
+
+	for _, tt := range []struct {
+		name    string
+		path    string
+		version int64
+	}{
+		{"sealed data from another path", "t/dst", 1},
+		{"sealed data from another version", "t/multi", 2},
+		{"flipped ciphertext byte", "t/flip", 1},
+		{"changed DEK reference", "t/dek", 1},
+	} {
+		_, err := s.get(tt.path, tt.version)
 		if connect.CodeOf(err) != connect.CodeDataLoss {
 			t.Errorf("%s: get error = %v, want DataLoss", tt.name, err)
 		}
 	}
-
-	// A DEK reference changed to another existing data key.
-	s.put("apps/c", map[string]string{"k": "value-c"})
-	if _, err := db.Exec(ctx, `INSERT INTO data_keys (id, root_key_version, wrapped) SELECT '\x00112233445566778899aabbccddeeff'::bytea, root_key_version, wrapped FROM data_keys LIMIT 1`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.Exec(ctx, `UPDATE secret_versions SET dek_id = '\x00112233445566778899aabbccddeeff'::bytea WHERE path = 'apps/c'`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.get("apps/c", 0); connect.CodeOf(err) != connect.CodeDataLoss {
-		t.Errorf("changed DEK reference: get error = %v, want DataLoss", err)
+	// The sources still read: the failures above are about binding.
+	for path, version := range map[string]int64{"t/src": 1, "t/multi": 1} {
+		if _, err := s.get(path, version); err != nil {
+			t.Errorf("untouched version %d of %s: %v", version, path, err)
+		}
 	}
 }
 
@@ -285,6 +300,29 @@ func TestNonAdminIsDenied(t *testing.T) {
 	wantCode(t, err, connect.CodePermissionDenied, workload.String())
 	_, err = s.operator(workload).Status(t.Context(), connect.NewRequest(&nexusv1.StatusRequest{}))
 	wantCode(t, err, connect.CodePermissionDenied, "may not call")
+}
+
+func TestKeeperRestartDropsCachedKeys(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.init()
+	s.put("apps/x", map[string]string{"k": "v"})
+	if _, err := s.get("apps/x", 0); err != nil { // the data key is now cached
+		t.Fatal(err)
+	}
+	s.restartKeeper()
+	// Nobody asks for the status: Nexus's own watch must notice.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := s.get("apps/x", 0)
+		if connect.CodeOf(err) == connect.CodeFailedPrecondition && strings.Contains(err.Error(), "sealed") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("get still answers %v after Keeper restarted", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func TestSealedAfterKeeperLosesKeyring(t *testing.T) {

@@ -2,8 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -14,13 +19,34 @@ import (
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 )
 
-// fakeNexus is an in-process Nexus over plain HTTP: it records each request
-// and answers with fixed responses, or with err when set.
+// fakeNexus is an in-process Nexus over plain HTTP. It records each
+// request, keeps the data of puts and patches in memory so that a later get
+// returns it, lists a fixed tree of paths a page at a time, and answers
+// every request with err when set.
 type fakeNexus struct {
 	err error
+	// pageSize is how many entries one ListSecrets page holds, whatever the
+	// request asks; 0 means all.
+	pageSize int
+	// paths is the tree that ListSecrets lists; nil means fakePaths.
+	paths []string
 
 	mu       sync.Mutex
 	requests []proto.Message
+	stored   map[string]*nexusv1.Secret
+}
+
+// errBadToken answers a page token that the fake did not hand out.
+var errBadToken = errors.New("bad page token")
+
+// fakePaths is the default tree of secrets.
+var fakePaths = []string{
+	"apps/demo/api",
+	"apps/demo/db",
+	"apps/readme",
+	"apps/web/frontend/tls",
+	"apps/web/token",
+	"top",
 }
 
 func (f *fakeNexus) record(m proto.Message) error {
@@ -34,6 +60,28 @@ func (f *fakeNexus) received() []proto.Message {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.requests
+}
+
+// latest returns the stored secret at path, or demoSecret for a path never
+// written.
+func (f *fakeNexus) latest(path string) *nexusv1.Secret {
+	if s, ok := f.stored[path]; ok {
+		return proto.CloneOf(s)
+	}
+	s := demoSecret()
+	s.Path = path
+	return s
+}
+
+// write stores data as version previous+1 of path and returns it.
+func (f *fakeNexus) write(path string, previous int64, data map[string]string) *nexusv1.Secret {
+	version := previous + 1
+	if f.stored == nil {
+		f.stored = make(map[string]*nexusv1.Secret)
+	}
+	s := &nexusv1.Secret{Path: path, Version: version, Data: maps.Clone(data), CreatedAt: created, CreatedBy: "spiffe://spike.local/spike/pilot"}
+	f.stored[path] = s
+	return s
 }
 
 func (f *fakeNexus) Init(_ context.Context, req *connect.Request[nexusv1.InitRequest]) (*connect.Response[nexusv1.InitResponse], error) {
@@ -63,37 +111,157 @@ func (f *fakeNexus) PutSecret(_ context.Context, req *connect.Request[nexusv1.Pu
 	if err := f.record(req.Msg); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.PutSecretResponse{Path: req.Msg.GetPath(), Version: 1, CreatedAt: created}), nil
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.write(req.Msg.GetPath(), f.stored[req.Msg.GetPath()].GetVersion(), req.Msg.GetData())
+	return connect.NewResponse(&nexusv1.PutSecretResponse{Path: s.GetPath(), Version: s.GetVersion(), CreatedAt: created}), nil
+}
+
+func (f *fakeNexus) PatchSecret(_ context.Context, req *connect.Request[nexusv1.PatchSecretRequest]) (*connect.Response[nexusv1.PatchSecretResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	latest := f.latest(req.Msg.GetPath())
+	data := latest.GetData()
+	maps.Copy(data, req.Msg.GetData())
+	s := f.write(req.Msg.GetPath(), latest.GetVersion(), data)
+	return connect.NewResponse(&nexusv1.PatchSecretResponse{Path: s.GetPath(), Version: s.GetVersion(), CreatedAt: created}), nil
+}
+
+func (f *fakeNexus) RollbackSecret(_ context.Context, req *connect.Request[nexusv1.RollbackSecretRequest]) (*connect.Response[nexusv1.RollbackSecretResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.RollbackSecretResponse{Path: req.Msg.GetPath(), Version: 7, CreatedAt: created}), nil
 }
 
 func (f *fakeNexus) GetSecret(_ context.Context, req *connect.Request[nexusv1.GetSecretRequest]) (*connect.Response[nexusv1.GetSecretResponse], error) {
 	if err := f.record(req.Msg); err != nil {
 		return nil, err
 	}
-	s := demoSecret()
-	s.Path = req.Msg.GetPath()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.latest(req.Msg.GetPath())
 	if v := req.Msg.GetVersion(); v != 0 {
 		s.Version = v
 	}
 	return connect.NewResponse(&nexusv1.GetSecretResponse{Secret: s}), nil
 }
 
+// ListSecrets lists the fake tree like Nexus: one directory level (with
+// "/"-terminated subdirectories) or recursively, pageSize entries at a
+// time, the page token being the index of the next entry.
 func (f *fakeNexus) ListSecrets(_ context.Context, req *connect.Request[nexusv1.ListSecretsRequest]) (*connect.Response[nexusv1.ListSecretsResponse], error) {
 	if err := f.record(req.Msg); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.ListSecretsResponse{Paths: []string{"apps/demo/api", "apps/demo/db"}}), nil
+	paths := f.paths
+	if paths == nil {
+		paths = fakePaths
+	}
+	prefix := req.Msg.GetPrefix()
+	if !req.Msg.GetRecursive() && prefix != "" && !strings.HasSuffix(prefix, "/") {
+		prefix += "/"
+	}
+	var entries []string
+	for _, p := range slices.Sorted(slices.Values(paths)) {
+		rest, ok := strings.CutPrefix(p, prefix)
+		if !ok {
+			continue
+		}
+		if i := strings.IndexByte(rest, '/'); i >= 0 && !req.Msg.GetRecursive() {
+			p = prefix + rest[:i+1]
+		}
+		if !slices.Contains(entries, p) {
+			entries = append(entries, p)
+		}
+	}
+	start := 0
+	if t := req.Msg.GetPageToken(); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n > len(entries) {
+			return nil, connect.NewError(connect.CodeInvalidArgument, errBadToken)
+		}
+		start = n
+	}
+	end := len(entries)
+	if f.pageSize > 0 && start+f.pageSize < end {
+		end = start + f.pageSize
+	}
+	resp := &nexusv1.ListSecretsResponse{Paths: entries[start:end]}
+	if end < len(entries) {
+		resp.NextPageToken = strconv.Itoa(end)
+	}
+	return connect.NewResponse(resp), nil
 }
 
 func (f *fakeNexus) DeleteSecret(_ context.Context, req *connect.Request[nexusv1.DeleteSecretRequest]) (*connect.Response[nexusv1.DeleteSecretResponse], error) {
 	if err := f.record(req.Msg); err != nil {
 		return nil, err
 	}
-	versions := req.Msg.GetVersions()
-	if len(versions) == 0 {
-		versions = []int64{1}
+	return connect.NewResponse(&nexusv1.DeleteSecretResponse{Versions: versionsOrLatest(req.Msg.GetVersions())}), nil
+}
+
+func (f *fakeNexus) UndeleteSecret(_ context.Context, req *connect.Request[nexusv1.UndeleteSecretRequest]) (*connect.Response[nexusv1.UndeleteSecretResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.DeleteSecretResponse{Versions: versions}), nil
+	return connect.NewResponse(&nexusv1.UndeleteSecretResponse{Versions: versionsOrLatest(req.Msg.GetVersions())}), nil
+}
+
+func (f *fakeNexus) DestroySecret(_ context.Context, req *connect.Request[nexusv1.DestroySecretRequest]) (*connect.Response[nexusv1.DestroySecretResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.DestroySecretResponse{Versions: versionsOrLatest(req.Msg.GetVersions())}), nil
+}
+
+func (f *fakeNexus) GetSecretMetadata(_ context.Context, req *connect.Request[nexusv1.GetSecretMetadataRequest]) (*connect.Response[nexusv1.GetSecretMetadataResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	m := demoMetadata()
+	m.Path = req.Msg.GetPath()
+	return connect.NewResponse(&nexusv1.GetSecretMetadataResponse{Metadata: m}), nil
+}
+
+func (f *fakeNexus) UpdateSecretMetadata(_ context.Context, req *connect.Request[nexusv1.UpdateSecretMetadataRequest]) (*connect.Response[nexusv1.UpdateSecretMetadataResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	m := demoMetadata()
+	m.Path = req.Msg.GetPath()
+	if req.Msg.MaxVersions != nil {
+		m.MaxVersions = req.Msg.GetMaxVersions()
+		if m.MaxVersions != 0 {
+			m.EffectiveMaxVersions = m.MaxVersions
+		}
+	}
+	if req.Msg.CasRequired != nil {
+		m.CasRequired = req.Msg.GetCasRequired()
+	}
+	if c := req.Msg.GetCustomMetadata(); c != nil {
+		m.CustomMetadata = c.GetEntries()
+	}
+	return connect.NewResponse(&nexusv1.UpdateSecretMetadataResponse{Metadata: m}), nil
+}
+
+func (f *fakeNexus) DeleteSecretMetadata(_ context.Context, req *connect.Request[nexusv1.DeleteSecretMetadataRequest]) (*connect.Response[nexusv1.DeleteSecretMetadataResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.DeleteSecretMetadataResponse{}), nil
+}
+
+// versionsOrLatest is what the fake changed: the given versions, or the
+// latest (3).
+func versionsOrLatest(versions []int64) []int64 {
+	if len(versions) == 0 {
+		return []int64{3}
+	}
+	return versions
 }
 
 // serve starts f on an httptest server (plain HTTP) that is closed when the

@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
+	"gopkg.in/yaml.v3"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 )
@@ -22,57 +23,83 @@ import (
 const (
 	formatTable = "table"
 	formatJSON  = "json"
+	formatYAML  = "yaml"
+	formatEnv   = "env" // only `spike secret get`: KEY='value' lines for eval
 )
 
-// secretJSON is the -o json form of one secret version.
-type secretJSON struct {
-	Path      string            `json:"path"`
-	Version   int64             `json:"version"`
-	Data      map[string]string `json:"data"`
-	CreatedAt string            `json:"created_at,omitempty"`
-	CreatedBy string            `json:"created_by,omitempty"`
+// secretDoc is the -o json|yaml form of one secret version.
+type secretDoc struct {
+	Path      string            `json:"path" yaml:"path"`
+	Version   int64             `json:"version" yaml:"version"`
+	Data      map[string]string `json:"data" yaml:"data"`
+	CreatedAt string            `json:"created_at,omitempty" yaml:"created_at,omitempty"`
+	CreatedBy string            `json:"created_by,omitempty" yaml:"created_by,omitempty"`
 }
 
-// putJSON is the -o json form of a stored secret version.
-type putJSON struct {
-	Path      string `json:"path"`
-	Version   int64  `json:"version"`
-	CreatedAt string `json:"created_at,omitempty"`
+// writtenDoc is the -o json|yaml form of a version written by put, patch
+// or rollback. FromVersion is the version a rollback copied.
+type writtenDoc struct {
+	Path        string `json:"path" yaml:"path"`
+	Version     int64  `json:"version" yaml:"version"`
+	CreatedAt   string `json:"created_at,omitempty" yaml:"created_at,omitempty"`
+	FromVersion int64  `json:"from_version,omitempty" yaml:"from_version,omitempty"`
 }
 
-// deleteJSON is the -o json form of deleted versions.
-type deleteJSON struct {
-	Path     string  `json:"path"`
-	Versions []int64 `json:"versions"`
+// versionsDoc is the -o json|yaml form of the versions that delete,
+// undelete or destroy changed.
+type versionsDoc struct {
+	Path     string  `json:"path" yaml:"path"`
+	Versions []int64 `json:"versions" yaml:"versions"`
 }
 
-// listJSON is the -o json form of a list of secret paths.
-type listJSON struct {
-	Paths []string `json:"paths"`
+// listDoc is the -o json|yaml form of a list of secret paths.
+type listDoc struct {
+	Paths []string `json:"paths" yaml:"paths"`
 }
 
-// statusJSON is the -o json form of the operator status.
-type statusJSON struct {
-	Initialized     bool   `json:"initialized"`
-	Sealed          bool   `json:"sealed"`
-	SchemaVersion   int64  `json:"schema_version"`
-	KeeperReachable bool   `json:"keeper_reachable"`
-	KeeperError     string `json:"keeper_error"`
-	KeyringID       string `json:"keyring_id"`
-	NexusVersion    string `json:"nexus_version"`
+// statusDoc is the -o json|yaml form of the operator status.
+type statusDoc struct {
+	Initialized     bool   `json:"initialized" yaml:"initialized"`
+	Sealed          bool   `json:"sealed" yaml:"sealed"`
+	SchemaVersion   int64  `json:"schema_version" yaml:"schema_version"`
+	KeeperReachable bool   `json:"keeper_reachable" yaml:"keeper_reachable"`
+	KeeperError     string `json:"keeper_error" yaml:"keeper_error"`
+	KeyringID       string `json:"keyring_id" yaml:"keyring_id"`
+	NexusVersion    string `json:"nexus_version" yaml:"nexus_version"`
 }
 
-// keyringJSON is the -o json form of init and unseal.
-type keyringJSON struct {
-	KeyringID string `json:"keyring_id"`
+// keyringDoc is the -o json|yaml form of init and unseal.
+type keyringDoc struct {
+	KeyringID string `json:"keyring_id" yaml:"keyring_id"`
 }
 
-// versionJSON is the -o json form of the Pilot version.
-type versionJSON struct {
-	Version string `json:"version"`
+// versionDoc is the -o json|yaml form of `spike version`. Nexus is empty
+// and NexusError says why when the Nexus version is unknown.
+type versionDoc struct {
+	Pilot      string `json:"pilot" yaml:"pilot"`
+	Nexus      string `json:"nexus" yaml:"nexus"`
+	NexusError string `json:"nexus_error,omitempty" yaml:"nexus_error,omitempty"`
 }
 
-func writeJSON(w io.Writer, v any) error {
+// encoded reports whether format is a document format (json or yaml)
+// rather than text for people.
+func encoded(format string) bool {
+	return format == formatJSON || format == formatYAML
+}
+
+// writeDoc writes v as JSON (indented, HTML characters unescaped) or YAML.
+func writeDoc(w io.Writer, format string, v any) error {
+	if format == formatYAML {
+		enc := yaml.NewEncoder(w)
+		enc.SetIndent(2)
+		if err := enc.Encode(v); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		if err := enc.Close(); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
+		return nil
+	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
@@ -89,14 +116,17 @@ func writeSecret(w io.Writer, format string, s *nexusv1.Secret) error {
 	if data == nil {
 		data = map[string]string{}
 	}
-	if format == formatJSON {
-		return writeJSON(w, secretJSON{
+	switch format {
+	case formatJSON, formatYAML:
+		return writeDoc(w, format, secretDoc{
 			Path:      s.GetPath(),
 			Version:   s.GetVersion(),
 			Data:      data,
 			CreatedAt: formatTime(s.GetCreatedAt()),
 			CreatedBy: s.GetCreatedBy(),
 		})
+	case formatEnv:
+		return writeEnv(w, data)
 	}
 	header := fmt.Sprintf("%s (version %d", printable(s.GetPath()), s.GetVersion())
 	if t := formatTime(s.GetCreatedAt()); t != "" {
@@ -113,24 +143,35 @@ func writeSecret(w io.Writer, format string, s *nexusv1.Secret) error {
 	return flush(tw)
 }
 
-// writePut renders the answer to a put.
-func writePut(w io.Writer, format string, r *nexusv1.PutSecretResponse) error {
-	if format == formatJSON {
-		return writeJSON(w, putJSON{Path: r.GetPath(), Version: r.GetVersion(), CreatedAt: formatTime(r.GetCreatedAt())})
+// writeWritten renders the version that put, patch or rollback wrote; the
+// table line is "<verb> <path> version <n>" (and the source version of a
+// rollback).
+func writeWritten(w io.Writer, format, verb string, doc writtenDoc) error {
+	if encoded(format) {
+		return writeDoc(w, format, doc)
 	}
-	return writeLine(w, "stored %s version %d", printable(r.GetPath()), r.GetVersion())
+	if doc.FromVersion != 0 {
+		return writeLine(w, "%s %s to version %d as version %d", verb, printable(doc.Path), doc.FromVersion, doc.Version)
+	}
+	return writeLine(w, "%s %s version %d", verb, printable(doc.Path), doc.Version)
 }
 
-// writeDeleted renders the versions of path that a delete removed.
-func writeDeleted(w io.Writer, format, path string, versions []int64) error {
+// writePut renders the answer to a put.
+func writePut(w io.Writer, format string, r *nexusv1.PutSecretResponse) error {
+	return writeWritten(w, format, "stored", writtenDoc{Path: r.GetPath(), Version: r.GetVersion(), CreatedAt: formatTime(r.GetCreatedAt())})
+}
+
+// writeVersions renders the versions of path that delete, undelete or
+// destroy (the verb, in the past tense) changed.
+func writeVersions(w io.Writer, format, verb, path string, versions []int64) error {
 	if versions == nil {
 		versions = []int64{}
 	}
-	if format == formatJSON {
-		return writeJSON(w, deleteJSON{Path: path, Versions: versions})
+	if encoded(format) {
+		return writeDoc(w, format, versionsDoc{Path: path, Versions: versions})
 	}
 	if len(versions) == 0 {
-		return writeLine(w, "no versions of %s deleted", printable(path))
+		return writeLine(w, "no versions of %s were %s", printable(path), verb)
 	}
 	list := make([]string, len(versions))
 	for i, v := range versions {
@@ -140,19 +181,21 @@ func writeDeleted(w io.Writer, format, path string, versions []int64) error {
 	if len(versions) == 1 {
 		noun = "version"
 	}
-	return writeLine(w, "deleted %s %s %s", printable(path), noun, strings.Join(list, ", "))
+	return writeLine(w, "%s %s %s %s", verb, printable(path), noun, strings.Join(list, ", "))
 }
 
-// writePaths renders secret paths, one per line.
-func writePaths(w io.Writer, format string, paths []string) error {
+// writePaths renders list entries: paths holds the full paths Nexus
+// returned, shown holds what the table prints for each (relative to the
+// listed directory, or the full path).
+func writePaths(w io.Writer, format string, paths, shown []string) error {
 	if paths == nil {
 		paths = []string{}
 	}
-	if format == formatJSON {
-		return writeJSON(w, listJSON{Paths: paths})
+	if encoded(format) {
+		return writeDoc(w, format, listDoc{Paths: paths})
 	}
 	var b strings.Builder
-	for _, p := range paths {
+	for _, p := range shown {
 		b.WriteString(printable(p))
 		b.WriteByte('\n')
 	}
@@ -165,8 +208,8 @@ func writePaths(w io.Writer, format string, paths []string) error {
 // writeStatus renders the operator status, with the next step when SPIKE
 // is not ready.
 func writeStatus(w io.Writer, format string, s *nexusv1.StatusResponse) error {
-	if format == formatJSON {
-		return writeJSON(w, statusJSON{
+	if encoded(format) {
+		return writeDoc(w, format, statusDoc{
 			Initialized:     s.GetInitialized(),
 			Sealed:          s.GetSealed(),
 			SchemaVersion:   s.GetSchemaVersion(),
@@ -198,8 +241,8 @@ func writeStatus(w io.Writer, format string, s *nexusv1.StatusResponse) error {
 
 // writeInit renders the keyring id of a new installation and what to do next.
 func writeInit(w io.Writer, format string, r *nexusv1.InitResponse) error {
-	if format == formatJSON {
-		return writeJSON(w, keyringJSON{KeyringID: r.GetKeyringId()})
+	if encoded(format) {
+		return writeDoc(w, format, keyringDoc{KeyringID: r.GetKeyringId()})
 	}
 	return writeLine(w, `SPIKE is initialised and unsealed. Keyring ID: %s
 
@@ -214,18 +257,23 @@ Next steps:
 
 // writeUnseal renders the keyring id that Keeper now holds.
 func writeUnseal(w io.Writer, format string, r *nexusv1.UnsealResponse) error {
-	if format == formatJSON {
-		return writeJSON(w, keyringJSON{KeyringID: r.GetKeyringId()})
+	if encoded(format) {
+		return writeDoc(w, format, keyringDoc{KeyringID: r.GetKeyringId()})
 	}
 	return writeLine(w, "SPIKE is unsealed. Keyring ID: %s", printable(r.GetKeyringId()))
 }
 
-// writeVersion renders the Pilot version.
-func writeVersion(w io.Writer, format, version string) error {
-	if format == formatJSON {
-		return writeJSON(w, versionJSON{Version: version})
+// writeVersion renders the Pilot version and the Nexus version, or why the
+// Nexus version is unknown.
+func writeVersion(w io.Writer, format string, doc versionDoc) error {
+	if encoded(format) {
+		return writeDoc(w, format, doc)
 	}
-	return writeLine(w, "spike %s", version)
+	nexus := printable(doc.Nexus)
+	if doc.NexusError != "" {
+		nexus = "unknown (" + printable(doc.NexusError) + ")"
+	}
+	return writeLine(w, "pilot: %s\nnexus: %s", printable(doc.Pilot), orDash(nexus))
 }
 
 func writeLine(w io.Writer, format string, args ...any) error {

@@ -12,7 +12,30 @@ import (
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 )
 
-var created = timestamppb.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+var (
+	created = timestamppb.New(time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC))
+	updated = timestamppb.New(time.Date(2025, 4, 5, 6, 7, 8, 0, time.UTC))
+)
+
+const pilotID = "spiffe://spike.local/spike/pilot"
+
+func demoMetadata() *nexusv1.SecretMetadata {
+	return &nexusv1.SecretMetadata{
+		Path:                 "apps/demo/db",
+		CurrentVersion:       3,
+		OldestVersion:        1,
+		EffectiveMaxVersions: 10,
+		CasRequired:          true,
+		CustomMetadata:       map[string]string{"owner": "team-a", "rotation": "90d"},
+		CreatedAt:            created,
+		UpdatedAt:            updated,
+		Versions: []*nexusv1.VersionMetadata{
+			{Version: 1, State: nexusv1.VersionState_VERSION_STATE_DESTROYED, CreatedAt: created, CreatedBy: pilotID, DestroyedAt: updated},
+			{Version: 2, State: nexusv1.VersionState_VERSION_STATE_DELETED, CreatedAt: created, CreatedBy: pilotID, DeletedAt: updated},
+			{Version: 3, State: nexusv1.VersionState_VERSION_STATE_ACTIVE, CreatedAt: updated, CreatedBy: pilotID},
+		},
+	}
+}
 
 func demoSecret() *nexusv1.Secret {
 	return &nexusv1.Secret{
@@ -20,7 +43,7 @@ func demoSecret() *nexusv1.Secret {
 		Version:   1,
 		Data:      map[string]string{"user": "admin", "pass": "s3cr3t", "dsn": "postgres://db?sslmode=require"},
 		CreatedAt: created,
-		CreatedBy: "spiffe://spike.local/spike/pilot",
+		CreatedBy: pilotID,
 	}
 }
 
@@ -95,38 +118,42 @@ esc         "\x1b[31mred"
 			want: "{\n  \"path\": \"apps/demo/db\",\n  \"version\": 4,\n  \"created_at\": \"2025-03-04T05:06:07Z\"\n}\n",
 		},
 		{
-			name:  "list table",
-			write: func(w io.Writer) error { return writePaths(w, formatTable, []string{"apps/a", "apps/b"}) },
-			want:  "apps/a\napps/b\n",
+			name: "list table",
+			write: func(w io.Writer) error {
+				return writePaths(w, formatTable, []string{"apps/a", "apps/b"}, []string{"a", "b"})
+			},
+			want: "a\nb\n",
 		},
 		{
 			name:  "list table empty",
-			write: func(w io.Writer) error { return writePaths(w, formatTable, nil) },
+			write: func(w io.Writer) error { return writePaths(w, formatTable, nil, nil) },
 			want:  "",
 		},
 		{
-			name:  "list json",
-			write: func(w io.Writer) error { return writePaths(w, formatJSON, []string{"apps/a", "apps/b"}) },
-			want:  "{\n  \"paths\": [\n    \"apps/a\",\n    \"apps/b\"\n  ]\n}\n",
+			name: "list json",
+			write: func(w io.Writer) error {
+				return writePaths(w, formatJSON, []string{"apps/a", "apps/b"}, []string{"a", "b"})
+			},
+			want: "{\n  \"paths\": [\n    \"apps/a\",\n    \"apps/b\"\n  ]\n}\n",
 		},
 		{
 			name:  "list json empty",
-			write: func(w io.Writer) error { return writePaths(w, formatJSON, nil) },
+			write: func(w io.Writer) error { return writePaths(w, formatJSON, nil, nil) },
 			want:  "{\n  \"paths\": []\n}\n",
 		},
 		{
 			name:  "delete one",
-			write: func(w io.Writer) error { return writeDeleted(w, formatTable, "apps/a", []int64{3}) },
+			write: func(w io.Writer) error { return writeVersions(w, formatTable, "deleted", "apps/a", []int64{3}) },
 			want:  "deleted apps/a version 3\n",
 		},
 		{
 			name:  "delete several",
-			write: func(w io.Writer) error { return writeDeleted(w, formatTable, "apps/a", []int64{1, 2}) },
+			write: func(w io.Writer) error { return writeVersions(w, formatTable, "deleted", "apps/a", []int64{1, 2}) },
 			want:  "deleted apps/a versions 1, 2\n",
 		},
 		{
 			name:  "delete json",
-			write: func(w io.Writer) error { return writeDeleted(w, formatJSON, "apps/a", []int64{1, 2}) },
+			write: func(w io.Writer) error { return writeVersions(w, formatJSON, "deleted", "apps/a", []int64{1, 2}) },
 			want:  "{\n  \"path\": \"apps/a\",\n  \"versions\": [\n    1,\n    2\n  ]\n}\n",
 		},
 		{
@@ -192,9 +219,220 @@ SPIKE is sealed; unseal it with: echo '<password>' | spike operator unseal
 			want:  "{\n  \"keyring_id\": \"ab12\"\n}\n",
 		},
 		{
-			name:  "version",
-			write: func(w io.Writer) error { return writeVersion(w, formatTable, "v1.2.3") },
-			want:  "spike v1.2.3\n",
+			name: "version",
+			write: func(w io.Writer) error {
+				return writeVersion(w, formatTable, versionDoc{Pilot: "v1.2.3", Nexus: "v1.2.4"})
+			},
+			want: "pilot: v1.2.3\nnexus: v1.2.4\n",
+		},
+		{
+			name: "version, Nexus unknown",
+			write: func(w io.Writer) error {
+				return writeVersion(w, formatTable, versionDoc{Pilot: "v1.2.3", NexusError: "cannot reach Nexus"})
+			},
+			want: "pilot: v1.2.3\nnexus: unknown (cannot reach Nexus)\n",
+		},
+		{
+			name: "version json, Nexus unknown",
+			write: func(w io.Writer) error {
+				return writeVersion(w, formatJSON, versionDoc{Pilot: "v1.2.3", NexusError: "cannot reach Nexus"})
+			},
+			want: "{\n  \"pilot\": \"v1.2.3\",\n  \"nexus\": \"\",\n  \"nexus_error\": \"cannot reach Nexus\"\n}\n",
+		},
+		{
+			name: "version yaml",
+			write: func(w io.Writer) error {
+				return writeVersion(w, formatYAML, versionDoc{Pilot: "v1.2.3", Nexus: "v1.2.4"})
+			},
+			want: "pilot: v1.2.3\nnexus: v1.2.4\n",
+		},
+		{
+			name:  "secret yaml",
+			write: func(w io.Writer) error { return writeSecret(w, formatYAML, demoSecret()) },
+			want: `path: apps/demo/db
+version: 1
+data:
+  dsn: postgres://db?sslmode=require
+  pass: s3cr3t
+  user: admin
+created_at: "2025-03-04T05:06:07Z"
+created_by: spiffe://spike.local/spike/pilot
+`,
+		},
+		{
+			name:  "secret env",
+			write: func(w io.Writer) error { return writeSecret(w, formatEnv, demoSecret()) },
+			want:  "dsn='postgres://db?sslmode=require'\npass='s3cr3t'\nuser='admin'\n",
+		},
+		{
+			name: "secret env quotes",
+			write: func(w io.Writer) error {
+				return writeSecret(w, formatEnv, &nexusv1.Secret{Data: map[string]string{
+					"B": "it's \"x\" = $HOME `id` \\n", "A_1": "line1\nline2\n", "_e": "",
+				}})
+			},
+			want: "A_1='line1\nline2\n'\nB='it'\\''s \"x\" = $HOME `id` \\n'\n_e=''\n",
+		},
+		{
+			name: "patched",
+			write: func(w io.Writer) error {
+				return writeWritten(w, formatTable, "patched", writtenDoc{Path: "apps/a", Version: 4})
+			},
+			want: "patched apps/a version 4\n",
+		},
+		{
+			name: "rolled back",
+			write: func(w io.Writer) error {
+				return writeWritten(w, formatTable, "rolled back", writtenDoc{Path: "apps/a", Version: 7, FromVersion: 2})
+			},
+			want: "rolled back apps/a to version 2 as version 7\n",
+		},
+		{
+			name: "rolled back yaml",
+			write: func(w io.Writer) error {
+				return writeWritten(w, formatYAML, "rolled back", writtenDoc{Path: "apps/a", Version: 7, CreatedAt: "2025-03-04T05:06:07Z", FromVersion: 2})
+			},
+			want: "path: apps/a\nversion: 7\ncreated_at: \"2025-03-04T05:06:07Z\"\nfrom_version: 2\n",
+		},
+		{
+			name:  "undeleted none",
+			write: func(w io.Writer) error { return writeVersions(w, formatTable, "undeleted", "apps/a", nil) },
+			want:  "no versions of apps/a were undeleted\n",
+		},
+		{
+			name:  "destroyed yaml",
+			write: func(w io.Writer) error { return writeVersions(w, formatYAML, "destroyed", "apps/a", []int64{1, 2}) },
+			want:  "path: apps/a\nversions:\n  - 1\n  - 2\n",
+		},
+		{
+			name: "list yaml",
+			write: func(w io.Writer) error {
+				return writePaths(w, formatYAML, []string{"apps/a", "apps/b/"}, []string{"a", "b/"})
+			},
+			want: "paths:\n  - apps/a\n  - apps/b/\n",
+		},
+		{
+			name:  "list yaml empty",
+			write: func(w io.Writer) error { return writePaths(w, formatYAML, nil, nil) },
+			want:  "paths: []\n",
+		},
+		{
+			name:  "metadata table",
+			write: func(w io.Writer) error { return writeMetadata(w, formatTable, demoMetadata()) },
+			want: `Path:             apps/demo/db
+Current version:  3
+Oldest version:   1
+Max versions:     default (10)
+CAS required:     yes
+Created:          2025-03-04T05:06:07Z
+Updated:          2025-04-05T06:07:08Z
+Custom metadata:  owner=team-a
+                  rotation=90d
+
+VERSION  STATE      CREATED               CREATED BY                        DELETED/DESTROYED
+1        destroyed  2025-03-04T05:06:07Z  spiffe://spike.local/spike/pilot  2025-04-05T06:07:08Z
+2        deleted    2025-03-04T05:06:07Z  spiffe://spike.local/spike/pilot  2025-04-05T06:07:08Z
+3        active     2025-04-05T06:07:08Z  spiffe://spike.local/spike/pilot  -
+`,
+		},
+		{
+			name: "metadata table without versions",
+			write: func(w io.Writer) error {
+				return writeMetadata(w, formatTable, &nexusv1.SecretMetadata{Path: "apps/new", MaxVersions: 5, EffectiveMaxVersions: 5})
+			},
+			want: `Path:             apps/new
+Current version:  -
+Oldest version:   -
+Max versions:     5
+CAS required:     no
+Created:          -
+Updated:          -
+Custom metadata:  -
+
+No versions.
+`,
+		},
+		{
+			name:  "metadata json",
+			write: func(w io.Writer) error { return writeMetadata(w, formatJSON, demoMetadata()) },
+			want: `{
+  "path": "apps/demo/db",
+  "current_version": 3,
+  "oldest_version": 1,
+  "max_versions": 0,
+  "effective_max_versions": 10,
+  "cas_required": true,
+  "custom_metadata": {
+    "owner": "team-a",
+    "rotation": "90d"
+  },
+  "created_at": "2025-03-04T05:06:07Z",
+  "updated_at": "2025-04-05T06:07:08Z",
+  "versions": [
+    {
+      "version": 1,
+      "state": "destroyed",
+      "created_at": "2025-03-04T05:06:07Z",
+      "created_by": "spiffe://spike.local/spike/pilot",
+      "destroyed_at": "2025-04-05T06:07:08Z"
+    },
+    {
+      "version": 2,
+      "state": "deleted",
+      "created_at": "2025-03-04T05:06:07Z",
+      "created_by": "spiffe://spike.local/spike/pilot",
+      "deleted_at": "2025-04-05T06:07:08Z"
+    },
+    {
+      "version": 3,
+      "state": "active",
+      "created_at": "2025-04-05T06:07:08Z",
+      "created_by": "spiffe://spike.local/spike/pilot"
+    }
+  ]
+}
+`,
+		},
+		{
+			name:  "metadata yaml",
+			write: func(w io.Writer) error { return writeMetadata(w, formatYAML, demoMetadata()) },
+			want: `path: apps/demo/db
+current_version: 3
+oldest_version: 1
+max_versions: 0
+effective_max_versions: 10
+cas_required: true
+custom_metadata:
+  owner: team-a
+  rotation: 90d
+created_at: "2025-03-04T05:06:07Z"
+updated_at: "2025-04-05T06:07:08Z"
+versions:
+  - version: 1
+    state: destroyed
+    created_at: "2025-03-04T05:06:07Z"
+    created_by: spiffe://spike.local/spike/pilot
+    destroyed_at: "2025-04-05T06:07:08Z"
+  - version: 2
+    state: deleted
+    created_at: "2025-03-04T05:06:07Z"
+    created_by: spiffe://spike.local/spike/pilot
+    deleted_at: "2025-04-05T06:07:08Z"
+  - version: 3
+    state: active
+    created_at: "2025-04-05T06:07:08Z"
+    created_by: spiffe://spike.local/spike/pilot
+`,
+		},
+		{
+			name:  "metadata deleted",
+			write: func(w io.Writer) error { return writeMetadataDeleted(w, formatTable, "apps/a") },
+			want:  "deleted apps/a and all its versions\n",
+		},
+		{
+			name:  "metadata deleted json",
+			write: func(w io.Writer) error { return writeMetadataDeleted(w, formatJSON, "apps/a") },
+			want:  "{\n  \"path\": \"apps/a\",\n  \"deleted\": true\n}\n",
 		},
 	}
 	for _, tt := range tests {

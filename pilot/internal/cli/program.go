@@ -41,9 +41,6 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 	inv := &invocation{p: p}
 	root := inv.rootCommand()
 	root.SetArgs(args)
-	root.SetIn(p.Stdin)
-	root.SetOut(p.Stdout)
-	root.SetErr(p.Stderr)
 	err := root.ExecuteContext(ctx)
 	if err != nil {
 		fmt.Fprintf(p.Stderr, "spike: %s\n", errorMessage(err))
@@ -60,8 +57,11 @@ type invocation struct {
 }
 
 const rootLong = `spike administers a SPIKE secrets store. It initialises and unseals SPIKE,
-reports its state and reads and writes secrets, talking to Nexus over SPIFFE
-mutual TLS with Pilot's own SVID.
+reports its state and reads and writes versioned secrets, talking to Nexus
+over SPIFFE mutual TLS with Pilot's own SVID.
+
+Output is a table for people by default; -o json and -o yaml print the same
+data for programs, and 'spike secret get' also has -o env and --field.
 
 Environment:
   SPIKE_NEXUS_URL         Nexus API URL (default https://127.0.0.1:8553)
@@ -77,6 +77,8 @@ Environment:
 For the local stack started with 'make up', set them all with:
   . ./.spike/env
 
+Shell completion: see 'spike completion --help'.
+
 Exit codes: 0 success, 1 usage or local error (including when Nexus cannot
 be reached), 2 Nexus refused the request.`
 
@@ -88,8 +90,11 @@ func (inv *invocation) rootCommand() *cobra.Command {
 		Example: `  . ./.spike/env
   echo 'correct horse battery staple' | spike operator init
   spike operator status
-  spike secret put apps/demo/db user=admin pass=s3cr3t
-  spike secret get apps/demo/db -o json`,
+  spike secret put apps/demo/db user=admin pass=@./db-password.txt
+  spike secret get apps/demo/db --field pass
+  spike secret list apps/
+  spike secret get apps/demo/db -o json
+  source <(spike completion bash)`,
 		Version:       inv.p.Version,
 		Args:          noSubcommand,
 		RunE:          showHelp,
@@ -104,7 +109,7 @@ func (inv *invocation) rootCommand() *cobra.Command {
 		return &usageError{command: cmd.CommandPath(), err: err}
 	})
 	flags := root.PersistentFlags()
-	flags.StringVarP(&inv.output, "output", "o", formatTable, "output format: table or json")
+	flags.StringVarP(&inv.output, "output", "o", formatTable, "output `format`: table, json, yaml or env (env: 'secret get' only)")
 	flags.DurationVar(&inv.timeout, "timeout", defaultTimeout, "how long to wait for Nexus")
 
 	root.AddCommand(
@@ -112,32 +117,31 @@ func (inv *invocation) rootCommand() *cobra.Command {
 		inv.secretCommand(),
 		inv.versionCommand(),
 	)
+	root.SetIn(inv.p.Stdin)
+	root.SetOut(inv.p.Stdout)
+	root.SetErr(inv.p.Stderr)
+	addBuiltins(root) // after SetOut: the completion commands keep the writer
 	return root
 }
+
+// annotationEnv marks the commands that support -o env.
+const annotationEnv = "spike/output-env"
 
 // checkFlags validates the persistent flags before any command runs.
 func (inv *invocation) checkFlags(cmd *cobra.Command) error {
 	switch inv.output {
-	case formatTable, formatJSON:
+	case formatTable, formatJSON, formatYAML:
+	case formatEnv:
+		if cmd.Annotations[annotationEnv] != "true" {
+			return usageErrorf(cmd, "-o env prints a secret's keys as shell variables; only 'spike secret get' supports it")
+		}
 	default:
-		return usageErrorf(cmd, "unknown output format %q: use table or json", inv.output)
+		return usageErrorf(cmd, "unknown output format %q: use table, json, yaml or env", inv.output)
 	}
 	if inv.timeout <= 0 {
 		return usageErrorf(cmd, "--timeout must be positive, got %s", inv.timeout)
 	}
 	return nil
-}
-
-func (inv *invocation) versionCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print the Pilot version",
-		Example: "  spike version\n  spike version -o json",
-		Args:    noArgs,
-		RunE: func(*cobra.Command, []string) error {
-			return writeVersion(inv.p.Stdout, inv.output, inv.p.Version)
-		},
-	}
 }
 
 // groupCommand returns a command that only holds subcommands: without

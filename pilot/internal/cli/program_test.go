@@ -21,18 +21,7 @@ import (
 func TestRun(t *testing.T) {
 	t.Parallel()
 	sealed := "SPIKE is sealed: unseal with: echo '<password>' | spike operator unseal"
-	tests := []struct {
-		name         string
-		args         []string
-		stdin        string
-		serverErr    error
-		unreachable  bool
-		wantCode     int
-		wantStdout   string
-		wantStderr   string // exact, unless wantInStderr is used
-		wantInStderr []string
-		wantRequests []proto.Message
-	}{
+	runCases(t, []cliCase{
 		{
 			name:         "put",
 			args:         []string{"secret", "put", "apps/demo/db", "user=admin", "pass=s3=cr3t"},
@@ -55,7 +44,7 @@ func TestRun(t *testing.T) {
 			name:       "put without pairs",
 			args:       []string{"secret", "put", "apps/demo/db"},
 			wantCode:   1,
-			wantStderr: "spike: missing arguments: expected PATH and at least one KEY=VALUE\nRun 'spike secret put --help' for usage.\n",
+			wantStderr: "spike: missing arguments: expected PATH and at least one KEY=VALUE (or PATH - for JSON on stdin)\nRun 'spike secret put --help' for usage.\n",
 		},
 		{
 			name: "get",
@@ -90,30 +79,30 @@ user  admin
 			name:       "get negative version",
 			args:       []string{"secret", "get", "apps/demo/db", "--version", "-1"},
 			wantCode:   1,
-			wantStderr: "spike: --version must be positive, got -1\nRun 'spike secret get --help' for usage.\n",
+			wantStderr: "spike: --version must be a version number (1 or more), or 0 for the latest; got -1\nRun 'spike secret get --help' for usage.\n",
 		},
 		{
 			name:       "unknown output format",
-			args:       []string{"secret", "get", "apps/demo/db", "-o", "yaml"},
+			args:       []string{"secret", "get", "apps/demo/db", "-o", "xml"},
 			wantCode:   1,
-			wantStderr: "spike: unknown output format \"yaml\": use table or json\nRun 'spike secret get --help' for usage.\n",
+			wantStderr: "spike: unknown output format \"xml\": use table, json, yaml or env\nRun 'spike secret get --help' for usage.\n",
 		},
 		{
 			name:         "list",
 			args:         []string{"secret", "list", "apps/"},
-			wantStdout:   "apps/demo/api\napps/demo/db\n",
-			wantRequests: []proto.Message{&nexusv1.ListSecretsRequest{Prefix: "apps/"}},
+			wantStdout:   "demo/\nreadme\nweb/\n",
+			wantRequests: []proto.Message{&nexusv1.ListSecretsRequest{Prefix: "apps/", PageSize: 1000}},
 		},
 		{
 			name:         "list json",
 			args:         []string{"secret", "list", "-o", "json"},
-			wantStdout:   "{\n  \"paths\": [\n    \"apps/demo/api\",\n    \"apps/demo/db\"\n  ]\n}\n",
-			wantRequests: []proto.Message{&nexusv1.ListSecretsRequest{}},
+			wantStdout:   "{\n  \"paths\": [\n    \"apps/\",\n    \"top\"\n  ]\n}\n",
+			wantRequests: []proto.Message{&nexusv1.ListSecretsRequest{PageSize: 1000}},
 		},
 		{
 			name:         "delete latest",
 			args:         []string{"secret", "delete", "apps/demo/db"},
-			wantStdout:   "deleted apps/demo/db version 1\n",
+			wantStdout:   "deleted apps/demo/db version 3\n",
 			wantRequests: []proto.Message{&nexusv1.DeleteSecretRequest{Path: "apps/demo/db"}},
 		},
 		{
@@ -127,6 +116,19 @@ user  admin
 			args:         []string{"operator", "status", "-o", "json"},
 			wantStdout:   "{\n  \"initialized\": true,\n  \"sealed\": false,\n  \"schema_version\": 1,\n  \"keeper_reachable\": true,\n  \"keeper_error\": \"\",\n  \"keyring_id\": \"ab12\",\n  \"nexus_version\": \"dev\"\n}\n",
 			wantRequests: []proto.Message{&nexusv1.StatusRequest{}},
+		},
+		{
+			name:         "status yaml",
+			args:         []string{"operator", "status", "-o", "yaml"},
+			wantStdout:   "initialized: true\nsealed: false\nschema_version: 1\nkeeper_reachable: true\nkeeper_error: \"\"\nkeyring_id: ab12\nnexus_version: dev\n",
+			wantRequests: []proto.Message{&nexusv1.StatusRequest{}},
+		},
+		{
+			name:         "init yaml",
+			args:         []string{"operator", "init", "-o", "yaml"},
+			stdin:        "correct horse\n",
+			wantStdout:   "keyring_id: ab12\n",
+			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse")}},
 		},
 		{
 			name:         "init from a pipe",
@@ -185,11 +187,33 @@ user  admin
 			wantCode:   1,
 			wantStderr: "spike: unknown flag: --bogus\nRun 'spike secret list --help' for usage.\n",
 		},
-	}
+	})
+}
+
+// cliCase is one spike command line run against the fake Nexus, with what
+// it must print, exit with and send.
+type cliCase struct {
+	name         string
+	args         []string
+	stdin        string
+	serverErr    error
+	pageSize     int // entries per ListSecrets page
+	unreachable  bool
+	wantCode     int
+	wantStdout   string
+	anyStdout    bool   // do not check stdout
+	wantStderr   string // exact, unless wantInStderr is used
+	wantInStderr []string
+	wantRequests []proto.Message
+}
+
+// runCases runs each case in parallel against its own fake Nexus.
+func runCases(t *testing.T, tests []cliCase) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := &fakeNexus{err: tt.serverErr}
+			fake := &fakeNexus{err: tt.serverErr, pageSize: tt.pageSize}
 			url := fake.serve(t)
 			if tt.unreachable {
 				closed := httptest.NewServer(nil)
@@ -209,7 +233,7 @@ user  admin
 			if code != tt.wantCode {
 				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
 			}
-			if diff := cmp.Diff(tt.wantStdout, stdout.String()); diff != "" {
+			if diff := cmp.Diff(tt.wantStdout, stdout.String()); diff != "" && !tt.anyStdout {
 				t.Errorf("stdout mismatch (-want +got):\n%s", diff)
 			}
 			if tt.wantInStderr != nil {
@@ -240,12 +264,28 @@ func TestRunWithoutNexus(t *testing.T) {
 		args         []string
 		env          map[string]string
 		wantCode     int
+		realDial     bool // load the SVID from env as spike does; else any dial fails the test
 		wantStdout   []string
 		wantInStderr string
 	}{
-		{name: "version", args: []string{"version"}, wantStdout: []string{"spike v9.9.9\n"}},
-		{name: "version json", args: []string{"version", "-o", "json"}, wantStdout: []string{"{\n  \"version\": \"v9.9.9\"\n}\n"}},
+		{
+			name:       "version without an SVID",
+			args:       []string{"version"},
+			realDial:   true,
+			wantStdout: []string{"pilot: v9.9.9\nnexus: unknown (load Pilot's SVID: no SVID configured"},
+		},
+		{
+			name:       "version json without an SVID",
+			args:       []string{"version", "-o", "json"},
+			realDial:   true,
+			wantStdout: []string{"{\n  \"pilot\": \"v9.9.9\",\n  \"nexus\": \"\",\n  \"nexus_error\": \"load Pilot's SVID: no SVID configured"},
+		},
 		{name: "version flag", args: []string{"--version"}, wantStdout: []string{"spike v9.9.9\n"}},
+		{name: "completion bash", args: []string{"completion", "bash"}, wantStdout: []string{"# bash completion V2 for spike"}},
+		{name: "completion zsh", args: []string{"completion", "zsh"}, wantStdout: []string{"#compdef spike"}},
+		{name: "completion fish", args: []string{"completion", "fish"}, wantStdout: []string{"# fish completion for spike"}},
+		{name: "completion is listed", args: []string{"--help"}, wantStdout: []string{"completion  "}},
+		{name: "help command", args: []string{"help", "secret", "get"}, wantStdout: []string{"--field", "Examples:"}},
 		{
 			name: "root help lists the environment",
 			args: []string{"--help"},
@@ -281,7 +321,7 @@ func TestRunWithoutNexus(t *testing.T) {
 				Stdout:  &stdout,
 				Stderr:  &stderr,
 			}
-			if tt.wantCode == 0 {
+			if tt.wantCode == 0 && !tt.realDial {
 				p.dial = func(context.Context) (*nexus, error) {
 					dialed.Store(true)
 					return nil, errors.New("unexpected dial")

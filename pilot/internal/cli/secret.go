@@ -2,8 +2,9 @@ package cli
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -11,151 +12,207 @@ import (
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 )
 
+// listPageSize is how many entries list asks Nexus for per page (Nexus's
+// maximum).
+const listPageSize = 1000
+
+// completionTimeout bounds the Nexus call behind a shell completion: a
+// person is waiting at the prompt.
+const completionTimeout = 5 * time.Second
+
 func (inv *invocation) secretCommand() *cobra.Command {
-	return groupCommand("secret", "Store, read, list and delete secrets",
-		`  spike secret put apps/demo/db user=admin pass=s3cr3t
+	return groupCommand("secret", "Store, read, list and delete versioned secrets",
+		`  spike secret put apps/demo/db user=admin pass=@./db-password.txt
   spike secret get apps/demo/db
+  spike secret get apps/demo/db --field pass
   spike secret list apps/
-  spike secret delete apps/demo/db`,
+  spike secret patch apps/demo/db pass=- < ./new-password.txt
+  spike secret delete apps/demo/db --versions 1,2
+  spike secret metadata get apps/demo/db`,
 		inv.putCommand(),
+		inv.patchCommand(),
 		inv.getCommand(),
 		inv.listCommand(),
 		inv.deleteCommand(),
+		inv.undeleteCommand(),
+		inv.destroyCommand(),
+		inv.rollbackCommand(),
+		inv.metadataCommand(),
 	)
 }
 
-func (inv *invocation) putCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "put PATH KEY=VALUE [KEY=VALUE...]",
-		Short: "Store key/value pairs as a new version of a secret",
-		Long: `put stores the given key/value pairs as a new version of the secret at PATH
-and prints the version number. Each pair is split at its first '=', so the
-value may itself contain '='; keys must not be empty. The new version holds
-exactly the given pairs.
-
-Values given on the command line end up in shell history; prefer reading
-them from a variable, e.g. pass="$DB_PASS".`,
-		Example: `  spike secret put apps/demo/db user=admin pass=s3cr3t
-  spike secret put apps/demo/api token="$API_TOKEN"
-  spike secret put apps/demo/db dsn='postgres://db?sslmode=verify-full' -o json`,
-		Args: argCount(2, -1, "PATH and at least one KEY=VALUE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			data, err := parsePairs(args[1:])
-			if err != nil {
-				return &usageError{command: cmd.CommandPath(), err: err}
-			}
-			return inv.withNexus(cmd.Context(), func(ctx context.Context, n *nexus) error {
-				resp, err := n.secrets.PutSecret(ctx, connect.NewRequest(&nexusv1.PutSecretRequest{Path: args[0], Data: data}))
-				if err != nil {
-					return err
-				}
-				return writePut(inv.p.Stdout, inv.output, resp.Msg)
-			})
-		},
-	}
-}
-
-// parsePairs turns KEY=VALUE arguments into a map. The split is at the first
-// '='. Errors name the argument's position and the key, never the value,
-// because the value is a secret.
-func parsePairs(args []string) (map[string]string, error) {
-	data := make(map[string]string, len(args))
-	for i, arg := range args {
-		key, value, ok := strings.Cut(arg, "=")
-		switch {
-		case !ok:
-			return nil, fmt.Errorf("pair %d is not KEY=VALUE", i+1)
-		case key == "":
-			return nil, fmt.Errorf("pair %d has an empty key", i+1)
-		}
-		if _, dup := data[key]; dup {
-			return nil, fmt.Errorf("key %q is given twice", key)
-		}
-		data[key] = value
-	}
-	return data, nil
-}
-
 func (inv *invocation) getCommand() *cobra.Command {
-	var version int64
+	var (
+		version int64
+		field   string
+	)
 	cmd := &cobra.Command{
 		Use:   "get PATH",
 		Short: "Show a version of a secret (the latest by default)",
 		Long: `get shows the key/value pairs of a secret version, with its path, version
-and who created it when. The table shows values with control characters
-quoted; -o json gives them exactly.`,
+and who created it when.
+
+Output:
+  table (default)  values with control characters quoted, for reading
+  -o json|yaml     the exact values, with path, version and creator
+  -o env           KEY='value' lines for the shell, sorted by key; eval them
+                   to set shell variables with the exact values (keys must
+                   be shell variable names)
+  --field KEY      only the value of KEY, exactly, with no newline added
+
+Reading a deleted or destroyed version fails and says so; see
+'spike secret metadata get PATH' for the state of every version.`,
 		Example: `  spike secret get apps/demo/db
   spike secret get apps/demo/db --version 2
+  spike secret get apps/demo/db --field pass
+  PGPASSWORD="$(spike secret get apps/demo/db --field pass)" psql -U admin
+  spike secret get apps/demo/db --field cert > cert.pem
+  eval "$(spike secret get apps/demo/db -o env)"; echo "$user"
   spike secret get apps/demo/db -o json | jq -r .data.pass`,
-		Args: argCount(1, 1, "PATH"),
+		Args:              argCount(1, 1, "PATH"),
+		ValidArgsFunction: inv.completePath,
+		Annotations:       map[string]string{annotationEnv: "true"},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if version < 0 {
-				return usageErrorf(cmd, "--version must be positive, got %d", version)
+				return usageErrorf(cmd, "--version must be a version number (1 or more), or 0 for the latest; got %d", version)
+			}
+			fieldSet := cmd.Flags().Changed("field")
+			switch {
+			case fieldSet && field == "":
+				return usageErrorf(cmd, "--field needs the name of a key")
+			case fieldSet && cmd.Flags().Changed("output"):
+				return usageErrorf(cmd, "--field prints one raw value, so it cannot be combined with -o")
 			}
 			return inv.withNexus(cmd.Context(), func(ctx context.Context, n *nexus) error {
 				resp, err := n.secrets.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: args[0], Version: version}))
 				if err != nil {
 					return err
 				}
+				if fieldSet {
+					return writeField(inv.p.Stdout, resp.Msg.GetSecret(), field)
+				}
 				return writeSecret(inv.p.Stdout, inv.output, resp.Msg.GetSecret())
 			})
 		},
 	}
-	cmd.Flags().Int64Var(&version, "version", 0, "version to show (0: the latest)")
+	cmd.Flags().Int64Var(&version, "version", 0, "the version `N` to show (default: the latest)")
+	cmd.Flags().StringVar(&field, "field", "", "print only the value of `KEY`, exactly, without a newline")
 	return cmd
 }
 
 func (inv *invocation) listCommand() *cobra.Command {
-	return &cobra.Command{
+	var recursive bool
+	cmd := &cobra.Command{
 		Use:   "list [PREFIX]",
-		Short: "List the paths of secrets, optionally only those under a prefix",
-		Long: `list prints the paths of live secrets that start with PREFIX (all secrets
-without one), one per line.`,
+		Short: "List secrets one directory level at a time, or recursively",
+		Long: `list shows the live secrets under PREFIX like a directory listing: secrets
+directly in PREFIX, and the subdirectories holding more secrets, marked with
+a trailing '/'. Entries are printed relative to PREFIX, which is read as a
+directory even without a trailing '/' (apps and apps/ are the same). Without
+PREFIX, list starts at the top.
+
+With -r, list prints the full path of every secret whose path starts with
+PREFIX, at any depth.
+
+-o json and -o yaml give the full paths in both modes, as {"paths": [...]}.`,
 		Example: `  spike secret list
-  spike secret list apps/demo/
-  spike secret list -o json`,
-		Args: argCount(0, 1, "at most one PREFIX"),
+  spike secret list apps/
+  spike secret list apps/demo
+  spike secret list -r apps/
+  spike secret list -r -o json | jq -r '.paths[]'`,
+		Args:              argCount(0, 1, "at most one PREFIX"),
+		ValidArgsFunction: inv.completePath,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var prefix string
 			if len(args) == 1 {
 				prefix = args[0]
 			}
+			if !recursive && prefix != "" && !strings.HasSuffix(prefix, "/") {
+				prefix += "/"
+			}
 			return inv.withNexus(cmd.Context(), func(ctx context.Context, n *nexus) error {
-				resp, err := n.secrets.ListSecrets(ctx, connect.NewRequest(&nexusv1.ListSecretsRequest{Prefix: prefix}))
+				paths, err := listAll(ctx, n, prefix, recursive)
 				if err != nil {
 					return err
 				}
-				return writePaths(inv.p.Stdout, inv.output, resp.Msg.GetPaths())
+				shown := paths
+				if !recursive {
+					shown = relativeTo(prefix, paths)
+				}
+				return writePaths(inv.p.Stdout, inv.output, paths, shown)
 			})
 		},
+	}
+	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "list every secret below PREFIX, with full paths")
+	return cmd
+}
+
+// listAll fetches every page of a listing.
+func listAll(ctx context.Context, n *nexus, prefix string, recursive bool) ([]string, error) {
+	var paths []string
+	token := ""
+	for {
+		resp, err := n.secrets.ListSecrets(ctx, connect.NewRequest(&nexusv1.ListSecretsRequest{
+			Prefix:    prefix,
+			Recursive: recursive,
+			PageSize:  listPageSize,
+			PageToken: token,
+		}))
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, resp.Msg.GetPaths()...)
+		next := resp.Msg.GetNextPageToken()
+		if next == "" {
+			return paths, nil
+		}
+		if next == token {
+			return nil, errors.New("the listing does not advance: Nexus returned the same page token twice")
+		}
+		token = next
 	}
 }
 
-func (inv *invocation) deleteCommand() *cobra.Command {
-	var versions []int64
-	cmd := &cobra.Command{
-		Use:   "delete PATH",
-		Short: "Delete versions of a secret (the latest by default)",
-		Long: `delete soft-deletes versions of the secret at PATH: the latest one, or those
-given with --versions. It prints the versions that are now deleted.`,
-		Example: `  spike secret delete apps/demo/db
-  spike secret delete apps/demo/db --versions 1,2`,
-		Args: argCount(1, 1, "PATH"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, v := range versions {
-				if v <= 0 {
-					return usageErrorf(cmd, "--versions must be positive numbers, got %d", v)
+// relativeTo strips the directory prefix from each path; a path outside
+// it is kept whole.
+func relativeTo(prefix string, paths []string) []string {
+	rel := make([]string, len(paths))
+	for i, p := range paths {
+		if r, ok := strings.CutPrefix(p, prefix); ok && r != "" {
+			p = r
+		}
+		rel[i] = p
+	}
+	return rel
+}
+
+// completePath completes the PATH argument of secret commands with the
+// entries of the directory typed so far, asking Nexus. Any failure (no
+// SVID, Nexus down) simply offers nothing.
+func (inv *invocation) completePath(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+	directive := cobra.ShellCompDirectiveNoFileComp
+	if len(args) > 0 {
+		return nil, directive
+	}
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, completionTimeout)
+	defer cancel()
+	dir := toComplete[:strings.LastIndexByte(toComplete, '/')+1]
+	var matches []cobra.Completion
+	_ = inv.withNexus(ctx, func(ctx context.Context, n *nexus) error {
+		paths, err := listAll(ctx, n, dir, false)
+		for _, p := range paths {
+			if strings.HasPrefix(p, toComplete) {
+				matches = append(matches, p)
+				if strings.HasSuffix(p, "/") {
+					directive |= cobra.ShellCompDirectiveNoSpace
 				}
 			}
-			return inv.withNexus(cmd.Context(), func(ctx context.Context, n *nexus) error {
-				resp, err := n.secrets.DeleteSecret(ctx, connect.NewRequest(&nexusv1.DeleteSecretRequest{Path: args[0], Versions: versions}))
-				if err != nil {
-					return err
-				}
-				return writeDeleted(inv.p.Stdout, inv.output, args[0], resp.Msg.GetVersions())
-			})
-		},
-	}
-	cmd.Flags().Int64SliceVar(&versions, "versions", nil, "comma-separated versions to delete (default: the latest)")
-	return cmd
+		}
+		return err
+	})
+	return matches, directive
 }

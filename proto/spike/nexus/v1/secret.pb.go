@@ -22,6 +22,59 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// VersionState says whether a version can be read.
+type VersionState int32
+
+const (
+	VersionState_VERSION_STATE_UNSPECIFIED VersionState = 0
+	VersionState_VERSION_STATE_ACTIVE      VersionState = 1
+	VersionState_VERSION_STATE_DELETED     VersionState = 2
+	VersionState_VERSION_STATE_DESTROYED   VersionState = 3
+)
+
+// Enum value maps for VersionState.
+var (
+	VersionState_name = map[int32]string{
+		0: "VERSION_STATE_UNSPECIFIED",
+		1: "VERSION_STATE_ACTIVE",
+		2: "VERSION_STATE_DELETED",
+		3: "VERSION_STATE_DESTROYED",
+	}
+	VersionState_value = map[string]int32{
+		"VERSION_STATE_UNSPECIFIED": 0,
+		"VERSION_STATE_ACTIVE":      1,
+		"VERSION_STATE_DELETED":     2,
+		"VERSION_STATE_DESTROYED":   3,
+	}
+)
+
+func (x VersionState) Enum() *VersionState {
+	p := new(VersionState)
+	*p = x
+	return p
+}
+
+func (x VersionState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (VersionState) Descriptor() protoreflect.EnumDescriptor {
+	return file_spike_nexus_v1_secret_proto_enumTypes[0].Descriptor()
+}
+
+func (VersionState) Type() protoreflect.EnumType {
+	return &file_spike_nexus_v1_secret_proto_enumTypes[0]
+}
+
+func (x VersionState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use VersionState.Descriptor instead.
+func (VersionState) EnumDescriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{0}
+}
+
 // Secret is one version of a secret.
 type Secret struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -100,17 +153,230 @@ func (x *Secret) GetCreatedBy() string {
 	return ""
 }
 
+// VersionMetadata describes one retained version without its data.
+type VersionMetadata struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Version   int64                  `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	State     VersionState           `protobuf:"varint,2,opt,name=state,proto3,enum=spike.nexus.v1.VersionState" json:"state,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	CreatedBy string                 `protobuf:"bytes,4,opt,name=created_by,json=createdBy,proto3" json:"created_by,omitempty"`
+	// Set when the version was soft-deleted.
+	DeletedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=deleted_at,json=deletedAt,proto3" json:"deleted_at,omitempty"`
+	// Set when the version was destroyed.
+	DestroyedAt   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=destroyed_at,json=destroyedAt,proto3" json:"destroyed_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VersionMetadata) Reset() {
+	*x = VersionMetadata{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VersionMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VersionMetadata) ProtoMessage() {}
+
+func (x *VersionMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VersionMetadata.ProtoReflect.Descriptor instead.
+func (*VersionMetadata) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *VersionMetadata) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *VersionMetadata) GetState() VersionState {
+	if x != nil {
+		return x.State
+	}
+	return VersionState_VERSION_STATE_UNSPECIFIED
+}
+
+func (x *VersionMetadata) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *VersionMetadata) GetCreatedBy() string {
+	if x != nil {
+		return x.CreatedBy
+	}
+	return ""
+}
+
+func (x *VersionMetadata) GetDeletedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeletedAt
+	}
+	return nil
+}
+
+func (x *VersionMetadata) GetDestroyedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DestroyedAt
+	}
+	return nil
+}
+
+// SecretMetadata describes a secret: settings, custom metadata, versions.
+type SecretMetadata struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Newest version; 0 when the secret has no version yet.
+	CurrentVersion int64 `protobuf:"varint,2,opt,name=current_version,json=currentVersion,proto3" json:"current_version,omitempty"`
+	// Oldest version still retained; 0 when there is none.
+	OldestVersion int64 `protobuf:"varint,3,opt,name=oldest_version,json=oldestVersion,proto3" json:"oldest_version,omitempty"`
+	// Configured maximum of retained versions; 0 means Nexus's default.
+	MaxVersions int32 `protobuf:"varint,4,opt,name=max_versions,json=maxVersions,proto3" json:"max_versions,omitempty"`
+	// The maximum actually applied.
+	EffectiveMaxVersions int32                  `protobuf:"varint,5,opt,name=effective_max_versions,json=effectiveMaxVersions,proto3" json:"effective_max_versions,omitempty"`
+	CasRequired          bool                   `protobuf:"varint,6,opt,name=cas_required,json=casRequired,proto3" json:"cas_required,omitempty"`
+	CustomMetadata       map[string]string      `protobuf:"bytes,7,rep,name=custom_metadata,json=customMetadata,proto3" json:"custom_metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	CreatedAt            *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt            *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Retained versions, oldest first.
+	Versions      []*VersionMetadata `protobuf:"bytes,10,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretMetadata) Reset() {
+	*x = SecretMetadata{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretMetadata) ProtoMessage() {}
+
+func (x *SecretMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretMetadata.ProtoReflect.Descriptor instead.
+func (*SecretMetadata) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SecretMetadata) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SecretMetadata) GetCurrentVersion() int64 {
+	if x != nil {
+		return x.CurrentVersion
+	}
+	return 0
+}
+
+func (x *SecretMetadata) GetOldestVersion() int64 {
+	if x != nil {
+		return x.OldestVersion
+	}
+	return 0
+}
+
+func (x *SecretMetadata) GetMaxVersions() int32 {
+	if x != nil {
+		return x.MaxVersions
+	}
+	return 0
+}
+
+func (x *SecretMetadata) GetEffectiveMaxVersions() int32 {
+	if x != nil {
+		return x.EffectiveMaxVersions
+	}
+	return 0
+}
+
+func (x *SecretMetadata) GetCasRequired() bool {
+	if x != nil {
+		return x.CasRequired
+	}
+	return false
+}
+
+func (x *SecretMetadata) GetCustomMetadata() map[string]string {
+	if x != nil {
+		return x.CustomMetadata
+	}
+	return nil
+}
+
+func (x *SecretMetadata) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *SecretMetadata) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *SecretMetadata) GetVersions() []*VersionMetadata {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
 type PutSecretRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	Data          map[string]string      `protobuf:"bytes,2,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Data  map[string]string      `protobuf:"bytes,2,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Check-and-set: the version the caller expects to be current (0: the
+	// secret must have no version yet). Unset: no check, unless the secret
+	// requires one.
+	Cas           *int64 `protobuf:"varint,3,opt,name=cas,proto3,oneof" json:"cas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutSecretRequest) Reset() {
 	*x = PutSecretRequest{}
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[1]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +388,7 @@ func (x *PutSecretRequest) String() string {
 func (*PutSecretRequest) ProtoMessage() {}
 
 func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[1]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +401,7 @@ func (x *PutSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretRequest.ProtoReflect.Descriptor instead.
 func (*PutSecretRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{1}
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PutSecretRequest) GetPath() string {
@@ -152,6 +418,13 @@ func (x *PutSecretRequest) GetData() map[string]string {
 	return nil
 }
 
+func (x *PutSecretRequest) GetCas() int64 {
+	if x != nil && x.Cas != nil {
+		return *x.Cas
+	}
+	return 0
+}
+
 type PutSecretResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
@@ -163,7 +436,7 @@ type PutSecretResponse struct {
 
 func (x *PutSecretResponse) Reset() {
 	*x = PutSecretResponse{}
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[2]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +448,7 @@ func (x *PutSecretResponse) String() string {
 func (*PutSecretResponse) ProtoMessage() {}
 
 func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[2]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +461,7 @@ func (x *PutSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutSecretResponse.ProtoReflect.Descriptor instead.
 func (*PutSecretResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{2}
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PutSecretResponse) GetPath() string {
@@ -223,7 +496,7 @@ type GetSecretRequest struct {
 
 func (x *GetSecretRequest) Reset() {
 	*x = GetSecretRequest{}
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[3]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +508,7 @@ func (x *GetSecretRequest) String() string {
 func (*GetSecretRequest) ProtoMessage() {}
 
 func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[3]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +521,7 @@ func (x *GetSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretRequest.ProtoReflect.Descriptor instead.
 func (*GetSecretRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{3}
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetSecretRequest) GetPath() string {
@@ -274,7 +547,7 @@ type GetSecretResponse struct {
 
 func (x *GetSecretResponse) Reset() {
 	*x = GetSecretResponse{}
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[4]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +559,7 @@ func (x *GetSecretResponse) String() string {
 func (*GetSecretResponse) ProtoMessage() {}
 
 func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[4]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +572,7 @@ func (x *GetSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSecretResponse.ProtoReflect.Descriptor instead.
 func (*GetSecretResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{4}
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetSecretResponse) GetSecret() *Secret {
@@ -311,15 +584,22 @@ func (x *GetSecretResponse) GetSecret() *Secret {
 
 type ListSecretsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Path prefix; empty lists everything.
-	Prefix        string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Path prefix; empty lists from the root. In directory mode a non-empty
+	// prefix names a directory and is read as if it ended with "/".
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// List every secret below prefix instead of one level.
+	Recursive bool `protobuf:"varint,2,opt,name=recursive,proto3" json:"recursive,omitempty"`
+	// Entries per page, 1 to 1000; 0 means 100.
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Token from a previous response's next_page_token.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSecretsRequest) Reset() {
 	*x = ListSecretsRequest{}
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[5]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -331,7 +611,7 @@ func (x *ListSecretsRequest) String() string {
 func (*ListSecretsRequest) ProtoMessage() {}
 
 func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[5]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -344,7 +624,7 @@ func (x *ListSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsRequest.ProtoReflect.Descriptor instead.
 func (*ListSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{5}
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ListSecretsRequest) GetPrefix() string {
@@ -354,16 +634,41 @@ func (x *ListSecretsRequest) GetPrefix() string {
 	return ""
 }
 
+func (x *ListSecretsRequest) GetRecursive() bool {
+	if x != nil {
+		return x.Recursive
+	}
+	return false
+}
+
+func (x *ListSecretsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListSecretsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 type ListSecretsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Paths         []string               `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Full paths. In directory mode, an entry ending in "/" is a directory
+	// holding more secrets.
+	Paths []string `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
+	// Pass as page_token to get the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListSecretsResponse) Reset() {
 	*x = ListSecretsResponse{}
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[6]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -375,7 +680,7 @@ func (x *ListSecretsResponse) String() string {
 func (*ListSecretsResponse) ProtoMessage() {}
 
 func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[6]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -388,7 +693,7 @@ func (x *ListSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSecretsResponse.ProtoReflect.Descriptor instead.
 func (*ListSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{6}
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListSecretsResponse) GetPaths() []string {
@@ -396,6 +701,13 @@ func (x *ListSecretsResponse) GetPaths() []string {
 		return x.Paths
 	}
 	return nil
+}
+
+func (x *ListSecretsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 type DeleteSecretRequest struct {
@@ -409,7 +721,7 @@ type DeleteSecretRequest struct {
 
 func (x *DeleteSecretRequest) Reset() {
 	*x = DeleteSecretRequest{}
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[7]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -421,7 +733,7 @@ func (x *DeleteSecretRequest) String() string {
 func (*DeleteSecretRequest) ProtoMessage() {}
 
 func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[7]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -434,7 +746,7 @@ func (x *DeleteSecretRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretRequest.ProtoReflect.Descriptor instead.
 func (*DeleteSecretRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{7}
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DeleteSecretRequest) GetPath() string {
@@ -452,16 +764,15 @@ func (x *DeleteSecretRequest) GetVersions() []int64 {
 }
 
 type DeleteSecretResponse struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// Versions that are now deleted.
-	Versions      []int64 `protobuf:"varint,1,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []int64                `protobuf:"varint,1,rep,packed,name=versions,proto3" json:"versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteSecretResponse) Reset() {
 	*x = DeleteSecretResponse{}
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[8]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +784,7 @@ func (x *DeleteSecretResponse) String() string {
 func (*DeleteSecretResponse) ProtoMessage() {}
 
 func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_secret_proto_msgTypes[8]
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +797,7 @@ func (x *DeleteSecretResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteSecretResponse.ProtoReflect.Descriptor instead.
 func (*DeleteSecretResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{8}
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteSecretResponse) GetVersions() []int64 {
@@ -494,6 +805,762 @@ func (x *DeleteSecretResponse) GetVersions() []int64 {
 		return x.Versions
 	}
 	return nil
+}
+
+type UndeleteSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Versions to restore; empty means the latest.
+	Versions      []int64 `protobuf:"varint,2,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndeleteSecretRequest) Reset() {
+	*x = UndeleteSecretRequest{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndeleteSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndeleteSecretRequest) ProtoMessage() {}
+
+func (x *UndeleteSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndeleteSecretRequest.ProtoReflect.Descriptor instead.
+func (*UndeleteSecretRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *UndeleteSecretRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *UndeleteSecretRequest) GetVersions() []int64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type UndeleteSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []int64                `protobuf:"varint,1,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UndeleteSecretResponse) Reset() {
+	*x = UndeleteSecretResponse{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UndeleteSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UndeleteSecretResponse) ProtoMessage() {}
+
+func (x *UndeleteSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UndeleteSecretResponse.ProtoReflect.Descriptor instead.
+func (*UndeleteSecretResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *UndeleteSecretResponse) GetVersions() []int64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type DestroySecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Versions to destroy; empty means the latest.
+	Versions      []int64 `protobuf:"varint,2,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestroySecretRequest) Reset() {
+	*x = DestroySecretRequest{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroySecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroySecretRequest) ProtoMessage() {}
+
+func (x *DestroySecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroySecretRequest.ProtoReflect.Descriptor instead.
+func (*DestroySecretRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *DestroySecretRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *DestroySecretRequest) GetVersions() []int64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type DestroySecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Versions      []int64                `protobuf:"varint,1,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestroySecretResponse) Reset() {
+	*x = DestroySecretResponse{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroySecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroySecretResponse) ProtoMessage() {}
+
+func (x *DestroySecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroySecretResponse.ProtoReflect.Descriptor instead.
+func (*DestroySecretResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DestroySecretResponse) GetVersions() []int64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type PatchSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// Keys to set; other keys of the latest version are kept.
+	Data map[string]string `protobuf:"bytes,2,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Check-and-set, as for PutSecret.
+	Cas           *int64 `protobuf:"varint,3,opt,name=cas,proto3,oneof" json:"cas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchSecretRequest) Reset() {
+	*x = PatchSecretRequest{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchSecretRequest) ProtoMessage() {}
+
+func (x *PatchSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchSecretRequest.ProtoReflect.Descriptor instead.
+func (*PatchSecretRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *PatchSecretRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PatchSecretRequest) GetData() map[string]string {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *PatchSecretRequest) GetCas() int64 {
+	if x != nil && x.Cas != nil {
+		return *x.Cas
+	}
+	return 0
+}
+
+type PatchSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Version       int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PatchSecretResponse) Reset() {
+	*x = PatchSecretResponse{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PatchSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PatchSecretResponse) ProtoMessage() {}
+
+func (x *PatchSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PatchSecretResponse.ProtoReflect.Descriptor instead.
+func (*PatchSecretResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PatchSecretResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *PatchSecretResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PatchSecretResponse) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type RollbackSecretRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// The version whose data becomes the new version.
+	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackSecretRequest) Reset() {
+	*x = RollbackSecretRequest{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackSecretRequest) ProtoMessage() {}
+
+func (x *RollbackSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackSecretRequest.ProtoReflect.Descriptor instead.
+func (*RollbackSecretRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RollbackSecretRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *RollbackSecretRequest) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+type RollbackSecretResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Version       int64                  `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RollbackSecretResponse) Reset() {
+	*x = RollbackSecretResponse{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RollbackSecretResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RollbackSecretResponse) ProtoMessage() {}
+
+func (x *RollbackSecretResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RollbackSecretResponse.ProtoReflect.Descriptor instead.
+func (*RollbackSecretResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RollbackSecretResponse) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *RollbackSecretResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *RollbackSecretResponse) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type GetSecretMetadataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretMetadataRequest) Reset() {
+	*x = GetSecretMetadataRequest{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretMetadataRequest) ProtoMessage() {}
+
+func (x *GetSecretMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretMetadataRequest.ProtoReflect.Descriptor instead.
+func (*GetSecretMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetSecretMetadataRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type GetSecretMetadataResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Metadata      *SecretMetadata        `protobuf:"bytes,1,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSecretMetadataResponse) Reset() {
+	*x = GetSecretMetadataResponse{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSecretMetadataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSecretMetadataResponse) ProtoMessage() {}
+
+func (x *GetSecretMetadataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSecretMetadataResponse.ProtoReflect.Descriptor instead.
+func (*GetSecretMetadataResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *GetSecretMetadataResponse) GetMetadata() *SecretMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+// CustomMetadata wraps a map so that "not given" and "empty" differ.
+type CustomMetadata struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Entries       map[string]string      `protobuf:"bytes,1,rep,name=entries,proto3" json:"entries,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CustomMetadata) Reset() {
+	*x = CustomMetadata{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CustomMetadata) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CustomMetadata) ProtoMessage() {}
+
+func (x *CustomMetadata) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CustomMetadata.ProtoReflect.Descriptor instead.
+func (*CustomMetadata) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CustomMetadata) GetEntries() map[string]string {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type UpdateSecretMetadataRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	// 0 means Nexus's default; unset leaves it unchanged.
+	MaxVersions *int32 `protobuf:"varint,2,opt,name=max_versions,json=maxVersions,proto3,oneof" json:"max_versions,omitempty"`
+	CasRequired *bool  `protobuf:"varint,3,opt,name=cas_required,json=casRequired,proto3,oneof" json:"cas_required,omitempty"`
+	// Replaces the custom metadata when set.
+	CustomMetadata *CustomMetadata `protobuf:"bytes,4,opt,name=custom_metadata,json=customMetadata,proto3" json:"custom_metadata,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UpdateSecretMetadataRequest) Reset() {
+	*x = UpdateSecretMetadataRequest{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretMetadataRequest) ProtoMessage() {}
+
+func (x *UpdateSecretMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretMetadataRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSecretMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *UpdateSecretMetadataRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *UpdateSecretMetadataRequest) GetMaxVersions() int32 {
+	if x != nil && x.MaxVersions != nil {
+		return *x.MaxVersions
+	}
+	return 0
+}
+
+func (x *UpdateSecretMetadataRequest) GetCasRequired() bool {
+	if x != nil && x.CasRequired != nil {
+		return *x.CasRequired
+	}
+	return false
+}
+
+func (x *UpdateSecretMetadataRequest) GetCustomMetadata() *CustomMetadata {
+	if x != nil {
+		return x.CustomMetadata
+	}
+	return nil
+}
+
+type UpdateSecretMetadataResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Metadata      *SecretMetadata        `protobuf:"bytes,1,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSecretMetadataResponse) Reset() {
+	*x = UpdateSecretMetadataResponse{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSecretMetadataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSecretMetadataResponse) ProtoMessage() {}
+
+func (x *UpdateSecretMetadataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSecretMetadataResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSecretMetadataResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *UpdateSecretMetadataResponse) GetMetadata() *SecretMetadata {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+type DeleteSecretMetadataRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Path          string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretMetadataRequest) Reset() {
+	*x = DeleteSecretMetadataRequest{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretMetadataRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretMetadataRequest) ProtoMessage() {}
+
+func (x *DeleteSecretMetadataRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretMetadataRequest.ProtoReflect.Descriptor instead.
+func (*DeleteSecretMetadataRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DeleteSecretMetadataRequest) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+type DeleteSecretMetadataResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteSecretMetadataResponse) Reset() {
+	*x = DeleteSecretMetadataResponse{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteSecretMetadataResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteSecretMetadataResponse) ProtoMessage() {}
+
+func (x *DeleteSecretMetadataResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteSecretMetadataResponse.ProtoReflect.Descriptor instead.
+func (*DeleteSecretMetadataResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{25}
 }
 
 var File_spike_nexus_v1_secret_proto protoreflect.FileDescriptor
@@ -511,13 +1578,42 @@ const file_spike_nexus_v1_secret_proto_rawDesc = "" +
 	"created_by\x18\x05 \x01(\tR\tcreatedBy\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9f\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb3\x02\n" +
+	"\x0fVersionMetadata\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\x03R\aversion\x122\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x1c.spike.nexus.v1.VersionStateR\x05state\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"created_by\x18\x04 \x01(\tR\tcreatedBy\x129\n" +
+	"\n" +
+	"deleted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\tdeletedAt\x12=\n" +
+	"\fdestroyed_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vdestroyedAt\"\xc3\x04\n" +
+	"\x0eSecretMetadata\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12'\n" +
+	"\x0fcurrent_version\x18\x02 \x01(\x03R\x0ecurrentVersion\x12%\n" +
+	"\x0eoldest_version\x18\x03 \x01(\x03R\roldestVersion\x12!\n" +
+	"\fmax_versions\x18\x04 \x01(\x05R\vmaxVersions\x124\n" +
+	"\x16effective_max_versions\x18\x05 \x01(\x05R\x14effectiveMaxVersions\x12!\n" +
+	"\fcas_required\x18\x06 \x01(\bR\vcasRequired\x12[\n" +
+	"\x0fcustom_metadata\x18\a \x03(\v22.spike.nexus.v1.SecretMetadata.CustomMetadataEntryR\x0ecustomMetadata\x129\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n" +
+	"\bversions\x18\n" +
+	" \x03(\v2\x1f.spike.nexus.v1.VersionMetadataR\bversions\x1aA\n" +
+	"\x13CustomMetadataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbe\x01\n" +
 	"\x10PutSecretRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12>\n" +
-	"\x04data\x18\x02 \x03(\v2*.spike.nexus.v1.PutSecretRequest.DataEntryR\x04data\x1a7\n" +
+	"\x04data\x18\x02 \x03(\v2*.spike.nexus.v1.PutSecretRequest.DataEntryR\x04data\x12\x15\n" +
+	"\x03cas\x18\x03 \x01(\x03H\x00R\x03cas\x88\x01\x01\x1a7\n" +
 	"\tDataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"|\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
+	"\x04_cas\"|\n" +
 	"\x11PutSecretResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +
@@ -527,21 +1623,90 @@ const file_spike_nexus_v1_secret_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"C\n" +
 	"\x11GetSecretResponse\x12.\n" +
-	"\x06secret\x18\x01 \x01(\v2\x16.spike.nexus.v1.SecretR\x06secret\",\n" +
+	"\x06secret\x18\x01 \x01(\v2\x16.spike.nexus.v1.SecretR\x06secret\"\x86\x01\n" +
 	"\x12ListSecretsRequest\x12\x16\n" +
-	"\x06prefix\x18\x01 \x01(\tR\x06prefix\"+\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1c\n" +
+	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"S\n" +
 	"\x13ListSecretsResponse\x12\x14\n" +
-	"\x05paths\x18\x01 \x03(\tR\x05paths\"E\n" +
+	"\x05paths\x18\x01 \x03(\tR\x05paths\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n" +
 	"\x13DeleteSecretRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
 	"\bversions\x18\x02 \x03(\x03R\bversions\"2\n" +
 	"\x14DeleteSecretResponse\x12\x1a\n" +
-	"\bversions\x18\x01 \x03(\x03R\bversions2\xf5\x02\n" +
+	"\bversions\x18\x01 \x03(\x03R\bversions\"G\n" +
+	"\x15UndeleteSecretRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
+	"\bversions\x18\x02 \x03(\x03R\bversions\"4\n" +
+	"\x16UndeleteSecretResponse\x12\x1a\n" +
+	"\bversions\x18\x01 \x03(\x03R\bversions\"F\n" +
+	"\x14DestroySecretRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
+	"\bversions\x18\x02 \x03(\x03R\bversions\"3\n" +
+	"\x15DestroySecretResponse\x12\x1a\n" +
+	"\bversions\x18\x01 \x03(\x03R\bversions\"\xc2\x01\n" +
+	"\x12PatchSecretRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12@\n" +
+	"\x04data\x18\x02 \x03(\v2,.spike.nexus.v1.PatchSecretRequest.DataEntryR\x04data\x12\x15\n" +
+	"\x03cas\x18\x03 \x01(\x03H\x00R\x03cas\x88\x01\x01\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x06\n" +
+	"\x04_cas\"~\n" +
+	"\x13PatchSecretResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"E\n" +
+	"\x15RollbackSecretRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\"\x81\x01\n" +
+	"\x16RollbackSecretResponse\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +
+	"\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\".\n" +
+	"\x18GetSecretMetadataRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"W\n" +
+	"\x19GetSecretMetadataResponse\x12:\n" +
+	"\bmetadata\x18\x01 \x01(\v2\x1e.spike.nexus.v1.SecretMetadataR\bmetadata\"\x93\x01\n" +
+	"\x0eCustomMetadata\x12E\n" +
+	"\aentries\x18\x01 \x03(\v2+.spike.nexus.v1.CustomMetadata.EntriesEntryR\aentries\x1a:\n" +
+	"\fEntriesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xec\x01\n" +
+	"\x1bUpdateSecretMetadataRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12&\n" +
+	"\fmax_versions\x18\x02 \x01(\x05H\x00R\vmaxVersions\x88\x01\x01\x12&\n" +
+	"\fcas_required\x18\x03 \x01(\bH\x01R\vcasRequired\x88\x01\x01\x12G\n" +
+	"\x0fcustom_metadata\x18\x04 \x01(\v2\x1e.spike.nexus.v1.CustomMetadataR\x0ecustomMetadataB\x0f\n" +
+	"\r_max_versionsB\x0f\n" +
+	"\r_cas_required\"Z\n" +
+	"\x1cUpdateSecretMetadataResponse\x12:\n" +
+	"\bmetadata\x18\x01 \x01(\v2\x1e.spike.nexus.v1.SecretMetadataR\bmetadata\"1\n" +
+	"\x1bDeleteSecretMetadataRequest\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\"\x1e\n" +
+	"\x1cDeleteSecretMetadataResponse*\x7f\n" +
+	"\fVersionState\x12\x1d\n" +
+	"\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14VERSION_STATE_ACTIVE\x10\x01\x12\x19\n" +
+	"\x15VERSION_STATE_DELETED\x10\x02\x12\x1b\n" +
+	"\x17VERSION_STATE_DESTROYED\x10\x032\xd1\b\n" +
 	"\rSecretService\x12P\n" +
 	"\tPutSecret\x12 .spike.nexus.v1.PutSecretRequest\x1a!.spike.nexus.v1.PutSecretResponse\x12U\n" +
 	"\tGetSecret\x12 .spike.nexus.v1.GetSecretRequest\x1a!.spike.nexus.v1.GetSecretResponse\"\x03\x90\x02\x01\x12[\n" +
 	"\vListSecrets\x12\".spike.nexus.v1.ListSecretsRequest\x1a#.spike.nexus.v1.ListSecretsResponse\"\x03\x90\x02\x01\x12^\n" +
-	"\fDeleteSecret\x12#.spike.nexus.v1.DeleteSecretRequest\x1a$.spike.nexus.v1.DeleteSecretResponse\"\x03\x90\x02\x02B\xb4\x01\n" +
+	"\fDeleteSecret\x12#.spike.nexus.v1.DeleteSecretRequest\x1a$.spike.nexus.v1.DeleteSecretResponse\"\x03\x90\x02\x02\x12d\n" +
+	"\x0eUndeleteSecret\x12%.spike.nexus.v1.UndeleteSecretRequest\x1a&.spike.nexus.v1.UndeleteSecretResponse\"\x03\x90\x02\x02\x12a\n" +
+	"\rDestroySecret\x12$.spike.nexus.v1.DestroySecretRequest\x1a%.spike.nexus.v1.DestroySecretResponse\"\x03\x90\x02\x02\x12V\n" +
+	"\vPatchSecret\x12\".spike.nexus.v1.PatchSecretRequest\x1a#.spike.nexus.v1.PatchSecretResponse\x12_\n" +
+	"\x0eRollbackSecret\x12%.spike.nexus.v1.RollbackSecretRequest\x1a&.spike.nexus.v1.RollbackSecretResponse\x12m\n" +
+	"\x11GetSecretMetadata\x12(.spike.nexus.v1.GetSecretMetadataRequest\x1a).spike.nexus.v1.GetSecretMetadataResponse\"\x03\x90\x02\x01\x12q\n" +
+	"\x14UpdateSecretMetadata\x12+.spike.nexus.v1.UpdateSecretMetadataRequest\x1a,.spike.nexus.v1.UpdateSecretMetadataResponse\x12v\n" +
+	"\x14DeleteSecretMetadata\x12+.spike.nexus.v1.DeleteSecretMetadataRequest\x1a,.spike.nexus.v1.DeleteSecretMetadataResponse\"\x03\x90\x02\x02B\xb4\x01\n" +
 	"\x12com.spike.nexus.v1B\vSecretProtoP\x01Z7github.com/spike-dev/spike/proto/spike/nexus/v1;nexusv1\xa2\x02\x03SNX\xaa\x02\x0eSpike.Nexus.V1\xca\x02\x0eSpike\\Nexus\\V1\xe2\x02\x1aSpike\\Nexus\\V1\\GPBMetadata\xea\x02\x10Spike::Nexus::V1b\x06proto3"
 
 var (
@@ -556,40 +1721,91 @@ func file_spike_nexus_v1_secret_proto_rawDescGZIP() []byte {
 	return file_spike_nexus_v1_secret_proto_rawDescData
 }
 
-var file_spike_nexus_v1_secret_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_spike_nexus_v1_secret_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_spike_nexus_v1_secret_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_spike_nexus_v1_secret_proto_goTypes = []any{
-	(*Secret)(nil),                // 0: spike.nexus.v1.Secret
-	(*PutSecretRequest)(nil),      // 1: spike.nexus.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),     // 2: spike.nexus.v1.PutSecretResponse
-	(*GetSecretRequest)(nil),      // 3: spike.nexus.v1.GetSecretRequest
-	(*GetSecretResponse)(nil),     // 4: spike.nexus.v1.GetSecretResponse
-	(*ListSecretsRequest)(nil),    // 5: spike.nexus.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),   // 6: spike.nexus.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),   // 7: spike.nexus.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),  // 8: spike.nexus.v1.DeleteSecretResponse
-	nil,                           // 9: spike.nexus.v1.Secret.DataEntry
-	nil,                           // 10: spike.nexus.v1.PutSecretRequest.DataEntry
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(VersionState)(0),                    // 0: spike.nexus.v1.VersionState
+	(*Secret)(nil),                       // 1: spike.nexus.v1.Secret
+	(*VersionMetadata)(nil),              // 2: spike.nexus.v1.VersionMetadata
+	(*SecretMetadata)(nil),               // 3: spike.nexus.v1.SecretMetadata
+	(*PutSecretRequest)(nil),             // 4: spike.nexus.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),            // 5: spike.nexus.v1.PutSecretResponse
+	(*GetSecretRequest)(nil),             // 6: spike.nexus.v1.GetSecretRequest
+	(*GetSecretResponse)(nil),            // 7: spike.nexus.v1.GetSecretResponse
+	(*ListSecretsRequest)(nil),           // 8: spike.nexus.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 9: spike.nexus.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),          // 10: spike.nexus.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),         // 11: spike.nexus.v1.DeleteSecretResponse
+	(*UndeleteSecretRequest)(nil),        // 12: spike.nexus.v1.UndeleteSecretRequest
+	(*UndeleteSecretResponse)(nil),       // 13: spike.nexus.v1.UndeleteSecretResponse
+	(*DestroySecretRequest)(nil),         // 14: spike.nexus.v1.DestroySecretRequest
+	(*DestroySecretResponse)(nil),        // 15: spike.nexus.v1.DestroySecretResponse
+	(*PatchSecretRequest)(nil),           // 16: spike.nexus.v1.PatchSecretRequest
+	(*PatchSecretResponse)(nil),          // 17: spike.nexus.v1.PatchSecretResponse
+	(*RollbackSecretRequest)(nil),        // 18: spike.nexus.v1.RollbackSecretRequest
+	(*RollbackSecretResponse)(nil),       // 19: spike.nexus.v1.RollbackSecretResponse
+	(*GetSecretMetadataRequest)(nil),     // 20: spike.nexus.v1.GetSecretMetadataRequest
+	(*GetSecretMetadataResponse)(nil),    // 21: spike.nexus.v1.GetSecretMetadataResponse
+	(*CustomMetadata)(nil),               // 22: spike.nexus.v1.CustomMetadata
+	(*UpdateSecretMetadataRequest)(nil),  // 23: spike.nexus.v1.UpdateSecretMetadataRequest
+	(*UpdateSecretMetadataResponse)(nil), // 24: spike.nexus.v1.UpdateSecretMetadataResponse
+	(*DeleteSecretMetadataRequest)(nil),  // 25: spike.nexus.v1.DeleteSecretMetadataRequest
+	(*DeleteSecretMetadataResponse)(nil), // 26: spike.nexus.v1.DeleteSecretMetadataResponse
+	nil,                                  // 27: spike.nexus.v1.Secret.DataEntry
+	nil,                                  // 28: spike.nexus.v1.SecretMetadata.CustomMetadataEntry
+	nil,                                  // 29: spike.nexus.v1.PutSecretRequest.DataEntry
+	nil,                                  // 30: spike.nexus.v1.PatchSecretRequest.DataEntry
+	nil,                                  // 31: spike.nexus.v1.CustomMetadata.EntriesEntry
+	(*timestamppb.Timestamp)(nil),        // 32: google.protobuf.Timestamp
 }
 var file_spike_nexus_v1_secret_proto_depIdxs = []int32{
-	9,  // 0: spike.nexus.v1.Secret.data:type_name -> spike.nexus.v1.Secret.DataEntry
-	11, // 1: spike.nexus.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
-	10, // 2: spike.nexus.v1.PutSecretRequest.data:type_name -> spike.nexus.v1.PutSecretRequest.DataEntry
-	11, // 3: spike.nexus.v1.PutSecretResponse.created_at:type_name -> google.protobuf.Timestamp
-	0,  // 4: spike.nexus.v1.GetSecretResponse.secret:type_name -> spike.nexus.v1.Secret
-	1,  // 5: spike.nexus.v1.SecretService.PutSecret:input_type -> spike.nexus.v1.PutSecretRequest
-	3,  // 6: spike.nexus.v1.SecretService.GetSecret:input_type -> spike.nexus.v1.GetSecretRequest
-	5,  // 7: spike.nexus.v1.SecretService.ListSecrets:input_type -> spike.nexus.v1.ListSecretsRequest
-	7,  // 8: spike.nexus.v1.SecretService.DeleteSecret:input_type -> spike.nexus.v1.DeleteSecretRequest
-	2,  // 9: spike.nexus.v1.SecretService.PutSecret:output_type -> spike.nexus.v1.PutSecretResponse
-	4,  // 10: spike.nexus.v1.SecretService.GetSecret:output_type -> spike.nexus.v1.GetSecretResponse
-	6,  // 11: spike.nexus.v1.SecretService.ListSecrets:output_type -> spike.nexus.v1.ListSecretsResponse
-	8,  // 12: spike.nexus.v1.SecretService.DeleteSecret:output_type -> spike.nexus.v1.DeleteSecretResponse
-	9,  // [9:13] is the sub-list for method output_type
-	5,  // [5:9] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	27, // 0: spike.nexus.v1.Secret.data:type_name -> spike.nexus.v1.Secret.DataEntry
+	32, // 1: spike.nexus.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	0,  // 2: spike.nexus.v1.VersionMetadata.state:type_name -> spike.nexus.v1.VersionState
+	32, // 3: spike.nexus.v1.VersionMetadata.created_at:type_name -> google.protobuf.Timestamp
+	32, // 4: spike.nexus.v1.VersionMetadata.deleted_at:type_name -> google.protobuf.Timestamp
+	32, // 5: spike.nexus.v1.VersionMetadata.destroyed_at:type_name -> google.protobuf.Timestamp
+	28, // 6: spike.nexus.v1.SecretMetadata.custom_metadata:type_name -> spike.nexus.v1.SecretMetadata.CustomMetadataEntry
+	32, // 7: spike.nexus.v1.SecretMetadata.created_at:type_name -> google.protobuf.Timestamp
+	32, // 8: spike.nexus.v1.SecretMetadata.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 9: spike.nexus.v1.SecretMetadata.versions:type_name -> spike.nexus.v1.VersionMetadata
+	29, // 10: spike.nexus.v1.PutSecretRequest.data:type_name -> spike.nexus.v1.PutSecretRequest.DataEntry
+	32, // 11: spike.nexus.v1.PutSecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	1,  // 12: spike.nexus.v1.GetSecretResponse.secret:type_name -> spike.nexus.v1.Secret
+	30, // 13: spike.nexus.v1.PatchSecretRequest.data:type_name -> spike.nexus.v1.PatchSecretRequest.DataEntry
+	32, // 14: spike.nexus.v1.PatchSecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	32, // 15: spike.nexus.v1.RollbackSecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 16: spike.nexus.v1.GetSecretMetadataResponse.metadata:type_name -> spike.nexus.v1.SecretMetadata
+	31, // 17: spike.nexus.v1.CustomMetadata.entries:type_name -> spike.nexus.v1.CustomMetadata.EntriesEntry
+	22, // 18: spike.nexus.v1.UpdateSecretMetadataRequest.custom_metadata:type_name -> spike.nexus.v1.CustomMetadata
+	3,  // 19: spike.nexus.v1.UpdateSecretMetadataResponse.metadata:type_name -> spike.nexus.v1.SecretMetadata
+	4,  // 20: spike.nexus.v1.SecretService.PutSecret:input_type -> spike.nexus.v1.PutSecretRequest
+	6,  // 21: spike.nexus.v1.SecretService.GetSecret:input_type -> spike.nexus.v1.GetSecretRequest
+	8,  // 22: spike.nexus.v1.SecretService.ListSecrets:input_type -> spike.nexus.v1.ListSecretsRequest
+	10, // 23: spike.nexus.v1.SecretService.DeleteSecret:input_type -> spike.nexus.v1.DeleteSecretRequest
+	12, // 24: spike.nexus.v1.SecretService.UndeleteSecret:input_type -> spike.nexus.v1.UndeleteSecretRequest
+	14, // 25: spike.nexus.v1.SecretService.DestroySecret:input_type -> spike.nexus.v1.DestroySecretRequest
+	16, // 26: spike.nexus.v1.SecretService.PatchSecret:input_type -> spike.nexus.v1.PatchSecretRequest
+	18, // 27: spike.nexus.v1.SecretService.RollbackSecret:input_type -> spike.nexus.v1.RollbackSecretRequest
+	20, // 28: spike.nexus.v1.SecretService.GetSecretMetadata:input_type -> spike.nexus.v1.GetSecretMetadataRequest
+	23, // 29: spike.nexus.v1.SecretService.UpdateSecretMetadata:input_type -> spike.nexus.v1.UpdateSecretMetadataRequest
+	25, // 30: spike.nexus.v1.SecretService.DeleteSecretMetadata:input_type -> spike.nexus.v1.DeleteSecretMetadataRequest
+	5,  // 31: spike.nexus.v1.SecretService.PutSecret:output_type -> spike.nexus.v1.PutSecretResponse
+	7,  // 32: spike.nexus.v1.SecretService.GetSecret:output_type -> spike.nexus.v1.GetSecretResponse
+	9,  // 33: spike.nexus.v1.SecretService.ListSecrets:output_type -> spike.nexus.v1.ListSecretsResponse
+	11, // 34: spike.nexus.v1.SecretService.DeleteSecret:output_type -> spike.nexus.v1.DeleteSecretResponse
+	13, // 35: spike.nexus.v1.SecretService.UndeleteSecret:output_type -> spike.nexus.v1.UndeleteSecretResponse
+	15, // 36: spike.nexus.v1.SecretService.DestroySecret:output_type -> spike.nexus.v1.DestroySecretResponse
+	17, // 37: spike.nexus.v1.SecretService.PatchSecret:output_type -> spike.nexus.v1.PatchSecretResponse
+	19, // 38: spike.nexus.v1.SecretService.RollbackSecret:output_type -> spike.nexus.v1.RollbackSecretResponse
+	21, // 39: spike.nexus.v1.SecretService.GetSecretMetadata:output_type -> spike.nexus.v1.GetSecretMetadataResponse
+	24, // 40: spike.nexus.v1.SecretService.UpdateSecretMetadata:output_type -> spike.nexus.v1.UpdateSecretMetadataResponse
+	26, // 41: spike.nexus.v1.SecretService.DeleteSecretMetadata:output_type -> spike.nexus.v1.DeleteSecretMetadataResponse
+	31, // [31:42] is the sub-list for method output_type
+	20, // [20:31] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_spike_nexus_v1_secret_proto_init() }
@@ -597,18 +1813,22 @@ func file_spike_nexus_v1_secret_proto_init() {
 	if File_spike_nexus_v1_secret_proto != nil {
 		return
 	}
+	file_spike_nexus_v1_secret_proto_msgTypes[3].OneofWrappers = []any{}
+	file_spike_nexus_v1_secret_proto_msgTypes[15].OneofWrappers = []any{}
+	file_spike_nexus_v1_secret_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_nexus_v1_secret_proto_rawDesc), len(file_spike_nexus_v1_secret_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_spike_nexus_v1_secret_proto_goTypes,
 		DependencyIndexes: file_spike_nexus_v1_secret_proto_depIdxs,
+		EnumInfos:         file_spike_nexus_v1_secret_proto_enumTypes,
 		MessageInfos:      file_spike_nexus_v1_secret_proto_msgTypes,
 	}.Build()
 	File_spike_nexus_v1_secret_proto = out.File

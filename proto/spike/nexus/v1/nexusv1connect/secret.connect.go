@@ -43,18 +43,61 @@ const (
 	// SecretServiceDeleteSecretProcedure is the fully-qualified name of the SecretService's
 	// DeleteSecret RPC.
 	SecretServiceDeleteSecretProcedure = "/spike.nexus.v1.SecretService/DeleteSecret"
+	// SecretServiceUndeleteSecretProcedure is the fully-qualified name of the SecretService's
+	// UndeleteSecret RPC.
+	SecretServiceUndeleteSecretProcedure = "/spike.nexus.v1.SecretService/UndeleteSecret"
+	// SecretServiceDestroySecretProcedure is the fully-qualified name of the SecretService's
+	// DestroySecret RPC.
+	SecretServiceDestroySecretProcedure = "/spike.nexus.v1.SecretService/DestroySecret"
+	// SecretServicePatchSecretProcedure is the fully-qualified name of the SecretService's PatchSecret
+	// RPC.
+	SecretServicePatchSecretProcedure = "/spike.nexus.v1.SecretService/PatchSecret"
+	// SecretServiceRollbackSecretProcedure is the fully-qualified name of the SecretService's
+	// RollbackSecret RPC.
+	SecretServiceRollbackSecretProcedure = "/spike.nexus.v1.SecretService/RollbackSecret"
+	// SecretServiceGetSecretMetadataProcedure is the fully-qualified name of the SecretService's
+	// GetSecretMetadata RPC.
+	SecretServiceGetSecretMetadataProcedure = "/spike.nexus.v1.SecretService/GetSecretMetadata"
+	// SecretServiceUpdateSecretMetadataProcedure is the fully-qualified name of the SecretService's
+	// UpdateSecretMetadata RPC.
+	SecretServiceUpdateSecretMetadataProcedure = "/spike.nexus.v1.SecretService/UpdateSecretMetadata"
+	// SecretServiceDeleteSecretMetadataProcedure is the fully-qualified name of the SecretService's
+	// DeleteSecretMetadata RPC.
+	SecretServiceDeleteSecretMetadataProcedure = "/spike.nexus.v1.SecretService/DeleteSecretMetadata"
 )
 
 // SecretServiceClient is a client for the spike.nexus.v1.SecretService service.
 type SecretServiceClient interface {
-	// PutSecret stores data as a new version of the secret at path.
+	// PutSecret stores data as a new version of the secret at path. With cas
+	// set, it succeeds only if the secret's current version equals cas (0:
+	// only if the secret has no version yet). Versions beyond the secret's
+	// max_versions are removed in the same transaction.
 	PutSecret(context.Context, *connect.Request[v1.PutSecretRequest]) (*connect.Response[v1.PutSecretResponse], error)
 	// GetSecret returns the latest version of a secret, or the given one.
 	GetSecret(context.Context, *connect.Request[v1.GetSecretRequest]) (*connect.Response[v1.GetSecretResponse], error)
-	// ListSecrets returns the paths of live secrets that start with prefix.
+	// ListSecrets lists the live secrets under a prefix, either one level
+	// deep (directory style) or recursively, a page at a time.
 	ListSecrets(context.Context, *connect.Request[v1.ListSecretsRequest]) (*connect.Response[v1.ListSecretsResponse], error)
 	// DeleteSecret soft-deletes versions of a secret (the latest by default).
 	DeleteSecret(context.Context, *connect.Request[v1.DeleteSecretRequest]) (*connect.Response[v1.DeleteSecretResponse], error)
+	// UndeleteSecret restores soft-deleted versions (the latest by default).
+	UndeleteSecret(context.Context, *connect.Request[v1.UndeleteSecretRequest]) (*connect.Response[v1.UndeleteSecretResponse], error)
+	// DestroySecret wipes the sealed data of versions (the latest by
+	// default). Destroyed versions cannot be read or restored.
+	DestroySecret(context.Context, *connect.Request[v1.DestroySecretRequest]) (*connect.Response[v1.DestroySecretResponse], error)
+	// PatchSecret merges keys into the latest version, creating a new
+	// version, with optional check-and-set.
+	PatchSecret(context.Context, *connect.Request[v1.PatchSecretRequest]) (*connect.Response[v1.PatchSecretResponse], error)
+	// RollbackSecret writes the data of an older version as a new version.
+	RollbackSecret(context.Context, *connect.Request[v1.RollbackSecretRequest]) (*connect.Response[v1.RollbackSecretResponse], error)
+	// GetSecretMetadata returns a secret's settings, custom metadata and the
+	// state of each retained version.
+	GetSecretMetadata(context.Context, *connect.Request[v1.GetSecretMetadataRequest]) (*connect.Response[v1.GetSecretMetadataResponse], error)
+	// UpdateSecretMetadata changes a secret's settings and custom metadata,
+	// creating the secret (without versions) if it does not exist.
+	UpdateSecretMetadata(context.Context, *connect.Request[v1.UpdateSecretMetadataRequest]) (*connect.Response[v1.UpdateSecretMetadataResponse], error)
+	// DeleteSecretMetadata removes a secret and all its versions.
+	DeleteSecretMetadata(context.Context, *connect.Request[v1.DeleteSecretMetadataRequest]) (*connect.Response[v1.DeleteSecretMetadataResponse], error)
 }
 
 // NewSecretServiceClient constructs a client for the spike.nexus.v1.SecretService service. By
@@ -95,15 +138,68 @@ func NewSecretServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		undeleteSecret: connect.NewClient[v1.UndeleteSecretRequest, v1.UndeleteSecretResponse](
+			httpClient,
+			baseURL+SecretServiceUndeleteSecretProcedure,
+			connect.WithSchema(secretServiceMethods.ByName("UndeleteSecret")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		destroySecret: connect.NewClient[v1.DestroySecretRequest, v1.DestroySecretResponse](
+			httpClient,
+			baseURL+SecretServiceDestroySecretProcedure,
+			connect.WithSchema(secretServiceMethods.ByName("DestroySecret")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		patchSecret: connect.NewClient[v1.PatchSecretRequest, v1.PatchSecretResponse](
+			httpClient,
+			baseURL+SecretServicePatchSecretProcedure,
+			connect.WithSchema(secretServiceMethods.ByName("PatchSecret")),
+			connect.WithClientOptions(opts...),
+		),
+		rollbackSecret: connect.NewClient[v1.RollbackSecretRequest, v1.RollbackSecretResponse](
+			httpClient,
+			baseURL+SecretServiceRollbackSecretProcedure,
+			connect.WithSchema(secretServiceMethods.ByName("RollbackSecret")),
+			connect.WithClientOptions(opts...),
+		),
+		getSecretMetadata: connect.NewClient[v1.GetSecretMetadataRequest, v1.GetSecretMetadataResponse](
+			httpClient,
+			baseURL+SecretServiceGetSecretMetadataProcedure,
+			connect.WithSchema(secretServiceMethods.ByName("GetSecretMetadata")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		updateSecretMetadata: connect.NewClient[v1.UpdateSecretMetadataRequest, v1.UpdateSecretMetadataResponse](
+			httpClient,
+			baseURL+SecretServiceUpdateSecretMetadataProcedure,
+			connect.WithSchema(secretServiceMethods.ByName("UpdateSecretMetadata")),
+			connect.WithClientOptions(opts...),
+		),
+		deleteSecretMetadata: connect.NewClient[v1.DeleteSecretMetadataRequest, v1.DeleteSecretMetadataResponse](
+			httpClient,
+			baseURL+SecretServiceDeleteSecretMetadataProcedure,
+			connect.WithSchema(secretServiceMethods.ByName("DeleteSecretMetadata")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // secretServiceClient implements SecretServiceClient.
 type secretServiceClient struct {
-	putSecret    *connect.Client[v1.PutSecretRequest, v1.PutSecretResponse]
-	getSecret    *connect.Client[v1.GetSecretRequest, v1.GetSecretResponse]
-	listSecrets  *connect.Client[v1.ListSecretsRequest, v1.ListSecretsResponse]
-	deleteSecret *connect.Client[v1.DeleteSecretRequest, v1.DeleteSecretResponse]
+	putSecret            *connect.Client[v1.PutSecretRequest, v1.PutSecretResponse]
+	getSecret            *connect.Client[v1.GetSecretRequest, v1.GetSecretResponse]
+	listSecrets          *connect.Client[v1.ListSecretsRequest, v1.ListSecretsResponse]
+	deleteSecret         *connect.Client[v1.DeleteSecretRequest, v1.DeleteSecretResponse]
+	undeleteSecret       *connect.Client[v1.UndeleteSecretRequest, v1.UndeleteSecretResponse]
+	destroySecret        *connect.Client[v1.DestroySecretRequest, v1.DestroySecretResponse]
+	patchSecret          *connect.Client[v1.PatchSecretRequest, v1.PatchSecretResponse]
+	rollbackSecret       *connect.Client[v1.RollbackSecretRequest, v1.RollbackSecretResponse]
+	getSecretMetadata    *connect.Client[v1.GetSecretMetadataRequest, v1.GetSecretMetadataResponse]
+	updateSecretMetadata *connect.Client[v1.UpdateSecretMetadataRequest, v1.UpdateSecretMetadataResponse]
+	deleteSecretMetadata *connect.Client[v1.DeleteSecretMetadataRequest, v1.DeleteSecretMetadataResponse]
 }
 
 // PutSecret calls spike.nexus.v1.SecretService.PutSecret.
@@ -126,16 +222,73 @@ func (c *secretServiceClient) DeleteSecret(ctx context.Context, req *connect.Req
 	return c.deleteSecret.CallUnary(ctx, req)
 }
 
+// UndeleteSecret calls spike.nexus.v1.SecretService.UndeleteSecret.
+func (c *secretServiceClient) UndeleteSecret(ctx context.Context, req *connect.Request[v1.UndeleteSecretRequest]) (*connect.Response[v1.UndeleteSecretResponse], error) {
+	return c.undeleteSecret.CallUnary(ctx, req)
+}
+
+// DestroySecret calls spike.nexus.v1.SecretService.DestroySecret.
+func (c *secretServiceClient) DestroySecret(ctx context.Context, req *connect.Request[v1.DestroySecretRequest]) (*connect.Response[v1.DestroySecretResponse], error) {
+	return c.destroySecret.CallUnary(ctx, req)
+}
+
+// PatchSecret calls spike.nexus.v1.SecretService.PatchSecret.
+func (c *secretServiceClient) PatchSecret(ctx context.Context, req *connect.Request[v1.PatchSecretRequest]) (*connect.Response[v1.PatchSecretResponse], error) {
+	return c.patchSecret.CallUnary(ctx, req)
+}
+
+// RollbackSecret calls spike.nexus.v1.SecretService.RollbackSecret.
+func (c *secretServiceClient) RollbackSecret(ctx context.Context, req *connect.Request[v1.RollbackSecretRequest]) (*connect.Response[v1.RollbackSecretResponse], error) {
+	return c.rollbackSecret.CallUnary(ctx, req)
+}
+
+// GetSecretMetadata calls spike.nexus.v1.SecretService.GetSecretMetadata.
+func (c *secretServiceClient) GetSecretMetadata(ctx context.Context, req *connect.Request[v1.GetSecretMetadataRequest]) (*connect.Response[v1.GetSecretMetadataResponse], error) {
+	return c.getSecretMetadata.CallUnary(ctx, req)
+}
+
+// UpdateSecretMetadata calls spike.nexus.v1.SecretService.UpdateSecretMetadata.
+func (c *secretServiceClient) UpdateSecretMetadata(ctx context.Context, req *connect.Request[v1.UpdateSecretMetadataRequest]) (*connect.Response[v1.UpdateSecretMetadataResponse], error) {
+	return c.updateSecretMetadata.CallUnary(ctx, req)
+}
+
+// DeleteSecretMetadata calls spike.nexus.v1.SecretService.DeleteSecretMetadata.
+func (c *secretServiceClient) DeleteSecretMetadata(ctx context.Context, req *connect.Request[v1.DeleteSecretMetadataRequest]) (*connect.Response[v1.DeleteSecretMetadataResponse], error) {
+	return c.deleteSecretMetadata.CallUnary(ctx, req)
+}
+
 // SecretServiceHandler is an implementation of the spike.nexus.v1.SecretService service.
 type SecretServiceHandler interface {
-	// PutSecret stores data as a new version of the secret at path.
+	// PutSecret stores data as a new version of the secret at path. With cas
+	// set, it succeeds only if the secret's current version equals cas (0:
+	// only if the secret has no version yet). Versions beyond the secret's
+	// max_versions are removed in the same transaction.
 	PutSecret(context.Context, *connect.Request[v1.PutSecretRequest]) (*connect.Response[v1.PutSecretResponse], error)
 	// GetSecret returns the latest version of a secret, or the given one.
 	GetSecret(context.Context, *connect.Request[v1.GetSecretRequest]) (*connect.Response[v1.GetSecretResponse], error)
-	// ListSecrets returns the paths of live secrets that start with prefix.
+	// ListSecrets lists the live secrets under a prefix, either one level
+	// deep (directory style) or recursively, a page at a time.
 	ListSecrets(context.Context, *connect.Request[v1.ListSecretsRequest]) (*connect.Response[v1.ListSecretsResponse], error)
 	// DeleteSecret soft-deletes versions of a secret (the latest by default).
 	DeleteSecret(context.Context, *connect.Request[v1.DeleteSecretRequest]) (*connect.Response[v1.DeleteSecretResponse], error)
+	// UndeleteSecret restores soft-deleted versions (the latest by default).
+	UndeleteSecret(context.Context, *connect.Request[v1.UndeleteSecretRequest]) (*connect.Response[v1.UndeleteSecretResponse], error)
+	// DestroySecret wipes the sealed data of versions (the latest by
+	// default). Destroyed versions cannot be read or restored.
+	DestroySecret(context.Context, *connect.Request[v1.DestroySecretRequest]) (*connect.Response[v1.DestroySecretResponse], error)
+	// PatchSecret merges keys into the latest version, creating a new
+	// version, with optional check-and-set.
+	PatchSecret(context.Context, *connect.Request[v1.PatchSecretRequest]) (*connect.Response[v1.PatchSecretResponse], error)
+	// RollbackSecret writes the data of an older version as a new version.
+	RollbackSecret(context.Context, *connect.Request[v1.RollbackSecretRequest]) (*connect.Response[v1.RollbackSecretResponse], error)
+	// GetSecretMetadata returns a secret's settings, custom metadata and the
+	// state of each retained version.
+	GetSecretMetadata(context.Context, *connect.Request[v1.GetSecretMetadataRequest]) (*connect.Response[v1.GetSecretMetadataResponse], error)
+	// UpdateSecretMetadata changes a secret's settings and custom metadata,
+	// creating the secret (without versions) if it does not exist.
+	UpdateSecretMetadata(context.Context, *connect.Request[v1.UpdateSecretMetadataRequest]) (*connect.Response[v1.UpdateSecretMetadataResponse], error)
+	// DeleteSecretMetadata removes a secret and all its versions.
+	DeleteSecretMetadata(context.Context, *connect.Request[v1.DeleteSecretMetadataRequest]) (*connect.Response[v1.DeleteSecretMetadataResponse], error)
 }
 
 // NewSecretServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -172,6 +325,52 @@ func NewSecretServiceHandler(svc SecretServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	secretServiceUndeleteSecretHandler := connect.NewUnaryHandler(
+		SecretServiceUndeleteSecretProcedure,
+		svc.UndeleteSecret,
+		connect.WithSchema(secretServiceMethods.ByName("UndeleteSecret")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	secretServiceDestroySecretHandler := connect.NewUnaryHandler(
+		SecretServiceDestroySecretProcedure,
+		svc.DestroySecret,
+		connect.WithSchema(secretServiceMethods.ByName("DestroySecret")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	secretServicePatchSecretHandler := connect.NewUnaryHandler(
+		SecretServicePatchSecretProcedure,
+		svc.PatchSecret,
+		connect.WithSchema(secretServiceMethods.ByName("PatchSecret")),
+		connect.WithHandlerOptions(opts...),
+	)
+	secretServiceRollbackSecretHandler := connect.NewUnaryHandler(
+		SecretServiceRollbackSecretProcedure,
+		svc.RollbackSecret,
+		connect.WithSchema(secretServiceMethods.ByName("RollbackSecret")),
+		connect.WithHandlerOptions(opts...),
+	)
+	secretServiceGetSecretMetadataHandler := connect.NewUnaryHandler(
+		SecretServiceGetSecretMetadataProcedure,
+		svc.GetSecretMetadata,
+		connect.WithSchema(secretServiceMethods.ByName("GetSecretMetadata")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	secretServiceUpdateSecretMetadataHandler := connect.NewUnaryHandler(
+		SecretServiceUpdateSecretMetadataProcedure,
+		svc.UpdateSecretMetadata,
+		connect.WithSchema(secretServiceMethods.ByName("UpdateSecretMetadata")),
+		connect.WithHandlerOptions(opts...),
+	)
+	secretServiceDeleteSecretMetadataHandler := connect.NewUnaryHandler(
+		SecretServiceDeleteSecretMetadataProcedure,
+		svc.DeleteSecretMetadata,
+		connect.WithSchema(secretServiceMethods.ByName("DeleteSecretMetadata")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.nexus.v1.SecretService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SecretServicePutSecretProcedure:
@@ -182,6 +381,20 @@ func NewSecretServiceHandler(svc SecretServiceHandler, opts ...connect.HandlerOp
 			secretServiceListSecretsHandler.ServeHTTP(w, r)
 		case SecretServiceDeleteSecretProcedure:
 			secretServiceDeleteSecretHandler.ServeHTTP(w, r)
+		case SecretServiceUndeleteSecretProcedure:
+			secretServiceUndeleteSecretHandler.ServeHTTP(w, r)
+		case SecretServiceDestroySecretProcedure:
+			secretServiceDestroySecretHandler.ServeHTTP(w, r)
+		case SecretServicePatchSecretProcedure:
+			secretServicePatchSecretHandler.ServeHTTP(w, r)
+		case SecretServiceRollbackSecretProcedure:
+			secretServiceRollbackSecretHandler.ServeHTTP(w, r)
+		case SecretServiceGetSecretMetadataProcedure:
+			secretServiceGetSecretMetadataHandler.ServeHTTP(w, r)
+		case SecretServiceUpdateSecretMetadataProcedure:
+			secretServiceUpdateSecretMetadataHandler.ServeHTTP(w, r)
+		case SecretServiceDeleteSecretMetadataProcedure:
+			secretServiceDeleteSecretMetadataHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -205,4 +418,32 @@ func (UnimplementedSecretServiceHandler) ListSecrets(context.Context, *connect.R
 
 func (UnimplementedSecretServiceHandler) DeleteSecret(context.Context, *connect.Request[v1.DeleteSecretRequest]) (*connect.Response[v1.DeleteSecretResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.DeleteSecret is not implemented"))
+}
+
+func (UnimplementedSecretServiceHandler) UndeleteSecret(context.Context, *connect.Request[v1.UndeleteSecretRequest]) (*connect.Response[v1.UndeleteSecretResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.UndeleteSecret is not implemented"))
+}
+
+func (UnimplementedSecretServiceHandler) DestroySecret(context.Context, *connect.Request[v1.DestroySecretRequest]) (*connect.Response[v1.DestroySecretResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.DestroySecret is not implemented"))
+}
+
+func (UnimplementedSecretServiceHandler) PatchSecret(context.Context, *connect.Request[v1.PatchSecretRequest]) (*connect.Response[v1.PatchSecretResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.PatchSecret is not implemented"))
+}
+
+func (UnimplementedSecretServiceHandler) RollbackSecret(context.Context, *connect.Request[v1.RollbackSecretRequest]) (*connect.Response[v1.RollbackSecretResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.RollbackSecret is not implemented"))
+}
+
+func (UnimplementedSecretServiceHandler) GetSecretMetadata(context.Context, *connect.Request[v1.GetSecretMetadataRequest]) (*connect.Response[v1.GetSecretMetadataResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.GetSecretMetadata is not implemented"))
+}
+
+func (UnimplementedSecretServiceHandler) UpdateSecretMetadata(context.Context, *connect.Request[v1.UpdateSecretMetadataRequest]) (*connect.Response[v1.UpdateSecretMetadataResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.UpdateSecretMetadata is not implemented"))
+}
+
+func (UnimplementedSecretServiceHandler) DeleteSecretMetadata(context.Context, *connect.Request[v1.DeleteSecretMetadataRequest]) (*connect.Response[v1.DeleteSecretMetadataResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.DeleteSecretMetadata is not implemented"))
 }

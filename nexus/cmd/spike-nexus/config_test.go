@@ -1,0 +1,91 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func envFrom(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoadConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(envFrom(map[string]string{"SPIKE_DATABASE_URL": "postgres://x@h/db"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []string{c.TrustDomain.String(), c.Listen, c.KeeperURL.String(), c.KeeperID.String(), c.CheckInterval.String()}
+	want := []string{"spike.local", "127.0.0.1:8553", "https://127.0.0.1:8443", "spiffe://spike.local/spike/keeper/1", "1s"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("defaults (-want +got):\n%s", diff)
+	}
+	if len(c.Admins) != 1 || c.Admins[0].String() != "spiffe://spike.local/spike/pilot" {
+		t.Errorf("admins = %v, want only the Pilot ID", c.Admins)
+	}
+	if c.MaxConns != 16 || c.MaxVersions != 10 {
+		t.Errorf("max conns %d, max versions %d; want 16 and 10", c.MaxConns, c.MaxVersions)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	t.Parallel()
+	base := map[string]string{"SPIKE_DATABASE_URL": "postgres://x@h/db"}
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantErr string
+		check   func(config) bool
+	}{
+		{name: "database required", env: map[string]string{}, wantErr: "SPIKE_DATABASE_URL"},
+		{name: "admins list", env: map[string]string{"SPIKE_ADMIN_IDS": "spiffe://spike.local/a, spiffe://spike.local/b"},
+			check: func(c config) bool {
+				return len(c.Admins) == 2 && c.Admins[0].String() == "spiffe://spike.local/a" && c.Admins[1].String() == "spiffe://spike.local/b"
+			}},
+		{name: "bad admin ID", env: map[string]string{"SPIKE_ADMIN_IDS": "spiffe://spike.local/a,not-an-id"}, wantErr: "SPIKE_ADMIN_IDS"},
+		{name: "empty admin entry", env: map[string]string{"SPIKE_ADMIN_IDS": "spiffe://spike.local/a,"}, wantErr: "SPIKE_ADMIN_IDS"},
+		{name: "trust domain changes defaults", env: map[string]string{"SPIKE_TRUST_DOMAIN": "example.org"},
+			check: func(c config) bool {
+				return c.KeeperID.String() == "spiffe://example.org/spike/keeper/1" && c.Admins[0].String() == "spiffe://example.org/spike/pilot"
+			}},
+		{name: "bad trust domain", env: map[string]string{"SPIKE_TRUST_DOMAIN": "Bad Domain"}, wantErr: "SPIKE_TRUST_DOMAIN"},
+		{name: "keeper URL must be https", env: map[string]string{"SPIKE_KEEPER_URL": "http://k:1"}, wantErr: "SPIKE_KEEPER_URL"},
+		{name: "pool size bounds", env: map[string]string{"SPIKE_DB_MAX_CONNS": "0"}, wantErr: "SPIKE_DB_MAX_CONNS"},
+		{name: "max versions bounds", env: map[string]string{"SPIKE_MAX_VERSIONS": "1001"}, wantErr: "SPIKE_MAX_VERSIONS"},
+		{name: "max versions", env: map[string]string{"SPIKE_MAX_VERSIONS": "3"}, check: func(c config) bool { return c.MaxVersions == 3 }},
+		{name: "check interval", env: map[string]string{"SPIKE_KEEPER_CHECK_INTERVAL": "250ms"},
+			check: func(c config) bool { return c.CheckInterval == 250*time.Millisecond }},
+		{name: "check interval too short", env: map[string]string{"SPIKE_KEEPER_CHECK_INTERVAL": "1ms"}, wantErr: "SPIKE_KEEPER_CHECK_INTERVAL"},
+		{name: "log level", env: map[string]string{"SPIKE_LOG_LEVEL": "loud"}, wantErr: "SPIKE_LOG_LEVEL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			env := map[string]string{}
+			if tt.name != "database required" {
+				for k, v := range base {
+					env[k] = v
+				}
+			}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			c, err := loadConfig(envFrom(env))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("error = %v, want one naming %s", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("config = %+v", c)
+			}
+		})
+	}
+}

@@ -1,0 +1,79 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// List asks for one page of secret paths.
+type List struct {
+	// Prefix selects paths that start with it, byte for byte. In directory
+	// mode it must be empty or end with "/".
+	Prefix string
+	// Recursive lists every path below Prefix; otherwise the listing is one
+	// level deep: each entry is Prefix plus one segment, ending with "/"
+	// when it is a directory holding more secrets.
+	Recursive bool
+	// After is the last entry of the previous page ("" for the first).
+	After string
+	// Limit is the page size.
+	Limit int
+}
+
+// ListSecrets returns one page of entries, sorted bytewise, for secrets that
+// have at least one live (neither deleted nor destroyed) version, and
+// whether more entries follow.
+func (s *Store) ListSecrets(ctx context.Context, l List) ([]string, bool, error) {
+	// The range on path lets the primary key index find the prefix; the
+	// starts_with makes the match exact whatever the bound. A valid prefix
+	// ends in an ASCII byte, so an upper bound always exists unless empty.
+	upper, bounded := prefixEnd(l.Prefix)
+	live := `EXISTS (SELECT 1 FROM secret_versions v
+	                 WHERE v.path = s.path AND v.deleted_at IS NULL AND v.destroyed_at IS NULL)`
+	inRange := `s.path >= $1 AND ($2::text IS NULL OR s.path < $2) AND starts_with(s.path, $1)`
+	var query string
+	if l.Recursive {
+		query = `SELECT s.path FROM secrets s
+		         WHERE ` + inRange + ` AND s.path > $3 AND ` + live + `
+		         ORDER BY s.path LIMIT $4`
+	} else {
+		query = `SELECT DISTINCT e.entry FROM (
+		           SELECT ($1 || CASE WHEN strpos(r.rest, '/') > 0
+		                              THEN left(r.rest, strpos(r.rest, '/'))
+		                              ELSE r.rest END) COLLATE "C" AS entry
+		           FROM (SELECT substr(s.path, length($1) + 1) AS rest
+		                 FROM secrets s WHERE ` + inRange + ` AND ` + live + `) r
+		         ) e
+		         WHERE e.entry > $3
+		         ORDER BY e.entry LIMIT $4`
+	}
+	var upperArg *string
+	if bounded {
+		upperArg = &upper
+	}
+	rows, err := s.pool.Query(ctx, query, l.Prefix, upperArg, l.After, l.Limit+1)
+	if err != nil {
+		return nil, false, dbError(ctx, "list secrets", err)
+	}
+	entries, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, false, dbError(ctx, "list secrets", err)
+	}
+	if len(entries) > l.Limit {
+		return entries[:l.Limit], true, nil
+	}
+	return entries, false, nil
+}
+
+// prefixEnd returns the smallest string greater than every string starting
+// with prefix, when prefix ends in an ASCII byte below 0x7f (always so for a
+// valid prefix), so the result is still valid UTF-8.
+func prefixEnd(prefix string) (string, bool) {
+	if prefix == "" || prefix[len(prefix)-1] >= 0x7f {
+		return "", false
+	}
+	b := []byte(prefix)
+	b[len(b)-1]++
+	return string(b), true
+}

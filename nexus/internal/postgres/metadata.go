@@ -1,0 +1,144 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spike-dev/spike/nexus/internal/secret"
+)
+
+// Metadata describes a secret without its data.
+type Metadata struct {
+	Path           string
+	CurrentVersion int64
+	OldestVersion  int64
+	// MaxVersions is the secret's own setting; 0 means the default.
+	MaxVersions int32
+	// EffectiveMaxVersions is the retention that applies.
+	EffectiveMaxVersions int32
+	CASRequired          bool
+	// CustomMetadata is sealed by Nexus and bound to Path; nil when unset.
+	CustomMetadata []byte
+	CreatedAt      time.Time
+	UpdatedAt      time.Time
+	// Versions are the retained versions, oldest first, without data.
+	Versions []Version
+}
+
+// Metadata returns the metadata of the secret at path.
+func (s *Store) Metadata(ctx context.Context, path string) (Metadata, error) {
+	var m Metadata
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		m, err = s.readMetadata(ctx, tx, path)
+		return err
+	})
+	if err != nil {
+		return Metadata{}, dbError(ctx, "read metadata of "+path, err)
+	}
+	return m, nil
+}
+
+// readMetadata reads the secret and its versions in tx, so both come from
+// one snapshot.
+func (s *Store) readMetadata(ctx context.Context, tx pgx.Tx, path string) (Metadata, error) {
+	m := Metadata{Path: path}
+	err := tx.QueryRow(ctx,
+		`SELECT current_version, oldest_version, max_versions, cas_required, custom_metadata, created_at, updated_at
+		 FROM secrets WHERE path = $1`,
+		path).Scan(&m.CurrentVersion, &m.OldestVersion, &m.MaxVersions, &m.CASRequired,
+		&m.CustomMetadata, &m.CreatedAt, &m.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Metadata{}, errNotFound(path)
+	}
+	if err != nil {
+		return Metadata{}, err
+	}
+	m.EffectiveMaxVersions = s.maxVersions(m.MaxVersions)
+	rows, err := tx.Query(ctx,
+		`SELECT version, created_by, created_at, deleted_at, destroyed_at
+		 FROM secret_versions WHERE path = $1 ORDER BY version`,
+		path)
+	if err != nil {
+		return Metadata{}, err
+	}
+	m.Versions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Version, error) {
+		v := Version{Path: path}
+		err := row.Scan(&v.Version, &v.CreatedBy, &v.CreatedAt, &v.DeletedAt, &v.DestroyedAt)
+		return v, err
+	})
+	return m, err
+}
+
+// MetadataUpdate changes a secret's settings; nil fields stay as they are.
+type MetadataUpdate struct {
+	Path string
+	// MaxVersions, 0 to secret.MaxMaxVersions (0: the default). Lowering it deletes
+	// the versions that fall out of the window, in the same transaction.
+	MaxVersions *int32
+	CASRequired *bool
+	// SetCustomMetadata says to replace the custom metadata with
+	// CustomMetadata (sealed by Nexus, nil to clear).
+	SetCustomMetadata bool
+	CustomMetadata    []byte
+}
+
+// UpdateMetadata applies u, creating the secret without versions if it does
+// not exist, and returns the result.
+func (s *Store) UpdateMetadata(ctx context.Context, u MetadataUpdate) (Metadata, error) {
+	if u.MaxVersions != nil {
+		if err := secret.ValidateMaxVersions(*u.MaxVersions); err != nil {
+			return Metadata{}, err
+		}
+	}
+	var m Metadata
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		h, err := lockHead(ctx, tx, u.Path, true)
+		if err != nil {
+			return err
+		}
+		if u.MaxVersions != nil {
+			h.maxVersions = *u.MaxVersions
+		}
+		oldest := h.oldest
+		if h.current > 0 {
+			oldest = s.oldestKept(h, h.current)
+		}
+		_, err = tx.Exec(ctx,
+			`WITH pruned AS (
+			   DELETE FROM secret_versions WHERE path = $1 AND version < $2
+			 )
+			 UPDATE secrets SET
+			   max_versions = $3,
+			   oldest_version = $2,
+			   cas_required = COALESCE($4, cas_required),
+			   custom_metadata = CASE WHEN $5 THEN $6 ELSE custom_metadata END,
+			   updated_at = now()
+			 WHERE path = $1`,
+			u.Path, oldest, h.maxVersions, u.CASRequired, u.SetCustomMetadata, u.CustomMetadata)
+		if err != nil {
+			return err
+		}
+		m, err = s.readMetadata(ctx, tx, u.Path)
+		return err
+	})
+	if err != nil {
+		return Metadata{}, dbError(ctx, "update metadata of "+u.Path, err)
+	}
+	return m, nil
+}
+
+// DeleteMetadata removes the secret at path and all its versions.
+func (s *Store) DeleteMetadata(ctx context.Context, path string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM secrets WHERE path = $1`, path)
+	if err != nil {
+		return dbError(ctx, "delete secret "+path, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errNotFound(path)
+	}
+	return nil
+}

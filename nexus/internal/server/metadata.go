@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+
+	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/nexus/internal/secret"
+)
+
+// GetSecretMetadata returns a secret's settings, custom metadata and the
+// state of each retained version.
+func (s secrets) GetSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.GetSecretMetadataRequest]) (*connect.Response[nexusv1.GetSecretMetadataResponse], error) {
+	path := req.Msg.GetPath()
+	if err := secret.ValidatePath(path); err != nil {
+		return nil, err
+	}
+	if err := s.keys.Ready(ctx); err != nil {
+		return nil, err
+	}
+	m, err := s.store.Metadata(ctx, path)
+	if err != nil {
+		return nil, err
+	}
+	pm, err := s.metadataMessage(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.GetSecretMetadataResponse{Metadata: pm}), nil
+}
+
+// UpdateSecretMetadata changes settings and custom metadata; custom
+// metadata is sealed like values, bound to the secret's path.
+func (s secrets) UpdateSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.UpdateSecretMetadataRequest]) (*connect.Response[nexusv1.UpdateSecretMetadataResponse], error) {
+	path := req.Msg.GetPath()
+	if err := secret.ValidatePath(path); err != nil {
+		return nil, err
+	}
+	u := postgres.MetadataUpdate{Path: path, MaxVersions: req.Msg.MaxVersions, CASRequired: req.Msg.CasRequired}
+	if u.MaxVersions != nil {
+		if err := secret.ValidateMaxVersions(*u.MaxVersions); err != nil {
+			return nil, err
+		}
+	}
+	if cm := req.Msg.GetCustomMetadata(); cm != nil {
+		if err := secret.ValidateCustomMetadata(cm.GetEntries()); err != nil {
+			return nil, err
+		}
+		u.SetCustomMetadata = true
+		if len(cm.GetEntries()) > 0 {
+			sealed, err := s.sealCustom(ctx, path, cm.GetEntries())
+			if err != nil {
+				return nil, err
+			}
+			u.CustomMetadata = sealed
+		}
+	}
+	if err := s.keys.Ready(ctx); err != nil {
+		return nil, err
+	}
+	m, err := s.store.UpdateMetadata(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	pm, err := s.metadataMessage(ctx, m)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.UpdateSecretMetadataResponse{Metadata: pm}), nil
+}
+
+// DeleteSecretMetadata removes a secret and all its versions.
+func (s secrets) DeleteSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.DeleteSecretMetadataRequest]) (*connect.Response[nexusv1.DeleteSecretMetadataResponse], error) {
+	path := req.Msg.GetPath()
+	if err := secret.ValidatePath(path); err != nil {
+		return nil, err
+	}
+	if err := s.keys.Ready(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.store.DeleteMetadata(ctx, path); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.DeleteSecretMetadataResponse{}), nil
+}
+
+func (s secrets) sealCustom(ctx context.Context, path string, custom map[string]string) ([]byte, error) {
+	plain, err := json.Marshal(custom)
+	if err != nil {
+		return nil, fmt.Errorf("encode custom metadata: %w", err)
+	}
+	defer clear(plain)
+	key, err := s.keys.ActiveKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return key.Seal(plain, envelope.MetadataAAD(path))
+}
+
+// metadataMessage opens the custom metadata and builds the API message.
+func (s secrets) metadataMessage(ctx context.Context, m postgres.Metadata) (*nexusv1.SecretMetadata, error) {
+	pm := &nexusv1.SecretMetadata{
+		Path:                 m.Path,
+		CurrentVersion:       m.CurrentVersion,
+		OldestVersion:        m.OldestVersion,
+		MaxVersions:          m.MaxVersions,
+		EffectiveMaxVersions: m.EffectiveMaxVersions,
+		CasRequired:          m.CASRequired,
+		CreatedAt:            timestamppb.New(m.CreatedAt),
+		UpdatedAt:            timestamppb.New(m.UpdatedAt),
+	}
+	if m.CustomMetadata != nil {
+		what := "custom metadata of " + m.Path
+		plain, err := s.keys.Open(ctx, m.CustomMetadata, envelope.MetadataAAD(m.Path), what)
+		if err != nil {
+			return nil, err
+		}
+		defer clear(plain)
+		if err := json.Unmarshal(plain, &pm.CustomMetadata); err != nil {
+			return nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
+		}
+	}
+	for _, v := range m.Versions {
+		vm := &nexusv1.VersionMetadata{
+			Version:   v.Version,
+			State:     nexusv1.VersionState_VERSION_STATE_ACTIVE,
+			CreatedAt: timestamppb.New(v.CreatedAt),
+			CreatedBy: v.CreatedBy,
+		}
+		if v.DeletedAt != nil {
+			vm.State = nexusv1.VersionState_VERSION_STATE_DELETED
+			vm.DeletedAt = timestamppb.New(*v.DeletedAt)
+		}
+		if v.DestroyedAt != nil {
+			vm.State = nexusv1.VersionState_VERSION_STATE_DESTROYED
+			vm.DestroyedAt = timestamppb.New(*v.DestroyedAt)
+		}
+		pm.Versions = append(pm.Versions, vm)
+	}
+	return pm, nil
+}
