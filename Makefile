@@ -22,15 +22,16 @@ PKGS := $(foreach m,$(MODULES),./$(m)/...)
 PG_BINDIR := /usr/lib/postgresql/15/bin
 export PATH := $(PATH):$(PG_BINDIR)
 
-.PHONY: help build test fuzz up down psql proto tools lint clean
+.PHONY: help build test fuzz up svid down psql proto tools lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build spike-keeper, spike-nexus, spike and spike-devca into bin/
+build: ## build spike-keeper, spike-nexus, spike, spike-devca and spike-example-workload into bin/
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/ \
 		./keeper/cmd/spike-keeper ./nexus/cmd/spike-nexus ./pilot/cmd/spike ./shared/cmd/spike-devca
+	$(GO) build -trimpath -o $(BIN)/spike-example-workload ./shared/examples/workload
 
 test: ## check/install PostgreSQL, run every Go test of the workspace, then fuzz
 	deploy/local/check-deps.sh
@@ -43,9 +44,14 @@ fuzz: ## run each fuzz target for FUZZTIME (default 10s; make fuzz FUZZTIME=1m)
 	$(GO) test -run='^$$' -fuzz='^FuzzValidatePrefix$$' -fuzztime=$(FUZZTIME) ./nexus/internal/secret
 	$(GO) test -run='^$$' -fuzz='^FuzzOpen$$' -fuzztime=$(FUZZTIME) ./nexus/internal/envelope
 	$(GO) test -run='^$$' -fuzz='^FuzzSealOpen$$' -fuzztime=$(FUZZTIME) ./nexus/internal/envelope
+	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./nexus/internal/policy
+	$(GO) test -run='^$$' -fuzz='^FuzzMayMatchUnder$$' -fuzztime=$(FUZZTIME) ./nexus/internal/policy
 
 up: ## start PostgreSQL, Keeper and Nexus locally (state in .spike/)
 	deploy/local/up.sh
+
+svid: ## mint a dev SVID for a workload: make svid ID=spiffe://spike.local/app/web [NAME=web]
+	@GO="$(GO)" deploy/local/svid.sh "$(ID)" $(if $(filter command line,$(origin NAME)),"$(NAME)")
 
 down: ## stop the local stack (state stays in .spike/)
 	deploy/local/down.sh

@@ -5,9 +5,12 @@ go 1.26.0
 replace github.com/spike-dev/spike/proto => ../proto
 
 require (
+	connectrpc.com/connect v1.21.1
+	github.com/google/go-cmp v0.7.0
 	github.com/hashicorp/go-retryablehttp v0.7.8
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/spiffe/go-spiffe/v2 v2.9.0
+	github.com/spike-dev/spike/proto v0.0.0-00010101000000-000000000000
 )
 
 require (

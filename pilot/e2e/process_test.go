@@ -22,9 +22,15 @@ type result struct {
 // spike runs the CLI with env and stdin.
 func spike(t *testing.T, env []string, stdin string, args ...string) result {
 	t.Helper()
+	return runBin(t, "spike", env, stdin, args...)
+}
+
+// runBin runs one of the built binaries to completion.
+func runBin(t *testing.T, name string, env []string, stdin string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "spike"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, name), args...)
 	cmd.Env = env
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
@@ -34,7 +40,7 @@ func spike(t *testing.T, env []string, stdin string, args ...string) result {
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			t.Fatalf("run spike %v: %v", args, err)
+			t.Fatalf("run %s %v: %v", name, args, err)
 		}
 		r.code = ee.ExitCode()
 	}

@@ -1,7 +1,9 @@
 package e2e_test
 
 import (
+	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -28,20 +30,28 @@ func (s *stack) secretsClient(t *testing.T, i int) nexusv1connect.SecretServiceC
 		t.Fatal(err)
 	}
 	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(identity.Nexus(td))))
-	return nexusv1connect.NewSecretServiceClient(httpClient, "https://"+s.nexusAddrs[i])
+	return nexusv1connect.NewSecretServiceClient(httpClient, "https://"+s.nexusAddrs[i], bearer(s.adminToken))
 }
 
+// bearer sends token as the admin token.
+func bearer(token string) connect.ClientOption {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, req)
+		}
+	}))
+}
+
+// initialise runs `spike operator init`, which also logs the admin in.
 func (s *stack) initialise(t *testing.T) {
 	t.Helper()
-	src, err := s.ca.Source(identity.Pilot(td))
-	if err != nil {
-		t.Fatal(err)
+	mustSpike(t, s.pilotEnv(t, 0, identity.Pilot(td)), "correct horse battery\n", "operator", "init")
+	token, err := os.ReadFile(s.adminTokenFile)
+	if err != nil || len(token) == 0 {
+		t.Fatalf("init left no admin token in %s: %v", s.adminTokenFile, err)
 	}
-	op := nexusv1connect.NewOperatorServiceClient(
-		rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(identity.Nexus(td)))), "https://"+s.nexusAddrs[0])
-	if _, err := op.Init(t.Context(), connect.NewRequest(&nexusv1.InitRequest{Password: []byte("correct horse battery")})); err != nil {
-		t.Fatalf("init: %v", err)
-	}
+	s.adminToken = strings.TrimSpace(string(token))
 }
 
 func storedVersions(t *testing.T, dsn, path string) []int64 {

@@ -28,6 +28,8 @@ type config struct {
 	KeeperID      spiffeid.ID
 	Admins        []spiffeid.ID
 	CheckInterval time.Duration
+	TokenTTL      time.Duration
+	MaxTokenTTL   time.Duration
 	LogLevel      slog.Level
 	SVID          svid.Config
 }
@@ -82,6 +84,14 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.CheckInterval, err = time.ParseDuration(env("SPIKE_KEEPER_CHECK_INTERVAL", "1s"))
 	if err != nil || c.CheckInterval < 100*time.Millisecond || c.CheckInterval > time.Minute {
 		errs = append(errs, errors.New("SPIKE_KEEPER_CHECK_INTERVAL: must be a duration from 100ms to 1m"))
+	}
+	c.TokenTTL, err = time.ParseDuration(env("SPIKE_ADMIN_TOKEN_TTL", "8h"))
+	if err != nil || c.TokenTTL < time.Minute {
+		errs = append(errs, errors.New("SPIKE_ADMIN_TOKEN_TTL: must be a duration of at least 1m"))
+	}
+	c.MaxTokenTTL, err = time.ParseDuration(env("SPIKE_ADMIN_TOKEN_MAX_TTL", "24h"))
+	if err != nil || c.MaxTokenTTL < c.TokenTTL {
+		errs = append(errs, errors.New("SPIKE_ADMIN_TOKEN_MAX_TTL: must be a duration no shorter than SPIKE_ADMIN_TOKEN_TTL"))
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(env("SPIKE_LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("SPIKE_LOG_LEVEL: %w", err))

@@ -18,6 +18,7 @@ import (
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
 
+	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/server"
@@ -75,7 +76,14 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 	defer watching.Wait()
 	defer stopWatch()
 
-	srv := server.New(server.Config{Admins: cfg.Admins, Version: version}, store, keys, keeper, log)
+	policies := access.NewPolicies(store, keys, log)
+	watching.Go(func() { policies.Run(watchCtx, cfg.CheckInterval) })
+	srv := server.New(server.Config{
+		Admins:      cfg.Admins,
+		Version:     version,
+		TokenTTL:    cfg.TokenTTL,
+		MaxTokenTTL: cfg.MaxTokenTTL,
+	}, store, keys, keeper, policies, log)
 	httpSrv := mtls.NewServer(srv.Handler(), mtls.ServerConfig(src, tlsconfig.AuthorizeMemberOf(cfg.TrustDomain)), log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

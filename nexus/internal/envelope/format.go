@@ -108,9 +108,22 @@ func SecretAAD(path string, version int64) []byte {
 
 // MetadataAAD is the row identity of a secret's custom metadata.
 func MetadataAAD(path string) []byte {
-	const label = "spike secret metadata v1\x00"
-	b := make([]byte, 0, len(label)+4+len(path))
+	return labelled("spike secret metadata v1\x00", []byte(path))
+}
+
+// PolicyAAD is the row identity of a policy.
+func PolicyAAD(name string) []byte {
+	return labelled("spike policy v1\x00", []byte(name))
+}
+
+// TokenAAD is the row identity of an admin token: its lookup hash.
+func TokenAAD(lookup []byte) []byte {
+	return labelled("spike admin token v1\x00", lookup)
+}
+
+func labelled(label string, id []byte) []byte {
+	b := make([]byte, 0, len(label)+4+len(id))
 	b = append(b, label...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(path)))
-	return append(b, path...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(id)))
+	return append(b, id...)
 }

@@ -257,6 +257,9 @@ func (k *Keys) dropLocked() {
 // storing a new one when there is none or it has been used enough. Each call
 // counts as one use.
 func (k *Keys) ActiveKey(ctx context.Context) (Key, error) {
+	if err := k.Ready(ctx); err != nil {
+		return Key{}, err
+	}
 	if key, ok, err := k.takeActive(); ok || err != nil {
 		return key, err
 	}
@@ -322,6 +325,9 @@ func (k *Keys) takeActive() (Key, bool, error) {
 // Keeper when it is not cached. Values that fail authentication are reported
 // as fault.DataLoss.
 func (k *Keys) Open(ctx context.Context, sealed, aad []byte, what string) ([]byte, error) {
+	if err := k.Ready(ctx); err != nil {
+		return nil, err
+	}
 	id, err := KeyID(sealed)
 	if err != nil {
 		return nil, fault.Wrap(fault.DataLoss, err, "%s failed authentication: the stored data was altered or is corrupt", what)

@@ -23,6 +23,12 @@ const (
 	FailedPrecondition
 	// PermissionDenied means the caller may not do this.
 	PermissionDenied
+	// Unauthenticated means the request lacks valid credentials: no admin
+	// token, or an expired or revoked one.
+	Unauthenticated
+	// TooMany means the caller must wait before trying again (failed
+	// logins).
+	TooMany
 	// Unavailable means a dependency (database, Keeper) cannot be reached.
 	Unavailable
 	// Aborted means the request lost a race with concurrent writers and

@@ -4,42 +4,181 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
+	"net/http"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 	"github.com/spike-dev/spike/shared/mtls"
+
+	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/policy"
 )
 
 // maxRequestDuration bounds every request, whatever deadline the client
 // sent (or did not send), so a stuck call cannot hold a database connection.
 const maxRequestDuration = 30 * time.Second
 
-// admins admits admin callers to every procedure and refuses everyone
-// else, for unary and streaming procedures alike. Default deny: a procedure
-// that is not explicitly opened to workloads is admin-only.
-type admins map[spiffeid.ID]bool
+// need says what a procedure requires of its caller.
+type need int
 
-var _ connect.Interceptor = admins(nil)
+const (
+	// adminSVID: an admin SPIFFE ID. For the calls that must work when no
+	// token can be checked (before init, while sealed) and for login.
+	adminSVID need = iota + 1
+	// adminToken: an admin SPIFFE ID and a valid admin token.
+	adminToken
+	// secretAccess: an admin with a valid token, or a workload that a
+	// policy grants the rule's permissions on the request's path.
+	secretAccess
+	// listAccess: as secretAccess for the list permission under the
+	// listed directory; the handler filters the entries for workloads.
+	listAccess
+)
 
-func (a admins) check(ctx context.Context, procedure string) error {
-	caller, ok := mtls.Caller(ctx)
-	if !ok {
-		return connect.NewError(connect.CodeUnauthenticated, errors.New("no client SVID"))
-	}
-	if !a[caller] {
-		return connect.NewError(connect.CodePermissionDenied,
-			errors.New(caller.String()+" may not call "+procedure))
-	}
-	return nil
+type rule struct {
+	need need
+	perm policy.Perm
 }
 
-// WrapUnary checks the caller before a unary handler runs.
-func (a admins) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
+// rules lists every procedure Nexus serves and what it needs. A procedure
+// missing here is refused: default deny.
+var rules = map[string]rule{
+	nexusv1connect.OperatorServiceInitProcedure:   {need: adminSVID},
+	nexusv1connect.OperatorServiceUnsealProcedure: {need: adminSVID},
+	nexusv1connect.OperatorServiceStatusProcedure: {need: adminSVID},
+	nexusv1connect.OperatorServiceLoginProcedure:  {need: adminSVID},
+	nexusv1connect.OperatorServiceLogoutProcedure: {need: adminToken},
+
+	nexusv1connect.PolicyServicePutPolicyProcedure:    {need: adminToken},
+	nexusv1connect.PolicyServiceGetPolicyProcedure:    {need: adminToken},
+	nexusv1connect.PolicyServiceListPoliciesProcedure: {need: adminToken},
+	nexusv1connect.PolicyServiceDeletePolicyProcedure: {need: adminToken},
+	nexusv1connect.PolicyServiceCheckAccessProcedure:  {need: adminToken},
+
+	nexusv1connect.SecretServiceGetSecretProcedure:            {need: secretAccess, perm: policy.Read},
+	nexusv1connect.SecretServiceListSecretsProcedure:          {need: listAccess, perm: policy.List},
+	nexusv1connect.SecretServicePutSecretProcedure:            {need: secretAccess, perm: policy.Write},
+	nexusv1connect.SecretServicePatchSecretProcedure:          {need: secretAccess, perm: policy.Read | policy.Write},
+	nexusv1connect.SecretServiceRollbackSecretProcedure:       {need: secretAccess, perm: policy.Read | policy.Write},
+	nexusv1connect.SecretServiceDeleteSecretProcedure:         {need: secretAccess, perm: policy.Delete},
+	nexusv1connect.SecretServiceUndeleteSecretProcedure:       {need: secretAccess, perm: policy.Delete},
+	nexusv1connect.SecretServiceDestroySecretProcedure:        {need: secretAccess, perm: policy.Destroy},
+	nexusv1connect.SecretServiceGetSecretMetadataProcedure:    {need: secretAccess, perm: policy.Meta},
+	nexusv1connect.SecretServiceUpdateSecretMetadataProcedure: {need: secretAccess, perm: policy.Meta},
+	nexusv1connect.SecretServiceDeleteSecretMetadataProcedure: {need: secretAccess, perm: policy.Meta | policy.Destroy},
+}
+
+// principal is who an authorized request runs as.
+type principal struct {
+	id    spiffeid.ID
+	admin bool
+	// token is the admin token the request carried, if any.
+	token string
+}
+
+type principalKey struct{}
+
+func principalFrom(ctx context.Context) principal {
+	p, _ := ctx.Value(principalKey{}).(principal)
+	return p
+}
+
+// authorizer applies rules to every request, unary and streaming alike.
+type authorizer struct{ *Server }
+
+var _ connect.Interceptor = authorizer{}
+
+// check authorizes a call to procedure and returns the context the
+// handler runs with.
+func (a authorizer) check(ctx context.Context, procedure string, header http.Header, msg any) (context.Context, error) {
+	caller, ok := mtls.Caller(ctx)
+	if !ok {
+		return ctx, fault.New(fault.Unauthenticated, "no client SVID")
+	}
+	r, ok := rules[procedure]
+	if !ok {
+		return ctx, fault.New(fault.PermissionDenied, "%s may not call %s", caller, procedure)
+	}
+	token, hasToken := bearer(header)
+	isAdmin := a.admins[caller]
+	if hasToken && !isAdmin {
+		return ctx, fault.New(fault.PermissionDenied,
+			"%s is not an admin SPIFFE ID: an admin token is accepted only together with an admin SVID", caller)
+	}
+	p := principal{id: caller, admin: isAdmin, token: token}
+	ctx = context.WithValue(ctx, principalKey{}, p)
+
+	verifyAdmin := func() error {
+		if !hasToken {
+			// Not initialised or sealed: say that first, it is what the
+			// admin must fix before a login can help.
+			if err := a.keys.Ready(ctx); err != nil {
+				return err
+			}
+			return fault.New(fault.Unauthenticated, "admin token required: run `spike login`")
+		}
+		return a.tokens.Verify(ctx, token, caller)
+	}
+	switch {
+	case r.need == adminSVID || r.need == adminToken:
+		if !isAdmin {
+			return ctx, fault.New(fault.PermissionDenied, "%s may not call %s: it is not an admin SPIFFE ID", caller, procedure)
+		}
+		if r.need == adminToken {
+			return ctx, verifyAdmin()
+		}
+		return ctx, nil
+	case isAdmin:
+		return ctx, verifyAdmin()
+	}
+
+	// A workload: policies decide. They can only be read when unsealed.
+	if err := a.keys.Ready(ctx); err != nil {
+		return ctx, err
+	}
+	set := a.policies.Set()
+	if r.need == listAccess {
+		dir := listDir(msg)
+		if !set.MayList(caller, dir) {
+			return ctx, fault.New(fault.PermissionDenied, "%s may not list %q: no policy grants it", caller, dir)
+		}
+		return ctx, nil
+	}
+	path := ""
+	if m, ok := msg.(interface{ GetPath() string }); ok {
+		path = m.GetPath()
+	}
+	if got := set.Allowed(caller, path); !got.Has(r.perm) {
+		return ctx, fault.New(fault.PermissionDenied, "%s may not %s %s: no policy grants %s",
+			caller, verb(procedure), path, (r.perm &^ got).String())
+	}
+	return ctx, nil
+}
+
+// verb names what a procedure does, for error messages.
+func verb(procedure string) string {
+	name := procedure[strings.LastIndexByte(procedure, '/')+1:]
+	name = strings.TrimSuffix(strings.TrimSuffix(name, "Metadata"), "Secret")
+	return strings.ToLower(name)
+}
+
+// bearer returns the admin token of an "Authorization: Bearer" header.
+func bearer(h http.Header) (string, bool) {
+	v := h.Get("Authorization")
+	token, ok := strings.CutPrefix(v, "Bearer ")
+	token = strings.TrimSpace(token)
+	return token, ok && token != ""
+}
+
+// WrapUnary authorizes a unary call before its handler runs.
+func (a authorizer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		if err := a.check(ctx, req.Spec().Procedure); err != nil {
+		ctx, err := a.check(ctx, req.Spec().Procedure, req.Header(), req.Any())
+		if err != nil {
 			return nil, err
 		}
 		return next(ctx, req)
@@ -48,14 +187,15 @@ func (a admins) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
 
 // WrapStreamingClient leaves outgoing streams alone: Nexus's handlers make
 // no streaming calls.
-func (a admins) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+func (a authorizer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
 	return next
 }
 
-// WrapStreamingHandler checks the caller before a streaming handler runs.
-func (a admins) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+// WrapStreamingHandler refuses streaming calls: none is in the rules yet.
+func (a authorizer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		if err := a.check(ctx, conn.Spec().Procedure); err != nil {
+		ctx, err := a.check(ctx, conn.Spec().Procedure, conn.RequestHeader(), nil)
+		if err != nil {
 			return err
 		}
 		return next(ctx, conn)
@@ -99,3 +239,4 @@ func newRequestID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+

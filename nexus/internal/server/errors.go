@@ -16,6 +16,8 @@ var codes = map[fault.Code]connect.Code{
 	fault.NotFound:           connect.CodeNotFound,
 	fault.FailedPrecondition: connect.CodeFailedPrecondition,
 	fault.PermissionDenied:   connect.CodePermissionDenied,
+	fault.Unauthenticated:    connect.CodeUnauthenticated,
+	fault.TooMany:            connect.CodeResourceExhausted,
 	fault.Unavailable:        connect.CodeUnavailable,
 	fault.Aborted:            connect.CodeAborted,
 	fault.Unknown:            connect.CodeUnknown,

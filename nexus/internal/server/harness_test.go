@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -27,6 +28,7 @@ import (
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
 
+	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/server"
@@ -69,6 +71,9 @@ type stack struct {
 	keeper     *proctest.Process
 	keeperAddr string
 	keys       *envelope.Keys
+	policies   *access.Policies
+	// token is the admin token from init; admin clients send it.
+	token string
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -135,7 +140,12 @@ func newStack(t *testing.T) *stack {
 	watchDone := make(chan struct{})
 	go func() { defer close(watchDone); s.keys.Watch(watchCtx, 100*time.Millisecond) }()
 	t.Cleanup(func() { stopWatch(); <-watchDone })
-	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test"}, store, s.keys, keeper, quietLog())
+	s.policies = access.NewPolicies(store, s.keys, quietLog())
+	policiesDone := make(chan struct{})
+	go func() { defer close(policiesDone); s.policies.Run(watchCtx, 100*time.Millisecond) }()
+	t.Cleanup(func() { stopWatch(); <-policiesDone })
+	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test", MaxTokenTTL: 24 * time.Hour},
+		store, s.keys, keeper, s.policies, quietLog())
 	s.url = serve(t, srv.Handler(), mtls.ServerConfig(nexusSrc, tlsconfig.AuthorizeMemberOf(td)))
 	return s
 }
@@ -154,12 +164,44 @@ func (s *stack) httpClient(id spiffeid.ID) *http.Client {
 		rpcclient.Options{MaxRetries: 1, MinWait: time.Millisecond, MaxWait: 10 * time.Millisecond})
 }
 
+// withToken sends token as the admin token, when not empty.
+func withToken(token string) connect.ClientOption {
+	return connect.WithInterceptors(connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if token != "" {
+				req.Header().Set("Authorization", "Bearer "+token)
+			}
+			return next(ctx, req)
+		}
+	}))
+}
+
+// tokenFor is the token a client acting as id sends: the admin's.
+func (s *stack) tokenFor(id spiffeid.ID) string {
+	if id == adminID {
+		return s.token
+	}
+	return ""
+}
+
 func (s *stack) operator(id spiffeid.ID) nexusv1connect.OperatorServiceClient {
-	return nexusv1connect.NewOperatorServiceClient(s.httpClient(id), s.url)
+	return s.operatorWith(id, s.tokenFor(id))
+}
+
+func (s *stack) operatorWith(id spiffeid.ID, token string) nexusv1connect.OperatorServiceClient {
+	return nexusv1connect.NewOperatorServiceClient(s.httpClient(id), s.url, withToken(token))
 }
 
 func (s *stack) secrets(id spiffeid.ID) nexusv1connect.SecretServiceClient {
-	return nexusv1connect.NewSecretServiceClient(s.httpClient(id), s.url)
+	return s.secretsWith(id, s.tokenFor(id))
+}
+
+func (s *stack) secretsWith(id spiffeid.ID, token string) nexusv1connect.SecretServiceClient {
+	return nexusv1connect.NewSecretServiceClient(s.httpClient(id), s.url, withToken(token))
+}
+
+func (s *stack) policyClient() nexusv1connect.PolicyServiceClient {
+	return nexusv1connect.NewPolicyServiceClient(s.httpClient(adminID), s.url, withToken(s.token))
 }
 
 // restartKeeper kills Keeper and starts it again: it comes back sealed.

@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"math"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
@@ -59,25 +62,87 @@ func (o operator) Init(ctx context.Context, req *connect.Request[nexusv1.InitReq
 		return nil, fault.Wrap(fault.FailedPrecondition, err,
 			"SPIKE is initialised, but Keeper could not be unsealed (%s): run `spike operator unseal`", err.Error())
 	}
-	return connect.NewResponse(&nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.GetKeyringId())}), nil
+	token, err := o.issue(ctx, 0)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.GetKeyringId()), Token: token}), nil
 }
 
 // Unseal sends the stored keyring and the password to Keeper.
 func (o operator) Unseal(ctx context.Context, req *connect.Request[nexusv1.UnsealRequest]) (*connect.Response[nexusv1.UnsealResponse], error) {
 	pw := req.Msg.GetPassword()
 	defer clear(pw)
+	id, err := o.checkPasswordWithKeeper(ctx, pw)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.UnsealResponse{KeyringId: hex.EncodeToString(id)}), nil
+}
+
+// Login checks the admin password (Keeper opens the stored keyring with
+// it, unsealing SPIKE if it was sealed) and issues an admin token bound to
+// the caller's SPIFFE ID.
+func (o operator) Login(ctx context.Context, req *connect.Request[nexusv1.LoginRequest]) (*connect.Response[nexusv1.LoginResponse], error) {
+	pw := req.Msg.GetPassword()
+	defer clear(pw)
+	if req.Msg.GetTtlSeconds() < 0 {
+		return nil, fault.New(fault.Invalid, "ttl_seconds: must not be negative")
+	}
+	if _, err := o.checkPasswordWithKeeper(ctx, pw); err != nil {
+		return nil, err
+	}
+	token, err := o.issue(ctx, time.Duration(min(req.Msg.GetTtlSeconds(), math.MaxInt64/int64(time.Second)))*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.LoginResponse{Token: token}), nil
+}
+
+// Logout revokes the token the request carries.
+func (o operator) Logout(ctx context.Context, _ *connect.Request[nexusv1.LogoutRequest]) (*connect.Response[nexusv1.LogoutResponse], error) {
+	if err := o.tokens.Revoke(ctx, principalFrom(ctx).token); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.LogoutResponse{}), nil
+}
+
+// issue makes an admin token for the caller.
+func (o operator) issue(ctx context.Context, ttl time.Duration) (*nexusv1.AdminToken, error) {
+	token, expires, err := o.tokens.Issue(ctx, principalFrom(ctx).id, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return &nexusv1.AdminToken{Token: token, ExpiresAt: timestamppb.New(expires)}, nil
+}
+
+// checkPasswordWithKeeper has Keeper open the stored keyring with pw. Wrong
+// passwords slow the caller down: each failure doubles the wait before its
+// next attempt is even considered.
+func (o operator) checkPasswordWithKeeper(ctx context.Context, pw []byte) ([]byte, error) {
 	if err := checkPassword(pw); err != nil {
 		return nil, err
+	}
+	caller := principalFrom(ctx).id.String()
+	if wait := o.backoff.Wait(caller); wait > 0 {
+		return nil, fault.New(fault.TooMany, "too many wrong passwords from %s: try again in %s", caller, wait.Round(time.Second))
 	}
 	stored, err := o.store.Keyring(ctx)
 	if err != nil {
 		return nil, err
 	}
 	kr := &keeperv1.SealedKeyring{KeyringId: stored.ID, KdfParams: stored.KDFParams, Ciphertext: stored.Ciphertext}
-	if err := o.unsealKeeper(ctx, pw, kr); err != nil {
+	err = o.unsealKeeper(ctx, pw, kr)
+	switch {
+	case fault.CodeOf(err) == fault.Invalid:
+		o.backoff.Fail(caller)
+		o.log.Warn("wrong admin password", "caller", caller)
+		return nil, err
+	case err != nil:
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.UnsealResponse{KeyringId: hex.EncodeToString(stored.ID)}), nil
+	o.backoff.Succeed(caller)
+	return stored.ID, nil
 }
 
 func (o operator) unsealKeeper(ctx context.Context, pw []byte, kr *keeperv1.SealedKeyring) error {

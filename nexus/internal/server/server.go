@@ -7,6 +7,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"time"
 
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
@@ -15,6 +16,7 @@ import (
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 
+	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
@@ -25,42 +27,68 @@ const maxRequestBytes = 1 << 20
 
 // Config holds what the handlers need besides their dependencies.
 type Config struct {
-	// Admins are the SPIFFE IDs allowed to call every RPC.
+	// Admins are the admin SPIFFE IDs: with a valid admin token they may
+	// call every RPC.
 	Admins []spiffeid.ID
 	// Version is Nexus's build version, reported by Status.
 	Version string
+	// TokenTTL is the lifetime of admin tokens that ask for none;
+	// MaxTokenTTL caps what a login may ask for.
+	TokenTTL, MaxTokenTTL time.Duration
 }
 
 // Server implements the Nexus services.
 type Server struct {
-	store   *postgres.Store
-	keys    *envelope.Keys
-	keeper  keeperv1connect.KeeperServiceClient
-	admins  admins
-	version string
-	log     *slog.Logger
+	store    *postgres.Store
+	keys     *envelope.Keys
+	keeper   keeperv1connect.KeeperServiceClient
+	admins   map[spiffeid.ID]bool
+	policies *access.Policies
+	tokens   *access.Tokens
+	backoff  *access.Backoff
+	version  string
+	log      *slog.Logger
 }
 
-// New returns a Server.
-func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1connect.KeeperServiceClient, log *slog.Logger) *Server {
-	a := make(admins, len(cfg.Admins))
+// New returns a Server. The caller keeps policies fresh (Policies.Run).
+func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1connect.KeeperServiceClient,
+	policies *access.Policies, log *slog.Logger,
+) *Server {
+	admins := make(map[spiffeid.ID]bool, len(cfg.Admins))
 	for _, id := range cfg.Admins {
-		a[id] = true
+		admins[id] = true
 	}
-	return &Server{store: store, keys: keys, keeper: keeper, admins: a, version: cfg.Version, log: log}
+	if cfg.TokenTTL == 0 {
+		cfg.TokenTTL = 8 * time.Hour
+	}
+	if cfg.MaxTokenTTL < cfg.TokenTTL {
+		cfg.MaxTokenTTL = max(cfg.TokenTTL, 24*time.Hour)
+	}
+	return &Server{
+		store:    store,
+		keys:     keys,
+		keeper:   keeper,
+		admins:   admins,
+		policies: policies,
+		tokens:   access.NewTokens(store, keys, cfg.TokenTTL, cfg.MaxTokenTTL),
+		backoff:  access.NewBackoff(),
+		version:  cfg.Version,
+		log:      log,
+	}
 }
 
 // Handler returns the HTTP handler serving every Nexus service and the
 // gRPC health service. It expects mtls.WithCaller to run before it.
 func (s *Server) Handler() http.Handler {
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.logRequests(), s.admins),
+		connect.WithInterceptors(s.logRequests(), authorizer{s}),
 		connect.WithReadMaxBytes(maxRequestBytes),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(nexusv1connect.NewOperatorServiceHandler(operator{s}, opts...))
 	mux.Handle(nexusv1connect.NewSecretServiceHandler(secrets{s}, opts...))
+	mux.Handle(nexusv1connect.NewPolicyServiceHandler(policies{s}, opts...))
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(
-		nexusv1connect.OperatorServiceName, nexusv1connect.SecretServiceName)))
+		nexusv1connect.OperatorServiceName, nexusv1connect.SecretServiceName, nexusv1connect.PolicyServiceName)))
 	return mux
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"path/filepath"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -24,11 +25,15 @@ type Config struct {
 	TrustDomain spiffeid.TrustDomain
 	// SVID says where Pilot's own SVID and trust bundle come from.
 	SVID svid.Config
+	// TokenFile is where the admin token is kept. Empty when neither
+	// SPIKE_TOKEN_FILE nor HOME is set: then no token is sent, and login
+	// cannot save one.
+	TokenFile string
 }
 
-// LoadConfig reads SPIKE_NEXUS_URL, SPIKE_NEXUS_ID, SPIKE_TRUST_DOMAIN and
-// the SVID variables through getenv, applying the defaults of the local
-// stack.
+// LoadConfig reads SPIKE_NEXUS_URL, SPIKE_NEXUS_ID, SPIKE_TRUST_DOMAIN,
+// SPIKE_TOKEN_FILE (or HOME) and the SVID variables through getenv, applying
+// the defaults of the local stack.
 func LoadConfig(getenv func(string) string) (Config, error) {
 	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))
 	if err != nil {
@@ -56,7 +61,23 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		NexusID:     nexusID,
 		TrustDomain: td,
 		SVID:        svid.ConfigFromEnv(getenv),
+		TokenFile:   tokenFile(getenv),
 	}, nil
+}
+
+// defaultTokenFile is where the admin token is kept, relative to HOME.
+const defaultTokenFile = ".spike/token"
+
+// tokenFile returns SPIKE_TOKEN_FILE, or ~/.spike/token, or "" when
+// neither it nor HOME is set.
+func tokenFile(getenv func(string) string) string {
+	if f := getenv("SPIKE_TOKEN_FILE"); f != "" {
+		return f
+	}
+	if home := getenv("HOME"); home != "" {
+		return filepath.Join(home, filepath.FromSlash(defaultTokenFile))
+	}
+	return ""
 }
 
 // checkNexusURL accepts an absolute https URL without query or fragment;

@@ -59,6 +59,26 @@ func TestLoadConfig(t *testing.T) {
 				SVID:        svid.Config{EndpointSocket: "unix:///run/spire/agent.sock"},
 			},
 		},
+		{
+			name: "token file under HOME",
+			env:  map[string]string{"HOME": "/home/ada"},
+			want: Config{
+				NexusURL:    "https://127.0.0.1:8553",
+				NexusID:     spiffeid.RequireFromString("spiffe://spike.local/spike/nexus"),
+				TrustDomain: spiffeid.RequireTrustDomainFromString("spike.local"),
+				TokenFile:   "/home/ada/.spike/token",
+			},
+		},
+		{
+			name: "SPIKE_TOKEN_FILE wins over HOME",
+			env:  map[string]string{"HOME": "/home/ada", "SPIKE_TOKEN_FILE": "/run/user/1000/spike-token"},
+			want: Config{
+				NexusURL:    "https://127.0.0.1:8553",
+				NexusID:     spiffeid.RequireFromString("spiffe://spike.local/spike/nexus"),
+				TrustDomain: spiffeid.RequireTrustDomainFromString("spike.local"),
+				TokenFile:   "/run/user/1000/spike-token",
+			},
+		},
 		{name: "plain http", env: map[string]string{"SPIKE_NEXUS_URL": "http://127.0.0.1:8553"}, wantErr: `SPIKE_NEXUS_URL: "http://127.0.0.1:8553" is not an https URL`},
 		{name: "no host", env: map[string]string{"SPIKE_NEXUS_URL": "https:///x"}, wantErr: `SPIKE_NEXUS_URL: "https:///x" has no host`},
 		{name: "query", env: map[string]string{"SPIKE_NEXUS_URL": "https://n?x=1"}, wantErr: "SPIKE_NEXUS_URL: must not have a query or fragment"},

@@ -11,16 +11,19 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 )
 
 // fakeNexus is an in-process Nexus over plain HTTP. It records each
-// request, keeps the data of puts and patches in memory so that a later get
+// request and the Authorization header it came with, keeps the data of
+// puts and patches (of secrets and policies) in memory so that a later get
 // returns it, lists a fixed tree of paths a page at a time, and answers
 // every request with err when set.
 type fakeNexus struct {
@@ -30,10 +33,14 @@ type fakeNexus struct {
 	pageSize int
 	// paths is the tree that ListSecrets lists; nil means fakePaths.
 	paths []string
+	// invalid is what ListPolicies reports as invalid_policies.
+	invalid []string
 
 	mu       sync.Mutex
 	requests []proto.Message
+	auth     []string // the Authorization header of each request, "" when absent
 	stored   map[string]*nexusv1.Secret
+	policies map[string]*nexusv1.Policy
 }
 
 // errBadToken answers a page token that the fake did not hand out.
@@ -62,6 +69,24 @@ func (f *fakeNexus) received() []proto.Message {
 	return f.requests
 }
 
+// authorizations returns the Authorization header of each request so far.
+func (f *fakeNexus) authorizations() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.auth
+}
+
+// recordAuth is a handler interceptor that records the Authorization
+// header of every request.
+func (f *fakeNexus) recordAuth(next connect.UnaryFunc) connect.UnaryFunc {
+	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+		f.mu.Lock()
+		f.auth = append(f.auth, req.Header().Get("Authorization"))
+		f.mu.Unlock()
+		return next(ctx, req)
+	}
+}
+
 // latest returns the stored secret at path, or demoSecret for a path never
 // written.
 func (f *fakeNexus) latest(path string) *nexusv1.Secret {
@@ -88,7 +113,37 @@ func (f *fakeNexus) Init(_ context.Context, req *connect.Request[nexusv1.InitReq
 	if err := f.record(req.Msg); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.InitResponse{KeyringId: "ab12"}), nil
+	return connect.NewResponse(&nexusv1.InitResponse{KeyringId: "ab12", Token: &nexusv1.AdminToken{Token: initToken, ExpiresAt: expires(0)}}), nil
+}
+
+// Tokens that the fake hands out.
+const (
+	initToken  = "spk_init.Zm9vYmFy"
+	loginToken = "spk_login.YmF6cXV4"
+)
+
+// expires is when a token with a TTL of ttlSeconds (0: the default 8h)
+// handed out by the fake expires.
+func expires(ttlSeconds int64) *timestamppb.Timestamp {
+	ttl := 8 * time.Hour
+	if ttlSeconds > 0 {
+		ttl = time.Duration(ttlSeconds) * time.Second
+	}
+	return timestamppb.New(created.AsTime().Add(ttl))
+}
+
+func (f *fakeNexus) Login(_ context.Context, req *connect.Request[nexusv1.LoginRequest]) (*connect.Response[nexusv1.LoginResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.LoginResponse{Token: &nexusv1.AdminToken{Token: loginToken, ExpiresAt: expires(req.Msg.GetTtlSeconds())}}), nil
+}
+
+func (f *fakeNexus) Logout(_ context.Context, req *connect.Request[nexusv1.LogoutRequest]) (*connect.Response[nexusv1.LogoutResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.LogoutResponse{}), nil
 }
 
 func (f *fakeNexus) Unseal(_ context.Context, req *connect.Request[nexusv1.UnsealRequest]) (*connect.Response[nexusv1.UnsealResponse], error) {
@@ -269,19 +324,24 @@ func versionsOrLatest(versions []int64) []int64 {
 func (f *fakeNexus) serve(t *testing.T) string {
 	t.Helper()
 	mux := http.NewServeMux()
-	mux.Handle(nexusv1connect.NewOperatorServiceHandler(f))
-	mux.Handle(nexusv1connect.NewSecretServiceHandler(f))
+	opts := connect.WithInterceptors(connect.UnaryInterceptorFunc(f.recordAuth))
+	mux.Handle(nexusv1connect.NewOperatorServiceHandler(f, opts))
+	mux.Handle(nexusv1connect.NewSecretServiceHandler(f, opts))
+	mux.Handle(nexusv1connect.NewPolicyServiceHandler(f, opts))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
 
 // plainNexus returns clients for the Nexus at url over plain HTTP.
-func plainNexus(url string) *nexus {
-	return &nexus{
-		url:      url,
-		operator: nexusv1connect.NewOperatorServiceClient(http.DefaultClient, url),
-		secrets:  nexusv1connect.NewSecretServiceClient(http.DefaultClient, url),
-		close:    func() error { return nil },
+func plainNexus(url string, opts ...connect.ClientOption) *nexus {
+	return newNexus(http.DefaultClient, url, func() error { return nil }, opts...)
+}
+
+// dialPlain is a Program.dial that connects to the Nexus at url over plain
+// HTTP.
+func dialPlain(url string) func(context.Context, ...connect.ClientOption) (*nexus, error) {
+	return func(_ context.Context, opts ...connect.ClientOption) (*nexus, error) {
+		return plainNexus(url, opts...), nil
 	}
 }

@@ -69,7 +69,8 @@ func TestExamples(t *testing.T) {
 		})
 	}
 	for _, want := range []string{"spike completion", "spike completion bash", "spike completion zsh", "spike completion fish", "spike help",
-		"spike secret metadata put", "spike secret rollback", "spike version"} {
+		"spike secret metadata put", "spike secret rollback", "spike version", "spike login", "spike logout",
+		"spike policy put", "spike policy get", "spike policy list", "spike policy delete", "spike policy check"} {
 		found := false
 		for _, n := range names {
 			found = found || n == want

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
@@ -17,40 +18,86 @@ type nexus struct {
 	url      string
 	operator nexusv1connect.OperatorServiceClient
 	secrets  nexusv1connect.SecretServiceClient
+	policies nexusv1connect.PolicyServiceClient
 	close    func() error
+}
+
+// newNexus builds the clients of the Nexus at url on httpClient, each
+// with opts; closeFn releases what the transport holds.
+func newNexus(httpClient connect.HTTPClient, url string, closeFn func() error, opts ...connect.ClientOption) *nexus {
+	return &nexus{
+		url:      url,
+		operator: nexusv1connect.NewOperatorServiceClient(httpClient, url, opts...),
+		secrets:  nexusv1connect.NewSecretServiceClient(httpClient, url, opts...),
+		policies: nexusv1connect.NewPolicyServiceClient(httpClient, url, opts...),
+		close:    closeFn,
+	}
 }
 
 // dialNexus loads Pilot's SVID and builds clients that speak Connect over
 // mutual TLS to the Nexus that cfg names. Nothing goes over the network
 // until the first call.
-func dialNexus(ctx context.Context, cfg Config) (*nexus, error) {
+func dialNexus(ctx context.Context, cfg Config, opts ...connect.ClientOption) (*nexus, error) {
 	src, err := svid.NewSource(ctx, cfg.SVID)
 	if err != nil {
 		return nil, fmt.Errorf("load Pilot's SVID: %w\n%s", err, svidHint)
 	}
 	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)))
-	return &nexus{
-		url:      cfg.NexusURL,
-		operator: nexusv1connect.NewOperatorServiceClient(httpClient, cfg.NexusURL),
-		secrets:  nexusv1connect.NewSecretServiceClient(httpClient, cfg.NexusURL),
-		close:    src.Close,
-	}, nil
+	return newNexus(httpClient, cfg.NexusURL, src.Close, opts...), nil
 }
 
-// connect returns the Nexus clients; the caller must call close. Only
-// commands that talk to Nexus call it, so help and version work without an
-// SVID.
-func (inv *invocation) connect(ctx context.Context) (*nexus, error) {
-	ctx, cancel := context.WithTimeout(ctx, inv.timeout)
-	defer cancel()
-	if inv.p.dial != nil {
-		return inv.p.dial(ctx)
+// config returns the configuration from the environment, read once per
+// invocation.
+func (inv *invocation) config() (Config, error) {
+	if inv.cfg == nil {
+		cfg, err := LoadConfig(inv.p.Getenv)
+		if err != nil {
+			return Config{}, err
+		}
+		inv.cfg = &cfg
 	}
-	cfg, err := LoadConfig(inv.p.Getenv)
+	return *inv.cfg, nil
+}
+
+// connect returns the Nexus clients, which send the saved admin token (if
+// any) with every call; the caller must call close. Only commands that
+// talk to Nexus call it, so help and version work without an SVID.
+func (inv *invocation) connect(ctx context.Context) (*nexus, error) {
+	cfg, err := inv.config()
 	if err != nil {
 		return nil, err
 	}
-	return dialNexus(ctx, cfg)
+	token, err := readToken(cfg.TokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return inv.dial(ctx, cfg, token)
+}
+
+// connectWithoutToken returns Nexus clients that send no admin token, for
+// the calls that the admin password authenticates (init and login): a
+// stale or unreadable token file must not stand in the way of replacing it.
+func (inv *invocation) connectWithoutToken(ctx context.Context) (*nexus, error) {
+	cfg, err := inv.config()
+	if err != nil {
+		return nil, err
+	}
+	return inv.dial(ctx, cfg, "")
+}
+
+// dial builds the clients, adding the token interceptor when there is a
+// token.
+func (inv *invocation) dial(ctx context.Context, cfg Config, token string) (*nexus, error) {
+	ctx, cancel := context.WithTimeout(ctx, inv.timeout)
+	defer cancel()
+	var opts []connect.ClientOption
+	if token != "" {
+		opts = append(opts, connect.WithInterceptors(bearerToken(token)))
+	}
+	if inv.p.dial != nil {
+		return inv.p.dial(ctx, opts...)
+	}
+	return dialNexus(ctx, cfg, opts...)
 }
 
 // call runs one exchange with Nexus under the --timeout deadline and turns

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -34,18 +35,23 @@ func (inv *invocation) initCommand() *cobra.Command {
 and unseals Keeper, then prints the keyring ID and what to do next. It fails
 if SPIKE is already initialised.
 
+init also logs you in: it saves the admin token that Nexus returns, as
+'spike login' does (see 'spike login --help' for where it goes). If the
+token cannot be saved, init still succeeds and says so; run 'spike login'.
+
 On a terminal the password is asked twice. ` + passwordHelp,
 		Example: `  spike operator init
   echo 'correct horse battery staple' | spike operator init
   spike operator init < ~/.spike-password`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return inv.withPassword(cmd, true, func(ctx context.Context, n *nexus, pw []byte) error {
+			return inv.withPassword(cmd, passwordUse{confirm: true, noToken: true}, func(ctx context.Context, n *nexus, pw []byte) error {
 				resp, err := n.operator.Init(ctx, connect.NewRequest(&nexusv1.InitRequest{Password: pw}))
 				if err != nil {
 					return err
 				}
-				return writeInit(inv.p.Stdout, inv.output, resp.Msg)
+				login := inv.saveInitToken(resp.Msg.GetToken())
+				return writeInit(inv.p.Stdout, inv.output, resp.Msg, login)
 			})
 		},
 	}
@@ -64,7 +70,7 @@ unsealed SPIKE with the right password changes nothing.
   echo 'correct horse battery staple' | spike operator unseal`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return inv.withPassword(cmd, false, func(ctx context.Context, n *nexus, pw []byte) error {
+			return inv.withPassword(cmd, passwordUse{}, func(ctx context.Context, n *nexus, pw []byte) error {
 				resp, err := n.operator.Unseal(ctx, connect.NewRequest(&nexusv1.UnsealRequest{Password: pw}))
 				if err != nil {
 					return err
@@ -97,17 +103,30 @@ Nexus version.`,
 	}
 }
 
+// passwordUse says how a command reads the admin password and calls Nexus
+// with it.
+type passwordUse struct {
+	// confirm asks for the password twice on a terminal.
+	confirm bool
+	// noToken sends no admin token: the password authenticates the call.
+	noToken bool
+}
+
 // withPassword connects to Nexus, reads the admin password and runs fn with
 // it under the call deadline. It connects first so that a missing SVID is
 // reported before anyone types a password; the password is cleared after.
-func (inv *invocation) withPassword(cmd *cobra.Command, confirm bool, fn func(context.Context, *nexus, []byte) error) error {
+func (inv *invocation) withPassword(cmd *cobra.Command, use passwordUse, fn func(context.Context, *nexus, []byte) error) error {
 	ctx := cmd.Context()
-	n, err := inv.connect(ctx)
+	open := inv.connect
+	if use.noToken {
+		open = inv.connectWithoutToken
+	}
+	n, err := open(ctx)
 	if err != nil {
 		return err
 	}
 	defer n.close()
-	pw, err := readPassword(ctx, inv.p.Stdin, inv.p.Stderr, confirm)
+	pw, err := readPassword(ctx, inv.p.Stdin, inv.p.Stderr, use.confirm)
 	switch {
 	case errors.Is(err, errEmptyPassword):
 		return usageErrorf(cmd, "%w: type it at the prompt, or pipe it in: echo '<password>' | %s", err, cmd.CommandPath())
@@ -118,4 +137,22 @@ func (inv *invocation) withPassword(cmd *cobra.Command, confirm bool, fn func(co
 	}
 	defer clear(pw)
 	return inv.call(ctx, n, func(ctx context.Context) error { return fn(ctx, n, pw) })
+}
+
+// saveInitToken saves the token that init returned and says where it went.
+// SPIKE is initialised whatever happens here, so a failure is a warning on
+// stderr, not an error: the admin can still log in with 'spike login'.
+func (inv *invocation) saveInitToken(token *nexusv1.AdminToken) *loginDoc {
+	if token.GetToken() == "" {
+		return nil
+	}
+	cfg, err := inv.config()
+	if err == nil {
+		err = saveToken(cfg.TokenFile, token.GetToken())
+	}
+	if err != nil {
+		fmt.Fprintf(inv.p.Stderr, "spike: warning: SPIKE is initialised, but you are not logged in: %v\nLog in with: spike login\n", err)
+		return nil
+	}
+	return &loginDoc{ExpiresAt: formatTime(token.GetExpiresAt()), TokenFile: cfg.TokenFile}
 }

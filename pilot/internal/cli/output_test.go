@@ -214,9 +214,11 @@ SPIKE is sealed; unseal it with: echo '<password>' | spike operator unseal
 			want: "SPIKE is unsealed. Keyring ID: ab12\n",
 		},
 		{
-			name:  "init json",
-			write: func(w io.Writer) error { return writeInit(w, formatJSON, &nexusv1.InitResponse{KeyringId: "ab12"}) },
-			want:  "{\n  \"keyring_id\": \"ab12\"\n}\n",
+			name: "init json",
+			write: func(w io.Writer) error {
+				return writeInit(w, formatJSON, &nexusv1.InitResponse{KeyringId: "ab12"}, nil)
+			},
+			want: "{\n  \"keyring_id\": \"ab12\"\n}\n",
 		},
 		{
 			name: "version",

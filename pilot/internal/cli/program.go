@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 )
 
@@ -29,9 +30,10 @@ type Program struct {
 	// Stderr receives prompts and error messages.
 	Stderr io.Writer
 
-	// dial connects to Nexus. Nil means the real transport: SVID and
-	// mutual TLS from the environment. Tests replace it.
-	dial func(ctx context.Context) (*nexus, error)
+	// dial connects to Nexus, building the clients with opts. Nil means
+	// the real transport: SVID and mutual TLS from the environment. Tests
+	// replace it.
+	dial func(ctx context.Context, opts ...connect.ClientOption) (*nexus, error)
 }
 
 // Run executes args (without the program name) and returns the exit code:
@@ -48,17 +50,24 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 	return exitCode(err)
 }
 
-// invocation holds the state of one Run: the program and the values of the
-// persistent flags.
+// invocation holds the state of one Run: the program, the values of the
+// persistent flags and the configuration once read.
 type invocation struct {
 	p       *Program
 	output  string
 	timeout time.Duration
+	cfg     *Config
 }
 
 const rootLong = `spike administers a SPIKE secrets store. It initialises and unseals SPIKE,
-reports its state and reads and writes versioned secrets, talking to Nexus
-over SPIFFE mutual TLS with Pilot's own SVID.
+reports its state, reads and writes versioned secrets and manages the
+policies that let workloads read them, talking to Nexus over SPIFFE mutual
+TLS with Pilot's own SVID.
+
+Admin commands need an admin token as well as the admin SVID: log in with
+the admin password ('spike login'; 'spike operator init' logs you in too).
+The token is kept in a file only you can read, sent with later requests,
+and revoked by 'spike logout'.
 
 Output is a table for people by default; -o json and -o yaml print the same
 data for programs, and 'spike secret get' also has -o env and --field.
@@ -73,6 +82,8 @@ Environment:
   SPIKE_SVID_CERT         PEM file with Pilot's X.509 SVID (without a socket)
   SPIKE_SVID_KEY          PEM file with the SVID's private key
   SPIKE_TRUST_BUNDLE      PEM file with the trust bundle
+  SPIKE_TOKEN_FILE        where the admin token is kept (default
+                          ~/.spike/token, mode 0600)
 
 For the local stack started with 'make up', set them all with:
   . ./.spike/env
@@ -90,10 +101,13 @@ func (inv *invocation) rootCommand() *cobra.Command {
 		Example: `  . ./.spike/env
   echo 'correct horse battery staple' | spike operator init
   spike operator status
+  spike login --ttl 1h
   spike secret put apps/demo/db user=admin pass=@./db-password.txt
   spike secret get apps/demo/db --field pass
   spike secret list apps/
   spike secret get apps/demo/db -o json
+  spike policy put web --spiffe-id spiffe://spike.local/app/web --path 'apps/web/**' --perm read
+  spike logout
   source <(spike completion bash)`,
 		Version:       inv.p.Version,
 		Args:          noSubcommand,
@@ -113,7 +127,10 @@ func (inv *invocation) rootCommand() *cobra.Command {
 	flags.DurationVar(&inv.timeout, "timeout", defaultTimeout, "how long to wait for Nexus")
 
 	root.AddCommand(
+		inv.loginCommand(),
+		inv.logoutCommand(),
 		inv.operatorCommand(),
+		inv.policyCommand(),
 		inv.secretCommand(),
 		inv.versionCommand(),
 	)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -127,15 +129,17 @@ user  admin
 			name:         "init yaml",
 			args:         []string{"operator", "init", "-o", "yaml"},
 			stdin:        "correct horse\n",
-			wantStdout:   "keyring_id: ab12\n",
+			wantStdout:   "keyring_id: ab12\nexpires_at: \"2025-03-04T13:06:07Z\"\ntoken_file: $TOKEN_FILE\n",
 			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse")}},
+			wantToken:    initToken + "\n",
 		},
 		{
 			name:         "init from a pipe",
 			args:         []string{"operator", "init", "-o", "json"},
 			stdin:        "correct horse\r\n",
-			wantStdout:   "{\n  \"keyring_id\": \"ab12\"\n}\n",
+			wantStdout:   "{\n  \"keyring_id\": \"ab12\",\n  \"expires_at\": \"2025-03-04T13:06:07Z\",\n  \"token_file\": \"$TOKEN_FILE\"\n}\n",
 			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse")}},
+			wantToken:    initToken + "\n",
 		},
 		{
 			name:         "unseal from a pipe",
@@ -191,13 +195,21 @@ user  admin
 }
 
 // cliCase is one spike command line run against the fake Nexus, with what
-// it must print, exit with and send.
+// it must print, exit with and send. Each case has its own HOME, so the
+// token file is $HOME/.spike/token unless env says otherwise; "$TOKEN_FILE"
+// in wantStdout and wantStderr stands for its path, and "$HOME" in args,
+// wantStdout and wantStderr for HOME.
 type cliCase struct {
 	name         string
 	args         []string
+	env          map[string]string // besides HOME; "$HOME" in a value is replaced
 	stdin        string
+	files        map[string]string // files to create in HOME, by name
+	token        string            // content of the token file before the run; "" for none
+	tokenMode    os.FileMode       // mode of that file; 0 means 0600
 	serverErr    error
-	pageSize     int // entries per ListSecrets page
+	pageSize     int      // entries per ListSecrets page
+	invalid      []string // invalid_policies of ListPolicies
 	unreachable  bool
 	wantCode     int
 	wantStdout   string
@@ -205,6 +217,9 @@ type cliCase struct {
 	wantStderr   string // exact, unless wantInStderr is used
 	wantInStderr []string
 	wantRequests []proto.Message
+	wantAuth     []string // Authorization header of each request; nil: not checked
+	wantToken    string   // content of the token file after the run; "" : not checked
+	wantNoToken  bool     // the token file must not exist after the run
 }
 
 // runCases runs each case in parallel against its own fake Nexus.
@@ -213,44 +228,84 @@ func runCases(t *testing.T, tests []cliCase) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := &fakeNexus{err: tt.serverErr, pageSize: tt.pageSize}
+			fake := &fakeNexus{err: tt.serverErr, pageSize: tt.pageSize, invalid: tt.invalid}
 			url := fake.serve(t)
 			if tt.unreachable {
 				closed := httptest.NewServer(nil)
 				closed.Close()
 				url = closed.URL
 			}
+			home := t.TempDir()
+			env := map[string]string{"HOME": home}
+			for k, v := range tt.env {
+				env[k] = strings.ReplaceAll(v, "$HOME", home)
+			}
+			tokenPath := tokenFile(envFunc(env))
+			for name, content := range tt.files {
+				if err := os.WriteFile(filepath.Join(home, name), []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := make([]string, len(tt.args))
+			for i, a := range tt.args {
+				args[i] = strings.ReplaceAll(a, "$HOME", home)
+			}
+			if tt.token != "" {
+				writeTestToken(t, tokenPath, tt.token, tt.tokenMode)
+			}
 			var stdout, stderr strings.Builder
 			p := &Program{
 				Version: "test",
-				Getenv:  envFunc(nil),
+				Getenv:  envFunc(env),
 				Stdin:   strings.NewReader(tt.stdin),
 				Stdout:  &stdout,
 				Stderr:  &stderr,
-				dial:    func(context.Context) (*nexus, error) { return plainNexus(url), nil },
+				dial:    dialPlain(url),
 			}
-			code := p.Run(t.Context(), tt.args)
+			code := p.Run(t.Context(), args)
+			gotStdout, gotStderr := stdout.String(), stderr.String()
+			for _, r := range [][2]string{{tokenPath, "$TOKEN_FILE"}, {home, "$HOME"}} {
+				if r[0] != "" {
+					gotStdout = strings.ReplaceAll(gotStdout, r[0], r[1])
+					gotStderr = strings.ReplaceAll(gotStderr, r[0], r[1])
+				}
+			}
 			if code != tt.wantCode {
-				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, gotStderr)
 			}
-			if diff := cmp.Diff(tt.wantStdout, stdout.String()); diff != "" && !tt.anyStdout {
+			if diff := cmp.Diff(tt.wantStdout, gotStdout); diff != "" && !tt.anyStdout {
 				t.Errorf("stdout mismatch (-want +got):\n%s", diff)
 			}
 			if tt.wantInStderr != nil {
 				for _, s := range tt.wantInStderr {
-					if !strings.Contains(stderr.String(), s) {
-						t.Errorf("stderr %q does not contain %q", stderr.String(), s)
+					if !strings.Contains(gotStderr, s) {
+						t.Errorf("stderr %q does not contain %q", gotStderr, s)
 					}
 				}
-			} else if diff := cmp.Diff(tt.wantStderr, stderr.String()); diff != "" {
+			} else if diff := cmp.Diff(tt.wantStderr, gotStderr); diff != "" {
 				t.Errorf("stderr mismatch (-want +got):\n%s", diff)
 			}
-			if strings.Contains(stderr.String(), "s3cr3t") || strings.Contains(stderr.String(), "horse") {
-				t.Errorf("stderr %q reveals a secret", stderr.String())
+			if strings.Contains(gotStderr, "s3cr3t") || strings.Contains(gotStderr, "horse") {
+				t.Errorf("stderr %q reveals a secret", gotStderr)
+			}
+			for _, token := range []string{initToken, loginToken, tt.token} {
+				if token != "" && (strings.Contains(gotStdout, token) || strings.Contains(gotStderr, token)) {
+					t.Errorf("output reveals the admin token %q:\nstdout %q\nstderr %q", token, gotStdout, gotStderr)
+				}
 			}
 			if diff := cmp.Diff(tt.wantRequests, fake.received(), protocmp.Transform()); diff != "" {
 				t.Errorf("requests mismatch (-want +got):\n%s", diff)
 			}
+			if tt.wantAuth != nil {
+				if diff := cmp.Diff(tt.wantAuth, fake.authorizations()); diff != "" {
+					t.Errorf("Authorization headers mismatch (-want +got):\n%s", diff)
+				}
+			}
+			wantMode := os.FileMode(0o600)
+			if tt.wantToken == tt.token && tt.tokenMode != 0 {
+				wantMode = tt.tokenMode // unchanged
+			}
+			checkTokenFile(t, tokenPath, tt.wantToken, wantMode, tt.wantNoToken)
 		})
 	}
 }
@@ -290,9 +345,12 @@ func TestRunWithoutNexus(t *testing.T) {
 			name: "root help lists the environment",
 			args: []string{"--help"},
 			wantStdout: []string{"SPIKE_NEXUS_URL", "SPIKE_NEXUS_ID", "SPIKE_TRUST_DOMAIN", "SPIFFE_ENDPOINT_SOCKET",
-				"SPIKE_SVID_CERT", "SPIKE_SVID_KEY", "SPIKE_TRUST_BUNDLE", ". ./.spike/env"},
+				"SPIKE_SVID_CERT", "SPIKE_SVID_KEY", "SPIKE_TRUST_BUNDLE", "SPIKE_TOKEN_FILE", ". ./.spike/env",
+				"spike login", "spike logout"},
 		},
 		{name: "no arguments", args: nil, wantStdout: []string{"Usage:", "operator", "secret"}},
+		{name: "login help", args: []string{"login", "--help"}, wantStdout: []string{"~/.spike/token", "0600", "--ttl", "Examples:"}},
+		{name: "policy help", args: []string{"policy", "put", "--help"}, wantStdout: []string{"--spiffe-id", "--perm", "-f, --file", "spiffe_id_pattern", "Examples:"}},
 		{name: "put help", args: []string{"secret", "put", "--help"}, wantStdout: []string{"Examples:", "spike secret put apps/demo/db user=admin"}},
 		{name: "group without subcommand", args: []string{"secret"}, wantStdout: []string{"Available Commands:", "put"}},
 		{
@@ -322,7 +380,7 @@ func TestRunWithoutNexus(t *testing.T) {
 				Stderr:  &stderr,
 			}
 			if tt.wantCode == 0 && !tt.realDial {
-				p.dial = func(context.Context) (*nexus, error) {
+				p.dial = func(context.Context, ...connect.ClientOption) (*nexus, error) {
 					dialed.Store(true)
 					return nil, errors.New("unexpected dial")
 				}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -27,7 +26,7 @@ func runSpike(t *testing.T, url, stdin string, args ...string) (string, string, 
 		Stdin:   strings.NewReader(stdin),
 		Stdout:  &stdout,
 		Stderr:  &stderr,
-		dial:    func(context.Context) (*nexus, error) { return plainNexus(url), nil },
+		dial:    dialPlain(url),
 	}
 	code := p.Run(t.Context(), args)
 	return stdout.String(), stderr.String(), code

@@ -9,6 +9,7 @@ package nexusv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -21,6 +22,230 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// AdminToken is a bearer token that, together with an admin SVID, lets an
+// admin call admin RPCs. Send it as "Authorization: Bearer <token>".
+type AdminToken struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdminToken) Reset() {
+	*x = AdminToken{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdminToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdminToken) ProtoMessage() {}
+
+func (x *AdminToken) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdminToken.ProtoReflect.Descriptor instead.
+func (*AdminToken) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AdminToken) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *AdminToken) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type LoginRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Password []byte                 `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	// Requested lifetime in seconds; 0 means Nexus's default. Capped by
+	// Nexus's maximum.
+	TtlSeconds    int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginRequest) Reset() {
+	*x = LoginRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginRequest) ProtoMessage() {}
+
+func (x *LoginRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
+func (*LoginRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LoginRequest) GetPassword() []byte {
+	if x != nil {
+		return x.Password
+	}
+	return nil
+}
+
+func (x *LoginRequest) GetTtlSeconds() int64 {
+	if x != nil {
+		return x.TtlSeconds
+	}
+	return 0
+}
+
+type LoginResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         *AdminToken            `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoginResponse) Reset() {
+	*x = LoginResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoginResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoginResponse) ProtoMessage() {}
+
+func (x *LoginResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
+func (*LoginResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *LoginResponse) GetToken() *AdminToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
+}
+
+type LogoutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutRequest) Reset() {
+	*x = LogoutRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutRequest) ProtoMessage() {}
+
+func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
+func (*LogoutRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{3}
+}
+
+type LogoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutResponse) Reset() {
+	*x = LogoutResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutResponse) ProtoMessage() {}
+
+func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
+func (*LogoutResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{4}
+}
+
 type InitRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Password      []byte                 `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
@@ -30,7 +255,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[0]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -42,7 +267,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[0]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -55,7 +280,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{0}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *InitRequest) GetPassword() []byte {
@@ -68,14 +293,16 @@ func (x *InitRequest) GetPassword() []byte {
 type InitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Hex identifier of the new keyring.
-	KeyringId     string `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
+	KeyringId string `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
+	// The caller is logged in: init needs the password anyway.
+	Token         *AdminToken `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[1]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -87,7 +314,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[1]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -100,7 +327,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{1}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *InitResponse) GetKeyringId() string {
@@ -108,6 +335,13 @@ func (x *InitResponse) GetKeyringId() string {
 		return x.KeyringId
 	}
 	return ""
+}
+
+func (x *InitResponse) GetToken() *AdminToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
 }
 
 type UnsealRequest struct {
@@ -119,7 +353,7 @@ type UnsealRequest struct {
 
 func (x *UnsealRequest) Reset() {
 	*x = UnsealRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[2]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -131,7 +365,7 @@ func (x *UnsealRequest) String() string {
 func (*UnsealRequest) ProtoMessage() {}
 
 func (x *UnsealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[2]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -144,7 +378,7 @@ func (x *UnsealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealRequest.ProtoReflect.Descriptor instead.
 func (*UnsealRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{2}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UnsealRequest) GetPassword() []byte {
@@ -163,7 +397,7 @@ type UnsealResponse struct {
 
 func (x *UnsealResponse) Reset() {
 	*x = UnsealResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[3]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -175,7 +409,7 @@ func (x *UnsealResponse) String() string {
 func (*UnsealResponse) ProtoMessage() {}
 
 func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[3]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -188,7 +422,7 @@ func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealResponse.ProtoReflect.Descriptor instead.
 func (*UnsealResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{3}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *UnsealResponse) GetKeyringId() string {
@@ -206,7 +440,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[4]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +452,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[4]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +465,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{4}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{9}
 }
 
 type StatusResponse struct {
@@ -250,7 +484,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[5]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +496,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[5]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +509,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{5}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *StatusResponse) GetInitialized() bool {
@@ -331,12 +565,26 @@ var File_spike_nexus_v1_operator_proto protoreflect.FileDescriptor
 
 const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\n" +
-	"\x1dspike/nexus/v1/operator.proto\x12\x0espike.nexus.v1\")\n" +
+	"\x1dspike/nexus/v1/operator.proto\x12\x0espike.nexus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n" +
+	"\n" +
+	"AdminToken\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"K\n" +
+	"\fLoginRequest\x12\x1a\n" +
+	"\bpassword\x18\x01 \x01(\fR\bpassword\x12\x1f\n" +
+	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
+	"ttlSeconds\"A\n" +
+	"\rLoginResponse\x120\n" +
+	"\x05token\x18\x01 \x01(\v2\x1a.spike.nexus.v1.AdminTokenR\x05token\"\x0f\n" +
+	"\rLogoutRequest\"\x10\n" +
+	"\x0eLogoutResponse\")\n" +
 	"\vInitRequest\x12\x1a\n" +
-	"\bpassword\x18\x01 \x01(\fR\bpassword\"-\n" +
+	"\bpassword\x18\x01 \x01(\fR\bpassword\"_\n" +
 	"\fInitResponse\x12\x1d\n" +
 	"\n" +
-	"keyring_id\x18\x01 \x01(\tR\tkeyringId\"+\n" +
+	"keyring_id\x18\x01 \x01(\tR\tkeyringId\x120\n" +
+	"\x05token\x18\x02 \x01(\v2\x1a.spike.nexus.v1.AdminTokenR\x05token\"+\n" +
 	"\rUnsealRequest\x12\x1a\n" +
 	"\bpassword\x18\x01 \x01(\fR\bpassword\"/\n" +
 	"\x0eUnsealResponse\x12\x1d\n" +
@@ -351,11 +599,13 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\fkeeper_error\x18\x05 \x01(\tR\vkeeperError\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x06 \x01(\tR\tkeyringId\x12#\n" +
-	"\rnexus_version\x18\a \x01(\tR\fnexusVersion2\xeb\x01\n" +
+	"\rnexus_version\x18\a \x01(\tR\fnexusVersion2\xfa\x02\n" +
 	"\x0fOperatorService\x12A\n" +
 	"\x04Init\x12\x1b.spike.nexus.v1.InitRequest\x1a\x1c.spike.nexus.v1.InitResponse\x12G\n" +
 	"\x06Unseal\x12\x1d.spike.nexus.v1.UnsealRequest\x1a\x1e.spike.nexus.v1.UnsealResponse\x12L\n" +
-	"\x06Status\x12\x1d.spike.nexus.v1.StatusRequest\x1a\x1e.spike.nexus.v1.StatusResponse\"\x03\x90\x02\x01B\xb6\x01\n" +
+	"\x06Status\x12\x1d.spike.nexus.v1.StatusRequest\x1a\x1e.spike.nexus.v1.StatusResponse\"\x03\x90\x02\x01\x12D\n" +
+	"\x05Login\x12\x1c.spike.nexus.v1.LoginRequest\x1a\x1d.spike.nexus.v1.LoginResponse\x12G\n" +
+	"\x06Logout\x12\x1d.spike.nexus.v1.LogoutRequest\x1a\x1e.spike.nexus.v1.LogoutResponseB\xb6\x01\n" +
 	"\x12com.spike.nexus.v1B\rOperatorProtoP\x01Z7github.com/spike-dev/spike/proto/spike/nexus/v1;nexusv1\xa2\x02\x03SNX\xaa\x02\x0eSpike.Nexus.V1\xca\x02\x0eSpike\\Nexus\\V1\xe2\x02\x1aSpike\\Nexus\\V1\\GPBMetadata\xea\x02\x10Spike::Nexus::V1b\x06proto3"
 
 var (
@@ -370,27 +620,40 @@ func file_spike_nexus_v1_operator_proto_rawDescGZIP() []byte {
 	return file_spike_nexus_v1_operator_proto_rawDescData
 }
 
-var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_spike_nexus_v1_operator_proto_goTypes = []any{
-	(*InitRequest)(nil),    // 0: spike.nexus.v1.InitRequest
-	(*InitResponse)(nil),   // 1: spike.nexus.v1.InitResponse
-	(*UnsealRequest)(nil),  // 2: spike.nexus.v1.UnsealRequest
-	(*UnsealResponse)(nil), // 3: spike.nexus.v1.UnsealResponse
-	(*StatusRequest)(nil),  // 4: spike.nexus.v1.StatusRequest
-	(*StatusResponse)(nil), // 5: spike.nexus.v1.StatusResponse
+	(*AdminToken)(nil),            // 0: spike.nexus.v1.AdminToken
+	(*LoginRequest)(nil),          // 1: spike.nexus.v1.LoginRequest
+	(*LoginResponse)(nil),         // 2: spike.nexus.v1.LoginResponse
+	(*LogoutRequest)(nil),         // 3: spike.nexus.v1.LogoutRequest
+	(*LogoutResponse)(nil),        // 4: spike.nexus.v1.LogoutResponse
+	(*InitRequest)(nil),           // 5: spike.nexus.v1.InitRequest
+	(*InitResponse)(nil),          // 6: spike.nexus.v1.InitResponse
+	(*UnsealRequest)(nil),         // 7: spike.nexus.v1.UnsealRequest
+	(*UnsealResponse)(nil),        // 8: spike.nexus.v1.UnsealResponse
+	(*StatusRequest)(nil),         // 9: spike.nexus.v1.StatusRequest
+	(*StatusResponse)(nil),        // 10: spike.nexus.v1.StatusResponse
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
-	0, // 0: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
-	2, // 1: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
-	4, // 2: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
-	1, // 3: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
-	3, // 4: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
-	5, // 5: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	11, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
+	0,  // 1: spike.nexus.v1.LoginResponse.token:type_name -> spike.nexus.v1.AdminToken
+	0,  // 2: spike.nexus.v1.InitResponse.token:type_name -> spike.nexus.v1.AdminToken
+	5,  // 3: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
+	7,  // 4: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
+	9,  // 5: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
+	1,  // 6: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
+	3,  // 7: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
+	6,  // 8: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
+	8,  // 9: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
+	10, // 10: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
+	2,  // 11: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
+	4,  // 12: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_spike_nexus_v1_operator_proto_init() }
@@ -404,7 +667,7 @@ func file_spike_nexus_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_nexus_v1_operator_proto_rawDesc), len(file_spike_nexus_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,10 @@ const (
 	OperatorServiceUnsealProcedure = "/spike.nexus.v1.OperatorService/Unseal"
 	// OperatorServiceStatusProcedure is the fully-qualified name of the OperatorService's Status RPC.
 	OperatorServiceStatusProcedure = "/spike.nexus.v1.OperatorService/Status"
+	// OperatorServiceLoginProcedure is the fully-qualified name of the OperatorService's Login RPC.
+	OperatorServiceLoginProcedure = "/spike.nexus.v1.OperatorService/Login"
+	// OperatorServiceLogoutProcedure is the fully-qualified name of the OperatorService's Logout RPC.
+	OperatorServiceLogoutProcedure = "/spike.nexus.v1.OperatorService/Logout"
 )
 
 // OperatorServiceClient is a client for the spike.nexus.v1.OperatorService service.
@@ -52,6 +56,11 @@ type OperatorServiceClient interface {
 	// Status reports initialisation, seal state, schema version and Keeper
 	// reachability.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
+	// Login checks the admin password and returns an admin token. A sealed
+	// SPIKE is unsealed by a successful login.
+	Login(context.Context, *connect.Request[v1.LoginRequest]) (*connect.Response[v1.LoginResponse], error)
+	// Logout revokes the admin token the call carries.
+	Logout(context.Context, *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the spike.nexus.v1.OperatorService service. By
@@ -84,6 +93,18 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		login: connect.NewClient[v1.LoginRequest, v1.LoginResponse](
+			httpClient,
+			baseURL+OperatorServiceLoginProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("Login")),
+			connect.WithClientOptions(opts...),
+		),
+		logout: connect.NewClient[v1.LogoutRequest, v1.LogoutResponse](
+			httpClient,
+			baseURL+OperatorServiceLogoutProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("Logout")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -92,6 +113,8 @@ type operatorServiceClient struct {
 	init   *connect.Client[v1.InitRequest, v1.InitResponse]
 	unseal *connect.Client[v1.UnsealRequest, v1.UnsealResponse]
 	status *connect.Client[v1.StatusRequest, v1.StatusResponse]
+	login  *connect.Client[v1.LoginRequest, v1.LoginResponse]
+	logout *connect.Client[v1.LogoutRequest, v1.LogoutResponse]
 }
 
 // Init calls spike.nexus.v1.OperatorService.Init.
@@ -109,6 +132,16 @@ func (c *operatorServiceClient) Status(ctx context.Context, req *connect.Request
 	return c.status.CallUnary(ctx, req)
 }
 
+// Login calls spike.nexus.v1.OperatorService.Login.
+func (c *operatorServiceClient) Login(ctx context.Context, req *connect.Request[v1.LoginRequest]) (*connect.Response[v1.LoginResponse], error) {
+	return c.login.CallUnary(ctx, req)
+}
+
+// Logout calls spike.nexus.v1.OperatorService.Logout.
+func (c *operatorServiceClient) Logout(ctx context.Context, req *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error) {
+	return c.logout.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the spike.nexus.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// Init creates the root keyring, stores it sealed under the password and
@@ -120,6 +153,11 @@ type OperatorServiceHandler interface {
 	// Status reports initialisation, seal state, schema version and Keeper
 	// reachability.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
+	// Login checks the admin password and returns an admin token. A sealed
+	// SPIKE is unsealed by a successful login.
+	Login(context.Context, *connect.Request[v1.LoginRequest]) (*connect.Response[v1.LoginResponse], error)
+	// Logout revokes the admin token the call carries.
+	Logout(context.Context, *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -148,6 +186,18 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceLoginHandler := connect.NewUnaryHandler(
+		OperatorServiceLoginProcedure,
+		svc.Login,
+		connect.WithSchema(operatorServiceMethods.ByName("Login")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceLogoutHandler := connect.NewUnaryHandler(
+		OperatorServiceLogoutProcedure,
+		svc.Logout,
+		connect.WithSchema(operatorServiceMethods.ByName("Logout")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.nexus.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceInitProcedure:
@@ -156,6 +206,10 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceUnsealHandler.ServeHTTP(w, r)
 		case OperatorServiceStatusProcedure:
 			operatorServiceStatusHandler.ServeHTTP(w, r)
+		case OperatorServiceLoginProcedure:
+			operatorServiceLoginHandler.ServeHTTP(w, r)
+		case OperatorServiceLogoutProcedure:
+			operatorServiceLogoutHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -175,4 +229,12 @@ func (UnimplementedOperatorServiceHandler) Unseal(context.Context, *connect.Requ
 
 func (UnimplementedOperatorServiceHandler) Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Status is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) Login(context.Context, *connect.Request[v1.LoginRequest]) (*connect.Response[v1.LoginResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Login is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) Logout(context.Context, *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Logout is not implemented"))
 }

@@ -1,0 +1,154 @@
+package access
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
+)
+
+// tokenPrefix marks SPIKE admin tokens, so that a leaked one is easy to
+// recognise (and to scan for).
+const tokenPrefix = "spike_at_"
+
+// tokenDetails is the sealed content of an admin token row.
+type tokenDetails struct {
+	Lookup    []byte    `json:"lookup"`
+	Admin     string    `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	Revoked   bool      `json:"revoked"`
+}
+
+// Tokens issues, verifies and revokes admin tokens. A token is 256 random
+// bits; the database holds its SHA-256 (for lookup) and its details sealed
+// and bound to that hash.
+type Tokens struct {
+	store      *postgres.Store
+	keys       *envelope.Keys
+	defaultTTL time.Duration
+	maxTTL     time.Duration
+	now        func() time.Time
+}
+
+// NewTokens returns a token service issuing tokens valid for defaultTTL
+// unless a shorter or longer one (up to maxTTL) is asked for.
+func NewTokens(store *postgres.Store, keys *envelope.Keys, defaultTTL, maxTTL time.Duration) *Tokens {
+	return &Tokens{store: store, keys: keys, defaultTTL: defaultTTL, maxTTL: maxTTL, now: time.Now}
+}
+
+const reLogin = "run `spike login`"
+
+// Issue creates a token for admin, valid for ttl (0: the default).
+func (t *Tokens) Issue(ctx context.Context, admin spiffeid.ID, ttl time.Duration) (string, time.Time, error) {
+	switch {
+	case ttl == 0:
+		ttl = t.defaultTTL
+	case ttl < time.Second || ttl > t.maxTTL:
+		return "", time.Time{}, fault.New(fault.Invalid, "ttl_seconds: must be 1 to %d seconds (0: %d)", int64(t.maxTTL.Seconds()), int64(t.defaultTTL.Seconds()))
+	}
+	var raw [32]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", time.Time{}, fmt.Errorf("generate token: %w", err)
+	}
+	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	lookup := lookupHash(token)
+	now := t.now().UTC().Truncate(time.Second)
+	d := tokenDetails{Lookup: lookup, Admin: admin.String(), CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	sealed, err := t.seal(ctx, d)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	if err := t.store.CreateToken(ctx, postgres.TokenRow{Lookup: lookup, Sealed: sealed, ExpiresAt: d.ExpiresAt}); err != nil {
+		return "", time.Time{}, err
+	}
+	return token, d.ExpiresAt, nil
+}
+
+// Verify checks that token is a valid, unexpired, unrevoked admin token
+// issued to caller. Its errors say what is wrong and what to do.
+func (t *Tokens) Verify(ctx context.Context, token string, caller spiffeid.ID) error {
+	d, err := t.details(ctx, token)
+	if err != nil {
+		return err
+	}
+	switch {
+	case d.Revoked:
+		return fault.New(fault.Unauthenticated, "admin token was revoked (logged out): %s", reLogin)
+	case !t.now().Before(d.ExpiresAt):
+		return fault.New(fault.Unauthenticated, "admin token expired at %s: %s", d.ExpiresAt.Format(time.RFC3339), reLogin)
+	case subtle.ConstantTimeCompare([]byte(d.Admin), []byte(caller.String())) != 1:
+		return fault.New(fault.Unauthenticated, "admin token was issued to another admin SPIFFE ID: %s", reLogin)
+	}
+	return nil
+}
+
+// Revoke revokes token. Revoking an expired or revoked token is fine.
+func (t *Tokens) Revoke(ctx context.Context, token string) error {
+	d, err := t.details(ctx, token)
+	if err != nil {
+		return err
+	}
+	d.Revoked = true
+	sealed, err := t.seal(ctx, d)
+	if err != nil {
+		return err
+	}
+	return t.store.RevokeToken(ctx, d.Lookup, sealed)
+}
+
+// details looks token up and opens its sealed details.
+func (t *Tokens) details(ctx context.Context, token string) (tokenDetails, error) {
+	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
+		return tokenDetails{}, fault.New(fault.Unauthenticated, "admin token is malformed: %s", reLogin)
+	}
+	lookup := lookupHash(token)
+	row, err := t.store.Token(ctx, lookup)
+	if fault.CodeOf(err) == fault.NotFound {
+		return tokenDetails{}, fault.New(fault.Unauthenticated, "admin token is unknown: %s", reLogin)
+	}
+	if err != nil {
+		return tokenDetails{}, err
+	}
+	plain, err := t.keys.Open(ctx, row.Sealed, envelope.TokenAAD(lookup), "admin token")
+	if err != nil {
+		return tokenDetails{}, err
+	}
+	var d tokenDetails
+	if err := json.Unmarshal(plain, &d); err != nil || subtle.ConstantTimeCompare(d.Lookup, lookup) != 1 {
+		return tokenDetails{}, fault.New(fault.DataLoss, "admin token record failed authentication")
+	}
+	// The clear copy can only add a revocation, never lift one.
+	if row.RevokedAt != nil {
+		d.Revoked = true
+	}
+	return d, nil
+}
+
+func (t *Tokens) seal(ctx context.Context, d tokenDetails) ([]byte, error) {
+	plain, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("encode token: %w", err)
+	}
+	key, err := t.keys.ActiveKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return key.Seal(plain, envelope.TokenAAD(d.Lookup))
+}
+
+func lookupHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}

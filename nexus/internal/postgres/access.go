@@ -1,0 +1,211 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spike-dev/spike/nexus/internal/fault"
+)
+
+// PolicyChannel is the NOTIFY channel that announces policy changes.
+const PolicyChannel = "spike_policies"
+
+// PolicyRow is a stored policy: its name and sealed content.
+type PolicyRow struct {
+	Name      string
+	Sealed    []byte
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// PutPolicy creates or replaces the policy called name and announces the
+// change to every Nexus replica, in one transaction.
+func (s *Store) PutPolicy(ctx context.Context, name string, sealed []byte) (PolicyRow, error) {
+	row := PolicyRow{Name: name, Sealed: sealed}
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx,
+			`INSERT INTO policies AS p (name, sealed) VALUES ($1, $2)
+			 ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()
+			 RETURNING p.created_at, p.updated_at`,
+			name, sealed).Scan(&row.CreatedAt, &row.UpdatedAt)
+		if err != nil {
+			return err
+		}
+		return bumpPolicies(ctx, tx)
+	})
+	if err != nil {
+		return PolicyRow{}, dbError(ctx, "put policy "+name, err)
+	}
+	return row, nil
+}
+
+// DeletePolicy removes the policy called name and announces the change.
+func (s *Store) DeletePolicy(ctx context.Context, name string) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM policies WHERE name = $1`, name)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fault.New(fault.NotFound, "policy %s not found", name)
+		}
+		return bumpPolicies(ctx, tx)
+	})
+	return dbError(ctx, "delete policy "+name, err)
+}
+
+func bumpPolicies(ctx context.Context, tx pgx.Tx) error {
+	var gen int64
+	err := tx.QueryRow(ctx,
+		`UPDATE policy_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation`).Scan(&gen)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PolicyChannel, strconv.FormatInt(gen, 10))
+	return err
+}
+
+// Policy returns one stored policy.
+func (s *Store) Policy(ctx context.Context, name string) (PolicyRow, error) {
+	row := PolicyRow{Name: name}
+	err := s.pool.QueryRow(ctx,
+		`SELECT sealed, created_at, updated_at FROM policies WHERE name = $1`, name,
+	).Scan(&row.Sealed, &row.CreatedAt, &row.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return PolicyRow{}, fault.New(fault.NotFound, "policy %s not found", name)
+	}
+	if err != nil {
+		return PolicyRow{}, dbError(ctx, "read policy "+name, err)
+	}
+	return row, nil
+}
+
+// Policies returns every stored policy, sorted by name, and the policy
+// generation they belong to, from one snapshot.
+func (s *Store) Policies(ctx context.Context) ([]PolicyRow, int64, error) {
+	var (
+		rows []PolicyRow
+		gen  int64
+	)
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1`).Scan(&gen); err != nil {
+			return err
+		}
+		r, err := tx.Query(ctx, `SELECT name, sealed, created_at, updated_at FROM policies ORDER BY name`)
+		if err != nil {
+			return err
+		}
+		rows, err = pgx.CollectRows(r, func(row pgx.CollectableRow) (PolicyRow, error) {
+			var p PolicyRow
+			err := row.Scan(&p.Name, &p.Sealed, &p.CreatedAt, &p.UpdatedAt)
+			return p, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, 0, dbError(ctx, "read policies", err)
+	}
+	return rows, gen, nil
+}
+
+// PolicyGeneration returns the current policy generation.
+func (s *Store) PolicyGeneration(ctx context.Context) (int64, error) {
+	var gen int64
+	err := s.pool.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1`).Scan(&gen)
+	return gen, dbError(ctx, "read policy generation", err)
+}
+
+// ListenPolicies calls changed whenever a policy changes, until ctx is
+// done. It holds one connection for LISTEN; when the connection breaks it
+// reconnects and calls changed again, since notifications may have been
+// missed meanwhile.
+func (s *Store) ListenPolicies(ctx context.Context, changed func()) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		// A broken LISTEN connection is not reported: the caller also polls
+		// PolicyGeneration, so it misses nothing while this reconnects.
+		_ = s.listen(ctx, changed)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (s *Store) listen(ctx context.Context, changed func()) error {
+	pooled, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// The connection ends in LISTEN state: take it out of the pool for good.
+	conn := pooled.Hijack()
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+PolicyChannel); err != nil {
+		return err
+	}
+	changed()
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
+		}
+		changed()
+	}
+}
+
+// TokenRow is a stored admin token.
+type TokenRow struct {
+	Lookup    []byte
+	Sealed    []byte
+	ExpiresAt time.Time
+	RevokedAt *time.Time
+}
+
+// CreateToken stores a new admin token and deletes tokens that expired
+// more than a day ago.
+func (s *Store) CreateToken(ctx context.Context, t TokenRow) error {
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx,
+			`INSERT INTO admin_tokens (lookup, sealed, expires_at) VALUES ($1, $2, $3)`,
+			t.Lookup, t.Sealed, t.ExpiresAt); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM admin_tokens WHERE expires_at < now() - interval '1 day'`)
+		return err
+	})
+	return dbError(ctx, "store admin token", err)
+}
+
+// Token returns the admin token with the given lookup hash.
+func (s *Store) Token(ctx context.Context, lookup []byte) (TokenRow, error) {
+	t := TokenRow{Lookup: lookup}
+	err := s.pool.QueryRow(ctx,
+		`SELECT sealed, expires_at, revoked_at FROM admin_tokens WHERE lookup = $1`, lookup,
+	).Scan(&t.Sealed, &t.ExpiresAt, &t.RevokedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return TokenRow{}, fault.New(fault.NotFound, "admin token not found")
+	}
+	if err != nil {
+		return TokenRow{}, dbError(ctx, "read admin token", err)
+	}
+	return t, nil
+}
+
+// RevokeToken marks the token revoked and replaces its sealed details with
+// ones that say so.
+func (s *Store) RevokeToken(ctx context.Context, lookup, sealed []byte) error {
+	tag, err := s.pool.Exec(ctx,
+		`UPDATE admin_tokens SET sealed = $2, revoked_at = now() WHERE lookup = $1`, lookup, sealed)
+	if err != nil {
+		return dbError(ctx, "revoke admin token", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fault.New(fault.NotFound, "admin token not found")
+	}
+	return nil
+}
