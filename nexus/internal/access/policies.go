@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/spike-dev/spike/nexus/internal/envelope"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/policy"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
 // StoredPolicy is the sealed content of a policy row.
