@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -79,6 +80,30 @@ func TestWorkloadAccess(t *testing.T) {
 	if r := spike(t, noToken, "", "secret", "get", "apps/pay/db"); r.code != 2 || !strings.Contains(r.stderr, "spike login") {
 		t.Errorf("admin without token: exit %d, stderr %q", r.code, r.stderr)
 	}
+	// Both replicas' chains verify, and the denials are in the trail.
+	var report struct {
+		OK     bool `json:"ok"`
+		Chains []struct {
+			Chain string `json:"chain"`
+			OK    bool   `json:"ok"`
+		} `json:"chains"`
+	}
+	out := mustSpike(t, adminA, "", "audit", "verify", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("audit verify -o json printed %q: %v", out, err)
+	}
+	processes := map[string]bool{}
+	for _, c := range report.Chains {
+		processes[strings.Split(c.Chain, "/")[0]] = true
+	}
+	if !report.OK || len(processes) != 2 {
+		t.Errorf("audit verify: ok=%v, chains of %d processes; want ok and 2: %s", report.OK, len(processes), out)
+	}
+	denials := mustSpike(t, adminA, "", "audit", "list", "--caller", webID.String(), "--decision", "deny", "-o", "json")
+	if !strings.Contains(denials, `"target": "apps/pay/db"`) || !strings.Contains(denials, "no policy grants") {
+		t.Errorf("the workload's denials are not in the audit trail: %s", denials)
+	}
+
 	// Logout revokes the token for every replica.
 	mustSpike(t, adminA, "", "logout")
 	mustSpike(t, adminA, "correct horse battery\n", "login")

@@ -30,6 +30,7 @@ type config struct {
 	CheckInterval time.Duration
 	TokenTTL      time.Duration
 	MaxTokenTTL   time.Duration
+	AuditLog      string
 	LogLevel      slog.Level
 	SVID          svid.Config
 }
@@ -93,6 +94,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if err != nil || c.MaxTokenTTL < c.TokenTTL {
 		errs = append(errs, errors.New("SPIKE_ADMIN_TOKEN_MAX_TTL: must be a duration no shorter than SPIKE_ADMIN_TOKEN_TTL"))
 	}
+	c.AuditLog = getenv("SPIKE_AUDIT_LOG")
 	if err := c.LogLevel.UnmarshalText([]byte(env("SPIKE_LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("SPIKE_LOG_LEVEL: %w", err))
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/spike-dev/spike/shared/svid"
 
 	"github.com/spike-dev/spike/nexus/internal/access"
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/server"
@@ -76,6 +78,21 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 	defer watching.Wait()
 	defer stopWatch()
 
+	sink, closeSink, err := openAuditSink(cfg.AuditLog)
+	if err != nil {
+		return err
+	}
+	defer closeSink()
+	trail, err := audit.New(store, keys, sink, log)
+	if err != nil {
+		return err
+	}
+	// The trail outlives ctx: requests still in flight during the graceful
+	// shutdown need their records written. It stops after Serve returns.
+	trailCtx, stopTrail := context.WithCancel(context.WithoutCancel(ctx))
+	watching.Go(func() { trail.Run(trailCtx) })
+	defer stopTrail()
+
 	policies := access.NewPolicies(store, keys, log)
 	watching.Go(func() { policies.Run(watchCtx, cfg.CheckInterval) })
 	srv := server.New(server.Config{
@@ -83,7 +100,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 		Version:     version,
 		TokenTTL:    cfg.TokenTTL,
 		MaxTokenTTL: cfg.MaxTokenTTL,
-	}, store, keys, keeper, policies, log)
+	}, store, keys, keeper, policies, trail, log)
 	httpSrv := mtls.NewServer(srv.Handler(), mtls.ServerConfig(src, tlsconfig.AuthorizeMemberOf(cfg.TrustDomain)), log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -97,4 +114,21 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 		"unsealed", st.Unsealed,
 		"keeper", cfg.KeeperURL.String())
 	return mtls.Serve(ctx, httpSrv, ln)
+}
+
+// openAuditSink opens where committed audit records are also written as
+// JSON lines, for log shipping: nowhere (""), standard output ("-"), or a
+// file, appended to, created with mode 0600.
+func openAuditSink(dest string) (io.Writer, func(), error) {
+	switch dest {
+	case "":
+		return nil, func() {}, nil
+	case "-":
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(dest, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open SPIKE_AUDIT_LOG: %w", err)
+	}
+	return f, func() { _ = f.Close() }, nil
 }

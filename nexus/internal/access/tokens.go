@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -151,4 +152,10 @@ func (t *Tokens) seal(ctx context.Context, d tokenDetails) ([]byte, error) {
 func lookupHash(token string) []byte {
 	h := sha256.Sum256([]byte(token))
 	return h[:]
+}
+
+// TokenID names a token in logs and audit records without revealing it:
+// "token:" and the first 8 bytes of its lookup hash, in hex.
+func TokenID(token string) string {
+	return "token:" + hex.EncodeToString(lookupHash(token)[:8])
 }

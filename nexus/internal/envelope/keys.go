@@ -118,6 +118,8 @@ type Keys struct {
 	state   State
 	active  *activeKey
 	cache   map[DEKID]cachedKey
+	// macKey is the audit MAC key, once loaded.
+	macKey []byte
 }
 
 // NewKeys returns a key manager. It starts sealed; call Check or Watch.
@@ -176,31 +178,36 @@ func (k *Keys) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// checkTimeout bounds one Check, database and Keeper together.
+// checkTimeout bounds each of the two questions one Check asks.
 const checkTimeout = 3 * time.Second
 
 // Check asks the database and Keeper for the current state and updates it.
+// The keyring id never changes once stored, so after the first success only
+// Keeper is asked: a busy database (an exhausted pool) cannot make SPIKE
+// look sealed.
 func (k *Keys) Check(ctx context.Context) State {
 	seq := k.seq.Add(1)
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
-	defer cancel()
-	next := State{}
-	kr, err := k.store.Keyring(ctx)
-	switch {
-	case fault.CodeOf(err) == fault.FailedPrecondition:
-		next.reason = "not initialised"
-	case err != nil:
-		// Without the database, still ask Keeper, against the keyring id
-		// last seen: a Keeper restart must drop cached keys regardless.
-		k.log.Warn("keyring lookup failed", "error", err)
-		prev := k.State()
-		next.Initialised, next.KeyringID, next.DBErr = prev.Initialised, prev.KeyringID, err
-	default:
-		next.Initialised = true
-		next.KeyringID = kr.ID
+	prev := k.State()
+	next := State{Initialised: prev.Initialised, KeyringID: prev.KeyringID}
+	if !prev.Initialised {
+		dbCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+		kr, err := k.store.Keyring(dbCtx)
+		cancel()
+		switch {
+		case fault.CodeOf(err) == fault.FailedPrecondition:
+			next.reason = "not initialised"
+		case err != nil:
+			k.log.Warn("keyring lookup failed", "error", err)
+			next.DBErr = err
+		default:
+			next.Initialised = true
+			next.KeyringID = kr.ID
+		}
 	}
 
-	resp, err := k.keeper.Status(ctx, connect.NewRequest(&keeperv1.StatusRequest{}))
+	keeperCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+	defer cancel()
+	resp, err := k.keeper.Status(keeperCtx, connect.NewRequest(&keeperv1.StatusRequest{}))
 	switch {
 	case err != nil:
 		next.KeeperErr = err
@@ -249,6 +256,8 @@ func (k *Keys) markSealed() {
 }
 
 func (k *Keys) dropLocked() {
+	clear(k.macKey)
+	k.macKey = nil
 	k.active = nil
 	clear(k.cache)
 }
@@ -273,27 +282,14 @@ func (k *Keys) ActiveKey(ctx context.Context) (Key, error) {
 		return key, err
 	}
 
-	var id DEKID
-	if _, err := rand.Read(id[:]); err != nil {
-		return Key{}, fmt.Errorf("generate data key id: %w", err)
-	}
-	resp, err := k.keeper.GenerateDataKey(ctx, connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: id[:]}))
+	id, plain, err := k.generate(ctx)
 	if err != nil {
-		return Key{}, k.keeperError("generate data key", err)
+		return Key{}, err
 	}
-	plain := resp.Msg.GetPlaintext()
 	aead, err := NewAEAD(plain)
 	clear(plain)
 	if err != nil {
 		return Key{}, fmt.Errorf("data key from keeper: %w", err)
-	}
-	err = k.store.CreateDataKey(ctx, postgres.DataKey{
-		ID:             id[:],
-		RootKeyVersion: resp.Msg.GetRootKeyVersion(),
-		Wrapped:        resp.Msg.GetWrapped(),
-	})
-	if err != nil {
-		return Key{}, fmt.Errorf("store data key: %w", err)
 	}
 
 	k.mu.Lock()
@@ -355,19 +351,10 @@ func (k *Keys) key(ctx context.Context, id DEKID) (cipher.AEAD, error) {
 		return c.aead, nil
 	}
 
-	row, err := k.store.DataKey(ctx, id[:])
+	plain, err := k.unwrap(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := k.keeper.DecryptDataKey(ctx, connect.NewRequest(&keeperv1.DecryptDataKeyRequest{
-		DekId:          id[:],
-		Wrapped:        row.Wrapped,
-		RootKeyVersion: row.RootKeyVersion,
-	}))
-	if err != nil {
-		return nil, k.keeperError("unwrap data key "+hex.EncodeToString(id[:]), err)
-	}
-	plain := resp.Msg.GetPlaintext()
 	aead, err := NewAEAD(plain)
 	clear(plain)
 	if err != nil {
@@ -380,6 +367,92 @@ func (k *Keys) key(ctx context.Context, id DEKID) (cipher.AEAD, error) {
 	}
 	k.cacheLocked(id, aead)
 	return aead, nil
+}
+
+// generate has Keeper make a new data key and stores it wrapped. The
+// caller owns (and should clear) the plaintext key.
+func (k *Keys) generate(ctx context.Context) (DEKID, []byte, error) {
+	var id DEKID
+	if _, err := rand.Read(id[:]); err != nil {
+		return id, nil, fmt.Errorf("generate data key id: %w", err)
+	}
+	resp, err := k.keeper.GenerateDataKey(ctx, connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: id[:]}))
+	if err != nil {
+		return id, nil, k.keeperError("generate data key", err)
+	}
+	err = k.store.CreateDataKey(ctx, postgres.DataKey{
+		ID:             id[:],
+		RootKeyVersion: resp.Msg.GetRootKeyVersion(),
+		Wrapped:        resp.Msg.GetWrapped(),
+	})
+	if err != nil {
+		clear(resp.Msg.GetPlaintext())
+		return id, nil, fmt.Errorf("store data key: %w", err)
+	}
+	return id, resp.Msg.GetPlaintext(), nil
+}
+
+// unwrap has Keeper unwrap the stored data key id. The caller owns (and
+// should clear) the plaintext key.
+func (k *Keys) unwrap(ctx context.Context, id DEKID) ([]byte, error) {
+	row, err := k.store.DataKey(ctx, id[:])
+	if err != nil {
+		return nil, err
+	}
+	resp, err := k.keeper.DecryptDataKey(ctx, connect.NewRequest(&keeperv1.DecryptDataKeyRequest{
+		DekId:          id[:],
+		Wrapped:        row.Wrapped,
+		RootKeyVersion: row.RootKeyVersion,
+	}))
+	if err != nil {
+		return nil, k.keeperError("unwrap data key "+hex.EncodeToString(id[:]), err)
+	}
+	return resp.Msg.GetPlaintext(), nil
+}
+
+// MACKey returns a copy of the audit MAC key, creating it (a data key like
+// any other, recorded in audit_keys) the first time. The caller should
+// clear the copy when done. The cached key is dropped with the others when
+// SPIKE seals.
+func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
+	if err := k.Ready(ctx); err != nil {
+		return nil, err
+	}
+	k.mu.RLock()
+	cached := bytes.Clone(k.macKey)
+	k.mu.RUnlock()
+	if cached != nil {
+		return cached, nil
+	}
+	stored, err := k.store.AuditKeyID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if stored == nil {
+		id, plain, err := k.generate(ctx)
+		clear(plain)
+		if err != nil {
+			return nil, err
+		}
+		// Another replica may have won the race: use whichever is recorded.
+		if stored, err = k.store.SetAuditKey(ctx, id[:]); err != nil {
+			return nil, err
+		}
+	}
+	var id DEKID
+	copy(id[:], stored)
+	raw, err := k.unwrap(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err := k.state.Err(); err != nil {
+		clear(raw)
+		return nil, err
+	}
+	k.macKey = raw
+	return bytes.Clone(raw), nil
 }
 
 func (k *Keys) cacheLocked(id DEKID, aead cipher.AEAD) {

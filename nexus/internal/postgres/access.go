@@ -26,7 +26,7 @@ type PolicyRow struct {
 // change to every Nexus replica, in one transaction.
 func (s *Store) PutPolicy(ctx context.Context, name string, sealed []byte) (PolicyRow, error) {
 	row := PolicyRow{Name: name, Sealed: sealed}
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx,
 			`INSERT INTO policies AS p (name, sealed) VALUES ($1, $2)
 			 ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()
@@ -45,7 +45,7 @@ func (s *Store) PutPolicy(ctx context.Context, name string, sealed []byte) (Poli
 
 // DeletePolicy removes the policy called name and announces the change.
 func (s *Store) DeletePolicy(ctx context.Context, name string) error {
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM policies WHERE name = $1`, name)
 		if err != nil {
 			return err
@@ -169,7 +169,7 @@ type TokenRow struct {
 // CreateToken stores a new admin token and deletes tokens that expired
 // more than a day ago.
 func (s *Store) CreateToken(ctx context.Context, t TokenRow) error {
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx,
 			`INSERT INTO admin_tokens (lookup, sealed, expires_at) VALUES ($1, $2, $3)`,
 			t.Lookup, t.Sealed, t.ExpiresAt); err != nil {
@@ -199,13 +199,16 @@ func (s *Store) Token(ctx context.Context, lookup []byte) (TokenRow, error) {
 // RevokeToken marks the token revoked and replaces its sealed details with
 // ones that say so.
 func (s *Store) RevokeToken(ctx context.Context, lookup, sealed []byte) error {
-	tag, err := s.pool.Exec(ctx,
-		`UPDATE admin_tokens SET sealed = $2, revoked_at = now() WHERE lookup = $1`, lookup, sealed)
-	if err != nil {
-		return dbError(ctx, "revoke admin token", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fault.New(fault.NotFound, "admin token not found")
-	}
-	return nil
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx,
+			`UPDATE admin_tokens SET sealed = $2, revoked_at = now() WHERE lookup = $1`, lookup, sealed)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fault.New(fault.NotFound, "admin token not found")
+		}
+		return nil
+	})
+	return dbError(ctx, "revoke admin token", err)
 }

@@ -47,18 +47,21 @@ func (s *Store) Keyring(ctx context.Context) (Keyring, error) {
 // first call succeeds; later ones, even concurrent ones, are a
 // fault.FailedPrecondition error. k.CreatedAt is ignored.
 func (s *Store) CreateKeyring(ctx context.Context, k Keyring) error {
-	tag, err := s.pool.Exec(ctx,
-		`INSERT INTO root_keyrings (id, keyring_id, kdf_params, ciphertext)
-		 VALUES (1, $1, $2, $3)
-		 ON CONFLICT (id) DO NOTHING`,
-		k.ID, k.KDFParams, k.Ciphertext)
-	if err != nil {
-		return dbError(ctx, "store root keyring", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return fault.New(fault.FailedPrecondition, "SPIKE is already initialised")
-	}
-	return nil
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx,
+			`INSERT INTO root_keyrings (id, keyring_id, kdf_params, ciphertext)
+			 VALUES (1, $1, $2, $3)
+			 ON CONFLICT (id) DO NOTHING`,
+			k.ID, k.KDFParams, k.Ciphertext)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fault.New(fault.FailedPrecondition, "SPIKE is already initialised")
+		}
+		return nil
+	})
+	return dbError(ctx, "store root keyring", err)
 }
 
 // Initialized reports whether a root keyring is stored.

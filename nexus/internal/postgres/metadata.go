@@ -95,7 +95,7 @@ func (s *Store) UpdateMetadata(ctx context.Context, u MetadataUpdate) (Metadata,
 		}
 	}
 	var m Metadata
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
 		h, err := lockHead(ctx, tx, u.Path, true)
 		if err != nil {
 			return err
@@ -133,12 +133,15 @@ func (s *Store) UpdateMetadata(ctx context.Context, u MetadataUpdate) (Metadata,
 
 // DeleteMetadata removes the secret at path and all its versions.
 func (s *Store) DeleteMetadata(ctx context.Context, path string) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM secrets WHERE path = $1`, path)
-	if err != nil {
-		return dbError(ctx, "delete secret "+path, err)
-	}
-	if tag.RowsAffected() == 0 {
-		return errNotFound(path)
-	}
-	return nil
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM secrets WHERE path = $1`, path)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return errNotFound(path)
+		}
+		return nil
+	})
+	return dbError(ctx, "delete secret "+path, err)
 }

@@ -59,7 +59,7 @@ type Put struct {
 func (s *Store) PutSecret(ctx context.Context, p Put) (Version, error) {
 	v := Version{Path: p.Path, DEKID: p.DEKID, CreatedBy: p.CreatedBy}
 	var sealErr error
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
 		h, err := lockHead(ctx, tx, p.Path, true)
 		if err != nil {
 			return err
@@ -245,7 +245,7 @@ const (
 // fault.FailedPrecondition; in both cases nothing changes.
 func (s *Store) ChangeVersions(ctx context.Context, path string, versions []int64, change VersionChange) ([]int64, error) {
 	var changed []int64
-	err := s.inTx(ctx, func(tx pgx.Tx) error {
+	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
 		h, err := lockHead(ctx, tx, path, false)
 		if err != nil {
 			return err

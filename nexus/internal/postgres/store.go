@@ -169,6 +169,18 @@ func isConnectionError(err error) bool {
 // outcome is unknown, and the error says so instead of "unavailable": a
 // client must not blindly retry a write that may have been applied.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	return s.runTx(ctx, nil, fn)
+}
+
+// inAuditedTx is inTx for a request's mutation: the TxHook in ctx (the
+// request's audit record) is written in the same transaction, just before
+// the commit, so that no mutation commits without its record.
+func (s *Store) inAuditedTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	h, _ := ctx.Value(txHookKey{}).(TxHook)
+	return s.runTx(ctx, h, fn)
+}
+
+func (s *Store) runTx(ctx context.Context, hook TxHook, fn func(pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -177,11 +189,36 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if hook != nil {
+		if err := hook.BeforeCommit(ctx, s, tx); err != nil {
+			_ = tx.Rollback(context.WithoutCancel(ctx))
+			hook.Done(false)
+			return err
+		}
+	}
+	err = tx.Commit(ctx)
+	if hook != nil {
+		hook.Done(err == nil)
+	}
+	if err != nil {
 		if isConnectionError(err) {
 			return fault.Wrap(fault.Unknown, err, "the database connection broke while committing: the change may or may not have been applied")
 		}
 		return err
 	}
 	return nil
+}
+
+// TxHook is run by a request's audited transactions: BeforeCommit inside
+// the transaction just before it commits, Done after with the outcome.
+type TxHook interface {
+	BeforeCommit(ctx context.Context, s *Store, tx pgx.Tx) error
+	Done(committed bool)
+}
+
+type txHookKey struct{}
+
+// WithTxHook returns a context whose audited transactions run h.
+func WithTxHook(ctx context.Context, h TxHook) context.Context {
+	return context.WithValue(ctx, txHookKey{}, h)
 }

@@ -4,16 +4,21 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 	"github.com/spike-dev/spike/shared/mtls"
 
+	"github.com/spike-dev/spike/nexus/internal/access"
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/policy"
 )
@@ -59,6 +64,10 @@ var rules = map[string]rule{
 	nexusv1connect.PolicyServiceDeletePolicyProcedure: {need: adminToken},
 	nexusv1connect.PolicyServiceCheckAccessProcedure:  {need: adminToken},
 
+	nexusv1connect.AuditServiceListAuditRecordsProcedure: {need: adminToken},
+	nexusv1connect.AuditServiceVerifyAuditTrailProcedure: {need: adminToken},
+	nexusv1connect.AuditServicePruneAuditTrailProcedure:  {need: adminToken},
+
 	nexusv1connect.SecretServiceGetSecretProcedure:            {need: secretAccess, perm: policy.Read},
 	nexusv1connect.SecretServiceListSecretsProcedure:          {need: listAccess, perm: policy.List},
 	nexusv1connect.SecretServicePutSecretProcedure:            {need: secretAccess, perm: policy.Write},
@@ -92,71 +101,111 @@ type authorizer struct{ *Server }
 
 var _ connect.Interceptor = authorizer{}
 
-// check authorizes a call to procedure and returns the context the
-// handler runs with.
+// check authorizes a call to procedure, records the decision in the
+// request's audit entry, and returns the context the handler runs with.
 func (a authorizer) check(ctx context.Context, procedure string, header http.Header, msg any) (context.Context, error) {
+	ctx, reason, err := a.decide(ctx, procedure, header, msg)
+	if e := audit.FromContext(ctx); e != nil {
+		e.SetTarget(target(msg))
+		if err != nil {
+			e.Deny(err.Error())
+		} else {
+			e.Allow(reason)
+		}
+	}
+	return ctx, err
+}
+
+// decide applies the rules; on success it says why the request is allowed.
+func (a authorizer) decide(ctx context.Context, procedure string, header http.Header, msg any) (context.Context, string, error) {
 	caller, ok := mtls.Caller(ctx)
 	if !ok {
-		return ctx, fault.New(fault.Unauthenticated, "no client SVID")
+		return ctx, "", fault.New(fault.Unauthenticated, "no client SVID")
 	}
 	r, ok := rules[procedure]
 	if !ok {
-		return ctx, fault.New(fault.PermissionDenied, "%s may not call %s", caller, procedure)
+		return ctx, "", fault.New(fault.PermissionDenied, "%s may not call %s", caller, procedure)
 	}
 	token, hasToken := bearer(header)
 	isAdmin := a.admins[caller]
 	if hasToken && !isAdmin {
-		return ctx, fault.New(fault.PermissionDenied,
+		return ctx, "", fault.New(fault.PermissionDenied,
 			"%s is not an admin SPIFFE ID: an admin token is accepted only together with an admin SVID", caller)
 	}
 	p := principal{id: caller, admin: isAdmin, token: token}
 	ctx = context.WithValue(ctx, principalKey{}, p)
 
-	verifyAdmin := func() error {
+	verifyAdmin := func() (string, error) {
 		if !hasToken {
 			// Not initialised or sealed: say that first, it is what the
 			// admin must fix before a login can help.
 			if err := a.keys.Ready(ctx); err != nil {
-				return err
+				return "", err
 			}
-			return fault.New(fault.Unauthenticated, "admin token required: run `spike login`")
+			return "", fault.New(fault.Unauthenticated, "admin token required: run `spike login`")
 		}
-		return a.tokens.Verify(ctx, token, caller)
+		if err := a.tokens.Verify(ctx, token, caller); err != nil {
+			return "", err
+		}
+		return "admin token " + access.TokenID(token), nil
 	}
 	switch {
 	case r.need == adminSVID || r.need == adminToken:
 		if !isAdmin {
-			return ctx, fault.New(fault.PermissionDenied, "%s may not call %s: it is not an admin SPIFFE ID", caller, procedure)
+			return ctx, "", fault.New(fault.PermissionDenied, "%s may not call %s: it is not an admin SPIFFE ID", caller, procedure)
 		}
 		if r.need == adminToken {
-			return ctx, verifyAdmin()
+			reason, err := verifyAdmin()
+			return ctx, reason, err
 		}
-		return ctx, nil
+		return ctx, "admin SVID", nil
 	case isAdmin:
-		return ctx, verifyAdmin()
+		reason, err := verifyAdmin()
+		return ctx, reason, err
 	}
 
 	// A workload: policies decide. They can only be read when unsealed.
 	if err := a.keys.Ready(ctx); err != nil {
-		return ctx, err
+		return ctx, "", err
 	}
 	set := a.policies.Set()
 	if r.need == listAccess {
 		dir := listDir(msg)
 		if !set.MayList(caller, dir) {
-			return ctx, fault.New(fault.PermissionDenied, "%s may not list %q: no policy grants it", caller, dir)
+			return ctx, "", fault.New(fault.PermissionDenied, "%s may not list %q: no policy grants it", caller, dir)
 		}
-		return ctx, nil
+		return ctx, "policies allow listing under " + strconv.Quote(dir), nil
 	}
 	path := ""
 	if m, ok := msg.(interface{ GetPath() string }); ok {
 		path = m.GetPath()
 	}
 	if got := set.Allowed(caller, path); !got.Has(r.perm) {
-		return ctx, fault.New(fault.PermissionDenied, "%s may not %s %s: no policy grants %s",
+		return ctx, "", fault.New(fault.PermissionDenied, "%s may not %s %s: no policy grants %s",
 			caller, verb(procedure), path, (r.perm &^ got).String())
 	}
-	return ctx, nil
+	var names []string
+	for _, g := range set.Grants(caller, path) {
+		if g.Perms&r.perm != 0 {
+			names = append(names, g.Policy)
+		}
+	}
+	return ctx, "policies " + strings.Join(names, ","), nil
+}
+
+// target is what a request is about, for the audit trail.
+func target(msg any) string {
+	switch m := msg.(type) {
+	case interface{ GetPath() string }:
+		return m.GetPath()
+	case interface{ GetPrefix() string }:
+		return m.GetPrefix()
+	case interface{ GetName() string }:
+		return "policy:" + m.GetName()
+	case interface{ GetPolicy() *nexusv1.Policy }:
+		return "policy:" + m.GetPolicy().GetName()
+	}
+	return ""
 }
 
 // verb names what a procedure does, for error messages.
@@ -202,10 +251,13 @@ func (a authorizer) WrapStreamingHandler(next connect.StreamingHandlerFunc) conn
 	}
 }
 
-// logRequests logs one line per request: id, caller, procedure, code and
-// duration. It never logs payloads. Unexpected errors are logged in full
-// here and replaced by a generic message for the caller.
-func (s *Server) logRequests() connect.UnaryInterceptorFunc {
+// observe wraps every request: it caps its duration, starts its audit
+// record, makes sure the record is committed before the response leaves
+// (failing the request with Unavailable when it cannot be: fail closed),
+// and logs one line: id, caller, procedure, code, duration. It never logs
+// or audits payloads. Unexpected errors are logged in full here and
+// replaced by a generic message for the caller.
+func (s *Server) observe() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			start := time.Now()
@@ -213,11 +265,18 @@ func (s *Server) logRequests() connect.UnaryInterceptorFunc {
 			defer cancel()
 			id := newRequestID()
 			caller, _ := mtls.Caller(ctx)
-			resp, err := next(ctx, req)
+			entry := s.trail.Begin(ctx, id, caller.String(), req.Peer().Addr, req.Spec().Procedure)
+			resp, err := next(audit.WithEntry(ctx, entry), req)
 			err = s.toConnect(err, id)
 			code := "ok"
 			if err != nil {
 				code = connect.CodeOf(err).String()
+			}
+			if aerr := s.trail.Finish(ctx, entry, code); aerr != nil {
+				s.log.Error("audit record not written: response withheld", "request_id", id, "error", aerr.Error())
+				resp, err = nil, connect.NewError(connect.CodeUnavailable,
+					errors.New("audit log unavailable: the response was withheld"))
+				code = connect.CodeUnavailable.String()
 			}
 			s.log.Info("request",
 				"request_id", id,

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/spike-dev/spike/shared/svid"
 
 	"github.com/spike-dev/spike/nexus/internal/access"
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/server"
@@ -72,6 +74,7 @@ type stack struct {
 	keeperAddr string
 	keys       *envelope.Keys
 	policies   *access.Policies
+	trail      *audit.Trail
 	// token is the admin token from init; admin clients send it.
 	token string
 }
@@ -98,6 +101,14 @@ func serve(t *testing.T, h http.Handler, tlsConf *tls.Config) string {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
+	return newStackAs(t, "")
+}
+
+// newStackAs is newStack with Nexus connecting to the database as role (a
+// role created for it with the usual privileges; "" means the superuser),
+// so that a test can take privileges away.
+func newStackAs(t *testing.T, role string) *stack {
+	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +133,11 @@ func newStack(t *testing.T) *stack {
 	keeperURL := "https://" + s.keeperAddr
 
 	ctx := t.Context()
-	store, err := postgres.Open(ctx, s.dsn, postgres.Options{MaxConns: 8})
+	nexusDSN := s.dsn
+	if role != "" {
+		nexusDSN = s.createRole(role)
+	}
+	store, err := postgres.Open(ctx, nexusDSN, postgres.Options{MaxConns: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,8 +159,16 @@ func newStack(t *testing.T) *stack {
 	policiesDone := make(chan struct{})
 	go func() { defer close(policiesDone); s.policies.Run(watchCtx, 100*time.Millisecond) }()
 	t.Cleanup(func() { stopWatch(); <-policiesDone })
+	s.trail, err = audit.New(store, s.keys, nil, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	trailCtx, stopTrail := context.WithCancel(context.Background())
+	trailDone := make(chan struct{})
+	go func() { defer close(trailDone); s.trail.Run(trailCtx) }()
+	t.Cleanup(func() { stopTrail(); <-trailDone })
 	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test", MaxTokenTTL: 24 * time.Hour},
-		store, s.keys, keeper, s.policies, quietLog())
+		store, s.keys, keeper, s.policies, s.trail, quietLog())
 	s.url = serve(t, srv.Handler(), mtls.ServerConfig(nexusSrc, tlsconfig.AuthorizeMemberOf(td)))
 	return s
 }
@@ -202,6 +225,36 @@ func (s *stack) secretsWith(id spiffeid.ID, token string) nexusv1connect.SecretS
 
 func (s *stack) policyClient() nexusv1connect.PolicyServiceClient {
 	return nexusv1connect.NewPolicyServiceClient(s.httpClient(adminID), s.url, withToken(s.token))
+}
+
+// createRole migrates the database as the superuser, creates role with
+// the privileges Nexus needs, and returns the DSN that connects as it.
+func (s *stack) createRole(role string) string {
+	s.t.Helper()
+	ctx := s.t.Context()
+	admin, err := postgres.Open(ctx, s.dsn, postgres.Options{MaxConns: 1})
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer admin.Close()
+	if _, err := admin.Migrate(ctx); err != nil {
+		s.t.Fatal(err)
+	}
+	db := s.db()
+	for _, sql := range []string{
+		fmt.Sprintf("CREATE ROLE %s LOGIN", role),
+		fmt.Sprintf("GRANT CREATE, USAGE ON SCHEMA public TO %s", role),
+		fmt.Sprintf("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s", role),
+		fmt.Sprintf("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s", role),
+	} {
+		if _, err := db.Exec(ctx, sql); err != nil {
+			s.t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	s.t.Cleanup(func() {
+		_, _ = db.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %s; DROP ROLE %s", role, role))
+	})
+	return strings.Replace(s.dsn, "user=postgres", "user="+role, 1)
 }
 
 // restartKeeper kills Keeper and starts it again: it comes back sealed.

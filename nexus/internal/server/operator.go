@@ -13,6 +13,8 @@ import (
 	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 
+	"github.com/spike-dev/spike/nexus/internal/access"
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
@@ -101,7 +103,11 @@ func (o operator) Login(ctx context.Context, req *connect.Request[nexusv1.LoginR
 
 // Logout revokes the token the request carries.
 func (o operator) Logout(ctx context.Context, _ *connect.Request[nexusv1.LogoutRequest]) (*connect.Response[nexusv1.LogoutResponse], error) {
-	if err := o.tokens.Revoke(ctx, principalFrom(ctx).token); err != nil {
+	token := principalFrom(ctx).token
+	if e := audit.FromContext(ctx); e != nil {
+		e.SetTarget(access.TokenID(token))
+	}
+	if err := o.tokens.Revoke(ctx, token); err != nil {
 		return nil, err
 	}
 	return connect.NewResponse(&nexusv1.LogoutResponse{}), nil
@@ -112,6 +118,9 @@ func (o operator) issue(ctx context.Context, ttl time.Duration) (*nexusv1.AdminT
 	token, expires, err := o.tokens.Issue(ctx, principalFrom(ctx).id, ttl)
 	if err != nil {
 		return nil, err
+	}
+	if e := audit.FromContext(ctx); e != nil {
+		e.SetTarget(access.TokenID(token))
 	}
 	return &nexusv1.AdminToken{Token: token, ExpiresAt: timestamppb.New(expires)}, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 
 	"github.com/spike-dev/spike/nexus/internal/access"
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
@@ -44,6 +45,7 @@ type Server struct {
 	keeper   keeperv1connect.KeeperServiceClient
 	admins   map[spiffeid.ID]bool
 	policies *access.Policies
+	trail    *audit.Trail
 	tokens   *access.Tokens
 	backoff  *access.Backoff
 	version  string
@@ -52,7 +54,7 @@ type Server struct {
 
 // New returns a Server. The caller keeps policies fresh (Policies.Run).
 func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1connect.KeeperServiceClient,
-	policies *access.Policies, log *slog.Logger,
+	policies *access.Policies, trail *audit.Trail, log *slog.Logger,
 ) *Server {
 	admins := make(map[spiffeid.ID]bool, len(cfg.Admins))
 	for _, id := range cfg.Admins {
@@ -70,6 +72,7 @@ func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1
 		keeper:   keeper,
 		admins:   admins,
 		policies: policies,
+		trail:    trail,
 		tokens:   access.NewTokens(store, keys, cfg.TokenTTL, cfg.MaxTokenTTL),
 		backoff:  access.NewBackoff(),
 		version:  cfg.Version,
@@ -81,14 +84,16 @@ func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1
 // gRPC health service. It expects mtls.WithCaller to run before it.
 func (s *Server) Handler() http.Handler {
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.logRequests(), authorizer{s}),
+		connect.WithInterceptors(s.observe(), authorizer{s}),
 		connect.WithReadMaxBytes(maxRequestBytes),
 	}
 	mux := http.NewServeMux()
 	mux.Handle(nexusv1connect.NewOperatorServiceHandler(operator{s}, opts...))
 	mux.Handle(nexusv1connect.NewSecretServiceHandler(secrets{s}, opts...))
 	mux.Handle(nexusv1connect.NewPolicyServiceHandler(policies{s}, opts...))
+	mux.Handle(nexusv1connect.NewAuditServiceHandler(auditing{s}, opts...))
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(
-		nexusv1connect.OperatorServiceName, nexusv1connect.SecretServiceName, nexusv1connect.PolicyServiceName)))
+		nexusv1connect.OperatorServiceName, nexusv1connect.SecretServiceName, nexusv1connect.PolicyServiceName,
+		nexusv1connect.AuditServiceName)))
 	return mux
 }

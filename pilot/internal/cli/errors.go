@@ -17,6 +17,11 @@ const (
 	exitRefused = 2 // Nexus answered with an error
 )
 
+// errTrailFailed says that Nexus checked the audit trail and found it
+// tampered with. Like a refusal, it exits with exitRefused: the answer
+// came from Nexus and it is "no".
+var errTrailFailed = errors.New("audit trail failed verification")
+
 // exitCode maps the error of a command to the process exit code. Only an
 // error that came over the wire from Nexus is a refusal; everything the
 // client produced itself (bad arguments, unreadable input, missing SVID,
@@ -25,7 +30,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case connect.IsWireError(err):
+	case connect.IsWireError(err), errors.Is(err, errTrailFailed):
 		return exitRefused
 	default:
 		return exitLocal

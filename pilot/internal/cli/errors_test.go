@@ -44,6 +44,7 @@ func TestExitCode(t *testing.T) {
 			want:    1,
 			wantMsg: "pair 1 has an empty key\nRun 'spike secret put --help' for usage.",
 		},
+		{name: "audit trail failed verification", err: errTrailFailed, want: 2, wantMsg: "audit trail failed verification"},
 		{name: "connection refused", err: dialErr, want: 1},
 		{name: "connection refused, explained", err: transportError(dialErr, closed.URL, time.Second), want: 1},
 		{

@@ -35,6 +35,16 @@ type fakeNexus struct {
 	paths []string
 	// invalid is what ListPolicies reports as invalid_policies.
 	invalid []string
+	// audit is the audit trail, newest first; nil means demoAuditRecords.
+	audit []*nexusv1.AuditRecord
+	// auditPageSize caps the records of one ListAuditRecords page, as
+	// Nexus caps page_size; 0 means no cap.
+	auditPageSize int
+	// auditNextToken, when set, is the next_page_token of every page.
+	auditNextToken string
+	// verify is the answer of VerifyAuditTrail; nil means a trail that
+	// verifies.
+	verify *nexusv1.VerifyAuditTrailResponse
 
 	mu       sync.Mutex
 	requests []proto.Message
@@ -328,6 +338,7 @@ func (f *fakeNexus) serve(t *testing.T) string {
 	mux.Handle(nexusv1connect.NewOperatorServiceHandler(f, opts))
 	mux.Handle(nexusv1connect.NewSecretServiceHandler(f, opts))
 	mux.Handle(nexusv1connect.NewPolicyServiceHandler(f, opts))
+	mux.Handle(nexusv1connect.NewAuditServiceHandler(f, opts))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv.URL

@@ -26,9 +26,10 @@ func newTestRoot() *cobra.Command {
 var invocationRE = regexp.MustCompile(`(^|[\s(|])spike(\s|$)`)
 
 // TestExamples walks the command tree: every command, including help and
-// completion, has an Example; each example names its own command; and every
-// spike command line in an example resolves to a command and parses (known
-// flags, valid argument count).
+// completion, has an Example, and every command without subcommands a Long
+// description; each example names its own command; and every spike command
+// line in an example resolves to a command and parses (known flags, valid
+// argument count).
 func TestExamples(t *testing.T) {
 	t.Parallel()
 	root := newTestRoot()
@@ -38,6 +39,9 @@ func TestExamples(t *testing.T) {
 		t.Run(cmd.CommandPath(), func(t *testing.T) {
 			if strings.TrimSpace(cmd.Example) == "" {
 				t.Fatalf("%s has no Example", cmd.CommandPath())
+			}
+			if !cmd.HasSubCommands() && strings.TrimSpace(cmd.Long) == "" {
+				t.Errorf("%s has no Long description", cmd.CommandPath())
 			}
 			if !strings.Contains(cmd.Example, cmd.CommandPath()) {
 				t.Errorf("the Example of %s never runs it:\n%s", cmd.CommandPath(), cmd.Example)
@@ -70,7 +74,8 @@ func TestExamples(t *testing.T) {
 	}
 	for _, want := range []string{"spike completion", "spike completion bash", "spike completion zsh", "spike completion fish", "spike help",
 		"spike secret metadata put", "spike secret rollback", "spike version", "spike login", "spike logout",
-		"spike policy put", "spike policy get", "spike policy list", "spike policy delete", "spike policy check"} {
+		"spike policy put", "spike policy get", "spike policy list", "spike policy delete", "spike policy check",
+		"spike audit", "spike audit list", "spike audit verify", "spike audit prune"} {
 		found := false
 		for _, n := range names {
 			found = found || n == want

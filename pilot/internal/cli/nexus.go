@@ -19,6 +19,7 @@ type nexus struct {
 	operator nexusv1connect.OperatorServiceClient
 	secrets  nexusv1connect.SecretServiceClient
 	policies nexusv1connect.PolicyServiceClient
+	audit    nexusv1connect.AuditServiceClient
 	close    func() error
 }
 
@@ -30,6 +31,7 @@ func newNexus(httpClient connect.HTTPClient, url string, closeFn func() error, o
 		operator: nexusv1connect.NewOperatorServiceClient(httpClient, url, opts...),
 		secrets:  nexusv1connect.NewSecretServiceClient(httpClient, url, opts...),
 		policies: nexusv1connect.NewPolicyServiceClient(httpClient, url, opts...),
+		audit:    nexusv1connect.NewAuditServiceClient(httpClient, url, opts...),
 		close:    closeFn,
 	}
 }

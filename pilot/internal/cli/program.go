@@ -34,6 +34,9 @@ type Program struct {
 	// the real transport: SVID and mutual TLS from the environment. Tests
 	// replace it.
 	dial func(ctx context.Context, opts ...connect.ClientOption) (*nexus, error)
+	// now tells the time that durations like --since 1h count back from.
+	// Nil means time.Now. Tests replace it.
+	now func() time.Time
 }
 
 // Run executes args (without the program name) and returns the exit code:
@@ -60,9 +63,9 @@ type invocation struct {
 }
 
 const rootLong = `spike administers a SPIKE secrets store. It initialises and unseals SPIKE,
-reports its state, reads and writes versioned secrets and manages the
-policies that let workloads read them, talking to Nexus over SPIFFE mutual
-TLS with Pilot's own SVID.
+reports its state, reads and writes versioned secrets, manages the policies
+that let workloads read them and reads and verifies the audit trail of every
+request, talking to Nexus over SPIFFE mutual TLS with Pilot's own SVID.
 
 Admin commands need an admin token as well as the admin SVID: log in with
 the admin password ('spike login'; 'spike operator init' logs you in too).
@@ -107,6 +110,8 @@ func (inv *invocation) rootCommand() *cobra.Command {
   spike secret list apps/
   spike secret get apps/demo/db -o json
   spike policy put web --spiffe-id spiffe://spike.local/app/web --path 'apps/web/**' --perm read
+  spike audit list --since 1h
+  spike audit verify
   spike logout
   source <(spike completion bash)`,
 		Version:       inv.p.Version,
@@ -127,6 +132,7 @@ func (inv *invocation) rootCommand() *cobra.Command {
 	flags.DurationVar(&inv.timeout, "timeout", defaultTimeout, "how long to wait for Nexus")
 
 	root.AddCommand(
+		inv.auditCommand(),
 		inv.loginCommand(),
 		inv.logoutCommand(),
 		inv.operatorCommand(),

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
@@ -208,8 +209,11 @@ type cliCase struct {
 	token        string            // content of the token file before the run; "" for none
 	tokenMode    os.FileMode       // mode of that file; 0 means 0600
 	serverErr    error
-	pageSize     int      // entries per ListSecrets page
-	invalid      []string // invalid_policies of ListPolicies
+	pageSize     int                               // entries per ListSecrets page
+	invalid      []string                          // invalid_policies of ListPolicies
+	audit        []*nexusv1.AuditRecord            // the audit trail; nil: demoAuditRecords
+	auditPage    int                               // most records per ListAuditRecords page; 0: no cap
+	verify       *nexusv1.VerifyAuditTrailResponse // answer of VerifyAuditTrail; nil: all ok
 	unreachable  bool
 	wantCode     int
 	wantStdout   string
@@ -228,7 +232,7 @@ func runCases(t *testing.T, tests []cliCase) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			fake := &fakeNexus{err: tt.serverErr, pageSize: tt.pageSize, invalid: tt.invalid}
+			fake := &fakeNexus{err: tt.serverErr, pageSize: tt.pageSize, invalid: tt.invalid, audit: tt.audit, auditPageSize: tt.auditPage, verify: tt.verify}
 			url := fake.serve(t)
 			if tt.unreachable {
 				closed := httptest.NewServer(nil)
@@ -261,6 +265,7 @@ func runCases(t *testing.T, tests []cliCase) {
 				Stdout:  &stdout,
 				Stderr:  &stderr,
 				dial:    dialPlain(url),
+				now:     func() time.Time { return testNow },
 			}
 			code := p.Run(t.Context(), args)
 			gotStdout, gotStderr := stdout.String(), stderr.String()
@@ -346,11 +351,17 @@ func TestRunWithoutNexus(t *testing.T) {
 			args: []string{"--help"},
 			wantStdout: []string{"SPIKE_NEXUS_URL", "SPIKE_NEXUS_ID", "SPIKE_TRUST_DOMAIN", "SPIFFE_ENDPOINT_SOCKET",
 				"SPIKE_SVID_CERT", "SPIKE_SVID_KEY", "SPIKE_TRUST_BUNDLE", "SPIKE_TOKEN_FILE", ". ./.spike/env",
-				"spike login", "spike logout"},
+				"spike login", "spike logout", "spike audit verify"},
 		},
 		{name: "no arguments", args: nil, wantStdout: []string{"Usage:", "operator", "secret"}},
 		{name: "login help", args: []string{"login", "--help"}, wantStdout: []string{"~/.spike/token", "0600", "--ttl", "Examples:"}},
 		{name: "policy help", args: []string{"policy", "put", "--help"}, wantStdout: []string{"--spiffe-id", "--perm", "-f, --file", "spiffe_id_pattern", "Examples:"}},
+		{name: "audit help", args: []string{"audit", "--help"}, wantStdout: []string{"list", "verify", "prune", "Examples:"}},
+		{
+			name:       "prune help explains archiving",
+			args:       []string{"audit", "prune", "--help"},
+			wantStdout: []string{"--before", "--yes", "spike audit list --until 2025-01-01T00:00:00Z --limit 0 -o json > archive.json", "Examples:"},
+		},
 		{name: "put help", args: []string{"secret", "put", "--help"}, wantStdout: []string{"Examples:", "spike secret put apps/demo/db user=admin"}},
 		{name: "group without subcommand", args: []string{"secret"}, wantStdout: []string{"Available Commands:", "put"}},
 		{

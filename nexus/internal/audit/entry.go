@@ -1,0 +1,165 @@
+// Package audit keeps SPIKE's audit trail: one record per request, allowed
+// or denied. A mutation's record commits in the mutation's own transaction;
+// every other record is written in batches (group commit) and committed
+// before the response leaves Nexus. Records are chained with HMAC-SHA256
+// under a key that only SPIKE can use (a data key wrapped by Keeper under
+// the root key), so that a record edited, deleted, inserted or reordered in
+// the database is found by Verify.
+package audit
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spike-dev/spike/nexus/internal/postgres"
+)
+
+// Entry is the audit record of one request in the making. Its methods are
+// safe for concurrent use.
+type Entry struct {
+	trail *Trail
+	start time.Time
+
+	mu       sync.Mutex
+	row      postgres.AuditRow
+	decided  bool
+	recorded bool
+	// pending is the record written in a transaction that has not yet
+	// committed (or rolled back).
+	pending *chained
+	// key is the MAC key, fetched when the request began: a mutation's
+	// record is chained inside its transaction, which must not wait for
+	// another database connection.
+	key []byte
+}
+
+// Begin starts the record of a request.
+func (t *Trail) Begin(ctx context.Context, requestID, caller, peer, procedure string) *Entry {
+	now := time.Now()
+	key, _ := t.keys.MACKey(ctx) // nil while sealed: the record is then unauthenticated
+	return &Entry{trail: t, start: now, key: key, row: postgres.AuditRow{
+		ChainID:   t.chainID[:],
+		At:        now.UTC().Truncate(time.Microsecond),
+		RequestID: requestID,
+		Caller:    caller,
+		Peer:      peer,
+		Procedure: procedure,
+	}}
+}
+
+// SetTarget says what the request was about (a path, a policy name, a
+// token id). Never a secret.
+func (e *Entry) SetTarget(target string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.row.Target = clean(target)
+}
+
+// Allow records that authorization let the request through, and why.
+func (e *Entry) Allow(reason string) { e.decide("allow", reason) }
+
+// Deny records that authorization refused the request, and why.
+func (e *Entry) Deny(reason string) { e.decide("deny", reason) }
+
+func (e *Entry) decide(decision, reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.row.Decision, e.row.Reason, e.decided = decision, clean(reason), true
+}
+
+// Recorded reports whether the record is committed.
+func (e *Entry) Recorded() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.recorded
+}
+
+// final returns the row as it stands, with the result code and duration.
+func (e *Entry) final(code string) postgres.AuditRow {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.row
+	if !e.decided {
+		r.Decision, r.Reason = "deny", "refused before authorization: "+code
+	}
+	r.Code = code
+	r.DurationUS = time.Since(e.start).Microseconds()
+	return r
+}
+
+// BeforeCommit writes the record (result "ok") in a request's mutation
+// transaction. Only the first mutation of a request carries it.
+func (e *Entry) BeforeCommit(ctx context.Context, s *postgres.Store, tx pgx.Tx) error {
+	if e.Recorded() {
+		return nil
+	}
+	c, err := e.trail.chain(ctx, e.key, []postgres.AuditRow{e.final("ok")})
+	if err != nil {
+		return err
+	}
+	if err := s.InsertAudit(ctx, tx, c.rows); err != nil {
+		e.trail.settle(c, false)
+		return err
+	}
+	e.mu.Lock()
+	e.pending = &c
+	e.mu.Unlock()
+	return nil
+}
+
+// Done learns whether the transaction carrying the record committed.
+func (e *Entry) Done(committed bool) {
+	e.mu.Lock()
+	c := e.pending
+	e.pending = nil
+	if c != nil && committed {
+		e.recorded = true
+	}
+	e.mu.Unlock()
+	if c != nil {
+		e.trail.settle(*c, committed)
+	}
+}
+
+// maxField bounds each text field of a record: a request may carry up to
+// 1 MiB of garbage in a path, and the trail must not grow with it.
+const maxField = 600
+
+// clean makes s storable and readable: valid UTF-8 without NUL or other
+// control characters (escaped), at most maxField bytes.
+func clean(s string) string {
+	s = strings.ToValidUTF8(s, "\ufffd")
+	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
+		q := strconv.Quote(s)
+		s = q[1 : len(q)-1]
+	}
+	if len(s) > maxField {
+		cut := maxField
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut] + "…"
+	}
+	return s
+}
+
+type entryKey struct{}
+
+// WithEntry returns a context carrying e, also as the hook of the
+// request's audited transactions.
+func WithEntry(ctx context.Context, e *Entry) context.Context {
+	return postgres.WithTxHook(context.WithValue(ctx, entryKey{}, e), e)
+}
+
+// FromContext returns the request's entry, or nil.
+func FromContext(ctx context.Context) *Entry {
+	e, _ := ctx.Value(entryKey{}).(*Entry)
+	return e
+}

@@ -1,0 +1,262 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/spike-dev/spike/nexus/internal/fault"
+)
+
+// AuditRow is one audit record as stored.
+type AuditRow struct {
+	ID         int64
+	ChainID    []byte
+	Lane       int16
+	Seq        int64
+	At         time.Time
+	RequestID  string
+	Caller     string
+	Peer       string
+	Procedure  string
+	Target     string
+	Decision   string
+	Reason     string
+	Code       string
+	DurationUS int64
+	MAC        []byte
+}
+
+// errAudit marks a failed audit write, so that the request fails closed
+// with Unavailable whatever the database said (even "permission denied").
+func errAudit(err error) error {
+	return fault.Wrap(fault.Unavailable, err, "audit log unavailable: the request was not carried out")
+}
+
+// InsertAudit inserts rows in one statement, inside tx when tx is not nil.
+func (s *Store) InsertAudit(ctx context.Context, tx pgx.Tx, rows []AuditRow) error {
+	n := len(rows)
+	var (
+		chain             = make([][]byte, n)
+		lane              = make([]int16, n)
+		seq, dur          = make([]int64, n), make([]int64, n)
+		at                = make([]time.Time, n)
+		rid, caller, peer = make([]string, n), make([]string, n), make([]string, n)
+		proc, target, dec = make([]string, n), make([]string, n), make([]string, n)
+		reason, code      = make([]string, n), make([]string, n)
+		mac               = make([][]byte, n)
+	)
+	for i, r := range rows {
+		chain[i], lane[i], seq[i], at[i] = r.ChainID, r.Lane, r.Seq, r.At
+		rid[i], caller[i], peer[i], proc[i] = r.RequestID, r.Caller, r.Peer, r.Procedure
+		target[i], dec[i], reason[i], code[i] = r.Target, r.Decision, r.Reason, r.Code
+		dur[i], mac[i] = r.DurationUS, r.MAC
+	}
+	const sql = `INSERT INTO audit_log (chain_id, lane, seq, at, request_id, caller, peer, procedure,
+	                                    target, decision, reason, code, duration_us, mac)
+	  SELECT u.chain_id, u.lane, u.seq, u.at, u.request_id, u.caller, u.peer, u.procedure,
+	         u.target, u.decision, u.reason, u.code, u.duration_us, u.mac
+	  FROM unnest($1::bytea[], $2::smallint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::text[],
+	              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bytea[])
+	       AS u(chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac)`
+	args := []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
+	var err error
+	if tx != nil {
+		_, err = tx.Exec(ctx, sql, args...)
+	} else {
+		_, err = s.pool.Exec(ctx, sql, args...)
+	}
+	if err != nil {
+		return errAudit(err)
+	}
+	return nil
+}
+
+// AuditKeyID returns the data key id of the audit MAC key, if one exists.
+func (s *Store) AuditKeyID(ctx context.Context) ([]byte, error) {
+	var id []byte
+	err := s.pool.QueryRow(ctx, `SELECT dek_id FROM audit_keys WHERE id = 1`).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	return id, dbError(ctx, "read audit key", err)
+}
+
+// SetAuditKey records dekID as the audit MAC key unless one is recorded
+// already, and returns the one in force.
+func (s *Store) SetAuditKey(ctx context.Context, dekID []byte) ([]byte, error) {
+	var id []byte
+	err := s.pool.QueryRow(ctx,
+		`WITH ins AS (
+		   INSERT INTO audit_keys (id, dek_id) VALUES (1, $1) ON CONFLICT (id) DO NOTHING RETURNING dek_id
+		 )
+		 SELECT dek_id FROM ins UNION ALL SELECT dek_id FROM audit_keys WHERE id = 1 LIMIT 1`,
+		dekID).Scan(&id)
+	return id, dbError(ctx, "record audit key", err)
+}
+
+// AuditFilter selects audit records.
+type AuditFilter struct {
+	Since, Until *time.Time
+	Caller       string
+	TargetPrefix string
+	Procedure    string // full procedure, or a suffix starting with '/'
+	Decision     string
+	Limit        int
+	// Before continues a listing: records strictly older than (At, ID).
+	BeforeAt *time.Time
+	BeforeID int64
+}
+
+// AuditRecords returns records matching f, newest first, and whether more
+// follow.
+func (s *Store) AuditRecords(ctx context.Context, f AuditFilter) ([]AuditRow, bool, error) {
+	rows, err := s.pool.Query(ctx,
+		`SELECT id, chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac
+		 FROM audit_log
+		 WHERE ($1::timestamptz IS NULL OR at >= $1)
+		   AND ($2::timestamptz IS NULL OR at <= $2)
+		   AND ($3 = '' OR caller = $3)
+		   AND ($4 = '' OR starts_with(target, $4))
+		   AND ($5 = '' OR procedure = $5 OR right(procedure, length($5)) = $5)
+		   AND ($6 = '' OR decision = $6)
+		   AND ($7::timestamptz IS NULL OR (at, id) < ($7, $8))
+		 ORDER BY at DESC, id DESC
+		 LIMIT $9`,
+		f.Since, f.Until, f.Caller, f.TargetPrefix, f.Procedure, f.Decision, f.BeforeAt, f.BeforeID, f.Limit+1)
+	if err != nil {
+		return nil, false, dbError(ctx, "list audit records", err)
+	}
+	out, err := pgx.CollectRows(rows, scanAudit)
+	if err != nil {
+		return nil, false, dbError(ctx, "list audit records", err)
+	}
+	if len(out) > f.Limit {
+		return out[:f.Limit], true, nil
+	}
+	return out, false, nil
+}
+
+func scanAudit(row pgx.CollectableRow) (AuditRow, error) {
+	var r AuditRow
+	err := row.Scan(&r.ID, &r.ChainID, &r.Lane, &r.Seq, &r.At, &r.RequestID, &r.Caller, &r.Peer, &r.Procedure,
+		&r.Target, &r.Decision, &r.Reason, &r.Code, &r.DurationUS, &r.MAC)
+	return r, err
+}
+
+// AuditCheckpoint is where a pruned chain continues.
+type AuditCheckpoint struct {
+	ChainID []byte
+	Lane    int16
+	Seq     int64
+	LastMAC []byte
+	MAC     []byte
+}
+
+// AuditCheckpoints returns every checkpoint.
+func (s *Store) AuditCheckpoints(ctx context.Context) ([]AuditCheckpoint, error) {
+	rows, err := s.pool.Query(ctx, `SELECT chain_id, lane, seq, last_mac, mac FROM audit_checkpoints`)
+	if err != nil {
+		return nil, dbError(ctx, "read audit checkpoints", err)
+	}
+	cps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditCheckpoint, error) {
+		var c AuditCheckpoint
+		err := row.Scan(&c.ChainID, &c.Lane, &c.Seq, &c.LastMAC, &c.MAC)
+		return c, err
+	})
+	return cps, dbError(ctx, "read audit checkpoints", err)
+}
+
+// ScanAudit calls fn for every record, ordered by chain, lane and seq,
+// without holding them all in memory. fn's error stops the scan.
+func (s *Store) ScanAudit(ctx context.Context, fn func(AuditRow) error) error {
+	return dbError(ctx, "scan audit log", pgx.BeginTxFunc(ctx, s.pool,
+		pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
+		func(tx pgx.Tx) error {
+			// Verification may read many rows: no statement timeout here.
+			if _, err := tx.Exec(ctx, "SET LOCAL statement_timeout = 0"); err != nil {
+				return err
+			}
+			rows, err := tx.Query(ctx,
+				`SELECT id, chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac
+				 FROM audit_log ORDER BY chain_id, lane, seq, id`)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				r, err := scanAudit(rows)
+				if err != nil {
+					return err
+				}
+				if err := fn(r); err != nil {
+					return err
+				}
+			}
+			return rows.Err()
+		}))
+}
+
+// PruneAudit deletes, in one audited transaction, the records older than
+// before: for each chain it writes cps (made by the caller, MACed) and
+// deletes the chain's records up to the checkpoint's seq; unauthenticated
+// records older than before go too. lastPruned tells the caller which
+// (seq, mac) each chain prunes up to.
+func (s *Store) PruneAudit(ctx context.Context, before time.Time,
+	checkpoint func(chain []byte, lane int16, seq int64, mac []byte) ([]byte, error),
+) (deleted, checkpoints int64, err error) {
+	err = s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx,
+			`SELECT DISTINCT ON (chain_id, lane) chain_id, lane, seq, mac
+			 FROM audit_log WHERE lane >= 0 AND at < $1
+			 ORDER BY chain_id, lane, seq DESC`, before)
+		if err != nil {
+			return err
+		}
+		type last struct {
+			chain []byte
+			lane  int16
+			seq   int64
+			mac   []byte
+		}
+		lasts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (last, error) {
+			var l last
+			err := row.Scan(&l.chain, &l.lane, &l.seq, &l.mac)
+			return l, err
+		})
+		if err != nil {
+			return err
+		}
+		for _, l := range lasts {
+			cpMAC, err := checkpoint(l.chain, l.lane, l.seq, l.mac)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx,
+				`INSERT INTO audit_checkpoints (chain_id, lane, seq, last_mac, mac) VALUES ($1, $2, $3, $4, $5)
+				 ON CONFLICT (chain_id, lane) DO UPDATE
+				 SET seq = EXCLUDED.seq, last_mac = EXCLUDED.last_mac, mac = EXCLUDED.mac, created_at = now()`,
+				l.chain, l.lane, l.seq, l.mac, cpMAC); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, `DELETE FROM audit_log WHERE chain_id = $1 AND lane = $2 AND seq <= $3`, l.chain, l.lane, l.seq)
+			if err != nil {
+				return err
+			}
+			deleted += tag.RowsAffected()
+			checkpoints++
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM audit_log WHERE lane < 0 AND at < $1`, before)
+		if err != nil {
+			return err
+		}
+		deleted += tag.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		return 0, 0, dbError(ctx, "prune audit log", err)
+	}
+	return deleted, checkpoints, nil
+}
