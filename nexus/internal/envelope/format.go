@@ -121,6 +121,23 @@ func TokenAAD(lookup []byte) []byte {
 	return labelled("spike admin token v1\x00", lookup)
 }
 
+// ListTokenAAD binds a listing's page token to the listing it continues:
+// the caller's SPIFFE ID, the listed prefix and whether the listing is
+// recursive. A token opens only for the same caller and the same listing.
+func ListTokenAAD(caller, prefix string, recursive bool) []byte {
+	const label = "spike list page token v1\x00"
+	b := make([]byte, 0, len(label)+4+len(caller)+4+len(prefix)+1)
+	b = append(b, label...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(caller)))
+	b = append(b, caller...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(prefix)))
+	b = append(b, prefix...)
+	if recursive {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
 func labelled(label string, id []byte) []byte {
 	b := make([]byte, 0, len(label)+4+len(id))
 	b = append(b, label...)

@@ -135,6 +135,14 @@ func dbError(ctx context.Context, op string, err error) error {
 	if isConnectionError(err) {
 		return fault.Wrap(fault.Unavailable, fmt.Errorf("%s: %w", op, err), "database unavailable")
 	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "55P03", "57014", "40P01", "40001": // lock timeout, statement timeout, deadlock, serialization
+			return fault.Wrap(fault.Aborted, fmt.Errorf("%s: %w", op, err),
+				"the database was too busy to finish the request (%s): nothing was changed, try again", pgErr.Code)
+		}
+	}
 	return fmt.Errorf("%s: %w", op, err)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/policy"
+	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // maxRequestDuration bounds every request, whatever deadline the client
@@ -164,7 +165,17 @@ func (a authorizer) decide(ctx context.Context, procedure string, header http.He
 		return ctx, reason, err
 	}
 
-	// A workload: policies decide. They can only be read when unsealed.
+	// A workload: policies decide. A malformed path is refused as such
+	// first (InvalidArgument, a static check that reveals nothing).
+	if err := validTarget(r, msg); err != nil {
+		return ctx, "", err
+	}
+	// Changing max_versions can delete history for good: it also needs
+	// destroy.
+	if m, ok := msg.(*nexusv1.UpdateSecretMetadataRequest); ok && m.MaxVersions != nil {
+		r.perm |= policy.Destroy
+	}
+	// Policies can only be read when unsealed.
 	if err := a.keys.Ready(ctx); err != nil {
 		return ctx, "", err
 	}
@@ -191,6 +202,20 @@ func (a authorizer) decide(ctx context.Context, procedure string, header http.He
 		}
 	}
 	return ctx, "policies " + strings.Join(names, ","), nil
+}
+
+// validTarget checks the path or prefix a workload's request names.
+func validTarget(r rule, msg any) error {
+	if r.need == listAccess {
+		if m, ok := msg.(*nexusv1.ListSecretsRequest); ok {
+			return secret.ValidatePrefix(m.GetPrefix())
+		}
+		return nil
+	}
+	if m, ok := msg.(interface{ GetPath() string }); ok {
+		return secret.ValidatePath(m.GetPath())
+	}
+	return fault.New(fault.PermissionDenied, "this request names no secret path")
 }
 
 // target is what a request is about, for the audit trail.

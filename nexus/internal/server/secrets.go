@@ -91,8 +91,7 @@ func (s secrets) PatchSecret(ctx context.Context, req *connect.Request[nexusv1.P
 	}
 	v, err := s.rewrite(ctx, path, 0, userCAS, func(r postgres.Read, data map[string]string) (map[string]string, error) {
 		if userCAS == nil && r.CASRequired {
-			return nil, fault.New(fault.FailedPrecondition,
-				"check-and-set is required for %s: give the version you expect (it is at version %d)", path, r.Current)
+			return nil, errCASRequired(path, r.Current)
 		}
 		for k, val := range patch {
 			data[k] = val
@@ -107,16 +106,25 @@ func (s secrets) PatchSecret(ctx context.Context, req *connect.Request[nexusv1.P
 	}), nil
 }
 
-// RollbackSecret writes the data of an older version as a new version.
+// RollbackSecret writes the data of an older version as a new version,
+// with check-and-set as for PutSecret.
 func (s secrets) RollbackSecret(ctx context.Context, req *connect.Request[nexusv1.RollbackSecretRequest]) (*connect.Response[nexusv1.RollbackSecretResponse], error) {
-	path, version := req.Msg.GetPath(), req.Msg.GetVersion()
+	path, version, userCAS := req.Msg.GetPath(), req.Msg.GetVersion(), req.Msg.Cas
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
 	if version <= 0 {
 		return nil, fault.New(fault.Invalid, "version: must name the version to roll back to, got %d", version)
 	}
-	v, err := s.rewrite(ctx, path, version, nil, func(_ postgres.Read, data map[string]string) (map[string]string, error) {
+	if userCAS != nil {
+		if err := secret.ValidateCAS(*userCAS); err != nil {
+			return nil, err
+		}
+	}
+	v, err := s.rewrite(ctx, path, version, userCAS, func(r postgres.Read, data map[string]string) (map[string]string, error) {
+		if userCAS == nil && r.CASRequired {
+			return nil, errCASRequired(path, r.Current)
+		}
 		return data, nil
 	})
 	if err != nil {
@@ -156,6 +164,11 @@ func (s secrets) rewrite(ctx context.Context, path string, version int64, userCA
 	}
 	return postgres.Version{}, fault.New(fault.Aborted,
 		"%s kept changing while this request tried to update it; try again", path)
+}
+
+func errCASRequired(path string, current int64) error {
+	return fault.New(fault.FailedPrecondition,
+		"check-and-set is required for %s: give the version you expect (it is at version %d)", path, current)
 }
 
 // write seals data for the next version of path and stores it.

@@ -286,6 +286,12 @@ created_by: spiffe://spike.local/spike/pilot
 			wantRequests: []proto.Message{&nexusv1.RollbackSecretRequest{Path: "apps/demo/db", Version: 2}},
 		},
 		{
+			name:         "rollback with cas",
+			args:         []string{"secret", "rollback", "apps/demo/db", "--version", "2", "--cas", "6"},
+			wantStdout:   "rolled back apps/demo/db to version 2 as version 7\n",
+			wantRequests: []proto.Message{&nexusv1.RollbackSecretRequest{Path: "apps/demo/db", Version: 2, Cas: proto.Int64(6)}},
+		},
+		{
 			name:       "rollback without --version",
 			args:       []string{"secret", "rollback", "apps/demo/db"},
 			wantCode:   1,

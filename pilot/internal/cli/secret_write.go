@@ -116,14 +116,17 @@ other keys keep their values. The secret must exist.
 }
 
 func (inv *invocation) rollbackCommand() *cobra.Command {
-	var version int64
+	var version, cas int64
 	cmd := &cobra.Command{
 		Use:   "rollback PATH --version N",
 		Short: "Make an older version of a secret the latest again",
 		Long: `rollback copies the data of version N of the secret at PATH into a new
 version, which becomes the latest; the versions in between are kept. Version
-N must still be retained and neither deleted nor destroyed.`,
+N must still be retained and neither deleted nor destroyed. With --cas M the
+rollback happens only if the secret's current version is M (required when
+the secret requires check-and-set).`,
 		Example: `  spike secret rollback apps/demo/db --version 2
+  spike secret rollback apps/demo/db --version 2 --cas 5
   spike secret rollback apps/demo/db --version 2 -o json`,
 		Args:              argCount(1, 1, "PATH"),
 		ValidArgsFunction: inv.completePath,
@@ -134,8 +137,12 @@ N must still be retained and neither deleted nor destroyed.`,
 			case version < 1:
 				return usageErrorf(cmd, "--version must be a version number (1 or more), got %d", version)
 			}
+			casPtr, err := casFlag(cmd, cas)
+			if err != nil {
+				return err
+			}
 			return inv.withNexus(cmd.Context(), func(ctx context.Context, n *nexus) error {
-				resp, err := n.secrets.RollbackSecret(ctx, connect.NewRequest(&nexusv1.RollbackSecretRequest{Path: args[0], Version: version}))
+				resp, err := n.secrets.RollbackSecret(ctx, connect.NewRequest(&nexusv1.RollbackSecretRequest{Path: args[0], Version: version, Cas: casPtr}))
 				if err != nil {
 					return err
 				}
@@ -146,6 +153,7 @@ N must still be retained and neither deleted nor destroyed.`,
 		},
 	}
 	cmd.Flags().Int64Var(&version, "version", 0, "the version `N` whose data becomes the new latest version (required)")
+	cmd.Flags().Int64Var(&cas, "cas", 0, "roll back only if the current version is `M`")
 	return cmd
 }
 

@@ -1127,7 +1127,9 @@ type RollbackSecretRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	// The version whose data becomes the new version.
-	Version       int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Version int64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Check-and-set, as for PutSecret; required when the secret requires it.
+	Cas           *int64 `protobuf:"varint,3,opt,name=cas,proto3,oneof" json:"cas,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1172,6 +1174,13 @@ func (x *RollbackSecretRequest) GetPath() string {
 func (x *RollbackSecretRequest) GetVersion() int64 {
 	if x != nil {
 		return x.Version
+	}
+	return 0
+}
+
+func (x *RollbackSecretRequest) GetCas() int64 {
+	if x != nil && x.Cas != nil {
+		return *x.Cas
 	}
 	return 0
 }
@@ -1660,10 +1669,12 @@ const file_spike_nexus_v1_secret_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +
 	"\n" +
-	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"E\n" +
+	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"d\n" +
 	"\x15RollbackSecretRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x03R\aversion\"\x81\x01\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x12\x15\n" +
+	"\x03cas\x18\x03 \x01(\x03H\x00R\x03cas\x88\x01\x01B\x06\n" +
+	"\x04_cas\"\x81\x01\n" +
 	"\x16RollbackSecretResponse\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x129\n" +
@@ -1815,6 +1826,7 @@ func file_spike_nexus_v1_secret_proto_init() {
 	}
 	file_spike_nexus_v1_secret_proto_msgTypes[3].OneofWrappers = []any{}
 	file_spike_nexus_v1_secret_proto_msgTypes[15].OneofWrappers = []any{}
+	file_spike_nexus_v1_secret_proto_msgTypes[17].OneofWrappers = []any{}
 	file_spike_nexus_v1_secret_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
