@@ -125,4 +125,3 @@ func TestPolicyMatrixAllRPCs(t *testing.T) {
 		}
 	}
 }
-
