@@ -16,11 +16,20 @@ INITDB=$(command -v initdb)
 PG_CTL=$(command -v pg_ctl)
 PSQL=$(command -v psql)
 
-for p in "$PG_PORT" "$KEEPER_PORT" "$NEXUS_PORT"; do
-	if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
-		die "bad port number: $p"
-	fi
-done
+check_ports() {
+	local p
+	for p in "$@"; do
+		if ! [[ $p =~ ^[0-9]+$ ]] || ((p < 1 || p > 65535)); then
+			die "bad port number: $p"
+		fi
+	done
+}
+check_ports "$PG_PORT" "$KEEPER_PORT" "$NEXUS_PORT"
+# Plain-HTTP ops listeners (/healthz, /readyz, /metrics): next to the API
+# ports unless set, so that a second stack on other ports does not collide.
+KEEPER_OPS_PORT=${SPIKE_KEEPER_OPS_PORT:-$((KEEPER_PORT + 1))}
+NEXUS_OPS_PORT=${SPIKE_NEXUS_OPS_PORT:-$((NEXUS_PORT + 1))}
+check_ports "$KEEPER_OPS_PORT" "$NEXUS_OPS_PORT"
 [[ $TRUST_DOMAIN =~ ^[a-z0-9._-]+$ ]] || die "bad SPIKE_TRUST_DOMAIN: $TRUST_DOMAIN"
 
 # --- binaries ---------------------------------------------------------------
@@ -211,6 +220,7 @@ start_program() {
 
 start_program keeper "$KEEPER_PORT" \
 	SPIKE_KEEPER_LISTEN="127.0.0.1:$KEEPER_PORT" \
+	SPIKE_KEEPER_OPS_LISTEN="127.0.0.1:$KEEPER_OPS_PORT" \
 	SPIKE_TRUST_DOMAIN="$TRUST_DOMAIN" \
 	SPIKE_SVID_CERT="$STATE/svid/keeper/svid.pem" \
 	SPIKE_SVID_KEY="$STATE/svid/keeper/key.pem" \
@@ -218,6 +228,7 @@ start_program keeper "$KEEPER_PORT" \
 
 start_program nexus "$NEXUS_PORT" \
 	SPIKE_NEXUS_LISTEN="127.0.0.1:$NEXUS_PORT" \
+	SPIKE_NEXUS_OPS_LISTEN="127.0.0.1:$NEXUS_OPS_PORT" \
 	SPIKE_TRUST_DOMAIN="$TRUST_DOMAIN" \
 	SPIKE_DATABASE_URL="$DATABASE_URL" \
 	SPIKE_KEEPER_URL="https://127.0.0.1:$KEEPER_PORT" \
@@ -276,6 +287,8 @@ fi
 say ""
 say "SPIKE is up: Nexus https://127.0.0.1:$NEXUS_PORT, Keeper https://127.0.0.1:$KEEPER_PORT," \
 	"PostgreSQL 127.0.0.1:$PG_PORT (state in $STATE, logs in $STATE/log)."
+say "Metrics and health: http://127.0.0.1:$NEXUS_OPS_PORT/{metrics,healthz,readyz} (Nexus)," \
+	"http://127.0.0.1:$KEEPER_OPS_PORT/... (Keeper)."
 say ""
 case $initialised in
 true)

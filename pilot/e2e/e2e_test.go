@@ -67,7 +67,10 @@ func svidEnv(t *testing.T, ca *devca.CA, id spiffeid.ID) []string {
 // baseEnv is what every process gets. HOME points nowhere useful, so that
 // nothing reads or writes the real ~/.spike.
 func baseEnv() []string {
-	return []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent", "SPIKE_TRUST_DOMAIN=spike.local"}
+	// The ops listeners' fixed default ports would collide between the
+	// stacks of parallel tests.
+	return []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent", "SPIKE_TRUST_DOMAIN=spike.local",
+		"SPIKE_KEEPER_OPS_LISTEN=off", "SPIKE_NEXUS_OPS_LISTEN=off"}
 }
 
 func env(parts ...[]string) []string {

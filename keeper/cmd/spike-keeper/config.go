@@ -11,12 +11,14 @@ import (
 
 	"github.com/spike-dev/spike/keeper/internal/keyring"
 	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/ops"
 	"github.com/spike-dev/spike/shared/svid"
 )
 
 // Defaults for settings not given in the environment.
 const (
 	defaultListen    = "127.0.0.1:8443"
+	defaultOpsListen = "127.0.0.1:8444"
 	defaultKDFTime   = 3
 	defaultKDFMemory = 64 << 10 // KiB: 64 MiB
 	defaultKDFThread = 4
@@ -28,6 +30,9 @@ type Config struct {
 	TrustDomain spiffeid.TrustDomain
 	// Listen is the API address (SPIKE_KEEPER_LISTEN).
 	Listen *net.TCPAddr
+	// OpsListen is where /healthz, /readyz and /metrics are served over
+	// plain HTTP (SPIKE_KEEPER_OPS_LISTEN); nil when it is "off".
+	OpsListen *net.TCPAddr
 	// NexusID is the only SPIFFE ID admitted (SPIKE_KEEPER_NEXUS_ID).
 	NexusID spiffeid.ID
 	// KDF is the Argon2id cost for sealing new keyrings
@@ -55,6 +60,14 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	listen := orDefault(getenv("SPIKE_KEEPER_LISTEN"), defaultListen)
 	if cfg.Listen, err = net.ResolveTCPAddr("tcp", listen); err != nil {
 		errs = append(errs, fmt.Errorf("SPIKE_KEEPER_LISTEN: %w", err))
+	}
+
+	if opsListen, err := ops.ListenAddress(getenv("SPIKE_KEEPER_OPS_LISTEN"), defaultOpsListen); err != nil {
+		errs = append(errs, fmt.Errorf("SPIKE_KEEPER_OPS_LISTEN: %w", err))
+	} else if opsListen != "" {
+		if cfg.OpsListen, err = net.ResolveTCPAddr("tcp", opsListen); err != nil {
+			errs = append(errs, fmt.Errorf("SPIKE_KEEPER_OPS_LISTEN: %w", err))
+		}
 	}
 
 	if v := getenv("SPIKE_KEEPER_NEXUS_ID"); v != "" {

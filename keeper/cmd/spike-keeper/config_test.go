@@ -30,6 +30,7 @@ func TestLoadConfig(t *testing.T) {
 			want: Config{
 				TrustDomain: spiffeid.RequireTrustDomainFromString("spike.local"),
 				Listen:      &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8443},
+				OpsListen:   &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8444},
 				NexusID:     spiffeid.RequireFromString("spiffe://spike.local/spike/nexus"),
 				KDF:         keyring.Params{Time: 3, MemoryKiB: 65536, Threads: 4},
 				LogLevel:    slog.LevelInfo,
@@ -40,6 +41,7 @@ func TestLoadConfig(t *testing.T) {
 			env: map[string]string{
 				"SPIKE_TRUST_DOMAIN":          "example.org",
 				"SPIKE_KEEPER_LISTEN":         "0.0.0.0:9443",
+				"SPIKE_KEEPER_OPS_LISTEN":     "0.0.0.0:9444",
 				"SPIKE_KEEPER_KDF_TIME":       "1",
 				"SPIKE_KEEPER_KDF_MEMORY_KIB": "1024",
 				"SPIKE_KEEPER_KDF_THREADS":    "2",
@@ -52,6 +54,7 @@ func TestLoadConfig(t *testing.T) {
 			want: Config{
 				TrustDomain: spiffeid.RequireTrustDomainFromString("example.org"),
 				Listen:      &net.TCPAddr{IP: net.IPv4(0, 0, 0, 0), Port: 9443},
+				OpsListen:   &net.TCPAddr{IP: net.IPv4(0, 0, 0, 0), Port: 9444},
 				NexusID:     spiffeid.RequireFromString("spiffe://example.org/spike/nexus"),
 				KDF:         keyring.Params{Time: 1, MemoryKiB: 1024, Threads: 2},
 				SVID: svid.Config{
@@ -69,7 +72,19 @@ func TestLoadConfig(t *testing.T) {
 			want: Config{
 				TrustDomain: spiffeid.RequireTrustDomainFromString("spike.local"),
 				Listen:      &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8443},
+				OpsListen:   &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8444},
 				NexusID:     spiffeid.RequireFromString("spiffe://spike.local/custom/nexus"),
+				KDF:         keyring.Params{Time: 3, MemoryKiB: 65536, Threads: 4},
+				LogLevel:    slog.LevelInfo,
+			},
+		},
+		{
+			name: "ops listener off",
+			env:  map[string]string{"SPIKE_KEEPER_OPS_LISTEN": "off"},
+			want: Config{
+				TrustDomain: spiffeid.RequireTrustDomainFromString("spike.local"),
+				Listen:      &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8443},
+				NexusID:     spiffeid.RequireFromString("spiffe://spike.local/spike/nexus"),
 				KDF:         keyring.Params{Time: 3, MemoryKiB: 65536, Threads: 4},
 				LogLevel:    slog.LevelInfo,
 			},
@@ -103,6 +118,7 @@ func TestLoadConfigErrors(t *testing.T) {
 	}{
 		{"bad trust domain", map[string]string{"SPIKE_TRUST_DOMAIN": "Not A Domain"}, []string{"SPIKE_TRUST_DOMAIN"}},
 		{"bad listen", map[string]string{"SPIKE_KEEPER_LISTEN": "nowhere"}, []string{"SPIKE_KEEPER_LISTEN"}},
+		{"bad ops listen", map[string]string{"SPIKE_KEEPER_OPS_LISTEN": "nowhere"}, []string{"SPIKE_KEEPER_OPS_LISTEN"}},
 		{"bad nexus id", map[string]string{"SPIKE_KEEPER_NEXUS_ID": "https://nexus"}, []string{"SPIKE_KEEPER_NEXUS_ID"}},
 		{"kdf time not a number", map[string]string{"SPIKE_KEEPER_KDF_TIME": "three"}, []string{"SPIKE_KEEPER_KDF_TIME", `"three"`}},
 		{"kdf time zero", map[string]string{"SPIKE_KEEPER_KDF_TIME": "0"}, []string{"SPIKE_KEEPER_KDF_*", "time 0"}},

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spike-dev/spike/keeper/internal/server"
 	"github.com/spike-dev/spike/shared/mtls"
+	"github.com/spike-dev/spike/shared/ops"
 	"github.com/spike-dev/spike/shared/svid"
 )
 
@@ -44,7 +45,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("svid %s is not in trust domain %s", self, cfg.TrustDomain)
 	}
 
-	keeper := server.New(server.Config{NexusID: cfg.NexusID, KDF: cfg.KDF, Logger: log})
+	reg := ops.NewRegistry()
+	keeper := server.New(server.Config{NexusID: cfg.NexusID, KDF: cfg.KDF, Logger: log, Metrics: reg})
 	defer keeper.Seal()
 	mux := http.NewServeMux()
 	mux.Handle(keeper.Handler())
@@ -54,14 +56,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	var opsLn net.Listener
+	opsAddr := ops.Off
+	if cfg.OpsListen != nil {
+		if opsLn, err = net.Listen("tcp", cfg.OpsListen.String()); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen (SPIKE_KEEPER_OPS_LISTEN): %w", err)
+		}
+		opsAddr = opsLn.Addr().String()
+	}
 	log.Info("keeper listening",
 		slog.String("addr", ln.Addr().String()),
+		slog.String("ops_addr", opsAddr),
 		slog.String("version", version),
 		slog.String("id", self.String()),
 		slog.String("nexus_id", cfg.NexusID.String()))
-	if err := mtls.Serve(ctx, srv, ln); err != nil {
+	opsCfg := ops.Config{Registry: reg, Ready: ready(keeper), Log: log}
+	err = ops.ServeWith(ctx, opsLn, opsCfg, func(ctx context.Context) error {
+		return mtls.Serve(ctx, srv, ln)
+	})
+	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	log.Info("keeper stopped")
 	return nil
+}
+
+// ready reports, for /readyz, whether Keeper can wrap and unwrap data keys:
+// it must hold a keyring.
+func ready(keeper *server.Server) func(context.Context) error {
+	return func(context.Context) error {
+		if !keeper.Unsealed() {
+			return errors.New("sealed: Keeper holds no root keyring until it is unsealed (spike operator unseal)")
+		}
+		return nil
+	}
 }

@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -43,16 +45,20 @@ func (b *syncBuffer) String() string {
 }
 
 // listenAddr waits for run's "keeper listening" log line and returns its
-// address.
-func listenAddr(t *testing.T, log *syncBuffer, done <-chan error) string {
+// API and ops addresses.
+func listenAddr(t *testing.T, log *syncBuffer, done <-chan error) (addr, opsAddr string) {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
 		sc := bufio.NewScanner(strings.NewReader(log.String()))
 		for sc.Scan() {
-			var line struct{ Msg, Addr string }
+			var line struct {
+				Msg     string
+				Addr    string
+				OpsAddr string `json:"ops_addr"`
+			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "keeper listening" {
-				return line.Addr
+				return line.Addr, line.OpsAddr
 			}
 		}
 		select {
@@ -63,6 +69,25 @@ func listenAddr(t *testing.T, log *syncBuffer, done <-chan error) string {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// httpGet returns the status and body of a plain GET of url.
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
 }
 
 func TestRun(t *testing.T) {
@@ -79,6 +104,7 @@ func TestRun(t *testing.T) {
 	}
 	vars := map[string]string{
 		"SPIKE_KEEPER_LISTEN":         "127.0.0.1:0",
+		"SPIKE_KEEPER_OPS_LISTEN":     "127.0.0.1:0",
 		"SPIKE_SVID_CERT":             svidConf.CertFile,
 		"SPIKE_SVID_KEY":              svidConf.KeyFile,
 		"SPIKE_TRUST_BUNDLE":          svidConf.BundleFile,
@@ -91,7 +117,14 @@ func TestRun(t *testing.T) {
 	var stdout, stderr syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, env(vars), &stdout, &stderr) }()
-	addr := listenAddr(t, &stderr, done)
+	addr, opsAddr := listenAddr(t, &stderr, done)
+	opsURL := "http://" + opsAddr
+	if code, body := httpGet(t, opsURL+"/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz = %d %s, want 200", code, body)
+	}
+	if code, body := httpGet(t, opsURL+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "sealed") {
+		t.Errorf("GET /readyz while sealed = %d %s, want 503 saying sealed", code, body)
+	}
 
 	src, err := ca.Source(identity.Nexus(td))
 	if err != nil {
@@ -114,6 +147,25 @@ func TestRun(t *testing.T) {
 	}
 	if diff := cmp.Diff(sealed.GetKeyringId(), status.Msg.GetKeyringId()); diff != "" {
 		t.Errorf("Status keyring id (-want +got):\n%s", diff)
+	}
+	if code, body := httpGet(t, opsURL+"/readyz"); code != http.StatusOK || strings.TrimSpace(body) != `{"ready":true}` {
+		t.Errorf("GET /readyz when unsealed = %d %s, want 200 {\"ready\":true}", code, body)
+	}
+	_, metrics := httpGet(t, opsURL+"/metrics")
+	for _, want := range []string{
+		`spike_keeper_requests_total{code="ok",rpc="/spike.keeper.v1.KeeperService/Unseal"} 1`,
+		`spike_keeper_request_duration_seconds_count{code="ok",rpc="/spike.keeper.v1.KeeperService/Init"} 1`,
+		"spike_keeper_unsealed 1",
+		"process_resident_memory_bytes",
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics does not contain %s:\n%s", want, metrics)
+		}
+	}
+	for _, secret := range [][]byte{password, sealed.GetCiphertext()} {
+		if bytes.Contains([]byte(metrics), secret) {
+			t.Error("/metrics contains secret material")
+		}
 	}
 
 	cancel()
@@ -174,6 +226,13 @@ func TestRunRefusesBadSetup(t *testing.T) {
 			"SPIKE_SVID_KEY":      svidConf.KeyFile,
 			"SPIKE_TRUST_BUNDLE":  svidConf.BundleFile,
 		}, "listen:"},
+		{"ops listen address in use", nil, map[string]string{
+			"SPIKE_KEEPER_LISTEN":     "127.0.0.1:0",
+			"SPIKE_KEEPER_OPS_LISTEN": busy.Addr().String(),
+			"SPIKE_SVID_CERT":         svidConf.CertFile,
+			"SPIKE_SVID_KEY":          svidConf.KeyFile,
+			"SPIKE_TRUST_BUNDLE":      svidConf.BundleFile,
+		}, "SPIKE_KEEPER_OPS_LISTEN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,9 +12,10 @@ import (
 	"github.com/spike-dev/spike/shared/mtls"
 )
 
-// logRequests logs one line per request: request id, caller, procedure,
-// code and duration. It never logs messages, which carry passwords and keys.
-func logRequests(log *slog.Logger) connect.UnaryInterceptorFunc {
+// observeRequests logs one line per request: request id, caller,
+// procedure, code and duration, and counts the request in m. It never logs
+// messages, which carry passwords and keys.
+func observeRequests(log *slog.Logger, m *metrics) connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			start := time.Now()
@@ -29,13 +30,15 @@ func logRequests(log *slog.Logger) connect.UnaryInterceptorFunc {
 				code = connect.CodeOf(err).String()
 				level = slog.LevelWarn
 			}
+			elapsed := time.Since(start)
 			log.LogAttrs(ctx, level, "request",
 				slog.String("request_id", requestID()),
 				slog.String("caller", caller),
 				slog.String("procedure", req.Spec().Procedure),
 				slog.String("code", code),
-				slog.Duration("duration", time.Since(start)),
+				slog.Duration("duration", elapsed),
 			)
+			m.observe(req.Spec().Procedure, code, elapsed)
 			return resp, err
 		}
 	}

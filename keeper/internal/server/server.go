@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/spike-dev/spike/keeper/internal/keyring"
@@ -37,6 +38,9 @@ type Config struct {
 	KDF keyring.Params
 	// Logger receives one line per request and state changes; never secrets.
 	Logger *slog.Logger
+	// Metrics, when not nil, receives Keeper's metrics: requests by
+	// procedure and code, and whether it is unsealed.
+	Metrics prometheus.Registerer
 }
 
 // Server implements keeperv1connect.KeeperServiceHandler.
@@ -44,6 +48,7 @@ type Server struct {
 	nexusID spiffeid.ID
 	kdf     keyring.Params
 	log     *slog.Logger
+	metrics *metrics
 
 	// kdfSlot admits one Argon2id derivation at a time, so concurrent Init
 	// and Unseal calls cannot multiply its memory cost.
@@ -61,12 +66,14 @@ func New(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{
+	s := &Server{
 		nexusID: cfg.NexusID,
 		kdf:     cfg.KDF,
 		log:     log,
 		kdfSlot: make(chan struct{}, 1),
 	}
+	s.metrics = newMetrics(cfg.Metrics, s.Unsealed)
+	return s
 }
 
 // Handler returns the HTTP path and handler that serve s over Connect, with
@@ -74,8 +81,15 @@ func New(cfg Config) *Server {
 func (s *Server) Handler() (string, http.Handler) {
 	return keeperv1connect.NewKeeperServiceHandler(s,
 		connect.WithReadMaxBytes(maxRequestBytes),
-		connect.WithInterceptors(logRequests(s.log)),
+		connect.WithInterceptors(observeRequests(s.log, s.metrics)),
 	)
+}
+
+// Unsealed reports whether Keeper holds a keyring.
+func (s *Server) Unsealed() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.ring != nil
 }
 
 // Seal drops the keyring, zeroing its keys. Keeper calls it on shutdown.

@@ -12,6 +12,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/ops"
 	"github.com/spike-dev/spike/shared/svid"
 
 	"github.com/spike-dev/spike/nexus/internal/secret"
@@ -21,6 +22,7 @@ import (
 type config struct {
 	TrustDomain   spiffeid.TrustDomain
 	Listen        string
+	OpsListen     string // "" when turned off
 	DatabaseURL   string
 	MaxConns      int32
 	MaxVersions   int32
@@ -52,6 +54,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Listen:      env("SPIKE_NEXUS_LISTEN", "127.0.0.1:8553"),
 		DatabaseURL: getenv("SPIKE_DATABASE_URL"),
 		SVID:        svid.ConfigFromEnv(getenv),
+	}
+	if c.OpsListen, err = ops.ListenAddress(getenv("SPIKE_NEXUS_OPS_LISTEN"), "127.0.0.1:8554"); err != nil {
+		errs = append(errs, fmt.Errorf("SPIKE_NEXUS_OPS_LISTEN: %w", err))
 	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("SPIKE_DATABASE_URL: required, e.g. postgres://spike@127.0.0.1:5432/spike"))

@@ -18,8 +18,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []string{c.TrustDomain.String(), c.Listen, c.KeeperURL.String(), c.KeeperID.String(), c.CheckInterval.String()}
-	want := []string{"spike.local", "127.0.0.1:8553", "https://127.0.0.1:8443", "spiffe://spike.local/spike/keeper/1", "1s"}
+	got := []string{c.TrustDomain.String(), c.Listen, c.OpsListen, c.KeeperURL.String(), c.KeeperID.String(), c.CheckInterval.String()}
+	want := []string{"spike.local", "127.0.0.1:8553", "127.0.0.1:8554", "https://127.0.0.1:8443", "spiffe://spike.local/spike/keeper/1", "1s"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -60,6 +60,11 @@ func TestLoadConfig(t *testing.T) {
 			check: func(c config) bool { return c.CheckInterval == 250*time.Millisecond }},
 		{name: "check interval too short", env: map[string]string{"SPIKE_KEEPER_CHECK_INTERVAL": "1ms"}, wantErr: "SPIKE_KEEPER_CHECK_INTERVAL"},
 		{name: "log level", env: map[string]string{"SPIKE_LOG_LEVEL": "loud"}, wantErr: "SPIKE_LOG_LEVEL"},
+		{name: "ops listen", env: map[string]string{"SPIKE_NEXUS_OPS_LISTEN": "0.0.0.0:9554"},
+			check: func(c config) bool { return c.OpsListen == "0.0.0.0:9554" }},
+		{name: "ops listen off", env: map[string]string{"SPIKE_NEXUS_OPS_LISTEN": "off"},
+			check: func(c config) bool { return c.OpsListen == "" }},
+		{name: "bad ops listen", env: map[string]string{"SPIKE_NEXUS_OPS_LISTEN": "nowhere"}, wantErr: "SPIKE_NEXUS_OPS_LISTEN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

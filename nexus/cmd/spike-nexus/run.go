@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,18 +11,22 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"golang.org/x/sys/unix"
 
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/mtls"
+	"github.com/spike-dev/spike/shared/ops"
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
 
 	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/metrics"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/server"
 )
@@ -65,11 +70,16 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 	if err != nil {
 		return err
 	}
+	reg := ops.NewRegistry()
+	m := metrics.New(reg)
+	metrics.RegisterPool(reg, store)
 
 	keeperHTTP := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.KeeperID)),
 		rpcclient.Options{MaxRetries: 2, MinWait: 50 * time.Millisecond, MaxWait: 500 * time.Millisecond})
-	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, cfg.KeeperURL.String())
+	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, cfg.KeeperURL.String(),
+		connect.WithInterceptors(m.KeeperCalls()))
 	keys := envelope.NewKeys(keeper, store, log)
+	metrics.RegisterDEKCache(reg, keys)
 	st := keys.Check(ctx)
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	var watching sync.WaitGroup
@@ -87,6 +97,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 	if err != nil {
 		return err
 	}
+	trail.SetMetrics(m)
 	// The trail outlives ctx: requests still in flight during the graceful
 	// shutdown need their records written. It stops after Serve returns.
 	trailCtx, stopTrail := context.WithCancel(context.WithoutCancel(ctx))
@@ -100,20 +111,60 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 		Version:     version,
 		TokenTTL:    cfg.TokenTTL,
 		MaxTokenTTL: cfg.MaxTokenTTL,
+		Metrics:     m,
 	}, store, keys, keeper, policies, trail, log)
 	httpSrv := mtls.NewServer(srv.Handler(), mtls.ServerConfig(src, tlsconfig.AuthorizeMemberOf(cfg.TrustDomain)), log)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
 	}
+	var opsLn net.Listener
+	opsAddr := ops.Off
+	if cfg.OpsListen != "" {
+		if opsLn, err = net.Listen("tcp", cfg.OpsListen); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on %s (SPIKE_NEXUS_OPS_LISTEN): %w", cfg.OpsListen, err)
+		}
+		opsAddr = opsLn.Addr().String()
+	}
 	log.Info("nexus listening",
 		"address", ln.Addr().String(),
+		"ops_address", opsAddr,
 		"spiffe_id", self.String(),
 		"schema_version", schema,
 		"initialised", st.Initialised,
 		"unsealed", st.Unsealed,
 		"keeper", cfg.KeeperURL.String())
-	return mtls.Serve(ctx, httpSrv, ln)
+	opsCfg := ops.Config{Registry: reg, Ready: ready(store, keys), Log: log}
+	return ops.ServeWith(ctx, opsLn, opsCfg, func(ctx context.Context) error {
+		return mtls.Serve(ctx, httpSrv, ln)
+	})
+}
+
+// ready reports, for /readyz, whether this Nexus can serve secrets: the
+// database answers, its schema is the one this Nexus embeds, and Keeper
+// holds this database's keyring (as last checked, every
+// SPIKE_KEEPER_CHECK_INTERVAL).
+func ready(store *postgres.Store, keys *envelope.Keys) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := store.Ping(ctx); err != nil {
+			return withCause(err)
+		}
+		if err := store.CheckSchema(ctx); err != nil {
+			return withCause(err)
+		}
+		return withCause(keys.State().Err())
+	}
+}
+
+// withCause spells out a domain error's cause, which callers of the API
+// never see, for the operator reading /readyz.
+func withCause(err error) error {
+	var fe *fault.Error
+	if errors.As(err, &fe) && fe.Err != nil {
+		return fmt.Errorf("%s: %w", fe.Msg, fe.Err)
+	}
+	return err
 }
 
 // openAuditSink opens where committed audit records are also written as

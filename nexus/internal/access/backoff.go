@@ -6,12 +6,14 @@ import (
 )
 
 // Login backoff: after a failed login a caller must wait, doubling with
-// each further failure, before the next attempt is even considered.
+// each further failure, before the next attempt is even considered; and a
+// caller has at most one attempt in flight at a time.
 const (
 	backoffBase = time.Second
 	backoffMax  = 5 * time.Minute
-	// backoffForget drops a caller's record this long after its last
-	// failure, so the map cannot grow without bound.
+	// backoffForget is how long after its last failure a caller's record
+	// is forgotten: its next failure waits backoffBase again, and the
+	// record may be dropped so that the map cannot grow without bound.
 	backoffForget = time.Hour
 	maxTracked    = 10000
 )
@@ -22,56 +24,81 @@ type Backoff struct {
 	now func() time.Time
 
 	mu      sync.Mutex
-	callers map[string]*failures
+	callers map[string]*attempts
 }
 
-type failures struct {
-	count int
-	until time.Time
-	last  time.Time
+// attempts is what Backoff knows of one caller.
+type attempts struct {
+	failures int
+	until    time.Time // no new attempt before this
+	last     time.Time // last failure
+	inFlight bool
 }
 
 // NewBackoff returns an empty Backoff.
 func NewBackoff() *Backoff {
-	return &Backoff{now: time.Now, callers: make(map[string]*failures)}
+	return newBackoff(time.Now)
 }
 
-// Wait returns how long caller must still wait before trying again, or 0.
-func (b *Backoff) Wait(caller string) time.Duration {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	f, ok := b.callers[caller]
-	if !ok {
-		return 0
-	}
-	return max(f.until.Sub(b.now()), 0)
+func newBackoff(now func() time.Time) *Backoff {
+	return &Backoff{now: now, callers: make(map[string]*attempts)}
 }
 
-// Fail records a failed attempt.
-func (b *Backoff) Fail(caller string) {
+// Begin reserves a login attempt for caller. When caller must still wait
+// after failed attempts, or already has an attempt in flight, it returns
+// how long to wait (more than 0) and a nil done. Otherwise the attempt is
+// in flight until done is called, exactly once, with its outcome: success
+// forgets the caller's failures, failure counts one more and doubles the
+// wait. Checking and reserving are one step, so parallel attempts cannot
+// all pass before the first failure is counted.
+func (b *Backoff) Begin(caller string) (done func(success bool), wait time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now()
-	if len(b.callers) >= maxTracked {
-		for c, f := range b.callers {
-			if now.Sub(f.last) > backoffForget {
-				delete(b.callers, c)
-			}
-		}
-	}
-	f, ok := b.callers[caller]
+	a, ok := b.callers[caller]
 	if !ok {
-		f = &failures{}
-		b.callers[caller] = f
+		if len(b.callers) >= maxTracked {
+			b.forgetLocked(now)
+		}
+		a = &attempts{}
+		b.callers[caller] = a
 	}
-	f.count++
-	wait := backoffBase << min(f.count-1, 20)
-	f.until, f.last = now.Add(min(wait, backoffMax)), now
+	switch {
+	case a.inFlight:
+		return nil, max(a.until.Sub(now), backoffBase)
+	case a.until.After(now):
+		return nil, a.until.Sub(now)
+	}
+	if a.failures > 0 && now.Sub(a.last) > backoffForget {
+		a.failures = 0
+	}
+	a.inFlight = true
+	var once sync.Once
+	return func(success bool) { once.Do(func() { b.finish(caller, a, success) }) }, 0
 }
 
-// Succeed forgets caller's failures.
-func (b *Backoff) Succeed(caller string) {
+func (b *Backoff) finish(caller string, a *attempts, success bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.callers, caller)
+	a.inFlight = false
+	if success {
+		if b.callers[caller] == a {
+			delete(b.callers, caller)
+		}
+		return
+	}
+	now := b.now()
+	a.failures++
+	wait := backoffBase << min(a.failures-1, 20)
+	a.until, a.last = now.Add(min(wait, backoffMax)), now
+}
+
+// forgetLocked drops the records of callers with no attempt in flight
+// whose last failure is older than backoffForget.
+func (b *Backoff) forgetLocked(now time.Time) {
+	for c, a := range b.callers {
+		if !a.inFlight && now.Sub(a.last) > backoffForget {
+			delete(b.callers, c)
+		}
+	}
 }

@@ -65,7 +65,9 @@ func (t *Tokens) Issue(ctx context.Context, admin spiffeid.ID, ttl time.Duration
 	}
 	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
 	lookup := lookupHash(token)
-	now := t.now().UTC().Truncate(time.Second)
+	// Full precision: truncating now would cut up to a second off the
+	// token's life (a 1s token could be born expired).
+	now := t.now().UTC().Round(0)
 	d := tokenDetails{Lookup: lookup, Admin: admin.String(), CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	sealed, err := t.seal(ctx, d)
 	if err != nil {

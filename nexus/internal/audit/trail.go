@@ -17,6 +17,7 @@ import (
 
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/metrics"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
@@ -48,6 +49,9 @@ type Trail struct {
 
 	sinkMu sync.Mutex
 	sink   io.Writer
+
+	// metrics records batch sizes and waits; nil records nothing.
+	metrics *metrics.Nexus
 }
 
 // lane is one chain of this process: its last seq and mac.
@@ -65,8 +69,9 @@ type chained struct {
 }
 
 type pending struct {
-	row  postgres.AuditRow
-	done chan error
+	row    postgres.AuditRow
+	queued time.Time
+	done   chan error
 }
 
 // New returns a Trail. sink, when not nil, receives every committed record
@@ -88,6 +93,10 @@ func New(store *postgres.Store, keys *envelope.Keys, sink io.Writer, log *slog.L
 	}
 	return t, nil
 }
+
+// SetMetrics makes the trail record its batch sizes and waits in m. Call
+// it before Run.
+func (t *Trail) SetMetrics(m *metrics.Nexus) { t.metrics = m }
 
 // Chain returns this process's chain id, as shown in reports.
 func (t *Trail) Chain() string { return hex.EncodeToString(t.chainID[:]) }
@@ -129,7 +138,7 @@ func (t *Trail) Finish(ctx context.Context, e *Entry, code string) error {
 	if e.Recorded() {
 		return nil
 	}
-	p := &pending{row: e.final(code), done: make(chan error, 1)}
+	p := &pending{row: e.final(code), queued: time.Now(), done: make(chan error, 1)}
 	// The record is owed even if the client went away.
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
 	defer cancel()
@@ -168,6 +177,14 @@ func (t *Trail) flush(ctx context.Context, batch []*pending) {
 	}
 	if err != nil {
 		t.log.Error("audit write failed", "records", len(batch), "error", err.Error())
+	}
+	if t.metrics != nil {
+		now := time.Now()
+		waits := make([]time.Duration, len(batch))
+		for i, p := range batch {
+			waits[i] = now.Sub(p.queued)
+		}
+		t.metrics.ObserveAuditBatch(waits)
 	}
 	for _, p := range batch {
 		p.done <- err

@@ -116,6 +116,12 @@ func PolicyAAD(name string) []byte {
 	return labelled("spike policy v1\x00", []byte(name))
 }
 
+// PolicyManifestAAD is the identity of the policy manifest, the one row
+// that lists the current policy rows.
+func PolicyManifestAAD() []byte {
+	return labelled("spike policy manifest v1\x00", nil)
+}
+
 // TokenAAD is the row identity of an admin token: its lookup hash.
 func TokenAAD(lookup []byte) []byte {
 	return labelled("spike admin token v1\x00", lookup)

@@ -113,6 +113,10 @@ type Keys struct {
 	// unable to serve.
 	recheck singleflight.Group
 
+	// cacheHits and cacheMisses count data key lookups answered from the
+	// cache and through Keeper, for metrics.
+	cacheHits, cacheMisses atomic.Uint64
+
 	mu      sync.RWMutex
 	applied uint64
 	state   State
@@ -140,6 +144,12 @@ func (k *Keys) State() State {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return k.state
+}
+
+// CacheStats returns how many data key lookups were answered from the
+// cache (hits) and had to go through Keeper (misses) since Keys was made.
+func (k *Keys) CacheStats() (hits, misses uint64) {
+	return k.cacheHits.Load(), k.cacheMisses.Load()
 }
 
 // Ready returns nil when secrets can be served, and otherwise the reason as
@@ -348,8 +358,10 @@ func (k *Keys) key(ctx context.Context, id DEKID) (cipher.AEAD, error) {
 		return nil, err
 	}
 	if ok && k.now().Before(c.expires) {
+		k.cacheHits.Add(1)
 		return c.aead, nil
 	}
+	k.cacheMisses.Add(1)
 
 	plain, err := k.unwrap(ctx, id)
 	if err != nil {

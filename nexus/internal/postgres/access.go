@@ -22,20 +22,25 @@ type PolicyRow struct {
 	UpdatedAt time.Time
 }
 
-// PutPolicy creates or replaces the policy called name and announces the
-// change to every Nexus replica, in one transaction.
-func (s *Store) PutPolicy(ctx context.Context, name string, sealed []byte) (PolicyRow, error) {
+// ManifestFunc computes the sealed policy manifest a policy change leaves
+// behind. It runs inside the change's transaction, after the change, while
+// the transaction holds the policy generation and manifest rows locked:
+// old is the sealed manifest before the change (nil when none exists yet),
+// rows are every policy row as the change leaves them, and gen is the
+// generation the change creates. An error rolls the change back.
+type ManifestFunc func(old []byte, rows []PolicyRow, gen int64) ([]byte, error)
+
+// PutPolicy creates or replaces the policy called name, rewrites the policy
+// manifest with manifest, and announces the change to every Nexus replica,
+// in one transaction.
+func (s *Store) PutPolicy(ctx context.Context, name string, sealed []byte, manifest ManifestFunc) (PolicyRow, error) {
 	row := PolicyRow{Name: name, Sealed: sealed}
-	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx,
+	err := s.changePolicies(ctx, manifest, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx,
 			`INSERT INTO policies AS p (name, sealed) VALUES ($1, $2)
 			 ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()
 			 RETURNING p.created_at, p.updated_at`,
 			name, sealed).Scan(&row.CreatedAt, &row.UpdatedAt)
-		if err != nil {
-			return err
-		}
-		return bumpPolicies(ctx, tx)
 	})
 	if err != nil {
 		return PolicyRow{}, dbError(ctx, "put policy "+name, err)
@@ -43,9 +48,10 @@ func (s *Store) PutPolicy(ctx context.Context, name string, sealed []byte) (Poli
 	return row, nil
 }
 
-// DeletePolicy removes the policy called name and announces the change.
-func (s *Store) DeletePolicy(ctx context.Context, name string) error {
-	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+// DeletePolicy removes the policy called name, rewrites the policy manifest
+// with manifest, and announces the change, in one transaction.
+func (s *Store) DeletePolicy(ctx context.Context, name string, manifest ManifestFunc) error {
+	err := s.changePolicies(ctx, manifest, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM policies WHERE name = $1`, name)
 		if err != nil {
 			return err
@@ -53,63 +59,95 @@ func (s *Store) DeletePolicy(ctx context.Context, name string) error {
 		if tag.RowsAffected() == 0 {
 			return fault.New(fault.NotFound, "policy %s not found", name)
 		}
-		return bumpPolicies(ctx, tx)
+		return nil
 	})
 	return dbError(ctx, "delete policy "+name, err)
 }
 
-func bumpPolicies(ctx context.Context, tx pgx.Tx) error {
-	var gen int64
-	err := tx.QueryRow(ctx,
-		`UPDATE policy_generation SET generation = generation + 1 WHERE id = 1 RETURNING generation`).Scan(&gen)
-	if err != nil {
-		return err
-	}
-	_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PolicyChannel, strconv.FormatInt(gen, 10))
-	return err
-}
-
-// Policy returns one stored policy.
-func (s *Store) Policy(ctx context.Context, name string) (PolicyRow, error) {
-	row := PolicyRow{Name: name}
-	err := s.pool.QueryRow(ctx,
-		`SELECT sealed, created_at, updated_at FROM policies WHERE name = $1`, name,
-	).Scan(&row.Sealed, &row.CreatedAt, &row.UpdatedAt)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return PolicyRow{}, fault.New(fault.NotFound, "policy %s not found", name)
-	}
-	if err != nil {
-		return PolicyRow{}, dbError(ctx, "read policy "+name, err)
-	}
-	return row, nil
-}
-
-// Policies returns every stored policy, sorted by name, and the policy
-// generation they belong to, from one snapshot.
-func (s *Store) Policies(ctx context.Context) ([]PolicyRow, int64, error) {
-	var (
-		rows []PolicyRow
-		gen  int64
-	)
-	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1`).Scan(&gen); err != nil {
-			return err
-		}
-		r, err := tx.Query(ctx, `SELECT name, sealed, created_at, updated_at FROM policies ORDER BY name`)
+// changePolicies runs change in an audited transaction that also bumps the
+// policy generation, rewrites the manifest and notifies the replicas.
+// Policy changes queue on the generation row (the manifest row may not
+// exist yet, so it cannot be the only lock).
+func (s *Store) changePolicies(ctx context.Context, manifest ManifestFunc, change func(pgx.Tx) error) error {
+	return s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+		var gen int64
+		err := tx.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1 FOR UPDATE`).Scan(&gen)
 		if err != nil {
 			return err
 		}
-		rows, err = pgx.CollectRows(r, func(row pgx.CollectableRow) (PolicyRow, error) {
-			var p PolicyRow
-			err := row.Scan(&p.Name, &p.Sealed, &p.CreatedAt, &p.UpdatedAt)
-			return p, err
-		})
+		var old []byte
+		err = tx.QueryRow(ctx, `SELECT sealed FROM policy_manifest WHERE id = 1 FOR UPDATE`).Scan(&old)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if err := change(tx); err != nil {
+			return err
+		}
+		gen++
+		if _, err := tx.Exec(ctx, `UPDATE policy_generation SET generation = $1 WHERE id = 1`, gen); err != nil {
+			return err
+		}
+		rows, err := policyRows(ctx, tx)
+		if err != nil {
+			return err
+		}
+		next, err := manifest(old, rows, gen)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx,
+			`INSERT INTO policy_manifest (id, sealed) VALUES (1, $1)
+			 ON CONFLICT (id) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()`,
+			next); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PolicyChannel, strconv.FormatInt(gen, 10))
+		return err
+	})
+}
+
+// PolicySnapshot is every stored policy with the generation and sealed
+// manifest they belong to, read from one snapshot.
+type PolicySnapshot struct {
+	// Rows are sorted by name.
+	Rows       []PolicyRow
+	Generation int64
+	// Manifest is the sealed policy manifest, nil when none exists yet
+	// (no policy changed since the manifest was introduced).
+	Manifest []byte
+}
+
+// Policies returns every stored policy, the policy generation and the
+// sealed manifest, from one snapshot.
+func (s *Store) Policies(ctx context.Context) (PolicySnapshot, error) {
+	var snap PolicySnapshot
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `SELECT sealed FROM policy_manifest WHERE id = 1`).Scan(&snap.Manifest)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		snap.Rows, err = policyRows(ctx, tx)
 		return err
 	})
 	if err != nil {
-		return nil, 0, dbError(ctx, "read policies", err)
+		return PolicySnapshot{}, dbError(ctx, "read policies", err)
 	}
-	return rows, gen, nil
+	return snap, nil
+}
+
+func policyRows(ctx context.Context, tx pgx.Tx) ([]PolicyRow, error) {
+	r, err := tx.Query(ctx, `SELECT name, sealed, created_at, updated_at FROM policies ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(r, func(row pgx.CollectableRow) (PolicyRow, error) {
+		var p PolicyRow
+		err := row.Scan(&p.Name, &p.Sealed, &p.CreatedAt, &p.UpdatedAt)
+		return p, err
+	})
 }
 
 // PolicyGeneration returns the current policy generation.

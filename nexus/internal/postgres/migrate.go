@@ -142,3 +142,21 @@ func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 	}
 	return version, dbError(ctx, "read schema version", err)
 }
+
+// CheckSchema returns nil when the database's schema is the newest this
+// Nexus embeds, and otherwise an error saying how it differs: a database
+// behind (not migrated yet) or ahead (migrated by a newer Nexus).
+func (s *Store) CheckSchema(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	current, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if want := ms[len(ms)-1].version; current != want {
+		return fmt.Errorf("database schema version is %d, this Nexus expects %d", current, want)
+	}
+	return nil
+}

@@ -109,6 +109,11 @@ func (s *Store) Close() {
 	s.pool.Close()
 }
 
+// Stat returns a snapshot of the connection pool's statistics, for metrics.
+func (s *Store) Stat() *pgxpool.Stat {
+	return s.pool.Stat()
+}
+
 // Ping checks that the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return dbError(ctx, "ping database", s.pool.Ping(ctx))

@@ -20,6 +20,7 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/metrics"
 	"github.com/spike-dev/spike/nexus/internal/policy"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
@@ -175,8 +176,12 @@ func (a authorizer) decide(ctx context.Context, procedure string, header http.He
 	if m, ok := msg.(*nexusv1.UpdateSecretMetadataRequest); ok && m.MaxVersions != nil {
 		r.perm |= policy.Destroy
 	}
-	// Policies can only be read when unsealed.
+	// Policies can only be read when unsealed, and are trusted only while
+	// the cache is known to be current (fail closed).
 	if err := a.keys.Ready(ctx); err != nil {
+		return ctx, "", err
+	}
+	if err := a.policies.EnsureFresh(ctx); err != nil {
 		return ctx, "", err
 	}
 	set := a.policies.Set()
@@ -279,9 +284,10 @@ func (a authorizer) WrapStreamingHandler(next connect.StreamingHandlerFunc) conn
 // observe wraps every request: it caps its duration, starts its audit
 // record, makes sure the record is committed before the response leaves
 // (failing the request with Unavailable when it cannot be: fail closed),
-// and logs one line: id, caller, procedure, code, duration. It never logs
-// or audits payloads. Unexpected errors are logged in full here and
-// replaced by a generic message for the caller.
+// logs one line: id, caller, procedure, code, duration, and counts the
+// request in the metrics. It never logs or audits payloads. Unexpected
+// errors are logged in full here and replaced by a generic message for the
+// caller.
 func (s *Server) observe() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
@@ -303,19 +309,31 @@ func (s *Server) observe() connect.UnaryInterceptorFunc {
 					errors.New("audit log unavailable: the response was withheld"))
 				code = connect.CodeUnavailable.String()
 			}
+			elapsed := time.Since(start)
 			s.log.Info("request",
 				"request_id", id,
 				"caller", caller.String(),
 				"procedure", req.Spec().Procedure,
 				"peer", req.Peer().Addr,
 				"code", code,
-				"duration_ms", float64(time.Since(start).Microseconds())/1000)
+				"duration_ms", float64(elapsed.Microseconds())/1000)
+			s.metrics.ObserveRequest(rpcLabel(req.Spec().Procedure), code, elapsed)
 			if resp != nil {
 				resp.Header().Set("Spike-Request-Id", id)
 			}
 			return resp, err
 		}
 	}
+}
+
+// rpcLabel is a procedure's metrics label: itself when Nexus serves it
+// (it is in rules), metrics.Other otherwise, so that the label's values stay
+// a fixed set.
+func rpcLabel(procedure string) string {
+	if _, ok := rules[procedure]; ok {
+		return procedure
+	}
+	return metrics.Other
 }
 
 func newRequestID() string {

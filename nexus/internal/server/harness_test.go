@@ -16,6 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/metrics"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/server"
 )
@@ -75,6 +77,8 @@ type stack struct {
 	keys       *envelope.Keys
 	policies   *access.Policies
 	trail      *audit.Trail
+	// metrics holds Nexus's metrics, as its ops listener serves them.
+	metrics *prometheus.Registry
 	// token is the admin token from init; admin clients send it.
 	token string
 }
@@ -128,6 +132,7 @@ func newStackAs(t *testing.T, role string) *stack {
 		"SPIKE_KEEPER_KDF_TIME=1",
 		"SPIKE_KEEPER_KDF_MEMORY_KIB=1024",
 		"SPIKE_KEEPER_KDF_THREADS=1",
+		"SPIKE_KEEPER_OPS_LISTEN=off",
 	})
 	s.keeper.WaitListening(s.keeperAddr)
 	keeperURL := "https://" + s.keeperAddr
@@ -148,8 +153,12 @@ func newStackAs(t *testing.T, role string) *stack {
 	nexusSrc := s.source(nexusID)
 	keeperHTTP := rpcclient.New(mtls.ClientConfig(nexusSrc, tlsconfig.AuthorizeID(keeperID)),
 		rpcclient.Options{MaxRetries: 1, MinWait: time.Millisecond, MaxWait: 10 * time.Millisecond})
-	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, keeperURL)
+	s.metrics = prometheus.NewRegistry()
+	m := metrics.New(s.metrics)
+	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, keeperURL, connect.WithInterceptors(m.KeeperCalls()))
 	s.keys = envelope.NewKeys(keeper, store, quietLog())
+	metrics.RegisterPool(s.metrics, store)
+	metrics.RegisterDEKCache(s.metrics, s.keys)
 	s.keys.Check(ctx)
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	watchDone := make(chan struct{})
@@ -163,11 +172,12 @@ func newStackAs(t *testing.T, role string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.trail.SetMetrics(m)
 	trailCtx, stopTrail := context.WithCancel(context.Background())
 	trailDone := make(chan struct{})
 	go func() { defer close(trailDone); s.trail.Run(trailCtx) }()
 	t.Cleanup(func() { stopTrail(); <-trailDone })
-	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test", MaxTokenTTL: 24 * time.Hour},
+	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test", MaxTokenTTL: 24 * time.Hour, Metrics: m},
 		store, s.keys, keeper, s.policies, s.trail, quietLog())
 	s.url = serve(t, srv.Handler(), mtls.ServerConfig(nexusSrc, tlsconfig.AuthorizeMemberOf(td)))
 	return s

@@ -127,30 +127,39 @@ func (o operator) issue(ctx context.Context, ttl time.Duration) (*nexusv1.AdminT
 
 // checkPasswordWithKeeper has Keeper open the stored keyring with pw. Wrong
 // passwords slow the caller down: each failure doubles the wait before its
-// next attempt is even considered.
+// next attempt is even considered, and a caller has one attempt in flight
+// at a time, so parallel guesses cannot all run before the first failure
+// counts. An attempt that ends without Keeper's verdict (Keeper or the
+// database unavailable, request cancelled) counts as a failure too: the
+// backoff fails closed.
 func (o operator) checkPasswordWithKeeper(ctx context.Context, pw []byte) ([]byte, error) {
 	if err := checkPassword(pw); err != nil {
 		return nil, err
 	}
 	caller := principalFrom(ctx).id.String()
-	if wait := o.backoff.Wait(caller); wait > 0 {
-		return nil, fault.New(fault.TooMany, "too many wrong passwords from %s: try again in %s", caller, wait.Round(time.Second))
-	}
 	stored, err := o.store.Keyring(ctx)
 	if err != nil {
 		return nil, err
 	}
+	done, wait := o.backoff.Begin(caller)
+	if wait > 0 {
+		return nil, fault.New(fault.TooMany, "too many login attempts from %s: try again in %s", caller, wait.Round(time.Second))
+	}
 	kr := &keeperv1.SealedKeyring{KeyringId: stored.ID, KdfParams: stored.KDFParams, Ciphertext: stored.Ciphertext}
-	err = o.unsealKeeper(ctx, pw, kr)
-	switch {
-	case fault.CodeOf(err) == fault.Invalid:
-		o.backoff.Fail(caller)
-		o.log.Warn("wrong admin password", "caller", caller)
-		return nil, err
-	case err != nil:
+	_, err = o.keeper.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: pw, Keyring: kr}))
+	if err != nil {
+		done(false)
+		err = keeperFault("unseal keeper", err)
+		if fault.CodeOf(err) == fault.Invalid {
+			o.log.Warn("wrong admin password", "caller", caller)
+		}
 		return nil, err
 	}
-	o.backoff.Succeed(caller)
+	// Keeper accepted the password.
+	done(true)
+	if st := o.keys.Check(ctx); !st.Unsealed {
+		return nil, st.Err()
+	}
 	return stored.ID, nil
 }
 

@@ -19,8 +19,9 @@ import (
 // policies implements nexusv1connect.PolicyServiceHandler.
 type policies struct{ *Server }
 
-// PutPolicy validates, seals and stores a policy. Every replica's cache
-// picks the change up; this one's at once.
+// PutPolicy validates, seals and stores a policy, and records it in the
+// policy manifest. Every replica's cache picks the change up; this one's at
+// once.
 func (p policies) PutPolicy(ctx context.Context, req *connect.Request[nexusv1.PutPolicyRequest]) (*connect.Response[nexusv1.PutPolicyResponse], error) {
 	in := req.Msg.GetPolicy()
 	if in == nil {
@@ -40,11 +41,7 @@ func (p policies) PutPolicy(ctx context.Context, req *connect.Request[nexusv1.Pu
 		Permissions:     compiled.Perms.Names(),
 		UpdatedBy:       principalFrom(ctx).id.String(),
 	}
-	sealed, err := p.policies.Seal(ctx, sp)
-	if err != nil {
-		return nil, err
-	}
-	row, err := p.store.PutPolicy(ctx, sp.Name, sealed)
+	row, err := p.policies.Put(ctx, sp)
 	if err != nil {
 		return nil, err
 	}
@@ -61,39 +58,34 @@ func (p policies) GetPolicy(ctx context.Context, req *connect.Request[nexusv1.Ge
 	if err := p.keys.Ready(ctx); err != nil {
 		return nil, err
 	}
-	row, err := p.store.Policy(ctx, name)
+	o, err := p.policies.Get(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	sp, err := p.policies.Open(ctx, row)
-	if err != nil {
-		return nil, fault.Wrap(fault.DataLoss, err, "policy %s failed authentication: it was edited outside SPIKE and grants nothing", name)
-	}
-	return connect.NewResponse(&nexusv1.GetPolicyResponse{Policy: policyMessage(sp, row)}), nil
+	return connect.NewResponse(&nexusv1.GetPolicyResponse{Policy: policyMessage(o.StoredPolicy, o.Row)}), nil
 }
 
-// ListPolicies returns every policy that opens, and names those that don't.
+// ListPolicies returns every policy that passes authentication (its row
+// opens and the policy manifest lists it), and names those that don't.
 func (p policies) ListPolicies(ctx context.Context, _ *connect.Request[nexusv1.ListPoliciesRequest]) (*connect.Response[nexusv1.ListPoliciesResponse], error) {
 	if err := p.keys.Ready(ctx); err != nil {
 		return nil, err
 	}
-	rows, _, err := p.store.Policies(ctx)
+	snap, err := p.policies.Read(ctx)
 	if err != nil {
 		return nil, err
 	}
 	resp := &nexusv1.ListPoliciesResponse{}
-	for _, row := range rows {
-		sp, err := p.policies.Open(ctx, row)
-		if err != nil {
-			resp.InvalidPolicies = append(resp.InvalidPolicies, row.Name)
-			continue
-		}
-		resp.Policies = append(resp.Policies, policyMessage(sp, row))
+	for _, o := range snap.Valid {
+		resp.Policies = append(resp.Policies, policyMessage(o.StoredPolicy, o.Row))
+	}
+	for _, r := range snap.Invalid {
+		resp.InvalidPolicies = append(resp.InvalidPolicies, r.Name)
 	}
 	return connect.NewResponse(resp), nil
 }
 
-// DeletePolicy removes a policy.
+// DeletePolicy removes a policy and its entry in the policy manifest.
 func (p policies) DeletePolicy(ctx context.Context, req *connect.Request[nexusv1.DeletePolicyRequest]) (*connect.Response[nexusv1.DeletePolicyResponse], error) {
 	name := req.Msg.GetName()
 	if err := policy.ValidateName(name); err != nil {
@@ -102,7 +94,7 @@ func (p policies) DeletePolicy(ctx context.Context, req *connect.Request[nexusv1
 	if err := p.keys.Ready(ctx); err != nil {
 		return nil, err
 	}
-	if err := p.store.DeletePolicy(ctx, name); err != nil {
+	if err := p.policies.Delete(ctx, name); err != nil {
 		return nil, err
 	}
 	p.reloadPolicies(ctx)

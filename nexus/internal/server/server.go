@@ -19,6 +19,7 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/metrics"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
@@ -36,6 +37,8 @@ type Config struct {
 	// TokenTTL is the lifetime of admin tokens that ask for none;
 	// MaxTokenTTL caps what a login may ask for.
 	TokenTTL, MaxTokenTTL time.Duration
+	// Metrics records each request; nil records nothing.
+	Metrics *metrics.Nexus
 }
 
 // Server implements the Nexus services.
@@ -49,6 +52,7 @@ type Server struct {
 	tokens   *access.Tokens
 	backoff  *access.Backoff
 	version  string
+	metrics  *metrics.Nexus
 	log      *slog.Logger
 }
 
@@ -76,6 +80,7 @@ func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1
 		tokens:   access.NewTokens(store, keys, cfg.TokenTTL, cfg.MaxTokenTTL),
 		backoff:  access.NewBackoff(),
 		version:  cfg.Version,
+		metrics:  cfg.Metrics,
 		log:      log,
 	}
 }

@@ -1,0 +1,186 @@
+// Package ops serves a program's operational endpoints over plain HTTP, on
+// a listener of their own apart from the API: /healthz (the process is up),
+// /readyz (it can serve requests) and /metrics (Prometheus). They carry no
+// secrets and need no SVID, so that probes and scrapers can reach them; the
+// listener is meant for loopback or a private network.
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Off is the listen setting that turns the ops listener off.
+const Off = "off"
+
+// Server timeouts. Probes and scrapes are small GETs: anything slower is
+// stuck.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 30 * time.Second
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 16 << 10
+	shutdownTimeout   = 5 * time.Second
+	// readyTimeout bounds one readiness check, whatever it asks.
+	readyTimeout = 5 * time.Second
+)
+
+// Config says what an ops server reports.
+type Config struct {
+	// Registry is served on /metrics; nil serves an empty one.
+	Registry *prometheus.Registry
+	// Ready returns nil when the program can serve requests, or an error
+	// saying why not, shown in /readyz. Nil means always ready.
+	Ready func(context.Context) error
+	// Log receives the server's own errors; nil discards them.
+	Log *slog.Logger
+}
+
+// ListenAddress reads an ops listen setting: "" means def, Off means no
+// listener (returned as ""), anything else must be a host:port.
+func ListenAddress(v, def string) (string, error) {
+	switch v {
+	case "":
+		v = def
+	case Off:
+		return "", nil
+	}
+	if _, err := net.ResolveTCPAddr("tcp", v); err != nil {
+		return "", fmt.Errorf("want host:port or %q: %w", Off, err)
+	}
+	return v, nil
+}
+
+// NewRegistry returns a registry holding the Go runtime and process
+// collectors (memory, CPU, file descriptors), for a program to add its own.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// Handler returns the mux serving /healthz, /readyz and /metrics.
+func Handler(cfg Config) http.Handler {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]bool{"alive": true})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if cfg.Ready == nil {
+			writeJSON(w, http.StatusOK, readiness{Ready: true})
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := cfg.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, readiness{Reason: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, readiness{Ready: true})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Registry: reg,
+	}))
+	return mux
+}
+
+// readiness is the body of /readyz.
+type readiness struct {
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// NewServer returns a plain HTTP server for Handler(cfg), with timeouts
+// and header limits set.
+func NewServer(cfg Config) *http.Server {
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &http.Server{
+		Handler:           Handler(cfg),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+// Serve serves plain HTTP on ln until ctx is done, then shuts down
+// gracefully. It returns nil after a clean shutdown.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return err
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// ServeWith runs api, the program's API server, with the ops endpoints
+// served on ln beside it (none when ln is nil). The ops server keeps
+// answering while api drains, and stops when api returns; if it fails, api's
+// context is cancelled, so that the program stops instead of running
+// unobserved. It returns the errors of both.
+func ServeWith(ctx context.Context, ln net.Listener, cfg Config, api func(context.Context) error) error {
+	if ln == nil {
+		return api(ctx)
+	}
+	apiCtx, stopAPI := context.WithCancel(ctx)
+	defer stopAPI()
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	opsErr := make(chan error, 1)
+	go func() {
+		err := Serve(opsCtx, NewServer(cfg), ln)
+		if err != nil {
+			err = fmt.Errorf("ops server: %w", err)
+			stopAPI()
+		}
+		opsErr <- err
+	}()
+	err := api(apiCtx)
+	stopOps()
+	return errors.Join(err, <-opsErr)
+}
