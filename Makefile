@@ -14,7 +14,7 @@ SPIKE_STATE ?= $(CURDIR)/.spike
 FUZZTIME ?= 10s
 
 # Go modules of the workspace (go.work); tools/ is separate (GOWORK=off).
-MODULES := keeper nexus pilot proto shared
+MODULES := keeper nexus pilot proto shared deploy/compose/check
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 
 # PostgreSQL 15 as Debian/Ubuntu install it (check-deps.sh may install it
@@ -22,7 +22,7 @@ PKGS := $(foreach m,$(MODULES),./$(m)/...)
 PG_BINDIR := /usr/lib/postgresql/15/bin
 export PATH := $(PATH):$(PG_BINDIR)
 
-.PHONY: help build test fuzz up svid down psql proto tools lint clean
+.PHONY: help build test fuzz up svid down psql bench proto tools lint clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -59,6 +59,10 @@ down: ## stop the local stack (state stays in .spike/)
 psql: ## open psql on the local stack's database
 	@test -f "$(SPIKE_STATE)/env" || { echo "no $(SPIKE_STATE)/env: run 'make up' first" >&2; exit 1; }
 	@. "$(SPIKE_STATE)/env" && exec psql "$$SPIKE_DATABASE_URL"
+
+# Not part of `make test`: it takes minutes and its figures depend on the machine.
+bench: ## measure get/put on a fresh stack of its own vs raw PostgreSQL; writes docs/benchmarks.md
+	GO="$(GO)" deploy/local/bench.sh
 
 tools: ## build the pinned code generators and buf into bin/tools/
 	@mkdir -p $(TOOLS_BIN)

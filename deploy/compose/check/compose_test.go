@@ -1,0 +1,263 @@
+package check
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// paths returns the repository root and the deployment directory.
+func paths(t *testing.T) (root, dir string) {
+	t.Helper()
+	dir, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(filepath.Dir(dir)), dir
+}
+
+// load loads the deployment, with some of its files replaced.
+func load(t *testing.T, overrides map[string]string) (*stack, error) {
+	t.Helper()
+	root, dir := paths(t)
+	return loadStack(t.Context(), root, dir, overrides)
+}
+
+// problems runs every check.
+func problems(s *stack) []string {
+	var out []string
+	for _, c := range checks {
+		out = append(out, c.run(s)...)
+	}
+	return out
+}
+
+// TestComposeStack checks deploy/compose/docker-compose.yml, the Dockerfile
+// and the files they use, rule by rule.
+func TestComposeStack(t *testing.T) {
+	t.Parallel()
+	s, err := load(t, nil)
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load: %v", err)
+	}
+	for _, c := range checks {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			for _, p := range c.run(s) {
+				t.Error(p)
+			}
+		})
+	}
+}
+
+// TestChecksCatchMistakes breaks the deployment one way at a time and
+// expects the checks to say so: a check that passes on a broken stack
+// checks nothing.
+func TestChecksCatchMistakes(t *testing.T) {
+	t.Parallel()
+	const compose, dockerfile = "docker-compose.yml", "Dockerfile"
+	tests := []struct {
+		name     string
+		file     string
+		old, new string // old must occur exactly once in file
+		want     string // a problem must contain this
+	}{
+		{"keeper probes readyz", compose,
+			`"http://127.0.0.1:8444/healthz"`, `"http://127.0.0.1:8444/readyz"`,
+			"service keeper: the health check probes /readyz; probe /healthz"},
+		{"health check on the wrong port", compose,
+			`"http://127.0.0.1:8554/healthz"`, `"http://127.0.0.1:8553/healthz"`,
+			"service nexus: the health check probes http://127.0.0.1:8553/healthz, but the ops listener is SPIKE_NEXUS_OPS_LISTEN=0.0.0.0:8554"},
+		{"long-running service without health check", compose,
+			`      test: ["CMD", "/opt/spire/bin/spire-server", "healthcheck"]`, `      disable: true`,
+			"service spire-server has no healthcheck and is not a one-shot"},
+		{"one-shot without restart no", compose,
+			"    command: [\"bootstrap.sh\"]\n    user: \"0:0\"\n    network_mode: none\n    restart: \"no\"\n",
+			"    command: [\"bootstrap.sh\"]\n    user: \"0:0\"\n    network_mode: none\n",
+			"service bootstrap has no healthcheck and is not a one-shot"},
+		{"waiting for health of a one-shot", compose,
+			"      spire-server:\n        condition: service_healthy\n\n  spire-agent:",
+			"      spire-server:\n        condition: service_started\n\n  spire-agent:",
+			"service register waits only for spire-server to start: wait with condition service_healthy"},
+		{"one-shot nobody awaits", compose,
+			"      register:\n        condition: service_completed_successfully\n\n  keeper:",
+			"      register:\n        condition: service_started\n\n  keeper:",
+			"service spire-agent starts as soon as one-shot register starts"},
+		{"one-shot awaited by nobody", compose,
+			"\nvolumes:\n", "\n  migrate:\n    image: busybox:1.37.0\n    restart: \"no\"\n\nvolumes:\n",
+			"one-shot migrate is awaited by no long-running service"},
+		{"waiting for the health of a one-shot", compose,
+			"      spire-agent:\n        condition: service_healthy\n      register:\n        condition: service_completed_successfully\n\n  nexus:",
+			"      spire-agent:\n        condition: service_healthy\n      register:\n        condition: service_healthy\n\n  nexus:",
+			"service keeper waits for register to be healthy, but register has no healthcheck"},
+		{"undeclared volume", compose,
+			"  pilot-home:\n", "",
+			`service "pilot" refers to undefined volume pilot-home`},
+		{"misspelt variable", compose,
+			"SPIKE_NEXUS_LISTEN: 0.0.0.0:8553", "SPIKE_NEXUS_LISTN: 0.0.0.0:8553",
+			"service nexus sets SPIKE_NEXUS_LISTN, which spike-nexus does not read"},
+		{"variable of another program", compose,
+			"      SPIKE_KEEPER_ID: spiffe://spike.local/spike/keeper/1\n",
+			"      SPIKE_KEEPER_ID: spiffe://spike.local/spike/keeper/1\n      SPIKE_KEEPER_KDF_TIME: \"3\"\n",
+			"service nexus sets SPIKE_KEEPER_KDF_TIME, which spike-nexus does not read"},
+		{"SPIKE variable on a non-SPIKE service", compose,
+			"      TRUST_DOMAIN: spike.local\n", "      SPIKE_TRUST_DOMAIN: spike.local\n",
+			"service register sets SPIKE_TRUST_DOMAIN but runs no SPIKE program"},
+		{"unpinned image", compose,
+			"image: postgres:15", "image: postgres:latest",
+			"service postgres: image postgres:latest is tagged latest: pin a version"},
+		{"untagged image", compose,
+			"image: ghcr.io/spiffe/spire-agent:1.13.3", "image: ghcr.io/spiffe/spire-agent",
+			"image ghcr.io/spiffe/spire-agent has no tag"},
+		{"published on all interfaces", compose,
+			`"127.0.0.1:8553:8553"`, `"8553:8553"`,
+			`service nexus publishes port 8553 on "": publish on 127.0.0.1 only`},
+		{"published port nothing listens on", compose,
+			`"127.0.0.1:8553:8553"`, `"127.0.0.1:8553:9999"`,
+			"service nexus publishes container port 9999, where nothing listens"},
+		{"keeper on loopback", compose,
+			"SPIKE_KEEPER_LISTEN: 0.0.0.0:8443", "SPIKE_KEEPER_LISTEN: 127.0.0.1:8443",
+			"service keeper: SPIKE_KEEPER_LISTEN=127.0.0.1:8443 listens on loopback only"},
+		{"keeper URL on the wrong port", compose,
+			"SPIKE_KEEPER_URL: https://keeper:8443", "SPIKE_KEEPER_URL: https://keeper:8444",
+			"service nexus: SPIKE_KEEPER_URL=https://keeper:8444, but keeper listens on 0.0.0.0:8443"},
+		{"nexus URL naming the wrong service", compose,
+			"      SPIKE_NEXUS_URL: https://nexus:8553\n    volumes:\n      - spire-agent-socket:/run/spire/agent/public:ro\n      - pilot-home",
+			"      SPIKE_NEXUS_URL: https://keeper:8553\n    volumes:\n      - spire-agent-socket:/run/spire/agent/public:ro\n      - pilot-home",
+			"service pilot: SPIKE_NEXUS_URL=https://keeper:8553 names service keeper, which does not run spike-nexus"},
+		{"client URL left to its default", compose,
+			"      SPIKE_KEEPER_URL: https://keeper:8443\n", "",
+			"service nexus does not set SPIKE_KEEPER_URL"},
+		{"database URL naming no database", compose,
+			"postgres://spike@postgres:5432/", "postgres://spike@db:5432/",
+			`service nexus: SPIKE_DATABASE_URL names host "db", which is no PostgreSQL service`},
+		{"exposed port nothing listens on", compose,
+			`expose: ["8443"]`, `expose: ["8443", "9000"]`,
+			"service keeper exposes port 9000, where nothing listens"},
+		{"unused volume", compose,
+			"  pilot-home:\n", "  pilot-home:\n  leftover:\n",
+			"volume leftover is declared but no service mounts it"},
+		{"missing bind source", compose,
+			"./spire/agent.conf:", "./spire/agent.hcl:",
+			"service spire-agent bind-mounts deploy/compose/spire/agent.hcl, which does not exist"},
+		{"unknown build target", compose,
+			"      target: keeper\n", "      target: kepper\n",
+			`service keeper: deploy/compose/Dockerfile has no stage "kepper"`},
+		{"missing Dockerfile", compose,
+			"  dockerfile: deploy/compose/Dockerfile\n", "  dockerfile: deploy/compose/Containerfile\n",
+			"Dockerfile deploy/compose/Containerfile does not exist"},
+		{"uid not registered", compose,
+			"      - spike/nexus=10002\n", "      - spike/nexus=10009\n",
+			"service nexus runs as uid 10002, which service register does not register"},
+		{"two services, one uid", compose,
+			"      target: workload\n", "      target: workload\n    user: \"10003:10003\"\n",
+			"services demo and pilot both run as uid 10003"},
+		{"keeper registered under another ID", compose,
+			"      - spike/keeper/1=10001\n", "      - spike/keeper/2=10001\n",
+			"service keeper gets spiffe://spike.local/spike/keeper/2, but nexus expects spiffe://spike.local/spike/keeper/1 (SPIKE_KEEPER_ID)"},
+		{"pilot not an admin", compose,
+			"      - spike/pilot=10003\n", "      - app/pilot=10003\n",
+			"service pilot gets spiffe://spike.local/app/pilot, which nexus does not take as an admin"},
+		{"workload with a SPIKE ID", compose,
+			"      - app/demo=10100\n", "      - spike/demo=10100\n",
+			"service demo, a workload, gets spiffe://spike.local/spike/demo"},
+		{"two trust domains", compose,
+			"      TRUST_DOMAIN: spike.local\n", "      TRUST_DOMAIN: example.org\n",
+			`more than one trust domain: "example.org" in service register (TRUST_DOMAIN)`},
+		{"socket volume not mounted", compose,
+			"      - spire-agent-socket:/run/spire/agent/public:ro\n      - postgres-secret:/run/spike/postgres:ro\n",
+			"      - postgres-secret:/run/spike/postgres:ro\n",
+			"service nexus: SPIFFE_ENDPOINT_SOCKET=unix:///run/spire/agent/public/api.sock, but it does not mount the agent's socket volume"},
+		{"long-running service as root", compose,
+			"      target: keeper\n", "      target: keeper\n    user: \"0:0\"\n",
+			"service keeper runs as root"},
+		{"pilot outside a profile", compose,
+			"    profiles: [tools]\n    restart: \"no\"\n    read_only: true\n    cap_drop: [ALL]\n    security_opt: [\"no-new-privileges:true\"]\n    environment:\n      SPIKE_TRUST_DOMAIN: spike.local\n      SPIFFE_ENDPOINT_SOCKET: unix:///run/spire/agent/public/api.sock\n      SPIKE_NEXUS_URL: https://nexus:8553\n    volumes:\n      - spire-agent-socket:/run/spire/agent/public:ro\n      - pilot-home",
+			"    restart: \"no\"\n    read_only: true\n    cap_drop: [ALL]\n    security_opt: [\"no-new-privileges:true\"]\n    environment:\n      SPIKE_TRUST_DOMAIN: spike.local\n      SPIFFE_ENDPOINT_SOCKET: unix:///run/spire/agent/public/api.sock\n      SPIKE_NEXUS_URL: https://nexus:8553\n    volumes:\n      - spire-agent-socket:/run/spire/agent/public:ro\n      - pilot-home",
+			"the stack has no Pilot (spike) in a profile"},
+		{"COPY of a missing file", dockerfile,
+			"COPY proto proto\n", "COPY proto proto\nCOPY docs docs\n",
+			"deploy/compose/Dockerfile:25: COPY source docs does not exist in the build context (the repository root)"},
+		{"COPY of an ignored directory", dockerfile,
+			"COPY proto proto\n", "COPY proto proto\nCOPY tools tools\n",
+			"COPY source tools is left out of the build context by deploy/compose/Dockerfile.dockerignore"},
+		{"workspace module not copied", dockerfile,
+			"COPY proto proto\n", "",
+			"stage builder copies go.work, which uses ./proto, but does not copy proto"},
+		{"unpinned base image", dockerfile,
+			"FROM golang:1.26 AS builder", "FROM golang AS builder",
+			"deploy/compose/Dockerfile:16: FROM golang has no tag, which means latest: pin a version"},
+		{"unpinned COPY --from image", dockerfile,
+			"COPY --from=spire-server /opt", "COPY --from=ghcr.io/spiffe/spire-server:latest /opt",
+			"COPY --from=ghcr.io/spiffe/spire-server:latest is tagged latest"},
+		{"image running as root", dockerfile,
+			"USER 10002:10002\n", "",
+			"service nexus: its image (stage nexus of deploy/compose/Dockerfile) runs as root"},
+		{"entrypoint of another program", dockerfile,
+			`ENTRYPOINT ["/usr/local/bin/spike-nexus"]`, `ENTRYPOINT ["/usr/local/bin/spike-keeper"]`,
+			"service nexus sets SPIKE_NEXUS_LISTEN, which spike-keeper does not read"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, dir := paths(t)
+			data, err := os.ReadFile(filepath.Join(dir, tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := strings.Count(string(data), tt.old); n != 1 {
+				t.Fatalf("%s holds %q %d times, want once: update this test", tt.file, tt.old, n)
+			}
+			s, err := load(t, map[string]string{tt.file: strings.Replace(string(data), tt.old, tt.new, 1)})
+			var got []string
+			if err != nil {
+				got = []string{err.Error()}
+			} else {
+				got = problems(s)
+			}
+			for _, p := range got {
+				if strings.Contains(p, tt.want) {
+					return
+				}
+			}
+			t.Errorf("no problem reported contains %q; got:\n%s", tt.want, strings.Join(got, "\n"))
+		})
+	}
+}
+
+// TestProgramSources guards the tables of programs.go against the code
+// drifting away from them: the files exist, name the variables the checks
+// rely on, and hold the default listen addresses assumed here.
+func TestProgramSources(t *testing.T) {
+	t.Parallel()
+	root, _ := paths(t)
+	for name := range programSources {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p, err := loadProgram(root, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, v := range []string{"SPIKE_TRUST_DOMAIN", "SPIFFE_ENDPOINT_SOCKET", "SPIKE_SVID_CERT"} {
+				if !p.env[v] {
+					t.Errorf("%s: %s not found among the variables read: %v", name, v, sortedKeys(p.env))
+				}
+			}
+			srv, ok := servers[name]
+			if !ok {
+				return
+			}
+			for _, v := range []string{srv.listenVar, srv.opsVar} {
+				if !p.env[v] {
+					t.Errorf("%s does not read %s", name, v)
+				}
+			}
+			for _, def := range []string{srv.listenDefault, srv.opsDefault} {
+				if !p.literals[def] {
+					t.Errorf("%s: default %q not found in %v: update servers in programs.go", name, def, programSources[name])
+				}
+			}
+		})
+	}
+}
