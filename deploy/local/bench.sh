@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench.sh is `make bench`: it starts a dedicated SPIKE stack (its own state
+# folder and ports, so a running dev stack is left alone), initialises it,
+# runs spike-bench against it and stops it again, leaving the report in
+# docs/benchmarks.md.
+#
+#   BENCH_DURATION=5s        how long each cell runs
+#   BENCH_CONCURRENCY=1,16,64
+#   BENCH_VALUE_SIZE=256     bytes per secret value
+#   BENCH_PATHS=100          distinct secret paths
+#   BENCH_OUT=docs/benchmarks.md
+#   BENCH_STATE=.spike-bench state folder, wiped at the start of each run
+#   BENCH_PG_PORT=55532 BENCH_KEEPER_PORT=8643 BENCH_NEXUS_PORT=8653
+#                            (the ops listeners take the next ports up)
+#   BENCH_KEEP_STATE=1       keep the state folder after a successful run
+#
+# The state folder (logs included) is kept when the run fails.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+GO=${GO:-go}
+
+STATE=${BENCH_STATE:-$REPO_ROOT/.spike-bench}
+case $STATE in
+/*) ;;
+*) STATE="$PWD/$STATE" ;;
+esac
+OUT=${BENCH_OUT:-$REPO_ROOT/docs/benchmarks.md}
+case $OUT in
+/*) ;;
+*) OUT="$PWD/$OUT" ;;
+esac
+
+# The stack that `make up` and `make down` manage below.
+export SPIKE_STATE=$STATE
+export SPIKE_PG_PORT=${BENCH_PG_PORT:-55532}
+export SPIKE_KEEPER_PORT=${BENCH_KEEPER_PORT:-8643}
+export SPIKE_NEXUS_PORT=${BENCH_NEXUS_PORT:-8653}
+unset SPIKE_KEEPER_OPS_PORT SPIKE_NEXUS_OPS_PORT # next to the API ports
+KEEPER_OPS_PORT=$((SPIKE_KEEPER_PORT + 1))
+NEXUS_OPS_PORT=$((SPIKE_NEXUS_PORT + 1))
+
+# MARKER says that a folder is a bench state folder, which this script may
+# wipe; it wipes no other folder.
+MARKER=.spike-bench-state
+
+say() { printf 'bench: %s\n' "$*"; }
+die() {
+	printf 'bench: %s\n' "$*" >&2
+	exit 1
+}
+
+[[ $STATE != "$REPO_ROOT/.spike" ]] || die "BENCH_STATE must not be the dev stack's .spike: the bench wipes its state"
+if [[ -e $STATE && ! -e $STATE/$MARKER && -n $(ls -A "$STATE" 2>/dev/null) ]]; then
+	die "$STATE exists and is not a bench state folder (no $MARKER); choose another BENCH_STATE"
+fi
+
+# A clean make: settings on the command line of an outer `make bench` would
+# otherwise reach it through MAKEFLAGS and override the ones above.
+unset MAKEFLAGS MFLAGS MAKELEVEL
+stack() { make --no-print-directory -C "$REPO_ROOT" "$1"; }
+
+# A stack left running by an interrupted run goes first, then its state.
+if [[ -e $STATE/$MARKER ]]; then
+	stack down >/dev/null
+	rm -rf "$STATE"
+fi
+mkdir -p "$STATE"
+touch "$STATE/$MARKER"
+
+ok=false
+finish() {
+	say "stopping the bench stack"
+	stack down >/dev/null || printf 'bench: make down failed for %s\n' "$STATE" >&2
+	if [[ $ok == true && ${BENCH_KEEP_STATE:-} != 1 ]]; then
+		rm -rf "$STATE"
+	else
+		say "state and logs kept in $STATE (remove it when done)"
+	fi
+}
+trap finish EXIT
+
+say "starting a stack in $STATE (PostgreSQL $SPIKE_PG_PORT, Keeper $SPIKE_KEEPER_PORT, Nexus $SPIKE_NEXUS_PORT)"
+if ! stack up >"$STATE/up.log" 2>&1; then
+	tail -n 20 "$STATE/up.log" >&2
+	die "make up failed (log: $STATE/up.log)"
+fi
+
+say "building spike-bench"
+"$GO" build -trimpath -o "$REPO_ROOT/bin/spike-bench" "$REPO_ROOT/shared/cmd/spike-bench"
+
+# Pilot's settings for this stack, and where init saves the admin token.
+# shellcheck disable=SC1091
+. "$STATE/env"
+export SPIKE_TOKEN_FILE=$STATE/admin-token
+
+say "initialising SPIKE (the admin token goes to $SPIKE_TOKEN_FILE)"
+password=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
+printf '%s\n' "$password" | "$REPO_ROOT/bin/spike" operator init >"$STATE/init.log" 2>&1 || {
+	cat "$STATE/init.log" >&2
+	die "spike operator init failed"
+}
+unset password
+[[ -s $SPIKE_TOKEN_FILE ]] || die "init saved no admin token in $SPIKE_TOKEN_FILE (see $STATE/init.log)"
+
+say "running spike-bench"
+"$REPO_ROOT/bin/spike-bench" \
+	-token-file "$SPIKE_TOKEN_FILE" \
+	-concurrency "${BENCH_CONCURRENCY:-1,16,64}" \
+	-duration "${BENCH_DURATION:-5s}" \
+	-value-size "${BENCH_VALUE_SIZE:-256}" \
+	-paths "${BENCH_PATHS:-100}" \
+	-out "$OUT" \
+	-nexus-metrics "http://127.0.0.1:$NEXUS_OPS_PORT/metrics" \
+	-keeper-metrics "http://127.0.0.1:$KEEPER_OPS_PORT/metrics"
+ok=true

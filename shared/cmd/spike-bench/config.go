@@ -1,0 +1,146 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/svid"
+)
+
+const (
+	defaultNexusURL = "https://127.0.0.1:8553"
+	// maxValueSize keeps a value and its key under Nexus's 512 KiB limit
+	// on a secret's data.
+	maxValueSize   = 512<<10 - len(valueKey)
+	maxConcurrency = 4096
+)
+
+// config is what one benchmark run measures, and against what.
+type config struct {
+	NexusURL string
+	NexusID  spiffeid.ID
+	SVID     svid.Config
+	// TokenFile holds the admin token sent as a bearer token; "" sends
+	// none, so the caller must be a workload that a policy lets read and
+	// write under pathPrefix.
+	TokenFile   string
+	DatabaseURL string
+	Concurrency []int
+	Duration    time.Duration
+	ValueSize   int
+	Paths       int
+	// Out is the Markdown report's path; "" writes none.
+	Out string
+	// NexusMetrics and KeeperMetrics are the programs' Prometheus
+	// endpoints; "" leaves their memory and CPU unmeasured.
+	NexusMetrics, KeeperMetrics string
+}
+
+// parseConfig reads the flags in args. Flags left unset fall back to the
+// variables the other SPIKE programs read (through getenv), so the
+// database password never needs to be on the command line.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	fl := flag.NewFlagSet("spike-bench", flag.ContinueOnError)
+	fl.SetOutput(stderr)
+	nexusURL := fl.String("nexus", "", "Nexus URL (default $SPIKE_NEXUS_URL, or "+defaultNexusURL+")")
+	tokenFile := fl.String("token-file", "", "file holding the admin token (default $SPIKE_TOKEN_FILE); none: call as a workload")
+	dbURL := fl.String("database-url", "", "PostgreSQL URL for the raw reference (default $SPIKE_DATABASE_URL)")
+	conc := fl.String("concurrency", "1,16,64", "comma-separated numbers of concurrent callers, one set of cells each")
+	dur := fl.Duration("duration", 5*time.Second, "how long each cell runs")
+	size := fl.Int("value-size", 256, "bytes per secret value (and per raw bytea)")
+	paths := fl.Int("paths", 100, "distinct secret paths (and raw rows) read and written")
+	out := fl.String("out", "docs/benchmarks.md", "Markdown report to write; empty: none")
+	nexusMetrics := fl.String("nexus-metrics", "", "Nexus's Prometheus /metrics URL, for its peak RSS and CPU")
+	keeperMetrics := fl.String("keeper-metrics", "", "Keeper's Prometheus /metrics URL, for its peak RSS and CPU")
+	fl.Usage = func() {
+		fmt.Fprint(fl.Output(), `usage: spike-bench [flags]
+
+Measures SPIKE's secret get and put throughput and latency against a running
+stack, next to raw pgx reads and writes on the same PostgreSQL. The SVID comes
+from SPIFFE_ENDPOINT_SOCKET, or SPIKE_SVID_CERT, SPIKE_SVID_KEY and
+SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
+
+`)
+		fl.PrintDefaults()
+	}
+	if err := fl.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fl.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments %q", fl.Args())
+	}
+
+	or := func(v, env, def string) string {
+		if v != "" {
+			return v
+		}
+		if e := getenv(env); e != "" {
+			return e
+		}
+		return def
+	}
+	cfg := config{
+		NexusURL:      or(*nexusURL, "SPIKE_NEXUS_URL", defaultNexusURL),
+		SVID:          svid.ConfigFromEnv(getenv),
+		TokenFile:     or(*tokenFile, "SPIKE_TOKEN_FILE", ""),
+		DatabaseURL:   or(*dbURL, "SPIKE_DATABASE_URL", ""),
+		Duration:      *dur,
+		ValueSize:     *size,
+		Paths:         *paths,
+		Out:           *out,
+		NexusMetrics:  *nexusMetrics,
+		KeeperMetrics: *keeperMetrics,
+	}
+	var errs []error
+	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))
+	if err != nil {
+		return config{}, fmt.Errorf("SPIKE_TRUST_DOMAIN: %w", err)
+	}
+	cfg.NexusID = identity.Nexus(td)
+	if s := getenv("SPIKE_NEXUS_ID"); s != "" {
+		if cfg.NexusID, err = spiffeid.FromString(s); err != nil {
+			errs = append(errs, fmt.Errorf("SPIKE_NEXUS_ID: %w", err))
+		}
+	}
+	if !strings.HasPrefix(cfg.NexusURL, "https://") {
+		errs = append(errs, fmt.Errorf("-nexus: %q is not an https URL", cfg.NexusURL))
+	}
+	if cfg.DatabaseURL == "" {
+		errs = append(errs, errors.New("-database-url: required (or SPIKE_DATABASE_URL) for the raw reference"))
+	}
+	if cfg.Concurrency, err = parseConcurrency(*conc); err != nil {
+		errs = append(errs, fmt.Errorf("-concurrency: %w", err))
+	}
+	if cfg.Duration <= 0 {
+		errs = append(errs, errors.New("-duration: must be positive"))
+	}
+	if cfg.ValueSize < 1 || cfg.ValueSize > maxValueSize {
+		errs = append(errs, fmt.Errorf("-value-size: must be 1 to %d bytes", maxValueSize))
+	}
+	if cfg.Paths < 1 || cfg.Paths > 1_000_000 {
+		errs = append(errs, errors.New("-paths: must be 1 to 1000000"))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+// parseConcurrency reads a comma-separated list of positive numbers, such
+// as "1,16,64", keeping its order.
+func parseConcurrency(s string) ([]int, error) {
+	var list []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxConcurrency {
+			return nil, fmt.Errorf("%q: want numbers from 1 to %d, e.g. 1,16,64", f, maxConcurrency)
+		}
+		list = append(list, n)
+	}
+	return list, nil
+}

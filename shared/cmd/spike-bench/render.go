@@ -1,0 +1,222 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// section is one part of the report: a title, sentences before and after,
+// and a table (header first) that Markdown and plain text render alike.
+type section struct {
+	title  string
+	before []string
+	table  [][]string
+	after  []string
+}
+
+func (r report) sections() []section {
+	secs := []section{
+		{
+			title: "Setup",
+			table: [][]string{
+				{"setting", "value"},
+				{"date", r.Date.UTC().Format("2006-01-02 15:04 MST")},
+				{"machine", machine(r.CPUs, r.CPUModel)},
+				{"Go", r.GoVersion},
+				{"PostgreSQL", orUnknown(r.Postgres)},
+				{"caller", r.Caller + "; audit on"},
+				{"value size", fmt.Sprintf("%d bytes", r.ValueSize)},
+				{"paths", strconv.Itoa(r.Paths)},
+				{"duration", r.Duration.String() + " per cell"},
+			},
+		},
+		{
+			title: "Results",
+			before: []string{
+				"SPIKE: `GetSecret` of a random path and `PutSecret` of a new version of one, " +
+					"through the Connect client that workloads use (HTTP/2 over SPIFFE mTLS). " +
+					"Raw: pgx on the same database, one connection per caller: a primary-key " +
+					"`SELECT` of a bytea of the value size, and a single-row `INSERT` of one, " +
+					"each committed on its own (scratch table `" + rawTable + "`, dropped afterwards).",
+				"c is the number of concurrent callers. Throughput counts the successful requests " +
+					"over the cell's wall time; latencies are per request (nearest rank). " +
+					"A cell in which any request failed shows no figures.",
+			},
+			table: r.resultTable(),
+		},
+	}
+
+	targets := r.targets()
+	passed := 0
+	tt := [][]string{{"target", "measured", "result"}}
+	for _, t := range targets {
+		tt = append(tt, []string{t.Target, t.Measured, string(t.Verdict)})
+		if t.Verdict == pass {
+			passed++
+		}
+	}
+	secs = append(secs, section{
+		title:  "Targets",
+		before: []string{"From issue 6, for a 2-core machine with audit on."},
+		table:  tt,
+		after:  []string{fmt.Sprintf("%d of %d targets pass.", passed, len(targets))},
+	}, section{
+		title:  "Memory",
+		before: []string{"Peak of `" + metricRSS + "`, sampled every 200 ms during the run."},
+		table: [][]string{
+			{"program", "peak RSS"},
+			{"Nexus", rss(r.NexusRSS)},
+			{"Keeper", rss(r.KeeperRSS)},
+		},
+	}, section{
+		title: "Where the CPU went",
+		before: []string{
+			fmt.Sprintf("Cores used during each cell (%d cores in all): the machine's busy time from "+
+				"`/proc/stat`, Nexus's and Keeper's `%s`, spike-bench's own; \"rest\" is the "+
+				"busy time left, mostly PostgreSQL. From Nexus's metrics: records per audit "+
+				"batch, mean audit wait, and mean wait for a database connection per acquire "+
+				"(Nexus's pool; the raw reference has one connection per caller).",
+				r.CPUs, metricCPU),
+		},
+		table: r.usageTable(),
+	})
+
+	if r.failedRequests() > 0 {
+		et := [][]string{{"cell", "errors", "first error"}}
+		for _, row := range r.Rows {
+			for _, c := range []struct {
+				name string
+				s    summary
+			}{{"SPIKE " + row.Op, row.SPIKE}, {"raw " + row.Ref, row.Raw}} {
+				if c.s.Errors > 0 {
+					et = append(et, []string{fmt.Sprintf("%s c=%d", c.name, row.Concurrency),
+						strconv.Itoa(c.s.Errors), c.s.FirstError})
+				}
+			}
+		}
+		secs = append(secs, section{title: "Errors", table: et})
+	}
+	return secs
+}
+
+func (r report) resultTable() [][]string {
+	t := [][]string{{"operation", "c",
+		"SPIKE ops/s", "p50", "p90", "p99",
+		"raw ops/s", "raw p50", "raw p90", "raw p99", "SPIKE/raw"}}
+	for _, row := range r.Rows {
+		line := []string{row.Op + " vs " + row.Ref, strconv.Itoa(row.Concurrency)}
+		line = append(line, figures(row.SPIKE)...)
+		line = append(line, figures(row.Raw)...)
+		if ratio, ok := row.ratio(); ok {
+			line = append(line, percent(ratio))
+		} else {
+			line = append(line, "n/a")
+		}
+		t = append(t, line)
+	}
+	return t
+}
+
+// figures is a cell's throughput and latencies, or its refusal.
+func figures(s summary) []string {
+	if !s.valid() {
+		return []string{s.refusal(), "n/a", "n/a", "n/a"}
+	}
+	return []string{strconv.FormatFloat(s.throughput(), 'f', 0, 64), ms(s.P50), ms(s.P90), ms(s.P99)}
+}
+
+func (r report) usageTable() [][]string {
+	t := [][]string{{"cell", "busy", "Nexus", "Keeper", "spike-bench", "rest",
+		"audit records/batch", "audit wait ms", "DB pool wait ms"}}
+	add := func(name string, c int, u usage) {
+		t = append(t, []string{fmt.Sprintf("%s c=%d", name, c),
+			cores(u.Machine), cores(u.Nexus), cores(u.Keeper), cores(u.Bench), cores(u.rest()),
+			cores(u.AuditBatch), seconds(u.AuditWait), seconds(u.PoolWait)})
+	}
+	for _, row := range r.Rows {
+		add("SPIKE "+row.Op, row.Concurrency, row.SPIKEUse)
+		add("raw "+row.Ref, row.Concurrency, row.RawUse)
+	}
+	return t
+}
+
+func machine(cpus int, model string) string {
+	s := fmt.Sprintf("%d CPUs", cpus)
+	if model != "" {
+		s += " (" + model + ")"
+	}
+	return s
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func rss(m memory) string {
+	if m.Measured {
+		return mib(m.Bytes)
+	}
+	if m.Why != "" {
+		return "not measured: " + m.Why
+	}
+	return "not measured"
+}
+
+// markdown renders the report as the Markdown of docs/benchmarks.md.
+func (r report) markdown() string {
+	var b strings.Builder
+	b.WriteString("# SPIKE benchmarks\n\n")
+	b.WriteString("Written by `make bench` (`deploy/local/bench.sh` runs `shared/cmd/spike-bench` " +
+		"against a fresh local stack). Do not edit: run it again.\n")
+	for _, s := range r.sections() {
+		fmt.Fprintf(&b, "\n## %s\n\n", s.title)
+		for _, p := range s.before {
+			b.WriteString(p + "\n\n")
+		}
+		for i, line := range s.table {
+			b.WriteString("|")
+			for _, cell := range line {
+				b.WriteString(" " + markdownCell(cell) + " |")
+			}
+			b.WriteString("\n")
+			if i == 0 {
+				b.WriteString("|" + strings.Repeat("---|", len(line)) + "\n")
+			}
+		}
+		for _, p := range s.after {
+			b.WriteString("\n" + p + "\n")
+		}
+	}
+	return b.String()
+}
+
+// markdownCell keeps a cell on one line and its pipes out of the table's.
+func markdownCell(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	return strings.ReplaceAll(s, "|", `\|`)
+}
+
+// text renders the report as aligned plain-text tables for a terminal.
+func (r report) text() string {
+	var b strings.Builder
+	for i, s := range r.sections() {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		b.WriteString(strings.ToUpper(s.title) + "\n")
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		for _, line := range s.table {
+			fmt.Fprintln(tw, strings.Join(line, "\t"))
+		}
+		tw.Flush()
+		for _, p := range s.after {
+			b.WriteString(p + "\n")
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// cellAt returns a clean cell of ops requests per second over 5s.
+func cellAt(opsPerSecond int, p99 time.Duration) summary {
+	return summary{Ops: opsPerSecond * 5, Elapsed: 5 * time.Second,
+		P50: p99 / 4, P90: p99 / 2, P99: p99}
+}
+
+func TestTargets(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	rows := func(getSPIKE, getRaw, putSPIKE, putRaw summary) []row {
+		var rs []row
+		for _, c := range []int{16, 64} {
+			rs = append(rs,
+				row{Op: "get", Ref: "SELECT", Concurrency: c, SPIKE: getSPIKE, Raw: getRaw},
+				row{Op: "put", Ref: "INSERT", Concurrency: c, SPIKE: putSPIKE, Raw: putRaw})
+		}
+		return rs
+	}
+	failed := cellAt(100, time.Millisecond)
+	failed.Errors = 2
+	for _, tc := range []struct {
+		name string
+		r    report
+		want []targetResult
+	}{
+		{
+			name: "all pass",
+			r: report{
+				Rows:     rows(cellAt(400, 9*time.Millisecond), cellAt(1000, time.Millisecond), cellAt(300, 5*time.Millisecond), cellAt(1000, time.Millisecond)),
+				NexusRSS: memory{Bytes: 99 * mib, Measured: true},
+			},
+			want: []targetResult{
+				{"get ≥ 40% of raw SELECT at c=16", "40.0%", pass},
+				{"get ≥ 40% of raw SELECT at c=64", "40.0%", pass},
+				{"put ≥ 30% of raw INSERT at c=16", "30.0%", pass},
+				{"put ≥ 30% of raw INSERT at c=64", "30.0%", pass},
+				{"p99 get < 10 ms at c=16", "9.00 ms", pass},
+				{"Nexus peak RSS < 100 MiB", "99.0 MiB", pass},
+			},
+		},
+		{
+			name: "all miss",
+			r: report{
+				Rows:     rows(cellAt(399, 10*time.Millisecond), cellAt(1000, time.Millisecond), cellAt(299, 5*time.Millisecond), cellAt(1000, time.Millisecond)),
+				NexusRSS: memory{Bytes: 100 * mib, Measured: true},
+			},
+			want: []targetResult{
+				{"get ≥ 40% of raw SELECT at c=16", "39.9%", miss},
+				{"get ≥ 40% of raw SELECT at c=64", "39.9%", miss},
+				{"put ≥ 30% of raw INSERT at c=16", "29.9%", miss},
+				{"put ≥ 30% of raw INSERT at c=64", "29.9%", miss},
+				{"p99 get < 10 ms at c=16", "10.00 ms", miss},
+				{"Nexus peak RSS < 100 MiB", "100.0 MiB", miss},
+			},
+		},
+		{
+			name: "failed cells and missing measurements are unknown, not missed",
+			r: report{
+				Rows:     rows(failed, cellAt(1000, time.Millisecond), cellAt(300, time.Millisecond), failed),
+				NexusRSS: memory{Why: "connection refused"},
+			},
+			want: []targetResult{
+				{"get ≥ 40% of raw SELECT at c=16", "SPIKE n/a: 2 errors", unknown},
+				{"get ≥ 40% of raw SELECT at c=64", "SPIKE n/a: 2 errors", unknown},
+				{"put ≥ 30% of raw INSERT at c=16", "raw n/a: 2 errors", unknown},
+				{"put ≥ 30% of raw INSERT at c=64", "raw n/a: 2 errors", unknown},
+				{"p99 get < 10 ms at c=16", "n/a: 2 errors", unknown},
+				{"Nexus peak RSS < 100 MiB", "not measured", unknown},
+			},
+		},
+		{
+			name: "concurrencies not run",
+			r: report{
+				Rows:     []row{{Op: "get", Ref: "SELECT", Concurrency: 1, SPIKE: cellAt(1, time.Millisecond), Raw: cellAt(1, time.Millisecond)}},
+				NexusRSS: memory{Bytes: mib, Measured: true},
+			},
+			want: []targetResult{
+				{"get ≥ 40% of raw SELECT at c=16", "not run (no c=16)", unknown},
+				{"get ≥ 40% of raw SELECT at c=64", "not run (no c=64)", unknown},
+				{"put ≥ 30% of raw INSERT at c=16", "not run (no c=16)", unknown},
+				{"put ≥ 30% of raw INSERT at c=64", "not run (no c=64)", unknown},
+				{"p99 get < 10 ms at c=16", "not run (no c=16)", unknown},
+				{"Nexus peak RSS < 100 MiB", "1.0 MiB", pass},
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if diff := cmp.Diff(tc.want, tc.r.targets()); diff != "" {
+				t.Errorf("targets (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	t.Parallel()
+	nan := math.NaN()
+	failedPut := cellAt(90, 40*time.Millisecond)
+	failedPut.Errors = 3
+	failedPut.FirstError = "put bench/p000007: unavailable: database | down"
+	r := report{
+		Date:      time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC),
+		CPUs:      2,
+		CPUModel:  "AMD EPYC",
+		GoVersion: "go1.26.0",
+		Postgres:  "15.18",
+		Caller:    "admin spiffe://spike.local/spike/pilot with an admin token",
+		ValueSize: 256,
+		Paths:     100,
+		Duration:  5 * time.Second,
+		Rows: []row{
+			{
+				Op: "get", Ref: "SELECT", Concurrency: 16,
+				SPIKE:    summary{Ops: 20000, Elapsed: 5 * time.Second, P50: 1500 * time.Microsecond, P90: 3 * time.Millisecond, P99: 8250 * time.Microsecond},
+				Raw:      summary{Ops: 50000, Elapsed: 5 * time.Second, P50: 100 * time.Microsecond, P90: 200 * time.Microsecond, P99: time.Millisecond},
+				SPIKEUse: usage{Machine: 1.9, Nexus: 0.8, Keeper: 0.01, Bench: 0.4, AuditBatch: 2.5, AuditWait: 0.0012, PoolWait: 0},
+				RawUse:   usage{Machine: 1.95, Nexus: 0, Keeper: 0, Bench: 0.7, AuditBatch: nan, AuditWait: nan, PoolWait: 0},
+			},
+			{
+				Op: "put", Ref: "INSERT", Concurrency: 16,
+				SPIKE:    failedPut,
+				Raw:      cellAt(1000, 2*time.Millisecond),
+				SPIKEUse: usage{Machine: nan, Nexus: nan, Keeper: nan, Bench: nan, AuditBatch: nan, AuditWait: nan, PoolWait: nan},
+				RawUse:   usage{Machine: 1.5, Nexus: nan, Keeper: nan, Bench: 0.5, AuditBatch: nan, AuditWait: nan, PoolWait: nan},
+			},
+		},
+		NexusRSS:  memory{Bytes: 40 << 20, Measured: true},
+		KeeperRSS: memory{Why: "no sample"},
+	}
+	const want = "# SPIKE benchmarks\n" +
+		"\n" +
+		"Written by `make bench` (`deploy/local/bench.sh` runs `shared/cmd/spike-bench` against a fresh local stack). Do not edit: run it again.\n" +
+		"\n" +
+		"## Setup\n" +
+		"\n" +
+		"| setting | value |\n" +
+		"|---|---|\n" +
+		"| date | 2026-01-02 15:04 UTC |\n" +
+		"| machine | 2 CPUs (AMD EPYC) |\n" +
+		"| Go | go1.26.0 |\n" +
+		"| PostgreSQL | 15.18 |\n" +
+		"| caller | admin spiffe://spike.local/spike/pilot with an admin token; audit on |\n" +
+		"| value size | 256 bytes |\n" +
+		"| paths | 100 |\n" +
+		"| duration | 5s per cell |\n" +
+		"\n" +
+		"## Results\n" +
+		"\n" +
+		"SPIKE: `GetSecret` of a random path and `PutSecret` of a new version of one, through the Connect client that workloads use (HTTP/2 over SPIFFE mTLS). Raw: pgx on the same database, one connection per caller: a primary-key `SELECT` of a bytea of the value size, and a single-row `INSERT` of one, each committed on its own (scratch table `bench_raw`, dropped afterwards).\n" +
+		"\n" +
+		"c is the number of concurrent callers. Throughput counts the successful requests over the cell's wall time; latencies are per request (nearest rank). A cell in which any request failed shows no figures.\n" +
+		"\n" +
+		"| operation | c | SPIKE ops/s | p50 | p90 | p99 | raw ops/s | raw p50 | raw p90 | raw p99 | SPIKE/raw |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|---|\n" +
+		"| get vs SELECT | 16 | 4000 | 1.50 ms | 3.00 ms | 8.25 ms | 10000 | 0.10 ms | 0.20 ms | 1.00 ms | 40.0% |\n" +
+		"| put vs INSERT | 16 | n/a: 3 errors | n/a | n/a | n/a | 1000 | 0.50 ms | 1.00 ms | 2.00 ms | n/a |\n" +
+		"\n" +
+		"## Targets\n" +
+		"\n" +
+		"From issue 6, for a 2-core machine with audit on.\n" +
+		"\n" +
+		"| target | measured | result |\n" +
+		"|---|---|---|\n" +
+		"| get ≥ 40% of raw SELECT at c=16 | 40.0% | pass |\n" +
+		"| get ≥ 40% of raw SELECT at c=64 | not run (no c=64) | n/a |\n" +
+		"| put ≥ 30% of raw INSERT at c=16 | SPIKE n/a: 3 errors | n/a |\n" +
+		"| put ≥ 30% of raw INSERT at c=64 | not run (no c=64) | n/a |\n" +
+		"| p99 get < 10 ms at c=16 | 8.25 ms | pass |\n" +
+		"| Nexus peak RSS < 100 MiB | 40.0 MiB | pass |\n" +
+		"\n" +
+		"3 of 6 targets pass.\n" +
+		"\n" +
+		"## Memory\n" +
+		"\n" +
+		"Peak of `process_resident_memory_bytes`, sampled every 200 ms during the run.\n" +
+		"\n" +
+		"| program | peak RSS |\n" +
+		"|---|---|\n" +
+		"| Nexus | 40.0 MiB |\n" +
+		"| Keeper | not measured: no sample |\n" +
+		"\n" +
+		"## Where the CPU went\n" +
+		"\n" +
+		"Cores used during each cell (2 cores in all): the machine's busy time from `/proc/stat`, Nexus's and Keeper's `process_cpu_seconds_total`, spike-bench's own; \"rest\" is the busy time left, mostly PostgreSQL. From Nexus's metrics: records per audit batch, mean audit wait, and mean wait for a database connection per acquire (Nexus's pool; the raw reference has one connection per caller).\n" +
+		"\n" +
+		"| cell | busy | Nexus | Keeper | spike-bench | rest | audit records/batch | audit wait ms | DB pool wait ms |\n" +
+		"|---|---|---|---|---|---|---|---|---|\n" +
+		"| SPIKE get c=16 | 1.90 | 0.80 | 0.01 | 0.40 | 0.69 | 2.50 | 1.20 | 0.00 |\n" +
+		"| raw SELECT c=16 | 1.95 | 0.00 | 0.00 | 0.70 | 1.25 | – | – | 0.00 |\n" +
+		"| SPIKE put c=16 | – | – | – | – | – | – | – | – |\n" +
+		"| raw INSERT c=16 | 1.50 | – | – | 0.50 | 1.00 | – | – | – |\n" +
+		"\n" +
+		"## Errors\n" +
+		"\n" +
+		"| cell | errors | first error |\n" +
+		"|---|---|---|\n" +
+		"| SPIKE put c=16 | 3 | put bench/p000007: unavailable: database \\| down |\n"
+	if diff := cmp.Diff(want, r.markdown()); diff != "" {
+		t.Errorf("markdown (-want +got):\n%s", diff)
+	}
+}
