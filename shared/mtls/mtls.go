@@ -5,7 +5,6 @@ package mtls
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/spike-dev/spike/shared/graceful"
 	"github.com/spike-dev/spike/shared/svid"
 )
 
@@ -76,7 +76,6 @@ const (
 	writeTimeout      = 60 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 64 << 10
-	shutdownTimeout   = 10 * time.Second
 )
 
 // NewServer returns an HTTP server for h over tlsConf, with timeouts and
@@ -105,20 +104,5 @@ func NewServer(h http.Handler, tlsConf *tls.Config, log *slog.Logger) *http.Serv
 // Serve serves TLS on ln until ctx is done, then shuts down gracefully.
 // It returns nil after a clean shutdown.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.ServeTLS(ln, "", "") }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return graceful.Serve(ctx, srv, func() error { return srv.ServeTLS(ln, "", "") })
 }

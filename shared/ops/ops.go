@@ -18,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/spike-dev/spike/shared/graceful"
 )
 
 // Off is the listen setting that turns the ops listener off.
@@ -31,7 +33,6 @@ const (
 	writeTimeout      = 30 * time.Second
 	idleTimeout       = 2 * time.Minute
 	maxHeaderBytes    = 16 << 10
-	shutdownTimeout   = 5 * time.Second
 	// readyTimeout bounds one readiness check, whatever it asks.
 	readyTimeout = 5 * time.Second
 )
@@ -141,22 +142,7 @@ func NewServer(cfg Config) *http.Server {
 // Serve serves plain HTTP on ln until ctx is done, then shuts down
 // gracefully. It returns nil after a clean shutdown.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
+	return graceful.Serve(ctx, srv, func() error { return srv.Serve(ln) })
 }
 
 // ServeWith runs api, the program's API server, with the ops endpoints
