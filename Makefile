@@ -22,10 +22,10 @@ PKGS := $(foreach m,$(MODULES),./$(m)/...)
 PG_BINDIR := /usr/lib/postgresql/15/bin
 export PATH := $(PATH):$(PG_BINDIR)
 
-.PHONY: help build test fuzz up svid down psql bench proto tools lint clean
+.PHONY: help build test fuzz up svid down psql bench proto tools lint clean spire test-spire
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-7s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build spike-keeper, spike-nexus, spike, spike-devca and spike-example-workload into bin/
 	@mkdir -p $(BIN)
@@ -63,6 +63,19 @@ psql: ## open psql on the local stack's database
 # Not part of `make test`: it takes minutes and its figures depend on the machine.
 bench: ## measure get/put on a fresh stack of its own vs raw PostgreSQL; writes docs/benchmarks.md
 	GO="$(GO)" deploy/local/bench.sh
+
+# The pinned SPIRE (tools/spire/go.mod) outside the workspace. The first
+# build takes several minutes; later ones come from the Go build cache.
+SPIRE_PKGS := github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/cmd/spire-agent
+
+spire: ## build the pinned SPIRE server and agent (v1.13.3) into bin/spire/
+	@mkdir -p $(BIN)/spire
+	cd tools/spire && GOWORK=off $(GO) build -o $(BIN)/spire/ $(SPIRE_PKGS)
+
+# Not part of `make test`: it needs the SPIRE build and runs for minutes.
+test-spire: spire ## end-to-end test under a real SPIRE server and agent, with SVIDs rotating
+	deploy/local/check-deps.sh
+	$(GO) test -tags spire -count=1 -timeout 30m ./pilot/e2e/spire/
 
 tools: ## build the pinned code generators and buf into bin/tools/
 	@mkdir -p $(TOOLS_BIN)

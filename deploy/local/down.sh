@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # down.sh stops the SPIKE development stack started by up.sh: Nexus, then
-# Keeper, then PostgreSQL. State stays in $SPIKE_STATE (default .spike), so
+# Keeper, then the SPIRE agent and server if they run (SPIFFE=spire), then
+# PostgreSQL. State stays in $SPIKE_STATE (default .spike), so
 # `make up` brings the same stack back. Running it when nothing runs is fine.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
@@ -37,6 +38,12 @@ stop_program() {
 
 stop_program nexus
 stop_program keeper
+# The SVID source Keeper and Nexus ran with (SPIRE mode only).
+rm -f "$STATE/run/spiffe"
+
+if [[ -e $STATE/run/spire-agent.pid || -e $STATE/run/spire-server.pid ]]; then
+	"$REPO_ROOT/deploy/local/spire.sh" stop
+fi
 
 if [[ -f "$PGDATA_DIR/PG_VERSION" ]] && command -v pg_ctl >/dev/null 2>&1 && pg_running; then
 	if as_pg "$(command -v pg_ctl)" -D "$PGDATA_DIR" -m fast -w -t 60 stop >/dev/null; then

@@ -29,6 +29,15 @@ START_TIMEOUT=${SPIKE_START_TIMEOUT:-30}
 PGDATA_DIR="$STATE/pg/data"
 PGRUN_DIR="$STATE/pg/run"
 
+# SPIRE mode (make up SPIFFE=spire; deploy/local/spire.sh): the pinned
+# server and agent built by `make spire`, their state and sockets.
+SPIRE_BIN="$BIN/spire"
+SPIRE_DIR="$STATE/spire"
+SPIRE_SERVER_PORT=${SPIKE_SPIRE_PORT:-8081}
+SPIRE_SERVER_SOCKET="$SPIRE_DIR/server.sock"
+SPIRE_AGENT_SOCKET="$SPIRE_DIR/agent.sock"
+SVID_TTL=${SPIKE_SVID_TTL:-1h}
+
 # The OS user PostgreSQL runs as: itself refuses to run as root.
 PG_OS_USER=postgres
 

@@ -2,6 +2,8 @@
 # up.sh starts the SPIKE development stack on this machine, without Docker:
 # a PostgreSQL cluster, development SVIDs from a local CA, one Keeper and one
 # Nexus. State lives in $SPIKE_STATE (default: .spike in the repository).
+# With SPIFFE=spire (make up SPIFFE=spire) the SVIDs come from a local SPIRE
+# server and agent instead (deploy/local/spire.sh), over the Workload API.
 # Running it again starts whatever is not running and changes nothing else.
 # `make down` (deploy/local/down.sh) stops it all.
 set -euo pipefail
@@ -32,10 +34,40 @@ NEXUS_OPS_PORT=${SPIKE_NEXUS_OPS_PORT:-$((NEXUS_PORT + 1))}
 check_ports "$KEEPER_OPS_PORT" "$NEXUS_OPS_PORT"
 [[ $TRUST_DOMAIN =~ ^[a-z0-9._-]+$ ]] || die "bad SPIKE_TRUST_DOMAIN: $TRUST_DOMAIN"
 
+# Where the SVIDs come from: the dev CA (default) or SPIRE.
+case ${SPIFFE:-} in
+"" | devca) USE_SPIRE="" ;;
+spire) USE_SPIRE=1 ;;
+*) die "SPIFFE=$SPIFFE: use SPIFFE=spire for SVIDs from a local SPIRE server and agent, or leave it unset for the dev CA" ;;
+esac
+# Keeper and Nexus keep the SVID source they started with; the mode of the
+# running ones is in this file (SPIRE mode only).
+MODE_FILE="$STATE/run/spiffe"
+running_mode=devca
+if [[ -f $MODE_FILE && $(<"$MODE_FILE") == spire ]]; then
+	running_mode=spire
+fi
+if live_pid keeper >/dev/null || live_pid nexus >/dev/null; then
+	if [[ -n $USE_SPIRE && $running_mode != spire ]]; then
+		die "Keeper/Nexus are running with dev-CA SVIDs; 'make down' first to restart them with SPIRE"
+	fi
+	if [[ -z $USE_SPIRE && $running_mode == spire ]]; then
+		die "Keeper/Nexus are running with SVIDs from SPIRE; use 'make up SPIFFE=spire', or 'make down' first"
+	fi
+fi
+
 # --- binaries ---------------------------------------------------------------
 
 say "==> building binaries"
 make --no-print-directory -C "$REPO_ROOT" build
+if [[ -n $USE_SPIRE ]]; then
+	if [[ ! -x $SPIRE_BIN/spire-server || ! -x $SPIRE_BIN/spire-agent ]]; then
+		say "==> building SPIRE into bin/spire (the first build takes several minutes)"
+	else
+		say "==> building SPIRE into bin/spire"
+	fi
+	make --no-print-directory -C "$REPO_ROOT" spire
+fi
 
 # --- state folder -------------------------------------------------------------
 
@@ -52,14 +84,19 @@ KEEPER_ID="spiffe://$TRUST_DOMAIN/spike/keeper/1"
 NEXUS_ID="spiffe://$TRUST_DOMAIN/spike/nexus"
 PILOT_ID="spiffe://$TRUST_DOMAIN/spike/pilot"
 
-say "==> minting SVIDs (CA in $STATE/ca)"
-mint() {
-	"$BIN/spike-devca" -ca "$STATE/ca" -id "$1" -out "$STATE/svid/$2" ||
-		die "cannot mint an SVID for $1 (a CA for another trust domain in $STATE/ca? remove that directory to start over)"
-}
-mint "$KEEPER_ID" keeper
-mint "$NEXUS_ID" nexus
-mint "$PILOT_ID" pilot
+if [[ -n $USE_SPIRE ]]; then
+	# Server, agent and one entry per program (by executable path and uid).
+	"$REPO_ROOT/deploy/local/spire.sh" start
+else
+	say "==> minting SVIDs (CA in $STATE/ca)"
+	mint() {
+		"$BIN/spike-devca" -ca "$STATE/ca" -id "$1" -out "$STATE/svid/$2" ||
+			die "cannot mint an SVID for $1 (a CA for another trust domain in $STATE/ca? remove that directory to start over)"
+	}
+	mint "$KEEPER_ID" keeper
+	mint "$NEXUS_ID" nexus
+	mint "$PILOT_ID" pilot
+fi
 
 # --- PostgreSQL ---------------------------------------------------------------
 
@@ -218,13 +255,29 @@ start_program() {
 	done
 }
 
+# svid_env NAME prints the settings that give program NAME its SVID.
+svid_env() {
+	if [[ -n $USE_SPIRE ]]; then
+		printf '%s\n' "SPIFFE_ENDPOINT_SOCKET=unix://$SPIRE_AGENT_SOCKET"
+	else
+		printf '%s\n' "SPIKE_SVID_CERT=$STATE/svid/$1/svid.pem" \
+			"SPIKE_SVID_KEY=$STATE/svid/$1/key.pem" \
+			"SPIKE_TRUST_BUNDLE=$STATE/svid/$1/bundle.pem"
+	fi
+}
+mapfile -t keeper_svid < <(svid_env keeper)
+mapfile -t nexus_svid < <(svid_env nexus)
+if [[ -n $USE_SPIRE ]]; then
+	printf 'spire\n' >"$MODE_FILE"
+elif ! live_pid keeper >/dev/null && ! live_pid nexus >/dev/null; then
+	rm -f "$MODE_FILE"
+fi
+
 start_program keeper "$KEEPER_PORT" \
 	SPIKE_KEEPER_LISTEN="127.0.0.1:$KEEPER_PORT" \
 	SPIKE_KEEPER_OPS_LISTEN="127.0.0.1:$KEEPER_OPS_PORT" \
 	SPIKE_TRUST_DOMAIN="$TRUST_DOMAIN" \
-	SPIKE_SVID_CERT="$STATE/svid/keeper/svid.pem" \
-	SPIKE_SVID_KEY="$STATE/svid/keeper/key.pem" \
-	SPIKE_TRUST_BUNDLE="$STATE/svid/keeper/bundle.pem"
+	"${keeper_svid[@]}"
 
 start_program nexus "$NEXUS_PORT" \
 	SPIKE_NEXUS_LISTEN="127.0.0.1:$NEXUS_PORT" \
@@ -233,9 +286,7 @@ start_program nexus "$NEXUS_PORT" \
 	SPIKE_DATABASE_URL="$DATABASE_URL" \
 	SPIKE_KEEPER_URL="https://127.0.0.1:$KEEPER_PORT" \
 	SPIKE_KEEPER_ID="$KEEPER_ID" \
-	SPIKE_SVID_CERT="$STATE/svid/nexus/svid.pem" \
-	SPIKE_SVID_KEY="$STATE/svid/nexus/key.pem" \
-	SPIKE_TRUST_BUNDLE="$STATE/svid/nexus/bundle.pem"
+	"${nexus_svid[@]}"
 
 # --- environment for Pilot ----------------------------------------------------
 
@@ -245,16 +296,29 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh
 	umask 077
 	{
 		printf '# Written by deploy/local/up.sh. Source it: . %s\n' "$(shq "$ENV_FILE")"
-		printf '# Pilot (bin/spike) talks to the local Nexus with the pilot SVID.\n'
+		if [[ -n $USE_SPIRE ]]; then
+			printf '# Pilot (bin/spike) talks to the local Nexus with the pilot SVID from the\n'
+			printf '# SPIRE agent (entry: unix:path:%s, unix:uid:%s).\n' "$BIN/spike" "$(id -u)"
+		else
+			printf '# Pilot (bin/spike) talks to the local Nexus with the pilot SVID.\n'
+		fi
 		printf 'export SPIKE_NEXUS_URL=%s\n' "$(shq "https://127.0.0.1:$NEXUS_PORT")"
 		printf 'export SPIKE_TRUST_DOMAIN=%s\n' "$(shq "$TRUST_DOMAIN")"
-		printf 'export SPIKE_SVID_CERT=%s\n' "$(shq "$STATE/svid/pilot/svid.pem")"
-		printf 'export SPIKE_SVID_KEY=%s\n' "$(shq "$STATE/svid/pilot/key.pem")"
-		printf 'export SPIKE_TRUST_BUNDLE=%s\n' "$(shq "$STATE/svid/pilot/bundle.pem")"
+		if [[ -n $USE_SPIRE ]]; then
+			printf 'export SPIFFE_ENDPOINT_SOCKET=%s\n' "$(shq "unix://$SPIRE_AGENT_SOCKET")"
+			printf '# SVID files would be ignored; drop them so that nothing looks configured twice.\n'
+			printf 'unset SPIKE_SVID_CERT SPIKE_SVID_KEY SPIKE_TRUST_BUNDLE\n'
+		else
+			printf 'export SPIKE_SVID_CERT=%s\n' "$(shq "$STATE/svid/pilot/svid.pem")"
+			printf 'export SPIKE_SVID_KEY=%s\n' "$(shq "$STATE/svid/pilot/key.pem")"
+			printf 'export SPIKE_TRUST_BUNDLE=%s\n' "$(shq "$STATE/svid/pilot/bundle.pem")"
+		fi
 		printf '# For make psql (role spike; the password is in %s).\n' "$PG_PASSWORD_FILE"
 		printf 'export SPIKE_DATABASE_URL=%s\n' "$(shq "$DATABASE_URL")"
-		printf '# The dev stack uses SVID files, not a SPIRE agent.\n'
-		printf 'unset SPIFFE_ENDPOINT_SOCKET\n'
+		if [[ -z $USE_SPIRE ]]; then
+			printf '# The dev stack uses SVID files, not a SPIRE agent.\n'
+			printf 'unset SPIFFE_ENDPOINT_SOCKET\n'
+		fi
 	} >"$ENV_FILE.tmp"
 	mv -f "$ENV_FILE.tmp" "$ENV_FILE"
 )
@@ -289,6 +353,10 @@ say "SPIKE is up: Nexus https://127.0.0.1:$NEXUS_PORT, Keeper https://127.0.0.1:
 	"PostgreSQL 127.0.0.1:$PG_PORT (state in $STATE, logs in $STATE/log)."
 say "Metrics and health: http://127.0.0.1:$NEXUS_OPS_PORT/{metrics,healthz,readyz} (Nexus)," \
 	"http://127.0.0.1:$KEEPER_OPS_PORT/... (Keeper)."
+if [[ -n $USE_SPIRE ]]; then
+	say "SVIDs come from SPIRE (X509-SVID TTL $SVID_TTL): Workload API unix://$SPIRE_AGENT_SOCKET," \
+		"server 127.0.0.1:$SPIRE_SERVER_PORT; deploy/local/spire.sh entries lists the registrations."
+fi
 say ""
 case $initialised in
 true)

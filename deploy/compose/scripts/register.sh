@@ -6,7 +6,7 @@
 #
 #  1. writes the server's trust bundle, which the agent needs to connect the
 #     first time (/run/spire/bootstrap/trust/bundle.pem);
-#  2. names the agent spiffe://$TRUST_DOMAIN/spire/agent/compose: a node alias
+#  2. names the agent spiffe://$TRUST_DOMAIN/spire-agent/compose: a node alias
 #     for every agent whose x509pop certificate comes from the CA of
 #     bootstrap.sh (selector x509pop:ca:fingerprint);
 #  3. registers each workload under that agent: a process running as UID gets
@@ -21,7 +21,7 @@ TD=${TRUST_DOMAIN:?TRUST_DOMAIN is not set}
 SOCKET=/tmp/spire-server/private/api.sock
 BOOT=/run/spire/bootstrap
 SERVER_ID="spiffe://$TD/spire/server"
-AGENT_ID="spiffe://$TD/spire/agent/compose"
+AGENT_ID="spiffe://$TD/spire-agent/compose"
 
 die() {
 	printf 'register: %s\n' "$*" >&2
