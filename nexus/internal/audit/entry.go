@@ -38,13 +38,16 @@ type Entry struct {
 	// record is chained inside its transaction, which must not wait for
 	// another database connection.
 	key []byte
+	// keyErr says why there is no key although SPIKE is unsealed: every
+	// write of this record then fails (fail closed).
+	keyErr error
 }
 
 // Begin starts the record of a request.
 func (t *Trail) Begin(ctx context.Context, requestID, caller, peer, procedure string) *Entry {
 	now := time.Now()
-	key, _ := t.keys.MACKey(ctx) // nil while sealed: the record is then unauthenticated
-	return &Entry{trail: t, start: now, key: key, row: postgres.AuditRow{
+	key, keyErr := t.macKey(ctx)
+	return &Entry{trail: t, start: now, key: key, keyErr: keyErr, row: postgres.AuditRow{
 		ChainID:   t.chainID[:],
 		At:        now.UTC().Truncate(time.Microsecond),
 		RequestID: requestID,
@@ -99,6 +102,9 @@ func (e *Entry) final(code string) postgres.AuditRow {
 func (e *Entry) BeforeCommit(ctx context.Context, s *postgres.Store, tx pgx.Tx) error {
 	if e.Recorded() {
 		return nil
+	}
+	if e.keyErr != nil {
+		return e.keyErr
 	}
 	c, err := e.trail.chain(ctx, e.key, []postgres.AuditRow{e.final("ok")})
 	if err != nil {

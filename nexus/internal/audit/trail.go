@@ -44,6 +44,7 @@ type Trail struct {
 	chainID [16]byte
 
 	lanes     chan *lane
+	nextLane  atomic.Int32
 	unauthSeq atomic.Int64
 	queue     chan *pending
 
@@ -88,8 +89,8 @@ func New(store *postgres.Store, keys *envelope.Keys, sink io.Writer, log *slog.L
 	if _, err := rand.Read(t.chainID[:]); err != nil {
 		return nil, fmt.Errorf("generate audit chain id: %w", err)
 	}
-	for i := range lanes {
-		t.lanes <- &lane{id: int16(i), mac: make([]byte, sha256.Size)}
+	for range lanes {
+		t.lanes <- t.newLane()
 	}
 	return t, nil
 }
@@ -168,9 +169,12 @@ func (t *Trail) flush(ctx context.Context, batch []*pending) {
 	for i, p := range batch {
 		rows[i] = p.row
 	}
-	key, _ := t.keys.MACKey(ctx) // nil while sealed: the records are then unauthenticated
+	key, err := t.macKey(ctx)
 	defer clear(key)
-	c, err := t.chain(ctx, key, rows)
+	var c chained
+	if err == nil {
+		c, err = t.chain(ctx, key, rows)
+	}
 	if err == nil {
 		err = t.store.InsertAudit(ctx, nil, c.rows)
 		t.settle(c, err == nil)
@@ -189,6 +193,21 @@ func (t *Trail) flush(ctx context.Context, batch []*pending) {
 	for _, p := range batch {
 		p.done <- err
 	}
+}
+
+// macKey returns the audit MAC key, or nil without an error while SPIKE is
+// sealed or not initialised (the records are then written unauthenticated).
+// When SPIKE is unsealed but the key cannot be had, that is an error: the
+// record must not silently lose its MAC.
+func (t *Trail) macKey(ctx context.Context) ([]byte, error) {
+	key, err := t.keys.MACKey(ctx)
+	switch {
+	case err == nil:
+		return key, nil
+	case t.keys.State().Unsealed:
+		return nil, fault.Wrap(fault.Unavailable, err, "audit log unavailable: the audit key cannot be read")
+	}
+	return nil, nil
 }
 
 // chain gives rows their place: on a lane, MACed, when there is a MAC key;
@@ -220,14 +239,26 @@ func (t *Trail) chain(ctx context.Context, key []byte, rows []postgres.AuditRow)
 	return chained{lane: ln, rows: out}, nil
 }
 
+// newLane starts a new chain of this process. Lane ids are never reused;
+// a process would need 32,767 failed audit writes to run out.
+func (t *Trail) newLane() *lane {
+	return &lane{id: int16(t.nextLane.Add(1) - 1), mac: make([]byte, sha256.Size)}
+}
+
 // settle moves the lane past c's rows if they committed, and frees it.
+// When they did not, whether anything reached the database is not always
+// known (a commit can fail after the database applied it), so the lane is
+// retired and a new chain takes its place: a chain never forks, and a lane
+// never gets stuck on a sequence number already taken.
 func (t *Trail) settle(c chained, committed bool) {
 	if c.lane != nil {
 		if committed {
 			last := c.rows[len(c.rows)-1]
 			c.lane.seq, c.lane.mac = last.Seq, last.MAC
+			t.lanes <- c.lane
+		} else {
+			t.lanes <- t.newLane()
 		}
-		t.lanes <- c.lane
 	}
 	if committed {
 		t.emit(c.rows)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
@@ -124,6 +125,16 @@ func (t *Trail) Verify(ctx context.Context) (Report, error) {
 // per chain so that the rest still verifies. It returns how many records
 // it deleted and how many checkpoints it wrote.
 func (t *Trail) Prune(ctx context.Context, before time.Time) (int64, int64, error) {
+	// A checkpoint vouches for what it replaces: never certify a trail
+	// that already fails verification.
+	rep, err := t.Verify(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	if !rep.OK {
+		return 0, 0, fault.New(fault.FailedPrecondition,
+			"the audit trail fails verification, so it is not pruned: run `spike audit verify` and investigate first")
+	}
 	key, err := t.keys.MACKey(ctx)
 	if err != nil {
 		return 0, 0, err

@@ -209,9 +209,15 @@ func (s *Store) PruneAudit(ctx context.Context, before time.Time,
 ) (deleted, checkpoints int64, err error) {
 	err = s.inAuditedTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx,
-			`SELECT DISTINCT ON (chain_id, lane) chain_id, lane, seq, mac
-			 FROM audit_log WHERE lane >= 0 AND at < $1
-			 ORDER BY chain_id, lane, seq DESC`, before)
+			// Per chain, the end of the oldest run of records all older than
+			// before: a record older than before but after a newer one in
+			// the chain stays, so a chain is only ever cut at one point.
+			`SELECT DISTINCT ON (a.chain_id, a.lane) a.chain_id, a.lane, a.seq, a.mac
+			 FROM audit_log a
+			 WHERE a.lane >= 0 AND a.at < $1
+			   AND NOT EXISTS (SELECT 1 FROM audit_log b
+			                   WHERE b.chain_id = a.chain_id AND b.lane = a.lane AND b.seq <= a.seq AND b.at >= $1)
+			 ORDER BY a.chain_id, a.lane, a.seq DESC`, before)
 		if err != nil {
 			return err
 		}

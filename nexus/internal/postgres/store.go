@@ -29,6 +29,10 @@ const (
 	connectTimeout = 5 * time.Second
 )
 
+// commitTimeout bounds a commit, which runs even if the request's context
+// is done.
+const commitTimeout = 10 * time.Second
+
 // sessionLimits are PostgreSQL settings for every pooled session.
 var sessionLimits = map[string]string{
 	"statement_timeout":                   "15s",
@@ -209,7 +213,11 @@ func (s *Store) runTx(ctx context.Context, hook TxHook, fn func(pgx.Tx) error) e
 			return err
 		}
 	}
-	err = tx.Commit(ctx)
+	// The commit must not be cut short by the caller going away: its outcome
+	// would be unknown, and the request's audit record with it.
+	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	err = tx.Commit(commitCtx)
 	if hook != nil {
 		hook.Done(err == nil)
 	}

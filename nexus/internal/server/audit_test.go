@@ -347,4 +347,42 @@ func TestAuditPrune(t *testing.T) {
 	if v := s.verify(); v.GetOk() {
 		t.Fatal("a moved checkpoint verifies")
 	}
+	// A trail that fails verification is not pruned: a checkpoint must not
+	// certify what was tampered with.
+	_, err = s.auditClient().PruneAuditTrail(t.Context(), connect.NewRequest(&nexusv1.PruneAuditTrailRequest{Before: timestamppb.New(time.Now())}))
+	wantCode(t, err, connect.CodeFailedPrecondition, "fails verification")
+}
+
+// Requests refused before they are decoded (a bad body, an unknown
+// procedure) are recorded too.
+func TestAuditRecordsRefusedRequests(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.init()
+	client := s.httpClient(spiffeid.RequireFromPath(td, "/app/prober"))
+	for _, tt := range []struct {
+		path, body string
+		wantCode   string
+	}{
+		{nexusv1connect.SecretServiceGetSecretProcedure, "{not json", "http_400"},
+		{"/spike.nexus.v1.NoSuchService/Steal", "{}", "http_404"},
+	} {
+		resp, err := client.Post(s.url+tt.path, "application/json", strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		list, err := s.auditClient().ListAuditRecords(t.Context(), connect.NewRequest(&nexusv1.ListAuditRecordsRequest{Rpc: tt.path}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs := list.Msg.GetRecords()
+		if len(recs) != 1 || recs[0].GetCode() != tt.wantCode || recs[0].GetDecision() != "deny" ||
+			recs[0].GetCaller() != "spiffe://spike.local/app/prober" || !strings.Contains(recs[0].GetReason(), "before it was decoded") {
+			t.Errorf("%s: records = %v, want one deny with code %s", tt.path, recs, tt.wantCode)
+		}
+	}
+	if v := s.verify(); !v.GetOk() {
+		t.Fatalf("trail does not verify: %v", v)
+	}
 }

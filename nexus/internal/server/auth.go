@@ -292,6 +292,7 @@ func (s *Server) observe() connect.UnaryInterceptorFunc {
 	return func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			start := time.Now()
+			markObserved(ctx)
 			ctx, cancel := context.WithTimeout(ctx, maxRequestDuration)
 			defer cancel()
 			id := newRequestID()

@@ -100,5 +100,5 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(
 		nexusv1connect.OperatorServiceName, nexusv1connect.SecretServiceName, nexusv1connect.PolicyServiceName,
 		nexusv1connect.AuditServiceName)))
-	return mux
+	return s.auditRefused(mux)
 }
