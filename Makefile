@@ -33,10 +33,11 @@ build: ## build spike-keeper, spike-nexus, spike, spike-devca and spike-example-
 		./keeper/cmd/spike-keeper ./nexus/cmd/spike-nexus ./pilot/cmd/spike ./shared/cmd/spike-devca
 	$(GO) build -trimpath -o $(BIN)/spike-example-workload ./shared/examples/workload
 
-test: ## check/install PostgreSQL, run every Go test of the workspace, then fuzz
+test: ## check/install PostgreSQL, run every Go test of the workspace, fuzz, then the SPIRE end-to-end test
 	deploy/local/check-deps.sh
 	$(GO) test -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory test-spire
 
 # -fuzz matches one target per package run, hence one invocation per target.
 fuzz: ## run each fuzz target for FUZZTIME (default 10s; make fuzz FUZZTIME=1m)
@@ -72,7 +73,8 @@ spire: ## build the pinned SPIRE server and agent (v1.13.3) into bin/spire/
 	@mkdir -p $(BIN)/spire
 	cd tools/spire && GOWORK=off $(GO) build -o $(BIN)/spire/ $(SPIRE_PKGS)
 
-# Not part of `make test`: it needs the SPIRE build and runs for minutes.
+# Last step of `make test`. The first SPIRE build takes minutes (then it
+# comes from the Go build cache); a failed build fails the target.
 test-spire: spire ## end-to-end test under a real SPIRE server and agent, with SVIDs rotating
 	deploy/local/check-deps.sh
 	$(GO) test -tags spire -count=1 -timeout 30m ./pilot/e2e/spire/
