@@ -13,7 +13,11 @@
 #   BENCH_PG_PORT=55532 BENCH_KEEPER_PORT=8643 BENCH_NEXUS_PORT=8653
 #                            (the ops listeners take the next ports up)
 #   BENCH_KEEP_STATE=1       keep the state folder after a successful run
+#   BENCH_PROFILE=dir        CPU profiles of Nexus and spike-bench for each
+#                            SPIKE cell into dir (go tool pprof dir/nexus-...)
 #
+# spike-bench calls Nexus as a workload (spiffe://TD/bench, a dev SVID), which
+# a policy lets read and write under bench/**: what an application does.
 # The state folder (logs included) is kept when the run fails.
 set -euo pipefail
 
@@ -37,6 +41,11 @@ export SPIKE_PG_PORT=${BENCH_PG_PORT:-55532}
 export SPIKE_KEEPER_PORT=${BENCH_KEEPER_PORT:-8643}
 export SPIKE_NEXUS_PORT=${BENCH_NEXUS_PORT:-8653}
 unset SPIKE_KEEPER_OPS_PORT SPIKE_NEXUS_OPS_PORT # next to the API ports
+PROFILE=${BENCH_PROFILE:-}
+if [[ -n $PROFILE ]]; then
+	[[ $PROFILE == /* ]] || PROFILE="$PWD/$PROFILE"
+	export SPIKE_NEXUS_PPROF=true
+fi
 KEEPER_OPS_PORT=$((SPIKE_KEEPER_PORT + 1))
 NEXUS_OPS_PORT=$((SPIKE_NEXUS_PORT + 1))
 
@@ -103,14 +112,29 @@ printf '%s\n' "$password" | "$REPO_ROOT/bin/spike" operator init >"$STATE/init.l
 unset password
 [[ -s $SPIKE_TOKEN_FILE ]] || die "init saved no admin token in $SPIKE_TOKEN_FILE (see $STATE/init.log)"
 
+TRUST_DOMAIN=${SPIKE_TRUST_DOMAIN:-spike.local}
+BENCH_ID="spiffe://$TRUST_DOMAIN/bench"
+say "letting the workload $BENCH_ID read and write bench/**"
+"$REPO_ROOT/bin/spike" policy put bench --spiffe-id "$BENCH_ID" --path 'bench/**' --perm read,write >"$STATE/policy.log" 2>&1 || {
+	cat "$STATE/policy.log" >&2
+	die "spike policy put failed"
+}
+make --no-print-directory -C "$REPO_ROOT" svid ID="$BENCH_ID" NAME=bench >"$STATE/svid.log" 2>&1 || {
+	cat "$STATE/svid.log" >&2
+	die "make svid failed"
+}
+# shellcheck disable=SC1091
+. "$STATE/svid/bench/env"
+
 say "running spike-bench"
 "$REPO_ROOT/bin/spike-bench" \
-	-token-file "$SPIKE_TOKEN_FILE" \
+	-token-file "" \
 	-concurrency "${BENCH_CONCURRENCY:-1,16,64}" \
 	-duration "${BENCH_DURATION:-5s}" \
 	-value-size "${BENCH_VALUE_SIZE:-256}" \
 	-paths "${BENCH_PATHS:-100}" \
 	-out "$OUT" \
+	-profile "$PROFILE" \
 	-nexus-metrics "http://127.0.0.1:$NEXUS_OPS_PORT/metrics" \
 	-keeper-metrics "http://127.0.0.1:$KEEPER_OPS_PORT/metrics"
 ok=true

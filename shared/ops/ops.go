@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,6 +47,10 @@ type Config struct {
 	Ready func(context.Context) error
 	// Log receives the server's own errors; nil discards them.
 	Log *slog.Logger
+	// Pprof serves the Go profiler under /debug/pprof/ (for `make bench`
+	// and for finding a hot spot in production). Profiles show code paths
+	// and sizes, not memory contents.
+	Pprof bool
 }
 
 // ListenAddress reads an ops listen setting: "" means def, Off means no
@@ -105,6 +110,13 @@ func Handler(cfg Config) http.Handler {
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		Registry: reg,
 	}))
+	if cfg.Pprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -141,6 +141,19 @@ func TestOnlyGet(t *testing.T) {
 	}
 }
 
+func TestPprof(t *testing.T) {
+	t.Parallel()
+	off := start(t, ops.Config{})
+	if code, _ := get(t, off+"/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Errorf("pprof off: GET /debug/pprof/cmdline = %d, want 404", code)
+	}
+	on := start(t, ops.Config{Pprof: true})
+	code, body := get(t, on+"/debug/pprof/goroutine?debug=1")
+	if code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("pprof on: GET /debug/pprof/goroutine = %d %.80q, want 200 and a goroutine profile", code, body)
+	}
+}
+
 func TestServeStopsOnCancel(t *testing.T) {
 	t.Parallel()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

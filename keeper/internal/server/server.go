@@ -81,6 +81,8 @@ func New(cfg Config) *Server {
 func (s *Server) Handler() (string, http.Handler) {
 	return keeperv1connect.NewKeeperServiceHandler(s,
 		connect.WithReadMaxBytes(maxRequestBytes),
+		// Key material is never compressed (no length side channel).
+		connect.WithCompression("gzip", nil, nil),
 		connect.WithInterceptors(observeRequests(s.log, s.metrics)),
 	)
 }

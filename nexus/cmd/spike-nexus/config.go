@@ -23,6 +23,7 @@ type config struct {
 	TrustDomain   spiffeid.TrustDomain
 	Listen        string
 	OpsListen     string // "" when turned off
+	Pprof         bool
 	DatabaseURL   string
 	MaxConns      int32
 	MaxVersions   int32
@@ -57,6 +58,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.OpsListen, err = ops.ListenAddress(getenv("SPIKE_NEXUS_OPS_LISTEN"), "127.0.0.1:8554"); err != nil {
 		errs = append(errs, fmt.Errorf("SPIKE_NEXUS_OPS_LISTEN: %w", err))
+	}
+	if c.Pprof, err = strconv.ParseBool(env("SPIKE_NEXUS_PPROF", "false")); err != nil {
+		errs = append(errs, errors.New("SPIKE_NEXUS_PPROF: must be true or false"))
 	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("SPIKE_DATABASE_URL: required, e.g. postgres://spike@127.0.0.1:5432/spike"))

@@ -26,6 +26,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if len(c.Admins) != 1 || c.Admins[0].String() != "spiffe://spike.local/spike/pilot" {
 		t.Errorf("admins = %v, want only the Pilot ID", c.Admins)
 	}
+	if c.Pprof {
+		t.Error("pprof on by default")
+	}
 	if c.MaxConns != 16 || c.MaxVersions != 10 {
 		t.Errorf("max conns %d, max versions %d; want 16 and 10", c.MaxConns, c.MaxVersions)
 	}
@@ -64,6 +67,8 @@ func TestLoadConfig(t *testing.T) {
 			check: func(c config) bool { return c.OpsListen == "0.0.0.0:9554" }},
 		{name: "ops listen off", env: map[string]string{"SPIKE_NEXUS_OPS_LISTEN": "off"},
 			check: func(c config) bool { return c.OpsListen == "" }},
+		{name: "pprof", env: map[string]string{"SPIKE_NEXUS_PPROF": "true"}, check: func(c config) bool { return c.Pprof }},
+		{name: "bad pprof", env: map[string]string{"SPIKE_NEXUS_PPROF": "yes please"}, wantErr: "SPIKE_NEXUS_PPROF"},
 		{name: "bad ops listen", env: map[string]string{"SPIKE_NEXUS_OPS_LISTEN": "nowhere"}, wantErr: "SPIKE_NEXUS_OPS_LISTEN"},
 	}
 	for _, tt := range tests {

@@ -135,7 +135,7 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stderr io.
 		"initialised", st.Initialised,
 		"unsealed", st.Unsealed,
 		"keeper", cfg.KeeperURL.String())
-	opsCfg := ops.Config{Registry: reg, Ready: ready(store, keys), Log: log}
+	opsCfg := ops.Config{Registry: reg, Ready: ready(store, keys), Log: log, Pprof: cfg.Pprof}
 	return ops.ServeWith(ctx, opsLn, opsCfg, func(ctx context.Context) error {
 		return mtls.Serve(ctx, httpSrv, ln)
 	})

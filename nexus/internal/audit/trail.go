@@ -26,8 +26,13 @@ const (
 	// lanes is how many chains this process writes at once: transactions
 	// holding a lane never wait for each other unless all lanes are busy.
 	lanes = 8
-	// flushers write batched records; maxBatch bounds one batch.
-	flushers = 4
+	// flushers write batched records; maxBatch bounds one batch. One
+	// flusher is a group commit: records that arrive while a batch is
+	// being written go together in the next, so batches grow with the
+	// load instead of commits. Measured with make bench (2 cores): 1
+	// flusher reads 18-37% faster than 4 at 16-64 callers, with a lower
+	// audit wait.
+	flushers = 1
 	maxBatch = 512
 	// writeTimeout bounds how long a request waits for its record.
 	writeTimeout = 10 * time.Second

@@ -2,9 +2,12 @@ package server_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 )
 
 const password = "correct horse battery"
@@ -376,4 +380,56 @@ func TestSealedAfterKeeperLosesKeyring(t *testing.T) {
 	}
 	_, err = s.operator(adminID).Init(ctx, connect.NewRequest(&nexusv1.InitRequest{Password: []byte(password)}))
 	wantCode(t, err, connect.CodeFailedPrecondition, "already initialised")
+}
+
+// TestResponsesAreNotCompressed: a caller asking for gzip gets the secret
+// uncompressed (no length side channel), and a compressed request is
+// refused.
+func TestResponsesAreNotCompressed(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.init()
+	value := strings.Repeat("a", 64<<10)
+	s.put("apps/big", map[string]string{"v": value})
+
+	post := func(body []byte, encoding string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost,
+			s.url+nexusv1connect.SecretServiceGetSecretProcedure, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+s.token)
+		// Set by hand, the transport leaves the response as sent.
+		req.Header.Set("Accept-Encoding", "gzip")
+		if encoding != "" {
+			req.Header.Set("Content-Encoding", encoding)
+		}
+		resp, err := s.httpClient(adminID).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	resp := post([]byte(`{"path":"apps/big"}`), "")
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Encoding") != "" {
+		t.Fatalf("status %d, Content-Encoding %q; want 200 and none", resp.StatusCode, resp.Header.Get("Content-Encoding"))
+	}
+	if !bytes.Contains(body, []byte(value)) {
+		t.Errorf("response of %d bytes does not hold the %d-byte value in the clear", len(body), len(value))
+	}
+
+	var gz bytes.Buffer
+	w := gzip.NewWriter(&gz)
+	_, _ = w.Write([]byte(`{"path":"apps/big"}`))
+	_ = w.Close()
+	if resp := post(gz.Bytes(), "gzip"); resp.StatusCode == http.StatusOK {
+		t.Errorf("gzip-compressed request: status 200, want it refused")
+	}
 }

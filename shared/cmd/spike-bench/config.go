@@ -42,6 +42,8 @@ type config struct {
 	// NexusMetrics and KeeperMetrics are the programs' Prometheus
 	// endpoints; "" leaves their memory and CPU unmeasured.
 	NexusMetrics, KeeperMetrics string
+	// Profile is where CPU profiles of the SPIKE cells go; "" takes none.
+	Profile string
 }
 
 // parseConfig reads the flags in args. Flags left unset fall back to the
@@ -60,6 +62,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	out := fl.String("out", "docs/benchmarks.md", "Markdown report to write; empty: none")
 	nexusMetrics := fl.String("nexus-metrics", "", "Nexus's Prometheus /metrics URL, for its peak RSS and CPU")
 	keeperMetrics := fl.String("keeper-metrics", "", "Keeper's Prometheus /metrics URL, for its peak RSS and CPU")
+	profile := fl.String("profile", "", "write CPU profiles of each SPIKE cell (spike-bench's, and Nexus's through -nexus-metrics's listener) to this folder")
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), `usage: spike-bench [flags]
 
@@ -98,6 +101,7 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 		Out:           *out,
 		NexusMetrics:  *nexusMetrics,
 		KeeperMetrics: *keeperMetrics,
+		Profile:       *profile,
 	}
 	var errs []error
 	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))

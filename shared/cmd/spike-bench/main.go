@@ -92,18 +92,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		keeperPeak = watchPeak(sampling, sc, cfg.KeeperMetrics, metricRSS, rssInterval)
 	}
 	pr := probe{scraper: sc, nexusURL: cfg.NexusMetrics, keeperURL: cfg.KeeperMetrics}
+	prof, err := newProfiler(cfg.Profile, cfg.NexusMetrics)
+	if err != nil {
+		return err
+	}
 
 	// One cell: a load run between two snapshots of the counters.
-	cell := func(name string, c int, op func(context.Context) error) (summary, usage) {
+	cell := func(name string, c int, op func(context.Context) error, profiled bool) (summary, usage, error) {
 		before := pr.take(ctx)
+		done := func() error { return nil }
+		if profiled {
+			done = prof.during(ctx, fmt.Sprintf("%s-c%d", name, c), cfg.Duration)
+		}
 		s := runLoad(ctx, c, cfg.Duration, op)
+		if err := done(); err != nil {
+			return s, usage{}, err
+		}
 		u := usageBetween(before, pr.take(ctx), runtime.NumCPU())
 		if s.valid() {
 			progress("%-12s c=%-3d %8.0f ops/s  p50 %s  p90 %s  p99 %s", name, c, s.throughput(), ms(s.P50), ms(s.P90), ms(s.P99))
 		} else {
 			progress("%-12s c=%-3d %s (first: %s)", name, c, s.refusal(), s.FirstError)
 		}
-		return s, u
+		return s, u, nil
 	}
 	var rows []row
 	for _, op := range []struct {
@@ -115,8 +126,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	} {
 		for _, c := range cfg.Concurrency {
 			r := row{Op: op.op, Ref: op.ref, Concurrency: c}
-			r.SPIKE, r.SPIKEUse = cell("SPIKE "+op.op, c, op.spikeOp)
-			r.Raw, r.RawUse = cell("raw "+op.ref, c, op.rawOp)
+			var err error
+			if r.SPIKE, r.SPIKEUse, err = cell("SPIKE "+op.op, c, op.spikeOp, true); err != nil {
+				return err
+			}
+			if r.Raw, r.RawUse, err = cell("raw "+op.ref, c, op.rawOp, false); err != nil {
+				return err
+			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -81,6 +82,18 @@ func (r report) sections() []section {
 				r.CPUs, metricCPU),
 		},
 		table: r.usageTable(),
+	}, section{
+		title: "CPU per operation",
+		before: []string{
+			"The same figures divided by the operations done: microseconds of CPU per request " +
+				"(cores × wall time / operations). The machine's CPU is shared by everything, so " +
+				"spike-bench's own cost per request bounds what any server could reach: with " +
+				"Nexus, Keeper and PostgreSQL free, the cores could do at most cores ÷ " +
+				"(spike-bench µs per request) requests a second. \"ceiling\" is that bound over " +
+				"the raw throughput of the same row: no server behind this client could show a " +
+				"higher SPIKE/raw on this machine.",
+		},
+		table: r.perOpTable(),
 	})
 
 	if r.failedRequests() > 0 {
@@ -140,6 +153,49 @@ func (r report) usageTable() [][]string {
 		add("raw "+row.Ref, row.Concurrency, row.RawUse)
 	}
 	return t
+}
+
+// perOpTable is CPU per operation, in µs, for each cell, and the ratio a
+// free server would reach: the client-bound ceiling.
+func (r report) perOpTable() [][]string {
+	t := [][]string{{"cell", "total µs/op", "Nexus", "Keeper", "spike-bench", "rest", "ceiling"}}
+	for _, row := range r.Rows {
+		for _, c := range []struct {
+			name    string
+			s       summary
+			u       usage
+			ceiling bool
+		}{
+			{"SPIKE " + row.Op, row.SPIKE, row.SPIKEUse, true},
+			{"raw " + row.Ref, row.Raw, row.RawUse, false},
+		} {
+			name := fmt.Sprintf("%s c=%d", c.name, row.Concurrency)
+			if !c.s.valid() {
+				t = append(t, []string{name, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"})
+				continue
+			}
+			per := func(cores float64) string { return micros(cores / c.s.throughput()) }
+			ceiling := "–"
+			if c.ceiling {
+				ceiling = "n/a"
+				if bench := c.u.Bench / c.s.throughput(); bench > 0 && row.Raw.valid() && row.Raw.throughput() > 0 {
+					ceiling = percent(float64(r.CPUs) / bench / row.Raw.throughput())
+				}
+			}
+			t = append(t, []string{name, per(c.u.Machine), per(c.u.Nexus), per(c.u.Keeper), per(c.u.Bench),
+				per(c.u.rest()), ceiling})
+		}
+	}
+	return t
+}
+
+// micros formats CPU seconds as whole microseconds; NaN (not measured) as
+// "n/a".
+func micros(sec float64) string {
+	if math.IsNaN(sec) || math.IsInf(sec, 0) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(sec*1e6, 'f', 0, 64)
 }
 
 func machine(cpus int, model string) string {

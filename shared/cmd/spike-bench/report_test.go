@@ -124,7 +124,7 @@ func TestMarkdown(t *testing.T) {
 				Op: "get", Ref: "SELECT", Concurrency: 16,
 				SPIKE:    summary{Ops: 20000, Elapsed: 5 * time.Second, P50: 1500 * time.Microsecond, P90: 3 * time.Millisecond, P99: 8250 * time.Microsecond},
 				Raw:      summary{Ops: 50000, Elapsed: 5 * time.Second, P50: 100 * time.Microsecond, P90: 200 * time.Microsecond, P99: time.Millisecond},
-				SPIKEUse: usage{Machine: 1.9, Nexus: 0.8, Keeper: 0.01, Bench: 0.4, AuditBatch: 2.5, AuditWait: 0.0012, PoolWait: 0},
+				SPIKEUse: usage{Machine: 1.9, Nexus: 0.8, Keeper: 0.02, Bench: 0.4, AuditBatch: 2.5, AuditWait: 0.0012, PoolWait: 0},
 				RawUse:   usage{Machine: 1.95, Nexus: 0, Keeper: 0, Bench: 0.7, AuditBatch: nan, AuditWait: nan, PoolWait: 0},
 			},
 			{
@@ -196,10 +196,21 @@ func TestMarkdown(t *testing.T) {
 		"\n" +
 		"| cell | busy | Nexus | Keeper | spike-bench | rest | audit records/batch | audit wait ms | DB pool wait ms |\n" +
 		"|---|---|---|---|---|---|---|---|---|\n" +
-		"| SPIKE get c=16 | 1.90 | 0.80 | 0.01 | 0.40 | 0.69 | 2.50 | 1.20 | 0.00 |\n" +
+		"| SPIKE get c=16 | 1.90 | 0.80 | 0.02 | 0.40 | 0.68 | 2.50 | 1.20 | 0.00 |\n" +
 		"| raw SELECT c=16 | 1.95 | 0.00 | 0.00 | 0.70 | 1.25 | – | – | 0.00 |\n" +
 		"| SPIKE put c=16 | – | – | – | – | – | – | – | – |\n" +
 		"| raw INSERT c=16 | 1.50 | – | – | 0.50 | 1.00 | – | – | – |\n" +
+		"\n" +
+		"## CPU per operation\n" +
+		"\n" +
+		"The same figures divided by the operations done: microseconds of CPU per request (cores × wall time / operations). The machine's CPU is shared by everything, so spike-bench's own cost per request bounds what any server could reach: with Nexus, Keeper and PostgreSQL free, the cores could do at most cores ÷ (spike-bench µs per request) requests a second. \"ceiling\" is that bound over the raw throughput of the same row: no server behind this client could show a higher SPIKE/raw on this machine.\n" +
+		"\n" +
+		"| cell | total µs/op | Nexus | Keeper | spike-bench | rest | ceiling |\n" +
+		"|---|---|---|---|---|---|---|\n" +
+		"| SPIKE get c=16 | 475 | 200 | 5 | 100 | 170 | 200.0% |\n" +
+		"| raw SELECT c=16 | 195 | 0 | 0 | 70 | 125 | – |\n" +
+		"| SPIKE put c=16 | n/a | n/a | n/a | n/a | n/a | n/a |\n" +
+		"| raw INSERT c=16 | 1500 | n/a | n/a | 500 | 1000 | – |\n" +
 		"\n" +
 		"## Errors\n" +
 		"\n" +
