@@ -322,6 +322,9 @@ func (s *Server) observe() connect.UnaryInterceptorFunc {
 			if resp != nil {
 				resp.Header().Set("Spike-Request-Id", id)
 			}
+			if ce := new(connect.Error); errors.As(err, &ce) {
+				ce.Meta().Set("Spike-Request-Id", id)
+			}
 			return resp, err
 		}
 	}

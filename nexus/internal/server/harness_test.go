@@ -113,6 +113,12 @@ func newStack(t *testing.T) *stack {
 // so that a test can take privileges away.
 func newStackAs(t *testing.T, role string) *stack {
 	t.Helper()
+	return newStackLogging(t, role, quietLog())
+}
+
+// newStackLogging is newStackAs with Nexus's request log going to log.
+func newStackLogging(t *testing.T, role string, log *slog.Logger) *stack {
+	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {
 		t.Fatal(err)
@@ -178,7 +184,7 @@ func newStackAs(t *testing.T, role string) *stack {
 	go func() { defer close(trailDone); s.trail.Run(trailCtx) }()
 	t.Cleanup(func() { stopTrail(); <-trailDone })
 	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test", MaxTokenTTL: 24 * time.Hour, Metrics: m},
-		store, s.keys, keeper, s.policies, s.trail, quietLog())
+		store, s.keys, keeper, s.policies, s.trail, log)
 	s.url = serve(t, srv.Handler(), mtls.ServerConfig(nexusSrc, tlsconfig.AuthorizeMemberOf(td)))
 	return s
 }
