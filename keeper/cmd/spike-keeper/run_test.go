@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,31 +21,14 @@ import (
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/shared/devca"
 	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/logtest"
 	"github.com/spike-dev/spike/shared/mtls"
 	"github.com/spike-dev/spike/shared/rpcclient"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // listenAddr waits for run's "keeper listening" log line and returns its
 // API and ops addresses.
-func listenAddr(t *testing.T, log *syncBuffer, done <-chan error) (addr, opsAddr string) {
+func listenAddr(t *testing.T, log *logtest.Buffer, done <-chan error) (addr, opsAddr string) {
 	t.Helper()
 	deadline := time.After(30 * time.Second)
 	for {
@@ -114,7 +96,7 @@ func TestRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr logtest.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, env(vars), &stdout, &stderr) }()
 	addr, opsAddr := listenAddr(t, &stderr, done)
@@ -237,7 +219,7 @@ func TestRunRefusesBadSetup(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			var out, errOut syncBuffer
+			var out, errOut logtest.Buffer
 			err := run(t.Context(), tt.args, env(tt.env), &out, &errOut)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("run = %v, want an error mentioning %q", err, tt.want)

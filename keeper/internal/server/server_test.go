@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/shared/devca"
 	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/logtest"
 	"github.com/spike-dev/spike/shared/mtls"
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
@@ -45,25 +45,7 @@ type keeper struct {
 	ca  *devca.CA
 	url string
 	// tlsLog collects the HTTP server's error log: refused handshakes.
-	tlsLog *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	tlsLog *logtest.Buffer
 }
 
 // startKeeper serves a sealed Keeper whose TLS layer admits the peers that
@@ -83,7 +65,7 @@ func startKeeper(t *testing.T, authorize tlsconfig.Authorizer) *keeper {
 	mux := http.NewServeMux()
 	mux.Handle(srv.Handler())
 	httpSrv := mtls.NewServer(mux, mtls.ServerConfig(src, authorize), nil)
-	tlsLog := &syncBuffer{}
+	tlsLog := &logtest.Buffer{}
 	httpSrv.ErrorLog = log.New(tlsLog, "", 0)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/policy"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/shared/logtest"
 )
 
 // fakeStore keeps policies in memory the way postgres.Store does: every
@@ -187,30 +187,12 @@ func (k *fakeKeys) sealPolicy(t *testing.T, sp StoredPolicy) []byte {
 	return sealed
 }
 
-// logBuffer collects log lines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Count(l.b.String(), s)
-}
-
 type fixture struct {
 	*Policies
 	store *fakeStore
 	keys  *fakeKeys
 	clock *clock
-	logs  *logBuffer
+	logs  *logtest.Buffer
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -221,7 +203,7 @@ func newFixture(t *testing.T) *fixture {
 
 // newFixtureOn is another Nexus process on the same database and keys.
 func newFixtureOn(store *fakeStore, keys *fakeKeys) *fixture {
-	f := &fixture{store: store, keys: keys, clock: newClock(), logs: &logBuffer{}}
+	f := &fixture{store: store, keys: keys, clock: newClock(), logs: &logtest.Buffer{}}
 	f.Policies = newPolicies(store, keys, slog.New(slog.NewTextHandler(f.logs, nil)), f.clock.now)
 	return f
 }

@@ -2,44 +2,25 @@ package server_test
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"connectrpc.com/connect"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
+	"github.com/spike-dev/spike/shared/logtest"
 )
-
-// syncBuffer is a bytes.Buffer that the server's goroutines may share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestRequestLogMatchesAudit: each request logs one JSON line whose
 // request_id is the one in the Spike-Request-Id header and in the request's
 // audit record, with the same caller, RPC and code, and no secret value.
 func TestRequestLogMatchesAudit(t *testing.T) {
 	t.Parallel()
-	var out syncBuffer
+	var out logtest.Buffer
 	s := newStackLogging(t, "", slog.New(slog.NewJSONHandler(&out, nil)))
 	s.init()
 	const value = "LOGGED-NEVER-4f1c"
