@@ -18,7 +18,7 @@ SPIKE_STATE ?= $(CURDIR)/.spike
 FUZZTIME ?= 300000x
 
 # Go modules of the workspace (go.work); tools/ is separate (GOWORK=off).
-MODULES := keeper nexus pilot proto shared deploy/compose/check
+MODULES := keeper nexus pilot proto shared e2e deploy/compose/check
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 
 # PostgreSQL 15 as Debian/Ubuntu install it (check-deps.sh may install it
@@ -81,7 +81,7 @@ spire: ## build the pinned SPIRE server and agent (v1.13.3) into bin/spire/
 # comes from the Go build cache); a failed build fails the target.
 test-spire: spire ## end-to-end test under a real SPIRE server and agent, with SVIDs rotating
 	deploy/local/check-deps.sh
-	$(GO) test -tags spire -count=1 -timeout 30m ./pilot/e2e/spire/
+	$(GO) test -tags spire -count=1 -timeout 30m ./e2e/spire/
 
 tools: ## build the pinned code generators and buf into bin/tools/
 	@mkdir -p $(TOOLS_BIN)

@@ -96,7 +96,7 @@ if ! stack up >"$STATE/up.log" 2>&1; then
 fi
 
 say "building spike-bench"
-"$GO" build -trimpath -o "$REPO_ROOT/bin/spike-bench" "$REPO_ROOT/shared/cmd/spike-bench"
+"$GO" build -trimpath -o "$REPO_ROOT/bin/spike-bench" "$REPO_ROOT/e2e/cmd/spike-bench"
 
 # Pilot's settings for this stack, and where init saves the admin token.
 # shellcheck disable=SC1091

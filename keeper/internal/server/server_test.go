@@ -22,7 +22,7 @@ import (
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/shared/devca"
 	"github.com/spike-dev/spike/shared/identity"
-	"github.com/spike-dev/spike/shared/logtest"
+	"github.com/spike-dev/spike/shared/testkit/logtest"
 	"github.com/spike-dev/spike/shared/mtls"
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"

@@ -12,7 +12,7 @@ import (
 
 	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
-	"github.com/spike-dev/spike/shared/pgtest"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
 
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/postgres"

@@ -18,7 +18,7 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/policy"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
-	"github.com/spike-dev/spike/shared/logtest"
+	"github.com/spike-dev/spike/shared/testkit/logtest"
 )
 
 // fakeStore keeps policies in memory the way postgres.Store does: every

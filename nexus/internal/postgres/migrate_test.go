@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/shared/pgtest"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
 )
 
 func TestMigrations(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/spike-dev/spike/shared/pgtest"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
 )
 
 func TestCheckSchema(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/shared/pgtest"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

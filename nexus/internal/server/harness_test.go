@@ -25,8 +25,8 @@ import (
 	"github.com/spike-dev/spike/shared/devca"
 	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/mtls"
-	"github.com/spike-dev/spike/shared/pgtest"
-	"github.com/spike-dev/spike/shared/proctest"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
+	"github.com/spike-dev/spike/shared/testkit/proctest"
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
 

@@ -12,7 +12,7 @@ import (
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
-	"github.com/spike-dev/spike/shared/logtest"
+	"github.com/spike-dev/spike/shared/testkit/logtest"
 )
 
 // TestRequestLogMatchesAudit: each request logs one JSON line whose

@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/spike-dev/spike/shared/pgtest"
-	"github.com/spike-dev/spike/shared/proctest"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
+	"github.com/spike-dev/spike/shared/testkit/proctest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -29,8 +29,8 @@ import (
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/mtls"
-	"github.com/spike-dev/spike/shared/pgtest"
-	"github.com/spike-dev/spike/shared/proctest"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
+	"github.com/spike-dev/spike/shared/testkit/proctest"
 	"github.com/spike-dev/spike/shared/svid"
 )
 

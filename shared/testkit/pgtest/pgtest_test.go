@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/spike-dev/spike/shared/pgtest"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

@@ -140,7 +140,7 @@ func TestMarkdown(t *testing.T) {
 	}
 	const want = "# SPIKE benchmarks\n" +
 		"\n" +
-		"Written by `make bench` (`deploy/local/bench.sh` runs `shared/cmd/spike-bench` against a fresh local stack). Do not edit: run it again.\n" +
+		"Written by `make bench` (`deploy/local/bench.sh` runs `e2e/cmd/spike-bench` against a fresh local stack). Do not edit: run it again.\n" +
 		"\n" +
 		"## Setup\n" +
 		"\n" +

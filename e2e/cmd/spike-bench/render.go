@@ -227,7 +227,7 @@ func rss(m memory) string {
 func (r report) markdown() string {
 	var b strings.Builder
 	b.WriteString("# SPIKE benchmarks\n\n")
-	b.WriteString("Written by `make bench` (`deploy/local/bench.sh` runs `shared/cmd/spike-bench` " +
+	b.WriteString("Written by `make bench` (`deploy/local/bench.sh` runs `e2e/cmd/spike-bench` " +
 		"against a fresh local stack). Do not edit: run it again.\n")
 	for _, s := range r.sections() {
 		fmt.Fprintf(&b, "\n## %s\n\n", s.title)
