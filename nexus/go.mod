@@ -3,6 +3,7 @@ module github.com/spike-dev/spike/nexus
 go 1.26.0
 
 replace (
+	github.com/spike-dev/spike/keeper => ../keeper
 	github.com/spike-dev/spike/proto => ../proto
 	github.com/spike-dev/spike/shared => ../shared
 )
@@ -15,9 +16,10 @@ require (
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/spiffe/go-spiffe/v2 v2.9.0
+	github.com/spike-dev/spike/keeper v0.0.0-00010101000000-000000000000
 	github.com/spike-dev/spike/proto v0.0.0-00010101000000-000000000000
 	github.com/spike-dev/spike/shared v0.0.0-00010101000000-000000000000
-	golang.org/x/sync v0.24.0
+	golang.org/x/sync v0.25.0
 	golang.org/x/sys v0.50.0
 	google.golang.org/protobuf v1.36.12
 )
@@ -36,8 +38,9 @@ require (
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
+	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/net v0.62.0 // indirect
-	golang.org/x/text v0.43.0 // indirect
+	golang.org/x/text v0.44.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20251202230838-ff82c1b0f217 // indirect
 	google.golang.org/grpc v1.79.3 // indirect
 )

@@ -15,8 +15,8 @@ import (
 // every program reads its SVID settings (SPIFFE_ENDPOINT_SOCKET...). Paths
 // are relative to the repository root.
 var programSources = map[string][]string{
-	"spike-keeper":           {"keeper/cmd/spike-keeper/config.go", "shared/svid/svid.go"},
-	"spike-nexus":            {"nexus/cmd/spike-nexus/config.go", "shared/svid/svid.go"},
+	"spike-keeper":           {"keeper/internal/app/config.go", "shared/svid/svid.go"},
+	"spike-nexus":            {"nexus/internal/app/config.go", "shared/svid/svid.go"},
 	"spike":                  {"pilot/internal/cli/config.go", "shared/svid/svid.go"},
 	"spike-example-workload": {"shared/examples/workload/main.go", "shared/svid/svid.go"},
 }

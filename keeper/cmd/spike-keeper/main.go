@@ -4,10 +4,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/spike-dev/spike/keeper/internal/app"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -15,10 +20,32 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "spike-keeper: %v\n", err)
 		os.Exit(1)
 	}
+}
+
+// run is main without the process: it reads the configuration, makes the
+// process safe to hold keys and runs Keeper until ctx is done.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	if len(args) > 0 {
+		return errors.New("spike-keeper takes no arguments; configure it with SPIKE_* environment variables")
+	}
+	cfg, err := app.LoadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if err := disableCoreDumps(); err != nil {
+		return err
+	}
+	log.Info("spike-keeper starting", slog.String("version", version))
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
 }

@@ -117,8 +117,14 @@ func TestOpenAlteredByte(t *testing.T) {
 			for _, mask := range []byte{0x01, 0x80} {
 				parts := [3][]byte{k.ID(), bytes.Clone(params), bytes.Clone(ciphertext)}
 				parts[f][i] ^= mask
-				if _, err := Open(parts[0], parts[1], parts[2], password); !errors.Is(err, ErrWrongPassword) {
-					t.Errorf("%s byte %d ^ %#x: Open = %v, want ErrWrongPassword", fields[f].name, i, mask, err)
+				// Parameters altered out of their limits no longer decode;
+				// every other change fails authentication.
+				want := ErrWrongPassword
+				if fields[f].name == "params" && new(Params).UnmarshalBinary(parts[1]) != nil {
+					want = ErrMalformed
+				}
+				if _, err := Open(parts[0], parts[1], parts[2], password); !errors.Is(err, want) {
+					t.Errorf("%s byte %d ^ %#x: Open = %v, want %v", fields[f].name, i, mask, err, want)
 				}
 			}
 		}
@@ -136,19 +142,39 @@ func TestOpenTruncated(t *testing.T) {
 	tests := []struct {
 		name                   string
 		id, params, ciphertext []byte
+		want                   error
 	}{
-		{"id short", k.ID()[1:], params, ciphertext},
-		{"id empty", nil, params, ciphertext},
-		{"params empty", k.ID(), nil, ciphertext},
-		{"ciphertext empty", k.ID(), params, nil},
-		{"ciphertext short", k.ID(), params, ciphertext[:len(ciphertext)-1]},
-		{"ciphertext long", k.ID(), params, append(bytes.Clone(ciphertext), 0)},
-		{"nonce only", k.ID(), params, ciphertext[:12]},
+		{"id short", k.ID()[1:], params, ciphertext, ErrMalformed},
+		{"id empty", nil, params, ciphertext, ErrMalformed},
+		{"params empty", k.ID(), nil, ciphertext, ErrMalformed},
+		{"params short", k.ID(), params[:len(params)-1], ciphertext, ErrMalformed},
+		{"ciphertext empty", k.ID(), params, nil, ErrMalformed},
+		{"nonce only", k.ID(), params, ciphertext[:12], ErrMalformed},
+		{"nonce and tag, no keys", k.ID(), params, ciphertext[:12+16], ErrWrongPassword},
+		{"ciphertext short", k.ID(), params, ciphertext[:len(ciphertext)-1], ErrWrongPassword},
+		{"ciphertext long", k.ID(), params, append(bytes.Clone(ciphertext), 0), ErrWrongPassword},
 	}
 	for _, tt := range tests {
-		if _, err := Open(tt.id, tt.params, tt.ciphertext, password); !errors.Is(err, ErrWrongPassword) {
-			t.Errorf("%s: Open = %v, want ErrWrongPassword", tt.name, err)
+		if _, err := Open(tt.id, tt.params, tt.ciphertext, password); !errors.Is(err, tt.want) {
+			t.Errorf("%s: Open = %v, want %v", tt.name, err, tt.want)
 		}
+	}
+}
+
+// TestOpenUndecodableKeys checks that keys which authenticate but do not
+// decode are reported as malformed, not as a wrong password.
+func TestOpenUndecodableKeys(t *testing.T) {
+	t.Parallel()
+	k := newKeyring(t)
+	addVersion(t, k)
+	k.keys[0], k.keys[1] = k.keys[1], k.keys[0] // versions descending
+	password := []byte("password-one")
+	params, ciphertext, err := Seal(k, password, testParams(t))
+	if err != nil {
+		t.Fatalf("Seal: %v", err)
+	}
+	if _, err := Open(k.ID(), params, ciphertext, password); !errors.Is(err, ErrMalformed) {
+		t.Errorf("Open = %v, want ErrMalformed", err)
 	}
 }
 

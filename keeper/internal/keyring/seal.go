@@ -14,10 +14,16 @@ import (
 // in SPIKE.
 const sealLabel = "spike keyring v1"
 
-// ErrWrongPassword reports that a sealed keyring did not open: the password
-// is wrong, or the ID, parameters or ciphertext were altered. The two cannot
-// be told apart.
+// ErrWrongPassword reports that a well-formed sealed keyring did not
+// authenticate: the password is wrong, or the ID, parameters or ciphertext
+// were altered. The two cannot be told apart.
 var ErrWrongPassword = errors.New("wrong password or corrupted keyring")
+
+// ErrMalformed reports a sealed keyring that cannot be a keyring sealed by
+// Seal, whatever the password: an ID or parameters that do not decode, a
+// ciphertext too short to hold a nonce and tag, or keys that authenticate
+// but do not decode.
+var ErrMalformed = errors.New("malformed sealed keyring")
 
 // Seal encrypts the keyring's root keys with AES-256-GCM under a key derived
 // from password with Argon2id. It returns the encoded params and the nonce
@@ -46,19 +52,23 @@ func Seal(k *Keyring, password []byte, params Params) (kdfParams, ciphertext []b
 	return kdfParams, ciphertext, nil
 }
 
-// Open decrypts a keyring sealed by Seal. Any failure to authenticate,
-// including malformed params or ID, returns ErrWrongPassword.
+// Open decrypts a keyring sealed by Seal. A keyring that does not decode
+// returns an error wrapping ErrMalformed; one that decodes but does not
+// authenticate returns ErrWrongPassword.
 func Open(keyringID, kdfParams, ciphertext, password []byte) (*Keyring, error) {
+	if len(keyringID) != IDSize {
+		return nil, fmt.Errorf("%w: id is %d bytes, want %d", ErrMalformed, len(keyringID), IDSize)
+	}
 	var params Params
-	if len(keyringID) != IDSize || params.UnmarshalBinary(kdfParams) != nil {
-		return nil, ErrWrongPassword
+	if err := params.UnmarshalBinary(kdfParams); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	aead, err := kekAEAD(password, params)
 	if err != nil {
 		return nil, err
 	}
 	if len(ciphertext) < aead.NonceSize()+aead.Overhead() {
-		return nil, ErrWrongPassword
+		return nil, fmt.Errorf("%w: ciphertext is %d bytes, too short for a nonce and tag", ErrMalformed, len(ciphertext))
 	}
 	nonce, sealed := ciphertext[:aead.NonceSize()], ciphertext[aead.NonceSize():]
 	plaintext, err := aead.Open(nil, nonce, sealed, sealAAD(keyringID, kdfParams))
@@ -69,7 +79,7 @@ func Open(keyringID, kdfParams, ciphertext, password []byte) (*Keyring, error) {
 	k := &Keyring{}
 	copy(k.id[:], keyringID)
 	if err := k.decodeKeys(plaintext); err != nil {
-		return nil, fmt.Errorf("decode keyring: %w", err)
+		return nil, fmt.Errorf("%w: decode keys: %w", ErrMalformed, err)
 	}
 	return k, nil
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"connectrpc.com/connect"
 
+	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	"github.com/spike-dev/spike/shared/mtls"
+	"github.com/spike-dev/spike/shared/password"
 )
 
 // authorize admits only Nexus. The TLS configuration already refuses every
@@ -30,27 +31,61 @@ func (s *Server) internal(ctx context.Context, op string, err error) error {
 	return connect.NewError(connect.CodeInternal, errors.New("internal error"))
 }
 
+// reasonCodes is the one table from a refusal's reason to its Connect code.
+// Callers read the reason from the error's ErrorDetail; the code says what
+// kind of failure it is (FailedPrecondition: Keeper's state; DataLoss: the
+// stored data; InvalidArgument: the request).
+var reasonCodes = map[keeperv1.ErrorDetail_Reason]connect.Code{
+	keeperv1.ErrorDetail_REASON_SEALED:           connect.CodeFailedPrecondition,
+	keeperv1.ErrorDetail_REASON_WRONG_PASSWORD:   connect.CodePermissionDenied,
+	keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING:  connect.CodeDataLoss,
+	keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY: connect.CodeDataLoss,
+	keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: connect.CodeFailedPrecondition,
+	keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  connect.CodeInvalidArgument,
+}
+
+// keeperError returns the error for a refusal: the code of reason, msg for
+// operators, and an ErrorDetail carrying reason. msg never holds key
+// material.
+func keeperError(reason keeperv1.ErrorDetail_Reason, msg string) error {
+	code, ok := reasonCodes[reason]
+	if !ok {
+		code = connect.CodeInternal
+	}
+	ce := connect.NewError(code, errors.New(msg))
+	if d, err := connect.NewErrorDetail(&keeperv1.ErrorDetail{Reason: reason}); err == nil {
+		ce.AddDetail(d)
+	}
+	return ce
+}
+
 // checkPassword enforces the password length limits.
-func checkPassword(password []byte) error {
-	if len(password) < minPassword || len(password) > maxPassword {
-		return invalid(fmt.Sprintf("password must be %d to %d bytes", minPassword, maxPassword))
+func checkPassword(pw []byte) error {
+	if err := password.CheckLength(pw); err != nil {
+		return invalid("password " + err.Error())
 	}
 	return nil
 }
 
-// invalid returns an InvalidArgument error with msg, which names the field.
+// invalid refuses a malformed request with msg, which names the field.
 func invalid(msg string) error {
-	return connect.NewError(connect.CodeInvalidArgument, errors.New(msg))
+	return keeperError(keeperv1.ErrorDetail_REASON_INVALID_REQUEST, msg)
 }
 
 // sealedErr is returned by data key operations while no keyring is held.
 func sealedErr() error {
-	return connect.NewError(connect.CodeFailedPrecondition, errors.New("keeper is sealed"))
+	return keeperError(keeperv1.ErrorDetail_REASON_SEALED, "keeper is sealed")
 }
 
 // heldOther is returned by Unseal when another keyring is already held.
 func heldOther() error {
-	return connect.NewError(connect.CodeFailedPrecondition, errors.New("keeper is unsealed with a different keyring"))
+	return keeperError(keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, "keeper is unsealed with a different keyring")
+}
+
+// corruptKeyring refuses a sealed keyring that is malformed: msg says which
+// part, starting with "keyring".
+func corruptKeyring(msg string) error {
+	return keeperError(keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING, msg)
 }
 
 // contextErr maps a context error to its Connect code.

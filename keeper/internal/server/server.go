@@ -19,12 +19,6 @@ import (
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 )
 
-// Password length limits, in bytes.
-const (
-	minPassword = 8
-	maxPassword = 1024
-)
-
 // maxRequestBytes bounds the size of a request message. Keeper's requests
 // are a password, a sealed keyring or a wrapped data key.
 const maxRequestBytes = 64 << 10
@@ -172,13 +166,15 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 	if sealed == nil {
 		return nil, invalid("keyring is required")
 	}
+	// The sealed keyring comes from storage that Keeper does not trust: a
+	// malformed one was damaged there, it is not a malformed request.
 	id := sealed.GetKeyringId()
 	if len(id) != keyring.IDSize {
-		return nil, invalid("keyring.keyring_id must be 16 bytes")
+		return nil, corruptKeyring("keyring.keyring_id must be 16 bytes")
 	}
 	var params keyring.Params
 	if err := params.UnmarshalBinary(sealed.GetKdfParams()); err != nil {
-		return nil, invalid("keyring.kdf_params: " + err.Error())
+		return nil, corruptKeyring("keyring.kdf_params: " + err.Error())
 	}
 	if err := s.checkHeld(id); err != nil {
 		return nil, err
@@ -191,7 +187,11 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 	switch {
 	case errors.Is(err, keyring.ErrWrongPassword):
 		s.log.WarnContext(ctx, "unseal refused: wrong password or corrupted keyring", slog.String("keyring_id", hex.EncodeToString(id)))
-		return nil, connect.NewError(connect.CodeInvalidArgument, errors.New("wrong password"))
+		return nil, keeperError(keeperv1.ErrorDetail_REASON_WRONG_PASSWORD, "wrong password")
+	case errors.Is(err, keyring.ErrMalformed):
+		s.log.WarnContext(ctx, "unseal refused: malformed keyring",
+			slog.String("keyring_id", hex.EncodeToString(id)), slog.String("error", err.Error()))
+		return nil, corruptKeyring("keyring: " + err.Error())
 	case err != nil:
 		return nil, s.internal(ctx, "open keyring", err)
 	}
@@ -260,7 +260,7 @@ func (s *Server) DecryptDataKey(ctx context.Context, req *connect.Request[keeper
 		s.log.WarnContext(ctx, "data key does not unwrap",
 			slog.String("dek_id", hex.EncodeToString(dekID)),
 			slog.Uint64("root_key_version", uint64(req.Msg.GetRootKeyVersion())))
-		return nil, connect.NewError(connect.CodeDataLoss, errors.New("data key does not unwrap: tampered or from another keyring"))
+		return nil, keeperError(keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY, "data key does not unwrap: tampered or from another keyring")
 	case err != nil:
 		return nil, s.internal(ctx, "unwrap data key", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/spike-dev/spike/keeper/internal/keyring"
@@ -22,10 +23,10 @@ import (
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/shared/devca"
 	"github.com/spike-dev/spike/shared/identity"
-	"github.com/spike-dev/spike/shared/testkit/logtest"
 	"github.com/spike-dev/spike/shared/mtls"
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
+	"github.com/spike-dev/spike/shared/testkit/logtest"
 )
 
 var (
@@ -96,21 +97,54 @@ func (k *keeper) client(t *testing.T, ca *devca.CA, id spiffeid.ID) keeperv1conn
 
 // nexus returns a client that presents Nexus's SVID.
 func (k *keeper) nexus(t *testing.T) keeperv1connect.KeeperServiceClient {
+	t.Helper()
 	return k.client(t, k.ca, nexusID)
 }
 
-// rpcErr is the part of an error a caller sees.
+// rpcErr is the part of an error a caller sees: code, message and the
+// reasons of its ErrorDetails (nil when it has none).
 type rpcErr struct {
-	Code connect.Code
-	Msg  string
+	Code    connect.Code
+	Msg     string
+	Reasons []keeperv1.ErrorDetail_Reason
 }
 
-func errOf(err error) rpcErr {
+// refused is the error Keeper returns for reason: its code, msg and one
+// ErrorDetail with reason. The codes are written out here by hand, not
+// taken from the code under test.
+func refused(reason keeperv1.ErrorDetail_Reason, msg string) rpcErr {
+	codes := map[keeperv1.ErrorDetail_Reason]connect.Code{
+		keeperv1.ErrorDetail_REASON_SEALED:           connect.CodeFailedPrecondition,
+		keeperv1.ErrorDetail_REASON_WRONG_PASSWORD:   connect.CodePermissionDenied,
+		keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING:  connect.CodeDataLoss,
+		keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY: connect.CodeDataLoss,
+		keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: connect.CodeFailedPrecondition,
+		keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  connect.CodeInvalidArgument,
+	}
+	return rpcErr{Code: codes[reason], Msg: msg, Reasons: []keeperv1.ErrorDetail_Reason{reason}}
+}
+
+func errOf(t *testing.T, err error) rpcErr {
+	t.Helper()
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
 		return rpcErr{Code: connect.CodeOf(err), Msg: "not a connect error"}
 	}
-	return rpcErr{Code: ce.Code(), Msg: ce.Message()}
+	got := rpcErr{Code: ce.Code(), Msg: ce.Message()}
+	for _, d := range ce.Details() {
+		v, err := d.Value()
+		if err != nil {
+			t.Errorf("error detail %s: %v", d.Type(), err)
+			continue
+		}
+		ed, ok := v.(*keeperv1.ErrorDetail)
+		if !ok {
+			t.Errorf("error detail of type %s, want %s", d.Type(), "spike.keeper.v1.ErrorDetail")
+			continue
+		}
+		got.Reasons = append(got.Reasons, ed.GetReason())
+	}
+	return got
 }
 
 func wantErr(t *testing.T, what string, err error, want rpcErr) {
@@ -118,7 +152,7 @@ func wantErr(t *testing.T, what string, err error, want rpcErr) {
 	if err == nil {
 		t.Fatalf("%s succeeded, want %v", what, want.Code)
 	}
-	if diff := cmp.Diff(want, errOf(err)); diff != "" {
+	if diff := cmp.Diff(want, errOf(t, err)); diff != "" {
 		t.Errorf("%s error (-want +got):\n%s", what, diff)
 	}
 }
@@ -133,6 +167,7 @@ func initKeyring(t *testing.T, c keeperv1connect.KeeperServiceClient, pw string)
 }
 
 func unseal(t *testing.T, c keeperv1connect.KeeperServiceClient, pw string, sealed *keeperv1.SealedKeyring) error {
+	t.Helper()
 	_, err := c.Unseal(t.Context(), connect.NewRequest(&keeperv1.UnsealRequest{Password: []byte(pw), Keyring: sealed}))
 	return err
 }
@@ -200,7 +235,7 @@ func TestInitUnsealDataKeyRoundTrip(t *testing.T) {
 	// Another keyring is refused while one is held.
 	other := initKeyring(t, c, password)
 	wantErr(t, "Unseal with another keyring", unseal(t, c, password, other),
-		rpcErr{connect.CodeFailedPrecondition, "keeper is unsealed with a different keyring"})
+		refused(keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, "keeper is unsealed with a different keyring"))
 	wantStatus(t, c, unsealed)
 
 	// Unsealing again still unwraps data keys made before.
@@ -238,85 +273,97 @@ func TestDecryptDataKeyDataLoss(t *testing.T) {
 	}
 	for _, tt := range tests {
 		_, err := c.DecryptDataKey(t.Context(), connect.NewRequest(tt.req))
-		wantErr(t, tt.name, err, rpcErr{connect.CodeDataLoss, "data key does not unwrap: tampered or from another keyring"})
+		wantErr(t, tt.name, err, refused(keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY, "data key does not unwrap: tampered or from another keyring"))
 	}
 }
 
-func TestSealed(t *testing.T) {
-	t.Parallel()
-	c := startKeeper(t, tlsconfig.AuthorizeID(nexusID)).nexus(t)
-	sealedErr := rpcErr{connect.CodeFailedPrecondition, "keeper is sealed"}
-	_, err := c.GenerateDataKey(t.Context(), connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: dekID}))
-	wantErr(t, "GenerateDataKey", err, sealedErr)
-	_, err = c.DecryptDataKey(t.Context(), connect.NewRequest(&keeperv1.DecryptDataKeyRequest{
-		DekId: dekID, Wrapped: make([]byte, 60), RootKeyVersion: 1,
-	}))
-	wantErr(t, "DecryptDataKey", err, sealedErr)
-}
-
-func TestWrongPassword(t *testing.T) {
+// TestRefused checks the code, message and ErrorDetail reason of each
+// refusal, first while Keeper is sealed and then while it holds a keyring.
+// No refusal changes Keeper's state.
+func TestRefused(t *testing.T) {
 	t.Parallel()
 	c := startKeeper(t, tlsconfig.AuthorizeID(nexusID)).nexus(t)
 	sealed := initKeyring(t, c, password)
-	wrong := rpcErr{connect.CodeInvalidArgument, "wrong password"}
+	// altered returns a copy of sealed changed by alter.
+	altered := func(alter func(k *keeperv1.SealedKeyring)) *keeperv1.SealedKeyring {
+		k := proto.CloneOf(sealed)
+		alter(k)
+		return k
+	}
+	unsealWith := func(pw string, k *keeperv1.SealedKeyring) func() error {
+		return func() error { return unseal(t, c, pw, k) }
+	}
+	const (
+		invalid  = keeperv1.ErrorDetail_REASON_INVALID_REQUEST
+		corrupt  = keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING
+		wrongPw  = keeperv1.ErrorDetail_REASON_WRONG_PASSWORD
+		pwLength = "password must be 8 to 1024 bytes long"
+	)
+	tests := []struct {
+		name string
+		call func() error
+		want rpcErr
+	}{
+		{"Init password too short", func() error {
+			_, err := c.Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: []byte("1234567")}))
+			return err
+		}, refused(invalid, pwLength)},
+		{"Init password too long", func() error {
+			_, err := c.Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: bytes.Repeat([]byte("a"), 1025)}))
+			return err
+		}, refused(invalid, pwLength)},
+		{"Unseal password too short", unsealWith("", sealed), refused(invalid, pwLength)},
+		{"Unseal without keyring", unsealWith(password, nil), refused(invalid, "keyring is required")},
+		{"GenerateDataKey short dek id", func() error {
+			_, err := c.GenerateDataKey(t.Context(), connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: dekID[1:]}))
+			return err
+		}, refused(invalid, "dek_id must be 16 bytes")},
+		{"DecryptDataKey no dek id", func() error {
+			_, err := c.DecryptDataKey(t.Context(), connect.NewRequest(&keeperv1.DecryptDataKeyRequest{}))
+			return err
+		}, refused(invalid, "dek_id must be 16 bytes")},
 
-	wantErr(t, "Unseal while sealed", unseal(t, c, "not the password", sealed), wrong)
+		{"Unseal empty keyring", unsealWith(password, &keeperv1.SealedKeyring{}),
+			refused(corrupt, "keyring.keyring_id must be 16 bytes")},
+		{"Unseal short keyring id", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { k.KeyringId = k.KeyringId[1:] })),
+			refused(corrupt, "keyring.keyring_id must be 16 bytes")},
+		{"Unseal unknown kdf params version", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { k.KdfParams = []byte{9} })),
+			refused(corrupt, "keyring.kdf_params: invalid kdf params: unknown version 9")},
+		{"Unseal kdf memory over the cap", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { copy(k.KdfParams[5:9], []byte{0xff, 0xff, 0xff, 0xff}) })),
+			refused(corrupt, "keyring.kdf_params: invalid kdf params: memory 4294967295 KiB not in 8..4194304")},
+		{"Unseal ciphertext of a nonce only", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { k.Ciphertext = k.Ciphertext[:12] })),
+			refused(corrupt, "keyring: malformed sealed keyring: ciphertext is 12 bytes, too short for a nonce and tag")},
+
+		{"Unseal wrong password", unsealWith("not the password", sealed), refused(wrongPw, "wrong password")},
+		// An altered ciphertext does not authenticate: the cipher cannot
+		// tell it from a wrong password.
+		{"Unseal altered ciphertext", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { k.Ciphertext[20] ^= 1 })),
+			refused(wrongPw, "wrong password")},
+		{"Unseal altered kdf salt", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { k.KdfParams[len(k.KdfParams)-1] ^= 1 })),
+			refused(wrongPw, "wrong password")},
+	}
+
+	for _, tt := range tests {
+		wantErr(t, "sealed: "+tt.name, tt.call(), tt.want)
+	}
+	sealedErr := refused(keeperv1.ErrorDetail_REASON_SEALED, "keeper is sealed")
+	_, err := c.GenerateDataKey(t.Context(), connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: dekID}))
+	wantErr(t, "sealed: GenerateDataKey", err, sealedErr)
+	_, err = c.DecryptDataKey(t.Context(), connect.NewRequest(&keeperv1.DecryptDataKeyRequest{
+		DekId: dekID, Wrapped: make([]byte, 60), RootKeyVersion: 1,
+	}))
+	wantErr(t, "sealed: DecryptDataKey", err, sealedErr)
 	wantStatus(t, c, &keeperv1.StatusResponse{})
 
 	if err := unseal(t, c, password, sealed); err != nil {
 		t.Fatalf("Unseal: %v", err)
 	}
-	unsealed := &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1}
-	wantErr(t, "Unseal while unsealed", unseal(t, c, "not the password", sealed), wrong)
-	wantStatus(t, c, unsealed)
-
-	tampered := &keeperv1.SealedKeyring{
-		KeyringId:  sealed.GetKeyringId(),
-		KdfParams:  sealed.GetKdfParams(),
-		Ciphertext: bytes.Clone(sealed.GetCiphertext()),
-	}
-	tampered.Ciphertext[20] ^= 1
-	wantErr(t, "Unseal with tampered ciphertext", unseal(t, c, password, tampered), wrong)
-	wantStatus(t, c, unsealed)
-}
-
-func TestInvalidArgument(t *testing.T) {
-	t.Parallel()
-	c := startKeeper(t, tlsconfig.AuthorizeID(nexusID)).nexus(t)
-	sealed := initKeyring(t, c, password)
-	badParams := &keeperv1.SealedKeyring{KeyringId: sealed.GetKeyringId(), KdfParams: []byte{9}, Ciphertext: sealed.GetCiphertext()}
-	shortID := &keeperv1.SealedKeyring{KeyringId: sealed.GetKeyringId()[1:], KdfParams: sealed.GetKdfParams(), Ciphertext: sealed.GetCiphertext()}
-	pwErr := "password must be 8 to 1024 bytes"
-	tests := []struct {
-		name string
-		call func() error
-		want string
-	}{
-		{"Init password too short", func() error {
-			_, err := c.Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: []byte("1234567")}))
-			return err
-		}, pwErr},
-		{"Init password too long", func() error {
-			_, err := c.Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: bytes.Repeat([]byte("a"), 1025)}))
-			return err
-		}, pwErr},
-		{"Unseal password too short", func() error { return unseal(t, c, "", sealed) }, pwErr},
-		{"Unseal without keyring", func() error { return unseal(t, c, password, nil) }, "keyring is required"},
-		{"Unseal short keyring id", func() error { return unseal(t, c, password, shortID) }, "keyring.keyring_id must be 16 bytes"},
-		{"Unseal bad kdf params", func() error { return unseal(t, c, password, badParams) }, "keyring.kdf_params: invalid kdf params: unknown version 9"},
-		{"GenerateDataKey short dek id", func() error {
-			_, err := c.GenerateDataKey(t.Context(), connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: dekID[1:]}))
-			return err
-		}, "dek_id must be 16 bytes"},
-		{"DecryptDataKey no dek id", func() error {
-			_, err := c.DecryptDataKey(t.Context(), connect.NewRequest(&keeperv1.DecryptDataKeyRequest{}))
-			return err
-		}, "dek_id must be 16 bytes"},
-	}
 	for _, tt := range tests {
-		wantErr(t, tt.name, tt.call(), rpcErr{connect.CodeInvalidArgument, tt.want})
+		wantErr(t, "unsealed: "+tt.name, tt.call(), tt.want)
 	}
-	wantStatus(t, c, &keeperv1.StatusResponse{})
+	wantErr(t, "unsealed: Unseal another keyring", unseal(t, c, password, initKeyring(t, c, password)),
+		refused(keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, "keeper is unsealed with a different keyring"))
+	wantStatus(t, c, &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1})
 }
 
 func TestPasswordLengthBounds(t *testing.T) {
@@ -378,11 +425,14 @@ func TestTLSRefusesOthers(t *testing.T) {
 func TestHandlerRefusesOthers(t *testing.T) {
 	t.Parallel()
 	k := startKeeper(t, tlsconfig.AuthorizeMemberOf(td))
+	// The caller check carries no ErrorDetail: no reason of Keeper's
+	// state or data, only who is asking.
+	notNexus := rpcErr{Code: connect.CodePermissionDenied, Msg: "caller is not nexus"}
 	for _, id := range []spiffeid.ID{appID, keeperID, identity.Pilot(td)} {
 		_, err := k.client(t, k.ca, id).Status(t.Context(), connect.NewRequest(&keeperv1.StatusRequest{}))
-		wantErr(t, "Status as "+id.String(), err, rpcErr{connect.CodePermissionDenied, "caller is not nexus"})
+		wantErr(t, "Status as "+id.String(), err, notNexus)
 		_, err = k.client(t, k.ca, id).Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: []byte(password)}))
-		wantErr(t, "Init as "+id.String(), err, rpcErr{connect.CodePermissionDenied, "caller is not nexus"})
+		wantErr(t, "Init as "+id.String(), err, notNexus)
 	}
 	wantStatus(t, k.nexus(t), &keeperv1.StatusResponse{})
 }

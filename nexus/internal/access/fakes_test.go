@@ -6,6 +6,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"maps"
 	"slices"
@@ -14,10 +15,11 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
+	"github.com/spike-dev/spike/nexus/internal/audit/audittest"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/policy"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/shared/testkit/logtest"
 )
 
@@ -26,30 +28,30 @@ import (
 // edits (insert, set) play the attacker with access to the database.
 type fakeStore struct {
 	mu       sync.Mutex
-	rows     map[string]postgres.PolicyRow
+	rows     map[string]policy.Record
 	gen      int64
 	manifest []byte
 	// err, when set, fails every read.
 	err error
 }
 
-func newFakeStore() *fakeStore { return &fakeStore{rows: map[string]postgres.PolicyRow{}} }
+func newFakeStore() *fakeStore { return &fakeStore{rows: map[string]policy.Record{}} }
 
-func sortedRows(rows map[string]postgres.PolicyRow) []postgres.PolicyRow {
-	var out []postgres.PolicyRow
+func sortedRows(rows map[string]policy.Record) []policy.Record {
+	var out []policy.Record
 	for _, name := range slices.Sorted(maps.Keys(rows)) {
 		out = append(out, rows[name])
 	}
 	return out
 }
 
-func (s *fakeStore) Policies(context.Context) (postgres.PolicySnapshot, error) {
+func (s *fakeStore) Policies(context.Context) (policy.Records, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.err != nil {
-		return postgres.PolicySnapshot{}, s.err
+		return policy.Records{}, s.err
 	}
-	return postgres.PolicySnapshot{Rows: sortedRows(s.rows), Generation: s.gen, Manifest: s.manifest}, nil
+	return policy.Records{Rows: sortedRows(s.rows), Generation: s.gen, Manifest: s.manifest}, nil
 }
 
 func (s *fakeStore) PolicyGeneration(context.Context) (int64, error) {
@@ -60,17 +62,27 @@ func (s *fakeStore) PolicyGeneration(context.Context) (int64, error) {
 
 func (s *fakeStore) ListenPolicies(ctx context.Context, _ func()) { <-ctx.Done() }
 
-func (s *fakeStore) PutPolicy(_ context.Context, name string, sealed []byte, manifest postgres.ManifestFunc) (postgres.PolicyRow, error) {
-	row := postgres.PolicyRow{Name: name, Sealed: sealed}
-	err := s.change(manifest, func(rows map[string]postgres.PolicyRow) error {
+// errNoRecord is the fake's refusal of a change without its audit record,
+// as the real store refuses it.
+var errNoRecord = errors.New("a change without its audit record")
+
+func (s *fakeStore) PutPolicy(_ context.Context, rec *audit.Entry, name string, sealed []byte, manifest policy.ManifestFunc) (policy.Record, error) {
+	if rec == nil {
+		return policy.Record{}, errNoRecord
+	}
+	row := policy.Record{Name: name, Sealed: sealed}
+	err := s.change(manifest, func(rows map[string]policy.Record) error {
 		rows[name] = row
 		return nil
 	})
 	return row, err
 }
 
-func (s *fakeStore) DeletePolicy(_ context.Context, name string, manifest postgres.ManifestFunc) error {
-	return s.change(manifest, func(rows map[string]postgres.PolicyRow) error {
+func (s *fakeStore) DeletePolicy(_ context.Context, rec *audit.Entry, name string, manifest policy.ManifestFunc) error {
+	if rec == nil {
+		return errNoRecord
+	}
+	return s.change(manifest, func(rows map[string]policy.Record) error {
 		if _, ok := rows[name]; !ok {
 			return fault.New(fault.NotFound, "policy %s not found", name)
 		}
@@ -79,7 +91,7 @@ func (s *fakeStore) DeletePolicy(_ context.Context, name string, manifest postgr
 	})
 }
 
-func (s *fakeStore) change(manifest postgres.ManifestFunc, apply func(map[string]postgres.PolicyRow) error) error {
+func (s *fakeStore) change(manifest policy.ManifestFunc, apply func(map[string]policy.Record) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rows := maps.Clone(s.rows)
@@ -111,7 +123,7 @@ func (s *fakeStore) row(t *testing.T, name string) []byte {
 func (s *fakeStore) insert(name string, sealed []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rows[name] = postgres.PolicyRow{Name: name, Sealed: sealed}
+	s.rows[name] = policy.Record{Name: name, Sealed: sealed}
 }
 
 func (s *fakeStore) set(f func(s *fakeStore)) {
@@ -221,7 +233,7 @@ func storedPolicy(name string) StoredPolicy {
 // put stores policy name through the API path and reloads.
 func (f *fixture) put(t *testing.T, name string) {
 	t.Helper()
-	if _, err := f.Put(t.Context(), storedPolicy(name)); err != nil {
+	if _, err := f.Put(t.Context(), audittest.Record(t, nil), storedPolicy(name)); err != nil {
 		t.Fatalf("put %s: %v", name, err)
 	}
 	f.reload(t)
@@ -229,7 +241,7 @@ func (f *fixture) put(t *testing.T, name string) {
 
 func (f *fixture) remove(t *testing.T, name string) {
 	t.Helper()
-	if err := f.Delete(t.Context(), name); err != nil {
+	if err := f.Delete(t.Context(), audittest.Record(t, nil), name); err != nil {
 		t.Fatalf("delete %s: %v", name, err)
 	}
 	f.reload(t)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/nexus/internal/policy"
 )
 
 // The policy manifest says which policy rows are current. A policy row is
@@ -48,7 +48,7 @@ func rowHash(sealed []byte) string {
 // Opened is a stored policy that passed authentication, with its row.
 type Opened struct {
 	StoredPolicy
-	Row postgres.PolicyRow
+	Row policy.Record
 }
 
 // Rejected is a stored policy that failed authentication and grants
@@ -100,7 +100,7 @@ func (p *Policies) Read(ctx context.Context) (Snapshot, error) {
 	return p.verify(ctx, stored)
 }
 
-func (p *Policies) verify(ctx context.Context, stored postgres.PolicySnapshot) (Snapshot, error) {
+func (p *Policies) verify(ctx context.Context, stored policy.Records) (Snapshot, error) {
 	snap := Snapshot{Generation: stored.Generation}
 	m, problem, err := p.openManifest(ctx, stored.Manifest, stored.Generation)
 	if err != nil {
@@ -189,8 +189,8 @@ func (p *Policies) unsealManifest(ctx context.Context, sealed []byte) (*manifest
 // nextManifest returns the store callback that writes the manifest after
 // the policy called name was put (sealed: its new row) or deleted (sealed:
 // nil).
-func (p *Policies) nextManifest(ctx context.Context, name string, sealed []byte) postgres.ManifestFunc {
-	return func(old []byte, rows []postgres.PolicyRow, gen int64) ([]byte, error) {
+func (p *Policies) nextManifest(ctx context.Context, name string, sealed []byte) policy.ManifestFunc {
+	return func(old []byte, rows []policy.Record, gen int64) ([]byte, error) {
 		m, err := p.baseManifest(ctx, name, old, rows, gen-1)
 		if err != nil {
 			return nil, err
@@ -215,7 +215,7 @@ func (p *Policies) nextManifest(ctx context.Context, name string, sealed []byte)
 // forged or stale, or the absent one was deleted, it starts empty: every
 // other policy then grants nothing until it is put again. Errors that
 // prevent checking abort the change.
-func (p *Policies) baseManifest(ctx context.Context, name string, old []byte, rows []postgres.PolicyRow, prev int64) (*manifest, error) {
+func (p *Policies) baseManifest(ctx context.Context, name string, old []byte, rows []policy.Record, prev int64) (*manifest, error) {
 	fresh := &manifest{Policies: map[string]string{}}
 	if old != nil {
 		m, problem, err := p.openManifest(ctx, old, prev)

@@ -13,10 +13,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/policy"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
 // Cache freshness: the generation is polled at least this often, and a
@@ -39,13 +39,15 @@ type StoredPolicy struct {
 	Manifested bool `json:"manifested,omitempty"`
 }
 
-// policyStore is what Policies needs of postgres.Store.
-type policyStore interface {
-	Policies(ctx context.Context) (postgres.PolicySnapshot, error)
+// PolicyStore is what Policies needs of the database. PutPolicy and
+// DeletePolicy commit rec, the audit record of the request, with the
+// change.
+type PolicyStore interface {
+	Policies(ctx context.Context) (policy.Records, error)
 	PolicyGeneration(ctx context.Context) (int64, error)
 	ListenPolicies(ctx context.Context, changed func())
-	PutPolicy(ctx context.Context, name string, sealed []byte, manifest postgres.ManifestFunc) (postgres.PolicyRow, error)
-	DeletePolicy(ctx context.Context, name string, manifest postgres.ManifestFunc) error
+	PutPolicy(ctx context.Context, rec *audit.Entry, name string, sealed []byte, manifest policy.ManifestFunc) (policy.Record, error)
+	DeletePolicy(ctx context.Context, rec *audit.Entry, name string, manifest policy.ManifestFunc) error
 }
 
 // sealer is what Policies needs of envelope.Keys.
@@ -77,7 +79,7 @@ func (k keysSealer) Seal(ctx context.Context, plaintext, aad []byte) ([]byte, er
 // row deleted or replaced through SPIKE and put back with SQL grants
 // nothing); see manifest.go.
 type Policies struct {
-	store policyStore
+	store PolicyStore
 	keys  sealer
 	log   *slog.Logger
 	now   func() time.Time
@@ -105,11 +107,11 @@ type Policies struct {
 }
 
 // NewPolicies returns an empty cache: it grants nothing until loaded.
-func NewPolicies(store *postgres.Store, keys *envelope.Keys, log *slog.Logger) *Policies {
+func NewPolicies(store PolicyStore, keys *envelope.Keys, log *slog.Logger) *Policies {
 	return newPolicies(store, keysSealer{keys}, log, time.Now)
 }
 
-func newPolicies(store policyStore, keys sealer, log *slog.Logger, now func() time.Time) *Policies {
+func newPolicies(store PolicyStore, keys sealer, log *slog.Logger, now func() time.Time) *Policies {
 	return &Policies{store: store, keys: keys, log: log, now: now, set: policy.NewSet(nil)}
 }
 
@@ -305,36 +307,38 @@ func (p *Policies) Get(ctx context.Context, name string) (Opened, error) {
 }
 
 // Put seals sp and stores it, updating the policy manifest in the same
-// transaction. The caller reloads the cache (Reload) afterwards.
-func (p *Policies) Put(ctx context.Context, sp StoredPolicy) (postgres.PolicyRow, error) {
+// transaction, which also commits rec. The caller reloads the cache
+// (Reload) afterwards.
+func (p *Policies) Put(ctx context.Context, rec *audit.Entry, sp StoredPolicy) (policy.Record, error) {
 	if err := p.keys.Ready(ctx); err != nil {
-		return postgres.PolicyRow{}, err
+		return policy.Record{}, err
 	}
 	sp.Manifested = true
 	plain, err := json.Marshal(sp)
 	if err != nil {
-		return postgres.PolicyRow{}, fmt.Errorf("encode policy: %w", err)
+		return policy.Record{}, fmt.Errorf("encode policy: %w", err)
 	}
 	sealed, err := p.keys.Seal(ctx, plain, envelope.PolicyAAD(sp.Name))
 	if err != nil {
-		return postgres.PolicyRow{}, err
+		return policy.Record{}, err
 	}
-	return p.store.PutPolicy(ctx, sp.Name, sealed, p.nextManifest(ctx, sp.Name, sealed))
+	return p.store.PutPolicy(ctx, rec, sp.Name, sealed, p.nextManifest(ctx, sp.Name, sealed))
 }
 
 // Delete deletes the policy called name, updating the policy manifest in
-// the same transaction. The caller reloads the cache afterwards.
-func (p *Policies) Delete(ctx context.Context, name string) error {
+// the same transaction, which also commits rec. The caller reloads the
+// cache afterwards.
+func (p *Policies) Delete(ctx context.Context, rec *audit.Entry, name string) error {
 	if err := p.keys.Ready(ctx); err != nil {
 		return err
 	}
-	return p.store.DeletePolicy(ctx, name, p.nextManifest(ctx, name, nil))
+	return p.store.DeletePolicy(ctx, rec, name, p.nextManifest(ctx, name, nil))
 }
 
 // open opens a policy row, checking that its content names the row. A row
 // that does not authenticate or decode is a fault.DataLoss error; any other
 // error means it could not be checked.
-func (p *Policies) open(ctx context.Context, row postgres.PolicyRow) (StoredPolicy, error) {
+func (p *Policies) open(ctx context.Context, row policy.Record) (StoredPolicy, error) {
 	plain, err := p.keys.Open(ctx, row.Sealed, envelope.PolicyAAD(row.Name), "policy "+row.Name)
 	if err != nil {
 		return StoredPolicy{}, err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/spike-dev/spike/nexus/internal/audit/audittest"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 )
@@ -80,7 +81,7 @@ func TestOlderPolicyRowGrantsNothing(t *testing.T) {
 	// Narrow it: the path pattern no longer covers apps/x.
 	narrow := storedPolicy("a")
 	narrow.PathPattern = "apps/a/**"
-	if _, err := f.Put(t.Context(), narrow); err != nil {
+	if _, err := f.Put(t.Context(), audittest.Record(t, nil), narrow); err != nil {
 		t.Fatal(err)
 	}
 	f.reload(t)

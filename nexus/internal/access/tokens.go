@@ -3,10 +3,8 @@ package access
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -14,9 +12,10 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/nexus/internal/token"
 )
 
 // tokenPrefix marks SPIKE admin tokens, so that a leaked one is easy to
@@ -36,23 +35,32 @@ type tokenDetails struct {
 // bits; the database holds its SHA-256 (for lookup) and its details sealed
 // and bound to that hash.
 type Tokens struct {
-	store      *postgres.Store
+	store      TokenStore
 	keys       *envelope.Keys
 	defaultTTL time.Duration
 	maxTTL     time.Duration
 	now        func() time.Time
 }
 
+// TokenStore is what Tokens needs of the database. CreateToken and
+// RevokeToken commit rec, the audit record of the request, with the change.
+type TokenStore interface {
+	CreateToken(ctx context.Context, rec *audit.Entry, t token.Record) error
+	Token(ctx context.Context, lookup []byte) (token.Record, error)
+	RevokeToken(ctx context.Context, rec *audit.Entry, lookup, sealed []byte) error
+}
+
 // NewTokens returns a token service issuing tokens valid for defaultTTL
 // unless a shorter or longer one (up to maxTTL) is asked for.
-func NewTokens(store *postgres.Store, keys *envelope.Keys, defaultTTL, maxTTL time.Duration) *Tokens {
+func NewTokens(store TokenStore, keys *envelope.Keys, defaultTTL, maxTTL time.Duration) *Tokens {
 	return &Tokens{store: store, keys: keys, defaultTTL: defaultTTL, maxTTL: maxTTL, now: time.Now}
 }
 
 const reLogin = "run `spike login`"
 
-// Issue creates a token for admin, valid for ttl (0: the default).
-func (t *Tokens) Issue(ctx context.Context, admin spiffeid.ID, ttl time.Duration) (string, time.Time, error) {
+// Issue creates a token for admin, valid for ttl (0: the default), and
+// stores it with rec, the audit record of the request.
+func (t *Tokens) Issue(ctx context.Context, rec *audit.Entry, admin spiffeid.ID, ttl time.Duration) (string, time.Time, error) {
 	switch {
 	case ttl == 0:
 		ttl = t.defaultTTL
@@ -63,8 +71,8 @@ func (t *Tokens) Issue(ctx context.Context, admin spiffeid.ID, ttl time.Duration
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", time.Time{}, fmt.Errorf("generate token: %w", err)
 	}
-	token := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
-	lookup := lookupHash(token)
+	tok := tokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	lookup := token.Lookup(tok)
 	// Full precision: truncating now would cut up to a second off the
 	// token's life (a 1s token could be born expired).
 	now := t.now().UTC().Round(0)
@@ -73,16 +81,16 @@ func (t *Tokens) Issue(ctx context.Context, admin spiffeid.ID, ttl time.Duration
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	if err := t.store.CreateToken(ctx, postgres.TokenRow{Lookup: lookup, Sealed: sealed, ExpiresAt: d.ExpiresAt}); err != nil {
+	if err := t.store.CreateToken(ctx, rec, token.Record{Lookup: lookup, Sealed: sealed, ExpiresAt: d.ExpiresAt}); err != nil {
 		return "", time.Time{}, err
 	}
-	return token, d.ExpiresAt, nil
+	return tok, d.ExpiresAt, nil
 }
 
 // Verify checks that token is a valid, unexpired, unrevoked admin token
 // issued to caller. Its errors say what is wrong and what to do.
-func (t *Tokens) Verify(ctx context.Context, token string, caller spiffeid.ID) error {
-	d, err := t.details(ctx, token)
+func (t *Tokens) Verify(ctx context.Context, tok string, caller spiffeid.ID) error {
+	d, err := t.details(ctx, tok)
 	if err != nil {
 		return err
 	}
@@ -97,9 +105,10 @@ func (t *Tokens) Verify(ctx context.Context, token string, caller spiffeid.ID) e
 	return nil
 }
 
-// Revoke revokes token. Revoking an expired or revoked token is fine.
-func (t *Tokens) Revoke(ctx context.Context, token string) error {
-	d, err := t.details(ctx, token)
+// Revoke revokes tok, committing rec, the audit record of the request, with
+// the revocation. Revoking an expired or revoked token is fine.
+func (t *Tokens) Revoke(ctx context.Context, rec *audit.Entry, tok string) error {
+	d, err := t.details(ctx, tok)
 	if err != nil {
 		return err
 	}
@@ -108,15 +117,15 @@ func (t *Tokens) Revoke(ctx context.Context, token string) error {
 	if err != nil {
 		return err
 	}
-	return t.store.RevokeToken(ctx, d.Lookup, sealed)
+	return t.store.RevokeToken(ctx, rec, d.Lookup, sealed)
 }
 
 // details looks token up and opens its sealed details.
-func (t *Tokens) details(ctx context.Context, token string) (tokenDetails, error) {
-	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
+func (t *Tokens) details(ctx context.Context, tok string) (tokenDetails, error) {
+	if !strings.HasPrefix(tok, tokenPrefix) || len(tok) > 128 {
 		return tokenDetails{}, fault.New(fault.Unauthenticated, "admin token is malformed: %s", reLogin)
 	}
-	lookup := lookupHash(token)
+	lookup := token.Lookup(tok)
 	row, err := t.store.Token(ctx, lookup)
 	if fault.CodeOf(err) == fault.NotFound {
 		return tokenDetails{}, fault.New(fault.Unauthenticated, "admin token is unknown: %s", reLogin)
@@ -149,15 +158,4 @@ func (t *Tokens) seal(ctx context.Context, d tokenDetails) ([]byte, error) {
 		return nil, err
 	}
 	return key.Seal(plain, envelope.TokenAAD(d.Lookup))
-}
-
-func lookupHash(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
-}
-
-// TokenID names a token in logs and audit records without revealing it:
-// "token:" and the first 8 bytes of its lookup hash, in hex.
-func TokenID(token string) string {
-	return "token:" + hex.EncodeToString(lookupHash(token)[:8])
 }

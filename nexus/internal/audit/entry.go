@@ -15,20 +15,19 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5"
-
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
-// Entry is the audit record of one request in the making. Its methods are
-// safe for concurrent use.
+// Entry is the audit record of one request in the making. A request that
+// changes anything hands its Entry to the store method that makes the
+// change, which writes the record in the change's own transaction (Rows,
+// then Done); every other record is written by Trail.Finish. Its methods
+// are safe for concurrent use.
 type Entry struct {
 	trail *Trail
 	start time.Time
 
 	mu       sync.Mutex
-	row      postgres.AuditRow
+	row      Record
 	decided  bool
 	recorded bool
 	// pending is the record written in a transaction that has not yet
@@ -47,7 +46,7 @@ type Entry struct {
 func (t *Trail) Begin(ctx context.Context, requestID, caller, peer, procedure string) *Entry {
 	now := time.Now()
 	key, keyErr := t.macKey(ctx)
-	return &Entry{trail: t, start: now, key: key, keyErr: keyErr, row: postgres.AuditRow{
+	return &Entry{trail: t, start: now, key: key, keyErr: keyErr, row: Record{
 		ChainID:   t.chainID[:],
 		At:        now.UTC().Truncate(time.Microsecond),
 		RequestID: requestID,
@@ -85,7 +84,7 @@ func (e *Entry) Recorded() bool {
 }
 
 // final returns the row as it stands, with the result code and duration.
-func (e *Entry) final(code string) postgres.AuditRow {
+func (e *Entry) final(code string) Record {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.row
@@ -97,30 +96,30 @@ func (e *Entry) final(code string) postgres.AuditRow {
 	return r
 }
 
-// BeforeCommit writes the record (result "ok") in a request's mutation
-// transaction. Only the first mutation of a request carries it.
-func (e *Entry) BeforeCommit(ctx context.Context, s *postgres.Store, tx pgx.Tx) error {
+// Rows returns the record, given its place in a chain, for the store to
+// write in the transaction of the request's mutation just before it
+// commits; the store then calls Done with the outcome. Only the first
+// mutation of a request carries the record: once it is written, Rows
+// returns nothing. An error means the record cannot be written, and the
+// mutation must not commit (fail closed).
+func (e *Entry) Rows(ctx context.Context) ([]Record, error) {
 	if e.Recorded() {
-		return nil
+		return nil, nil
 	}
 	if e.keyErr != nil {
-		return e.keyErr
+		return nil, e.keyErr
 	}
-	c, err := e.trail.chain(ctx, e.key, []postgres.AuditRow{e.final("ok")})
+	c, err := e.trail.chain(ctx, e.key, []Record{e.final("ok")})
 	if err != nil {
-		return err
-	}
-	if err := s.InsertAudit(ctx, tx, c.rows); err != nil {
-		e.trail.settle(c, false)
-		return err
+		return nil, err
 	}
 	e.mu.Lock()
 	e.pending = &c
 	e.mu.Unlock()
-	return nil
+	return c.rows, nil
 }
 
-// Done learns whether the transaction carrying the record committed.
+// Done learns whether the transaction that carried Rows committed.
 func (e *Entry) Done(committed bool) {
 	e.mu.Lock()
 	c := e.pending
@@ -154,18 +153,4 @@ func clean(s string) string {
 		s = s[:cut] + "…"
 	}
 	return s
-}
-
-type entryKey struct{}
-
-// WithEntry returns a context carrying e, also as the hook of the
-// request's audited transactions.
-func WithEntry(ctx context.Context, e *Entry) context.Context {
-	return postgres.WithTxHook(context.WithValue(ctx, entryKey{}, e), e)
-}
-
-// FromContext returns the request's entry, or nil.
-func FromContext(ctx context.Context) *Entry {
-	e, _ := ctx.Value(entryKey{}).(*Entry)
-	return e
 }

@@ -15,10 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/metrics"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
 // Tuning of the trail.
@@ -40,10 +38,29 @@ const (
 	unauthenticatedLane = -1
 )
 
+// Store is what the trail needs of the database.
+type Store interface {
+	// InsertAudit writes records that belong to no mutation, in one
+	// statement of its own.
+	InsertAudit(ctx context.Context, rows []Record) error
+	AuditCheckpoints(ctx context.Context) ([]Checkpoint, error)
+	ScanAudit(ctx context.Context, fn func(Record) error) error
+	PruneAudit(ctx context.Context, rec *Entry, before time.Time,
+		checkpoint func(chain []byte, lane int16, seq int64, mac []byte) ([]byte, error)) (deleted, checkpoints int64, err error)
+}
+
+// Keys is what the trail needs of the key manager.
+type Keys interface {
+	// MACKey returns a copy of the audit MAC key.
+	MACKey(ctx context.Context) ([]byte, error)
+	// Unsealed reports whether SPIKE holds its root key, as last known.
+	Unsealed() bool
+}
+
 // Trail writes and checks the audit trail of this Nexus process.
 type Trail struct {
-	store *postgres.Store
-	keys  *envelope.Keys
+	store Store
+	keys  Keys
 	log   *slog.Logger
 	// chainID identifies this process's chains: random, new at each start.
 	chainID [16]byte
@@ -71,18 +88,18 @@ type lane struct {
 // lane) but not yet committed.
 type chained struct {
 	lane *lane
-	rows []postgres.AuditRow
+	rows []Record
 }
 
 type pending struct {
-	row    postgres.AuditRow
+	row    Record
 	queued time.Time
 	done   chan error
 }
 
 // New returns a Trail. sink, when not nil, receives every committed record
 // as a JSON line. Run must be running for Write to work.
-func New(store *postgres.Store, keys *envelope.Keys, sink io.Writer, log *slog.Logger) (*Trail, error) {
+func New(store Store, keys Keys, sink io.Writer, log *slog.Logger) (*Trail, error) {
 	t := &Trail{
 		store: store,
 		keys:  keys,
@@ -170,7 +187,7 @@ var errAuditTimeout = fault.New(fault.Unavailable, "audit log unavailable: timed
 
 // flush writes one batch in one statement.
 func (t *Trail) flush(ctx context.Context, batch []*pending) {
-	rows := make([]postgres.AuditRow, len(batch))
+	rows := make([]Record, len(batch))
 	for i, p := range batch {
 		rows[i] = p.row
 	}
@@ -181,7 +198,7 @@ func (t *Trail) flush(ctx context.Context, batch []*pending) {
 		c, err = t.chain(ctx, key, rows)
 	}
 	if err == nil {
-		err = t.store.InsertAudit(ctx, nil, c.rows)
+		err = t.store.InsertAudit(ctx, c.rows)
 		t.settle(c, err == nil)
 	}
 	if err != nil {
@@ -209,7 +226,7 @@ func (t *Trail) macKey(ctx context.Context) ([]byte, error) {
 	switch {
 	case err == nil:
 		return key, nil
-	case t.keys.State().Unsealed:
+	case t.keys.Unsealed():
 		return nil, fault.Wrap(fault.Unavailable, err, "audit log unavailable: the audit key cannot be read")
 	}
 	return nil, nil
@@ -218,9 +235,9 @@ func (t *Trail) macKey(ctx context.Context) ([]byte, error) {
 // chain gives rows their place: on a lane, MACed, when there is a MAC key;
 // without a MAC on the unauthenticated lane otherwise (SPIKE sealed or not
 // initialised: the request is recorded all the same).
-func (t *Trail) chain(ctx context.Context, key []byte, rows []postgres.AuditRow) (chained, error) {
+func (t *Trail) chain(ctx context.Context, key []byte, rows []Record) (chained, error) {
 	if key == nil {
-		out := make([]postgres.AuditRow, len(rows))
+		out := make([]Record, len(rows))
 		for i, r := range rows {
 			r.Lane, r.Seq, r.MAC = unauthenticatedLane, t.unauthSeq.Add(1), nil
 			out[i] = r
@@ -233,7 +250,7 @@ func (t *Trail) chain(ctx context.Context, key []byte, rows []postgres.AuditRow)
 	case <-ctx.Done():
 		return chained{}, fault.Wrap(fault.Unavailable, ctx.Err(), "audit log unavailable: no free audit lane")
 	}
-	out := make([]postgres.AuditRow, len(rows))
+	out := make([]Record, len(rows))
 	prev := ln.mac
 	for i, r := range rows {
 		r.Lane, r.Seq = ln.id, ln.seq+int64(i)+1
@@ -271,7 +288,7 @@ func (t *Trail) settle(c chained, committed bool) {
 }
 
 // emit writes committed records to the sink as JSON lines.
-func (t *Trail) emit(rows []postgres.AuditRow) {
+func (t *Trail) emit(rows []Record) {
 	if t.sink == nil {
 		return
 	}
@@ -303,7 +320,7 @@ type JSONRecord struct {
 	MAC        string    `json:"mac,omitempty"`
 }
 
-func jsonRecord(r postgres.AuditRow) JSONRecord {
+func jsonRecord(r Record) JSONRecord {
 	return JSONRecord{
 		Time: r.At, RequestID: r.RequestID, Caller: r.Caller, Peer: r.Peer, RPC: r.Procedure,
 		Target: r.Target, Decision: r.Decision, Reason: r.Reason, Code: r.Code, DurationUS: r.DurationUS,
@@ -321,7 +338,7 @@ func ChainName(chain []byte, lane int16) string {
 
 // recordMAC chains r to prev under key. Every field is length-prefixed, so
 // no two different records encode alike.
-func recordMAC(key, prev []byte, r postgres.AuditRow) []byte {
+func recordMAC(key, prev []byte, r Record) []byte {
 	h := hmac.New(sha256.New, key)
 	w := func(b []byte) {
 		var n [4]byte
@@ -348,7 +365,7 @@ func recordMAC(key, prev []byte, r postgres.AuditRow) []byte {
 }
 
 // checkpointMAC binds a checkpoint to its chain and position.
-func checkpointMAC(key []byte, cp postgres.AuditCheckpoint) []byte {
+func checkpointMAC(key []byte, cp Checkpoint) []byte {
 	h := hmac.New(sha256.New, key)
 	var b [8]byte
 	h.Write([]byte("spike audit checkpoint v1\x00"))

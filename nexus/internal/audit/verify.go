@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
 // ChainReport is the verdict on one chain.
@@ -80,7 +79,7 @@ func (t *Trail) Verify(ctx context.Context) (Report, error) {
 	fail := func(id, seq int64, problem string) {
 		cur.OK, cur.BadID, cur.BadSeq, cur.Problem = false, id, seq, problem
 	}
-	err = t.store.ScanAudit(ctx, func(r postgres.AuditRow) error {
+	err = t.store.ScanAudit(ctx, func(r Record) error {
 		if r.Lane < 0 {
 			rep.Unauthenticated++
 			return nil
@@ -122,9 +121,10 @@ func (t *Trail) Verify(ctx context.Context) (Report, error) {
 }
 
 // Prune deletes the records older than before, leaving a MACed checkpoint
-// per chain so that the rest still verifies. It returns how many records
+// per chain so that the rest still verifies; rec, the record of the
+// request asking, commits with the deletion. It returns how many records
 // it deleted and how many checkpoints it wrote.
-func (t *Trail) Prune(ctx context.Context, before time.Time) (int64, int64, error) {
+func (t *Trail) Prune(ctx context.Context, rec *Entry, before time.Time) (int64, int64, error) {
 	// A checkpoint vouches for what it replaces: never certify a trail
 	// that already fails verification.
 	rep, err := t.Verify(ctx)
@@ -140,7 +140,7 @@ func (t *Trail) Prune(ctx context.Context, before time.Time) (int64, int64, erro
 		return 0, 0, err
 	}
 	defer clear(key)
-	return t.store.PruneAudit(ctx, before, func(chain []byte, lane int16, seq int64, mac []byte) ([]byte, error) {
-		return checkpointMAC(key, postgres.AuditCheckpoint{ChainID: chain, Lane: lane, Seq: seq, LastMAC: bytes.Clone(mac)}), nil
+	return t.store.PruneAudit(ctx, rec, before, func(chain []byte, lane int16, seq int64, mac []byte) ([]byte, error) {
+		return checkpointMAC(key, Checkpoint{ChainID: chain, Lane: lane, Seq: seq, LastMAC: bytes.Clone(mac)}), nil
 	})
 }

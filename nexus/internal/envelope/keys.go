@@ -5,21 +5,13 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"connectrpc.com/connect"
-	"golang.org/x/sync/singleflight"
-
-	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
-	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
-
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/nexus/internal/keeper"
 )
 
 // Limits on the use of one data key. GCM with random nonces is safe for
@@ -34,41 +26,6 @@ const (
 	// maxCachedKeys bounds the read cache.
 	maxCachedKeys = 4096
 )
-
-const unsealHint = "unseal with: echo '<password>' | spike operator unseal"
-
-// State is what Nexus knows about Keeper and the root keyring.
-type State struct {
-	// Initialised is true once the database holds a keyring.
-	Initialised bool
-	// Unsealed is true when Keeper holds this database's keyring.
-	Unsealed bool
-	// KeyringID is the id of this database's keyring, when initialised.
-	KeyringID []byte
-	// KeeperErr says why Keeper could not be reached, if it could not.
-	KeeperErr error
-	// DBErr says why the keyring could not be read, if it could not.
-	DBErr error
-	// reason explains a sealed state to callers.
-	reason string
-}
-
-// Err returns the caller-facing error for a state that cannot serve
-// secrets, or nil when it can. A dependency that is down is Unavailable
-// (clients retry it); a Keeper without the keyring is FailedPrecondition.
-func (s State) Err() error {
-	switch {
-	case !s.Initialised && s.DBErr != nil:
-		return fault.Wrap(fault.Unavailable, s.DBErr, "database unavailable")
-	case !s.Initialised:
-		return fault.New(fault.FailedPrecondition, "SPIKE is not initialised: run `spike operator init`")
-	case s.KeeperErr != nil:
-		return fault.Wrap(fault.Unavailable, s.KeeperErr, "SPIKE is sealed: %s; when it is back, %s", s.reason, unsealHint)
-	case !s.Unsealed:
-		return fault.New(fault.FailedPrecondition, "SPIKE is sealed: %s; %s", s.reason, unsealHint)
-	}
-	return nil
-}
 
 // Key is a data key ready to seal values.
 type Key struct {
@@ -92,58 +49,66 @@ type cachedKey struct {
 	expires time.Time
 }
 
+// WrappedKey is a data key as stored: wrapped by Keeper under one version
+// of the root key.
+type WrappedKey struct {
+	// ID is 16 random bytes; sealed values name the key that sealed them.
+	ID []byte
+	// RootKeyVersion is the root key version that wrapped the key.
+	RootKeyVersion uint32
+	// Wrapped is the key sealed under that root key version.
+	Wrapped []byte
+	// CreatedAt is set by the database.
+	CreatedAt time.Time
+}
+
+// KeyStore is what Keys needs of the database: the rows of wrapped data
+// keys, and which of them is the audit MAC key.
+type KeyStore interface {
+	CreateDataKey(ctx context.Context, k WrappedKey) error
+	// DataKey returns the wrapped key id; a missing one is fault.DataLoss.
+	DataKey(ctx context.Context, id []byte) (WrappedKey, error)
+	// AuditKeyID returns the id of the audit MAC key, nil when none yet.
+	AuditKeyID(ctx context.Context) ([]byte, error)
+	// SetAuditKey records id as the audit MAC key unless one is recorded
+	// already, and returns the one in force.
+	SetAuditKey(ctx context.Context, id []byte) ([]byte, error)
+}
+
 // Keys manages data keys: it creates them through Keeper, stores them
 // wrapped in PostgreSQL, caches them unwrapped for a bounded time, and drops
-// them all as soon as Keeper loses its keyring.
+// them all as soon as SPIKE seals (the Keeper client says so).
 type Keys struct {
-	keeper keeperv1connect.KeeperServiceClient
-	store  *postgres.Store
-	log    *slog.Logger
+	keeper *keeper.Client
+	store  KeyStore
 	now    func() time.Time
 
 	// createSlot admits one creator of the active key at a time; waiting
 	// for it respects the caller's context.
 	createSlot chan struct{}
 
-	// seq numbers state observations; applied is the newest one applied,
-	// so a slow Check never overwrites what a later one saw.
-	seq atomic.Uint64
-
-	// recheck shares one Check among the requests that found the state
-	// unable to serve.
-	recheck singleflight.Group
-
 	// cacheHits and cacheMisses count data key lookups answered from the
 	// cache and through Keeper, for metrics.
 	cacheHits, cacheMisses atomic.Uint64
 
-	mu      sync.RWMutex
-	applied uint64
-	state   State
-	active  *activeKey
-	cache   map[DEKID]cachedKey
+	mu     sync.Mutex
+	active *activeKey
+	cache  map[DEKID]cachedKey
 	// macKey is the audit MAC key, once loaded.
 	macKey []byte
 }
 
-// NewKeys returns a key manager. It starts sealed; call Check or Watch.
-func NewKeys(keeper keeperv1connect.KeeperServiceClient, store *postgres.Store, log *slog.Logger) *Keys {
-	return &Keys{
-		keeper:     keeper,
+// NewKeys returns a key manager that reaches Keeper through kc.
+func NewKeys(kc *keeper.Client, store KeyStore) *Keys {
+	k := &Keys{
+		keeper:     kc,
 		store:      store,
-		log:        log,
 		now:        time.Now,
-		state:      State{reason: "Nexus has not reached Keeper yet"},
 		cache:      make(map[DEKID]cachedKey),
 		createSlot: make(chan struct{}, 1),
 	}
-}
-
-// State returns the last known state.
-func (k *Keys) State() State {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return k.state
+	kc.OnSeal(k.drop)
+	return k
 }
 
 // CacheStats returns how many data key lookups were answered from the
@@ -152,125 +117,26 @@ func (k *Keys) CacheStats() (hits, misses uint64) {
 	return k.cacheHits.Load(), k.cacheMisses.Load()
 }
 
-// Ready returns nil when secrets can be served, and otherwise the reason as
-// a caller-facing error. When the last known state cannot serve, it checks
-// again first (one check at a time, shared by concurrent callers): another
-// Nexus replica may have initialised or unsealed SPIKE since the last
-// periodic check.
-func (k *Keys) Ready(ctx context.Context) error {
-	if err := k.State().Err(); err == nil {
-		return nil
-	}
-	ch := k.recheck.DoChan("check", func() (any, error) {
-		return k.Check(context.WithoutCancel(ctx)), nil
-	})
-	select {
-	case r := <-ch:
-		return r.Val.(State).Err()
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// Ready returns nil when SPIKE can serve secrets, and the reason
+// otherwise (see keeper.Client.Ready).
+func (k *Keys) Ready(ctx context.Context) error { return k.keeper.Ready(ctx) }
 
-// Watch calls Check every interval until ctx is done, so that a Keeper
-// restart (which loses the keyring) drops every cached key within one
-// interval.
-func (k *Keys) Watch(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			k.Check(ctx)
-		}
-	}
-}
+// Unsealed reports whether SPIKE held its root key when last checked.
+func (k *Keys) Unsealed() bool { return k.keeper.Unsealed() }
 
-// checkTimeout bounds each of the two questions one Check asks.
-const checkTimeout = 3 * time.Second
-
-// Check asks the database and Keeper for the current state and updates it.
-// The keyring id never changes once stored, so after the first success only
-// Keeper is asked: a busy database (an exhausted pool) cannot make SPIKE
-// look sealed.
-func (k *Keys) Check(ctx context.Context) State {
-	seq := k.seq.Add(1)
-	prev := k.State()
-	next := State{Initialised: prev.Initialised, KeyringID: prev.KeyringID}
-	if !prev.Initialised {
-		dbCtx, cancel := context.WithTimeout(ctx, checkTimeout)
-		kr, err := k.store.Keyring(dbCtx)
-		cancel()
-		switch {
-		case fault.CodeOf(err) == fault.FailedPrecondition:
-			next.reason = "not initialised"
-		case err != nil:
-			k.log.Warn("keyring lookup failed", "error", err)
-			next.DBErr = err
-		default:
-			next.Initialised = true
-			next.KeyringID = kr.ID
-		}
-	}
-
-	keeperCtx, cancel := context.WithTimeout(ctx, checkTimeout)
-	defer cancel()
-	resp, err := k.keeper.Status(keeperCtx, connect.NewRequest(&keeperv1.StatusRequest{}))
-	switch {
-	case err != nil:
-		next.KeeperErr = err
-		next.reason = "Keeper is unreachable"
-	case !resp.Msg.GetUnsealed():
-		next.reason = "Keeper holds no root key (it has restarted or was never unsealed)"
-	case next.Initialised && !bytes.Equal(resp.Msg.GetKeyringId(), next.KeyringID):
-		next.reason = "Keeper holds another keyring than this database's"
-	case next.Initialised:
-		next.Unsealed = true
-	}
-	return k.setState(seq, next)
-}
-
-// setState applies the observation numbered seq unless a newer one was
-// applied already, and returns the state in force.
-func (k *Keys) setState(seq uint64, next State) State {
+// drop forgets every key: SPIKE sealed.
+func (k *Keys) drop() {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if seq < k.applied {
-		return k.state
-	}
-	k.applied = seq
-	prev := k.state
-	k.state = next
-	if !next.Unsealed {
-		k.dropLocked()
-	}
-	if prev.Unsealed != next.Unsealed {
-		if next.Unsealed {
-			k.log.Info("unsealed", "keyring_id", hex.EncodeToString(next.KeyringID))
-		} else {
-			k.log.Warn("sealed", "reason", next.reason, "keeper_error", errString(next.KeeperErr))
-		}
-	}
-	return next
-}
-
-// markSealed records that Keeper answered "sealed" to a key request.
-func (k *Keys) markSealed() {
-	seq := k.seq.Add(1)
-	st := k.State()
-	st.Unsealed = false
-	st.reason = "Keeper holds no root key (it has restarted)"
-	k.setState(seq, st)
-}
-
-func (k *Keys) dropLocked() {
 	clear(k.macKey)
 	k.macKey = nil
 	k.active = nil
 	clear(k.cache)
 }
+
+// servable is the state check made under k.mu before a key is used or
+// cached: a key must not outlive the seal that drop clears.
+func (k *Keys) servable() error { return k.keeper.State().Err() }
 
 // ActiveKey returns the data key new values are sealed with, creating and
 // storing a new one when there is none or it has been used enough. Each call
@@ -304,7 +170,7 @@ func (k *Keys) ActiveKey(ctx context.Context) (Key, error) {
 
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.state.Err(); err != nil {
+	if err := k.servable(); err != nil {
 		return Key{}, err
 	}
 	k.active = &activeKey{Key: Key{ID: id, aead: aead}, uses: 1, created: k.now()}
@@ -316,7 +182,7 @@ func (k *Keys) ActiveKey(ctx context.Context) (Key, error) {
 func (k *Keys) takeActive() (Key, bool, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.state.Err(); err != nil {
+	if err := k.servable(); err != nil {
 		return Key{}, false, err
 	}
 	a := k.active
@@ -350,10 +216,10 @@ func (k *Keys) Open(ctx context.Context, sealed, aad []byte, what string) ([]byt
 }
 
 func (k *Keys) key(ctx context.Context, id DEKID) (cipher.AEAD, error) {
-	k.mu.RLock()
-	err := k.state.Err()
+	k.mu.Lock()
+	err := k.servable()
 	c, ok := k.cache[id]
-	k.mu.RUnlock()
+	k.mu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -374,7 +240,7 @@ func (k *Keys) key(ctx context.Context, id DEKID) (cipher.AEAD, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.state.Err(); err != nil {
+	if err := k.servable(); err != nil {
 		return nil, err
 	}
 	k.cacheLocked(id, aead)
@@ -388,20 +254,16 @@ func (k *Keys) generate(ctx context.Context) (DEKID, []byte, error) {
 	if _, err := rand.Read(id[:]); err != nil {
 		return id, nil, fmt.Errorf("generate data key id: %w", err)
 	}
-	resp, err := k.keeper.GenerateDataKey(ctx, connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: id[:]}))
+	dk, err := k.keeper.GenerateDataKey(ctx, id[:])
 	if err != nil {
-		return id, nil, k.keeperError("generate data key", err)
+		return id, nil, err
 	}
-	err = k.store.CreateDataKey(ctx, postgres.DataKey{
-		ID:             id[:],
-		RootKeyVersion: resp.Msg.GetRootKeyVersion(),
-		Wrapped:        resp.Msg.GetWrapped(),
-	})
+	err = k.store.CreateDataKey(ctx, WrappedKey{ID: id[:], RootKeyVersion: dk.RootKeyVersion, Wrapped: dk.Wrapped})
 	if err != nil {
-		clear(resp.Msg.GetPlaintext())
+		clear(dk.Plaintext)
 		return id, nil, fmt.Errorf("store data key: %w", err)
 	}
-	return id, resp.Msg.GetPlaintext(), nil
+	return id, dk.Plaintext, nil
 }
 
 // unwrap has Keeper unwrap the stored data key id. The caller owns (and
@@ -411,15 +273,7 @@ func (k *Keys) unwrap(ctx context.Context, id DEKID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp, err := k.keeper.DecryptDataKey(ctx, connect.NewRequest(&keeperv1.DecryptDataKeyRequest{
-		DekId:          id[:],
-		Wrapped:        row.Wrapped,
-		RootKeyVersion: row.RootKeyVersion,
-	}))
-	if err != nil {
-		return nil, k.keeperError("unwrap data key "+hex.EncodeToString(id[:]), err)
-	}
-	return resp.Msg.GetPlaintext(), nil
+	return k.keeper.DecryptDataKey(ctx, id[:], row.Wrapped, row.RootKeyVersion)
 }
 
 // MACKey returns a copy of the audit MAC key, creating it (a data key like
@@ -430,9 +284,9 @@ func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
 	if err := k.Ready(ctx); err != nil {
 		return nil, err
 	}
-	k.mu.RLock()
+	k.mu.Lock()
 	cached := bytes.Clone(k.macKey)
-	k.mu.RUnlock()
+	k.mu.Unlock()
 	if cached != nil {
 		return cached, nil
 	}
@@ -459,7 +313,7 @@ func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if err := k.state.Err(); err != nil {
+	if err := k.servable(); err != nil {
 		clear(raw)
 		return nil, err
 	}
@@ -477,25 +331,4 @@ func (k *Keys) cacheLocked(id DEKID, aead cipher.AEAD) {
 		}
 	}
 	k.cache[id] = cachedKey{aead: aead, expires: k.now().Add(cacheTTL)}
-}
-
-// keeperError turns a failed Keeper call into a domain error.
-func (k *Keys) keeperError(op string, err error) error {
-	switch connect.CodeOf(err) {
-	case connect.CodeFailedPrecondition:
-		k.markSealed()
-		return k.State().Err()
-	case connect.CodeDataLoss, connect.CodeInvalidArgument:
-		return fault.Wrap(fault.DataLoss, err, "%s: the wrapped data key was altered or is corrupt", op)
-	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
-		return fmt.Errorf("%s: %w", op, err)
-	}
-	return fault.Wrap(fault.Unavailable, err, "%s: Keeper is unavailable", op)
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }

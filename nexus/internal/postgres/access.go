@@ -8,34 +8,21 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/policy"
+	"github.com/spike-dev/spike/nexus/internal/token"
 )
 
 // PolicyChannel is the NOTIFY channel that announces policy changes.
 const PolicyChannel = "spike_policies"
 
-// PolicyRow is a stored policy: its name and sealed content.
-type PolicyRow struct {
-	Name      string
-	Sealed    []byte
-	CreatedAt time.Time
-	UpdatedAt time.Time
-}
-
-// ManifestFunc computes the sealed policy manifest a policy change leaves
-// behind. It runs inside the change's transaction, after the change, while
-// the transaction holds the policy generation and manifest rows locked:
-// old is the sealed manifest before the change (nil when none exists yet),
-// rows are every policy row as the change leaves them, and gen is the
-// generation the change creates. An error rolls the change back.
-type ManifestFunc func(old []byte, rows []PolicyRow, gen int64) ([]byte, error)
-
 // PutPolicy creates or replaces the policy called name, rewrites the policy
 // manifest with manifest, and announces the change to every Nexus replica,
 // in one transaction.
-func (s *Store) PutPolicy(ctx context.Context, name string, sealed []byte, manifest ManifestFunc) (PolicyRow, error) {
-	row := PolicyRow{Name: name, Sealed: sealed}
-	err := s.changePolicies(ctx, manifest, func(tx pgx.Tx) error {
+func (s *Store) PutPolicy(ctx context.Context, rec *audit.Entry, name string, sealed []byte, manifest policy.ManifestFunc) (policy.Record, error) {
+	row := policy.Record{Name: name, Sealed: sealed}
+	err := s.changePolicies(ctx, rec, manifest, func(tx pgx.Tx) error {
 		return tx.QueryRow(ctx,
 			`INSERT INTO policies AS p (name, sealed) VALUES ($1, $2)
 			 ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()
@@ -43,15 +30,15 @@ func (s *Store) PutPolicy(ctx context.Context, name string, sealed []byte, manif
 			name, sealed).Scan(&row.CreatedAt, &row.UpdatedAt)
 	})
 	if err != nil {
-		return PolicyRow{}, dbError(ctx, "put policy "+name, err)
+		return policy.Record{}, dbError(ctx, "put policy "+name, err)
 	}
 	return row, nil
 }
 
 // DeletePolicy removes the policy called name, rewrites the policy manifest
 // with manifest, and announces the change, in one transaction.
-func (s *Store) DeletePolicy(ctx context.Context, name string, manifest ManifestFunc) error {
-	err := s.changePolicies(ctx, manifest, func(tx pgx.Tx) error {
+func (s *Store) DeletePolicy(ctx context.Context, rec *audit.Entry, name string, manifest policy.ManifestFunc) error {
+	err := s.changePolicies(ctx, rec, manifest, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM policies WHERE name = $1`, name)
 		if err != nil {
 			return err
@@ -68,8 +55,8 @@ func (s *Store) DeletePolicy(ctx context.Context, name string, manifest Manifest
 // policy generation, rewrites the manifest and notifies the replicas.
 // Policy changes queue on the generation row (the manifest row may not
 // exist yet, so it cannot be the only lock).
-func (s *Store) changePolicies(ctx context.Context, manifest ManifestFunc, change func(pgx.Tx) error) error {
-	return s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+func (s *Store) changePolicies(ctx context.Context, rec *audit.Entry, manifest policy.ManifestFunc, change func(pgx.Tx) error) error {
+	return s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		var gen int64
 		err := tx.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1 FOR UPDATE`).Scan(&gen)
 		if err != nil {
@@ -106,21 +93,10 @@ func (s *Store) changePolicies(ctx context.Context, manifest ManifestFunc, chang
 	})
 }
 
-// PolicySnapshot is every stored policy with the generation and sealed
-// manifest they belong to, read from one snapshot.
-type PolicySnapshot struct {
-	// Rows are sorted by name.
-	Rows       []PolicyRow
-	Generation int64
-	// Manifest is the sealed policy manifest, nil when none exists yet
-	// (no policy changed since the manifest was introduced).
-	Manifest []byte
-}
-
 // Policies returns every stored policy, the policy generation and the
 // sealed manifest, from one snapshot.
-func (s *Store) Policies(ctx context.Context) (PolicySnapshot, error) {
-	var snap PolicySnapshot
+func (s *Store) Policies(ctx context.Context) (policy.Records, error) {
+	var snap policy.Records
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1`).Scan(&snap.Generation); err != nil {
 			return err
@@ -133,18 +109,18 @@ func (s *Store) Policies(ctx context.Context) (PolicySnapshot, error) {
 		return err
 	})
 	if err != nil {
-		return PolicySnapshot{}, dbError(ctx, "read policies", err)
+		return policy.Records{}, dbError(ctx, "read policies", err)
 	}
 	return snap, nil
 }
 
-func policyRows(ctx context.Context, tx pgx.Tx) ([]PolicyRow, error) {
+func policyRows(ctx context.Context, tx pgx.Tx) ([]policy.Record, error) {
 	r, err := tx.Query(ctx, `SELECT name, sealed, created_at, updated_at FROM policies ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
-	return pgx.CollectRows(r, func(row pgx.CollectableRow) (PolicyRow, error) {
-		var p PolicyRow
+	return pgx.CollectRows(r, func(row pgx.CollectableRow) (policy.Record, error) {
+		var p policy.Record
 		err := row.Scan(&p.Name, &p.Sealed, &p.CreatedAt, &p.UpdatedAt)
 		return p, err
 	})
@@ -196,18 +172,10 @@ func (s *Store) listen(ctx context.Context, changed func()) error {
 	}
 }
 
-// TokenRow is a stored admin token.
-type TokenRow struct {
-	Lookup    []byte
-	Sealed    []byte
-	ExpiresAt time.Time
-	RevokedAt *time.Time
-}
-
 // CreateToken stores a new admin token and deletes tokens that expired
 // more than a day ago.
-func (s *Store) CreateToken(ctx context.Context, t TokenRow) error {
-	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+func (s *Store) CreateToken(ctx context.Context, rec *audit.Entry, t token.Record) error {
+	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx,
 			`INSERT INTO admin_tokens (lookup, sealed, expires_at) VALUES ($1, $2, $3)`,
 			t.Lookup, t.Sealed, t.ExpiresAt); err != nil {
@@ -220,24 +188,24 @@ func (s *Store) CreateToken(ctx context.Context, t TokenRow) error {
 }
 
 // Token returns the admin token with the given lookup hash.
-func (s *Store) Token(ctx context.Context, lookup []byte) (TokenRow, error) {
-	t := TokenRow{Lookup: lookup}
+func (s *Store) Token(ctx context.Context, lookup []byte) (token.Record, error) {
+	t := token.Record{Lookup: lookup}
 	err := s.pool.QueryRow(ctx,
 		`SELECT sealed, expires_at, revoked_at FROM admin_tokens WHERE lookup = $1`, lookup,
 	).Scan(&t.Sealed, &t.ExpiresAt, &t.RevokedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return TokenRow{}, fault.New(fault.NotFound, "admin token not found")
+		return token.Record{}, fault.New(fault.NotFound, "admin token not found")
 	}
 	if err != nil {
-		return TokenRow{}, dbError(ctx, "read admin token", err)
+		return token.Record{}, dbError(ctx, "read admin token", err)
 	}
 	return t, nil
 }
 
 // RevokeToken marks the token revoked and replaces its sealed details with
 // ones that say so.
-func (s *Store) RevokeToken(ctx context.Context, lookup, sealed []byte) error {
-	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+func (s *Store) RevokeToken(ctx context.Context, rec *audit.Entry, lookup, sealed []byte) error {
+	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx,
 			`UPDATE admin_tokens SET sealed = $2, revoked_at = now() WHERE lookup = $1`, lookup, sealed)
 		if err != nil {

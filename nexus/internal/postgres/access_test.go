@@ -10,16 +10,17 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/policy"
 )
 
-// manifestCall is what a ManifestFunc was given.
+// manifestCall is what a policy.ManifestFunc was given.
 type manifestCall struct {
 	Old  string
 	Rows []string
 	Gen  int64
 }
 
-func rowNames(rows []PolicyRow) []string {
+func rowNames(rows []policy.Record) []string {
 	var names []string
 	for _, r := range rows {
 		names = append(names, r.Name+"="+string(r.Sealed))
@@ -32,8 +33,8 @@ func TestPolicyChangesRewriteTheManifest(t *testing.T) {
 	s, _ := newStore(t)
 	ctx := t.Context()
 	var calls []manifestCall
-	record := func(next string) ManifestFunc {
-		return func(old []byte, rows []PolicyRow, gen int64) ([]byte, error) {
+	record := func(next string) policy.ManifestFunc {
+		return func(old []byte, rows []policy.Record, gen int64) ([]byte, error) {
 			calls = append(calls, manifestCall{Old: string(old), Rows: rowNames(rows), Gen: gen})
 			return []byte(next), nil
 		}
@@ -45,16 +46,16 @@ func TestPolicyChangesRewriteTheManifest(t *testing.T) {
 	if snap.Manifest != nil || snap.Generation != 0 || len(snap.Rows) != 0 {
 		t.Fatalf("empty database: %+v", snap)
 	}
-	if _, err := s.PutPolicy(ctx, "b", []byte("b1"), record("m1")); err != nil {
+	if _, err := s.PutPolicy(ctx, auditRec(t, s), "b", []byte("b1"), record("m1")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutPolicy(ctx, "a", []byte("a1"), record("m2")); err != nil {
+	if _, err := s.PutPolicy(ctx, auditRec(t, s), "a", []byte("a1"), record("m2")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PutPolicy(ctx, "b", []byte("b2"), record("m3")); err != nil {
+	if _, err := s.PutPolicy(ctx, auditRec(t, s), "b", []byte("b2"), record("m3")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.DeletePolicy(ctx, "a", record("m4")); err != nil {
+	if err := s.DeletePolicy(ctx, auditRec(t, s), "a", record("m4")); err != nil {
 		t.Fatal(err)
 	}
 	want := []manifestCall{
@@ -78,14 +79,14 @@ func TestPolicyChangesRewriteTheManifest(t *testing.T) {
 	// policy never calls it.
 	calls = nil
 	boom := errors.New("boom")
-	failing := func([]byte, []PolicyRow, int64) ([]byte, error) { return nil, boom }
-	if _, err := s.PutPolicy(ctx, "c", []byte("c1"), failing); !errors.Is(err, boom) {
+	failing := func([]byte, []policy.Record, int64) ([]byte, error) { return nil, boom }
+	if _, err := s.PutPolicy(ctx, auditRec(t, s), "c", []byte("c1"), failing); !errors.Is(err, boom) {
 		t.Fatalf("PutPolicy with a failing manifest = %v, want boom", err)
 	}
-	if err := s.DeletePolicy(ctx, "b", failing); !errors.Is(err, boom) {
+	if err := s.DeletePolicy(ctx, auditRec(t, s), "b", failing); !errors.Is(err, boom) {
 		t.Fatalf("DeletePolicy with a failing manifest = %v, want boom", err)
 	}
-	wantCode(t, s.DeletePolicy(ctx, "nope", record("x")), fault.NotFound, "policy nope not found")
+	wantCode(t, s.DeletePolicy(ctx, auditRec(t, s), "nope", record("x")), fault.NotFound, "policy nope not found")
 	if len(calls) != 0 {
 		t.Errorf("manifest computed for a missing policy: %v", calls)
 	}
@@ -108,8 +109,8 @@ func TestPolicyChangesAreSerialised(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			_, errs[i] = s.PutPolicy(t.Context(), fmt.Sprintf("p%02d", i), []byte("x"),
-				func(old []byte, rows []PolicyRow, gen int64) ([]byte, error) {
+			_, errs[i] = s.PutPolicy(t.Context(), auditRec(t, s), fmt.Sprintf("p%02d", i), []byte("x"),
+				func(old []byte, rows []policy.Record, gen int64) ([]byte, error) {
 					if len(rows) != int(gen) {
 						return nil, fmt.Errorf("generation %d with %d rows", gen, len(rows))
 					}

@@ -6,28 +6,11 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 )
-
-// AuditRow is one audit record as stored.
-type AuditRow struct {
-	ID         int64
-	ChainID    []byte
-	Lane       int16
-	Seq        int64
-	At         time.Time
-	RequestID  string
-	Caller     string
-	Peer       string
-	Procedure  string
-	Target     string
-	Decision   string
-	Reason     string
-	Code       string
-	DurationUS int64
-	MAC        []byte
-}
 
 // errAudit marks a failed audit write, so that the request fails closed
 // with Unavailable whatever the database said (even "permission denied").
@@ -35,8 +18,18 @@ func errAudit(err error) error {
 	return fault.Wrap(fault.Unavailable, err, "audit log unavailable: the request was not carried out")
 }
 
-// InsertAudit inserts rows in one statement, inside tx when tx is not nil.
-func (s *Store) InsertAudit(ctx context.Context, tx pgx.Tx, rows []AuditRow) error {
+// InsertAudit inserts records that belong to no mutation, in one statement.
+func (s *Store) InsertAudit(ctx context.Context, rows []audit.Record) error {
+	return insertAudit(ctx, s.pool, rows)
+}
+
+// execer is a pool or a transaction.
+type execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// insertAudit inserts rows in one statement through db.
+func insertAudit(ctx context.Context, db execer, rows []audit.Record) error {
 	n := len(rows)
 	var (
 		chain             = make([][]byte, n)
@@ -62,13 +55,7 @@ func (s *Store) InsertAudit(ctx context.Context, tx pgx.Tx, rows []AuditRow) err
 	              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bytea[])
 	       AS u(chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac)`
 	args := []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
-	var err error
-	if tx != nil {
-		_, err = tx.Exec(ctx, sql, args...)
-	} else {
-		_, err = s.pool.Exec(ctx, sql, args...)
-	}
-	if err != nil {
+	if _, err := db.Exec(ctx, sql, args...); err != nil {
 		return errAudit(err)
 	}
 	return nil
@@ -97,22 +84,9 @@ func (s *Store) SetAuditKey(ctx context.Context, dekID []byte) ([]byte, error) {
 	return id, dbError(ctx, "record audit key", err)
 }
 
-// AuditFilter selects audit records.
-type AuditFilter struct {
-	Since, Until *time.Time
-	Caller       string
-	TargetPrefix string
-	Procedure    string // full procedure, or a suffix starting with '/'
-	Decision     string
-	Limit        int
-	// Before continues a listing: records strictly older than (At, ID).
-	BeforeAt *time.Time
-	BeforeID int64
-}
-
 // AuditRecords returns records matching f, newest first, and whether more
 // follow.
-func (s *Store) AuditRecords(ctx context.Context, f AuditFilter) ([]AuditRow, bool, error) {
+func (s *Store) AuditRecords(ctx context.Context, f audit.Filter) ([]audit.Record, bool, error) {
 	rows, err := s.pool.Query(ctx,
 		`SELECT id, chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac
 		 FROM audit_log
@@ -139,30 +113,21 @@ func (s *Store) AuditRecords(ctx context.Context, f AuditFilter) ([]AuditRow, bo
 	return out, false, nil
 }
 
-func scanAudit(row pgx.CollectableRow) (AuditRow, error) {
-	var r AuditRow
+func scanAudit(row pgx.CollectableRow) (audit.Record, error) {
+	var r audit.Record
 	err := row.Scan(&r.ID, &r.ChainID, &r.Lane, &r.Seq, &r.At, &r.RequestID, &r.Caller, &r.Peer, &r.Procedure,
 		&r.Target, &r.Decision, &r.Reason, &r.Code, &r.DurationUS, &r.MAC)
 	return r, err
 }
 
-// AuditCheckpoint is where a pruned chain continues.
-type AuditCheckpoint struct {
-	ChainID []byte
-	Lane    int16
-	Seq     int64
-	LastMAC []byte
-	MAC     []byte
-}
-
 // AuditCheckpoints returns every checkpoint.
-func (s *Store) AuditCheckpoints(ctx context.Context) ([]AuditCheckpoint, error) {
+func (s *Store) AuditCheckpoints(ctx context.Context) ([]audit.Checkpoint, error) {
 	rows, err := s.pool.Query(ctx, `SELECT chain_id, lane, seq, last_mac, mac FROM audit_checkpoints`)
 	if err != nil {
 		return nil, dbError(ctx, "read audit checkpoints", err)
 	}
-	cps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (AuditCheckpoint, error) {
-		var c AuditCheckpoint
+	cps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (audit.Checkpoint, error) {
+		var c audit.Checkpoint
 		err := row.Scan(&c.ChainID, &c.Lane, &c.Seq, &c.LastMAC, &c.MAC)
 		return c, err
 	})
@@ -171,7 +136,7 @@ func (s *Store) AuditCheckpoints(ctx context.Context) ([]AuditCheckpoint, error)
 
 // ScanAudit calls fn for every record, ordered by chain, lane and seq,
 // without holding them all in memory. fn's error stops the scan.
-func (s *Store) ScanAudit(ctx context.Context, fn func(AuditRow) error) error {
+func (s *Store) ScanAudit(ctx context.Context, fn func(audit.Record) error) error {
 	return dbError(ctx, "scan audit log", pgx.BeginTxFunc(ctx, s.pool,
 		pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly},
 		func(tx pgx.Tx) error {
@@ -204,10 +169,10 @@ func (s *Store) ScanAudit(ctx context.Context, fn func(AuditRow) error) error {
 // deletes the chain's records up to the checkpoint's seq; unauthenticated
 // records older than before go too. lastPruned tells the caller which
 // (seq, mac) each chain prunes up to.
-func (s *Store) PruneAudit(ctx context.Context, before time.Time,
+func (s *Store) PruneAudit(ctx context.Context, rec *audit.Entry, before time.Time,
 	checkpoint func(chain []byte, lane int16, seq int64, mac []byte) ([]byte, error),
 ) (deleted, checkpoints int64, err error) {
-	err = s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+	err = s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx,
 			// Per chain, the end of the oldest run of records all older than
 			// before: a record older than before but after a newer one in

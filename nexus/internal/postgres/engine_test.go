@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // listAll pages through a listing with the given page size.
@@ -23,7 +24,7 @@ func listAll(t *testing.T, s *Store, prefix string, recursive bool, pageSize int
 		if pages > 1000 {
 			t.Fatal("listing does not end")
 		}
-		page, more, err := s.ListSecrets(t.Context(), List{Prefix: prefix, Recursive: recursive, After: after, Limit: pageSize})
+		page, more, err := s.ListSecrets(t.Context(), secret.Listing{Prefix: prefix, Recursive: recursive, After: after, Limit: pageSize})
 		if err != nil {
 			return nil, err
 		}
@@ -40,8 +41,8 @@ func listAll(t *testing.T, s *Store, prefix string, recursive bool, pageSize int
 
 func cas(v int64) *int64 { return &v }
 
-func putCAS(ctx context.Context, s *Store, path string, c *int64) (Version, error) {
-	return s.PutSecret(ctx, Put{Path: path, CreatedBy: "me", DEKID: testDEK, CAS: c, Seal: fakeSeal(path)})
+func putCAS(t testing.TB, ctx context.Context, s *Store, path string, c *int64) (secret.Version, error) {
+	return s.PutSecret(ctx, auditRec(t, s), secret.Put{Path: path, CreatedBy: "me", DEKID: testDEK, CAS: c, Seal: fakeSeal(path)})
 }
 
 func storedVersions(t *testing.T, dsn, path string) []int64 {
@@ -88,11 +89,11 @@ func TestCheckAndSet(t *testing.T) {
 		{"no check", nil, 3, ""},
 	}
 	for _, st := range steps {
-		v, err := putCAS(ctx, s, "p", st.cas)
+		v, err := putCAS(t, ctx, s, "p", st.cas)
 		if st.wantErr != "" {
 			wantCode(t, err, fault.FailedPrecondition, st.wantErr)
-			if !errors.Is(err, ErrCASConflict) {
-				t.Errorf("%s: error %v is not ErrCASConflict", st.name, err)
+			if !errors.Is(err, secret.ErrCASConflict) {
+				t.Errorf("%s: error %v is not secret.ErrCASConflict", st.name, err)
 			}
 			continue
 		}
@@ -100,19 +101,19 @@ func TestCheckAndSet(t *testing.T) {
 			t.Fatalf("%s: version %d, %v; want %d", st.name, v.Version, err, st.want)
 		}
 	}
-	_, err := putCAS(ctx, s, "new", cas(3))
+	_, err := putCAS(t, ctx, s, "new", cas(3))
 	wantCode(t, err, fault.FailedPrecondition, "check-and-set failed: new has no version yet, you expected 3")
 	if _, err := s.Metadata(ctx, "new"); fault.CodeOf(err) != fault.NotFound {
 		t.Errorf("a refused create left the secret behind: %v", err)
 	}
 
 	required := true
-	if _, err := s.UpdateMetadata(ctx, MetadataUpdate{Path: "p", CASRequired: &required}); err != nil {
+	if _, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", CASRequired: &required}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = putCAS(ctx, s, "p", nil)
+	_, err = putCAS(t, ctx, s, "p", nil)
 	wantCode(t, err, fault.FailedPrecondition, "check-and-set is required for p: give the version you expect (it is at version 3)")
-	if v, err := putCAS(ctx, s, "p", cas(3)); err != nil || v.Version != 4 {
+	if v, err := putCAS(t, ctx, s, "p", cas(3)); err != nil || v.Version != 4 {
 		t.Fatalf("put with cas on a cas-required secret = %d, %v", v.Version, err)
 	}
 }
@@ -129,13 +130,13 @@ func TestConcurrentCASOneWinner(t *testing.T) {
 	)
 	for range n {
 		wg.Go(func() {
-			_, err := putCAS(t.Context(), s, "race", cas(1))
+			_, err := putCAS(t, t.Context(), s, "race", cas(1))
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
 			case err == nil:
 				wins++
-			case errors.Is(err, ErrCASConflict):
+			case errors.Is(err, secret.ErrCASConflict):
 				conflicts++
 			default:
 				t.Errorf("put: %v", err)
@@ -160,7 +161,7 @@ func TestRetentionPrunesOldVersions(t *testing.T) {
 	wantCode(t, err, fault.NotFound, "version 3 of p no longer exists: the oldest kept is 4")
 
 	five := int32(5)
-	m, err := s.UpdateMetadata(ctx, MetadataUpdate{Path: "p", MaxVersions: &five})
+	m, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &five})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestRetentionPrunesOldVersions(t *testing.T) {
 		t.Fatalf("lowering max_versions prunes at once (-want +got):\n%s", diff)
 	}
 	twenty := int32(20)
-	if _, err := s.UpdateMetadata(ctx, MetadataUpdate{Path: "p", MaxVersions: &twenty}); err != nil {
+	if _, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &twenty}); err != nil {
 		t.Fatal(err)
 	}
 	put(t, s, "p", 3)
@@ -180,7 +181,7 @@ func TestRetentionPrunesOldVersions(t *testing.T) {
 		t.Fatalf("raising max_versions keeps what is left and grows (-want +got):\n%s", diff)
 	}
 	bad := int32(1001)
-	_, err = s.UpdateMetadata(ctx, MetadataUpdate{Path: "p", MaxVersions: &bad})
+	_, err = s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &bad})
 	wantCode(t, err, fault.Invalid, "max_versions: must be 0 (the default) to 1000, got 1001")
 }
 
@@ -191,7 +192,7 @@ func TestRetentionUnderConcurrentPuts(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			if _, err := putCAS(t.Context(), s, "busy", nil); err != nil {
+			if _, err := putCAS(t, t.Context(), s, "busy", nil); err != nil {
 				t.Errorf("put: %v", err)
 			}
 		})
@@ -212,7 +213,7 @@ func TestDestroyAndUndelete(t *testing.T) {
 	ctx := t.Context()
 	put(t, s, "p", 3)
 
-	if got, err := s.ChangeVersions(ctx, "p", []int64{1, 2}, Destroy); err != nil || !cmp.Equal(got, []int64{1, 2}) {
+	if got, err := s.ChangeVersions(ctx, auditRec(t, s), "p", []int64{1, 2}, secret.Destroy); err != nil || !cmp.Equal(got, []int64{1, 2}) {
 		t.Fatalf("destroy = %v, %v", got, err)
 	}
 	_, err := s.SecretVersion(ctx, "p", 2)
@@ -230,15 +231,15 @@ func TestDestroyAndUndelete(t *testing.T) {
 		t.Fatalf("%d versions still hold sealed data, want 1", sealedLeft)
 	}
 
-	_, err = s.ChangeVersions(ctx, "p", []int64{2, 3}, Undelete)
+	_, err = s.ChangeVersions(ctx, auditRec(t, s), "p", []int64{2, 3}, secret.Undelete)
 	wantCode(t, err, fault.FailedPrecondition, "version 2 of p was destroyed: it cannot be restored")
 
-	if _, err := s.ChangeVersions(ctx, "p", nil, Delete); err != nil {
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "p", nil, secret.Delete); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.SecretVersion(ctx, "p", 0)
 	wantCode(t, err, fault.NotFound, "version 3 of p was deleted")
-	if _, err := s.ChangeVersions(ctx, "p", nil, Undelete); err != nil {
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "p", nil, secret.Undelete); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.SecretVersion(ctx, "p", 0); err != nil || got.Version.Version != 3 {
@@ -268,7 +269,7 @@ func TestMetadataLifecycle(t *testing.T) {
 
 	// Metadata first: the secret exists with settings and no version.
 	required := true
-	m, err := s.UpdateMetadata(ctx, MetadataUpdate{Path: "m", CASRequired: &required, SetCustomMetadata: true, CustomMetadata: []byte("sealed-custom")})
+	m, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "m", CASRequired: &required, SetCustomMetadata: true, CustomMetadata: []byte("sealed-custom")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,24 +281,24 @@ func TestMetadataLifecycle(t *testing.T) {
 	if got, err := listAll(t, s, "", true, 10); err != nil || len(got) != 0 {
 		t.Fatalf("a secret without versions is listed: %v, %v", got, err)
 	}
-	if v, err := putCAS(ctx, s, "m", cas(0)); err != nil || v.Version != 1 {
+	if v, err := putCAS(t, ctx, s, "m", cas(0)); err != nil || v.Version != 1 {
 		t.Fatalf("first put with cas 0 = %d, %v", v.Version, err)
 	}
 
 	// Unset fields stay; SetCustomMetadata with nil clears.
-	m, err = s.UpdateMetadata(ctx, MetadataUpdate{Path: "m", SetCustomMetadata: true})
+	m, err = s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "m", SetCustomMetadata: true})
 	if err != nil || m.CustomMetadata != nil || !m.CASRequired || len(m.Versions) != 1 {
 		t.Fatalf("after clearing custom metadata: %+v, %v", m, err)
 	}
 
-	if err := s.DeleteMetadata(ctx, "m"); err != nil {
+	if err := s.DeleteMetadata(ctx, auditRec(t, s), "m"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = s.SecretVersion(ctx, "m", 1)
 	wantCode(t, err, fault.NotFound, "secret m not found")
-	wantCode(t, s.DeleteMetadata(ctx, "m"), fault.NotFound, "secret m not found")
+	wantCode(t, s.DeleteMetadata(ctx, auditRec(t, s), "m"), fault.NotFound, "secret m not found")
 	// A new secret at the path starts from version 1 again.
-	if v, err := putCAS(ctx, s, "m", cas(0)); err != nil || v.Version != 1 {
+	if v, err := putCAS(t, ctx, s, "m", cas(0)); err != nil || v.Version != 1 {
 		t.Fatalf("put after delete metadata = %d, %v", v.Version, err)
 	}
 }
@@ -309,7 +310,7 @@ func TestListDirectoryView(t *testing.T) {
 	for _, p := range []string{"apps/demo/db", "apps/demo/cache", "apps/web/api", "apps/web", "apps/top", "apps/x/y/z", "apps2/a", "other", "apps/gone/x"} {
 		put(t, s, p, 1)
 	}
-	if _, err := s.ChangeVersions(ctx, "apps/gone/x", nil, Destroy); err != nil {
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "apps/gone/x", nil, secret.Destroy); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {

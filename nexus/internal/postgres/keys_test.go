@@ -11,7 +11,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/keeper"
 )
 
 func TestKeyring(t *testing.T) {
@@ -25,15 +27,15 @@ func TestKeyring(t *testing.T) {
 	_, err := s.Keyring(ctx)
 	wantCode(t, err, fault.FailedPrecondition, "SPIKE is not initialised: run `spike operator init`")
 
-	k := Keyring{ID: []byte("id-1"), KDFParams: []byte("argon2id"), Ciphertext: []byte("sealed")}
-	if err := s.CreateKeyring(ctx, k); err != nil {
+	k := keeper.Keyring{ID: []byte("id-1"), KDFParams: []byte("argon2id"), Ciphertext: []byte("sealed")}
+	if err := s.CreateKeyring(ctx, auditRec(t, s), k); err != nil {
 		t.Fatalf("CreateKeyring: %v", err)
 	}
 	got, err := s.Keyring(ctx)
 	if err != nil {
 		t.Fatalf("Keyring: %v", err)
 	}
-	if diff := cmp.Diff(k, got, cmpopts.IgnoreFields(Keyring{}, "CreatedAt")); diff != "" {
+	if diff := cmp.Diff(k, got, cmpopts.IgnoreFields(keeper.Keyring{}, "CreatedAt")); diff != "" {
 		t.Errorf("Keyring mismatch (-want +got):\n%s", diff)
 	}
 	if time.Since(got.CreatedAt) > time.Minute {
@@ -42,7 +44,7 @@ func TestKeyring(t *testing.T) {
 	if ok, err := s.Initialized(ctx); err != nil || !ok {
 		t.Errorf("Initialized after init = %v, %v; want true, nil", ok, err)
 	}
-	err = s.CreateKeyring(ctx, Keyring{ID: []byte("id-2"), KDFParams: []byte("p"), Ciphertext: []byte("c")})
+	err = s.CreateKeyring(ctx, auditRec(t, s), keeper.Keyring{ID: []byte("id-2"), KDFParams: []byte("p"), Ciphertext: []byte("c")})
 	wantCode(t, err, fault.FailedPrecondition, "SPIKE is already initialised")
 	if got, _ := s.Keyring(ctx); !bytes.Equal(got.ID, k.ID) {
 		t.Errorf("second CreateKeyring replaced the keyring: id %q", got.ID)
@@ -57,7 +59,7 @@ func TestCreateKeyringConcurrent(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			errs[i] = s.CreateKeyring(t.Context(), Keyring{
+			errs[i] = s.CreateKeyring(t.Context(), auditRec(t, s), keeper.Keyring{
 				ID: []byte{byte(i)}, KDFParams: []byte("p"), Ciphertext: []byte("c"),
 			})
 		})
@@ -93,7 +95,7 @@ func TestDataKey(t *testing.T) {
 	t.Parallel()
 	s, _ := newStore(t)
 	ctx := t.Context()
-	k := DataKey{ID: bytes.Repeat([]byte{7}, 16), RootKeyVersion: 3, Wrapped: []byte("wrapped")}
+	k := envelope.WrappedKey{ID: bytes.Repeat([]byte{7}, 16), RootKeyVersion: 3, Wrapped: []byte("wrapped")}
 	if err := s.CreateDataKey(ctx, k); err != nil {
 		t.Fatalf("CreateDataKey: %v", err)
 	}
@@ -101,7 +103,7 @@ func TestDataKey(t *testing.T) {
 	if err != nil {
 		t.Fatalf("DataKey: %v", err)
 	}
-	if diff := cmp.Diff(k, got, cmpopts.IgnoreFields(DataKey{}, "CreatedAt")); diff != "" {
+	if diff := cmp.Diff(k, got, cmpopts.IgnoreFields(envelope.WrappedKey{}, "CreatedAt")); diff != "" {
 		t.Errorf("DataKey mismatch (-want +got):\n%s", diff)
 	}
 
@@ -111,11 +113,11 @@ func TestDataKey(t *testing.T) {
 	if err := s.CreateDataKey(ctx, k); err == nil || fault.CodeOf(err) != 0 {
 		t.Errorf("CreateDataKey with a duplicate id: error = %v, want an internal error", err)
 	}
-	err = s.CreateDataKey(ctx, DataKey{ID: []byte("short"), RootKeyVersion: 1, Wrapped: []byte("w")})
+	err = s.CreateDataKey(ctx, envelope.WrappedKey{ID: []byte("short"), RootKeyVersion: 1, Wrapped: []byte("w")})
 	if err == nil {
 		t.Error("CreateDataKey with a 5-byte id succeeded")
 	}
-	err = s.CreateDataKey(ctx, DataKey{ID: bytes.Repeat([]byte{9}, 16), RootKeyVersion: 1 << 31, Wrapped: []byte("w")})
+	err = s.CreateDataKey(ctx, envelope.WrappedKey{ID: bytes.Repeat([]byte{9}, 16), RootKeyVersion: 1 << 31, Wrapped: []byte("w")})
 	if err == nil || errors.As(err, new(*fault.Error)) {
 		t.Errorf("CreateDataKey with root key version 2^31: error = %v, want an internal error", err)
 	}

@@ -4,27 +4,14 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
-)
 
-// List asks for one page of secret paths.
-type List struct {
-	// Prefix selects paths that start with it, byte for byte. In directory
-	// mode it must be empty or end with "/".
-	Prefix string
-	// Recursive lists every path below Prefix; otherwise the listing is one
-	// level deep: each entry is Prefix plus one segment, ending with "/"
-	// when it is a directory holding more secrets.
-	Recursive bool
-	// After is the last entry of the previous page ("" for the first).
-	After string
-	// Limit is the page size.
-	Limit int
-}
+	"github.com/spike-dev/spike/nexus/internal/secret"
+)
 
 // ListSecrets returns one page of entries, sorted bytewise, for secrets that
 // have at least one live (neither deleted nor destroyed) version, and
 // whether more entries follow.
-func (s *Store) ListSecrets(ctx context.Context, l List) ([]string, bool, error) {
+func (s *Store) ListSecrets(ctx context.Context, l secret.Listing) ([]string, bool, error) {
 	// The range on path lets the primary key index find the prefix; the
 	// starts_with makes the match exact whatever the bound. A valid prefix
 	// ends in an ASCII byte, so an upper bound always exists unless empty.

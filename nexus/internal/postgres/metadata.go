@@ -3,59 +3,41 @@ package postgres
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
-// Metadata describes a secret without its data.
-type Metadata struct {
-	Path           string
-	CurrentVersion int64
-	OldestVersion  int64
-	// MaxVersions is the secret's own setting; 0 means the default.
-	MaxVersions int32
-	// EffectiveMaxVersions is the retention that applies.
-	EffectiveMaxVersions int32
-	CASRequired          bool
-	// CustomMetadata is sealed by Nexus and bound to Path; nil when unset.
-	CustomMetadata []byte
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
-	// Versions are the retained versions, oldest first, without data.
-	Versions []Version
-}
-
 // Metadata returns the metadata of the secret at path.
-func (s *Store) Metadata(ctx context.Context, path string) (Metadata, error) {
-	var m Metadata
+func (s *Store) Metadata(ctx context.Context, path string) (secret.Metadata, error) {
+	var m secret.Metadata
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		var err error
 		m, err = s.readMetadata(ctx, tx, path)
 		return err
 	})
 	if err != nil {
-		return Metadata{}, dbError(ctx, "read metadata of "+path, err)
+		return secret.Metadata{}, dbError(ctx, "read metadata of "+path, err)
 	}
 	return m, nil
 }
 
 // readMetadata reads the secret and its versions in tx, so both come from
 // one snapshot.
-func (s *Store) readMetadata(ctx context.Context, tx pgx.Tx, path string) (Metadata, error) {
-	m := Metadata{Path: path}
+func (s *Store) readMetadata(ctx context.Context, tx pgx.Tx, path string) (secret.Metadata, error) {
+	m := secret.Metadata{Path: path}
 	err := tx.QueryRow(ctx,
 		`SELECT current_version, oldest_version, max_versions, cas_required, custom_metadata, created_at, updated_at
 		 FROM secrets WHERE path = $1`,
 		path).Scan(&m.CurrentVersion, &m.OldestVersion, &m.MaxVersions, &m.CASRequired,
 		&m.CustomMetadata, &m.CreatedAt, &m.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Metadata{}, errNotFound(path)
+		return secret.Metadata{}, errNotFound(path)
 	}
 	if err != nil {
-		return Metadata{}, err
+		return secret.Metadata{}, err
 	}
 	m.EffectiveMaxVersions = s.maxVersions(m.MaxVersions)
 	rows, err := tx.Query(ctx,
@@ -63,39 +45,26 @@ func (s *Store) readMetadata(ctx context.Context, tx pgx.Tx, path string) (Metad
 		 FROM secret_versions WHERE path = $1 ORDER BY version`,
 		path)
 	if err != nil {
-		return Metadata{}, err
+		return secret.Metadata{}, err
 	}
-	m.Versions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Version, error) {
-		v := Version{Path: path}
+	m.Versions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (secret.Version, error) {
+		v := secret.Version{Path: path}
 		err := row.Scan(&v.Version, &v.CreatedBy, &v.CreatedAt, &v.DeletedAt, &v.DestroyedAt)
 		return v, err
 	})
 	return m, err
 }
 
-// MetadataUpdate changes a secret's settings; nil fields stay as they are.
-type MetadataUpdate struct {
-	Path string
-	// MaxVersions, 0 to secret.MaxMaxVersions (0: the default). Lowering it deletes
-	// the versions that fall out of the window, in the same transaction.
-	MaxVersions *int32
-	CASRequired *bool
-	// SetCustomMetadata says to replace the custom metadata with
-	// CustomMetadata (sealed by Nexus, nil to clear).
-	SetCustomMetadata bool
-	CustomMetadata    []byte
-}
-
 // UpdateMetadata applies u, creating the secret without versions if it does
 // not exist, and returns the result.
-func (s *Store) UpdateMetadata(ctx context.Context, u MetadataUpdate) (Metadata, error) {
+func (s *Store) UpdateMetadata(ctx context.Context, rec *audit.Entry, u secret.MetadataUpdate) (secret.Metadata, error) {
 	if u.MaxVersions != nil {
 		if err := secret.ValidateMaxVersions(*u.MaxVersions); err != nil {
-			return Metadata{}, err
+			return secret.Metadata{}, err
 		}
 	}
-	var m Metadata
-	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+	var m secret.Metadata
+	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		h, err := lockHead(ctx, tx, u.Path, true)
 		if err != nil {
 			return err
@@ -126,14 +95,14 @@ func (s *Store) UpdateMetadata(ctx context.Context, u MetadataUpdate) (Metadata,
 		return err
 	})
 	if err != nil {
-		return Metadata{}, dbError(ctx, "update metadata of "+u.Path, err)
+		return secret.Metadata{}, dbError(ctx, "update metadata of "+u.Path, err)
 	}
 	return m, nil
 }
 
 // DeleteMetadata removes the secret at path and all its versions.
-func (s *Store) DeleteMetadata(ctx context.Context, path string) error {
-	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+func (s *Store) DeleteMetadata(ctx context.Context, rec *audit.Entry, path string) error {
+	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `DELETE FROM secrets WHERE path = $1`, path)
 		if err != nil {
 			return err

@@ -9,46 +9,10 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/secret"
 )
-
-// ErrCASConflict is in the chain of the error PutSecret returns when the
-// secret's current version is not the one the writer expected.
-var ErrCASConflict = errors.New("check-and-set conflict")
-
-// Version is one stored version of a secret.
-type Version struct {
-	Path    string
-	Version int64
-	// DEKID names the data key that sealed the value.
-	DEKID []byte
-	// Sealed is the value sealed under the data key, bound to Path and
-	// Version; nil once destroyed.
-	Sealed []byte
-	// CreatedBy is the SPIFFE ID of the writer.
-	CreatedBy string
-	// CreatedAt is set by the database.
-	CreatedAt time.Time
-	// DeletedAt is set when the version was soft-deleted.
-	DeletedAt *time.Time
-	// DestroyedAt is set when the version's data was wiped.
-	DestroyedAt *time.Time
-}
-
-// Put is a request to store a new version.
-type Put struct {
-	Path      string
-	CreatedBy string
-	// DEKID names the data key Seal uses.
-	DEKID []byte
-	// CAS, when set, is the version the writer expects to be current; 0
-	// means the secret must have no version yet.
-	CAS *int64
-	// Seal returns the sealed value for the new version number. It runs
-	// inside the transaction while the secret's row is locked, so it must be
-	// quick and do no I/O.
-	Seal func(version int64) ([]byte, error)
-}
 
 // PutSecret stores a new version in one transaction: it locks the secret's
 // row (creating it if needed), checks the check-and-set condition, takes the
@@ -56,10 +20,10 @@ type Put struct {
 // that fall out of the retention window. Concurrent puts to one path, from
 // any number of Nexus processes, each get their own version; none is lost.
 // Errors from Seal are returned as they are.
-func (s *Store) PutSecret(ctx context.Context, p Put) (Version, error) {
-	v := Version{Path: p.Path, DEKID: p.DEKID, CreatedBy: p.CreatedBy}
+func (s *Store) PutSecret(ctx context.Context, rec *audit.Entry, p secret.Put) (secret.Version, error) {
+	v := secret.Version{Path: p.Path, DEKID: p.DEKID, CreatedBy: p.CreatedBy}
 	var sealErr error
-	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		h, err := lockHead(ctx, tx, p.Path, true)
 		if err != nil {
 			return err
@@ -89,10 +53,10 @@ func (s *Store) PutSecret(ctx context.Context, p Put) (Version, error) {
 			p.Path, v.Version, p.DEKID, v.Sealed, p.CreatedBy, oldest).Scan(&v.CreatedAt)
 	})
 	if sealErr != nil {
-		return Version{}, sealErr
+		return secret.Version{}, sealErr
 	}
 	if err != nil {
-		return Version{}, dbError(ctx, "put secret "+p.Path, err)
+		return secret.Version{}, dbError(ctx, "put secret "+p.Path, err)
 	}
 	return v, nil
 }
@@ -132,15 +96,15 @@ func lockHead(ctx context.Context, tx pgx.Tx, path string, create bool) (head, e
 func checkCAS(path string, h head, cas *int64) error {
 	switch {
 	case cas == nil && h.casRequired:
-		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
+		return fault.Wrap(fault.FailedPrecondition, secret.ErrCASConflict,
 			"check-and-set is required for %s: give the version you expect (it is at version %d)", path, h.current)
 	case cas == nil:
 		return nil
 	case *cas != h.current && h.current == 0:
-		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
+		return fault.Wrap(fault.FailedPrecondition, secret.ErrCASConflict,
 			"check-and-set failed: %s has no version yet, you expected %d", path, *cas)
 	case *cas != h.current:
-		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
+		return fault.Wrap(fault.FailedPrecondition, secret.ErrCASConflict,
 			"check-and-set failed: %s is at version %d, you expected %d", path, h.current, *cas)
 	}
 	return nil
@@ -164,25 +128,15 @@ func errNotFound(path string) error {
 	return fault.New(fault.NotFound, "secret %s not found", path)
 }
 
-// Read is a version as read, with what a writer needs to know about its
-// secret at that moment.
-type Read struct {
-	Version
-	// Current is the secret's newest version.
-	Current int64
-	// CASRequired is the secret's check-and-set setting.
-	CASRequired bool
-}
-
 // SecretVersion returns a live version of the secret at path; version 0
 // means the current one. A missing secret or version, and a deleted or
 // destroyed version, are fault.NotFound errors saying which.
-func (s *Store) SecretVersion(ctx context.Context, path string, version int64) (Read, error) {
+func (s *Store) SecretVersion(ctx context.Context, path string, version int64) (secret.Read, error) {
 	if version < 0 {
-		return Read{}, fault.New(fault.Invalid, "version: must not be negative, got %d", version)
+		return secret.Read{}, fault.New(fault.Invalid, "version: must not be negative, got %d", version)
 	}
 	var (
-		r         Read
+		r         secret.Read
 		found     *int64
 		oldest    int64
 		createdBy *string
@@ -200,42 +154,29 @@ func (s *Store) SecretVersion(ctx context.Context, path string, version int64) (
 	).Scan(&r.Current, &oldest, &r.CASRequired,
 		&found, &r.DEKID, &r.Sealed, &createdBy, &createdAt, &r.DeletedAt, &r.DestroyedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return Read{}, errNotFound(path)
+		return secret.Read{}, errNotFound(path)
 	}
 	if err != nil {
-		return Read{}, dbError(ctx, "read secret "+path, err)
+		return secret.Read{}, dbError(ctx, "read secret "+path, err)
 	}
 	if version == 0 {
 		version = r.Current
 	}
 	switch {
 	case r.Current == 0:
-		return Read{}, fault.New(fault.NotFound, "secret %s has no versions", path)
+		return secret.Read{}, fault.New(fault.NotFound, "secret %s has no versions", path)
 	case found == nil && version > r.Current:
-		return Read{}, fault.New(fault.NotFound, "version %d of %s does not exist: the newest is %d", version, path, r.Current)
+		return secret.Read{}, fault.New(fault.NotFound, "version %d of %s does not exist: the newest is %d", version, path, r.Current)
 	case found == nil:
-		return Read{}, fault.New(fault.NotFound, "version %d of %s no longer exists: the oldest kept is %d", version, path, oldest)
+		return secret.Read{}, fault.New(fault.NotFound, "version %d of %s no longer exists: the oldest kept is %d", version, path, oldest)
 	case r.DestroyedAt != nil:
-		return Read{}, fault.New(fault.NotFound, "version %d of %s was destroyed", version, path)
+		return secret.Read{}, fault.New(fault.NotFound, "version %d of %s was destroyed", version, path)
 	case r.DeletedAt != nil:
-		return Read{}, fault.New(fault.NotFound, "version %d of %s was deleted", version, path)
+		return secret.Read{}, fault.New(fault.NotFound, "version %d of %s was deleted", version, path)
 	}
 	r.Path, r.Version.Version, r.CreatedBy, r.CreatedAt = path, *found, *createdBy, *createdAt
 	return r, nil
 }
-
-// VersionChange is what ChangeVersions does to each version.
-type VersionChange int
-
-// The changes ChangeVersions can make.
-const (
-	// Delete soft-deletes: the version reads as deleted until undeleted.
-	Delete VersionChange = iota + 1
-	// Undelete restores soft-deleted versions.
-	Undelete
-	// Destroy wipes the sealed data for good.
-	Destroy
-)
 
 // ChangeVersions deletes, undeletes or destroys versions of the secret at
 // path (the current version when versions is empty), in one transaction,
@@ -243,9 +184,9 @@ const (
 // secret is fault.NotFound; a version that does not exist (never written or
 // no longer kept) is fault.Invalid, and undeleting a destroyed version is
 // fault.FailedPrecondition; in both cases nothing changes.
-func (s *Store) ChangeVersions(ctx context.Context, path string, versions []int64, change VersionChange) ([]int64, error) {
+func (s *Store) ChangeVersions(ctx context.Context, rec *audit.Entry, path string, versions []int64, change secret.VersionChange) ([]int64, error) {
 	var changed []int64
-	err := s.inAuditedTx(ctx, func(tx pgx.Tx) error {
+	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		h, err := lockHead(ctx, tx, path, false)
 		if err != nil {
 			return err
@@ -254,7 +195,7 @@ func (s *Store) ChangeVersions(ctx context.Context, path string, versions []int6
 		if err != nil {
 			return err
 		}
-		if change == Undelete {
+		if change == secret.Undelete {
 			var destroyed *int64
 			err := tx.QueryRow(ctx,
 				`SELECT min(version) FROM secret_versions
@@ -269,13 +210,13 @@ func (s *Store) ChangeVersions(ctx context.Context, path string, versions []int6
 		}
 		var sql string
 		switch change {
-		case Delete:
+		case secret.Delete:
 			sql = `UPDATE secret_versions SET deleted_at = now()
 			       WHERE path = $1 AND version = ANY($2) AND deleted_at IS NULL`
-		case Undelete:
+		case secret.Undelete:
 			sql = `UPDATE secret_versions SET deleted_at = NULL
 			       WHERE path = $1 AND version = ANY($2)`
-		case Destroy:
+		case secret.Destroy:
 			sql = `UPDATE secret_versions SET sealed = NULL, destroyed_at = now()
 			       WHERE path = $1 AND version = ANY($2) AND destroyed_at IS NULL`
 		default:

@@ -12,7 +12,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // testDEK is the data key id the tests seal with.
@@ -30,7 +32,7 @@ func fakeSeal(path string) func(int64) ([]byte, error) {
 func newSecretStore(t *testing.T) (*Store, string) {
 	t.Helper()
 	s, dsn := newStore(t)
-	if err := s.CreateDataKey(t.Context(), DataKey{ID: testDEK, RootKeyVersion: 1, Wrapped: []byte("w")}); err != nil {
+	if err := s.CreateDataKey(t.Context(), envelope.WrappedKey{ID: testDEK, RootKeyVersion: 1, Wrapped: []byte("w")}); err != nil {
 		t.Fatalf("CreateDataKey: %v", err)
 	}
 	return s, dsn
@@ -40,7 +42,7 @@ func newSecretStore(t *testing.T) (*Store, string) {
 func put(t *testing.T, s *Store, path string, n int) {
 	t.Helper()
 	for range n {
-		if _, err := s.PutSecret(t.Context(), Put{Path: path, CreatedBy: "spiffe://spike.local/test", DEKID: testDEK, Seal: fakeSeal(path)}); err != nil {
+		if _, err := s.PutSecret(t.Context(), auditRec(t, s), secret.Put{Path: path, CreatedBy: "spiffe://spike.local/test", DEKID: testDEK, Seal: fakeSeal(path)}); err != nil {
 			t.Fatalf("PutSecret(%s): %v", path, err)
 		}
 	}
@@ -51,7 +53,7 @@ func TestPutSecret(t *testing.T) {
 	s, _ := newSecretStore(t)
 	ctx := t.Context()
 	for want := int64(1); want <= 3; want++ {
-		v, err := s.PutSecret(ctx, Put{Path: "apps/db", CreatedBy: "spiffe://spike.local/w", DEKID: testDEK, Seal: fakeSeal("apps/db")})
+		v, err := s.PutSecret(ctx, auditRec(t, s), secret.Put{Path: "apps/db", CreatedBy: "spiffe://spike.local/w", DEKID: testDEK, Seal: fakeSeal("apps/db")})
 		if err != nil {
 			t.Fatalf("PutSecret: %v", err)
 		}
@@ -63,8 +65,8 @@ func TestPutSecret(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SecretVersion: %v", err)
 	}
-	want := Read{
-		Version: Version{
+	want := secret.Read{
+		Version: secret.Version{
 			Path: "apps/db", Version: 3, DEKID: testDEK, Sealed: []byte("apps/db3"),
 			CreatedBy: "spiffe://spike.local/w", CreatedAt: got.CreatedAt,
 		},
@@ -81,12 +83,12 @@ func TestPutSecretSealFails(t *testing.T) {
 	ctx := t.Context()
 	put(t, s, "p", 1)
 	sealErr := errors.New("seal broke")
-	_, err := s.PutSecret(ctx, Put{Path: "p", CreatedBy: "me", DEKID: testDEK, Seal: func(int64) ([]byte, error) { return nil, sealErr }})
+	_, err := s.PutSecret(ctx, auditRec(t, s), secret.Put{Path: "p", CreatedBy: "me", DEKID: testDEK, Seal: func(int64) ([]byte, error) { return nil, sealErr }})
 	if !errors.Is(err, sealErr) {
 		t.Fatalf("PutSecret with failing seal: error = %v, want %v", err, sealErr)
 	}
 	// The failed put left nothing behind and did not use up a version.
-	v, err := s.PutSecret(ctx, Put{Path: "p", CreatedBy: "me", DEKID: testDEK, Seal: fakeSeal("p")})
+	v, err := s.PutSecret(ctx, auditRec(t, s), secret.Put{Path: "p", CreatedBy: "me", DEKID: testDEK, Seal: fakeSeal("p")})
 	if err != nil || v.Version != 2 {
 		t.Errorf("PutSecret after failed put = version %d, %v; want 2, nil", v.Version, err)
 	}
@@ -95,7 +97,7 @@ func TestPutSecretSealFails(t *testing.T) {
 func TestPutSecretUnknownDataKey(t *testing.T) {
 	t.Parallel()
 	s, _ := newSecretStore(t)
-	_, err := s.PutSecret(t.Context(), Put{Path: "p", CreatedBy: "me", DEKID: bytes.Repeat([]byte{2}, 16), Seal: fakeSeal("p")})
+	_, err := s.PutSecret(t.Context(), auditRec(t, s), secret.Put{Path: "p", CreatedBy: "me", DEKID: bytes.Repeat([]byte{2}, 16), Seal: fakeSeal("p")})
 	if err == nil {
 		t.Fatal("PutSecret with an unknown data key succeeded")
 	}
@@ -110,14 +112,14 @@ func TestPutSecretConcurrent(t *testing.T) {
 	const path = "shared/counter"
 	// Keep every version, so the test sees that none was lost.
 	keepAll := int32(n)
-	if _, err := s.UpdateMetadata(t.Context(), MetadataUpdate{Path: path, MaxVersions: &keepAll}); err != nil {
+	if _, err := s.UpdateMetadata(t.Context(), auditRec(t, s), secret.MetadataUpdate{Path: path, MaxVersions: &keepAll}); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]int64, n)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			v, err := s.PutSecret(t.Context(), Put{Path: path, CreatedBy: "me", DEKID: testDEK, Seal: fakeSeal(path)})
+			v, err := s.PutSecret(t.Context(), auditRec(t, s), secret.Put{Path: path, CreatedBy: "me", DEKID: testDEK, Seal: fakeSeal(path)})
 			if err != nil {
 				t.Errorf("PutSecret: %v", err)
 				return
@@ -176,7 +178,7 @@ func TestSecretVersion(t *testing.T) {
 		path     string
 		versions []int64
 	}{{"a/b", []int64{2}}, {"gone", nil}} {
-		if _, err := s.ChangeVersions(ctx, del.path, del.versions, Delete); err != nil {
+		if _, err := s.ChangeVersions(ctx, auditRec(t, s), del.path, del.versions, secret.Delete); err != nil {
 			t.Fatalf("ChangeVersions(%s, %v): %v", del.path, del.versions, err)
 		}
 	}
@@ -229,10 +231,10 @@ func TestListSecrets(t *testing.T) {
 	for _, p := range []string{"ap", "apps/a", "apps/b/c", "apps_x", "appsZ", "b", "bz", "a%x", "abc", "a_c", "del/x"} {
 		put(t, s, p, 2)
 	}
-	if _, err := s.ChangeVersions(ctx, "del/x", []int64{1, 2}, Delete); err != nil {
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "del/x", []int64{1, 2}, secret.Delete); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.ChangeVersions(ctx, "bz", []int64{2}, Delete); err != nil {
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "bz", []int64{2}, secret.Delete); err != nil {
 		t.Fatal(err)
 	}
 
@@ -291,7 +293,7 @@ func TestDeleteVersions(t *testing.T) {
 		{name: "current already deleted", path: "p", want: []int64{4}},
 	}
 	for _, st := range steps {
-		got, err := s.ChangeVersions(ctx, st.path, st.versions, Delete)
+		got, err := s.ChangeVersions(ctx, auditRec(t, s), st.path, st.versions, secret.Delete)
 		if st.wantCode != 0 {
 			wantCode(t, err, st.wantCode, st.wantErrMsg)
 			continue
@@ -323,7 +325,7 @@ func TestDeleteVersions(t *testing.T) {
 	if got, err := listAll(t, s, "p", true, 100); err != nil || !slices.Equal(got, []string{"p"}) {
 		t.Errorf("ListSecrets(p) = %v, %v; want [p]", got, err)
 	}
-	if _, err := s.ChangeVersions(ctx, "p", []int64{2}, Delete); err != nil {
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "p", []int64{2}, secret.Delete); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := listAll(t, s, "p", true, 100); err != nil || len(got) != 0 {

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
@@ -189,15 +190,20 @@ func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return s.runTx(ctx, nil, fn)
 }
 
-// inAuditedTx is inTx for a request's mutation: the TxHook in ctx (the
-// request's audit record) is written in the same transaction, just before
-// the commit, so that no mutation commits without its record.
-func (s *Store) inAuditedTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	h, _ := ctx.Value(txHookKey{}).(TxHook)
-	return s.runTx(ctx, h, fn)
+// errNoRecord refuses a mutation that came without its audit record.
+var errNoRecord = errors.New("a mutation without its audit record was refused")
+
+// mutate is inTx for a request's mutation: rec, the request's audit record,
+// is written in the same transaction just before the commit, so that no
+// mutation commits without its record. Without a record nothing happens.
+func (s *Store) mutate(ctx context.Context, rec *audit.Entry, fn func(pgx.Tx) error) error {
+	if rec == nil {
+		return errNoRecord
+	}
+	return s.runTx(ctx, rec, fn)
 }
 
-func (s *Store) runTx(ctx context.Context, hook TxHook, fn func(pgx.Tx) error) error {
+func (s *Store) runTx(ctx context.Context, rec *audit.Entry, fn func(pgx.Tx) error) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -206,10 +212,10 @@ func (s *Store) runTx(ctx context.Context, hook TxHook, fn func(pgx.Tx) error) e
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
-	if hook != nil {
-		if err := hook.BeforeCommit(ctx, s, tx); err != nil {
+	if rec != nil {
+		if err := writeRecord(ctx, tx, rec); err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			hook.Done(false)
+			rec.Done(false)
 			return err
 		}
 	}
@@ -218,8 +224,8 @@ func (s *Store) runTx(ctx context.Context, hook TxHook, fn func(pgx.Tx) error) e
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	err = tx.Commit(commitCtx)
-	if hook != nil {
-		hook.Done(err == nil)
+	if rec != nil {
+		rec.Done(err == nil)
 	}
 	if err != nil {
 		if isConnectionError(err) {
@@ -230,16 +236,12 @@ func (s *Store) runTx(ctx context.Context, hook TxHook, fn func(pgx.Tx) error) e
 	return nil
 }
 
-// TxHook is run by a request's audited transactions: BeforeCommit inside
-// the transaction just before it commits, Done after with the outcome.
-type TxHook interface {
-	BeforeCommit(ctx context.Context, s *Store, tx pgx.Tx) error
-	Done(committed bool)
-}
-
-type txHookKey struct{}
-
-// WithTxHook returns a context whose audited transactions run h.
-func WithTxHook(ctx context.Context, h TxHook) context.Context {
-	return context.WithValue(ctx, txHookKey{}, h)
+// writeRecord inserts the rows of rec in tx (none when an earlier mutation
+// of the request carried them).
+func writeRecord(ctx context.Context, tx pgx.Tx, rec *audit.Entry) error {
+	rows, err := rec.Rows(ctx)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	return insertAudit(ctx, tx, rows)
 }

@@ -8,7 +8,10 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
+	"github.com/spike-dev/spike/nexus/internal/audit/audittest"
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/secret"
 	"github.com/spike-dev/spike/shared/testkit/pgtest"
 )
 
@@ -97,8 +100,14 @@ func TestContextErrorsPassThrough(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || fault.CodeOf(err) != 0 {
 		t.Errorf("SecretVersion with canceled context: error = %v (code %d), want context.Canceled", err, fault.CodeOf(err))
 	}
-	_, err = s.PutSecret(ctx, Put{Path: "a", CreatedBy: "me", DEKID: make([]byte, 16), Seal: func(int64) ([]byte, error) { return []byte("x"), nil }})
+	_, err = s.PutSecret(ctx, auditRec(t, s), secret.Put{Path: "a", CreatedBy: "me", DEKID: make([]byte, 16), Seal: func(int64) ([]byte, error) { return []byte("x"), nil }})
 	if !errors.Is(err, context.Canceled) || fault.CodeOf(err) != 0 {
 		t.Errorf("PutSecret with canceled context: error = %v (code %d), want context.Canceled", err, fault.CodeOf(err))
 	}
+}
+
+// auditRec is the audit record a test's change commits with.
+func auditRec(t testing.TB, s *Store) *audit.Entry {
+	t.Helper()
+	return audittest.Record(t, s)
 }

@@ -14,21 +14,23 @@ import (
 
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
-// auditing implements nexusv1connect.AuditServiceHandler.
-type auditing struct{ *Server }
+// auditServer implements nexusv1connect.AuditServiceHandler.
+type auditServer struct{ *Server }
 
 // ListAuditRecords returns matching records, newest first.
-func (a auditing) ListAuditRecords(ctx context.Context, req *connect.Request[nexusv1.ListAuditRecordsRequest]) (*connect.Response[nexusv1.ListAuditRecordsResponse], error) {
-	m := req.Msg
+func (a auditServer) ListAuditRecords(ctx context.Context, req *connect.Request[nexusv1.ListAuditRecordsRequest]) (*connect.Response[nexusv1.ListAuditRecordsResponse], error) {
+	return unary(ctx, a.Server, req, a.listAuditRecords)
+}
+
+func (a auditServer) listAuditRecords(ctx context.Context, c *call, m *nexusv1.ListAuditRecordsRequest) (*nexusv1.ListAuditRecordsResponse, error) {
 	limit, err := secret.PageSize(m.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	f := postgres.AuditFilter{
+	f := audit.Filter{
 		Caller:       m.GetCaller(),
 		TargetPrefix: m.GetTargetPrefix(),
 		Decision:     m.GetDecision(),
@@ -87,7 +89,7 @@ func (a auditing) ListAuditRecords(ctx context.Context, req *connect.Request[nex
 		last := rows[len(rows)-1]
 		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(fmt.Appendf(nil, "%d:%d", last.At.UnixMicro(), last.ID))
 	}
-	return connect.NewResponse(resp), nil
+	return resp, nil
 }
 
 func decodeAuditToken(tok string) (time.Time, int64, error) {
@@ -103,7 +105,11 @@ func decodeAuditToken(tok string) (time.Time, int64, error) {
 }
 
 // VerifyAuditTrail checks every chain.
-func (a auditing) VerifyAuditTrail(ctx context.Context, _ *connect.Request[nexusv1.VerifyAuditTrailRequest]) (*connect.Response[nexusv1.VerifyAuditTrailResponse], error) {
+func (a auditServer) VerifyAuditTrail(ctx context.Context, req *connect.Request[nexusv1.VerifyAuditTrailRequest]) (*connect.Response[nexusv1.VerifyAuditTrailResponse], error) {
+	return unary(ctx, a.Server, req, a.verifyAuditTrail)
+}
+
+func (a auditServer) verifyAuditTrail(ctx context.Context, c *call, _ *nexusv1.VerifyAuditTrailRequest) (*nexusv1.VerifyAuditTrailResponse, error) {
 	rep, err := a.trail.Verify(ctx)
 	if err != nil {
 		return nil, err
@@ -114,21 +120,25 @@ func (a auditing) VerifyAuditTrail(ctx context.Context, _ *connect.Request[nexus
 			Chain: c.Chain, Records: c.Records, Ok: c.OK, BadRecordId: c.BadID, BadSeq: c.BadSeq, Problem: c.Problem,
 		})
 	}
-	return connect.NewResponse(resp), nil
+	return resp, nil
 }
 
 // PruneAuditTrail deletes old records, leaving checkpoints.
-func (a auditing) PruneAuditTrail(ctx context.Context, req *connect.Request[nexusv1.PruneAuditTrailRequest]) (*connect.Response[nexusv1.PruneAuditTrailResponse], error) {
-	if req.Msg.Before == nil {
+func (a auditServer) PruneAuditTrail(ctx context.Context, req *connect.Request[nexusv1.PruneAuditTrailRequest]) (*connect.Response[nexusv1.PruneAuditTrailResponse], error) {
+	return unary(ctx, a.Server, req, a.pruneAuditTrail)
+}
+
+func (a auditServer) pruneAuditTrail(ctx context.Context, c *call, m *nexusv1.PruneAuditTrailRequest) (*nexusv1.PruneAuditTrailResponse, error) {
+	if m.Before == nil {
 		return nil, fault.New(fault.Invalid, "before: required")
 	}
-	before := req.Msg.GetBefore().AsTime()
+	before := m.GetBefore().AsTime()
 	if before.After(time.Now()) {
 		return nil, fault.New(fault.Invalid, "before: must not be in the future")
 	}
-	deleted, cps, err := a.trail.Prune(ctx, before)
+	deleted, cps, err := a.trail.Prune(ctx, c.record, before)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.PruneAuditTrailResponse{Deleted: deleted, Checkpoints: cps}), nil
+	return &nexusv1.PruneAuditTrailResponse{Deleted: deleted, Checkpoints: cps}, nil
 }

@@ -2,14 +2,10 @@ package server_test
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,43 +16,21 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
-	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
+	"github.com/spike-dev/spike/keeper/keepertest"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 	"github.com/spike-dev/spike/shared/devca"
 	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/mtls"
-	"github.com/spike-dev/spike/shared/testkit/pgtest"
-	"github.com/spike-dev/spike/shared/testkit/proctest"
 	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
+	"github.com/spike-dev/spike/shared/testkit/pgtest"
 
 	"github.com/spike-dev/spike/nexus/internal/access"
-	"github.com/spike-dev/spike/nexus/internal/audit"
-	"github.com/spike-dev/spike/nexus/internal/envelope"
-	"github.com/spike-dev/spike/nexus/internal/metrics"
+	"github.com/spike-dev/spike/nexus/internal/app"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
-	"github.com/spike-dev/spike/nexus/internal/server"
 )
 
-// keeperBin is the spike-keeper binary built by TestMain: these tests talk
-// to a real Keeper process.
-var keeperBin string
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "spike-nexus-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if err := proctest.Build(dir, "github.com/spike-dev/spike/keeper/cmd/spike-keeper"); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	keeperBin = filepath.Join(dir, "spike-keeper")
-	defer os.RemoveAll(dir)
-	pgtest.Main(m)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 var (
 	td       = spiffeid.RequireTrustDomainFromString("spike.local")
@@ -65,18 +39,17 @@ var (
 	adminID  = identity.Pilot(td)
 )
 
-// stack is a Nexus served over real mTLS, backed by a fresh database and an
-// in-process Keeper that is also reached over real mTLS.
+// stack is a Nexus (the real app, as spike-nexus runs it) served over real
+// mTLS, backed by a fresh database and a Keeper running in-process, also
+// reached over real mTLS.
 type stack struct {
-	t          *testing.T
-	ca         *devca.CA
-	dsn        string
-	url        string
-	keeper     *proctest.Process
-	keeperAddr string
-	keys       *envelope.Keys
-	policies   *access.Policies
-	trail      *audit.Trail
+	t      *testing.T
+	ca     *devca.CA
+	dsn    string
+	url    string
+	keeper *keepertest.Keeper
+	// policies is Nexus's policy cache.
+	policies *access.Policies
 	// metrics holds Nexus's metrics, as its ops listener serves them.
 	metrics *prometheus.Registry
 	// token is the admin token from init; admin clients send it.
@@ -84,24 +57,6 @@ type stack struct {
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// serve serves h over mTLS until the test ends and returns its https URL.
-func serve(t *testing.T, h http.Handler, tlsConf *tls.Config) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := mtls.NewServer(h, tlsConf, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = mtls.Serve(ctx, srv, ln)
-	}()
-	t.Cleanup(func() { cancel(); <-done })
-	return "https://" + ln.Addr().String()
-}
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
@@ -124,69 +79,52 @@ func newStackLogging(t *testing.T, role string, log *slog.Logger) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{t: t, ca: ca, dsn: pgtest.NewDatabase(t)}
-
-	keeperSVID, err := ca.WriteSVID(t.TempDir(), keeperID, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.keeperAddr = proctest.FreeAddr(t)
-	s.keeper = proctest.Start(t, keeperBin, []string{
-		"SPIKE_KEEPER_LISTEN=" + s.keeperAddr,
-		"SPIKE_SVID_CERT=" + keeperSVID.CertFile,
-		"SPIKE_SVID_KEY=" + keeperSVID.KeyFile,
-		"SPIKE_TRUST_BUNDLE=" + keeperSVID.BundleFile,
-		"SPIKE_KEEPER_KDF_TIME=1",
-		"SPIKE_KEEPER_KDF_MEMORY_KIB=1024",
-		"SPIKE_KEEPER_KDF_THREADS=1",
-		"SPIKE_KEEPER_OPS_LISTEN=off",
-	})
-	s.keeper.WaitListening(s.keeperAddr)
-	keeperURL := "https://" + s.keeperAddr
-
-	ctx := t.Context()
+	s.keeper = keepertest.Start(t, ca, keepertest.Options{ID: keeperID, NexusID: nexusID})
 	nexusDSN := s.dsn
 	if role != "" {
 		nexusDSN = s.createRole(role)
 	}
-	store, err := postgres.Open(ctx, nexusDSN, postgres.Options{MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	if _, err := store.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	nexusSrc := s.source(nexusID)
-	keeperHTTP := rpcclient.New(mtls.ClientConfig(nexusSrc, tlsconfig.AuthorizeID(keeperID)),
-		rpcclient.Options{MaxRetries: 1, MinWait: time.Millisecond, MaxWait: 10 * time.Millisecond})
-	s.metrics = prometheus.NewRegistry()
-	m := metrics.New(s.metrics)
-	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, keeperURL, connect.WithInterceptors(m.KeeperCalls()))
-	s.keys = envelope.NewKeys(keeper, store, quietLog())
-	metrics.RegisterPool(s.metrics, store)
-	metrics.RegisterDEKCache(s.metrics, s.keys)
-	s.keys.Check(ctx)
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	watchDone := make(chan struct{})
-	go func() { defer close(watchDone); s.keys.Watch(watchCtx, 100*time.Millisecond) }()
-	t.Cleanup(func() { stopWatch(); <-watchDone })
-	s.policies = access.NewPolicies(store, s.keys, quietLog())
-	policiesDone := make(chan struct{})
-	go func() { defer close(policiesDone); s.policies.Run(watchCtx, 100*time.Millisecond) }()
-	t.Cleanup(func() { stopWatch(); <-policiesDone })
-	s.trail, err = audit.New(store, s.keys, nil, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.trail.SetMetrics(m)
-	trailCtx, stopTrail := context.WithCancel(context.Background())
-	trailDone := make(chan struct{})
-	go func() { defer close(trailDone); s.trail.Run(trailCtx) }()
-	t.Cleanup(func() { stopTrail(); <-trailDone })
-	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test", MaxTokenTTL: 24 * time.Hour, Metrics: m},
-		store, s.keys, keeper, s.policies, s.trail, log)
-	s.url = serve(t, srv.Handler(), mtls.ServerConfig(nexusSrc, tlsconfig.AuthorizeMemberOf(td)))
+	nexus := s.startNexus(nexusDSN, log)
+	s.url = "https://" + nexus.Addr()
+	s.policies = nexus.Policies()
+	s.metrics = nexus.Metrics()
 	return s
+}
+
+// startNexus runs a Nexus on dsn and the stack's Keeper until the test
+// ends, configured as spike-nexus is, through its environment.
+func (s *stack) startNexus(dsn string, log *slog.Logger) *app.App {
+	t := s.t
+	t.Helper()
+	env := map[string]string{
+		"SPIKE_DATABASE_URL":          dsn,
+		"SPIKE_DB_MAX_CONNS":          "8",
+		"SPIKE_NEXUS_LISTEN":          "127.0.0.1:0",
+		"SPIKE_NEXUS_OPS_LISTEN":      "off",
+		"SPIKE_KEEPER_URL":            s.keeper.URL(),
+		"SPIKE_KEEPER_ID":             keeperID.String(),
+		"SPIKE_KEEPER_CHECK_INTERVAL": "100ms",
+	}
+	cfg, err := app.LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Source = s.source(nexusID)
+	cfg.Version = "test"
+	nexus, err := app.New(t.Context(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- nexus.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("nexus: %v", err)
+		}
+	})
+	return nexus
 }
 
 func (s *stack) source(id spiffeid.ID) *svid.Source {
@@ -273,11 +211,9 @@ func (s *stack) createRole(role string) string {
 	return strings.Replace(s.dsn, "user=postgres", "user="+role, 1)
 }
 
-// restartKeeper kills Keeper and starts it again: it comes back sealed.
+// restartKeeper stops Keeper and starts it again: it comes back sealed.
 func (s *stack) restartKeeper() {
-	s.keeper.Kill()
 	s.keeper.Restart()
-	s.keeper.WaitListening(s.keeperAddr)
 }
 
 // db opens a direct connection to the stack's database, as an attacker with

@@ -13,7 +13,6 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/policy"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
@@ -48,36 +47,40 @@ const (
 // ListSecrets returns one page of the live secrets under a prefix. A
 // workload sees only the entries its policies let it list; a page may then
 // hold fewer entries than asked for, and the token still leads on.
-func (s secrets) ListSecrets(ctx context.Context, req *connect.Request[nexusv1.ListSecretsRequest]) (*connect.Response[nexusv1.ListSecretsResponse], error) {
-	prefix, recursive := req.Msg.GetPrefix(), req.Msg.GetRecursive()
+func (s secretServer) ListSecrets(ctx context.Context, req *connect.Request[nexusv1.ListSecretsRequest]) (*connect.Response[nexusv1.ListSecretsResponse], error) {
+	return unary(ctx, s.Server, req, s.listSecrets)
+}
+
+func (s secretServer) listSecrets(ctx context.Context, c *call, m *nexusv1.ListSecretsRequest) (*nexusv1.ListSecretsResponse, error) {
+	prefix, recursive := m.GetPrefix(), m.GetRecursive()
 	if err := secret.ValidatePrefix(prefix); err != nil {
 		return nil, err
 	}
 	prefix = listPrefix(prefix, recursive)
-	limit, err := secret.PageSize(req.Msg.GetPageSize())
+	limit, err := secret.PageSize(m.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	sealedToken, err := parsePageToken(req.Msg.GetPageToken())
+	sealedToken, err := parsePageToken(m.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	if err := s.keys.Ready(ctx); err != nil {
+	if err := s.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	caller := principalFrom(ctx)
-	after, err := s.openPageToken(ctx, sealedToken, caller, prefix, recursive)
+
+	after, err := s.openPageToken(ctx, sealedToken, c, prefix, recursive)
 	if err != nil {
 		return nil, err
 	}
-	f := s.filterFor(caller)
+	f := s.filterFor(c)
 	var paths []string
 	more := true
 	decided := false
 scan:
 	for scans := 0; more && len(paths) < limit && scans < maxFilteredScans; scans++ {
 		var page []string
-		page, more, err = s.store.ListSecrets(ctx, postgres.List{Prefix: prefix, Recursive: recursive, After: after, Limit: limit - len(paths)})
+		page, more, err = s.store.ListSecrets(ctx, secret.Listing{Prefix: prefix, Recursive: recursive, After: after, Limit: limit - len(paths)})
 		if err != nil {
 			return nil, err
 		}
@@ -99,27 +102,27 @@ scan:
 	}
 	resp := &nexusv1.ListSecretsResponse{Paths: paths}
 	if more {
-		if resp.NextPageToken, err = s.sealPageToken(ctx, caller, prefix, recursive, after); err != nil {
+		if resp.NextPageToken, err = s.sealPageToken(ctx, c, prefix, recursive, after); err != nil {
 			return nil, err
 		}
 	}
-	return connect.NewResponse(resp), nil
+	return resp, nil
 }
 
 // listFilter decides which listing entries a caller sees: all for an
 // admin; for a workload, the secrets it may list and the directories that
 // hold at least one of them.
 type listFilter struct {
-	s   secrets
-	p   principal
+	s   secretServer
+	c   *call
 	set *policy.Set
 	// scanned counts the secrets the directory checks of this request read.
 	scanned int
 }
 
-func (s secrets) filterFor(p principal) *listFilter {
-	f := &listFilter{s: s, p: p}
-	if !p.admin {
+func (s secretServer) filterFor(c *call) *listFilter {
+	f := &listFilter{s: s, c: c}
+	if !c.admin {
 		f.set = s.policies.Set()
 	}
 	return f
@@ -129,15 +132,15 @@ func (s secrets) filterFor(p principal) *listFilter {
 // request's scan budget is spent, an entry that needs a directory check is
 // left undecided (ok false).
 func (f *listFilter) visible(ctx context.Context, entry string, mayDefer bool) (show, ok bool, err error) {
-	if f.p.admin {
+	if f.c.admin {
 		return true, true, nil
 	}
 	if !strings.HasSuffix(entry, "/") {
-		return f.set.Allowed(f.p.id, entry).Has(policy.List), true, nil
+		return f.set.Allowed(f.c.caller, entry).Has(policy.List), true, nil
 	}
 	// MayList is a cheap first filter: no policy could grant list on
 	// anything under entry, so nothing under it is visible.
-	if !f.set.MayList(f.p.id, entry) {
+	if !f.set.MayList(f.c.caller, entry) {
 		return false, true, nil
 	}
 	if mayDefer && f.scanned >= maxDirScanPerRequest {
@@ -152,14 +155,14 @@ func (f *listFilter) visible(ctx context.Context, entry string, mayDefer bool) (
 func (f *listFilter) holdsVisible(ctx context.Context, dir string) (bool, error) {
 	after, size := "", firstDirScanPage
 	for read := 0; read < maxDirScan; {
-		page, more, err := f.s.store.ListSecrets(ctx, postgres.List{Prefix: dir, Recursive: true, After: after, Limit: min(size, maxDirScan-read)})
+		page, more, err := f.s.store.ListSecrets(ctx, secret.Listing{Prefix: dir, Recursive: true, After: after, Limit: min(size, maxDirScan-read)})
 		if err != nil {
 			return false, err
 		}
 		read += len(page)
 		f.scanned += len(page)
 		for _, path := range page {
-			if f.set.Allowed(f.p.id, path).Has(policy.List) {
+			if f.set.Allowed(f.c.caller, path).Has(policy.List) {
 				return true, nil
 			}
 		}
@@ -169,7 +172,7 @@ func (f *listFilter) holdsVisible(ctx context.Context, dir string) (bool, error)
 		after, size = page[len(page)-1], min(2*size, maxDirScanPage)
 	}
 	f.s.log.Debug("listing hides a directory: no secret the caller may list among the first ones below it",
-		"caller", f.p.id.String(), "directory", dir, "scanned", maxDirScan)
+		"caller", f.c.caller.String(), "directory", dir, "scanned", maxDirScan)
 	return false, nil
 }
 
@@ -213,7 +216,7 @@ func errPageToken() error {
 	return fault.New(fault.Invalid, "page_token: is not a token from this listing")
 }
 
-func (s secrets) sealPageToken(ctx context.Context, p principal, prefix string, recursive bool, last string) (string, error) {
+func (s secretServer) sealPageToken(ctx context.Context, c *call, prefix string, recursive bool, last string) (string, error) {
 	key, err := s.keys.ActiveKey(ctx)
 	if err != nil {
 		return "", err
@@ -221,7 +224,7 @@ func (s secrets) sealPageToken(ctx context.Context, p principal, prefix string, 
 	plain := make([]byte, pageTokenPlainLen)
 	binary.BigEndian.PutUint16(plain, uint16(len(last)))
 	copy(plain[2:], last)
-	sealed, err := key.Seal(plain, envelope.ListTokenAAD(p.id.String(), prefix, recursive))
+	sealed, err := key.Seal(plain, envelope.ListTokenAAD(c.caller.String(), prefix, recursive))
 	if err != nil {
 		return "", err
 	}
@@ -246,17 +249,17 @@ func parsePageToken(token string) ([]byte, error) {
 // openPageToken returns the cursor a sealed token carries ("" for none).
 // A token that does not open for this caller and listing is refused as
 // invalid; a dependency failure (database, Keeper) stays what it is.
-func (s secrets) openPageToken(ctx context.Context, sealed []byte, p principal, prefix string, recursive bool) (string, error) {
+func (s secretServer) openPageToken(ctx context.Context, sealed []byte, c *call, prefix string, recursive bool) (string, error) {
 	if sealed == nil {
 		return "", nil
 	}
-	plain, err := s.keys.Open(ctx, sealed, envelope.ListTokenAAD(p.id.String(), prefix, recursive), "page token")
+	plain, err := s.keys.Open(ctx, sealed, envelope.ListTokenAAD(c.caller.String(), prefix, recursive), "page token")
 	if err != nil {
 		if fault.CodeOf(err) == fault.DataLoss {
 			// Forged, altered or another listing's token: the caller's
 			// mistake, not stored data gone bad. Not logged above debug
 			// so a caller cannot flood the log.
-			s.log.Debug("page token refused", "caller", p.id.String(), "error", err.Error())
+			s.log.Debug("page token refused", "caller", c.caller.String(), "error", err.Error())
 			return "", errPageToken()
 		}
 		return "", err

@@ -11,19 +11,9 @@ import (
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
-	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
-	"github.com/spike-dev/spike/shared/mtls"
-	"github.com/spike-dev/spike/shared/rpcclient"
-
-	"github.com/spike-dev/spike/nexus/internal/access"
-	"github.com/spike-dev/spike/nexus/internal/audit"
-	"github.com/spike-dev/spike/nexus/internal/envelope"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
-	"github.com/spike-dev/spike/nexus/internal/server"
 )
 
 type lister interface {
@@ -58,35 +48,8 @@ func listPages(t *testing.T, c lister, prefix string, recursive bool, size int32
 // its own (empty) key and policy caches, as another replica would be, and
 // returns its URL.
 func (s *stack) replica() string {
-	t := s.t
-	t.Helper()
-	ctx := t.Context()
-	store, err := postgres.Open(ctx, s.dsn, postgres.Options{MaxConns: 4})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	nexusSrc := s.source(nexusID)
-	keeperHTTP := rpcclient.New(mtls.ClientConfig(nexusSrc, tlsconfig.AuthorizeID(keeperID)),
-		rpcclient.Options{MaxRetries: 1, MinWait: time.Millisecond, MaxWait: 10 * time.Millisecond})
-	keeper := keeperv1connect.NewKeeperServiceClient(keeperHTTP, "https://"+s.keeperAddr)
-	keys := envelope.NewKeys(keeper, store, quietLog())
-	keys.Check(ctx)
-	policies := access.NewPolicies(store, keys, quietLog())
-	runCtx, stop := context.WithCancel(context.Background())
-	policiesDone := make(chan struct{})
-	go func() { defer close(policiesDone); policies.Run(runCtx, 100*time.Millisecond) }()
-	t.Cleanup(func() { stop(); <-policiesDone })
-	trail, err := audit.New(store, keys, nil, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	trailDone := make(chan struct{})
-	go func() { defer close(trailDone); trail.Run(runCtx) }()
-	t.Cleanup(func() { stop(); <-trailDone })
-	srv := server.New(server.Config{Admins: []spiffeid.ID{adminID}, Version: "test", MaxTokenTTL: 24 * time.Hour},
-		store, keys, keeper, policies, trail, quietLog())
-	return serve(t, srv.Handler(), mtls.ServerConfig(nexusSrc, tlsconfig.AuthorizeMemberOf(td)))
+	s.t.Helper()
+	return "https://" + s.startNexus(s.dsn, quietLog()).Addr()
 }
 
 // Page tokens are sealed: a workload's token reveals none of the entries

@@ -12,45 +12,52 @@ import (
 
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // GetSecretMetadata returns a secret's settings, custom metadata and the
 // state of each retained version.
-func (s secrets) GetSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.GetSecretMetadataRequest]) (*connect.Response[nexusv1.GetSecretMetadataResponse], error) {
-	path := req.Msg.GetPath()
+func (s secretServer) GetSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.GetSecretMetadataRequest]) (*connect.Response[nexusv1.GetSecretMetadataResponse], error) {
+	return unary(ctx, s.Server, req, s.getSecretMetadata)
+}
+
+func (s secretServer) getSecretMetadata(ctx context.Context, c *call, m *nexusv1.GetSecretMetadataRequest) (*nexusv1.GetSecretMetadataResponse, error) {
+	path := m.GetPath()
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
-	if err := s.keys.Ready(ctx); err != nil {
+	if err := s.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	m, err := s.store.Metadata(ctx, path)
+	md, err := s.store.Metadata(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	pm, err := s.metadataMessage(ctx, m)
+	pm, err := s.metadataMessage(ctx, md)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.GetSecretMetadataResponse{Metadata: pm}), nil
+	return &nexusv1.GetSecretMetadataResponse{Metadata: pm}, nil
 }
 
 // UpdateSecretMetadata changes settings and custom metadata; custom
 // metadata is sealed like values, bound to the secret's path.
-func (s secrets) UpdateSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.UpdateSecretMetadataRequest]) (*connect.Response[nexusv1.UpdateSecretMetadataResponse], error) {
-	path := req.Msg.GetPath()
+func (s secretServer) UpdateSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.UpdateSecretMetadataRequest]) (*connect.Response[nexusv1.UpdateSecretMetadataResponse], error) {
+	return unary(ctx, s.Server, req, s.updateSecretMetadata)
+}
+
+func (s secretServer) updateSecretMetadata(ctx context.Context, c *call, m *nexusv1.UpdateSecretMetadataRequest) (*nexusv1.UpdateSecretMetadataResponse, error) {
+	path := m.GetPath()
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
-	u := postgres.MetadataUpdate{Path: path, MaxVersions: req.Msg.MaxVersions, CASRequired: req.Msg.CasRequired}
+	u := secret.MetadataUpdate{Path: path, MaxVersions: m.MaxVersions, CASRequired: m.CasRequired}
 	if u.MaxVersions != nil {
 		if err := secret.ValidateMaxVersions(*u.MaxVersions); err != nil {
 			return nil, err
 		}
 	}
-	if cm := req.Msg.GetCustomMetadata(); cm != nil {
+	if cm := m.GetCustomMetadata(); cm != nil {
 		if err := secret.ValidateCustomMetadata(cm.GetEntries()); err != nil {
 			return nil, err
 		}
@@ -63,36 +70,40 @@ func (s secrets) UpdateSecretMetadata(ctx context.Context, req *connect.Request[
 			u.CustomMetadata = sealed
 		}
 	}
-	if err := s.keys.Ready(ctx); err != nil {
+	if err := s.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	m, err := s.store.UpdateMetadata(ctx, u)
+	md, err := s.store.UpdateMetadata(ctx, c.record, u)
 	if err != nil {
 		return nil, err
 	}
-	pm, err := s.metadataMessage(ctx, m)
+	pm, err := s.metadataMessage(ctx, md)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.UpdateSecretMetadataResponse{Metadata: pm}), nil
+	return &nexusv1.UpdateSecretMetadataResponse{Metadata: pm}, nil
 }
 
 // DeleteSecretMetadata removes a secret and all its versions.
-func (s secrets) DeleteSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.DeleteSecretMetadataRequest]) (*connect.Response[nexusv1.DeleteSecretMetadataResponse], error) {
-	path := req.Msg.GetPath()
+func (s secretServer) DeleteSecretMetadata(ctx context.Context, req *connect.Request[nexusv1.DeleteSecretMetadataRequest]) (*connect.Response[nexusv1.DeleteSecretMetadataResponse], error) {
+	return unary(ctx, s.Server, req, s.deleteSecretMetadata)
+}
+
+func (s secretServer) deleteSecretMetadata(ctx context.Context, c *call, m *nexusv1.DeleteSecretMetadataRequest) (*nexusv1.DeleteSecretMetadataResponse, error) {
+	path := m.GetPath()
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
-	if err := s.keys.Ready(ctx); err != nil {
+	if err := s.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.store.DeleteMetadata(ctx, path); err != nil {
+	if err := s.store.DeleteMetadata(ctx, c.record, path); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.DeleteSecretMetadataResponse{}), nil
+	return &nexusv1.DeleteSecretMetadataResponse{}, nil
 }
 
-func (s secrets) sealCustom(ctx context.Context, path string, custom map[string]string) ([]byte, error) {
+func (s secretServer) sealCustom(ctx context.Context, path string, custom map[string]string) ([]byte, error) {
 	plain, err := json.Marshal(custom)
 	if err != nil {
 		return nil, fmt.Errorf("encode custom metadata: %w", err)
@@ -106,7 +117,7 @@ func (s secrets) sealCustom(ctx context.Context, path string, custom map[string]
 }
 
 // metadataMessage opens the custom metadata and builds the API message.
-func (s secrets) metadataMessage(ctx context.Context, m postgres.Metadata) (*nexusv1.SecretMetadata, error) {
+func (s secretServer) metadataMessage(ctx context.Context, m secret.Metadata) (*nexusv1.SecretMetadata, error) {
 	pm := &nexusv1.SecretMetadata{
 		Path:                 m.Path,
 		CurrentVersion:       m.CurrentVersion,

@@ -3,36 +3,33 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"math"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+	"github.com/spike-dev/spike/shared/password"
 
-	"github.com/spike-dev/spike/nexus/internal/access"
-	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/nexus/internal/keeper"
+	"github.com/spike-dev/spike/nexus/internal/token"
 )
 
-// Password length bounds. The upper bound keeps Argon2id's input sane.
-const (
-	minPasswordLen = 8
-	maxPasswordLen = 1024
-)
-
-// operator implements nexusv1connect.OperatorServiceHandler.
-type operator struct{ *Server }
+// operatorServer implements nexusv1connect.OperatorServiceHandler.
+type operatorServer struct{ *Server }
 
 // Init creates the root keyring through Keeper, stores it sealed, and
 // unseals Keeper with it. The keyring table holds at most one row, so of
 // concurrent inits exactly one succeeds.
-func (o operator) Init(ctx context.Context, req *connect.Request[nexusv1.InitRequest]) (*connect.Response[nexusv1.InitResponse], error) {
-	pw := req.Msg.GetPassword()
+func (o operatorServer) Init(ctx context.Context, req *connect.Request[nexusv1.InitRequest]) (*connect.Response[nexusv1.InitResponse], error) {
+	return unary(ctx, o.Server, req, o.init)
+}
+
+func (o operatorServer) init(ctx context.Context, c *call, m *nexusv1.InitRequest) (*nexusv1.InitResponse, error) {
+	pw := m.GetPassword()
 	defer clear(pw)
 	if err := checkPassword(pw); err != nil {
 		return nil, err
@@ -44,85 +41,90 @@ func (o operator) Init(ctx context.Context, req *connect.Request[nexusv1.InitReq
 	if initialised {
 		return nil, errAlreadyInitialised
 	}
-	resp, err := o.keeper.Init(ctx, connect.NewRequest(&keeperv1.InitRequest{Password: pw}))
-	if err != nil {
-		return nil, keeperFault("create keyring", err)
-	}
-	kr := resp.Msg.GetKeyring()
-	err = o.store.CreateKeyring(ctx, postgres.Keyring{
-		ID:         kr.GetKeyringId(),
-		KDFParams:  kr.GetKdfParams(),
-		Ciphertext: kr.GetCiphertext(),
-	})
+	kr, err := o.keeper.Init(ctx, pw)
 	if err != nil {
 		return nil, err
 	}
-	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.GetKeyringId()))
-	if err := o.unsealKeeper(ctx, pw, kr); err != nil {
+	if err := o.store.CreateKeyring(ctx, c.record, kr); err != nil {
+		return nil, err
+	}
+	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.ID))
+	err = o.keeper.Unseal(ctx, pw, kr)
+	if st := o.keeper.Check(ctx); err == nil && !st.Unsealed {
+		err = st.Err()
+	}
+	if err != nil {
 		// The keyring is stored: a retry of Init would only say "already
 		// initialised". Say what happened and what to do.
 		return nil, fault.Wrap(fault.FailedPrecondition, err,
 			"SPIKE is initialised, but Keeper could not be unsealed (%s): run `spike operator unseal`", err.Error())
 	}
-	token, err := o.issue(ctx, 0)
+	token, err := o.issue(ctx, c, 0)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.GetKeyringId()), Token: token}), nil
+	return &nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.ID), Token: token}, nil
 }
 
 // Unseal sends the stored keyring and the password to Keeper.
-func (o operator) Unseal(ctx context.Context, req *connect.Request[nexusv1.UnsealRequest]) (*connect.Response[nexusv1.UnsealResponse], error) {
-	pw := req.Msg.GetPassword()
+func (o operatorServer) Unseal(ctx context.Context, req *connect.Request[nexusv1.UnsealRequest]) (*connect.Response[nexusv1.UnsealResponse], error) {
+	return unary(ctx, o.Server, req, o.unseal)
+}
+
+func (o operatorServer) unseal(ctx context.Context, c *call, m *nexusv1.UnsealRequest) (*nexusv1.UnsealResponse, error) {
+	pw := m.GetPassword()
 	defer clear(pw)
-	id, err := o.checkPasswordWithKeeper(ctx, pw)
+	id, err := o.checkPasswordWithKeeper(ctx, c, pw)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.UnsealResponse{KeyringId: hex.EncodeToString(id)}), nil
+	return &nexusv1.UnsealResponse{KeyringId: hex.EncodeToString(id)}, nil
 }
 
 // Login checks the admin password (Keeper opens the stored keyring with
 // it, unsealing SPIKE if it was sealed) and issues an admin token bound to
 // the caller's SPIFFE ID.
-func (o operator) Login(ctx context.Context, req *connect.Request[nexusv1.LoginRequest]) (*connect.Response[nexusv1.LoginResponse], error) {
-	pw := req.Msg.GetPassword()
+func (o operatorServer) Login(ctx context.Context, req *connect.Request[nexusv1.LoginRequest]) (*connect.Response[nexusv1.LoginResponse], error) {
+	return unary(ctx, o.Server, req, o.login)
+}
+
+func (o operatorServer) login(ctx context.Context, c *call, m *nexusv1.LoginRequest) (*nexusv1.LoginResponse, error) {
+	pw := m.GetPassword()
 	defer clear(pw)
-	if req.Msg.GetTtlSeconds() < 0 {
+	if m.GetTtlSeconds() < 0 {
 		return nil, fault.New(fault.Invalid, "ttl_seconds: must not be negative")
 	}
-	if _, err := o.checkPasswordWithKeeper(ctx, pw); err != nil {
+	if _, err := o.checkPasswordWithKeeper(ctx, c, pw); err != nil {
 		return nil, err
 	}
-	token, err := o.issue(ctx, time.Duration(min(req.Msg.GetTtlSeconds(), math.MaxInt64/int64(time.Second)))*time.Second)
+	token, err := o.issue(ctx, c, time.Duration(min(m.GetTtlSeconds(), math.MaxInt64/int64(time.Second)))*time.Second)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.LoginResponse{Token: token}), nil
+	return &nexusv1.LoginResponse{Token: token}, nil
 }
 
 // Logout revokes the token the request carries.
-func (o operator) Logout(ctx context.Context, _ *connect.Request[nexusv1.LogoutRequest]) (*connect.Response[nexusv1.LogoutResponse], error) {
-	token := principalFrom(ctx).token
-	if e := audit.FromContext(ctx); e != nil {
-		e.SetTarget(access.TokenID(token))
-	}
-	if err := o.tokens.Revoke(ctx, token); err != nil {
+func (o operatorServer) Logout(ctx context.Context, req *connect.Request[nexusv1.LogoutRequest]) (*connect.Response[nexusv1.LogoutResponse], error) {
+	return unary(ctx, o.Server, req, o.logout)
+}
+
+func (o operatorServer) logout(ctx context.Context, c *call, _ *nexusv1.LogoutRequest) (*nexusv1.LogoutResponse, error) {
+	c.record.SetTarget(token.ID(c.token))
+	if err := o.tokens.Revoke(ctx, c.record, c.token); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.LogoutResponse{}), nil
+	return &nexusv1.LogoutResponse{}, nil
 }
 
 // issue makes an admin token for the caller.
-func (o operator) issue(ctx context.Context, ttl time.Duration) (*nexusv1.AdminToken, error) {
-	token, expires, err := o.tokens.Issue(ctx, principalFrom(ctx).id, ttl)
+func (o operatorServer) issue(ctx context.Context, c *call, ttl time.Duration) (*nexusv1.AdminToken, error) {
+	tok, expires, err := o.tokens.Issue(ctx, c.record, c.caller, ttl)
 	if err != nil {
 		return nil, err
 	}
-	if e := audit.FromContext(ctx); e != nil {
-		e.SetTarget(access.TokenID(token))
-	}
-	return &nexusv1.AdminToken{Token: token, ExpiresAt: timestamppb.New(expires)}, nil
+	c.record.SetTarget(token.ID(tok))
+	return &nexusv1.AdminToken{Token: tok, ExpiresAt: timestamppb.New(expires)}, nil
 }
 
 // checkPasswordWithKeeper has Keeper open the stored keyring with pw. Wrong
@@ -132,11 +134,11 @@ func (o operator) issue(ctx context.Context, ttl time.Duration) (*nexusv1.AdminT
 // counts. An attempt that ends without Keeper's verdict (Keeper or the
 // database unavailable, request cancelled) counts as a failure too: the
 // backoff fails closed.
-func (o operator) checkPasswordWithKeeper(ctx context.Context, pw []byte) ([]byte, error) {
+func (o operatorServer) checkPasswordWithKeeper(ctx context.Context, c *call, pw []byte) ([]byte, error) {
 	if err := checkPassword(pw); err != nil {
 		return nil, err
 	}
-	caller := principalFrom(ctx).id.String()
+	caller := c.caller.String()
 	stored, err := o.store.Keyring(ctx)
 	if err != nil {
 		return nil, err
@@ -145,42 +147,32 @@ func (o operator) checkPasswordWithKeeper(ctx context.Context, pw []byte) ([]byt
 	if wait > 0 {
 		return nil, fault.New(fault.TooMany, "too many login attempts from %s: try again in %s", caller, wait.Round(time.Second))
 	}
-	kr := &keeperv1.SealedKeyring{KeyringId: stored.ID, KdfParams: stored.KDFParams, Ciphertext: stored.Ciphertext}
-	_, err = o.keeper.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: pw, Keyring: kr}))
-	if err != nil {
+	if err := o.keeper.Unseal(ctx, pw, stored); err != nil {
 		done(false)
-		err = keeperFault("unseal keeper", err)
-		if fault.CodeOf(err) == fault.Invalid {
+		if errors.Is(err, keeper.ErrWrongPassword) {
 			o.log.Warn("wrong admin password", "caller", caller)
 		}
 		return nil, err
 	}
 	// Keeper accepted the password.
 	done(true)
-	if st := o.keys.Check(ctx); !st.Unsealed {
+	if st := o.keeper.Check(ctx); !st.Unsealed {
 		return nil, st.Err()
 	}
 	return stored.ID, nil
 }
 
-func (o operator) unsealKeeper(ctx context.Context, pw []byte, kr *keeperv1.SealedKeyring) error {
-	_, err := o.keeper.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: pw, Keyring: kr}))
-	if err != nil {
-		return keeperFault("unseal keeper", err)
-	}
-	if st := o.keys.Check(ctx); !st.Unsealed {
-		return st.Err()
-	}
-	return nil
+// Status reports on the installation. It answers even when sealed.
+func (o operatorServer) Status(ctx context.Context, req *connect.Request[nexusv1.StatusRequest]) (*connect.Response[nexusv1.StatusResponse], error) {
+	return unary(ctx, o.Server, req, o.status)
 }
 
-// Status reports on the installation. It answers even when sealed.
-func (o operator) Status(ctx context.Context, _ *connect.Request[nexusv1.StatusRequest]) (*connect.Response[nexusv1.StatusResponse], error) {
+func (o operatorServer) status(ctx context.Context, c *call, _ *nexusv1.StatusRequest) (*nexusv1.StatusResponse, error) {
 	version, err := o.store.SchemaVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
-	st := o.keys.Check(ctx)
+	st := o.keeper.Check(ctx)
 	resp := &nexusv1.StatusResponse{
 		Initialized:     st.Initialised,
 		Sealed:          !st.Unsealed,
@@ -192,37 +184,14 @@ func (o operator) Status(ctx context.Context, _ *connect.Request[nexusv1.StatusR
 	if st.KeeperErr != nil {
 		resp.KeeperError = connect.CodeOf(st.KeeperErr).String() + ": Keeper did not answer"
 	}
-	return connect.NewResponse(resp), nil
+	return resp, nil
 }
 
 var errAlreadyInitialised = fault.New(fault.FailedPrecondition, "SPIKE is already initialised")
 
 func checkPassword(pw []byte) error {
-	if len(pw) < minPasswordLen || len(pw) > maxPasswordLen {
-		return fault.New(fault.Invalid, "password: must be %d to %d bytes long", minPasswordLen, maxPasswordLen)
+	if password.CheckLength(pw) != nil {
+		return fault.New(fault.Invalid, "password: must be %d to %d bytes long", password.MinLen, password.MaxLen)
 	}
 	return nil
-}
-
-// keeperFault turns a failed Keeper call made by an operator RPC into a
-// domain error. Keeper's own messages are written for operators and never
-// contain key material, so they are passed on.
-func keeperFault(op string, err error) error {
-	msg := err.Error()
-	if ce, ok := err.(*connect.Error); ok {
-		msg = ce.Message()
-	}
-	switch connect.CodeOf(err) {
-	case connect.CodeInvalidArgument:
-		if strings.HasPrefix(msg, "keyring") {
-			// Keeper found the stored keyring malformed: the row was altered.
-			return fault.Wrap(fault.DataLoss, err, "%s: the stored keyring is corrupt (%s)", op, msg)
-		}
-		return fault.Wrap(fault.Invalid, err, "%s: %s", op, msg)
-	case connect.CodeFailedPrecondition:
-		return fault.Wrap(fault.FailedPrecondition, err, "%s: %s", op, msg)
-	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
-		return err
-	}
-	return fault.Wrap(fault.Unavailable, err, "%s: Keeper is unavailable", op)
 }

@@ -12,18 +12,21 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/policy"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
-// policies implements nexusv1connect.PolicyServiceHandler.
-type policies struct{ *Server }
+// policyServer implements nexusv1connect.PolicyServiceHandler.
+type policyServer struct{ *Server }
 
 // PutPolicy validates, seals and stores a policy, and records it in the
 // policy manifest. Every replica's cache picks the change up; this one's at
 // once.
-func (p policies) PutPolicy(ctx context.Context, req *connect.Request[nexusv1.PutPolicyRequest]) (*connect.Response[nexusv1.PutPolicyResponse], error) {
-	in := req.Msg.GetPolicy()
+func (p policyServer) PutPolicy(ctx context.Context, req *connect.Request[nexusv1.PutPolicyRequest]) (*connect.Response[nexusv1.PutPolicyResponse], error) {
+	return unary(ctx, p.Server, req, p.putPolicy)
+}
+
+func (p policyServer) putPolicy(ctx context.Context, c *call, m *nexusv1.PutPolicyRequest) (*nexusv1.PutPolicyResponse, error) {
+	in := m.GetPolicy()
 	if in == nil {
 		return nil, fault.New(fault.Invalid, "policy: required")
 	}
@@ -31,7 +34,7 @@ func (p policies) PutPolicy(ctx context.Context, req *connect.Request[nexusv1.Pu
 	if err != nil {
 		return nil, err
 	}
-	if err := p.keys.Ready(ctx); err != nil {
+	if err := p.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
 	sp := access.StoredPolicy{
@@ -39,36 +42,44 @@ func (p policies) PutPolicy(ctx context.Context, req *connect.Request[nexusv1.Pu
 		SPIFFEIDPattern: compiled.SPIFFEID.String(),
 		PathPattern:     compiled.Path.String(),
 		Permissions:     compiled.Perms.Names(),
-		UpdatedBy:       principalFrom(ctx).id.String(),
+		UpdatedBy:       c.caller.String(),
 	}
-	row, err := p.policies.Put(ctx, sp)
+	row, err := p.policies.Put(ctx, c.record, sp)
 	if err != nil {
 		return nil, err
 	}
 	p.reloadPolicies(ctx)
-	return connect.NewResponse(&nexusv1.PutPolicyResponse{Policy: policyMessage(sp, row)}), nil
+	return &nexusv1.PutPolicyResponse{Policy: policyMessage(sp, row)}, nil
 }
 
 // GetPolicy returns one policy.
-func (p policies) GetPolicy(ctx context.Context, req *connect.Request[nexusv1.GetPolicyRequest]) (*connect.Response[nexusv1.GetPolicyResponse], error) {
-	name := req.Msg.GetName()
+func (p policyServer) GetPolicy(ctx context.Context, req *connect.Request[nexusv1.GetPolicyRequest]) (*connect.Response[nexusv1.GetPolicyResponse], error) {
+	return unary(ctx, p.Server, req, p.getPolicy)
+}
+
+func (p policyServer) getPolicy(ctx context.Context, c *call, m *nexusv1.GetPolicyRequest) (*nexusv1.GetPolicyResponse, error) {
+	name := m.GetName()
 	if err := policy.ValidateName(name); err != nil {
 		return nil, err
 	}
-	if err := p.keys.Ready(ctx); err != nil {
+	if err := p.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
 	o, err := p.policies.Get(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.GetPolicyResponse{Policy: policyMessage(o.StoredPolicy, o.Row)}), nil
+	return &nexusv1.GetPolicyResponse{Policy: policyMessage(o.StoredPolicy, o.Row)}, nil
 }
 
 // ListPolicies returns every policy that passes authentication (its row
 // opens and the policy manifest lists it), and names those that don't.
-func (p policies) ListPolicies(ctx context.Context, _ *connect.Request[nexusv1.ListPoliciesRequest]) (*connect.Response[nexusv1.ListPoliciesResponse], error) {
-	if err := p.keys.Ready(ctx); err != nil {
+func (p policyServer) ListPolicies(ctx context.Context, req *connect.Request[nexusv1.ListPoliciesRequest]) (*connect.Response[nexusv1.ListPoliciesResponse], error) {
+	return unary(ctx, p.Server, req, p.listPolicies)
+}
+
+func (p policyServer) listPolicies(ctx context.Context, c *call, _ *nexusv1.ListPoliciesRequest) (*nexusv1.ListPoliciesResponse, error) {
+	if err := p.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
 	snap, err := p.policies.Read(ctx)
@@ -82,57 +93,65 @@ func (p policies) ListPolicies(ctx context.Context, _ *connect.Request[nexusv1.L
 	for _, r := range snap.Invalid {
 		resp.InvalidPolicies = append(resp.InvalidPolicies, r.Name)
 	}
-	return connect.NewResponse(resp), nil
+	return resp, nil
 }
 
 // DeletePolicy removes a policy and its entry in the policy manifest.
-func (p policies) DeletePolicy(ctx context.Context, req *connect.Request[nexusv1.DeletePolicyRequest]) (*connect.Response[nexusv1.DeletePolicyResponse], error) {
-	name := req.Msg.GetName()
+func (p policyServer) DeletePolicy(ctx context.Context, req *connect.Request[nexusv1.DeletePolicyRequest]) (*connect.Response[nexusv1.DeletePolicyResponse], error) {
+	return unary(ctx, p.Server, req, p.deletePolicy)
+}
+
+func (p policyServer) deletePolicy(ctx context.Context, c *call, m *nexusv1.DeletePolicyRequest) (*nexusv1.DeletePolicyResponse, error) {
+	name := m.GetName()
 	if err := policy.ValidateName(name); err != nil {
 		return nil, err
 	}
-	if err := p.keys.Ready(ctx); err != nil {
+	if err := p.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	if err := p.policies.Delete(ctx, name); err != nil {
+	if err := p.policies.Delete(ctx, c.record, name); err != nil {
 		return nil, err
 	}
 	p.reloadPolicies(ctx)
-	return connect.NewResponse(&nexusv1.DeletePolicyResponse{}), nil
+	return &nexusv1.DeletePolicyResponse{}, nil
 }
 
 // CheckAccess explains what a caller could do on a path.
-func (p policies) CheckAccess(ctx context.Context, req *connect.Request[nexusv1.CheckAccessRequest]) (*connect.Response[nexusv1.CheckAccessResponse], error) {
-	id, err := spiffeid.FromString(req.Msg.GetSpiffeId())
+func (p policyServer) CheckAccess(ctx context.Context, req *connect.Request[nexusv1.CheckAccessRequest]) (*connect.Response[nexusv1.CheckAccessResponse], error) {
+	return unary(ctx, p.Server, req, p.checkAccess)
+}
+
+func (p policyServer) checkAccess(ctx context.Context, c *call, m *nexusv1.CheckAccessRequest) (*nexusv1.CheckAccessResponse, error) {
+	id, err := spiffeid.FromString(m.GetSpiffeId())
 	if err != nil {
 		return nil, fault.New(fault.Invalid, "spiffe_id: %v", err)
 	}
-	if err := secret.ValidatePath(req.Msg.GetPath()); err != nil {
+	if err := secret.ValidatePath(m.GetPath()); err != nil {
 		return nil, err
 	}
-	if err := p.keys.Ready(ctx); err != nil {
+	if err := p.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
 	set := p.policies.Set()
 	resp := &nexusv1.CheckAccessResponse{
-		Permissions: set.Allowed(id, req.Msg.GetPath()).Names(),
+		Permissions: set.Allowed(id, m.GetPath()).Names(),
 		Admin:       p.admins[id],
 	}
-	for _, g := range set.Grants(id, req.Msg.GetPath()) {
+	for _, g := range set.Grants(id, m.GetPath()) {
 		resp.Grants = append(resp.Grants, &nexusv1.Grant{Policy: g.Policy, Permissions: g.Perms.Names()})
 	}
-	return connect.NewResponse(resp), nil
+	return resp, nil
 }
 
 // reloadPolicies refreshes this replica's cache after a change it made, so
 // the caller's next request already sees it.
-func (p policies) reloadPolicies(ctx context.Context) {
+func (p policyServer) reloadPolicies(ctx context.Context) {
 	if err := p.policies.Reload(ctx); err != nil {
 		p.log.Warn("reload policies after a change", "error", err.Error())
 	}
 }
 
-func policyMessage(sp access.StoredPolicy, row postgres.PolicyRow) *nexusv1.Policy {
+func policyMessage(sp access.StoredPolicy, row policy.Record) *nexusv1.Policy {
 	return &nexusv1.Policy{
 		Name:            sp.Name,
 		SpiffeIdPattern: sp.SPIFFEIDPattern,

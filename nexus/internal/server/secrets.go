@@ -11,16 +11,14 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
-	"github.com/spike-dev/spike/shared/mtls"
 
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
-// secrets implements nexusv1connect.SecretServiceHandler.
-type secrets struct{ *Server }
+// secretServer implements nexusv1connect.SecretServiceHandler.
+type secretServer struct{ *Server }
 
 // maxRewriteAttempts bounds how often patch and rollback retry when a
 // concurrent writer moved the secret between their read and their write.
@@ -28,32 +26,40 @@ const maxRewriteAttempts = 5
 
 // PutSecret seals data under the active data key, bound to the new
 // version's identity, and stores it as the next version.
-func (s secrets) PutSecret(ctx context.Context, req *connect.Request[nexusv1.PutSecretRequest]) (*connect.Response[nexusv1.PutSecretResponse], error) {
-	path, data := req.Msg.GetPath(), req.Msg.GetData()
+func (s secretServer) PutSecret(ctx context.Context, req *connect.Request[nexusv1.PutSecretRequest]) (*connect.Response[nexusv1.PutSecretResponse], error) {
+	return unary(ctx, s.Server, req, s.putSecret)
+}
+
+func (s secretServer) putSecret(ctx context.Context, c *call, m *nexusv1.PutSecretRequest) (*nexusv1.PutSecretResponse, error) {
+	path, data := m.GetPath(), m.GetData()
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
 	if err := secret.ValidateData(data); err != nil {
 		return nil, err
 	}
-	if req.Msg.Cas != nil {
-		if err := secret.ValidateCAS(*req.Msg.Cas); err != nil {
+	if m.Cas != nil {
+		if err := secret.ValidateCAS(*m.Cas); err != nil {
 			return nil, err
 		}
 	}
-	v, err := s.write(ctx, path, data, req.Msg.Cas)
+	v, err := s.write(ctx, c, path, data, m.Cas)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.PutSecretResponse{
+	return &nexusv1.PutSecretResponse{
 		Path: v.Path, Version: v.Version, CreatedAt: timestamppb.New(v.CreatedAt),
-	}), nil
+	}, nil
 }
 
 // GetSecret opens the requested version. A value that does not
 // authenticate against its row is reported as DataLoss, never returned.
-func (s secrets) GetSecret(ctx context.Context, req *connect.Request[nexusv1.GetSecretRequest]) (*connect.Response[nexusv1.GetSecretResponse], error) {
-	path, version := req.Msg.GetPath(), req.Msg.GetVersion()
+func (s secretServer) GetSecret(ctx context.Context, req *connect.Request[nexusv1.GetSecretRequest]) (*connect.Response[nexusv1.GetSecretResponse], error) {
+	return unary(ctx, s.Server, req, s.getSecret)
+}
+
+func (s secretServer) getSecret(ctx context.Context, c *call, m *nexusv1.GetSecretRequest) (*nexusv1.GetSecretResponse, error) {
+	path, version := m.GetPath(), m.GetVersion()
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
@@ -64,20 +70,24 @@ func (s secrets) GetSecret(ctx context.Context, req *connect.Request[nexusv1.Get
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.GetSecretResponse{Secret: &nexusv1.Secret{
+	return &nexusv1.GetSecretResponse{Secret: &nexusv1.Secret{
 		Path:      r.Path,
 		Version:   r.Version.Version,
 		Data:      data,
 		CreatedAt: timestamppb.New(r.CreatedAt),
 		CreatedBy: r.CreatedBy,
-	}}), nil
+	}}, nil
 }
 
 // PatchSecret merges keys into the latest version and writes the result as
 // a new version. Without cas it retries when a concurrent write lands
 // between its read and its write, so no concurrent update is lost.
-func (s secrets) PatchSecret(ctx context.Context, req *connect.Request[nexusv1.PatchSecretRequest]) (*connect.Response[nexusv1.PatchSecretResponse], error) {
-	path, patch, userCAS := req.Msg.GetPath(), req.Msg.GetData(), req.Msg.Cas
+func (s secretServer) PatchSecret(ctx context.Context, req *connect.Request[nexusv1.PatchSecretRequest]) (*connect.Response[nexusv1.PatchSecretResponse], error) {
+	return unary(ctx, s.Server, req, s.patchSecret)
+}
+
+func (s secretServer) patchSecret(ctx context.Context, c *call, m *nexusv1.PatchSecretRequest) (*nexusv1.PatchSecretResponse, error) {
+	path, patch, userCAS := m.GetPath(), m.GetData(), m.Cas
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
@@ -89,7 +99,7 @@ func (s secrets) PatchSecret(ctx context.Context, req *connect.Request[nexusv1.P
 			return nil, err
 		}
 	}
-	v, err := s.rewrite(ctx, path, 0, userCAS, func(r postgres.Read, data map[string]string) (map[string]string, error) {
+	v, err := s.rewrite(ctx, c, path, 0, userCAS, func(r secret.Read, data map[string]string) (map[string]string, error) {
 		if userCAS == nil && r.CASRequired {
 			return nil, errCASRequired(path, r.Current)
 		}
@@ -101,15 +111,19 @@ func (s secrets) PatchSecret(ctx context.Context, req *connect.Request[nexusv1.P
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.PatchSecretResponse{
+	return &nexusv1.PatchSecretResponse{
 		Path: v.Path, Version: v.Version, CreatedAt: timestamppb.New(v.CreatedAt),
-	}), nil
+	}, nil
 }
 
 // RollbackSecret writes the data of an older version as a new version,
 // with check-and-set as for PutSecret.
-func (s secrets) RollbackSecret(ctx context.Context, req *connect.Request[nexusv1.RollbackSecretRequest]) (*connect.Response[nexusv1.RollbackSecretResponse], error) {
-	path, version, userCAS := req.Msg.GetPath(), req.Msg.GetVersion(), req.Msg.Cas
+func (s secretServer) RollbackSecret(ctx context.Context, req *connect.Request[nexusv1.RollbackSecretRequest]) (*connect.Response[nexusv1.RollbackSecretResponse], error) {
+	return unary(ctx, s.Server, req, s.rollbackSecret)
+}
+
+func (s secretServer) rollbackSecret(ctx context.Context, c *call, m *nexusv1.RollbackSecretRequest) (*nexusv1.RollbackSecretResponse, error) {
+	path, version, userCAS := m.GetPath(), m.GetVersion(), m.Cas
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
@@ -121,7 +135,7 @@ func (s secrets) RollbackSecret(ctx context.Context, req *connect.Request[nexusv
 			return nil, err
 		}
 	}
-	v, err := s.rewrite(ctx, path, version, userCAS, func(r postgres.Read, data map[string]string) (map[string]string, error) {
+	v, err := s.rewrite(ctx, c, path, version, userCAS, func(r secret.Read, data map[string]string) (map[string]string, error) {
 		if userCAS == nil && r.CASRequired {
 			return nil, errCASRequired(path, r.Current)
 		}
@@ -130,39 +144,39 @@ func (s secrets) RollbackSecret(ctx context.Context, req *connect.Request[nexusv
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.RollbackSecretResponse{
+	return &nexusv1.RollbackSecretResponse{
 		Path: v.Path, Version: v.Version, CreatedAt: timestamppb.New(v.CreatedAt),
-	}), nil
+	}, nil
 }
 
 // rewrite reads a version (0: the latest), computes new data from it and
 // writes that as a new version, with check-and-set against the version that
 // was current at the read. A conflict is returned when the caller gave its
 // own cas, and retried otherwise.
-func (s secrets) rewrite(ctx context.Context, path string, version int64, userCAS *int64,
-	change func(postgres.Read, map[string]string) (map[string]string, error),
-) (postgres.Version, error) {
+func (s secretServer) rewrite(ctx context.Context, c *call, path string, version int64, userCAS *int64,
+	change func(secret.Read, map[string]string) (map[string]string, error),
+) (secret.Version, error) {
 	for range maxRewriteAttempts {
 		r, data, err := s.read(ctx, path, version)
 		if err != nil {
-			return postgres.Version{}, err
+			return secret.Version{}, err
 		}
 		if userCAS != nil && *userCAS != r.Current {
-			return postgres.Version{}, fault.Wrap(fault.FailedPrecondition, postgres.ErrCASConflict,
+			return secret.Version{}, fault.Wrap(fault.FailedPrecondition, secret.ErrCASConflict,
 				"check-and-set failed: %s is at version %d, you expected %d", path, r.Current, *userCAS)
 		}
 		data, err = change(r, data)
 		if err != nil {
-			return postgres.Version{}, err
+			return secret.Version{}, err
 		}
 		current := r.Current
-		v, err := s.write(ctx, path, data, &current)
-		if userCAS == nil && errors.Is(err, postgres.ErrCASConflict) {
+		v, err := s.write(ctx, c, path, data, &current)
+		if userCAS == nil && errors.Is(err, secret.ErrCASConflict) {
 			continue
 		}
 		return v, err
 	}
-	return postgres.Version{}, fault.New(fault.Aborted,
+	return secret.Version{}, fault.New(fault.Aborted,
 		"%s kept changing while this request tried to update it; try again", path)
 }
 
@@ -172,23 +186,22 @@ func errCASRequired(path string, current int64) error {
 }
 
 // write seals data for the next version of path and stores it.
-func (s secrets) write(ctx context.Context, path string, data map[string]string, cas *int64) (postgres.Version, error) {
+func (s secretServer) write(ctx context.Context, c *call, path string, data map[string]string, cas *int64) (secret.Version, error) {
 	plain, err := json.Marshal(data)
 	if err != nil {
-		return postgres.Version{}, fmt.Errorf("encode secret data: %w", err)
+		return secret.Version{}, fmt.Errorf("encode secret data: %w", err)
 	}
 	defer clear(plain)
-	if err := s.keys.Ready(ctx); err != nil {
-		return postgres.Version{}, err
+	if err := s.keeper.Ready(ctx); err != nil {
+		return secret.Version{}, err
 	}
 	key, err := s.keys.ActiveKey(ctx)
 	if err != nil {
-		return postgres.Version{}, err
+		return secret.Version{}, err
 	}
-	caller, _ := mtls.Caller(ctx)
-	return s.store.PutSecret(ctx, postgres.Put{
+	return s.store.PutSecret(ctx, c.record, secret.Put{
 		Path:      path,
-		CreatedBy: caller.String(),
+		CreatedBy: c.caller.String(),
 		DEKID:     key.ID[:],
 		CAS:       cas,
 		Seal: func(version int64) ([]byte, error) {
@@ -198,26 +211,26 @@ func (s secrets) write(ctx context.Context, path string, data map[string]string,
 }
 
 // read returns a live version and its opened data.
-func (s secrets) read(ctx context.Context, path string, version int64) (postgres.Read, map[string]string, error) {
-	if err := s.keys.Ready(ctx); err != nil {
-		return postgres.Read{}, nil, err
+func (s secretServer) read(ctx context.Context, path string, version int64) (secret.Read, map[string]string, error) {
+	if err := s.keeper.Ready(ctx); err != nil {
+		return secret.Read{}, nil, err
 	}
 	r, err := s.store.SecretVersion(ctx, path, version)
 	if err != nil {
-		return postgres.Read{}, nil, err
+		return secret.Read{}, nil, err
 	}
 	what := fmt.Sprintf("version %d of %s", r.Version.Version, r.Path)
 	if id, err := envelope.KeyID(r.Sealed); err != nil || !bytes.Equal(id[:], r.DEKID) {
-		return postgres.Read{}, nil, fault.New(fault.DataLoss, "%s failed authentication: its data key reference was altered", what)
+		return secret.Read{}, nil, fault.New(fault.DataLoss, "%s failed authentication: its data key reference was altered", what)
 	}
 	plain, err := s.keys.Open(ctx, r.Sealed, envelope.SecretAAD(r.Path, r.Version.Version), what)
 	if err != nil {
-		return postgres.Read{}, nil, err
+		return secret.Read{}, nil, err
 	}
 	defer clear(plain)
 	var data map[string]string
 	if err := json.Unmarshal(plain, &data); err != nil {
-		return postgres.Read{}, nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
+		return secret.Read{}, nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
 	}
 	return r, data, nil
 }

@@ -13,12 +13,12 @@ import (
 	"connectrpc.com/grpchealth"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 
 	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/keeper"
 	"github.com/spike-dev/spike/nexus/internal/metrics"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
@@ -45,7 +45,7 @@ type Config struct {
 type Server struct {
 	store    *postgres.Store
 	keys     *envelope.Keys
-	keeper   keeperv1connect.KeeperServiceClient
+	keeper   *keeper.Client
 	admins   map[spiffeid.ID]bool
 	policies *access.Policies
 	trail    *audit.Trail
@@ -56,8 +56,9 @@ type Server struct {
 	log      *slog.Logger
 }
 
-// New returns a Server. The caller keeps policies fresh (Policies.Run).
-func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1connect.KeeperServiceClient,
+// New returns a Server. The caller keeps the Keeper state and the policies
+// fresh (keeper.Client.Watch, access.Policies.Run).
+func New(cfg Config, store *postgres.Store, kc *keeper.Client, keys *envelope.Keys,
 	policies *access.Policies, trail *audit.Trail, log *slog.Logger,
 ) *Server {
 	admins := make(map[spiffeid.ID]bool, len(cfg.Admins))
@@ -73,7 +74,7 @@ func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1
 	return &Server{
 		store:    store,
 		keys:     keys,
-		keeper:   keeper,
+		keeper:   kc,
 		admins:   admins,
 		policies: policies,
 		trail:    trail,
@@ -86,10 +87,10 @@ func New(cfg Config, store *postgres.Store, keys *envelope.Keys, keeper keeperv1
 }
 
 // Handler returns the HTTP handler serving every Nexus service and the
-// gRPC health service. It expects mtls.WithCaller to run before it.
+// gRPC health service. It expects mtls.WithCaller to run before it. Every
+// RPC goes through the pipeline in pipeline.go.
 func (s *Server) Handler() http.Handler {
 	opts := []connect.HandlerOption{
-		connect.WithInterceptors(s.observe(), authorizer{s}),
 		connect.WithReadMaxBytes(maxRequestBytes),
 		// No compression: a response that compresses a secret together
 		// with what the caller chose (its path) would leak the secret
@@ -98,10 +99,10 @@ func (s *Server) Handler() http.Handler {
 		connect.WithCompression("gzip", nil, nil),
 	}
 	mux := http.NewServeMux()
-	mux.Handle(nexusv1connect.NewOperatorServiceHandler(operator{s}, opts...))
-	mux.Handle(nexusv1connect.NewSecretServiceHandler(secrets{s}, opts...))
-	mux.Handle(nexusv1connect.NewPolicyServiceHandler(policies{s}, opts...))
-	mux.Handle(nexusv1connect.NewAuditServiceHandler(auditing{s}, opts...))
+	mux.Handle(nexusv1connect.NewOperatorServiceHandler(operatorServer{s}, opts...))
+	mux.Handle(nexusv1connect.NewSecretServiceHandler(secretServer{s}, opts...))
+	mux.Handle(nexusv1connect.NewPolicyServiceHandler(policyServer{s}, opts...))
+	mux.Handle(nexusv1connect.NewAuditServiceHandler(auditServer{s}, opts...))
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(
 		nexusv1connect.OperatorServiceName, nexusv1connect.SecretServiceName, nexusv1connect.PolicyServiceName,
 		nexusv1connect.AuditServiceName)))

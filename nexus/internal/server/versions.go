@@ -7,46 +7,57 @@ import (
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // DeleteSecret soft-deletes versions; the sealed data stays until destroyed.
-func (s secrets) DeleteSecret(ctx context.Context, req *connect.Request[nexusv1.DeleteSecretRequest]) (*connect.Response[nexusv1.DeleteSecretResponse], error) {
-	vs, err := s.changeVersions(ctx, req.Msg.GetPath(), req.Msg.GetVersions(), postgres.Delete)
+func (s secretServer) DeleteSecret(ctx context.Context, req *connect.Request[nexusv1.DeleteSecretRequest]) (*connect.Response[nexusv1.DeleteSecretResponse], error) {
+	return unary(ctx, s.Server, req, s.deleteSecret)
+}
+
+func (s secretServer) deleteSecret(ctx context.Context, c *call, m *nexusv1.DeleteSecretRequest) (*nexusv1.DeleteSecretResponse, error) {
+	vs, err := s.changeVersions(ctx, c, m.GetPath(), m.GetVersions(), secret.Delete)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.DeleteSecretResponse{Versions: vs}), nil
+	return &nexusv1.DeleteSecretResponse{Versions: vs}, nil
 }
 
 // UndeleteSecret restores soft-deleted versions.
-func (s secrets) UndeleteSecret(ctx context.Context, req *connect.Request[nexusv1.UndeleteSecretRequest]) (*connect.Response[nexusv1.UndeleteSecretResponse], error) {
-	vs, err := s.changeVersions(ctx, req.Msg.GetPath(), req.Msg.GetVersions(), postgres.Undelete)
+func (s secretServer) UndeleteSecret(ctx context.Context, req *connect.Request[nexusv1.UndeleteSecretRequest]) (*connect.Response[nexusv1.UndeleteSecretResponse], error) {
+	return unary(ctx, s.Server, req, s.undeleteSecret)
+}
+
+func (s secretServer) undeleteSecret(ctx context.Context, c *call, m *nexusv1.UndeleteSecretRequest) (*nexusv1.UndeleteSecretResponse, error) {
+	vs, err := s.changeVersions(ctx, c, m.GetPath(), m.GetVersions(), secret.Undelete)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.UndeleteSecretResponse{Versions: vs}), nil
+	return &nexusv1.UndeleteSecretResponse{Versions: vs}, nil
 }
 
 // DestroySecret wipes the sealed data of versions.
-func (s secrets) DestroySecret(ctx context.Context, req *connect.Request[nexusv1.DestroySecretRequest]) (*connect.Response[nexusv1.DestroySecretResponse], error) {
-	vs, err := s.changeVersions(ctx, req.Msg.GetPath(), req.Msg.GetVersions(), postgres.Destroy)
+func (s secretServer) DestroySecret(ctx context.Context, req *connect.Request[nexusv1.DestroySecretRequest]) (*connect.Response[nexusv1.DestroySecretResponse], error) {
+	return unary(ctx, s.Server, req, s.destroySecret)
+}
+
+func (s secretServer) destroySecret(ctx context.Context, c *call, m *nexusv1.DestroySecretRequest) (*nexusv1.DestroySecretResponse, error) {
+	vs, err := s.changeVersions(ctx, c, m.GetPath(), m.GetVersions(), secret.Destroy)
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.DestroySecretResponse{Versions: vs}), nil
+	return &nexusv1.DestroySecretResponse{Versions: vs}, nil
 }
 
-func (s secrets) changeVersions(ctx context.Context, path string, versions []int64, change postgres.VersionChange) ([]int64, error) {
+func (s secretServer) changeVersions(ctx context.Context, c *call, path string, versions []int64, change secret.VersionChange) ([]int64, error) {
 	if err := secret.ValidatePath(path); err != nil {
 		return nil, err
 	}
 	if err := secret.ValidateVersions(versions); err != nil {
 		return nil, err
 	}
-	if err := s.keys.Ready(ctx); err != nil {
+	if err := s.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	return s.store.ChangeVersions(ctx, path, versions, change)
+	return s.store.ChangeVersions(ctx, c.record, path, versions, change)
 }

@@ -8,14 +8,13 @@ import (
 	"io"
 
 	"golang.org/x/term"
-)
 
-// maxPasswordLen is the longest admin password Nexus accepts, in bytes.
-const maxPasswordLen = 1024
+	"github.com/spike-dev/spike/shared/password"
+)
 
 var (
 	errEmptyPassword   = errors.New("empty password")
-	errPasswordTooLong = fmt.Errorf("password is longer than %d bytes", maxPasswordLen)
+	errPasswordTooLong = fmt.Errorf("password is longer than %d bytes", password.MaxLen)
 	errPasswordsDiffer = errors.New("the two passwords differ")
 )
 
@@ -44,7 +43,7 @@ func terminalFD(r io.Reader) (int, bool) {
 // the line is consumed, and strips a trailing "\n" or "\r\n". End of input
 // also ends the line.
 func readPasswordLine(r io.Reader) ([]byte, error) {
-	line := make([]byte, 0, maxPasswordLen+2) // room for "\r\n": no copies of the password
+	line := make([]byte, 0, password.MaxLen+2) // room for "\r\n": no copies of the password
 	var b [1]byte
 	for {
 		n, err := r.Read(b[:])
@@ -75,7 +74,7 @@ func checkPassword(pw []byte) ([]byte, error) {
 	switch {
 	case len(pw) == 0:
 		return nil, errEmptyPassword
-	case len(pw) > maxPasswordLen:
+	case len(pw) > password.MaxLen:
 		clear(pw)
 		return nil, errPasswordTooLong
 	}

@@ -6,11 +6,13 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+
+	"github.com/spike-dev/spike/shared/password"
 )
 
 func TestReadPasswordFromPipe(t *testing.T) {
 	t.Parallel()
-	long := strings.Repeat("p", maxPasswordLen)
+	long := strings.Repeat("p", password.MaxLen)
 	tests := []struct {
 		name     string
 		input    string

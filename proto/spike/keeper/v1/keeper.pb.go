@@ -21,6 +21,80 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Reason says why Keeper refused a request. Each reason has one Connect
+// code; several reasons may share a code.
+type ErrorDetail_Reason int32
+
+const (
+	ErrorDetail_REASON_UNSPECIFIED ErrorDetail_Reason = 0
+	// Keeper holds no keyring (FAILED_PRECONDITION).
+	ErrorDetail_REASON_SEALED ErrorDetail_Reason = 1
+	// The sealed keyring did not open with the password (PERMISSION_DENIED).
+	// A keyring altered so that it no longer authenticates looks the same:
+	// the cipher cannot tell the two apart.
+	ErrorDetail_REASON_WRONG_PASSWORD ErrorDetail_Reason = 2
+	// The sealed keyring or its KDF parameters are malformed (DATA_LOSS):
+	// the stored copy was altered or damaged.
+	ErrorDetail_REASON_CORRUPT_KEYRING ErrorDetail_Reason = 3
+	// A wrapped data key does not unwrap under the keyring held (DATA_LOSS):
+	// it was altered or belongs to another keyring.
+	ErrorDetail_REASON_CORRUPT_DATA_KEY ErrorDetail_Reason = 4
+	// Keeper holds another keyring than the one given (FAILED_PRECONDITION).
+	ErrorDetail_REASON_KEYRING_MISMATCH ErrorDetail_Reason = 5
+	// A request field is missing or malformed (INVALID_ARGUMENT); the
+	// message names the field.
+	ErrorDetail_REASON_INVALID_REQUEST ErrorDetail_Reason = 6
+)
+
+// Enum value maps for ErrorDetail_Reason.
+var (
+	ErrorDetail_Reason_name = map[int32]string{
+		0: "REASON_UNSPECIFIED",
+		1: "REASON_SEALED",
+		2: "REASON_WRONG_PASSWORD",
+		3: "REASON_CORRUPT_KEYRING",
+		4: "REASON_CORRUPT_DATA_KEY",
+		5: "REASON_KEYRING_MISMATCH",
+		6: "REASON_INVALID_REQUEST",
+	}
+	ErrorDetail_Reason_value = map[string]int32{
+		"REASON_UNSPECIFIED":      0,
+		"REASON_SEALED":           1,
+		"REASON_WRONG_PASSWORD":   2,
+		"REASON_CORRUPT_KEYRING":  3,
+		"REASON_CORRUPT_DATA_KEY": 4,
+		"REASON_KEYRING_MISMATCH": 5,
+		"REASON_INVALID_REQUEST":  6,
+	}
+)
+
+func (x ErrorDetail_Reason) Enum() *ErrorDetail_Reason {
+	p := new(ErrorDetail_Reason)
+	*p = x
+	return p
+}
+
+func (x ErrorDetail_Reason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorDetail_Reason) Descriptor() protoreflect.EnumDescriptor {
+	return file_spike_keeper_v1_keeper_proto_enumTypes[0].Descriptor()
+}
+
+func (ErrorDetail_Reason) Type() protoreflect.EnumType {
+	return &file_spike_keeper_v1_keeper_proto_enumTypes[0]
+}
+
+func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorDetail_Reason.Descriptor instead.
+func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{11, 0}
+}
+
 // SealedKeyring is a root keyring encrypted under an Argon2id key derived
 // from the admin password. Safe to store in untrusted storage.
 type SealedKeyring struct {
@@ -576,6 +650,52 @@ func (x *DecryptDataKeyResponse) GetPlaintext() []byte {
 	return nil
 }
 
+// ErrorDetail is attached to Keeper's errors so that a caller acts on the
+// reason, never on the message text. It carries no key material.
+type ErrorDetail struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        ErrorDetail_Reason     `protobuf:"varint,1,opt,name=reason,proto3,enum=spike.keeper.v1.ErrorDetail_Reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ErrorDetail) Reset() {
+	*x = ErrorDetail{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ErrorDetail) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ErrorDetail) ProtoMessage() {}
+
+func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
+func (*ErrorDetail) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
+	if x != nil {
+		return x.Reason
+	}
+	return ErrorDetail_REASON_UNSPECIFIED
+}
+
 var File_spike_keeper_v1_keeper_proto protoreflect.FileDescriptor
 
 const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
@@ -616,7 +736,17 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\awrapped\x18\x02 \x01(\fR\awrapped\x12(\n" +
 	"\x10root_key_version\x18\x03 \x01(\rR\x0erootKeyVersion\"6\n" +
 	"\x16DecryptDataKeyResponse\x12\x1c\n" +
-	"\tplaintext\x18\x01 \x01(\fR\tplaintext2\xbd\x03\n" +
+	"\tplaintext\x18\x01 \x01(\fR\tplaintext\"\x8d\x02\n" +
+	"\vErrorDetail\x12;\n" +
+	"\x06reason\x18\x01 \x01(\x0e2#.spike.keeper.v1.ErrorDetail.ReasonR\x06reason\"\xc0\x01\n" +
+	"\x06Reason\x12\x16\n" +
+	"\x12REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rREASON_SEALED\x10\x01\x12\x19\n" +
+	"\x15REASON_WRONG_PASSWORD\x10\x02\x12\x1a\n" +
+	"\x16REASON_CORRUPT_KEYRING\x10\x03\x12\x1b\n" +
+	"\x17REASON_CORRUPT_DATA_KEY\x10\x04\x12\x1b\n" +
+	"\x17REASON_KEYRING_MISMATCH\x10\x05\x12\x1a\n" +
+	"\x16REASON_INVALID_REQUEST\x10\x062\xbd\x03\n" +
 	"\rKeeperService\x12N\n" +
 	"\x06Status\x12\x1e.spike.keeper.v1.StatusRequest\x1a\x1f.spike.keeper.v1.StatusResponse\"\x03\x90\x02\x01\x12C\n" +
 	"\x04Init\x12\x1c.spike.keeper.v1.InitRequest\x1a\x1d.spike.keeper.v1.InitResponse\x12I\n" +
@@ -637,38 +767,42 @@ func file_spike_keeper_v1_keeper_proto_rawDescGZIP() []byte {
 	return file_spike_keeper_v1_keeper_proto_rawDescData
 }
 
-var file_spike_keeper_v1_keeper_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_spike_keeper_v1_keeper_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_spike_keeper_v1_keeper_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_spike_keeper_v1_keeper_proto_goTypes = []any{
-	(*SealedKeyring)(nil),           // 0: spike.keeper.v1.SealedKeyring
-	(*StatusRequest)(nil),           // 1: spike.keeper.v1.StatusRequest
-	(*StatusResponse)(nil),          // 2: spike.keeper.v1.StatusResponse
-	(*InitRequest)(nil),             // 3: spike.keeper.v1.InitRequest
-	(*InitResponse)(nil),            // 4: spike.keeper.v1.InitResponse
-	(*UnsealRequest)(nil),           // 5: spike.keeper.v1.UnsealRequest
-	(*UnsealResponse)(nil),          // 6: spike.keeper.v1.UnsealResponse
-	(*GenerateDataKeyRequest)(nil),  // 7: spike.keeper.v1.GenerateDataKeyRequest
-	(*GenerateDataKeyResponse)(nil), // 8: spike.keeper.v1.GenerateDataKeyResponse
-	(*DecryptDataKeyRequest)(nil),   // 9: spike.keeper.v1.DecryptDataKeyRequest
-	(*DecryptDataKeyResponse)(nil),  // 10: spike.keeper.v1.DecryptDataKeyResponse
+	(ErrorDetail_Reason)(0),         // 0: spike.keeper.v1.ErrorDetail.Reason
+	(*SealedKeyring)(nil),           // 1: spike.keeper.v1.SealedKeyring
+	(*StatusRequest)(nil),           // 2: spike.keeper.v1.StatusRequest
+	(*StatusResponse)(nil),          // 3: spike.keeper.v1.StatusResponse
+	(*InitRequest)(nil),             // 4: spike.keeper.v1.InitRequest
+	(*InitResponse)(nil),            // 5: spike.keeper.v1.InitResponse
+	(*UnsealRequest)(nil),           // 6: spike.keeper.v1.UnsealRequest
+	(*UnsealResponse)(nil),          // 7: spike.keeper.v1.UnsealResponse
+	(*GenerateDataKeyRequest)(nil),  // 8: spike.keeper.v1.GenerateDataKeyRequest
+	(*GenerateDataKeyResponse)(nil), // 9: spike.keeper.v1.GenerateDataKeyResponse
+	(*DecryptDataKeyRequest)(nil),   // 10: spike.keeper.v1.DecryptDataKeyRequest
+	(*DecryptDataKeyResponse)(nil),  // 11: spike.keeper.v1.DecryptDataKeyResponse
+	(*ErrorDetail)(nil),             // 12: spike.keeper.v1.ErrorDetail
 }
 var file_spike_keeper_v1_keeper_proto_depIdxs = []int32{
-	0,  // 0: spike.keeper.v1.InitResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
-	0,  // 1: spike.keeper.v1.UnsealRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
-	1,  // 2: spike.keeper.v1.KeeperService.Status:input_type -> spike.keeper.v1.StatusRequest
-	3,  // 3: spike.keeper.v1.KeeperService.Init:input_type -> spike.keeper.v1.InitRequest
-	5,  // 4: spike.keeper.v1.KeeperService.Unseal:input_type -> spike.keeper.v1.UnsealRequest
-	7,  // 5: spike.keeper.v1.KeeperService.GenerateDataKey:input_type -> spike.keeper.v1.GenerateDataKeyRequest
-	9,  // 6: spike.keeper.v1.KeeperService.DecryptDataKey:input_type -> spike.keeper.v1.DecryptDataKeyRequest
-	2,  // 7: spike.keeper.v1.KeeperService.Status:output_type -> spike.keeper.v1.StatusResponse
-	4,  // 8: spike.keeper.v1.KeeperService.Init:output_type -> spike.keeper.v1.InitResponse
-	6,  // 9: spike.keeper.v1.KeeperService.Unseal:output_type -> spike.keeper.v1.UnsealResponse
-	8,  // 10: spike.keeper.v1.KeeperService.GenerateDataKey:output_type -> spike.keeper.v1.GenerateDataKeyResponse
-	10, // 11: spike.keeper.v1.KeeperService.DecryptDataKey:output_type -> spike.keeper.v1.DecryptDataKeyResponse
-	7,  // [7:12] is the sub-list for method output_type
-	2,  // [2:7] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	1,  // 0: spike.keeper.v1.InitResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	1,  // 1: spike.keeper.v1.UnsealRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	0,  // 2: spike.keeper.v1.ErrorDetail.reason:type_name -> spike.keeper.v1.ErrorDetail.Reason
+	2,  // 3: spike.keeper.v1.KeeperService.Status:input_type -> spike.keeper.v1.StatusRequest
+	4,  // 4: spike.keeper.v1.KeeperService.Init:input_type -> spike.keeper.v1.InitRequest
+	6,  // 5: spike.keeper.v1.KeeperService.Unseal:input_type -> spike.keeper.v1.UnsealRequest
+	8,  // 6: spike.keeper.v1.KeeperService.GenerateDataKey:input_type -> spike.keeper.v1.GenerateDataKeyRequest
+	10, // 7: spike.keeper.v1.KeeperService.DecryptDataKey:input_type -> spike.keeper.v1.DecryptDataKeyRequest
+	3,  // 8: spike.keeper.v1.KeeperService.Status:output_type -> spike.keeper.v1.StatusResponse
+	5,  // 9: spike.keeper.v1.KeeperService.Init:output_type -> spike.keeper.v1.InitResponse
+	7,  // 10: spike.keeper.v1.KeeperService.Unseal:output_type -> spike.keeper.v1.UnsealResponse
+	9,  // 11: spike.keeper.v1.KeeperService.GenerateDataKey:output_type -> spike.keeper.v1.GenerateDataKeyResponse
+	11, // 12: spike.keeper.v1.KeeperService.DecryptDataKey:output_type -> spike.keeper.v1.DecryptDataKeyResponse
+	8,  // [8:13] is the sub-list for method output_type
+	3,  // [3:8] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_spike_keeper_v1_keeper_proto_init() }
@@ -681,13 +815,14 @@ func file_spike_keeper_v1_keeper_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_keeper_v1_keeper_proto_rawDesc), len(file_spike_keeper_v1_keeper_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   11,
+			NumEnums:      1,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_spike_keeper_v1_keeper_proto_goTypes,
 		DependencyIndexes: file_spike_keeper_v1_keeper_proto_depIdxs,
+		EnumInfos:         file_spike_keeper_v1_keeper_proto_enumTypes,
 		MessageInfos:      file_spike_keeper_v1_keeper_proto_msgTypes,
 	}.Build()
 	File_spike_keeper_v1_keeper_proto = out.File

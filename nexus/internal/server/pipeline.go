@@ -17,13 +17,97 @@ import (
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 	"github.com/spike-dev/spike/shared/mtls"
 
-	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/metrics"
 	"github.com/spike-dev/spike/nexus/internal/policy"
 	"github.com/spike-dev/spike/nexus/internal/secret"
+	"github.com/spike-dev/spike/nexus/internal/token"
 )
+
+// This file is Nexus's request pipeline. Every RPC goes through unary, in
+// this order:
+//
+//  1. a request id, a deadline (maxRequestDuration) and an audit record
+//     are made for it;
+//  2. decide authorizes it against rules (default deny) and notes the
+//     decision in the record;
+//  3. the handler runs with the call: who is calling, and the audit
+//     record, which every store method that changes anything takes and
+//     commits in the change's own transaction;
+//  4. the error, if any, becomes a Connect code (toConnect, the one table
+//     of codes);
+//  5. the record is committed before the response leaves (Trail.Finish;
+//     when it cannot be, the response is withheld: fail closed);
+//  6. one log line and the request metrics.
+
+// call is one request on its way through the pipeline.
+type call struct {
+	// id is the request id, in logs, audit records and the response.
+	id string
+	// caller is the SPIFFE ID of the client's SVID.
+	caller spiffeid.ID
+	// admin says that caller is an admin SPIFFE ID; token is the admin
+	// token the request carried, if any (checked when the rule needs it).
+	admin bool
+	token string
+	// record is the request's audit record.
+	record *audit.Entry
+}
+
+// unary runs one unary RPC through the pipeline; handle does the work of
+// the procedure once the call is authorized.
+func unary[Req, Res any](ctx context.Context, s *Server, req *connect.Request[Req],
+	handle func(context.Context, *call, *Req) (*Res, error),
+) (*connect.Response[Res], error) {
+	start := time.Now()
+	markObserved(ctx)
+	ctx, cancel := context.WithTimeout(ctx, maxRequestDuration)
+	defer cancel()
+	procedure := req.Spec().Procedure
+	c := &call{id: newRequestID()}
+	c.caller, _ = mtls.Caller(ctx)
+	c.record = s.trail.Begin(ctx, c.id, c.caller.String(), req.Peer().Addr, procedure)
+	c.record.SetTarget(target(req.Msg))
+
+	var res *Res
+	reason, err := s.decide(ctx, c, procedure, req.Header(), req.Msg)
+	if err != nil {
+		c.record.Deny(err.Error())
+	} else {
+		c.record.Allow(reason)
+		res, err = handle(ctx, c, req.Msg)
+	}
+	err = s.toConnect(err, c.id)
+	code := "ok"
+	if err != nil {
+		code = connect.CodeOf(err).String()
+	}
+	if aerr := s.trail.Finish(ctx, c.record, code); aerr != nil {
+		s.log.Error("audit record not written: response withheld", "request_id", c.id, "error", aerr.Error())
+		res, err = nil, connect.NewError(connect.CodeUnavailable,
+			errors.New("audit log unavailable: the response was withheld"))
+		code = connect.CodeUnavailable.String()
+	}
+	elapsed := time.Since(start)
+	s.log.Info("request",
+		"request_id", c.id,
+		"caller", c.caller.String(),
+		"procedure", procedure,
+		"peer", req.Peer().Addr,
+		"code", code,
+		"duration_ms", float64(elapsed.Microseconds())/1000)
+	s.metrics.ObserveRequest(rpcLabel(procedure), code, elapsed)
+	if err != nil {
+		if ce := new(connect.Error); errors.As(err, &ce) {
+			ce.Meta().Set("Spike-Request-Id", c.id)
+		}
+		return nil, err
+	}
+	resp := connect.NewResponse(res)
+	resp.Header().Set("Spike-Request-Id", c.id)
+	return resp, nil
+}
 
 // maxRequestDuration bounds every request, whatever deadline the client
 // sent (or did not send), so a stuck call cannot hold a database connection.
@@ -83,93 +167,59 @@ var rules = map[string]rule{
 	nexusv1connect.SecretServiceDeleteSecretMetadataProcedure: {need: secretAccess, perm: policy.Meta | policy.Destroy},
 }
 
-// principal is who an authorized request runs as.
-type principal struct {
-	id    spiffeid.ID
-	admin bool
-	// token is the admin token the request carried, if any.
-	token string
-}
-
-type principalKey struct{}
-
-func principalFrom(ctx context.Context) principal {
-	p, _ := ctx.Value(principalKey{}).(principal)
-	return p
-}
-
-// authorizer applies rules to every request, unary and streaming alike.
-type authorizer struct{ *Server }
-
-var _ connect.Interceptor = authorizer{}
-
-// check authorizes a call to procedure, records the decision in the
-// request's audit entry, and returns the context the handler runs with.
-func (a authorizer) check(ctx context.Context, procedure string, header http.Header, msg any) (context.Context, error) {
-	ctx, reason, err := a.decide(ctx, procedure, header, msg)
-	if e := audit.FromContext(ctx); e != nil {
-		e.SetTarget(target(msg))
-		if err != nil {
-			e.Deny(err.Error())
-		} else {
-			e.Allow(reason)
-		}
-	}
-	return ctx, err
-}
-
-// decide applies the rules; on success it says why the request is allowed.
-func (a authorizer) decide(ctx context.Context, procedure string, header http.Header, msg any) (context.Context, string, error) {
-	caller, ok := mtls.Caller(ctx)
-	if !ok {
-		return ctx, "", fault.New(fault.Unauthenticated, "no client SVID")
+// decide applies the rules to c's request; on success it says why the
+// request is allowed. It fills in what c learns on the way: whether the
+// caller is an admin, and the admin token it sent.
+func (s *Server) decide(ctx context.Context, c *call, procedure string, header http.Header, msg any) (string, error) {
+	caller := c.caller
+	if caller.IsZero() {
+		return "", fault.New(fault.Unauthenticated, "no client SVID")
 	}
 	r, ok := rules[procedure]
 	if !ok {
-		return ctx, "", fault.New(fault.PermissionDenied, "%s may not call %s", caller, procedure)
+		return "", fault.New(fault.PermissionDenied, "%s may not call %s", caller, procedure)
 	}
-	token, hasToken := bearer(header)
-	isAdmin := a.admins[caller]
+	tok, hasToken := bearer(header)
+	isAdmin := s.admins[caller]
 	if hasToken && !isAdmin {
-		return ctx, "", fault.New(fault.PermissionDenied,
+		return "", fault.New(fault.PermissionDenied,
 			"%s is not an admin SPIFFE ID: an admin token is accepted only together with an admin SVID", caller)
 	}
-	p := principal{id: caller, admin: isAdmin, token: token}
-	ctx = context.WithValue(ctx, principalKey{}, p)
+	c.admin, c.token = isAdmin, tok
 
 	verifyAdmin := func() (string, error) {
 		if !hasToken {
 			// Not initialised or sealed: say that first, it is what the
 			// admin must fix before a login can help.
-			if err := a.keys.Ready(ctx); err != nil {
+			if err := s.keeper.Ready(ctx); err != nil {
 				return "", err
 			}
 			return "", fault.New(fault.Unauthenticated, "admin token required: run `spike login`")
 		}
-		if err := a.tokens.Verify(ctx, token, caller); err != nil {
+		if err := s.tokens.Verify(ctx, tok, caller); err != nil {
 			return "", err
 		}
-		return "admin token " + access.TokenID(token), nil
+		return "admin token " + token.ID(tok), nil
 	}
 	switch {
 	case r.need == adminSVID || r.need == adminToken:
 		if !isAdmin {
-			return ctx, "", fault.New(fault.PermissionDenied, "%s may not call %s: it is not an admin SPIFFE ID", caller, procedure)
+			return "", fault.New(fault.PermissionDenied, "%s may not call %s: it is not an admin SPIFFE ID", caller, procedure)
 		}
 		if r.need == adminToken {
 			reason, err := verifyAdmin()
-			return ctx, reason, err
+			return reason, err
 		}
-		return ctx, "admin SVID", nil
+		return "admin SVID", nil
 	case isAdmin:
 		reason, err := verifyAdmin()
-		return ctx, reason, err
+		return reason, err
 	}
 
 	// A workload: policies decide. A malformed path is refused as such
 	// first (InvalidArgument, a static check that reveals nothing).
 	if err := validTarget(r, msg); err != nil {
-		return ctx, "", err
+		return "", err
 	}
 	// Changing max_versions can delete history for good: it also needs
 	// destroy.
@@ -178,26 +228,26 @@ func (a authorizer) decide(ctx context.Context, procedure string, header http.He
 	}
 	// Policies can only be read when unsealed, and are trusted only while
 	// the cache is known to be current (fail closed).
-	if err := a.keys.Ready(ctx); err != nil {
-		return ctx, "", err
+	if err := s.keeper.Ready(ctx); err != nil {
+		return "", err
 	}
-	if err := a.policies.EnsureFresh(ctx); err != nil {
-		return ctx, "", err
+	if err := s.policies.EnsureFresh(ctx); err != nil {
+		return "", err
 	}
-	set := a.policies.Set()
+	set := s.policies.Set()
 	if r.need == listAccess {
 		dir := listDir(msg)
 		if !set.MayList(caller, dir) {
-			return ctx, "", fault.New(fault.PermissionDenied, "%s may not list %q: no policy grants it", caller, dir)
+			return "", fault.New(fault.PermissionDenied, "%s may not list %q: no policy grants it", caller, dir)
 		}
-		return ctx, "policies allow listing under " + strconv.Quote(dir), nil
+		return "policies allow listing under " + strconv.Quote(dir), nil
 	}
 	path := ""
 	if m, ok := msg.(interface{ GetPath() string }); ok {
 		path = m.GetPath()
 	}
 	if got := set.Allowed(caller, path); !got.Has(r.perm) {
-		return ctx, "", fault.New(fault.PermissionDenied, "%s may not %s %s: no policy grants %s",
+		return "", fault.New(fault.PermissionDenied, "%s may not %s %s: no policy grants %s",
 			caller, verb(procedure), path, (r.perm &^ got).String())
 	}
 	var names []string
@@ -206,7 +256,7 @@ func (a authorizer) decide(ctx context.Context, procedure string, header http.He
 			names = append(names, g.Policy)
 		}
 	}
-	return ctx, "policies " + strings.Join(names, ","), nil
+	return "policies " + strings.Join(names, ","), nil
 }
 
 // validTarget checks the path or prefix a workload's request names.
@@ -253,81 +303,48 @@ func bearer(h http.Header) (string, bool) {
 	return token, ok && token != ""
 }
 
-// WrapUnary authorizes a unary call before its handler runs.
-func (a authorizer) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {
-	return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-		ctx, err := a.check(ctx, req.Spec().Procedure, req.Header(), req.Any())
-		if err != nil {
-			return nil, err
-		}
-		return next(ctx, req)
-	}
+// codes maps domain error codes to Connect codes: the one place where this
+// translation happens.
+var codes = map[fault.Code]connect.Code{
+	fault.Invalid:            connect.CodeInvalidArgument,
+	fault.NotFound:           connect.CodeNotFound,
+	fault.FailedPrecondition: connect.CodeFailedPrecondition,
+	fault.PermissionDenied:   connect.CodePermissionDenied,
+	fault.Unauthenticated:    connect.CodeUnauthenticated,
+	fault.TooMany:            connect.CodeResourceExhausted,
+	fault.Unavailable:        connect.CodeUnavailable,
+	fault.Aborted:            connect.CodeAborted,
+	fault.Unknown:            connect.CodeUnknown,
+	fault.DataLoss:           connect.CodeDataLoss,
 }
 
-// WrapStreamingClient leaves outgoing streams alone: Nexus's handlers make
-// no streaming calls.
-func (a authorizer) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
-	return next
-}
-
-// WrapStreamingHandler refuses streaming calls: none is in the rules yet.
-func (a authorizer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
-	return func(ctx context.Context, conn connect.StreamingHandlerConn) error {
-		ctx, err := a.check(ctx, conn.Spec().Procedure, conn.RequestHeader(), nil)
-		if err != nil {
-			return err
-		}
-		return next(ctx, conn)
+// toConnect converts err into a Connect error whose message is safe for the
+// caller. Causes are logged, never returned.
+func (s *Server) toConnect(err error, requestID string) error {
+	if err == nil {
+		return nil
 	}
-}
-
-// observe wraps every request: it caps its duration, starts its audit
-// record, makes sure the record is committed before the response leaves
-// (failing the request with Unavailable when it cannot be: fail closed),
-// logs one line: id, caller, procedure, code, duration, and counts the
-// request in the metrics. It never logs or audits payloads. Unexpected
-// errors are logged in full here and replaced by a generic message for the
-// caller.
-func (s *Server) observe() connect.UnaryInterceptorFunc {
-	return func(next connect.UnaryFunc) connect.UnaryFunc {
-		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
-			start := time.Now()
-			markObserved(ctx)
-			ctx, cancel := context.WithTimeout(ctx, maxRequestDuration)
-			defer cancel()
-			id := newRequestID()
-			caller, _ := mtls.Caller(ctx)
-			entry := s.trail.Begin(ctx, id, caller.String(), req.Peer().Addr, req.Spec().Procedure)
-			resp, err := next(audit.WithEntry(ctx, entry), req)
-			err = s.toConnect(err, id)
-			code := "ok"
-			if err != nil {
-				code = connect.CodeOf(err).String()
-			}
-			if aerr := s.trail.Finish(ctx, entry, code); aerr != nil {
-				s.log.Error("audit record not written: response withheld", "request_id", id, "error", aerr.Error())
-				resp, err = nil, connect.NewError(connect.CodeUnavailable,
-					errors.New("audit log unavailable: the response was withheld"))
-				code = connect.CodeUnavailable.String()
-			}
-			elapsed := time.Since(start)
-			s.log.Info("request",
-				"request_id", id,
-				"caller", caller.String(),
-				"procedure", req.Spec().Procedure,
-				"peer", req.Peer().Addr,
-				"code", code,
-				"duration_ms", float64(elapsed.Microseconds())/1000)
-			s.metrics.ObserveRequest(rpcLabel(req.Spec().Procedure), code, elapsed)
-			if resp != nil {
-				resp.Header().Set("Spike-Request-Id", id)
-			}
-			if ce := new(connect.Error); errors.As(err, &ce) {
-				ce.Meta().Set("Spike-Request-Id", id)
-			}
-			return resp, err
+	var fe *fault.Error
+	if errors.As(err, &fe) {
+		if fe.Err != nil {
+			s.log.Warn("request failed", "request_id", requestID, "error", fe.Msg, "cause", fe.Err.Error())
 		}
+		return connect.NewError(codes[fe.Code], errors.New(fe.Msg))
 	}
+	// Only this server's own Connect errors (from interceptors) pass as
+	// they are; one wrapped deeper came from a call to Keeper and is not
+	// the caller's business.
+	if ce, ok := err.(*connect.Error); ok {
+		return ce
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("request timed out"))
+	}
+	s.log.Error("internal error", "request_id", requestID, "error", err.Error())
+	return connect.NewError(connect.CodeInternal, errors.New("internal error (request id "+requestID+")"))
 }
 
 // rpcLabel is a procedure's metrics label: itself when Nexus serves it

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bytes"
@@ -14,7 +14,8 @@ import (
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/shared/testkit/pgtest"
 
-	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/audit/audittest"
+	"github.com/spike-dev/spike/nexus/internal/keeper"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
@@ -40,13 +41,13 @@ func TestReady(t *testing.T) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	keyringID := bytes.Repeat([]byte{7}, 16)
-	unsealed := envelope.NewKeys(statusKeeper{keyringID: keyringID}, store, log)
-	sealed := envelope.NewKeys(statusKeeper{}, store, log)
+	unsealed := keeper.New(statusKeeper{keyringID: keyringID}, store, log)
+	sealed := keeper.New(statusKeeper{}, store, log)
 
-	check := func(name string, keys *envelope.Keys, want string) {
+	check := func(name string, kc *keeper.Client, want string) {
 		t.Helper()
-		keys.Check(ctx)
-		err := ready(store, keys)(ctx)
+		kc.Check(ctx)
+		err := ready(store, kc)(ctx)
 		switch {
 		case want == "" && err != nil:
 			t.Errorf("%s: ready = %v, want nil", name, err)
@@ -59,7 +60,7 @@ func TestReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("not initialised", unsealed, "not initialised")
-	if err := store.CreateKeyring(ctx, postgres.Keyring{ID: keyringID, KDFParams: []byte{1}, Ciphertext: []byte{2}}); err != nil {
+	if err := store.CreateKeyring(ctx, audittest.Record(t, store), keeper.Keyring{ID: keyringID, KDFParams: []byte{1}, Ciphertext: []byte{2}}); err != nil {
 		t.Fatal(err)
 	}
 	check("Keeper sealed", sealed, "sealed")

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -45,9 +45,10 @@ type Config struct {
 	LogLevel slog.Level
 }
 
-// loadConfig reads and validates the configuration through getenv. Every
-// problem is reported, each naming its variable.
-func loadConfig(getenv func(string) string) (Config, error) {
+// LoadConfig reads and validates the configuration through getenv. It is
+// the only place that reads Keeper's environment. Every problem is
+// reported, each naming its variable.
+func LoadConfig(getenv func(string) string) (Config, error) {
 	var errs []error
 	cfg := Config{SVID: svid.ConfigFromEnv(getenv)}
 

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"errors"
@@ -18,8 +18,9 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
-// config is Nexus's configuration, read from the environment once.
-type config struct {
+// Config is Nexus's configuration, read from the environment once
+// (LoadConfig).
+type Config struct {
 	TrustDomain   spiffeid.TrustDomain
 	Listen        string
 	OpsListen     string // "" when turned off
@@ -36,9 +37,16 @@ type config struct {
 	AuditLog      string
 	LogLevel      slog.Level
 	SVID          svid.Config
+	// Source, when set, is used instead of opening one from SVID (tests
+	// mint their SVIDs in-process). It is not read from the environment.
+	Source *svid.Source
+	// Version is Nexus's build version, reported by Status.
+	Version string
 }
 
-func loadConfig(getenv func(string) string) (config, error) {
+// LoadConfig reads the configuration from the environment through getenv.
+// Every problem is reported, not only the first.
+func LoadConfig(getenv func(string) string) (Config, error) {
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
@@ -48,9 +56,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	var errs []error
 	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))
 	if err != nil {
-		return config{}, fmt.Errorf("SPIKE_TRUST_DOMAIN: %w", err)
+		return Config{}, fmt.Errorf("SPIKE_TRUST_DOMAIN: %w", err)
 	}
-	c := config{
+	c := Config{
 		TrustDomain: td,
 		Listen:      env("SPIKE_NEXUS_LISTEN", "127.0.0.1:8553"),
 		DatabaseURL: getenv("SPIKE_DATABASE_URL"),

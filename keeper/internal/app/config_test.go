@@ -1,4 +1,4 @@
-package main
+package app_test
 
 import (
 	"log/slog"
@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/spike-dev/spike/keeper/internal/app"
 	"github.com/spike-dev/spike/keeper/internal/keyring"
 	"github.com/spike-dev/spike/shared/svid"
 )
@@ -22,12 +23,12 @@ func TestLoadConfig(t *testing.T) {
 	tests := []struct {
 		name string
 		env  map[string]string
-		want Config
+		want app.Config
 	}{
 		{
 			name: "defaults",
 			env:  map[string]string{},
-			want: Config{
+			want: app.Config{
 				TrustDomain: spiffeid.RequireTrustDomainFromString("spike.local"),
 				Listen:      &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8443},
 				OpsListen:   &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8444},
@@ -51,7 +52,7 @@ func TestLoadConfig(t *testing.T) {
 				"SPIKE_SVID_KEY":              "/key.pem",
 				"SPIKE_TRUST_BUNDLE":          "/bundle.pem",
 			},
-			want: Config{
+			want: app.Config{
 				TrustDomain: spiffeid.RequireTrustDomainFromString("example.org"),
 				Listen:      &net.TCPAddr{IP: net.IPv4(0, 0, 0, 0), Port: 9443},
 				OpsListen:   &net.TCPAddr{IP: net.IPv4(0, 0, 0, 0), Port: 9444},
@@ -69,7 +70,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "explicit nexus id",
 			env:  map[string]string{"SPIKE_KEEPER_NEXUS_ID": "spiffe://spike.local/custom/nexus"},
-			want: Config{
+			want: app.Config{
 				TrustDomain: spiffeid.RequireTrustDomainFromString("spike.local"),
 				Listen:      &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8443},
 				OpsListen:   &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8444},
@@ -81,7 +82,7 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "ops listener off",
 			env:  map[string]string{"SPIKE_KEEPER_OPS_LISTEN": "off"},
-			want: Config{
+			want: app.Config{
 				TrustDomain: spiffeid.RequireTrustDomainFromString("spike.local"),
 				Listen:      &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 8443},
 				NexusID:     spiffeid.RequireFromString("spiffe://spike.local/spike/nexus"),
@@ -93,9 +94,9 @@ func TestLoadConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := loadConfig(env(tt.env))
+			got, err := app.LoadConfig(env(tt.env))
 			if err != nil {
-				t.Fatalf("loadConfig: %v", err)
+				t.Fatalf("LoadConfig: %v", err)
 			}
 			opts := cmp.Options{
 				cmp.Comparer(func(a, b spiffeid.TrustDomain) bool { return a == b }),
@@ -136,9 +137,9 @@ func TestLoadConfigErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			_, err := loadConfig(env(tt.env))
+			_, err := app.LoadConfig(env(tt.env))
 			if err == nil {
-				t.Fatal("loadConfig succeeded")
+				t.Fatal("LoadConfig succeeded")
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"strings"
@@ -14,7 +14,7 @@ func envFrom(m map[string]string) func(string) string {
 
 func TestLoadConfigDefaults(t *testing.T) {
 	t.Parallel()
-	c, err := loadConfig(envFrom(map[string]string{"SPIKE_DATABASE_URL": "postgres://x@h/db"}))
+	c, err := LoadConfig(envFrom(map[string]string{"SPIKE_DATABASE_URL": "postgres://x@h/db"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,33 +41,33 @@ func TestLoadConfig(t *testing.T) {
 		name    string
 		env     map[string]string
 		wantErr string
-		check   func(config) bool
+		check   func(Config) bool
 	}{
 		{name: "database required", env: map[string]string{}, wantErr: "SPIKE_DATABASE_URL"},
 		{name: "admins list", env: map[string]string{"SPIKE_ADMIN_IDS": "spiffe://spike.local/a, spiffe://spike.local/b"},
-			check: func(c config) bool {
+			check: func(c Config) bool {
 				return len(c.Admins) == 2 && c.Admins[0].String() == "spiffe://spike.local/a" && c.Admins[1].String() == "spiffe://spike.local/b"
 			}},
 		{name: "bad admin ID", env: map[string]string{"SPIKE_ADMIN_IDS": "spiffe://spike.local/a,not-an-id"}, wantErr: "SPIKE_ADMIN_IDS"},
 		{name: "empty admin entry", env: map[string]string{"SPIKE_ADMIN_IDS": "spiffe://spike.local/a,"}, wantErr: "SPIKE_ADMIN_IDS"},
 		{name: "trust domain changes defaults", env: map[string]string{"SPIKE_TRUST_DOMAIN": "example.org"},
-			check: func(c config) bool {
+			check: func(c Config) bool {
 				return c.KeeperID.String() == "spiffe://example.org/spike/keeper/1" && c.Admins[0].String() == "spiffe://example.org/spike/pilot"
 			}},
 		{name: "bad trust domain", env: map[string]string{"SPIKE_TRUST_DOMAIN": "Bad Domain"}, wantErr: "SPIKE_TRUST_DOMAIN"},
 		{name: "keeper URL must be https", env: map[string]string{"SPIKE_KEEPER_URL": "http://k:1"}, wantErr: "SPIKE_KEEPER_URL"},
 		{name: "pool size bounds", env: map[string]string{"SPIKE_DB_MAX_CONNS": "0"}, wantErr: "SPIKE_DB_MAX_CONNS"},
 		{name: "max versions bounds", env: map[string]string{"SPIKE_MAX_VERSIONS": "1001"}, wantErr: "SPIKE_MAX_VERSIONS"},
-		{name: "max versions", env: map[string]string{"SPIKE_MAX_VERSIONS": "3"}, check: func(c config) bool { return c.MaxVersions == 3 }},
+		{name: "max versions", env: map[string]string{"SPIKE_MAX_VERSIONS": "3"}, check: func(c Config) bool { return c.MaxVersions == 3 }},
 		{name: "check interval", env: map[string]string{"SPIKE_KEEPER_CHECK_INTERVAL": "250ms"},
-			check: func(c config) bool { return c.CheckInterval == 250*time.Millisecond }},
+			check: func(c Config) bool { return c.CheckInterval == 250*time.Millisecond }},
 		{name: "check interval too short", env: map[string]string{"SPIKE_KEEPER_CHECK_INTERVAL": "1ms"}, wantErr: "SPIKE_KEEPER_CHECK_INTERVAL"},
 		{name: "log level", env: map[string]string{"SPIKE_LOG_LEVEL": "loud"}, wantErr: "SPIKE_LOG_LEVEL"},
 		{name: "ops listen", env: map[string]string{"SPIKE_NEXUS_OPS_LISTEN": "0.0.0.0:9554"},
-			check: func(c config) bool { return c.OpsListen == "0.0.0.0:9554" }},
+			check: func(c Config) bool { return c.OpsListen == "0.0.0.0:9554" }},
 		{name: "ops listen off", env: map[string]string{"SPIKE_NEXUS_OPS_LISTEN": "off"},
-			check: func(c config) bool { return c.OpsListen == "" }},
-		{name: "pprof", env: map[string]string{"SPIKE_NEXUS_PPROF": "true"}, check: func(c config) bool { return c.Pprof }},
+			check: func(c Config) bool { return c.OpsListen == "" }},
+		{name: "pprof", env: map[string]string{"SPIKE_NEXUS_PPROF": "true"}, check: func(c Config) bool { return c.Pprof }},
 		{name: "bad pprof", env: map[string]string{"SPIKE_NEXUS_PPROF": "yes please"}, wantErr: "SPIKE_NEXUS_PPROF"},
 		{name: "bad ops listen", env: map[string]string{"SPIKE_NEXUS_OPS_LISTEN": "nowhere"}, wantErr: "SPIKE_NEXUS_OPS_LISTEN"},
 	}
@@ -83,7 +83,7 @@ func TestLoadConfig(t *testing.T) {
 			for k, v := range tt.env {
 				env[k] = v
 			}
-			c, err := loadConfig(envFrom(env))
+			c, err := LoadConfig(envFrom(env))
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want one naming %s", err, tt.wantErr)

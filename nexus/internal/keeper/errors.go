@@ -1,0 +1,90 @@
+package keeper
+
+import (
+	"errors"
+	"fmt"
+
+	"connectrpc.com/connect"
+
+	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
+
+	"github.com/spike-dev/spike/nexus/internal/fault"
+)
+
+// ErrWrongPassword is in the chain of the error Unseal returns when Keeper
+// refused the password.
+var ErrWrongPassword = errors.New("wrong password")
+
+// refusal is what one kind of Keeper refusal means for Nexus.
+type refusal struct {
+	code fault.Code
+	// msg is the caller-facing message; %[1]s is the operation, %[2]s
+	// Keeper's own message (written for operators, never key material).
+	msg string
+	// cause, when set, is the sentinel callers test for with errors.Is.
+	cause error
+}
+
+// refusals translates Keeper's refusals, told apart by the reason in the
+// error's details (never by message text), into domain errors. Reasons
+// missing here, and errors without one, mean that Keeper could not answer:
+// Unavailable. A sealed Keeper is handled before this table: it updates
+// the state.
+var refusals = map[keeperv1.ErrorDetail_Reason]refusal{
+	keeperv1.ErrorDetail_REASON_WRONG_PASSWORD:   {code: fault.Invalid, msg: "%[1]s: wrong password", cause: ErrWrongPassword},
+	keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING:  {code: fault.DataLoss, msg: "%[1]s: the stored keyring is corrupt (%[2]s)"},
+	keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY: {code: fault.DataLoss, msg: "%[1]s: the wrapped data key was altered or is corrupt"},
+	keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: {code: fault.FailedPrecondition, msg: "%[1]s: %[2]s"},
+	keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  {code: fault.Invalid, msg: "%[1]s: %[2]s"},
+}
+
+// translate turns a failed call to Keeper into a domain error: the one
+// place where Keeper's answers are interpreted.
+func (c *Client) translate(op string, err error) error {
+	switch connect.CodeOf(err) {
+	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
+		// The caller gave up (or ran out of time): not Keeper's doing.
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	reason := Reason(err)
+	if reason == keeperv1.ErrorDetail_REASON_SEALED {
+		c.markSealed()
+		if serr := c.State().Err(); serr != nil {
+			return serr
+		}
+	}
+	r, ok := refusals[reason]
+	if !ok {
+		return fault.Wrap(fault.Unavailable, err, "%s: Keeper is unavailable", op)
+	}
+	cause := err
+	if r.cause != nil {
+		cause = fmt.Errorf("%w: %w", r.cause, err)
+	}
+	return fault.Wrap(r.code, cause, r.msg, op, message(err))
+}
+
+// Reason returns the reason Keeper gave for refusing a call, from the
+// error's details; REASON_UNSPECIFIED when it gave none.
+func Reason(err error) keeperv1.ErrorDetail_Reason {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return keeperv1.ErrorDetail_REASON_UNSPECIFIED
+	}
+	for _, d := range ce.Details() {
+		v, derr := d.Value()
+		if detail, ok := v.(*keeperv1.ErrorDetail); derr == nil && ok {
+			return detail.GetReason()
+		}
+	}
+	return keeperv1.ErrorDetail_REASON_UNSPECIFIED
+}
+
+// message is Keeper's own message, without the code Connect prefixes.
+func message(err error) string {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce.Message()
+	}
+	return err.Error()
+}
