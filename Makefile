@@ -16,6 +16,9 @@ SPIKE_STATE ?= $(CURDIR)/.spike
 # the time runs out (golang/go#75804, fixed in Go 1.27), which would make
 # `make test` flaky.
 FUZZTIME ?= 300000x
+# The commit `buf breaking` compares proto/ with; empty means HEAD~1, or
+# HEAD while proto/ has uncommitted changes (.ci/check-breaking).
+BREAKING_AGAINST ?=
 
 # Go modules of the workspace (go.work); tools/ is separate (GOWORK=off).
 MODULES := keeper nexus pilot proto shared e2e deploy/compose/check
@@ -37,9 +40,11 @@ build: ## build spike-keeper, spike-nexus, spike, spike-devca and spike-example-
 		./keeper/cmd/spike-keeper ./nexus/cmd/spike-nexus ./pilot/cmd/spike ./shared/cmd/spike-devca
 	$(GO) build -trimpath -o $(BIN)/spike-example-workload ./shared/examples/workload
 
-test: ## check/install PostgreSQL, run every Go test of the workspace, fuzz, then the SPIRE end-to-end test
+# -race needs cgo, so a C compiler (gcc); fuzz and test-spire run without it.
+test: ## check/install PostgreSQL, run every Go test of the workspace with -race, fuzz, then the SPIRE end-to-end test
 	deploy/local/check-deps.sh
-	$(GO) test -count=1 -timeout 20m $(PKGS)
+	@[[ $$($(GO) env CGO_ENABLED) == 1 ]] || { echo "go test -race needs cgo: install gcc (apt-get install gcc)" >&2; exit 1; }
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-spire
 
@@ -83,18 +88,24 @@ test-spire: spire ## end-to-end test under a real SPIRE server and agent, with S
 	deploy/local/check-deps.sh
 	$(GO) test -tags spire -count=1 -timeout 30m ./e2e/spire/
 
-tools: ## build the pinned code generators and buf into bin/tools/
+tools: ## build the pinned buf, code generators and golangci-lint into bin/tools/
 	@mkdir -p $(TOOLS_BIN)
 	cd tools && GOWORK=off $(GO) build -o $(TOOLS_BIN)/ tool
 
 proto: tools ## lint the .proto files and regenerate the Go code
 	cd proto && export PATH="$(TOOLS_BIN):$$PATH" && buf lint && buf generate
 
-lint: tools ## gofmt check, go vet on all modules, buf lint
+# The README's Development section lists the same checks. Cheap ones first.
+# -tags spire takes in e2e/spire, which only `make test-spire` builds.
+lint: tools ## gofmt, file sizes, generated code, buf lint and breaking, go vet, golangci-lint
 	@out=$$(gofmt -l $(MODULES) tools); \
 	if [[ -n $$out ]]; then echo "gofmt -l: these files need gofmt -w:"; echo "$$out"; exit 1; fi
-	$(GO) vet $(PKGS)
+	.ci/check-size
+	PATH="$(TOOLS_BIN):$$PATH" .ci/check-generated
 	cd proto && PATH="$(TOOLS_BIN):$$PATH" buf lint
+	PATH="$(TOOLS_BIN):$$PATH" BREAKING_AGAINST="$(BREAKING_AGAINST)" .ci/check-breaking
+	$(GO) vet -tags spire $(PKGS)
+	$(TOOLS_BIN)/golangci-lint run $(PKGS)
 
 clean: ## remove bin/ (the stack's state in .spike/ is kept)
 	rm -rf $(BIN)

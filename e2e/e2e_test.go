@@ -21,9 +21,9 @@ import (
 
 	"github.com/spike-dev/spike/shared/devca"
 	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/svid"
 	"github.com/spike-dev/spike/shared/testkit/pgtest"
 	"github.com/spike-dev/spike/shared/testkit/proctest"
-	"github.com/spike-dev/spike/shared/svid"
 )
 
 func TestMain(m *testing.M) {
@@ -148,6 +148,7 @@ func startStack(t *testing.T, replicas int) *stack {
 // admin's token file is shared by all its environments in this stack;
 // anyone else gets a token file of its own, which does not exist.
 func (s *stack) pilotEnv(t *testing.T, i int, id spiffeid.ID) []string {
+	t.Helper()
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if id == identity.Pilot(td) {
 		tokenFile = s.adminTokenFile

@@ -3,6 +3,7 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -38,8 +39,8 @@ func runBin(t *testing.T, name string, env []string, stdin string, args ...strin
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errOut.String()}
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
 			t.Fatalf("run %s %v: %v", name, args, err)
 		}
 		r.code = ee.ExitCode()

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -29,9 +30,9 @@ import (
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/mtls"
+	"github.com/spike-dev/spike/shared/svid"
 	"github.com/spike-dev/spike/shared/testkit/pgtest"
 	"github.com/spike-dev/spike/shared/testkit/proctest"
-	"github.com/spike-dev/spike/shared/svid"
 )
 
 const (
@@ -422,8 +423,8 @@ func runBin(t *testing.T, path string, env []string, stdin string, args ...strin
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errOut.String()}
 	if err != nil {
-		ee, ok := err.(*exec.ExitError)
-		if !ok {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
 			return result{stderr: err.Error(), code: -1}
 		}
 		r.code = ee.ExitCode()

@@ -13,6 +13,7 @@ package spire_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -93,8 +94,9 @@ type spire struct {
 // with a join token, using the local stack's config templates.
 func startSPIRE(t *testing.T, root, bin, trustDomain string, ttl time.Duration) *spire {
 	t.Helper()
-	// A short directory: Unix socket paths are limited to 107 bytes.
-	dir, err := os.MkdirTemp("", "spire-e2e-")
+	// A short directory: Unix socket paths are limited to 107 bytes, and
+	// t.TempDir's path holds the (long) test name.
+	dir, err := os.MkdirTemp("", "spire-e2e-") //nolint:usetesting // see above
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,12 +161,12 @@ func startSPIRE(t *testing.T, root, bin, trustDomain string, ttl time.Duration) 
 // ID id: the same selectors deploy/local/spire.sh uses.
 func (s *spire) register(t *testing.T, id, path string) {
 	t.Helper()
-	real, err := filepath.EvalSymlinks(path)
+	resolved, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.serverCmd(t, "entry", "create", "-parentID", s.agentID, "-spiffeID", id,
-		"-selector", "unix:path:"+real, "-selector", fmt.Sprintf("unix:uid:%d", os.Getuid()))
+		"-selector", "unix:path:"+resolved, "-selector", fmt.Sprintf("unix:uid:%d", os.Getuid()))
 }
 
 // serverCmd runs `spire-server <cmd> <sub> -socketPath ... args...`.
@@ -174,7 +176,8 @@ func (s *spire) serverCmd(t *testing.T, cmd, sub string, args ...string) string 
 	out, err := c.Output()
 	if err != nil {
 		var stderr []byte
-		if ee, ok := err.(*exec.ExitError); ok {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
 			stderr = ee.Stderr
 		}
 		t.Fatalf("spire-server %s %s %s: %v\n%s%s", cmd, sub, strings.Join(args, " "), err, out, stderr)

@@ -68,37 +68,21 @@ func Caller(ctx context.Context) (spiffeid.ID, bool) {
 	return id, ok
 }
 
-// Server timeouts and limits. Requests are small unary RPCs: anything slower
+// limits of the API servers. Requests are small unary RPCs: anything slower
 // than this is a stuck or hostile client.
-const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 30 * time.Second
-	writeTimeout      = 60 * time.Second
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 64 << 10
-)
+var limits = graceful.Limits{Read: 30 * time.Second, Write: 60 * time.Second, MaxHeaderBytes: 64 << 10}
 
 // NewServer returns an HTTP server for h over tlsConf, with timeouts and
 // header limits set and WithCaller applied. The server's own errors (refused
 // TLS handshakes among them) go to log at level warn; nil discards them.
 func NewServer(h http.Handler, tlsConf *tls.Config, log *slog.Logger) *http.Server {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	p := new(http.Protocols)
 	p.SetHTTP1(true)
 	p.SetHTTP2(true)
-	return &http.Server{
-		Handler:           WithCaller(h),
-		TLSConfig:         tlsConf,
-		Protocols:         p,
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	srv := graceful.NewServer(WithCaller(h), limits, log)
+	srv.TLSConfig = tlsConf
+	srv.Protocols = p
+	return srv
 }
 
 // Serve serves TLS on ln until ctx is done, then shuts down gracefully.

@@ -26,17 +26,12 @@ import (
 // Off is the listen setting that turns the ops listener off.
 const Off = "off"
 
-// Server timeouts. Probes and scrapes are small GETs: anything slower is
-// stuck.
-const (
-	readHeaderTimeout = 5 * time.Second
-	readTimeout       = 10 * time.Second
-	writeTimeout      = 30 * time.Second
-	idleTimeout       = 2 * time.Minute
-	maxHeaderBytes    = 16 << 10
-	// readyTimeout bounds one readiness check, whatever it asks.
-	readyTimeout = 5 * time.Second
-)
+// limits of the ops servers. Probes and scrapes are small GETs: anything
+// slower is stuck.
+var limits = graceful.Limits{Read: 10 * time.Second, Write: 30 * time.Second, MaxHeaderBytes: 16 << 10}
+
+// readyTimeout bounds one readiness check, whatever it asks.
+const readyTimeout = 5 * time.Second
 
 // Config says what an ops server reports.
 type Config struct {
@@ -136,19 +131,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // NewServer returns a plain HTTP server for Handler(cfg), with timeouts
 // and header limits set.
 func NewServer(cfg Config) *http.Server {
-	log := cfg.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &http.Server{
-		Handler:           Handler(cfg),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	return graceful.NewServer(Handler(cfg), limits, cfg.Log)
 }
 
 // Serve serves plain HTTP on ln until ctx is done, then shuts down

@@ -51,7 +51,7 @@ func TestWatchPeakKeepsTheLargest(t *testing.T) {
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		i := min(int(n.Add(1))-1, len(rss)-1)
-		w.Write([]byte(metricRSS + " " + rss[i] + "\n"))
+		_, _ = w.Write([]byte(metricRSS + " " + rss[i] + "\n"))
 	}))
 	t.Cleanup(srv.Close)
 

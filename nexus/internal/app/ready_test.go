@@ -3,7 +3,6 @@ package app
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -39,7 +38,7 @@ func TestReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	keyringID := bytes.Repeat([]byte{7}, 16)
 	unsealed := keeper.New(statusKeeper{keyringID: keyringID}, store, log)
 	sealed := keeper.New(statusKeeper{}, store, log)

@@ -98,7 +98,7 @@ type pending struct {
 }
 
 // New returns a Trail. sink, when not nil, receives every committed record
-// as a JSON line. Run must be running for Write to work.
+// as a JSON line. Run must be running for Finish to write a record.
 func New(store Store, keys Keys, sink io.Writer, log *slog.Logger) (*Trail, error) {
 	t := &Trail{
 		store: store,

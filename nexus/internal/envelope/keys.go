@@ -91,7 +91,7 @@ type Keys struct {
 	// cache and through Keeper, for metrics.
 	cacheHits, cacheMisses atomic.Uint64
 
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	active *activeKey
 	cache  map[DEKID]cachedKey
 	// macKey is the audit MAC key, once loaded.
@@ -216,10 +216,10 @@ func (k *Keys) Open(ctx context.Context, sealed, aad []byte, what string) ([]byt
 }
 
 func (k *Keys) key(ctx context.Context, id DEKID) (cipher.AEAD, error) {
-	k.mu.Lock()
+	k.mu.RLock()
 	err := k.servable()
 	c, ok := k.cache[id]
-	k.mu.Unlock()
+	k.mu.RUnlock()
 	if err != nil {
 		return nil, err
 	}
@@ -284,9 +284,14 @@ func (k *Keys) MACKey(ctx context.Context) ([]byte, error) {
 	if err := k.Ready(ctx); err != nil {
 		return nil, err
 	}
-	k.mu.Lock()
+	k.mu.RLock()
+	err := k.servable()
 	cached := bytes.Clone(k.macKey)
-	k.mu.Unlock()
+	k.mu.RUnlock()
+	if err != nil {
+		clear(cached)
+		return nil, err
+	}
 	if cached != nil {
 		return cached, nil
 	}

@@ -26,10 +26,9 @@ type refusal struct {
 }
 
 // refusals translates Keeper's refusals, told apart by the reason in the
-// error's details (never by message text), into domain errors. Reasons
-// missing here, and errors without one, mean that Keeper could not answer:
-// Unavailable. A sealed Keeper is handled before this table: it updates
-// the state.
+// error's details (never by message text), into domain errors. A reason
+// missing here means that Keeper could not answer: Unavailable. A sealed
+// Keeper is handled before this table: it updates the state.
 var refusals = map[keeperv1.ErrorDetail_Reason]refusal{
 	keeperv1.ErrorDetail_REASON_WRONG_PASSWORD:   {code: fault.Invalid, msg: "%[1]s: wrong password", cause: ErrWrongPassword},
 	keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING:  {code: fault.DataLoss, msg: "%[1]s: the stored keyring is corrupt (%[2]s)"},
@@ -38,15 +37,28 @@ var refusals = map[keeperv1.ErrorDetail_Reason]refusal{
 	keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  {code: fault.Invalid, msg: "%[1]s: %[2]s"},
 }
 
+// reasonsByCode gives the reason of a refusal that carries none (a Keeper
+// older than the reasons): the Connect codes that meant one thing only.
+// Any other code without a reason is Unavailable.
+var reasonsByCode = map[connect.Code]keeperv1.ErrorDetail_Reason{
+	connect.CodeFailedPrecondition: keeperv1.ErrorDetail_REASON_SEALED,
+	connect.CodeDataLoss:           keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY,
+	connect.CodeInvalidArgument:    keeperv1.ErrorDetail_REASON_INVALID_REQUEST,
+}
+
 // translate turns a failed call to Keeper into a domain error: the one
 // place where Keeper's answers are interpreted.
 func (c *Client) translate(op string, err error) error {
 	switch connect.CodeOf(err) {
 	case connect.CodeCanceled, connect.CodeDeadlineExceeded:
-		// The caller gave up (or ran out of time): not Keeper's doing.
+		// The caller gave up (or ran out of time): not Keeper's doing. The
+		// code stays visible to connect.CodeOf.
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	reason := Reason(err)
+	reason := reasonOf(err)
+	if reason == keeperv1.ErrorDetail_REASON_UNSPECIFIED {
+		reason = reasonsByCode[connect.CodeOf(err)]
+	}
 	if reason == keeperv1.ErrorDetail_REASON_SEALED {
 		c.markSealed()
 		if serr := c.State().Err(); serr != nil {
@@ -64,9 +76,9 @@ func (c *Client) translate(op string, err error) error {
 	return fault.Wrap(r.code, cause, r.msg, op, message(err))
 }
 
-// Reason returns the reason Keeper gave for refusing a call, from the
+// reasonOf returns the reason Keeper gave for refusing a call, from the
 // error's details; REASON_UNSPECIFIED when it gave none.
-func Reason(err error) keeperv1.ErrorDetail_Reason {
+func reasonOf(err error) keeperv1.ErrorDetail_Reason {
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
 		return keeperv1.ErrorDetail_REASON_UNSPECIFIED

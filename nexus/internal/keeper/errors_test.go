@@ -69,14 +69,18 @@ func TestTranslate(t *testing.T) {
 		{name: "keyring mismatch", err: refusalErr(connect.CodeFailedPrecondition, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, anyMsg), want: fault.FailedPrecondition},
 		{name: "invalid request", err: refusalErr(connect.CodeInvalidArgument, keeperv1.ErrorDetail_REASON_INVALID_REQUEST, anyMsg), want: fault.Invalid},
 		{name: "sealed", err: refusalErr(connect.CodeFailedPrecondition, keeperv1.ErrorDetail_REASON_SEALED, anyMsg), want: fault.FailedPrecondition, wantSealed: true},
-		{name: "no reason", err: connect.NewError(connect.CodeInvalidArgument, errors.New(anyMsg)), want: fault.Unavailable},
+		{name: "no reason, invalid", err: connect.NewError(connect.CodeInvalidArgument, errors.New(anyMsg)), want: fault.Invalid},
+		{name: "no reason, sealed", err: connect.NewError(connect.CodeFailedPrecondition, errors.New(anyMsg)), want: fault.FailedPrecondition, wantSealed: true},
+		{name: "no reason, data loss", err: connect.NewError(connect.CodeDataLoss, errors.New(anyMsg)), want: fault.DataLoss},
+		{name: "caller refused", err: connect.NewError(connect.CodePermissionDenied, errors.New("only Nexus may call Keeper")), want: fault.Unavailable},
+		{name: "internal", err: connect.NewError(connect.CodeInternal, errors.New(anyMsg)), want: fault.Unavailable},
 		{name: "unreachable", err: connect.NewError(connect.CodeUnavailable, errors.New("connection refused")), want: fault.Unavailable},
 		{name: "not a connect error", err: fmt.Errorf("dial: %w", io.ErrUnexpectedEOF), want: fault.Unavailable},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := New(refusingKeeper{err: tt.err}, storedKeyring{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			c := New(refusingKeeper{err: tt.err}, storedKeyring{}, slog.New(slog.DiscardHandler))
 			if st := c.Check(t.Context()); !st.Unsealed {
 				t.Fatalf("state before the refusal: %+v, want unsealed", st)
 			}
@@ -98,7 +102,7 @@ func TestTranslate(t *testing.T) {
 // A caller that gives up is not told that Keeper is down.
 func TestTranslateCanceled(t *testing.T) {
 	t.Parallel()
-	c := New(refusingKeeper{err: connect.NewError(connect.CodeCanceled, context.Canceled)}, storedKeyring{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c := New(refusingKeeper{err: connect.NewError(connect.CodeCanceled, context.Canceled)}, storedKeyring{}, slog.New(slog.DiscardHandler))
 	_, err := c.DecryptDataKey(t.Context(), []byte("id"), []byte("w"), 1)
 	if fault.CodeOf(err) == fault.Unavailable || !errors.Is(err, context.Canceled) {
 		t.Fatalf("error = %v, want the cancellation", err)

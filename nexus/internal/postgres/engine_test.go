@@ -42,6 +42,7 @@ func listAll(t *testing.T, s *Store, prefix string, recursive bool, pageSize int
 func cas(v int64) *int64 { return &v }
 
 func putCAS(t testing.TB, ctx context.Context, s *Store, path string, c *int64) (secret.Version, error) {
+	t.Helper()
 	return s.PutSecret(ctx, auditRec(t, s), secret.Put{Path: path, CreatedBy: "me", DEKID: testDEK, CAS: c, Seal: fakeSeal(path)})
 }
 

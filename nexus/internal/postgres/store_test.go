@@ -76,7 +76,7 @@ func TestDatabaseGoesAway(t *testing.T) {
 	}
 	s, err := Open(t.Context(), c.DSN("postgres"), Options{MaxConns: 4})
 	if err != nil {
-		c.Stop()
+		_ = c.Stop()
 		t.Fatalf("Open: %v", err)
 	}
 	defer s.Close()

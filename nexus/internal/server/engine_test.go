@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -288,7 +289,7 @@ func TestLimitsRefuseAndWriteNothing(t *testing.T) {
 }
 
 func errMessage(err error) string {
-	if ce, ok := err.(*connect.Error); ok {
+	if ce := new(connect.Error); errors.As(err, &ce) {
 		return ce.Message()
 	}
 	return ""

@@ -331,16 +331,12 @@ func (s *Server) toConnect(err error, requestID string) error {
 		}
 		return connect.NewError(codes[fe.Code], errors.New(fe.Msg))
 	}
-	// Only this server's own Connect errors (from interceptors) pass as
-	// they are; one wrapped deeper came from a call to Keeper and is not
-	// the caller's business.
-	if ce, ok := err.(*connect.Error); ok {
-		return ce
-	}
+	// Any other error, a Connect error from a call to Keeper among them,
+	// is not the caller's business: only its cancellation or deadline is.
 	switch {
-	case errors.Is(err, context.Canceled):
+	case errors.Is(err, context.Canceled), connect.CodeOf(err) == connect.CodeCanceled:
 		return connect.NewError(connect.CodeCanceled, errors.New("request canceled"))
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), connect.CodeOf(err) == connect.CodeDeadlineExceeded:
 		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("request timed out"))
 	}
 	s.log.Error("internal error", "request_id", requestID, "error", err.Error())

@@ -15,17 +15,20 @@ const healthPrefix = "/grpc.health.v1.Health/"
 
 type observedKey struct{}
 
-// markObserved tells auditRefused that the request reached observe, which
-// records it.
+// markObserved tells auditRefused that the request reached the pipeline
+// (unary), which records it. The flag rides in the request's context
+// because the HTTP layer and the pipeline share nothing else; whether a
+// request is recorded never depends on it: unary records every request it
+// sees, and auditRefused only adds records for those it did not.
 func markObserved(ctx context.Context) {
 	if seen, ok := ctx.Value(observedKey{}).(*atomic.Bool); ok {
 		seen.Store(true)
 	}
 }
 
-// auditRefused records the requests that never reach observe: Connect
+// auditRefused records the requests that never reach the pipeline: Connect
 // refuses a body that does not decode, is too large or comes with the wrong
-// codec before any interceptor runs, and the mux answers 404 for unknown
+// codec before any handler runs, and the mux answers 404 for unknown
 // procedures. Such a request did nothing; its record says how it ended. The
 // response has already left, so a failed write is logged.
 func (s *Server) auditRefused(next http.Handler) http.Handler {

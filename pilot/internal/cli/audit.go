@@ -146,7 +146,7 @@ the chain and sequence number, and whether the record carries a MAC.`,
 			if err != nil {
 				return err
 			}
-			defer n.close()
+			defer n.Close()
 			records, more, err := inv.listAudit(cmd.Context(), n, req, f.limit)
 			if err != nil {
 				return err

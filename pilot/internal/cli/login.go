@@ -10,6 +10,7 @@ import (
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 )
 
+//nolint:gosec // G101: help text that mentions the token file, not a credential
 const tokenHelp = `The token is saved in SPIKE_TOKEN_FILE, by default ~/.spike/token, with mode
 0600 (the directory is created with mode 0700). Every later spike command
 sends it to Nexus; spike refuses a token file that other users may read.
@@ -96,7 +97,7 @@ kept so that you can try again.`,
 			if err != nil {
 				return err
 			}
-			defer n.close()
+			defer n.Close()
 			err = inv.call(ctx, n, func(ctx context.Context) error {
 				_, err := n.operator.Logout(ctx, connect.NewRequest(&nexusv1.LogoutRequest{}))
 				return err

@@ -20,7 +20,7 @@ type nexus struct {
 	secrets  nexusv1connect.SecretServiceClient
 	policies nexusv1connect.PolicyServiceClient
 	audit    nexusv1connect.AuditServiceClient
-	close    func() error
+	release  func() error
 }
 
 // newNexus builds the clients of the Nexus at url on httpClient, each
@@ -32,8 +32,15 @@ func newNexus(httpClient connect.HTTPClient, url string, closeFn func() error, o
 		secrets:  nexusv1connect.NewSecretServiceClient(httpClient, url, opts...),
 		policies: nexusv1connect.NewPolicyServiceClient(httpClient, url, opts...),
 		audit:    nexusv1connect.NewAuditServiceClient(httpClient, url, opts...),
-		close:    closeFn,
+		release:  closeFn,
 	}
+}
+
+// Close releases what the transport holds (Pilot's SVID source). Its
+// error cannot change the outcome of a command that has finished, so
+// callers defer it unchecked.
+func (n *nexus) Close() error {
+	return n.release()
 }
 
 // dialNexus loads Pilot's SVID and builds clients that speak Connect over
@@ -62,7 +69,7 @@ func (inv *invocation) config() (Config, error) {
 }
 
 // connect returns the Nexus clients, which send the saved admin token (if
-// any) with every call; the caller must call close. Only commands that
+// any) with every call; the caller must call Close. Only commands that
 // talk to Nexus call it, so help and version work without an SVID.
 func (inv *invocation) connect(ctx context.Context) (*nexus, error) {
 	cfg, err := inv.config()
@@ -117,6 +124,6 @@ func (inv *invocation) withNexus(ctx context.Context, fn func(context.Context, *
 	if err != nil {
 		return err
 	}
-	defer n.close()
+	defer n.Close()
 	return inv.call(ctx, n, func(ctx context.Context) error { return fn(ctx, n) })
 }

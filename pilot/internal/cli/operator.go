@@ -125,7 +125,7 @@ func (inv *invocation) withPassword(cmd *cobra.Command, use passwordUse, fn func
 	if err != nil {
 		return err
 	}
-	defer n.close()
+	defer n.Close()
 	pw, err := readPassword(ctx, inv.p.Stdin, inv.p.Stderr, use.confirm)
 	switch {
 	case errors.Is(err, errEmptyPassword):

@@ -44,7 +44,7 @@ const policyFileKeys = "name, spiffe_id_pattern (or spiffe_id), path_pattern (or
 // *inputError.
 func readPolicyFile(file string, stdin io.Reader) (*nexusv1.Policy, map[string]bool, error) {
 	source := file
-	var r io.Reader = stdin
+	r := stdin
 	if file == stdinArg {
 		source = "stdin"
 	} else {

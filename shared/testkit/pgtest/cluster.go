@@ -176,7 +176,7 @@ func (c *Cluster) waitReady() error {
 		select {
 		case <-c.done:
 			return fmt.Errorf("pgtest: postgres on port %d: %w (%v)\nserver log:\n%s",
-				c.port, errExited, c.err, c.logTail())
+				c.port, errExited, c.err, c.logTail()) //nolint:errorlint // c.err, the exit status, is detail and may be nil (exit 0)
 		case <-ctx.Done():
 			return fmt.Errorf("pgtest: postgres on port %d did not accept connections within %s: %w\nserver log:\n%s",
 				c.port, startTimeout, err, c.logTail())

@@ -7,7 +7,6 @@ package audittest
 import (
 	"bytes"
 	"context"
-	"io"
 	"log/slog"
 	"testing"
 
@@ -27,7 +26,7 @@ func (fixedKey) Unsealed() bool                         { return true }
 // key. Records that belong to no mutation need Trail.Run.
 func Trail(t testing.TB, store audit.Store) *audit.Trail {
 	t.Helper()
-	trail, err := audit.New(store, fixedKey{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	trail, err := audit.New(store, fixedKey{}, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

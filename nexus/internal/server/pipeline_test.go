@@ -1,0 +1,79 @@
+package server_test
+
+import (
+	"errors"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/emptypb"
+
+	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
+)
+
+// Every procedure of every Nexus service goes through the request
+// pipeline, which authorizes and audits it: a workload without policies is
+// refused each one, the refusal carries the pipeline's request id, and
+// each refusal is in the audit trail. A handler that skipped the pipeline
+// would answer without a request id, and without a record.
+func TestEveryProcedureGoesThroughThePipeline(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.init()
+	nobody := s.httpClient(spiffeid.RequireFromPath(td, "/app/nobody"))
+
+	var procedures []string
+	for _, file := range []protoreflect.FileDescriptor{
+		nexusv1.File_spike_nexus_v1_secret_proto, nexusv1.File_spike_nexus_v1_policy_proto,
+		nexusv1.File_spike_nexus_v1_operator_proto, nexusv1.File_spike_nexus_v1_audit_proto,
+	} {
+		for i := range file.Services().Len() {
+			svc := file.Services().Get(i)
+			for j := range svc.Methods().Len() {
+				procedures = append(procedures, "/"+string(svc.FullName())+"/"+string(svc.Methods().Get(j).Name()))
+			}
+		}
+	}
+	if len(procedures) < 24 {
+		t.Fatalf("found %d procedures, want every one of the 24 or more Nexus serves", len(procedures))
+	}
+	ids := map[string]string{}
+	for _, p := range procedures {
+		// An empty message decodes as any request message.
+		c := connect.NewClient[emptypb.Empty, emptypb.Empty](nobody, s.url+p)
+		_, err := c.CallUnary(t.Context(), connect.NewRequest(&emptypb.Empty{}))
+		var ce *connect.Error
+		if !errors.As(err, &ce) {
+			t.Errorf("%s: %v, want a refusal", p, err)
+			continue
+		}
+		switch ce.Code() {
+		case connect.CodePermissionDenied, connect.CodeInvalidArgument:
+		default:
+			t.Errorf("%s: %v, want it refused (PermissionDenied, or InvalidArgument for a missing path)", p, err)
+		}
+		id := ce.Meta().Get("Spike-Request-Id")
+		if id == "" {
+			t.Errorf("%s: refused without a request id: it did not go through the pipeline", p)
+		}
+		ids[id] = p
+	}
+
+	audit := nexusv1connect.NewAuditServiceClient(s.httpClient(adminID), s.url, withToken(s.token))
+	resp, err := audit.ListAuditRecords(t.Context(), connect.NewRequest(&nexusv1.ListAuditRecordsRequest{
+		Caller: "spiffe://spike.local/app/nobody", PageSize: 1000,
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range resp.Msg.GetRecords() {
+		if p, ok := ids[r.GetRequestId()]; ok && r.GetRpc() == p && r.GetDecision() == "deny" {
+			delete(ids, r.GetRequestId())
+		}
+	}
+	for id, p := range ids {
+		t.Errorf("%s (request %s): no audit record of the refusal", p, id)
+	}
+}
