@@ -56,8 +56,19 @@ func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 	c.RetryWaitMax = o.MaxWait
 	c.CheckRetry = ShouldRetry
 	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	return c.StandardClient()
+	return &http.Client{Transport: retrying{RoundTripper: &retryablehttp.RoundTripper{Client: c}, conns: transport}}
 }
+
+// retrying is the retrying round tripper, through which
+// http.Client.CloseIdleConnections also reaches the connections: a program
+// that stops closes them instead of leaving its peers to time them out.
+type retrying struct {
+	*retryablehttp.RoundTripper
+	conns *http.Transport
+}
+
+// CloseIdleConnections closes the connections that carry no request.
+func (r retrying) CloseIdleConnections() { r.conns.CloseIdleConnections() }
 
 // ShouldRetry is the retry policy: retry when the connection could not be
 // established or the server answered 503; never otherwise. A TLS handshake

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -53,12 +54,15 @@ type App struct {
 	store    *postgres.Store
 	schema   int64
 	reg      *prometheus.Registry
-	keeper   *keeper.Client
-	trail    *audit.Trail
-	sink     io.Writer
-	closeLog func()
-	policies *access.Policies
-	handler  *server.Server
+	// keeperHTTP carries the calls to Keeper; its connections are closed
+	// when Nexus stops, so that Keeper need not wait for them.
+	keeperHTTP *http.Client
+	keeper     *keeper.Client
+	trail      *audit.Trail
+	sink       io.Writer
+	closeLog   func()
+	policies   *access.Policies
+	handler    *server.Server
 
 	ln, opsLn net.Listener
 	// addr and opsAddr are where ln and opsLn listen (opsAddr: ops.Off
@@ -108,9 +112,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	m := metrics.New(a.reg)
 	metrics.RegisterPool(a.reg, a.store)
 
-	keeperHTTP := rpcclient.New(mtls.ClientConfig(a.src, tlsconfig.AuthorizeID(cfg.KeeperID)),
+	a.keeperHTTP = rpcclient.New(mtls.ClientConfig(a.src, tlsconfig.AuthorizeID(cfg.KeeperID)),
 		rpcclient.Options{MaxRetries: 2, MinWait: keeperMinWait, MaxWait: keeperMaxWait})
-	rpc := keeperv1connect.NewKeeperServiceClient(keeperHTTP, cfg.KeeperURL.String(),
+	rpc := keeperv1connect.NewKeeperServiceClient(a.keeperHTTP, cfg.KeeperURL.String(),
 		connect.WithInterceptors(m.KeeperCalls()))
 	a.keeper = keeper.New(rpc, a.store, log)
 	keys := envelope.NewKeys(a.keeper, a.store)
@@ -202,6 +206,9 @@ func (a *App) close() {
 		}
 	}
 	a.closeLog()
+	if a.keeperHTTP != nil {
+		a.keeperHTTP.CloseIdleConnections()
+	}
 	if a.store != nil {
 		a.store.Close()
 	}

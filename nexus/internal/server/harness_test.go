@@ -135,9 +135,14 @@ func (s *stack) source(id spiffeid.ID) *svid.Source {
 	return src
 }
 
+// httpClient returns a client calling Nexus as id. Its connections are
+// closed when the test ends, before Nexus stops, so that Nexus's graceful
+// shutdown need not wait for them.
 func (s *stack) httpClient(id spiffeid.ID) *http.Client {
-	return rpcclient.New(mtls.ClientConfig(s.source(id), tlsconfig.AuthorizeID(nexusID)),
+	c := rpcclient.New(mtls.ClientConfig(s.source(id), tlsconfig.AuthorizeID(nexusID)),
 		rpcclient.Options{MaxRetries: 1, MinWait: time.Millisecond, MaxWait: 10 * time.Millisecond})
+	s.t.Cleanup(c.CloseIdleConnections)
+	return c
 }
 
 // withToken sends token as the admin token, when not empty.
