@@ -41,10 +41,13 @@ build: ## build spike-keeper, spike-nexus, spike, spike-devca and spike-example-
 	$(GO) build -trimpath -o $(BIN)/spike-example-workload ./shared/examples/workload
 
 # -race needs cgo, so a C compiler (gcc); fuzz and test-spire run without it.
+# A race test binary sleeps 1 s at exit by default (GORACE atexit_sleep_ms)
+# for late race reports; our tests wait for their goroutines, so 100 ms
+# does, and saves about 13 s a run.
 test: ## check/install PostgreSQL, run every Go test of the workspace with -race, fuzz, then the SPIRE end-to-end test
 	deploy/local/check-deps.sh
 	@[[ $$($(GO) env CGO_ENABLED) == 1 ]] || { echo "go test -race needs cgo: install gcc (apt-get install gcc)" >&2; exit 1; }
-	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	GORACE=atexit_sleep_ms=100 $(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) --no-print-directory fuzz
 	$(MAKE) --no-print-directory test-spire
 

@@ -213,22 +213,34 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 	return connect.NewResponse(&keeperv1.UnsealResponse{KeyringId: s.ring.ID()}), nil
 }
 
+// dataKeyRing checks a data key request naming dekID (the caller is Nexus,
+// the id is well-formed, a keyring is held) and returns the keyring, held
+// until release is called.
+func (s *Server) dataKeyRing(ctx context.Context, dekID []byte) (ring *keyring.Keyring, release func(), err error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, nil, err
+	}
+	if len(dekID) != keyring.DEKIDSize {
+		return nil, nil, invalid("dek_id must be 16 bytes")
+	}
+	s.mu.RLock()
+	if s.ring == nil {
+		s.mu.RUnlock()
+		return nil, nil, sealedErr()
+	}
+	return s.ring, s.mu.RUnlock, nil
+}
+
 // GenerateDataKey returns a new data key in the clear and wrapped under the
 // active root key.
 func (s *Server) GenerateDataKey(ctx context.Context, req *connect.Request[keeperv1.GenerateDataKeyRequest]) (*connect.Response[keeperv1.GenerateDataKeyResponse], error) {
-	if err := s.authorize(ctx); err != nil {
+	dekID := req.Msg.GetDekId()
+	ring, release, err := s.dataKeyRing(ctx, dekID)
+	if err != nil {
 		return nil, err
 	}
-	dekID := req.Msg.GetDekId()
-	if len(dekID) != keyring.DEKIDSize {
-		return nil, invalid("dek_id must be 16 bytes")
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.ring == nil {
-		return nil, sealedErr()
-	}
-	plaintext, wrapped, version, err := s.ring.WrapDataKey(dekID)
+	defer release()
+	plaintext, wrapped, version, err := ring.WrapDataKey(dekID)
 	if err != nil {
 		return nil, s.internal(ctx, "wrap data key", err)
 	}
@@ -242,19 +254,13 @@ func (s *Server) GenerateDataKey(ctx context.Context, req *connect.Request[keepe
 // DecryptDataKey unwraps a data key made by GenerateDataKey. A wrapped key
 // that does not authenticate is reported as data loss.
 func (s *Server) DecryptDataKey(ctx context.Context, req *connect.Request[keeperv1.DecryptDataKeyRequest]) (*connect.Response[keeperv1.DecryptDataKeyResponse], error) {
-	if err := s.authorize(ctx); err != nil {
+	dekID := req.Msg.GetDekId()
+	ring, release, err := s.dataKeyRing(ctx, dekID)
+	if err != nil {
 		return nil, err
 	}
-	dekID := req.Msg.GetDekId()
-	if len(dekID) != keyring.DEKIDSize {
-		return nil, invalid("dek_id must be 16 bytes")
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.ring == nil {
-		return nil, sealedErr()
-	}
-	plaintext, err := s.ring.UnwrapDataKey(dekID, req.Msg.GetWrapped(), req.Msg.GetRootKeyVersion())
+	defer release()
+	plaintext, err := ring.UnwrapDataKey(dekID, req.Msg.GetWrapped(), req.Msg.GetRootKeyVersion())
 	switch {
 	case errors.Is(err, keyring.ErrUnwrap):
 		s.log.WarnContext(ctx, "data key does not unwrap",
