@@ -13,9 +13,13 @@ import (
 )
 
 // errAudit marks a failed audit write, so that the request fails closed
-// with Unavailable whatever the database said (even "permission denied").
+// with Unavailable whatever the database said (even "permission denied"),
+// naming the database when it is the cause.
 func errAudit(err error) error {
-	return fault.Wrap(fault.Unavailable, err, "audit log unavailable: the request was not carried out")
+	if cause := unableCause(err); cause != "" {
+		return fault.Wrap(fault.Unavailable, err, "database unavailable (%s): the audit record could not be written", cause)
+	}
+	return fault.Wrap(fault.Unavailable, err, "audit log unavailable: the audit record could not be written")
 }
 
 // InsertAudit inserts records that belong to no mutation, in one statement.

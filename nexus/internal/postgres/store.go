@@ -152,8 +152,34 @@ func dbError(ctx context.Context, op string, err error) error {
 			return fault.Wrap(fault.Aborted, fmt.Errorf("%s: %w", op, err),
 				"the database was too busy to finish the request (%s): nothing was changed, try again", pgErr.Code)
 		}
+		if cause, ok := unableStates[pgErr.Code]; ok {
+			return fault.Wrap(fault.Unavailable, fmt.Errorf("%s: %w", op, err),
+				"database unavailable (%s): nothing was changed, try again later", cause)
+		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// unableStates are the SQLSTATEs of a database that answers but cannot
+// take the request now, whatever the request: the statement failed and
+// its transaction with it, so nothing was changed.
+var unableStates = map[string]string{
+	"53100": "out of disk space",
+	"53200": "out of memory",
+	"25006": "read-only: a standby, or a primary in recovery",
+}
+
+// unableCause says why the database cannot be used, when err says that it
+// cannot ("" otherwise).
+func unableCause(err error) string {
+	if isConnectionError(err) {
+		return "unreachable"
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return unableStates[pgErr.Code]
+	}
+	return ""
 }
 
 // isConnectionError reports whether err means the database could not be

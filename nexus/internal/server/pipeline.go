@@ -85,9 +85,12 @@ func unary[Req, Res any](ctx context.Context, s *Server, req *connect.Request[Re
 	}
 	if aerr := s.trail.Finish(ctx, c.record, code); aerr != nil {
 		s.log.Error("audit record not written: response withheld", "request_id", c.id, "error", aerr.Error())
-		res, err = nil, connect.NewError(connect.CodeUnavailable,
-			errors.New("audit log unavailable: the response was withheld"))
-		code = connect.CodeUnavailable.String()
+		// An uncertain outcome stays Unknown: Unavailable would tell the
+		// client that nothing happened, and a retry could apply it twice.
+		if code != connect.CodeUnknown.String() {
+			res, err = nil, connect.NewError(connect.CodeUnavailable, errors.New(withheld(aerr)))
+			code = connect.CodeUnavailable.String()
+		}
 	}
 	elapsed := time.Since(start)
 	s.log.Info("request",
@@ -301,6 +304,18 @@ func bearer(h http.Header) (string, bool) {
 	token, ok := strings.CutPrefix(v, "Bearer ")
 	token = strings.TrimSpace(token)
 	return token, ok && token != ""
+}
+
+// withheld is the message of a response withheld because its audit record
+// could not be written: why, as the trail says it (it names the database
+// when the database is the cause), never the request's own result.
+func withheld(auditErr error) string {
+	msg := "audit log unavailable"
+	var fe *fault.Error
+	if errors.As(auditErr, &fe) {
+		msg = fe.Msg
+	}
+	return msg + "; the response was withheld"
 }
 
 // codes maps domain error codes to Connect codes: the one place where this
