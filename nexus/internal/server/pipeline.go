@@ -84,10 +84,13 @@ func unary[Req, Res any](ctx context.Context, s *Server, req *connect.Request[Re
 		code = connect.CodeOf(err).String()
 	}
 	if aerr := s.trail.Finish(ctx, c.record, code); aerr != nil {
-		s.log.Error("audit record not written: response withheld", "request_id", c.id, "error", aerr.Error())
-		// An uncertain outcome stays Unknown: Unavailable would tell the
-		// client that nothing happened, and a retry could apply it twice.
-		if code != connect.CodeUnknown.String() {
+		// An uncertain outcome stays Unknown (an error that carries no
+		// data): Unavailable would tell the client that nothing happened,
+		// and a retry could apply the change twice.
+		if code == connect.CodeUnknown.String() {
+			s.log.Error("audit record not written: the uncertain outcome is answered all the same", "request_id", c.id, "error", aerr.Error())
+		} else {
+			s.log.Error("audit record not written: response withheld", "request_id", c.id, "error", aerr.Error())
 			res, err = nil, connect.NewError(connect.CodeUnavailable, errors.New(withheld(aerr)))
 			code = connect.CodeUnavailable.String()
 		}
