@@ -18,11 +18,40 @@ import (
 // refused each one, the refusal carries the pipeline's request id, and
 // each refusal is in the audit trail. A handler that skipped the pipeline
 // would answer without a request id, and without a record.
+//
+// Workloads call with Connect, gRPC or gRPC-Web clients: the pipeline
+// serves all three alike.
 func TestEveryProcedureGoesThroughThePipeline(t *testing.T) {
 	t.Parallel()
+	protocols := map[string][]connect.ClientOption{
+		"connect":  nil,
+		"grpc":     {connect.WithGRPC()},
+		"grpc-web": {connect.WithGRPCWeb()},
+	}
+	for name, opts := range protocols {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testPipeline(t, opts)
+		})
+	}
+}
+
+func testPipeline(t *testing.T, opts []connect.ClientOption) {
+	t.Helper()
 	s := newStack(t)
 	s.init()
 	nobody := s.httpClient(spiffeid.RequireFromPath(td, "/app/nobody"))
+
+	// The admin's put and get work over the protocol.
+	admin := nexusv1connect.NewSecretServiceClient(s.httpClient(adminID), s.url, append(opts, withToken(s.token))...)
+	if _, err := admin.PutSecret(t.Context(), connect.NewRequest(&nexusv1.PutSecretRequest{
+		Path: "apps/p", Data: map[string]string{"k": "v"}})); err != nil {
+		t.Fatal(err)
+	}
+	got, err := admin.GetSecret(t.Context(), connect.NewRequest(&nexusv1.GetSecretRequest{Path: "apps/p"}))
+	if err != nil || got.Msg.GetSecret().GetData()["k"] != "v" || got.Header().Get("Spike-Request-Id") == "" {
+		t.Fatalf("get over the protocol: %v, %v; want k=v and a request id", got, err)
+	}
 
 	var procedures []string
 	for _, file := range []protoreflect.FileDescriptor{
@@ -42,7 +71,7 @@ func TestEveryProcedureGoesThroughThePipeline(t *testing.T) {
 	ids := map[string]string{}
 	for _, p := range procedures {
 		// An empty message decodes as any request message.
-		c := connect.NewClient[emptypb.Empty, emptypb.Empty](nobody, s.url+p)
+		c := connect.NewClient[emptypb.Empty, emptypb.Empty](nobody, s.url+p, opts...)
 		_, err := c.CallUnary(t.Context(), connect.NewRequest(&emptypb.Empty{}))
 		var ce *connect.Error
 		if !errors.As(err, &ce) {
