@@ -40,6 +40,8 @@ type Entry struct {
 	// keyErr says why there is no key although SPIKE is unsealed: every
 	// write of this record then fails (fail closed).
 	keyErr error
+	// replay is the request's idempotency key, if any.
+	replay *Replay
 }
 
 // Begin starts the record of a request.

@@ -106,6 +106,33 @@ func SecretAAD(path string, version int64) []byte {
 	return binary.BigEndian.AppendUint64(b, uint64(version))
 }
 
+// HeadAAD is the identity of a secret's sealed head: its path and
+// incarnation.
+func HeadAAD(path string, incarnation []byte) []byte {
+	const label = "spike secret head v1\x00"
+	b := make([]byte, 0, len(label)+4+len(path)+4+len(incarnation))
+	b = append(b, label...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(path)))
+	b = append(b, path...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(incarnation)))
+	return append(b, incarnation...)
+}
+
+// ValueAAD is the identity of a secret version's value: its path, the
+// secret's incarnation, the version number and who wrote it.
+func ValueAAD(path string, incarnation []byte, version int64, createdBy string) []byte {
+	const label = "spike secret value v2\x00"
+	b := make([]byte, 0, len(label)+4+len(path)+4+len(incarnation)+8+4+len(createdBy))
+	b = append(b, label...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(path)))
+	b = append(b, path...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(incarnation)))
+	b = append(b, incarnation...)
+	b = binary.BigEndian.AppendUint64(b, uint64(version))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(createdBy)))
+	return append(b, createdBy...)
+}
+
 // MetadataAAD is the row identity of a secret's custom metadata.
 func MetadataAAD(path string) []byte {
 	return labelled("spike secret metadata v1\x00", []byte(path))

@@ -33,6 +33,21 @@ type Key struct {
 	aead cipher.AEAD
 }
 
+// NewKey returns the data key id with the raw key material raw (which the
+// caller may clear afterwards).
+func NewKey(id DEKID, raw []byte) (Key, error) {
+	aead, err := NewAEAD(raw)
+	if err != nil {
+		return Key{}, err
+	}
+	return Key{ID: id, aead: aead}, nil
+}
+
+// Open decrypts a value sealed under k, bound to aad.
+func (k Key) Open(sealed, aad []byte) ([]byte, error) {
+	return Open(k.aead, sealed, aad)
+}
+
 // Seal encrypts plaintext under k, bound to aad.
 func (k Key) Seal(plaintext, aad []byte) ([]byte, error) {
 	return Seal(k.aead, k.ID, plaintext, aad)

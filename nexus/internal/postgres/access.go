@@ -21,13 +21,14 @@ const PolicyChannel = "spike_policies"
 // manifest with manifest, and announces the change to every Nexus replica,
 // in one transaction.
 func (s *Store) PutPolicy(ctx context.Context, rec *audit.Entry, name string, sealed []byte, manifest policy.ManifestFunc) (policy.Record, error) {
-	row := policy.Record{Name: name, Sealed: sealed}
-	err := s.changePolicies(ctx, rec, manifest, func(tx pgx.Tx) error {
-		return tx.QueryRow(ctx,
+	row, err := changePolicies(ctx, s, rec, manifest, func(tx pgx.Tx) (policy.Record, error) {
+		row := policy.Record{Name: name, Sealed: sealed}
+		err := tx.QueryRow(ctx,
 			`INSERT INTO policies AS p (name, sealed) VALUES ($1, $2)
 			 ON CONFLICT (name) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()
 			 RETURNING p.created_at, p.updated_at`,
 			name, sealed).Scan(&row.CreatedAt, &row.UpdatedAt)
+		return row, err
 	})
 	if err != nil {
 		return policy.Record{}, dbError(ctx, "put policy "+name, err)
@@ -38,15 +39,15 @@ func (s *Store) PutPolicy(ctx context.Context, rec *audit.Entry, name string, se
 // DeletePolicy removes the policy called name, rewrites the policy manifest
 // with manifest, and announces the change, in one transaction.
 func (s *Store) DeletePolicy(ctx context.Context, rec *audit.Entry, name string, manifest policy.ManifestFunc) error {
-	err := s.changePolicies(ctx, rec, manifest, func(tx pgx.Tx) error {
+	_, err := changePolicies(ctx, s, rec, manifest, func(tx pgx.Tx) (struct{}, error) {
 		tag, err := tx.Exec(ctx, `DELETE FROM policies WHERE name = $1`, name)
 		if err != nil {
-			return err
+			return struct{}{}, err
 		}
 		if tag.RowsAffected() == 0 {
-			return fault.New(fault.NotFound, "policy %s not found", name)
+			return struct{}{}, fault.New(fault.NotFound, "policy %s not found", name)
 		}
-		return nil
+		return struct{}{}, nil
 	})
 	return dbError(ctx, "delete policy "+name, err)
 }
@@ -55,42 +56,43 @@ func (s *Store) DeletePolicy(ctx context.Context, rec *audit.Entry, name string,
 // policy generation, rewrites the manifest and notifies the replicas.
 // Policy changes queue on the generation row (the manifest row may not
 // exist yet, so it cannot be the only lock).
-func (s *Store) changePolicies(ctx context.Context, rec *audit.Entry, manifest policy.ManifestFunc, change func(pgx.Tx) error) error {
-	return s.mutate(ctx, rec, func(tx pgx.Tx) error {
+func changePolicies[T any](ctx context.Context, s *Store, rec *audit.Entry, manifest policy.ManifestFunc, change func(pgx.Tx) (T, error)) (T, error) {
+	out, _, err := mutateOutcome(ctx, s, rec, func(tx pgx.Tx) (out T, err error) {
 		var gen int64
-		err := tx.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1 FOR UPDATE`).Scan(&gen)
+		err = tx.QueryRow(ctx, `SELECT generation FROM policy_generation WHERE id = 1 FOR UPDATE`).Scan(&gen)
 		if err != nil {
-			return err
+			return out, err
 		}
 		var old []byte
 		err = tx.QueryRow(ctx, `SELECT sealed FROM policy_manifest WHERE id = 1 FOR UPDATE`).Scan(&old)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return err
+			return out, err
 		}
-		if err := change(tx); err != nil {
-			return err
+		if out, err = change(tx); err != nil {
+			return out, err
 		}
 		gen++
 		if _, err := tx.Exec(ctx, `UPDATE policy_generation SET generation = $1 WHERE id = 1`, gen); err != nil {
-			return err
+			return out, err
 		}
 		rows, err := policyRows(ctx, tx)
 		if err != nil {
-			return err
+			return out, err
 		}
 		next, err := manifest(old, rows, gen)
 		if err != nil {
-			return err
+			return out, err
 		}
 		if _, err := tx.Exec(ctx,
 			`INSERT INTO policy_manifest (id, sealed) VALUES (1, $1)
 			 ON CONFLICT (id) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = now()`,
 			next); err != nil {
-			return err
+			return out, err
 		}
 		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, PolicyChannel, strconv.FormatInt(gen, 10))
-		return err
+		return out, err
 	})
+	return out, err
 }
 
 // Policies returns every stored policy, the policy generation and the
@@ -173,17 +175,24 @@ func (s *Store) listen(ctx context.Context, changed func()) error {
 }
 
 // CreateToken stores a new admin token and deletes tokens that expired
-// more than a day ago.
+// more than a day ago. A retry of a request that created its token is
+// fault.FailedPrecondition: the token cannot be shown again.
 func (s *Store) CreateToken(ctx context.Context, rec *audit.Entry, t token.Record) error {
-	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
+	_, replayed, err := mutateOutcome(ctx, s, rec, func(tx pgx.Tx) (struct{}, error) {
 		if _, err := tx.Exec(ctx,
 			`INSERT INTO admin_tokens (lookup, sealed, expires_at) VALUES ($1, $2, $3)`,
 			t.Lookup, t.Sealed, t.ExpiresAt); err != nil {
-			return err
+			return struct{}{}, err
 		}
 		_, err := tx.Exec(ctx, `DELETE FROM admin_tokens WHERE expires_at < now() - interval '1 day'`)
-		return err
+		return struct{}{}, err
 	})
+	if err == nil && replayed {
+		// The token is shown once and kept only as a hash: it cannot be
+		// returned again.
+		return fault.New(fault.FailedPrecondition,
+			"this request (same Idempotency-Key) already created an admin token, which is shown only once: log in again")
+	}
 	return dbError(ctx, "store admin token", err)
 }
 

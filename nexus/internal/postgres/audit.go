@@ -34,6 +34,15 @@ type execer interface {
 
 // insertAudit inserts rows in one statement through db.
 func insertAudit(ctx context.Context, db execer, rows []audit.Record) error {
+	sql, args := auditInsert(rows)
+	if _, err := db.Exec(ctx, sql, args...); err != nil {
+		return errAudit(err)
+	}
+	return nil
+}
+
+// auditInsert is the statement that inserts rows, and its arguments.
+func auditInsert(rows []audit.Record) (string, []any) {
 	n := len(rows)
 	var (
 		chain             = make([][]byte, n)
@@ -58,11 +67,7 @@ func insertAudit(ctx context.Context, db execer, rows []audit.Record) error {
 	  FROM unnest($1::bytea[], $2::smallint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::text[],
 	              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bytea[])
 	       AS u(chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac)`
-	args := []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
-	if _, err := db.Exec(ctx, sql, args...); err != nil {
-		return errAudit(err)
-	}
-	return nil
+	return sql, []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
 }
 
 // AuditKeyID returns the data key id of the audit MAC key, if one exists.

@@ -5,6 +5,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -107,6 +108,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	return s, nil
 }
+
+// DefaultMaxVersions is the retention of secrets that set none.
+func (s *Store) DefaultMaxVersions() int32 { return s.defaultMaxVersions }
 
 // Close closes all connections. It waits for connections in use to be
 // returned to the pool.
@@ -213,7 +217,8 @@ func isConnectionError(err error) bool {
 // outcome is unknown, and the error says so instead of "unavailable": a
 // client must not blindly retry a write that may have been applied.
 func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	return s.runTx(ctx, nil, fn)
+	_, _, err := runTx(ctx, s, nil, func(tx pgx.Tx) (struct{}, error) { return struct{}{}, fn(tx) })
+	return err
 }
 
 // errNoRecord refuses a mutation that came without its audit record.
@@ -222,27 +227,84 @@ var errNoRecord = errors.New("a mutation without its audit record was refused")
 // mutate is inTx for a request's mutation: rec, the request's audit record,
 // is written in the same transaction just before the commit, so that no
 // mutation commits without its record. Without a record nothing happens.
+// A mutation whose idempotency key was applied before returns nil without
+// running fn again (see mutateOutcome).
 func (s *Store) mutate(ctx context.Context, rec *audit.Entry, fn func(pgx.Tx) error) error {
-	if rec == nil {
-		return errNoRecord
-	}
-	return s.runTx(ctx, rec, fn)
+	_, _, err := mutateOutcome(ctx, s, rec, func(tx pgx.Tx) (struct{}, error) { return struct{}{}, fn(tx) })
+	return err
 }
 
-func (s *Store) runTx(ctx context.Context, rec *audit.Entry, fn func(pgx.Tx) error) error {
+// mutateOutcome is mutate for a mutation that returns something. When rec
+// carries an idempotency key, the outcome is kept under it (JSON, MACed) in
+// the same transaction; when the key already has an outcome, fn does not
+// run, nothing is written, and the first outcome is returned with replayed
+// set. Two requests racing with one key are serialised by the key's row:
+// the second sees the first's outcome.
+func mutateOutcome[T any](ctx context.Context, s *Store, rec *audit.Entry, fn func(pgx.Tx) (T, error)) (out T, replayed bool, err error) {
+	if rec == nil {
+		return out, false, errNoRecord
+	}
+	for attempt := 1; ; attempt++ {
+		out, replayed, err = runTx(ctx, s, rec, fn)
+		if attempt < maxWriteAttempts && isUniqueViolation(err, "idempotency_keys_pkey") {
+			continue
+		}
+		return out, replayed, err
+	}
+}
+
+func isUniqueViolation(err error, constraint string) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == constraint
+}
+
+func runTx[T any](ctx context.Context, s *Store, rec *audit.Entry, fn func(pgx.Tx) (T, error)) (out T, replayed bool, err error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return err
+		return out, false, err
 	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return err
+	rollback := func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }
+	var (
+		r     audit.Replay
+		keyed bool
+	)
+	if rec != nil {
+		r, keyed = rec.Replay()
+	}
+	if keyed {
+		var o storedOutcome
+		err := tx.QueryRow(ctx, `SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`,
+			r.Caller, r.Key).Scan(&o.hash, &o.outcome, &o.mac)
+		switch {
+		case err == nil:
+			rollback()
+			if err := rec.CheckOutcome(o.hash, o.outcome, o.mac); err != nil {
+				return out, false, err
+			}
+			if err := json.Unmarshal(o.outcome, &out); err != nil {
+				return out, false, fault.Wrap(fault.DataLoss, err, "the stored outcome of Idempotency-Key %q does not decode", r.Key)
+			}
+			return out, true, nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			rollback()
+			return out, false, err
+		}
+	}
+	if out, err = fn(tx); err != nil {
+		rollback()
+		return out, false, err
+	}
+	if keyed {
+		if err := keepOutcome(ctx, tx, rec, r, out); err != nil {
+			rollback()
+			return out, false, err
+		}
 	}
 	if rec != nil {
 		if err := writeRecord(ctx, tx, rec); err != nil {
-			_ = tx.Rollback(context.WithoutCancel(ctx))
+			rollback()
 			rec.Done(false)
-			return err
+			return out, false, err
 		}
 	}
 	// The commit must not be cut short by the caller going away: its outcome
@@ -255,11 +317,36 @@ func (s *Store) runTx(ctx context.Context, rec *audit.Entry, fn func(pgx.Tx) err
 	}
 	if err != nil {
 		if isConnectionError(err) {
-			return fault.Wrap(fault.Unknown, err, "the database connection broke while committing: the change may or may not have been applied")
+			return out, false, fault.Wrap(fault.Unknown, err, "the database connection broke while committing: the change may or may not have been applied")
 		}
+		return out, false, err
+	}
+	return out, false, nil
+}
+
+// keepOutcome stores a mutation's outcome under its idempotency key.
+func keepOutcome(ctx context.Context, tx pgx.Tx, rec *audit.Entry, r audit.Replay, out any) error {
+	outcome, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("encode outcome: %w", err)
+	}
+	mac, err := rec.OutcomeMAC(outcome)
+	if err != nil {
 		return err
 	}
-	return nil
+	_, err = tx.Exec(ctx, `INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac) VALUES ($1, $2, $3, $4, $5)`,
+		r.Caller, r.Key, r.RequestHash, outcome, mac)
+	return err
+}
+
+// PruneOutcomes deletes the outcomes kept under idempotency keys for longer
+// than retention, and returns how many.
+func (s *Store) PruneOutcomes(ctx context.Context, retention time.Duration) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE created_at < now() - $1::interval`, retention)
+	if err != nil {
+		return 0, dbError(ctx, "prune idempotency keys", err)
+	}
+	return tag.RowsAffected(), nil
 }
 
 // writeRecord inserts the rows of rec in tx (none when an earlier mutation

@@ -11,7 +11,6 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/audit/audittest"
 	"github.com/spike-dev/spike/nexus/internal/fault"
-	"github.com/spike-dev/spike/nexus/internal/secret"
 	"github.com/spike-dev/spike/shared/testkit/pgtest"
 )
 
@@ -86,7 +85,7 @@ func TestDatabaseGoesAway(t *testing.T) {
 	if err := c.Stop(); err != nil {
 		t.Fatalf("stop cluster: %v", err)
 	}
-	_, err = s.SecretVersion(t.Context(), "a", 0)
+	_, _, _, err = s.ReadSecret(t.Context(), "a", 0)
 	wantCode(t, err, fault.Unavailable, "database unavailable")
 	wantCode(t, s.Ping(t.Context()), fault.Unavailable, "database unavailable")
 }
@@ -96,11 +95,11 @@ func TestContextErrorsPassThrough(t *testing.T) {
 	s, _ := newStore(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := s.SecretVersion(ctx, "a", 0)
+	_, _, _, err := s.ReadSecret(ctx, "a", 0)
 	if !errors.Is(err, context.Canceled) || fault.CodeOf(err) != 0 {
 		t.Errorf("SecretVersion with canceled context: error = %v (code %d), want context.Canceled", err, fault.CodeOf(err))
 	}
-	_, err = s.PutSecret(ctx, auditRec(t, s), secret.Put{Path: "a", CreatedBy: "me", DEKID: make([]byte, 16), Seal: func(int64) ([]byte, error) { return []byte("x"), nil }})
+	err = rawPut(ctx, s, auditRec(t, s), "a", nil)
 	if !errors.Is(err, context.Canceled) || fault.CodeOf(err) != 0 {
 		t.Errorf("PutSecret with canceled context: error = %v (code %d), want context.Canceled", err, fault.CodeOf(err))
 	}

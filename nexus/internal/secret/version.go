@@ -38,21 +38,6 @@ type Read struct {
 	CASRequired bool
 }
 
-// Put is a request to store a new version.
-type Put struct {
-	Path      string
-	CreatedBy string
-	// DEKID names the data key Seal uses.
-	DEKID []byte
-	// CAS, when set, is the version the writer expects to be current; 0
-	// means the secret must have no version yet.
-	CAS *int64
-	// Seal returns the sealed value for the new version number. It runs
-	// inside the transaction while the secret's row is locked, so it must be
-	// quick and do no I/O.
-	Seal func(version int64) ([]byte, error)
-}
-
 // VersionChange is what a delete, undelete or destroy does to each version
 // it names.
 type VersionChange int

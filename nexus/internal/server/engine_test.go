@@ -139,22 +139,22 @@ func TestCustomMetadataIsSealed(t *testing.T) {
 	if m.GetMaxVersions() != 3 || m.GetEffectiveMaxVersions() != 3 || !cmp.Equal(custom, m.GetCustomMetadata()) || m.GetCurrentVersion() != 0 {
 		t.Fatalf("metadata = %v", m)
 	}
-	var stored []byte
-	if err := s.db().QueryRow(ctx, `SELECT custom_metadata FROM secrets WHERE path = 'm'`).Scan(&stored); err != nil {
+	var stored, head []byte
+	if err := s.db().QueryRow(ctx, `SELECT custom_metadata, head FROM secrets WHERE path = 'm'`).Scan(&stored, &head); err != nil {
 		t.Fatal(err)
 	}
-	if len(stored) == 0 || strings.Contains(string(stored), "CUSTOM-MARKER") {
-		t.Fatalf("custom metadata stored as %q", stored)
+	if stored != nil || len(head) == 0 || strings.Contains(string(head), "CUSTOM-MARKER") {
+		t.Fatalf("custom metadata stored as %q, head %q", stored, head)
 	}
-	// Moved to another secret's row, it no longer opens.
-	if _, err := c.UpdateSecretMetadata(ctx, connect.NewRequest(&nexusv1.UpdateSecretMetadataRequest{Path: "other", MaxVersions: ptr[int32](0)})); err != nil {
+	// Moved to another secret's row, the head no longer opens.
+	if _, err := c.UpdateSecretMetadata(ctx, connect.NewRequest(&nexusv1.UpdateSecretMetadataRequest{Path: "other", MaxVersions: ptr[int32](3)})); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.db().Exec(ctx, `UPDATE secrets SET custom_metadata = (SELECT custom_metadata FROM secrets WHERE path = 'm') WHERE path = 'other'`); err != nil {
+	if _, err := s.db().Exec(ctx, `UPDATE secrets o SET head = m.head, incarnation = m.incarnation FROM secrets m WHERE m.path = 'm' AND o.path = 'other'`); err != nil {
 		t.Fatal(err)
 	}
 	_, err = c.GetSecretMetadata(ctx, connect.NewRequest(&nexusv1.GetSecretMetadataRequest{Path: "other"}))
-	wantCode(t, err, connect.CodeDataLoss, "custom metadata of other")
+	wantCode(t, err, connect.CodeDataLoss, "the head of secret other failed authentication")
 	// Clearing works, and leaves the other settings alone.
 	up, err = c.UpdateSecretMetadata(ctx, connect.NewRequest(&nexusv1.UpdateSecretMetadataRequest{Path: "m", CustomMetadata: &nexusv1.CustomMetadata{}}))
 	if err != nil || len(up.Msg.GetMetadata().GetCustomMetadata()) != 0 || up.Msg.GetMetadata().GetMaxVersions() != 3 {

@@ -2,16 +2,13 @@ package server
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 
-	"github.com/spike-dev/spike/nexus/internal/envelope"
-	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/engine"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
@@ -29,15 +26,11 @@ func (s secretServer) getSecretMetadata(ctx context.Context, c *call, m *nexusv1
 	if err := s.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	md, err := s.store.Metadata(ctx, path)
+	md, err := s.engine.Metadata(ctx, path)
 	if err != nil {
 		return nil, err
 	}
-	pm, err := s.metadataMessage(ctx, md)
-	if err != nil {
-		return nil, err
-	}
-	return &nexusv1.GetSecretMetadataResponse{Metadata: pm}, nil
+	return &nexusv1.GetSecretMetadataResponse{Metadata: metadataMessage(md)}, nil
 }
 
 // UpdateSecretMetadata changes settings and custom metadata; custom
@@ -57,31 +50,21 @@ func (s secretServer) updateSecretMetadata(ctx context.Context, c *call, m *nexu
 			return nil, err
 		}
 	}
+	var custom map[string]string
 	if cm := m.GetCustomMetadata(); cm != nil {
 		if err := secret.ValidateCustomMetadata(cm.GetEntries()); err != nil {
 			return nil, err
 		}
-		u.SetCustomMetadata = true
-		if len(cm.GetEntries()) > 0 {
-			sealed, err := s.sealCustom(ctx, path, cm.GetEntries())
-			if err != nil {
-				return nil, err
-			}
-			u.CustomMetadata = sealed
-		}
+		u.SetCustomMetadata, custom = true, cm.GetEntries()
 	}
 	if err := s.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	md, err := s.store.UpdateMetadata(ctx, c.record, u)
+	md, err := s.engine.UpdateMetadata(ctx, c.record, u, custom)
 	if err != nil {
 		return nil, err
 	}
-	pm, err := s.metadataMessage(ctx, md)
-	if err != nil {
-		return nil, err
-	}
-	return &nexusv1.UpdateSecretMetadataResponse{Metadata: pm}, nil
+	return &nexusv1.UpdateSecretMetadataResponse{Metadata: metadataMessage(md)}, nil
 }
 
 // DeleteSecretMetadata removes a secret and all its versions.
@@ -103,21 +86,8 @@ func (s secretServer) deleteSecretMetadata(ctx context.Context, c *call, m *nexu
 	return &nexusv1.DeleteSecretMetadataResponse{}, nil
 }
 
-func (s secretServer) sealCustom(ctx context.Context, path string, custom map[string]string) ([]byte, error) {
-	plain, err := json.Marshal(custom)
-	if err != nil {
-		return nil, fmt.Errorf("encode custom metadata: %w", err)
-	}
-	defer clear(plain)
-	key, err := s.keys.ActiveKey(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return key.Seal(plain, envelope.MetadataAAD(path))
-}
-
-// metadataMessage opens the custom metadata and builds the API message.
-func (s secretServer) metadataMessage(ctx context.Context, m secret.Metadata) (*nexusv1.SecretMetadata, error) {
+// metadataMessage builds the API message.
+func metadataMessage(m engine.Metadata) *nexusv1.SecretMetadata {
 	pm := &nexusv1.SecretMetadata{
 		Path:                 m.Path,
 		CurrentVersion:       m.CurrentVersion,
@@ -125,19 +95,9 @@ func (s secretServer) metadataMessage(ctx context.Context, m secret.Metadata) (*
 		MaxVersions:          m.MaxVersions,
 		EffectiveMaxVersions: m.EffectiveMaxVersions,
 		CasRequired:          m.CASRequired,
+		CustomMetadata:       m.Custom,
 		CreatedAt:            timestamppb.New(m.CreatedAt),
 		UpdatedAt:            timestamppb.New(m.UpdatedAt),
-	}
-	if m.CustomMetadata != nil {
-		what := "custom metadata of " + m.Path
-		plain, err := s.keys.Open(ctx, m.CustomMetadata, envelope.MetadataAAD(m.Path), what)
-		if err != nil {
-			return nil, err
-		}
-		defer clear(plain)
-		if err := json.Unmarshal(plain, &pm.CustomMetadata); err != nil {
-			return nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
-		}
 	}
 	for _, v := range m.Versions {
 		vm := &nexusv1.VersionMetadata{
@@ -156,5 +116,5 @@ func (s secretServer) metadataMessage(ctx context.Context, m secret.Metadata) (*
 		}
 		pm.Versions = append(pm.Versions, vm)
 	}
-	return pm, nil
+	return pm
 }

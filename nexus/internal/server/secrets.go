@@ -1,18 +1,14 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 
-	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
@@ -185,29 +181,12 @@ func errCASRequired(path string, current int64) error {
 		"check-and-set is required for %s: give the version you expect (it is at version %d)", path, current)
 }
 
-// write seals data for the next version of path and stores it.
+// write stores data as the next version of path.
 func (s secretServer) write(ctx context.Context, c *call, path string, data map[string]string, cas *int64) (secret.Version, error) {
-	plain, err := json.Marshal(data)
-	if err != nil {
-		return secret.Version{}, fmt.Errorf("encode secret data: %w", err)
-	}
-	defer clear(plain)
 	if err := s.keeper.Ready(ctx); err != nil {
 		return secret.Version{}, err
 	}
-	key, err := s.keys.ActiveKey(ctx)
-	if err != nil {
-		return secret.Version{}, err
-	}
-	return s.store.PutSecret(ctx, c.record, secret.Put{
-		Path:      path,
-		CreatedBy: c.caller.String(),
-		DEKID:     key.ID[:],
-		CAS:       cas,
-		Seal: func(version int64) ([]byte, error) {
-			return key.Seal(plain, envelope.SecretAAD(path, version))
-		},
-	})
+	return s.engine.Put(ctx, c.record, path, c.caller.String(), data, cas)
 }
 
 // read returns a live version and its opened data.
@@ -215,22 +194,5 @@ func (s secretServer) read(ctx context.Context, path string, version int64) (sec
 	if err := s.keeper.Ready(ctx); err != nil {
 		return secret.Read{}, nil, err
 	}
-	r, err := s.store.SecretVersion(ctx, path, version)
-	if err != nil {
-		return secret.Read{}, nil, err
-	}
-	what := fmt.Sprintf("version %d of %s", r.Version.Version, r.Path)
-	if id, err := envelope.KeyID(r.Sealed); err != nil || !bytes.Equal(id[:], r.DEKID) {
-		return secret.Read{}, nil, fault.New(fault.DataLoss, "%s failed authentication: its data key reference was altered", what)
-	}
-	plain, err := s.keys.Open(ctx, r.Sealed, envelope.SecretAAD(r.Path, r.Version.Version), what)
-	if err != nil {
-		return secret.Read{}, nil, err
-	}
-	defer clear(plain)
-	var data map[string]string
-	if err := json.Unmarshal(plain, &data); err != nil {
-		return secret.Read{}, nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
-	}
-	return r, data, nil
+	return s.engine.Read(ctx, path, version)
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/audit"
+	"github.com/spike-dev/spike/nexus/internal/engine"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/keeper"
 	"github.com/spike-dev/spike/nexus/internal/metrics"
@@ -44,6 +45,7 @@ type Config struct {
 // Server implements the Nexus services.
 type Server struct {
 	store    *postgres.Store
+	engine   *engine.Engine
 	keys     *envelope.Keys
 	keeper   *keeper.Client
 	admins   map[spiffeid.ID]bool
@@ -73,6 +75,7 @@ func New(cfg Config, store *postgres.Store, kc *keeper.Client, keys *envelope.Ke
 	}
 	return &Server{
 		store:    store,
+		engine:   engine.New(store, keys, store.DefaultMaxVersions()),
 		keys:     keys,
 		keeper:   kc,
 		admins:   admins,

@@ -59,5 +59,5 @@ func (s secretServer) changeVersions(ctx context.Context, c *call, path string, 
 	if err := s.keeper.Ready(ctx); err != nil {
 		return nil, err
 	}
-	return s.store.ChangeVersions(ctx, c.record, path, versions, change)
+	return s.engine.Change(ctx, c.record, path, versions, change)
 }

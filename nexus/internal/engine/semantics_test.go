@@ -1,9 +1,10 @@
-package postgres
+package engine
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -12,11 +13,12 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // listAll pages through a listing with the given page size.
-func listAll(t *testing.T, s *Store, prefix string, recursive bool, pageSize int) ([]string, error) {
+func listAll(t *testing.T, s *testStore, prefix string, recursive bool, pageSize int) ([]string, error) {
 	t.Helper()
 	var all []string
 	after := ""
@@ -41,10 +43,6 @@ func listAll(t *testing.T, s *Store, prefix string, recursive bool, pageSize int
 
 func cas(v int64) *int64 { return &v }
 
-func putCAS(t testing.TB, ctx context.Context, s *Store, path string, c *int64) (secret.Version, error) {
-	t.Helper()
-	return s.PutSecret(ctx, auditRec(t, s), secret.Put{Path: path, CreatedBy: "me", DEKID: testDEK, CAS: c, Seal: fakeSeal(path)})
-}
 
 func storedVersions(t *testing.T, dsn, path string) []int64 {
 	t.Helper()
@@ -109,7 +107,7 @@ func TestCheckAndSet(t *testing.T) {
 	}
 
 	required := true
-	if _, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", CASRequired: &required}); err != nil {
+	if _, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", CASRequired: &required}, nil); err != nil {
 		t.Fatal(err)
 	}
 	_, err = putCAS(t, ctx, s, "p", nil)
@@ -162,7 +160,7 @@ func TestRetentionPrunesOldVersions(t *testing.T) {
 	wantCode(t, err, fault.NotFound, "version 3 of p no longer exists: the oldest kept is 4")
 
 	five := int32(5)
-	m, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &five})
+	m, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &five}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +172,7 @@ func TestRetentionPrunesOldVersions(t *testing.T) {
 		t.Fatalf("lowering max_versions prunes at once (-want +got):\n%s", diff)
 	}
 	twenty := int32(20)
-	if _, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &twenty}); err != nil {
+	if _, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &twenty}, nil); err != nil {
 		t.Fatal(err)
 	}
 	put(t, s, "p", 3)
@@ -182,7 +180,7 @@ func TestRetentionPrunesOldVersions(t *testing.T) {
 		t.Fatalf("raising max_versions keeps what is left and grows (-want +got):\n%s", diff)
 	}
 	bad := int32(1001)
-	_, err = s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &bad})
+	_, err = s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "p", MaxVersions: &bad}, nil)
 	wantCode(t, err, fault.Invalid, "max_versions: must be 0 (the default) to 1000, got 1001")
 }
 
@@ -270,11 +268,11 @@ func TestMetadataLifecycle(t *testing.T) {
 
 	// Metadata first: the secret exists with settings and no version.
 	required := true
-	m, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "m", CASRequired: &required, SetCustomMetadata: true, CustomMetadata: []byte("sealed-custom")})
+	m, err := s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "m", CASRequired: &required, SetCustomMetadata: true}, map[string]string{"owner": "team-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.CurrentVersion != 0 || !m.CASRequired || string(m.CustomMetadata) != "sealed-custom" || m.EffectiveMaxVersions != DefaultMaxVersions {
+	if m.CurrentVersion != 0 || !m.CASRequired || m.Custom["owner"] != "team-a" || m.EffectiveMaxVersions != postgres.DefaultMaxVersions {
 		t.Fatalf("metadata = %+v", m)
 	}
 	_, err = s.SecretVersion(ctx, "m", 0)
@@ -287,8 +285,8 @@ func TestMetadataLifecycle(t *testing.T) {
 	}
 
 	// Unset fields stay; SetCustomMetadata with nil clears.
-	m, err = s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "m", SetCustomMetadata: true})
-	if err != nil || m.CustomMetadata != nil || !m.CASRequired || len(m.Versions) != 1 {
+	m, err = s.UpdateMetadata(ctx, auditRec(t, s), secret.MetadataUpdate{Path: "m", SetCustomMetadata: true}, nil)
+	if err != nil || m.Custom != nil || !m.CASRequired || len(m.Versions) != 1 {
 		t.Fatalf("after clearing custom metadata: %+v, %v", m, err)
 	}
 
@@ -336,5 +334,244 @@ func TestListDirectoryView(t *testing.T) {
 				t.Errorf("list %q recursive=%v page %d (-want +got):\n%s", tt.prefix, tt.recursive, pageSize, diff)
 			}
 		}
+	}
+}
+
+
+
+
+
+
+
+func TestPutSecretConcurrent(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSecretStore(t)
+	const n = 32
+	const path = "shared/counter"
+	// Keep every version, so the test sees that none was lost.
+	keepAll := int32(n)
+	if _, err := s.UpdateMetadata(t.Context(), auditRec(t, s), secret.MetadataUpdate{Path: path, MaxVersions: &keepAll}, nil); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]int64, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			v, err := putCAS(t, t.Context(), s, path, nil)
+			if err != nil {
+				t.Errorf("Put: %v", err)
+				return
+			}
+			got[i] = v.Version
+		})
+	}
+	wg.Wait()
+	slices.Sort(got)
+	want := make([]int64, n)
+	for i := range want {
+		want[i] = int64(i + 1)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("versions returned by concurrent puts (-want +got):\n%s", diff)
+	}
+
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var current int64
+	if err := conn.QueryRow(t.Context(), "SELECT current_version FROM secrets WHERE path = $1", path).Scan(&current); err != nil {
+		t.Fatal(err)
+	}
+	if current != n {
+		t.Errorf("current_version = %d, want %d", current, n)
+	}
+	rows, err := conn.Query(t.Context(), "SELECT version FROM secret_versions WHERE path = $1 ORDER BY version", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, stored); diff != "" {
+		t.Errorf("stored versions (-want +got):\n%s", diff)
+	}
+	for _, v := range want {
+		got, err := s.SecretVersion(t.Context(), path, v)
+		if err != nil || got.Version.Version != v {
+			t.Errorf("version %d: %+v, %v", v, got, err)
+		}
+	}
+}
+
+func TestSecretVersion(t *testing.T) {
+	t.Parallel()
+	s, _ := newSecretStore(t)
+	ctx := t.Context()
+	put(t, s, "a/b", 3)
+	put(t, s, "gone", 2)
+	for _, del := range []struct {
+		path     string
+		versions []int64
+	}{{"a/b", []int64{2}}, {"gone", nil}} {
+		if _, err := s.ChangeVersions(ctx, auditRec(t, s), del.path, del.versions, secret.Delete); err != nil {
+			t.Fatalf("ChangeVersions(%s, %v): %v", del.path, del.versions, err)
+		}
+	}
+
+	tests := []struct {
+		name       string
+		path       string
+		version    int64
+		want       int64 // version returned, when no error
+		wantCode   fault.Code
+		wantErrMsg string
+	}{
+		{name: "latest", path: "a/b", version: 0, want: 3},
+		{name: "specific", path: "a/b", version: 1, want: 1},
+		{name: "newest by number", path: "a/b", version: 3, want: 3},
+		{name: "deleted", path: "a/b", version: 2, wantCode: fault.NotFound, wantErrMsg: "version 2 of a/b was deleted"},
+		{name: "future version", path: "a/b", version: 4, wantCode: fault.NotFound, wantErrMsg: "version 4 of a/b does not exist: the newest is 3"},
+		{name: "missing secret", path: "nope", version: 0, wantCode: fault.NotFound, wantErrMsg: "secret nope not found"},
+		{name: "missing secret version", path: "nope", version: 1, wantCode: fault.NotFound, wantErrMsg: "secret nope not found"},
+		{name: "prefix is not a secret", path: "a", version: 0, wantCode: fault.NotFound, wantErrMsg: "secret a not found"},
+		{name: "latest deleted", path: "gone", version: 0, wantCode: fault.NotFound, wantErrMsg: "version 2 of gone was deleted"},
+		{name: "older of deleted latest", path: "gone", version: 1, want: 1},
+		{name: "negative", path: "a/b", version: -1, wantCode: fault.Invalid, wantErrMsg: "version: must not be negative, got -1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := s.SecretVersion(ctx, tt.path, tt.version)
+			if tt.wantCode != 0 {
+				wantCode(t, err, tt.wantCode, tt.wantErrMsg)
+				return
+			}
+			if err != nil {
+				t.Fatalf("SecretVersion: %v", err)
+			}
+			if got.Path != tt.path || got.Version.Version != tt.want ||
+				got.DeletedAt != nil {
+				t.Errorf("SecretVersion = %+v, want version %d of %s", got, tt.want, tt.path)
+			}
+		})
+	}
+}
+
+func TestListSecrets(t *testing.T) {
+	t.Parallel()
+	s, _ := newSecretStore(t)
+	ctx := t.Context()
+	// Paths with '%' and '_' are invalid at the API, but the store must still
+	// match them literally.
+	for _, p := range []string{"ap", "apps/a", "apps/b/c", "apps_x", "appsZ", "b", "bz", "a%x", "abc", "a_c", "del/x"} {
+		put(t, s, p, 2)
+	}
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "del/x", []int64{1, 2}, secret.Delete); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "bz", []int64{2}, secret.Delete); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		prefix string
+		want   []string
+	}{
+		{"", []string{"a%x", "a_c", "abc", "ap", "apps/a", "apps/b/c", "appsZ", "apps_x", "b", "bz"}},
+		{"ap", []string{"ap", "apps/a", "apps/b/c", "appsZ", "apps_x"}},
+		{"apps/", []string{"apps/a", "apps/b/c"}},
+		{"apps/b/c", []string{"apps/b/c"}},
+		{"b", []string{"b", "bz"}},
+		{"a_", []string{"a_c"}},
+		{"a%", []string{"a%x"}},
+		{"%", nil},
+		{"_", nil},
+		{"del/", nil},
+		{"zzz", nil},
+		{"\x7f", nil},
+		{"caf\u00e9", nil},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%q", tt.prefix), func(t *testing.T) {
+			t.Parallel()
+			got, err := listAll(t, s, tt.prefix, true, 3)
+			if err != nil {
+				t.Fatalf("ListSecrets(%q): %v", tt.prefix, err)
+			}
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("ListSecrets(%q) mismatch (-want +got):\n%s", tt.prefix, diff)
+			}
+		})
+	}
+}
+
+func TestDeleteVersions(t *testing.T) {
+	t.Parallel()
+	s, _ := newSecretStore(t)
+	ctx := t.Context()
+	put(t, s, "p", 4)
+
+	steps := []struct {
+		name       string
+		path       string
+		versions   []int64
+		want       []int64
+		wantCode   fault.Code
+		wantErrMsg string
+	}{
+		{name: "current by default", path: "p", want: []int64{4}},
+		{name: "several, unsorted, duplicated", path: "p", versions: []int64{3, 1, 3}, want: []int64{1, 3}},
+		{name: "already deleted is fine", path: "p", versions: []int64{1}, want: []int64{1}},
+		{name: "missing version", path: "p", versions: []int64{2, 9}, wantCode: fault.Invalid, wantErrMsg: "versions: version 9 of p does not exist (kept: 1 to 4)"},
+		{name: "version zero", path: "p", versions: []int64{0}, wantCode: fault.Invalid, wantErrMsg: "versions: version 0 of p does not exist (kept: 1 to 4)"},
+		{name: "missing secret", path: "q", wantCode: fault.NotFound, wantErrMsg: "secret q not found"},
+		{name: "current already deleted", path: "p", want: []int64{4}},
+	}
+	for _, st := range steps {
+		got, err := s.ChangeVersions(ctx, auditRec(t, s), st.path, st.versions, secret.Delete)
+		if st.wantCode != 0 {
+			wantCode(t, err, st.wantCode, st.wantErrMsg)
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: ChangeVersions: %v", st.name, err)
+		}
+		if diff := cmp.Diff(st.want, got); diff != "" {
+			t.Errorf("%s: deleted versions mismatch (-want +got):\n%s", st.name, diff)
+		}
+	}
+
+	// Only version 2 survives: the failed call that named it deleted nothing.
+	for v, wantErr := range map[int64]string{
+		1: "version 1 of p was deleted",
+		2: "",
+		3: "version 3 of p was deleted",
+		4: "version 4 of p was deleted",
+	} {
+		_, err := s.SecretVersion(ctx, "p", v)
+		if wantErr == "" {
+			if err != nil {
+				t.Errorf("SecretVersion(p, %d): %v", v, err)
+			}
+			continue
+		}
+		wantCode(t, err, fault.NotFound, wantErr)
+	}
+	if got, err := listAll(t, s, "p", true, 100); err != nil || !slices.Equal(got, []string{"p"}) {
+		t.Errorf("ListSecrets(p) = %v, %v; want [p]", got, err)
+	}
+	if _, err := s.ChangeVersions(ctx, auditRec(t, s), "p", []int64{2}, secret.Delete); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := listAll(t, s, "p", true, 100); err != nil || len(got) != 0 {
+		t.Errorf("ListSecrets(p) after deleting every version = %v, %v; want none", got, err)
+	}
+	// A new version makes the secret visible again.
+	put(t, s, "p", 1)
+	if got, err := s.SecretVersion(ctx, "p", 0); err != nil || got.Version.Version != 5 {
+		t.Errorf("SecretVersion(p, 0) after a new put = %d, %v; want 5, nil", got.Version.Version, err)
 	}
 }

@@ -1,0 +1,362 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/spike-dev/spike/nexus/internal/audit"
+	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/secret"
+)
+
+// storedColumns are a secret's columns, in the order scanStored reads them.
+const storedColumns = `s.incarnation, s.head, s.current_version, s.oldest_version, s.max_versions,
+	s.cas_required, s.custom_metadata, s.created_at, s.updated_at`
+
+func storedDest(st *secret.Stored) []any {
+	return []any{&st.Incarnation, &st.Head, &st.Current, &st.Oldest, &st.MaxVersions,
+		&st.CASRequired, &st.LegacyCustom, &st.CreatedAt, &st.UpdatedAt}
+}
+
+// Span is the count and range of a secret's version rows.
+type Span struct {
+	Count, Lowest, Highest int64
+}
+
+// ReadSecret returns, in one statement, the secret at path, the row of the
+// requested version (0: the one its current_version column names; nil when
+// there is no such row) and the span of all its rows, for the caller to
+// check against the sealed head. A missing secret is fault.NotFound.
+func (s *Store) ReadSecret(ctx context.Context, path string, version int64) (secret.Stored, *secret.Row, Span, error) {
+	if version < 0 {
+		return secret.Stored{}, nil, Span{}, fault.New(fault.Invalid, "version: must not be negative, got %d", version)
+	}
+	st := secret.Stored{Path: path}
+	var (
+		r    secret.Row
+		ver  *int64
+		by   *string
+		at   *time.Time
+		span Span
+		lo   *int64
+		hi   *int64
+	)
+	dest := append(storedDest(&st), &ver, &r.DEKID, &r.Sealed, &by, &at, &r.DeletedAt, &r.DestroyedAt,
+		&span.Count, &lo, &hi)
+	err := s.pool.QueryRow(ctx,
+		`SELECT `+storedColumns+`,
+		        v.version, v.dek_id, v.sealed, v.created_by, v.created_at, v.deleted_at, v.destroyed_at,
+		        span.n, span.lo, span.hi
+		 FROM secrets s
+		 LEFT JOIN secret_versions v
+		   ON v.path = s.path
+		  AND v.version = CASE WHEN $2::bigint = 0 THEN s.current_version ELSE $2::bigint END
+		 CROSS JOIN LATERAL (SELECT count(*), min(x.version), max(x.version)
+		                     FROM secret_versions x WHERE x.path = s.path) AS span(n, lo, hi)
+		 WHERE s.path = $1`,
+		path, version).Scan(dest...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return secret.Stored{}, nil, Span{}, errNotFound(path)
+	}
+	if err != nil {
+		return secret.Stored{}, nil, Span{}, dbError(ctx, "read secret "+path, err)
+	}
+	if lo != nil {
+		span.Lowest, span.Highest = *lo, *hi
+	}
+	if ver == nil {
+		return st, nil, span, nil
+	}
+	r.Version, r.CreatedBy, r.CreatedAt = *ver, *by, *at
+	return st, &r, span, nil
+}
+
+// SecretRows returns the secret at path and all its version rows, oldest
+// first, from one snapshot. A missing secret is fault.NotFound.
+func (s *Store) SecretRows(ctx context.Context, path string) (secret.Stored, []secret.Row, error) {
+	var (
+		st   secret.Stored
+		rows []secret.Row
+	)
+	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		var err error
+		st, rows, err = readRows(ctx, tx, path, false)
+		return err
+	})
+	if err != nil {
+		return secret.Stored{}, nil, dbError(ctx, "read secret "+path, err)
+	}
+	return st, rows, nil
+}
+
+// queryer is a connection or a transaction.
+type queryer interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func readRows(ctx context.Context, q queryer, path string, onlyRows bool) (secret.Stored, []secret.Row, error) {
+	st := secret.Stored{Path: path}
+	if !onlyRows {
+		err := q.QueryRow(ctx, `SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1`, path).Scan(storedDest(&st)...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return st, nil, errNotFound(path)
+		}
+		if err != nil {
+			return st, nil, err
+		}
+	}
+	rs, err := q.Query(ctx,
+		`SELECT version, dek_id, sealed, created_by, created_at, deleted_at, destroyed_at
+		 FROM secret_versions WHERE path = $1 ORDER BY version`, path)
+	if err != nil {
+		return st, nil, err
+	}
+	rows, err := pgx.CollectRows(rs, func(row pgx.CollectableRow) (secret.Row, error) {
+		var r secret.Row
+		err := row.Scan(&r.Version, &r.DEKID, &r.Sealed, &r.CreatedBy, &r.CreatedAt, &r.DeletedAt, &r.DestroyedAt)
+		return r, err
+	})
+	return st, rows, err
+}
+
+// Change computes a secret's write from its locked row (nil when the
+// secret does not exist yet). rows reads the secret's version rows in the
+// same transaction, for the rare change that needs them (sealing a head for
+// a secret written before heads existed). It returns the write and the
+// outcome to keep under the request's idempotency key.
+type Change func(cur *secret.Stored, rows func() ([]secret.Row, error)) (secret.Write, []byte, error)
+
+// maxWriteAttempts bounds the retries of a write that lost a race to create
+// the same secret, or to apply the same idempotency key.
+const maxWriteAttempts = 3
+
+// WriteSecret changes the secret at path in two round trips to the
+// database. The first begins a transaction, locks and reads the secret's
+// row and looks up rec's idempotency key; change then computes the write
+// (sealing happens there, outside the database); the second writes the
+// head, inserts, prunes and marks the version rows, writes the audit record
+// and the outcome, and commits. When the key already has an outcome, change
+// does not run, nothing is written, and the stored outcome is returned with
+// replayed set. The commit is not cut short by ctx; a connection lost
+// during it is fault.Unknown.
+func (s *Store) WriteSecret(ctx context.Context, rec *audit.Entry, path string, change Change) (outcome []byte, replayed bool, err error) {
+	if rec == nil {
+		return nil, false, errNoRecord
+	}
+	for attempt := 1; ; attempt++ {
+		outcome, replayed, err = s.writeSecret(ctx, rec, path, change)
+		var pgErr *pgconn.PgError
+		if attempt < maxWriteAttempts && errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation: lost a race
+			continue
+		}
+		if err != nil {
+			return nil, false, dbError(ctx, "write secret "+path, err)
+		}
+		return outcome, replayed, nil
+	}
+}
+
+func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, change Change) ([]byte, bool, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	defer conn.Release()
+	open := true
+	defer func() {
+		if open {
+			rollback(ctx, conn)
+		}
+	}()
+
+	// Round trip 1: begin, lock and read the head, look up the key.
+	r, keyed := rec.Replay()
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
+	if keyed {
+		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
+	}
+	br := conn.SendBatch(ctx, b)
+	cur := &secret.Stored{Path: path}
+	var stored *storedOutcome
+	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		err := br.QueryRow().Scan(storedDest(cur)...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			cur = nil
+		} else if err != nil {
+			return err
+		}
+		if keyed {
+			var o storedOutcome
+			err := br.QueryRow().Scan(&o.hash, &o.outcome, &o.mac)
+			if err == nil {
+				stored = &o
+			} else if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		return nil
+	}()
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if stored != nil {
+		if err := rec.CheckOutcome(stored.hash, stored.outcome, stored.mac); err != nil {
+			return nil, false, err
+		}
+		return stored.outcome, true, nil
+	}
+
+	w, outcome, err := change(cur, func() ([]secret.Row, error) {
+		_, rows, err := readRows(ctx, conn, path, true)
+		return rows, err
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	if w.Create != (cur == nil) {
+		return nil, false, fmt.Errorf("write secret %s: the change and the stored row disagree on whether it exists", path)
+	}
+
+	// Round trip 2: write everything and commit.
+	b = &pgx.Batch{}
+	b.Queue(writeSecretSQL(w.Create), writeSecretArgs(path, w)...)
+	steps := []string{"write"}
+	rows, err := rec.Rows(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(rows) > 0 {
+		sql, args := auditInsert(rows)
+		b.Queue(sql, args...)
+		steps = append(steps, "audit")
+	}
+	if keyed {
+		mac, err := rec.OutcomeMAC(outcome)
+		if err != nil {
+			rec.Done(false)
+			return nil, false, err
+		}
+		b.Queue(`INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac) VALUES ($1, $2, $3, $4, $5)`,
+			r.Caller, r.Key, r.RequestHash, outcome, mac)
+		steps = append(steps, "outcome")
+	}
+	b.Queue("COMMIT")
+	steps = append(steps, "commit")
+	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	br = conn.SendBatch(commitCtx, b)
+	failed := ""
+	for _, step := range steps {
+		if _, err = br.Exec(); err != nil {
+			failed = step
+			break
+		}
+	}
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		open = false
+		rec.Done(true)
+		return outcome, false, nil
+	case errors.As(err, &pgErr) && (failed != "commit" || !isConnectionError(err)):
+		// The database refused a statement before the commit, or refused
+		// the commit itself: the transaction failed and nothing was
+		// committed.
+		rec.Done(false)
+		if failed == "audit" {
+			return nil, false, errAudit(err)
+		}
+		return nil, false, err
+	default:
+		// The connection broke with the batch sent, or the session ended
+		// during the commit: it may have committed.
+		open = false
+		rec.Done(false)
+		return nil, false, fault.Wrap(fault.Unknown, err,
+			"the database connection broke while committing: the change may or may not have been applied")
+	}
+}
+
+type storedOutcome struct{ hash, outcome, mac []byte }
+
+// rollback ends the connection's transaction, if any; a connection that
+// cannot is closed, so that the pool does not reuse it.
+func rollback(ctx context.Context, conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' {
+		return
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	if _, err := conn.Exec(rctx, "ROLLBACK"); err != nil {
+		_ = conn.Conn().Close(rctx)
+	}
+}
+
+// writeSecretSQL writes a secret in one statement: the row with its sealed
+// head, the new version, the pruning and the version states.
+func writeSecretSQL(create bool) string {
+	head := `UPDATE secrets SET incarnation = $2, head = $3, current_version = $4, oldest_version = $5,
+	                   max_versions = $6, cas_required = $7, custom_metadata = NULL, updated_at = now()
+	            WHERE path = $1 RETURNING path`
+	if create {
+		head = `INSERT INTO secrets (path, incarnation, head, current_version, oldest_version, max_versions, cas_required)
+		        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING path`
+	}
+	return `WITH head AS (` + head + `),
+	  ins AS (
+	    INSERT INTO secret_versions (path, version, dek_id, sealed, created_by, created_at)
+	    SELECT path, $8, $9, $10, $11, $12 FROM head WHERE $8::bigint > 0
+	  ), pruned AS (
+	    DELETE FROM secret_versions WHERE path = $1 AND version < $5
+	  ), deleted AS (
+	    UPDATE secret_versions SET deleted_at = now()
+	    WHERE path = $1 AND version = ANY($13::bigint[]) AND deleted_at IS NULL
+	  ), undeleted AS (
+	    UPDATE secret_versions SET deleted_at = NULL WHERE path = $1 AND version = ANY($14::bigint[])
+	  ), destroyed AS (
+	    UPDATE secret_versions SET sealed = NULL, destroyed_at = now()
+	    WHERE path = $1 AND version = ANY($15::bigint[]) AND destroyed_at IS NULL
+	  )
+	  SELECT count(*) FROM head`
+}
+
+func writeSecretArgs(path string, w secret.Write) []any {
+	var (
+		version   int64
+		dek       []byte
+		sealed    []byte
+		createdBy string
+		createdAt time.Time
+	)
+	if w.Insert != nil {
+		version, dek, sealed = w.Insert.Version, w.Insert.DEKID, w.Insert.Sealed
+		createdBy, createdAt = w.Insert.CreatedBy, w.Insert.CreatedAt
+	}
+	nonNil := func(v []int64) []int64 {
+		if v == nil {
+			return []int64{}
+		}
+		return v
+	}
+	return []any{path, w.Incarnation, w.Head, w.Current, w.Oldest, w.MaxVersions, w.CASRequired,
+		version, dek, sealed, createdBy, createdAt,
+		nonNil(w.Deleted), nonNil(w.Undeleted), nonNil(w.Destroyed)}
+}
