@@ -43,7 +43,6 @@ func listAll(t *testing.T, s *testStore, prefix string, recursive bool, pageSize
 
 func cas(v int64) *int64 { return &v }
 
-
 func storedVersions(t *testing.T, dsn, path string) []int64 {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), dsn)
@@ -336,12 +335,6 @@ func TestListDirectoryView(t *testing.T) {
 		}
 	}
 }
-
-
-
-
-
-
 
 func TestPutSecretConcurrent(t *testing.T) {
 	t.Parallel()
