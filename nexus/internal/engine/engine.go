@@ -62,10 +62,10 @@ func (e *Engine) retention(configured int32) int32 {
 	return e.defaultMaxVersions
 }
 
-// openHead opens and checks a secret's head against its plain columns. A
-// secret last written before heads existed gets a head built from its rows
-// (rows reads them), trusted as found: it is sealed by its next write.
-func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows func() ([]secret.Row, error)) (*secret.Head, error) {
+// openHead opens a secret's head and checks it against the plain columns
+// and the version rows. A secret last written before heads existed gets a
+// head built from its rows, trusted as found: its next write seals it.
+func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows []secret.Row) (*secret.Head, error) {
 	if st.Head == nil {
 		return e.adopt(ctx, st, rows)
 	}
@@ -84,16 +84,17 @@ func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows func() ([]
 	if err := h.Check(st); err != nil {
 		return nil, err
 	}
+	if rows != nil {
+		if err := h.CheckRows(st.Path, rows); err != nil {
+			return nil, err
+		}
+	}
 	return &h, nil
 }
 
 // adopt builds the head of a secret written before heads existed from its
 // plain columns and rows.
-func (e *Engine) adopt(ctx context.Context, st secret.Stored, rows func() ([]secret.Row, error)) (*secret.Head, error) {
-	rs, err := rows()
-	if err != nil {
-		return nil, err
-	}
+func (e *Engine) adopt(ctx context.Context, st secret.Stored, rs []secret.Row) (*secret.Head, error) {
 	h := &secret.Head{Current: st.Current, Oldest: st.Oldest, MaxVersions: st.MaxVersions, CASRequired: st.CASRequired}
 	for _, r := range rs {
 		h.Versions = append(h.Versions, secret.HeadVersion{Version: r.Version, State: r.RowState(), CreatedBy: r.CreatedBy, Legacy: true})
@@ -132,7 +133,7 @@ func (e *Engine) sealHead(ctx context.Context, path string, h *secret.Head, w *s
 
 // begin returns the head to change: the stored one, or a new one (with a
 // new incarnation) when the secret does not exist; w says which.
-func (e *Engine) begin(ctx context.Context, cur *secret.Stored, rows func() ([]secret.Row, error), w *secret.Write) (*secret.Head, error) {
+func (e *Engine) begin(ctx context.Context, cur *secret.Stored, rows []secret.Row, w *secret.Write) (*secret.Head, error) {
 	if cur != nil {
 		h, err := e.openHead(ctx, *cur, rows)
 		if err != nil {
@@ -176,7 +177,7 @@ func (e *Engine) Put(ctx context.Context, rec *audit.Entry, path, createdBy stri
 // write stores plain (the encoded data) as the next version.
 func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy string, plain []byte, cas *int64) (secret.Version, error) {
 	var v secret.Version
-	outcome, replayed, err := e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows func() ([]secret.Row, error)) (secret.Write, []byte, error) {
+	outcome, replayed, err := e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
 		var w secret.Write
 		h, err := e.begin(ctx, cur, rows, &w)
 		if err != nil {
@@ -231,10 +232,13 @@ func (e *Engine) Read(ctx context.Context, path string, version int64) (secret.R
 	if err != nil {
 		return secret.Read{}, nil, err
 	}
-	h, err := e.openHead(ctx, st, func() ([]secret.Row, error) {
-		_, rows, err := e.store.SecretRows(ctx, path)
-		return rows, err
-	})
+	var rows []secret.Row // read only for a secret without a head
+	if st.Head == nil {
+		if _, rows, err = e.store.SecretRows(ctx, path); err != nil {
+			return secret.Read{}, nil, err
+		}
+	}
+	h, err := e.openHead(ctx, st, rows)
 	if err != nil {
 		return secret.Read{}, nil, err
 	}
@@ -317,16 +321,13 @@ func (e *Engine) openValue(ctx context.Context, path string, h *secret.Head, hv 
 // when versions is empty) and returns the versions named.
 func (e *Engine) Change(ctx context.Context, rec *audit.Entry, path string, versions []int64, change secret.VersionChange) ([]int64, error) {
 	var changed []int64
-	outcome, replayed, err := e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows func() ([]secret.Row, error)) (secret.Write, []byte, error) {
+	outcome, replayed, err := e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
 		var w secret.Write
 		if cur == nil {
 			return w, nil, fault.New(fault.NotFound, "secret %s not found", path)
 		}
 		h, err := e.begin(ctx, cur, rows, &w)
 		if err != nil {
-			return w, nil, err
-		}
-		if err := e.checkRows(path, cur, h, rows); err != nil {
 			return w, nil, err
 		}
 		if changed, err = h.Change(path, versions, change, &w); err != nil {
@@ -349,19 +350,6 @@ func (e *Engine) Change(ctx context.Context, rec *audit.Entry, path string, vers
 	return changed, nil
 }
 
-// checkRows compares the rows of a sealed secret with its head before a
-// change that marks rows (adopted heads were built from the rows).
-func (e *Engine) checkRows(path string, cur *secret.Stored, h *secret.Head, rows func() ([]secret.Row, error)) error {
-	if cur.Head == nil {
-		return nil
-	}
-	rs, err := rows()
-	if err != nil {
-		return err
-	}
-	return h.CheckRows(path, rs)
-}
-
 // Metadata is a secret's metadata with its custom metadata in the clear.
 type Metadata struct {
 	secret.Metadata
@@ -374,11 +362,8 @@ func (e *Engine) Metadata(ctx context.Context, path string) (Metadata, error) {
 	if err != nil {
 		return Metadata{}, err
 	}
-	h, err := e.openHead(ctx, st, func() ([]secret.Row, error) { return rows, nil })
+	h, err := e.openHead(ctx, st, rows)
 	if err != nil {
-		return Metadata{}, err
-	}
-	if err := h.CheckRows(path, rows); err != nil {
 		return Metadata{}, err
 	}
 	m := Metadata{Metadata: secret.Metadata{
@@ -409,7 +394,7 @@ func (e *Engine) UpdateMetadata(ctx context.Context, rec *audit.Entry, u secret.
 			return Metadata{}, err
 		}
 	}
-	_, _, err := e.store.WriteSecret(ctx, rec, u.Path, func(cur *secret.Stored, rows func() ([]secret.Row, error)) (secret.Write, []byte, error) {
+	_, _, err := e.store.WriteSecret(ctx, rec, u.Path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
 		var w secret.Write
 		h, err := e.begin(ctx, cur, rows, &w)
 		if err != nil {

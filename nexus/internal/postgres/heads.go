@@ -127,11 +127,11 @@ func readRows(ctx context.Context, q queryer, path string, onlyRows bool) (secre
 }
 
 // Change computes a secret's write from its locked row (nil when the
-// secret does not exist yet). rows reads the secret's version rows in the
-// same transaction, for the rare change that needs them (sealing a head for
-// a secret written before heads existed). It returns the write and the
-// outcome to keep under the request's idempotency key.
-type Change func(cur *secret.Stored, rows func() ([]secret.Row, error)) (secret.Write, []byte, error)
+// secret does not exist yet) and the states of its version rows, oldest
+// first (version, writer, deleted and destroyed marks; no data). It
+// returns the write and the outcome to keep under the request's
+// idempotency key.
+type Change func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error)
 
 // maxWriteAttempts bounds the retries of a write that lost a race to create
 // the same secret, or to apply the same idempotency key.
@@ -181,21 +181,52 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
+	// A statement of its own, so that its snapshot is taken once the lock
+	// is held (within one statement, rows joined to a row that had to be
+	// waited for would be read as they were before the wait).
+	b.Queue(`SELECT array_agg(version ORDER BY version), array_agg(deleted_at IS NOT NULL ORDER BY version),
+	                array_agg(destroyed_at IS NOT NULL ORDER BY version), array_agg(created_by ORDER BY version)
+	         FROM secret_versions WHERE path = $1`, path)
 	if keyed {
 		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
 	}
 	br := conn.SendBatch(ctx, b)
 	cur := &secret.Stored{Path: path}
-	var stored *storedOutcome
+	var (
+		stored *storedOutcome
+		rows   []secret.Row
+	)
 	err = func() error {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
+		var (
+			versions           []int64
+			deleted, destroyed []bool
+			by                 []string
+		)
 		err := br.QueryRow().Scan(storedDest(cur)...)
 		if errors.Is(err, pgx.ErrNoRows) {
 			cur = nil
 		} else if err != nil {
 			return err
+		}
+		if err := br.QueryRow().Scan(&versions, &deleted, &destroyed, &by); err != nil {
+			return err
+		}
+		if len(deleted) != len(versions) || len(destroyed) != len(versions) || len(by) != len(versions) {
+			return errors.New("read version states: arrays of different lengths")
+		}
+		marked := time.Unix(0, 0)
+		for i, v := range versions {
+			r := secret.Row{Version: v, CreatedBy: by[i]}
+			if deleted[i] {
+				r.DeletedAt = &marked
+			}
+			if destroyed[i] {
+				r.DestroyedAt = &marked
+			}
+			rows = append(rows, r)
 		}
 		if keyed {
 			var o storedOutcome
@@ -221,10 +252,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		return stored.outcome, true, nil
 	}
 
-	w, outcome, err := change(cur, func() ([]secret.Row, error) {
-		_, rows, err := readRows(ctx, conn, path, true)
-		return rows, err
-	})
+	w, outcome, err := change(cur, rows)
 	if err != nil {
 		return nil, false, err
 	}
@@ -236,12 +264,12 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 	b = &pgx.Batch{}
 	b.Queue(writeSecretSQL(w.Create), writeSecretArgs(path, w)...)
 	steps := []string{"write"}
-	rows, err := rec.Rows(ctx)
+	records, err := rec.Rows(ctx)
 	if err != nil {
 		return nil, false, err
 	}
-	if len(rows) > 0 {
-		sql, args := auditInsert(rows)
+	if len(records) > 0 {
+		sql, args := auditInsert(records)
 		b.Queue(sql, args...)
 		steps = append(steps, "audit")
 	}

@@ -29,7 +29,7 @@ func newSecretStore(t *testing.T) (*Store, string) {
 // rawPut stores a new version of path through WriteSecret, with a head
 // that is not sealed (the engine's tests cover sealing).
 func rawPut(ctx context.Context, s *Store, rec *audit.Entry, path string, cas *int64) error {
-	_, _, err := s.WriteSecret(ctx, rec, path, func(cur *secret.Stored, _ func() ([]secret.Row, error)) (secret.Write, []byte, error) {
+	_, _, err := s.WriteSecret(ctx, rec, path, func(cur *secret.Stored, _ []secret.Row) (secret.Write, []byte, error) {
 		h := secret.Head{Incarnation: make([]byte, secret.IncarnationSize)}
 		w := secret.Write{Create: cur == nil}
 		if cur != nil {

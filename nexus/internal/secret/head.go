@@ -85,7 +85,7 @@ type Row struct {
 // RowState is the state a row's plain columns say.
 func (r Row) RowState() State {
 	switch {
-	case r.DestroyedAt != nil || r.Sealed == nil:
+	case r.DestroyedAt != nil:
 		return Destroyed
 	case r.DeletedAt != nil:
 		return Deleted
