@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,6 +14,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/proto"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
@@ -72,6 +75,9 @@ func unary[Req, Res any](ctx context.Context, s *Server, req *connect.Request[Re
 
 	var res *Res
 	reason, err := s.decide(ctx, c, procedure, req.Header(), req.Msg)
+	if err == nil {
+		err = replayKey(c, req)
+	}
 	if err != nil {
 		c.record.Deny(err.Error())
 	} else {
@@ -113,6 +119,56 @@ func unary[Req, Res any](ctx context.Context, s *Server, req *connect.Request[Re
 	resp := connect.NewResponse(res)
 	resp.Header().Set("Spike-Request-Id", c.id)
 	return resp, nil
+}
+
+// IdempotencyKeyHeader carries a client's idempotency key: a mutation
+// repeated with the same key by the same caller returns its first
+// outcome instead of being applied again (kept at least
+// OutcomeRetention).
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// OutcomeRetention is how long the first outcome of a keyed mutation is
+// kept at least.
+const OutcomeRetention = 24 * time.Hour
+
+// unkeyed are the mutations that take no idempotency key: Init creates
+// the audit key that outcomes are authenticated with, and is applied once
+// by nature (a repeat is refused: already initialised); Unseal and Logout
+// change nothing that a repeat could double.
+var unkeyed = map[string]bool{
+	nexusv1connect.OperatorServiceInitProcedure:   true,
+	nexusv1connect.OperatorServiceUnsealProcedure: true,
+	nexusv1connect.OperatorServiceLogoutProcedure: true,
+}
+
+// replayKey validates the request's idempotency key, if any, and gives it
+// to the request's record for the store: 16 to 64 characters of
+// [A-Za-z0-9_-]. Reads ignore it.
+func replayKey[Req any](c *call, req *connect.Request[Req]) error {
+	key := req.Header().Get(IdempotencyKeyHeader)
+	spec := req.Spec()
+	if key == "" || spec.IdempotencyLevel == connect.IdempotencyNoSideEffects || unkeyed[spec.Procedure] {
+		return nil
+	}
+	if len(key) < 16 || len(key) > 64 || strings.IndexFunc(key, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+	}) >= 0 {
+		return fault.New(fault.Invalid, "%s: must be 16 to 64 characters of A-Z, a-z, 0-9, '-' and '_'", IdempotencyKeyHeader)
+	}
+	msg, ok := any(req.Msg).(proto.Message)
+	if !ok {
+		return fmt.Errorf("request of %s is not a protobuf message", spec.Procedure)
+	}
+	body, err := proto.MarshalOptions{Deterministic: true}.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("hash request: %w", err)
+	}
+	h := sha256.New()
+	h.Write([]byte(spec.Procedure))
+	h.Write([]byte{0})
+	h.Write(body)
+	c.record.SetReplay(audit.Replay{Caller: c.caller.String(), Key: key, RequestHash: h.Sum(nil)})
+	return nil
 }
 
 // maxRequestDuration bounds every request, whatever deadline the client
