@@ -1,18 +1,36 @@
 // Package rpcclient builds the HTTP client that SPIKE programs and workloads
-// use for Connect RPCs over SPIFFE mTLS. It retries only what is safe to
-// retry: failures to connect, and responses that say the server is
-// unavailable. It never retries a TLS or authorization failure.
+// use for Connect RPCs over SPIFFE mTLS, and says honestly what happened to
+// a request that got no answer.
+//
+// Every request gets an Idempotency-Key header (a random 128-bit value,
+// unless the caller set one), and every retry of it carries the same key, so
+// a server that honours the key applies a request at most once however often
+// it arrives.
+//
+// The client retries only what is safe to retry:
+//   - a failure to connect: nothing was sent;
+//   - HTTP 503 (Connect's Unavailable): the server says nothing happened;
+//   - a connection that broke after the request was sent (reset, EOF, GOAWAY,
+//     stream reset), only when the request carries an idempotency key, since
+//     the server then answers a repeat with the first outcome.
+//
+// It never retries a TLS or authorization failure.
+//
+// When an attempt may have reached the server (its headers were written and
+// the server did not refuse the TLS handshake) and the request still ends in
+// failure, the outcome is unknown: the error is a *connect.Error with
+// CodeUnknown wrapping a *MaybeSentError, never Unavailable ("nothing
+// happened") or Canceled. Only the caller's own context is an exception: when
+// it is done the error stays Canceled or DeadlineExceeded. Interceptor
+// refines the code per procedure: Unavailable for a procedure without side
+// effects, since a read has nothing to apply.
 package rpcclient
 
 import (
-	"context"
 	"crypto/tls"
-	"errors"
 	"net"
 	"net/http"
 	"time"
-
-	"github.com/hashicorp/go-retryablehttp"
 )
 
 // Options tune the retry behaviour. The zero value gives the defaults.
@@ -23,8 +41,9 @@ type Options struct {
 	MinWait, MaxWait time.Duration
 }
 
-// New returns an HTTP/2 client over tlsConf that retries dial failures and
-// HTTP 503 (Connect's Unavailable) with exponential backoff.
+// New returns an HTTP/2 client over tlsConf that sets an idempotency key on
+// every request and retries as the package documentation describes, with
+// exponential backoff.
 func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 	o := Options{MaxRetries: 4, MinWait: 100 * time.Millisecond, MaxWait: 2 * time.Second}
 	if len(opts) > 0 {
@@ -48,42 +67,5 @@ func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   64,
 	}
-	c := retryablehttp.NewClient()
-	c.HTTPClient = &http.Client{Transport: transport}
-	c.Logger = nil
-	c.RetryMax = o.MaxRetries
-	c.RetryWaitMin = o.MinWait
-	c.RetryWaitMax = o.MaxWait
-	c.CheckRetry = ShouldRetry
-	c.ErrorHandler = retryablehttp.PassthroughErrorHandler
-	return &http.Client{Transport: retrying{RoundTripper: &retryablehttp.RoundTripper{Client: c}, conns: transport}}
-}
-
-// retrying is the retrying round tripper, through which
-// http.Client.CloseIdleConnections also reaches the connections: a program
-// that stops closes them instead of leaving its peers to time them out.
-type retrying struct {
-	*retryablehttp.RoundTripper
-	conns *http.Transport
-}
-
-// CloseIdleConnections closes the connections that carry no request.
-func (r retrying) CloseIdleConnections() { r.conns.CloseIdleConnections() }
-
-// ShouldRetry is the retry policy: retry when the connection could not be
-// established or the server answered 503; never otherwise. A TLS handshake
-// that fails (unknown authority, wrong SPIFFE ID) is final.
-func ShouldRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	if err != nil {
-		return isDialError(err), nil
-	}
-	return resp.StatusCode == http.StatusServiceUnavailable, nil
-}
-
-func isDialError(err error) bool {
-	var opErr *net.OpError
-	return errors.As(err, &opErr) && opErr.Op == "dial"
+	return &http.Client{Transport: &retrying{attempt: &http.Client{Transport: transport}, conns: transport, opts: o}}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -51,32 +52,59 @@ func TestRetriesUnavailableOnly(t *testing.T) {
 	}
 }
 
-// A TLS failure is final: no retry; a refused connection is retried.
-func TestShouldRetry(t *testing.T) {
+// The retry policy, attempt by attempt: a refused connection is retried,
+// a TLS failure is final, a 503 is retried, and a connection that broke
+// after the request was written is retried only when the request carries
+// an idempotency key.
+func TestCheckRetry(t *testing.T) {
 	t.Parallel()
-	ctx := t.Context()
 	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 	handshake := &tls.CertificateVerificationError{Err: errors.New("unknown authority")}
+	refused := &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}
+	broken := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
 	for _, tt := range []struct {
-		name string
-		err  error
-		resp *http.Response
-		want bool
+		name          string
+		err           error
+		resp          *http.Response
+		wrote, keyed  bool
+		wantRetry     bool
+		wantMaybeSent bool
 	}{
-		{"dial", dial, nil, true},
-		{"tls", handshake, nil, false},
-		{"503", nil, &http.Response{StatusCode: http.StatusServiceUnavailable}, true},
-		{"500", nil, &http.Response{StatusCode: http.StatusInternalServerError}, false},
+		{name: "dial", err: dial, keyed: true, wantRetry: true},
+		{name: "tls", err: handshake, keyed: true},
+		{name: "tls refused after writing", err: refused, wrote: true, keyed: true},
+		{name: "503", resp: &http.Response{StatusCode: http.StatusServiceUnavailable}, wrote: true, keyed: true, wantRetry: true},
+		{name: "500", resp: &http.Response{StatusCode: http.StatusInternalServerError}, wrote: true, keyed: true},
+		{name: "broken before writing", err: broken, keyed: true},
+		{name: "broken after writing, with a key", err: broken, wrote: true, keyed: true, wantRetry: true, wantMaybeSent: true},
+		{name: "broken after writing, without a key", err: broken, wrote: true, wantMaybeSent: true},
 	} {
-		if got, _ := ShouldRetry(ctx, tt.resp, tt.err); got != tt.want {
-			t.Errorf("%s: retry %v, want %v", tt.name, got, tt.want)
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := &call{keyed: tt.keyed}
+			c.wrote.Store(tt.wrote)
+			retry, err := c.checkRetry(t.Context(), tt.resp, tt.err)
+			if retry != tt.wantRetry || err != nil {
+				t.Errorf("checkRetry = %v, %v; want %v, nil", retry, err, tt.wantRetry)
+			}
+			if maybeSent := c.broken != nil; maybeSent != tt.wantMaybeSent {
+				t.Errorf("maybe sent: %v, want %v", maybeSent, tt.wantMaybeSent)
+			}
+			if c.wrote.Load() {
+				t.Error("the attempt's wrote flag was not cleared for the next attempt")
+			}
+		})
+	}
+	t.Run("after the caller gave up", func(t *testing.T) {
+		t.Parallel()
+		done, cancel := context.WithCancel(t.Context())
+		cancel()
+		c := &call{keyed: true}
+		c.wrote.Store(true)
+		if retry, err := c.checkRetry(done, nil, broken); retry || !errors.Is(err, context.Canceled) {
+			t.Errorf("checkRetry = %v, %v; want no retry and the context's error", retry, err)
 		}
-	}
-	done, cancel := context.WithCancel(ctx)
-	cancel()
-	if got, err := ShouldRetry(done, nil, dial); got || err == nil {
-		t.Errorf("after the caller gave up: retry %v, %v; want no retry and the context's error", got, err)
-	}
+	})
 }
 
 // CloseIdleConnections reaches the connections under the retries, so a

@@ -41,7 +41,7 @@ type spikeTarget struct {
 // bearer token unless it is "".
 func newSpikeTarget(src *svid.Source, url string, nexusID spiffeid.ID, token string, valueSize, paths int) spikeTarget {
 	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(nexusID)))
-	var opts []connect.ClientOption
+	opts := []connect.ClientOption{connect.WithInterceptors(rpcclient.Interceptor())}
 	if token != "" {
 		opts = append(opts, connect.WithInterceptors(bearer(token)))
 	}

@@ -15,6 +15,7 @@ const (
 	exitOK      = 0
 	exitLocal   = 1 // usage error or local failure, including an unreachable Nexus
 	exitRefused = 2 // Nexus answered with an error
+	exitUnknown = 3 // the request may or may not have been applied
 )
 
 // errTrailFailed says that Nexus checked the audit trail and found it
@@ -22,14 +23,20 @@ const (
 // came from Nexus and it is "no".
 var errTrailFailed = errors.New("audit trail failed verification")
 
-// exitCode maps the error of a command to the process exit code. Only an
-// error that came over the wire from Nexus is a refusal; everything the
-// client produced itself (bad arguments, unreadable input, missing SVID,
-// failed connection) is a local error.
+// exitCode maps the error of a command to the process exit code. An
+// Unknown outcome, whether Nexus said so (an uncertain commit) or the
+// connection broke after the request was sent, has a code of its own: a
+// script must not take it for "nothing happened". Otherwise only an error
+// that came over the wire from Nexus is a refusal; everything the client
+// produced itself (bad arguments, unreadable input, missing SVID, failed
+// connection) is a local error.
 func exitCode(err error) int {
+	var connectErr *connect.Error
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &connectErr) && connectErr.Code() == connect.CodeUnknown:
+		return exitUnknown
 	case connect.IsWireError(err), errors.Is(err, errTrailFailed):
 		return exitRefused
 	default:
@@ -113,6 +120,11 @@ const connectionHint = "Check that SPIKE is running and that SPIKE_NEXUS_URL (an
 // names the variables involved.
 const svidHint = "For the local stack, set the environment with: . ./.spike/env"
 
+// unknownHint says what to do when a request may or may not have been
+// applied.
+const unknownHint = "Look at the current state (e.g. spike secret get) before running the command again: " +
+	"a new command is a new request, and could apply the change twice."
+
 // transportError explains an RPC failure that did not come from Nexus:
 // the request never got an answer. Wire errors and non-Connect errors are
 // returned unchanged.
@@ -126,6 +138,8 @@ func transportError(err error, url string, timeout time.Duration) error {
 		return fmt.Errorf("interrupted: %w", err)
 	case connect.CodeDeadlineExceeded:
 		return fmt.Errorf("no answer from Nexus at %s within %s: %w\n%s", url, timeout, err, connectionHint)
+	case connect.CodeUnknown:
+		return fmt.Errorf("no answer from Nexus at %s: %w\n%s", url, err, unknownHint)
 	default:
 		return fmt.Errorf("cannot reach Nexus at %s: %w\n%s", url, err, connectionHint)
 	}

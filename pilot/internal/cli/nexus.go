@@ -24,8 +24,11 @@ type nexus struct {
 }
 
 // newNexus builds the clients of the Nexus at url on httpClient, each
-// with opts; closeFn releases what the transport holds.
+// with rpcclient's interceptor (a call that may have reached Nexus without
+// an answer is Unknown, or Unavailable for a read) and opts; closeFn
+// releases what the transport holds.
 func newNexus(httpClient connect.HTTPClient, url string, closeFn func() error, opts ...connect.ClientOption) *nexus {
+	opts = append([]connect.ClientOption{connect.WithInterceptors(rpcclient.Interceptor())}, opts...)
 	return &nexus{
 		url:      url,
 		operator: nexusv1connect.NewOperatorServiceClient(httpClient, url, opts...),

@@ -41,7 +41,7 @@ type Program struct {
 
 // Run executes args (without the program name) and returns the exit code:
 // 0 on success, 1 for a usage or local error, 2 when Nexus refused the
-// request. Errors are printed to Stderr as "spike: <message>".
+// request, 3 when the request may or may not have been applied. Errors are printed to Stderr as "spike: <message>".
 func (p *Program) Run(ctx context.Context, args []string) int {
 	inv := &invocation{p: p}
 	root := inv.rootCommand()
@@ -94,7 +94,9 @@ For the local stack started with 'make up', set them all with:
 Shell completion: see 'spike completion --help'.
 
 Exit codes: 0 success, 1 usage or local error (including when Nexus cannot
-be reached), 2 Nexus refused the request.`
+be reached), 2 Nexus refused the request, 3 the outcome is unknown: the
+request may or may not have been applied (the connection broke after it was
+sent, or Nexus could not tell whether its commit landed).`
 
 func (inv *invocation) rootCommand() *cobra.Command {
 	root := &cobra.Command{

@@ -126,9 +126,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 func getSecret(ctx context.Context, src *svid.Source, cfg config, path string) (*nexusv1.Secret, error) {
 	// Mutual TLS: present our SVID, accept only a server with Nexus's SPIFFE
 	// ID. The client retries when Nexus cannot be reached or answers
-	// Unavailable, never after a TLS or authorization failure.
+	// Unavailable, never after a TLS or authorization failure. Its
+	// interceptor reports a call that may have reached Nexus without an
+	// answer as Unknown (it may or may not have been applied), or as
+	// Unavailable for a read like this one.
 	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)))
-	secrets := nexusv1connect.NewSecretServiceClient(httpClient, cfg.NexusURL)
+	secrets := nexusv1connect.NewSecretServiceClient(httpClient, cfg.NexusURL,
+		connect.WithInterceptors(rpcclient.Interceptor()))
 
 	resp, err := secrets.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: path}))
 	if err != nil {
