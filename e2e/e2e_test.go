@@ -114,11 +114,17 @@ type stack struct {
 
 func startStack(t *testing.T, replicas int) *stack {
 	t.Helper()
+	return startStackOn(t, pgtest.NewDatabase(t), replicas)
+}
+
+// startStackOn is startStack on the database at dsn.
+func startStackOn(t *testing.T, dsn string, replicas int) *stack {
+	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{ca: ca, dsn: pgtest.NewDatabase(t), keeperAddr: proctest.FreeAddr(t),
+	s := &stack{ca: ca, dsn: dsn, keeperAddr: proctest.FreeAddr(t),
 		adminTokenFile: filepath.Join(t.TempDir(), "admin-token")}
 	keeperEnv := env(baseEnv(), svidEnv(t, ca, identity.Keeper(td, "1")), []string{
 		"SPIKE_KEEPER_LISTEN=" + s.keeperAddr,
