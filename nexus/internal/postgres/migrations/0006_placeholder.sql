@@ -1,0 +1,2 @@
+-- Placeholder for migration 0006 (secret heads, idempotency), which another
+-- branch adds; this file is dropped when the branches are merged.
