@@ -118,8 +118,12 @@ func startStack(t *testing.T, replicas int) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{ca: ca, dsn: pgtest.NewDatabase(t), keeperAddr: proctest.FreeAddr(t),
+	db := pgtest.NewRoles(t, "")
+	s := &stack{ca: ca, dsn: db.Admin, keeperAddr: proctest.FreeAddr(t),
 		adminTokenFile: filepath.Join(t.TempDir(), "admin-token")}
+	// As in production: the schema's owner migrates, and Nexus serves as
+	// a role of its own that the migration grants its privileges to.
+	migrate(t, db)
 	keeperEnv := env(baseEnv(), svidEnv(t, ca, identity.Keeper(td, "1")), []string{
 		"SPIKE_KEEPER_LISTEN=" + s.keeperAddr,
 		"SPIKE_KEEPER_KDF_TIME=1",
@@ -133,7 +137,7 @@ func startStack(t *testing.T, replicas int) *stack {
 		addr := proctest.FreeAddr(t)
 		p := proctest.Start(t, filepath.Join(binDir, "spike-nexus"), env(baseEnv(), nexusSVID, []string{
 			"SPIKE_NEXUS_LISTEN=" + addr,
-			"SPIKE_DATABASE_URL=" + s.dsn,
+			"SPIKE_DATABASE_URL=" + db.Serving,
 			"SPIKE_KEEPER_URL=https://" + s.keeperAddr,
 			"SPIKE_KEEPER_CHECK_INTERVAL=200ms",
 		}))
@@ -142,6 +146,18 @@ func startStack(t *testing.T, replicas int) *stack {
 		s.nexusAddrs = append(s.nexusAddrs, addr)
 	}
 	return s
+}
+
+// migrate runs spike-nexus migrate as db's owner for db's serving role.
+func migrate(t *testing.T, db pgtest.Roles) {
+	t.Helper()
+	r := runBin(t, "spike-nexus", env(baseEnv(), []string{
+		"SPIKE_DATABASE_OWNER_URL=" + db.Owner,
+		"SPIKE_DATABASE_ROLE=" + db.ServingRole,
+	}), "", "migrate")
+	if r.code != 0 {
+		t.Fatalf("spike-nexus migrate: exit %d\nstderr: %s", r.code, r.stderr)
+	}
 }
 
 // pilotEnv is the environment of `spike` talking to replica i as id. The

@@ -157,7 +157,7 @@ func (s *Store) AuditRisks(ctx context.Context, role string) ([]string, error) {
 		 WHERE n.nspname = $2 AND c.relkind IN ('r', 'p')
 		   AND (p.priv IN ('TRUNCATE', 'TRIGGER') OR c.relname = ANY($3))
 		   AND has_table_privilege($1, c.oid, p.priv)
-		 ) AS f(ord, what) ORDER BY ord, what`,
+		 ) AS f(ord, what) ORDER BY ord, position('audit' in what) = 0, what`,
 		role, schema, auditTables)
 	if err != nil {
 		return nil, dbError(ctx, "check privileges", err)
