@@ -166,33 +166,69 @@ else
 	}
 fi
 
-if [[ ! -s $PG_PASSWORD_FILE ]]; then
-	(
-		umask 077
-		od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$PG_PASSWORD_FILE"
-	)
-fi
-chmod 0600 "$PG_PASSWORD_FILE"
-PG_PASSWORD=$(<"$PG_PASSWORD_FILE")
-[[ $PG_PASSWORD =~ ^[0-9a-f]+$ ]] || die "$PG_PASSWORD_FILE must hold a hex password; remove it to generate a new one"
+# Two roles: spike owns the database and its schema and runs the
+# migrations (make psql connects as it); spike_nexus is the role Nexus
+# serves as, granted by `spike-nexus migrate` only what it needs (no DDL,
+# the audit trail append-only). Each has its own password file.
+NEXUS_ROLE=spike_nexus
+NEXUS_PASSWORD_FILE="$STATE/pg/nexus-password"
+read_password() { # read_password FILE: creates FILE if missing, prints its hex password
+	if [[ ! -s $1 ]]; then
+		(
+			umask 077
+			od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$1"
+		)
+	fi
+	chmod 0600 "$1"
+	local pw
+	pw=$(<"$1")
+	[[ $pw =~ ^[0-9a-f]+$ ]] || die "$1 must hold a hex password; remove it to generate a new one"
+	printf '%s' "$pw"
+}
+PG_PASSWORD=$(read_password "$PG_PASSWORD_FILE")
+NEXUS_PASSWORD=$(read_password "$NEXUS_PASSWORD_FILE")
 
-# Role and database: created when missing. The password is (re)set from the
-# password file so the two always agree. SQL goes through stdin, so the
-# password shows up in no process list.
+# Roles and database: created when missing. Passwords are (re)set from the
+# password files so that they always agree, and the serving role is stripped
+# of any attribute that would let it alter the audit trail (Nexus refuses to
+# start otherwise). SQL goes through stdin, so no password shows up in a
+# process list. A stack made before the roles were split keeps its data:
+# spike already owns everything and becomes the owner role.
 as_pg "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGRUN_DIR" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<EOF
 DO \$\$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'spike') THEN
     CREATE ROLE spike LOGIN;
   END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '$NEXUS_ROLE') THEN
+    CREATE ROLE $NEXUS_ROLE LOGIN;
+  END IF;
 END
 \$\$;
 ALTER ROLE spike WITH LOGIN PASSWORD '$PG_PASSWORD';
+ALTER ROLE $NEXUS_ROLE WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION PASSWORD '$NEXUS_PASSWORD';
 SELECT 'CREATE DATABASE spike OWNER spike'
   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = 'spike')\gexec
 EOF
-DATABASE_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=disable"
-say "==> database spike ready (role spike, password in $PG_PASSWORD_FILE)"
+OWNER_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=disable"
+DATABASE_URL="postgres://$NEXUS_ROLE:$NEXUS_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=disable"
+say "==> database spike ready (owner spike, password in $PG_PASSWORD_FILE;" \
+	"Nexus serves as $NEXUS_ROLE, password in $NEXUS_PASSWORD_FILE)"
+
+# The schema is migrated by its owner, never by the serving Nexus. The
+# settings are exported in a subshell, not passed as arguments, so that no
+# password shows in the process list.
+MIGRATE_LOG="$STATE/log/migrate.log"
+say "==> spike-nexus migrate (as spike, granting $NEXUS_ROLE; log: $MIGRATE_LOG)"
+touch "$MIGRATE_LOG"
+chmod 0600 "$MIGRATE_LOG"
+(
+	export SPIKE_DATABASE_OWNER_URL="$OWNER_URL" SPIKE_DATABASE_ROLE="$NEXUS_ROLE"
+	"$BIN/spike-nexus" migrate >>"$MIGRATE_LOG" 2>&1 </dev/null
+) || {
+	log_tail "$MIGRATE_LOG"
+	die "spike-nexus migrate failed"
+}
 
 # --- Keeper and Nexus -------------------------------------------------------
 
@@ -313,8 +349,12 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh
 			printf 'export SPIKE_SVID_KEY=%s\n' "$(shq "$STATE/svid/pilot/key.pem")"
 			printf 'export SPIKE_TRUST_BUNDLE=%s\n' "$(shq "$STATE/svid/pilot/bundle.pem")"
 		fi
-		printf '# For make psql (role spike; the password is in %s).\n' "$PG_PASSWORD_FILE"
-		printf 'export SPIKE_DATABASE_URL=%s\n' "$(shq "$DATABASE_URL")"
+		printf '# For make psql and make bench: the owner role spike (password in %s).\n' "$PG_PASSWORD_FILE"
+		printf '# Nexus serves as %s (password in %s).\n' "$NEXUS_ROLE" "$NEXUS_PASSWORD_FILE"
+		printf 'export SPIKE_DATABASE_URL=%s\n' "$(shq "$OWNER_URL")"
+		printf '# For bin/spike-nexus migrate by hand (as the owner, granting %s).\n' "$NEXUS_ROLE"
+		printf 'export SPIKE_DATABASE_OWNER_URL=%s\n' "$(shq "$OWNER_URL")"
+		printf 'export SPIKE_DATABASE_ROLE=%s\n' "$(shq "$NEXUS_ROLE")"
 		if [[ -z $USE_SPIRE ]]; then
 			printf '# The dev stack uses SVID files, not a SPIRE agent.\n'
 			printf 'unset SPIFFE_ENDPOINT_SOCKET\n'
