@@ -135,7 +135,23 @@ if [[ ! -f "$PGDATA_DIR/PG_VERSION" ]]; then
 		>>"$PGDATA_DIR/postgresql.conf"
 fi
 
-# Rewritten on every run; takes effect when the server (re)starts.
+# TLS: a CA of the stack's database (pg/ca, not the SPIFFE CA) and a server
+# certificate for 127.0.0.1 and localhost (pg/tls), minted once. Clients
+# connect with sslmode=verify-full and the CA's certificate as sslrootcert.
+PG_CA_DIR="$STATE/pg/ca"
+PG_TLS_DIR="$STATE/pg/tls"
+if [[ ! -s $PG_TLS_DIR/server.pem || ! -s $PG_TLS_DIR/server-key.pem || ! -s $PG_CA_DIR/ca.pem ]]; then
+	"$BIN/spike-devca" -ca "$PG_CA_DIR" -td db.spike.local -host 127.0.0.1,localhost \
+		-out "$PG_TLS_DIR" -ttl 87600h >/dev/null ||
+		die "cannot mint PostgreSQL's server certificate (remove $PG_CA_DIR and $PG_TLS_DIR to start over)"
+fi
+chmod 0700 "$PG_TLS_DIR"
+if is_root; then
+	chown -R "$PG_OS_USER:" "$PG_TLS_DIR"
+fi
+
+# Rewritten on every run; takes effect when the server (re)starts or
+# reloads (below).
 sq() { printf '%s' "${1//\'/\'\'}"; } # quote for a postgresql.conf string
 cat >"$PGDATA_DIR/spike.conf" <<EOF
 # Written by deploy/local/up.sh on every run; edit SPIKE_PG_PORT instead.
@@ -144,6 +160,9 @@ port = $PG_PORT
 unix_socket_directories = '$(sq "$PGRUN_DIR")'
 unix_socket_permissions = 0700
 password_encryption = 'scram-sha-256'
+ssl = on
+ssl_cert_file = '$(sq "$PG_TLS_DIR/server.pem")'
+ssl_key_file = '$(sq "$PG_TLS_DIR/server-key.pem")'
 EOF
 chmod 0600 "$PGDATA_DIR/spike.conf"
 if is_root; then
@@ -155,6 +174,8 @@ if pg_running; then
 	[[ $running_port == "$PG_PORT" ]] ||
 		die "PostgreSQL of this stack is running on port ${running_port:-?}, not SPIKE_PG_PORT=$PG_PORT; run 'make down' first"
 	say "==> PostgreSQL already running on 127.0.0.1:$PG_PORT"
+	# TLS settings (and others that need no restart) take effect now.
+	as_pg "$PG_CTL" -D "$PGDATA_DIR" reload >/dev/null || die "PostgreSQL did not reload its settings"
 else
 	if port_open "$PG_PORT"; then
 		die "port 127.0.0.1:$PG_PORT is taken by another program; set SPIKE_PG_PORT"
@@ -210,8 +231,17 @@ ALTER ROLE $NEXUS_ROLE WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRL
 SELECT 'CREATE DATABASE spike OWNER spike'
   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = 'spike')\gexec
 EOF
-OWNER_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=disable"
-DATABASE_URL="postgres://$NEXUS_ROLE:$NEXUS_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=disable"
+urlq() { # urlq STRING: percent-encodes what a URL query value cannot hold as is
+	local v=${1//%/%25}
+	v=${v// /%20}
+	v=${v//&/%26}
+	v=${v//#/%23}
+	v=${v//+/%2B}
+	printf '%s' "${v//\?/%3F}"
+}
+PG_TLS_PARAMS="sslmode=verify-full&sslrootcert=$(urlq "$PG_CA_DIR/ca.pem")"
+OWNER_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?$PG_TLS_PARAMS"
+DATABASE_URL="postgres://$NEXUS_ROLE:$NEXUS_PASSWORD@127.0.0.1:$PG_PORT/spike?$PG_TLS_PARAMS"
 say "==> database spike ready (owner spike, password in $PG_PASSWORD_FILE;" \
 	"Nexus serves as $NEXUS_ROLE, password in $NEXUS_PASSWORD_FILE)"
 
