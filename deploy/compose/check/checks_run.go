@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -192,6 +193,18 @@ func (s *stack) checkDatabaseURL(svc types.ServiceConfig, name string) []string 
 	}
 	if _, set := u.User.Password(); set {
 		return []string{fmt.Sprintf("service %s: %s holds a password: use passfile= with a file of a secret volume", svc.Name, name)}
+	}
+	// TLS to PostgreSQL, with the server's name checked against the
+	// certificate bootstrap mints.
+	if mode := u.Query().Get("sslmode"); mode != "verify-full" {
+		return []string{fmt.Sprintf("service %s: %s has sslmode=%s: use sslmode=verify-full with sslrootcert= (the CA certificate bootstrap writes)", svc.Name, name, mode)}
+	}
+	root := u.Query().Get("sslrootcert")
+	if root == "" || mountedAt(svc, path.Dir(root)) == "" {
+		return []string{fmt.Sprintf("service %s: %s names sslrootcert=%s, but no volume is mounted at %s", svc.Name, name, root, path.Dir(root))}
+	}
+	if !slices.Contains(target.Command, "ssl=on") {
+		return []string{fmt.Sprintf("service %s does not run with ssl=on, but service %s connects with sslmode=verify-full", target.Name, svc.Name)}
 	}
 	return nil
 }

@@ -8,6 +8,12 @@
 #                         migrate (passfile= in its database URL);
 #   /run/spike/nexus-db   the password of spike_nexus, the role Nexus serves
 #                         as: `password` for db-roles, `pgpass` for Nexus;
+#   /run/spike/db-ca      a CA for PostgreSQL's TLS certificate (its key
+#                         never leaves this volume, which only bootstrap
+#                         mounts);
+#   /run/spike/postgres-tls  PostgreSQL's certificate for the name postgres,
+#                         its key (for the server's uid alone) and ca.pem,
+#                         which clients verify it with (sslmode=verify-full);
 #   /run/spire/bootstrap  a CA (agent-ca/) and the certificate the SPIRE agent
 #                         attests its node with (agent/, x509pop), and trust/,
 #                         where register.sh writes the SPIRE trust bundle.
@@ -20,6 +26,10 @@ umask 077
 
 PG_DIR=/run/spike/postgres
 NEXUS_DB_DIR=/run/spike/nexus-db
+DB_CA_DIR=/run/spike/db-ca
+PG_TLS_DIR=/run/spike/postgres-tls
+# The postgres user of the official postgres image, which reads the key.
+POSTGRES_UID=999
 # The user of the nexus image (deploy/compose/Dockerfile).
 NEXUS_UID=10002
 SPIRE_DIR=/run/spire/bootstrap
@@ -60,6 +70,21 @@ chmod 0444 "$PG_DIR/password" "$PG_DIR/pgpass"
 chmod 0755 "$NEXUS_DB_DIR"
 chown "$NEXUS_UID:$NEXUS_UID" "$NEXUS_DB_DIR/pgpass"
 chmod 0400 "$NEXUS_DB_DIR/pgpass" "$NEXUS_DB_DIR/password"
+
+# --- PostgreSQL TLS -------------------------------------------------------------
+if [ ! -s "$PG_TLS_DIR/server.pem" ] || [ ! -s "$PG_TLS_DIR/server-key.pem" ] || [ ! -s "$PG_TLS_DIR/ca.pem" ]; then
+	# Creates the CA in db-ca on first use; valid ten years, like the CA.
+	spike-devca -ca "$DB_CA_DIR/ca" -td db.spike.local -host postgres \
+		-out "$PG_TLS_DIR" -ttl 87600h
+	say "issued PostgreSQL's TLS certificate"
+fi
+# PostgreSQL refuses a key that others can read: its own, mode 0600. The
+# certificate and the CA's certificate are for everyone.
+chmod 0755 "$PG_TLS_DIR"
+chown "$POSTGRES_UID:$POSTGRES_UID" "$PG_TLS_DIR/server-key.pem"
+chmod 0600 "$PG_TLS_DIR/server-key.pem"
+chmod 0644 "$PG_TLS_DIR/server.pem" "$PG_TLS_DIR/ca.pem"
+chmod 0700 "$DB_CA_DIR"
 
 # --- SPIRE agent node identity -------------------------------------------------
 if [ ! -s "$SPIRE_DIR/agent/svid.pem" ] || [ ! -s "$SPIRE_DIR/agent/key.pem" ]; then

@@ -17,7 +17,8 @@ case $NEXUS_PASSWORD in
 	exit 1
 	;;
 esac
-export PGPASSWORD PGHOST=postgres PGPORT=5432 PGUSER=spike PGDATABASE=spike
+export PGPASSWORD PGHOST=postgres PGPORT=5432 PGUSER=spike PGDATABASE=spike \
+	PGSSLMODE=verify-full PGSSLROOTCERT=/run/spike/postgres-tls/ca.pem
 
 psql -X -q -v ON_ERROR_STOP=1 <<SQL
 DO \$\$
