@@ -114,18 +114,21 @@ type stack struct {
 
 func startStack(t *testing.T, replicas int) *stack {
 	t.Helper()
-	return startStackOn(t, pgtest.NewDatabase(t), replicas)
+	return startStackOn(t, pgtest.NewRoles(t, ""), replicas)
 }
 
-// startStackOn is startStack on the database at dsn.
-func startStackOn(t *testing.T, dsn string, replicas int) *stack {
+// startStackOn is startStack on the database of db.
+func startStackOn(t *testing.T, db pgtest.Roles, replicas int) *stack {
 	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{ca: ca, dsn: dsn, keeperAddr: proctest.FreeAddr(t),
+	s := &stack{ca: ca, dsn: db.Admin, keeperAddr: proctest.FreeAddr(t),
 		adminTokenFile: filepath.Join(t.TempDir(), "admin-token")}
+	// As in production: the schema's owner migrates, and Nexus serves as
+	// a role of its own that the migration grants its privileges to.
+	migrate(t, db)
 	keeperEnv := env(baseEnv(), svidEnv(t, ca, identity.Keeper(td, "1")), []string{
 		"SPIKE_KEEPER_LISTEN=" + s.keeperAddr,
 		"SPIKE_KEEPER_KDF_TIME=1",
@@ -139,7 +142,7 @@ func startStackOn(t *testing.T, dsn string, replicas int) *stack {
 		addr := proctest.FreeAddr(t)
 		p := proctest.Start(t, filepath.Join(binDir, "spike-nexus"), env(baseEnv(), nexusSVID, []string{
 			"SPIKE_NEXUS_LISTEN=" + addr,
-			"SPIKE_DATABASE_URL=" + s.dsn,
+			"SPIKE_DATABASE_URL=" + db.Serving,
 			"SPIKE_KEEPER_URL=https://" + s.keeperAddr,
 			"SPIKE_KEEPER_CHECK_INTERVAL=200ms",
 		}))
@@ -148,6 +151,18 @@ func startStackOn(t *testing.T, dsn string, replicas int) *stack {
 		s.nexusAddrs = append(s.nexusAddrs, addr)
 	}
 	return s
+}
+
+// migrate runs spike-nexus migrate as db's owner for db's serving role.
+func migrate(t *testing.T, db pgtest.Roles) {
+	t.Helper()
+	r := runBin(t, "spike-nexus", env(baseEnv(), []string{
+		"SPIKE_DATABASE_OWNER_URL=" + db.Owner,
+		"SPIKE_DATABASE_ROLE=" + db.ServingRole,
+	}), "", "migrate")
+	if r.code != 0 {
+		t.Fatalf("spike-nexus migrate: exit %d\nstderr: %s", r.code, r.stderr)
+	}
 }
 
 // pilotEnv is the environment of `spike` talking to replica i as id. The

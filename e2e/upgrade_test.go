@@ -22,11 +22,13 @@ import (
 // trail verifies, and writes seal heads for the old secrets.
 func TestUpgradeFromSchema5(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.NewDatabase(t)
-	if out, err := exec.Command("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-f", "testdata/schema5.sql").CombinedOutput(); err != nil {
+	// Loaded as the owner: before roles were split, Nexus's one role
+	// owned the schema; it becomes the owner that migrates.
+	db := pgtest.NewRoles(t, "")
+	if out, err := exec.Command("psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", db.Owner, "-f", "testdata/schema5.sql").CombinedOutput(); err != nil {
 		t.Fatalf("load testdata/schema5.sql: %v\n%s", err, out)
 	}
-	s := startStackOn(t, dsn, 1)
+	s := startStackOn(t, db, 1)
 	token, err := os.ReadFile("testdata/schema5.token")
 	if err != nil {
 		t.Fatal(err)

@@ -135,7 +135,23 @@ if [[ ! -f "$PGDATA_DIR/PG_VERSION" ]]; then
 		>>"$PGDATA_DIR/postgresql.conf"
 fi
 
-# Rewritten on every run; takes effect when the server (re)starts.
+# TLS: a CA of the stack's database (pg/ca, not the SPIFFE CA) and a server
+# certificate for 127.0.0.1 and localhost (pg/tls), minted once. Clients
+# connect with sslmode=verify-full and the CA's certificate as sslrootcert.
+PG_CA_DIR="$STATE/pg/ca"
+PG_TLS_DIR="$STATE/pg/tls"
+if [[ ! -s $PG_TLS_DIR/server.pem || ! -s $PG_TLS_DIR/server-key.pem || ! -s $PG_CA_DIR/ca.pem ]]; then
+	"$BIN/spike-devca" -ca "$PG_CA_DIR" -td db.spike.local -host 127.0.0.1,localhost \
+		-out "$PG_TLS_DIR" -ttl 87600h >/dev/null ||
+		die "cannot mint PostgreSQL's server certificate (remove $PG_CA_DIR and $PG_TLS_DIR to start over)"
+fi
+chmod 0700 "$PG_TLS_DIR"
+if is_root; then
+	chown -R "$PG_OS_USER:" "$PG_TLS_DIR"
+fi
+
+# Rewritten on every run; takes effect when the server (re)starts or
+# reloads (below).
 sq() { printf '%s' "${1//\'/\'\'}"; } # quote for a postgresql.conf string
 cat >"$PGDATA_DIR/spike.conf" <<EOF
 # Written by deploy/local/up.sh on every run; edit SPIKE_PG_PORT instead.
@@ -144,6 +160,9 @@ port = $PG_PORT
 unix_socket_directories = '$(sq "$PGRUN_DIR")'
 unix_socket_permissions = 0700
 password_encryption = 'scram-sha-256'
+ssl = on
+ssl_cert_file = '$(sq "$PG_TLS_DIR/server.pem")'
+ssl_key_file = '$(sq "$PG_TLS_DIR/server-key.pem")'
 EOF
 chmod 0600 "$PGDATA_DIR/spike.conf"
 if is_root; then
@@ -155,6 +174,8 @@ if pg_running; then
 	[[ $running_port == "$PG_PORT" ]] ||
 		die "PostgreSQL of this stack is running on port ${running_port:-?}, not SPIKE_PG_PORT=$PG_PORT; run 'make down' first"
 	say "==> PostgreSQL already running on 127.0.0.1:$PG_PORT"
+	# TLS settings (and others that need no restart) take effect now.
+	as_pg "$PG_CTL" -D "$PGDATA_DIR" reload >/dev/null || die "PostgreSQL did not reload its settings"
 else
 	if port_open "$PG_PORT"; then
 		die "port 127.0.0.1:$PG_PORT is taken by another program; set SPIKE_PG_PORT"
@@ -166,33 +187,78 @@ else
 	}
 fi
 
-if [[ ! -s $PG_PASSWORD_FILE ]]; then
-	(
-		umask 077
-		od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$PG_PASSWORD_FILE"
-	)
-fi
-chmod 0600 "$PG_PASSWORD_FILE"
-PG_PASSWORD=$(<"$PG_PASSWORD_FILE")
-[[ $PG_PASSWORD =~ ^[0-9a-f]+$ ]] || die "$PG_PASSWORD_FILE must hold a hex password; remove it to generate a new one"
+# Two roles: spike owns the database and its schema and runs the
+# migrations (make psql connects as it); spike_nexus is the role Nexus
+# serves as, granted by `spike-nexus migrate` only what it needs (no DDL,
+# the audit trail append-only). Each has its own password file.
+NEXUS_ROLE=spike_nexus
+NEXUS_PASSWORD_FILE="$STATE/pg/nexus-password"
+read_password() { # read_password FILE: creates FILE if missing, prints its hex password
+	if [[ ! -s $1 ]]; then
+		(
+			umask 077
+			od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$1"
+		)
+	fi
+	chmod 0600 "$1"
+	local pw
+	pw=$(<"$1")
+	[[ $pw =~ ^[0-9a-f]+$ ]] || die "$1 must hold a hex password; remove it to generate a new one"
+	printf '%s' "$pw"
+}
+PG_PASSWORD=$(read_password "$PG_PASSWORD_FILE")
+NEXUS_PASSWORD=$(read_password "$NEXUS_PASSWORD_FILE")
 
-# Role and database: created when missing. The password is (re)set from the
-# password file so the two always agree. SQL goes through stdin, so the
-# password shows up in no process list.
+# Roles and database: created when missing. Passwords are (re)set from the
+# password files so that they always agree, and the serving role is stripped
+# of any attribute that would let it alter the audit trail (Nexus refuses to
+# start otherwise). SQL goes through stdin, so no password shows up in a
+# process list. A stack made before the roles were split keeps its data:
+# spike already owns everything and becomes the owner role.
 as_pg "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGRUN_DIR" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<EOF
 DO \$\$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'spike') THEN
     CREATE ROLE spike LOGIN;
   END IF;
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = '$NEXUS_ROLE') THEN
+    CREATE ROLE $NEXUS_ROLE LOGIN;
+  END IF;
 END
 \$\$;
 ALTER ROLE spike WITH LOGIN PASSWORD '$PG_PASSWORD';
+ALTER ROLE $NEXUS_ROLE WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS NOREPLICATION PASSWORD '$NEXUS_PASSWORD';
 SELECT 'CREATE DATABASE spike OWNER spike'
   WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = 'spike')\gexec
 EOF
-DATABASE_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=disable"
-say "==> database spike ready (role spike, password in $PG_PASSWORD_FILE)"
+urlq() { # urlq STRING: percent-encodes what a URL query value cannot hold as is
+	local v=${1//%/%25}
+	v=${v// /%20}
+	v=${v//&/%26}
+	v=${v//#/%23}
+	v=${v//+/%2B}
+	printf '%s' "${v//\?/%3F}"
+}
+PG_TLS_PARAMS="sslmode=verify-full&sslrootcert=$(urlq "$PG_CA_DIR/ca.pem")"
+OWNER_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?$PG_TLS_PARAMS"
+DATABASE_URL="postgres://$NEXUS_ROLE:$NEXUS_PASSWORD@127.0.0.1:$PG_PORT/spike?$PG_TLS_PARAMS"
+say "==> database spike ready (owner spike, password in $PG_PASSWORD_FILE;" \
+	"Nexus serves as $NEXUS_ROLE, password in $NEXUS_PASSWORD_FILE)"
+
+# The schema is migrated by its owner, never by the serving Nexus. The
+# settings are exported in a subshell, not passed as arguments, so that no
+# password shows in the process list.
+MIGRATE_LOG="$STATE/log/migrate.log"
+say "==> spike-nexus migrate (as spike, granting $NEXUS_ROLE; log: $MIGRATE_LOG)"
+touch "$MIGRATE_LOG"
+chmod 0600 "$MIGRATE_LOG"
+(
+	export SPIKE_DATABASE_OWNER_URL="$OWNER_URL" SPIKE_DATABASE_ROLE="$NEXUS_ROLE"
+	"$BIN/spike-nexus" migrate >>"$MIGRATE_LOG" 2>&1 </dev/null
+) || {
+	log_tail "$MIGRATE_LOG"
+	die "spike-nexus migrate failed"
+}
 
 # --- Keeper and Nexus -------------------------------------------------------
 
@@ -313,8 +379,12 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh
 			printf 'export SPIKE_SVID_KEY=%s\n' "$(shq "$STATE/svid/pilot/key.pem")"
 			printf 'export SPIKE_TRUST_BUNDLE=%s\n' "$(shq "$STATE/svid/pilot/bundle.pem")"
 		fi
-		printf '# For make psql (role spike; the password is in %s).\n' "$PG_PASSWORD_FILE"
-		printf 'export SPIKE_DATABASE_URL=%s\n' "$(shq "$DATABASE_URL")"
+		printf '# For make psql and make bench: the owner role spike (password in %s).\n' "$PG_PASSWORD_FILE"
+		printf '# Nexus serves as %s (password in %s).\n' "$NEXUS_ROLE" "$NEXUS_PASSWORD_FILE"
+		printf 'export SPIKE_DATABASE_URL=%s\n' "$(shq "$OWNER_URL")"
+		printf '# For bin/spike-nexus migrate by hand (as the owner, granting %s).\n' "$NEXUS_ROLE"
+		printf 'export SPIKE_DATABASE_OWNER_URL=%s\n' "$(shq "$OWNER_URL")"
+		printf 'export SPIKE_DATABASE_ROLE=%s\n' "$(shq "$NEXUS_ROLE")"
 		if [[ -z $USE_SPIRE ]]; then
 			printf '# The dev stack uses SVID files, not a SPIRE agent.\n'
 			printf 'unset SPIFFE_ENDPOINT_SOCKET\n'

@@ -101,10 +101,15 @@ func TestSPIKEUnderSPIRE(t *testing.T) {
 		"SPIKE_KEEPER_KDF_THREADS=1",
 	))
 	keeper.WaitListening(keeperAddr)
+	db := pgtest.NewRoles(t, "")
+	if r := runBin(t, bin("spike-nexus"), append(append([]string{}, base...),
+		"SPIKE_DATABASE_OWNER_URL="+db.Owner, "SPIKE_DATABASE_ROLE="+db.ServingRole), "", "migrate"); r.code != 0 {
+		t.Fatalf("spike-nexus migrate: exit %d\nstderr: %s", r.code, r.stderr)
+	}
 	nexusAddr := proctest.FreeAddr(t)
 	nexus := proctest.Start(t, bin("spike-nexus"), append(append([]string{}, base...),
 		"SPIKE_NEXUS_LISTEN="+nexusAddr,
-		"SPIKE_DATABASE_URL="+pgtest.NewDatabase(t),
+		"SPIKE_DATABASE_URL="+db.Serving,
 		"SPIKE_KEEPER_URL=https://"+keeperAddr,
 		"SPIKE_KEEPER_CHECK_INTERVAL=1s",
 	))

@@ -33,6 +33,7 @@ var checks = []check{
 	{"addresses and ports", checkAddresses},
 	{"volumes", checkVolumes},
 	{"SPIFFE identities", checkIdentities},
+	{"database roles", checkDatabaseRoles},
 }
 
 // checkContents: the stack holds what the design names: PostgreSQL, a

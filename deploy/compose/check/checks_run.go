@@ -7,6 +7,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,6 +68,11 @@ func checkAddresses(s *stack) []string {
 		if p == nil {
 			continue
 		}
+		if isMigrate(s, svc) {
+			// A one-shot that talks to the database only, as its owner.
+			out = append(out, s.checkDatabaseURL(svc, "SPIKE_DATABASE_OWNER_URL")...)
+			continue
+		}
 		if srv, ok := servers[p.name]; ok {
 			out = append(out, s.checkServer(svc, srv)...)
 		}
@@ -82,7 +88,7 @@ func checkAddresses(s *stack) []string {
 			out = append(out, s.checkURL(svc, cu.name, v, cu.server)...)
 		}
 		if p.env["SPIKE_DATABASE_URL"] {
-			out = append(out, s.checkDatabaseURL(svc)...)
+			out = append(out, s.checkDatabaseURL(svc, "SPIKE_DATABASE_URL")...)
 		}
 	}
 	return out
@@ -167,25 +173,128 @@ func (s *stack) checkURL(svc types.ServiceConfig, name, value, program string) [
 	return nil
 }
 
-// checkDatabaseURL checks that Nexus's database URL names the PostgreSQL
-// service and port.
-func (s *stack) checkDatabaseURL(svc types.ServiceConfig) []string {
-	v, ok := env(svc, "SPIKE_DATABASE_URL")
+// checkDatabaseURL checks that a database URL (variable name) names the
+// PostgreSQL service and port, and keeps its password out of the file.
+func (s *stack) checkDatabaseURL(svc types.ServiceConfig, name string) []string {
+	v, ok := env(svc, name)
 	if !ok {
-		return []string{fmt.Sprintf("service %s does not set SPIKE_DATABASE_URL", svc.Name)}
+		return []string{fmt.Sprintf("service %s does not set %s", svc.Name, name)}
 	}
 	u, err := url.Parse(v)
 	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-		return []string{fmt.Sprintf("service %s: SPIKE_DATABASE_URL is not a postgres:// URL", svc.Name)}
+		return []string{fmt.Sprintf("service %s: %s is not a postgres:// URL", svc.Name, name)}
 	}
 	target, ok := s.service(u.Hostname())
 	if !ok || !strings.HasPrefix(target.Image, "postgres:") {
-		return []string{fmt.Sprintf("service %s: SPIKE_DATABASE_URL names host %q, which is no PostgreSQL service of the stack", svc.Name, u.Hostname())}
+		return []string{fmt.Sprintf("service %s: %s names host %q, which is no PostgreSQL service of the stack", svc.Name, name, u.Hostname())}
 	}
 	if port := u.Port(); port != "" && port != postgresPort {
-		return []string{fmt.Sprintf("service %s: SPIKE_DATABASE_URL names port %s; PostgreSQL listens on %s", svc.Name, port, postgresPort)}
+		return []string{fmt.Sprintf("service %s: %s names port %s; PostgreSQL listens on %s", svc.Name, name, port, postgresPort)}
+	}
+	if _, set := u.User.Password(); set {
+		return []string{fmt.Sprintf("service %s: %s holds a password: use passfile= with a file of a secret volume", svc.Name, name)}
+	}
+	// TLS to PostgreSQL, with the server's name checked against the
+	// certificate bootstrap mints.
+	if mode := u.Query().Get("sslmode"); mode != "verify-full" {
+		return []string{fmt.Sprintf("service %s: %s has sslmode=%s: use sslmode=verify-full with sslrootcert= (the CA certificate bootstrap writes)", svc.Name, name, mode)}
+	}
+	root := u.Query().Get("sslrootcert")
+	if root == "" || mountedAt(svc, path.Dir(root)) == "" {
+		return []string{fmt.Sprintf("service %s: %s names sslrootcert=%s, but no volume is mounted at %s", svc.Name, name, root, path.Dir(root))}
+	}
+	if !slices.Contains(target.Command, "ssl=on") {
+		return []string{fmt.Sprintf("service %s does not run with ssl=on, but service %s connects with sslmode=verify-full", target.Name, svc.Name)}
 	}
 	return nil
+}
+
+// isMigrate reports whether svc is the one-shot `spike-nexus migrate`.
+func isMigrate(s *stack, svc types.ServiceConfig) bool {
+	p := s.program(svc)
+	return p != nil && p.name == "spike-nexus" && len(svc.Command) == 1 && svc.Command[0] == "migrate"
+}
+
+// checkDatabaseRoles: the schema is migrated by a one-shot `spike-nexus
+// migrate` as the owner role, which every Nexus waits for; Nexus connects
+// as the role that migrate grants to, never as the owner; and each role's
+// passfile is on a volume that only its own services mount.
+func checkDatabaseRoles(s *stack) []string {
+	var out []string
+	var migrates []types.ServiceConfig
+	for _, svc := range s.services {
+		if isMigrate(s, svc) {
+			migrates = append(migrates, svc)
+		}
+	}
+	nexuses := s.servicesRunning("spike-nexus")
+	if len(nexuses) == len(migrates) {
+		return out // no Nexus serves
+	}
+	if len(migrates) != 1 {
+		return append(out, fmt.Sprintf("the stack has %d one-shots running `spike-nexus migrate` (command: [\"migrate\"]), want 1: Nexus does not migrate the schema itself", len(migrates)))
+	}
+	m := migrates[0]
+	if !isOneShot(m) {
+		out = append(out, fmt.Sprintf("service %s runs spike-nexus migrate but is not a one-shot (restart: \"no\")", m.Name))
+	}
+	ownerURL, _ := env(m, "SPIKE_DATABASE_OWNER_URL")
+	owner, ownerPass := dbUser(ownerURL)
+	role, ok := env(m, "SPIKE_DATABASE_ROLE")
+	if !ok || role == "" {
+		out = append(out, fmt.Sprintf("service %s does not set SPIKE_DATABASE_ROLE, the role Nexus serves as", m.Name))
+	}
+	for _, n := range nexuses {
+		if isMigrate(s, n) {
+			continue
+		}
+		if dep, ok := n.DependsOn[m.Name]; !ok || dep.Condition != types.ServiceConditionCompletedSuccessfully {
+			out = append(out, fmt.Sprintf("service %s does not wait for %s to complete (depends_on with condition service_completed_successfully): it would refuse to start on a schema not yet migrated", n.Name, m.Name))
+		}
+		v, _ := env(n, "SPIKE_DATABASE_URL")
+		user, pass := dbUser(v)
+		switch {
+		case user == owner:
+			out = append(out, fmt.Sprintf("service %s connects to the database as %s, the owner role %s migrates as: connect as the role it grants (SPIKE_DATABASE_ROLE)", n.Name, user, m.Name))
+		case role != "" && user != role:
+			out = append(out, fmt.Sprintf("service %s grants %s (SPIKE_DATABASE_ROLE), but service %s connects as %s", m.Name, role, n.Name, user))
+		}
+		if vol := passfileVolume(m, ownerPass); vol != "" && mountsVolume(n, vol) {
+			out = append(out, fmt.Sprintf("service %s mounts volume %s, which holds the owner's passfile (%s): only the migration may hold it", n.Name, vol, ownerPass))
+		}
+		if vol := passfileVolume(n, pass); vol != "" && mountsVolume(m, vol) {
+			out = append(out, fmt.Sprintf("service %s mounts volume %s, which holds Nexus's passfile (%s)", m.Name, vol, pass))
+		}
+	}
+	return out
+}
+
+// dbUser returns the user and the passfile of a postgres:// URL.
+func dbUser(v string) (user, passfile string) {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "", ""
+	}
+	return u.User.Username(), u.Query().Get("passfile")
+}
+
+// passfileVolume returns the named volume svc mounts at the directory of
+// file, or "".
+func passfileVolume(svc types.ServiceConfig, file string) string {
+	if file == "" {
+		return ""
+	}
+	return mountedAt(svc, path.Dir(file))
+}
+
+// mountsVolume reports whether svc mounts the named volume anywhere.
+func mountsVolume(svc types.ServiceConfig, name string) bool {
+	for _, v := range svc.Volumes {
+		if v.Type == types.VolumeTypeVolume && v.Source == name {
+			return true
+		}
+	}
+	return false
 }
 
 // checkVolumes: named volumes are declared and used, bind mounts exist.

@@ -11,9 +11,37 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/app"
 )
 
+// usage is printed for arguments spike-nexus does not know.
+const usage = `usage:
+  spike-nexus           serve (configuration from SPIKE_* environment variables)
+  spike-nexus migrate   migrate the database as its owner (SPIKE_DATABASE_OWNER_URL)
+                        and grant the serving role (SPIKE_DATABASE_ROLE) what it needs, then exit`
+
 // run is main without the process: configuration from getenv, logs to
-// stderr, serving until ctx is done.
-func run(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+// stderr, serving until ctx is done, or migrating with args "migrate".
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	switch {
+	case len(args) == 0:
+		return serve(ctx, getenv, stderr)
+	case len(args) == 1 && args[0] == "migrate":
+		return migrate(ctx, getenv, stderr)
+	}
+	return fmt.Errorf("unknown arguments %q\n%s", args, usage)
+}
+
+// migrate is spike-nexus migrate.
+func migrate(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := app.LoadMigrateConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	_, err = app.Migrate(ctx, cfg, log)
+	return err
+}
+
+// serve is spike-nexus serving.
+func serve(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
 	cfg, err := app.LoadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)

@@ -70,8 +70,8 @@ type App struct {
 	addr, opsAddr string
 }
 
-// New connects Nexus to its SVID source, the database (migrating its
-// schema) and Keeper, assembles the services and opens the listeners.
+// New connects Nexus to its SVID source, the database (checking its schema
+// version and that Nexus's role cannot alter the audit trail) and Keeper, assembles the services and opens the listeners.
 // Run serves; when New fails, everything it opened is closed again.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
 	a := &App{cfg: cfg, log: log, closeLog: func() {}}
@@ -105,7 +105,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if err != nil {
 		return nil, err
 	}
-	if a.schema, err = a.store.Migrate(ctx); err != nil {
+	if a.schema, err = checkDatabase(ctx, a.store, cfg.DevAllowPrivilegedRole, log); err != nil {
 		return nil, err
 	}
 	a.reg = ops.NewRegistry()

@@ -21,22 +21,26 @@ import (
 // Config is Nexus's configuration, read from the environment once
 // (LoadConfig).
 type Config struct {
-	TrustDomain   spiffeid.TrustDomain
-	Listen        string
-	OpsListen     string // "" when turned off
-	Pprof         bool
-	DatabaseURL   string
-	MaxConns      int32
-	MaxVersions   int32
-	KeeperURL     *url.URL
-	KeeperID      spiffeid.ID
-	Admins        []spiffeid.ID
-	CheckInterval time.Duration
-	TokenTTL      time.Duration
-	MaxTokenTTL   time.Duration
-	AuditLog      string
-	LogLevel      slog.Level
-	SVID          svid.Config
+	TrustDomain spiffeid.TrustDomain
+	Listen      string
+	OpsListen   string // "" when turned off
+	Pprof       bool
+	DatabaseURL string
+	// DevAllowPrivilegedRole turns the refusal to serve as a database role
+	// that can alter the audit trail into a warning. Unsafe: development
+	// only.
+	DevAllowPrivilegedRole bool
+	MaxConns               int32
+	MaxVersions            int32
+	KeeperURL              *url.URL
+	KeeperID               spiffeid.ID
+	Admins                 []spiffeid.ID
+	CheckInterval          time.Duration
+	TokenTTL               time.Duration
+	MaxTokenTTL            time.Duration
+	AuditLog               string
+	LogLevel               slog.Level
+	SVID                   svid.Config
 	// Source, when set, is used instead of opening one from SVID (tests
 	// mint their SVIDs in-process). It is not read from the environment.
 	Source *svid.Source
@@ -71,7 +75,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		errs = append(errs, errors.New("SPIKE_NEXUS_PPROF: must be true or false"))
 	}
 	if c.DatabaseURL == "" {
-		errs = append(errs, errors.New("SPIKE_DATABASE_URL: required, e.g. postgres://spike@127.0.0.1:5432/spike"))
+		errs = append(errs, errors.New("SPIKE_DATABASE_URL: required, e.g. postgres://spike_nexus@127.0.0.1:5432/spike"))
+	}
+	if c.DevAllowPrivilegedRole, err = strconv.ParseBool(env("SPIKE_DEV_ALLOW_PRIVILEGED_DB_ROLE", "false")); err != nil {
+		errs = append(errs, errors.New("SPIKE_DEV_ALLOW_PRIVILEGED_DB_ROLE: must be true or false"))
 	}
 	maxConns, err := strconv.ParseInt(env("SPIKE_DB_MAX_CONNS", "16"), 10, 32)
 	if err != nil || maxConns < 1 || maxConns > 1000 {
@@ -113,6 +120,38 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	c.AuditLog = getenv("SPIKE_AUDIT_LOG")
 	if err := c.LogLevel.UnmarshalText([]byte(env("SPIKE_LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("SPIKE_LOG_LEVEL: %w", err))
+	}
+	return c, errors.Join(errs...)
+}
+
+// MigrateConfig is the configuration of spike-nexus migrate, read from the
+// environment once (LoadMigrateConfig).
+type MigrateConfig struct {
+	// OwnerURL connects as the role that owns SPIKE's schema.
+	OwnerURL string
+	// Role is the role Nexus serves as, which is granted what it needs.
+	Role     string
+	LogLevel slog.Level
+}
+
+// LoadMigrateConfig reads the configuration of spike-nexus migrate from
+// the environment through getenv. Every problem is reported, not only the
+// first.
+func LoadMigrateConfig(getenv func(string) string) (MigrateConfig, error) {
+	var errs []error
+	c := MigrateConfig{OwnerURL: getenv("SPIKE_DATABASE_OWNER_URL"), Role: getenv("SPIKE_DATABASE_ROLE")}
+	if c.OwnerURL == "" {
+		errs = append(errs, errors.New("SPIKE_DATABASE_OWNER_URL: required: the database as the role that owns SPIKE's schema, e.g. postgres://spike@127.0.0.1:5432/spike"))
+	}
+	if c.Role == "" {
+		errs = append(errs, errors.New("SPIKE_DATABASE_ROLE: required: the role Nexus serves as (the user of its SPIKE_DATABASE_URL), e.g. spike_nexus"))
+	}
+	level := getenv("SPIKE_LOG_LEVEL")
+	if level == "" {
+		level = "info"
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {
 		errs = append(errs, fmt.Errorf("SPIKE_LOG_LEVEL: %w", err))
 	}
 	return c, errors.Join(errs...)

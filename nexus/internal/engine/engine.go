@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -37,6 +38,49 @@ type Keys interface {
 	// Open opens a value sealed under a data key; failures are
 	// fault.DataLoss naming what.
 	Open(ctx context.Context, sealed, aad []byte, what string) ([]byte, error)
+	// Cached reports whether Open of sealed needs no I/O; Fetch makes it so.
+	Cached(sealed []byte) bool
+	Fetch(ctx context.Context, sealed []byte) error
+}
+
+// needKey stops a write whose locked row needs a data key that is not in
+// memory: fetching it there would hold the row lock and a database
+// connection while waiting for another connection. The write is retried
+// once the key is fetched.
+type needKey struct{ sealed []byte }
+
+func (needKey) Error() string { return "a data key must be fetched first" }
+
+// writeSecret runs a change through the store with the active data key
+// fetched beforehand, and the keys of the stored row fetched outside the
+// row lock when they are not in memory.
+func (e *Engine) writeSecret(ctx context.Context, rec *audit.Entry, path string,
+	change func(cur *secret.Stored, rows []secret.Row, active envelope.Key) (secret.Write, []byte, error),
+) ([]byte, bool, error) {
+	for attempt := 0; ; attempt++ {
+		active, err := e.keys.ActiveKey(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		out, replayed, err := e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
+			if cur != nil {
+				for _, sealed := range [][]byte{cur.Head, cur.LegacyCustom} {
+					if sealed != nil && !e.keys.Cached(sealed) {
+						return secret.Write{}, nil, needKey{sealed: sealed}
+					}
+				}
+			}
+			return change(cur, rows, active)
+		})
+		var nk needKey
+		if attempt < 3 && errors.As(err, &nk) {
+			if err := e.keys.Fetch(ctx, nk.sealed); err != nil {
+				return nil, false, err
+			}
+			continue
+		}
+		return out, replayed, err
+	}
 }
 
 // Engine reads and writes secrets.
@@ -113,12 +157,8 @@ func (e *Engine) adopt(ctx context.Context, st secret.Stored, rs []secret.Row) (
 	return h, nil
 }
 
-// sealHead seals h for path into w, with its plain copies.
-func (e *Engine) sealHead(ctx context.Context, path string, h *secret.Head, w *secret.Write) error {
-	key, err := e.keys.ActiveKey(ctx)
-	if err != nil {
-		return err
-	}
+// sealHead seals h for path under key into w, with its plain copies.
+func (e *Engine) sealHead(path string, h *secret.Head, key envelope.Key, w *secret.Write) error {
 	plain, err := json.Marshal(h)
 	if err != nil {
 		return fmt.Errorf("encode head of %s: %w", path, err)
@@ -177,7 +217,7 @@ func (e *Engine) Put(ctx context.Context, rec *audit.Entry, path, createdBy stri
 // write stores plain (the encoded data) as the next version.
 func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy string, plain []byte, cas *int64) (secret.Version, error) {
 	var v secret.Version
-	outcome, replayed, err := e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
+	outcome, replayed, err := e.writeSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row, active envelope.Key) (secret.Write, []byte, error) {
 		var w secret.Write
 		h, err := e.begin(ctx, cur, rows, &w)
 		if err != nil {
@@ -191,10 +231,6 @@ func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy st
 			return w, nil, err
 		}
 		version := h.Add(createdBy, vkey, e.retention(h.MaxVersions))
-		active, err := e.keys.ActiveKey(ctx)
-		if err != nil {
-			return w, nil, err
-		}
 		vk, err := envelope.NewKey(active.ID, vkey)
 		if err != nil {
 			return w, nil, err
@@ -205,7 +241,7 @@ func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy st
 		}
 		v = secret.Version{Path: path, Version: version, CreatedBy: createdBy, CreatedAt: e.now().UTC().Truncate(time.Microsecond)}
 		w.Insert = &secret.Row{Version: version, DEKID: active.ID[:], Sealed: sealed, CreatedBy: createdBy, CreatedAt: v.CreatedAt}
-		if err := e.sealHead(ctx, path, h, &w); err != nil {
+		if err := e.sealHead(path, h, active, &w); err != nil {
 			return w, nil, err
 		}
 		out, err := json.Marshal(v)
@@ -321,7 +357,7 @@ func (e *Engine) openValue(ctx context.Context, path string, h *secret.Head, hv 
 // when versions is empty) and returns the versions named.
 func (e *Engine) Change(ctx context.Context, rec *audit.Entry, path string, versions []int64, change secret.VersionChange) ([]int64, error) {
 	var changed []int64
-	outcome, replayed, err := e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
+	outcome, replayed, err := e.writeSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row, active envelope.Key) (secret.Write, []byte, error) {
 		var w secret.Write
 		if cur == nil {
 			return w, nil, fault.New(fault.NotFound, "secret %s not found", path)
@@ -333,7 +369,7 @@ func (e *Engine) Change(ctx context.Context, rec *audit.Entry, path string, vers
 		if changed, err = h.Change(path, versions, change, &w); err != nil {
 			return w, nil, err
 		}
-		if err := e.sealHead(ctx, path, h, &w); err != nil {
+		if err := e.sealHead(path, h, active, &w); err != nil {
 			return w, nil, err
 		}
 		out, err := json.Marshal(changed)
@@ -394,14 +430,14 @@ func (e *Engine) UpdateMetadata(ctx context.Context, rec *audit.Entry, u secret.
 			return Metadata{}, err
 		}
 	}
-	_, _, err := e.store.WriteSecret(ctx, rec, u.Path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
+	_, _, err := e.writeSecret(ctx, rec, u.Path, func(cur *secret.Stored, rows []secret.Row, active envelope.Key) (secret.Write, []byte, error) {
 		var w secret.Write
 		h, err := e.begin(ctx, cur, rows, &w)
 		if err != nil {
 			return w, nil, err
 		}
 		h.Update(u, custom, e.retention)
-		if err := e.sealHead(ctx, u.Path, h, &w); err != nil {
+		if err := e.sealHead(u.Path, h, active, &w); err != nil {
 			return w, nil, err
 		}
 		// The outcome is the metadata, read again after the write: a

@@ -35,6 +35,9 @@ func newFixedKeys(t testing.TB) fixedKeys {
 
 func (k fixedKeys) ActiveKey(context.Context) (envelope.Key, error) { return k.key, nil }
 
+func (k fixedKeys) Cached([]byte) bool                  { return true }
+func (k fixedKeys) Fetch(context.Context, []byte) error { return nil }
+
 func (k fixedKeys) Open(_ context.Context, sealed, aad []byte, what string) ([]byte, error) {
 	plain, err := k.key.Open(sealed, aad)
 	if err != nil {

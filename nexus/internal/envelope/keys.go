@@ -230,6 +230,32 @@ func (k *Keys) Open(ctx context.Context, sealed, aad []byte, what string) ([]byt
 	return plain, nil
 }
 
+// Cached reports whether the data key that sealed the value is in memory,
+// so that Open will not have to call Keeper or the database.
+func (k *Keys) Cached(sealed []byte) bool {
+	id, err := KeyID(sealed)
+	if err != nil {
+		return true // Open fails at once, without I/O
+	}
+	k.mu.RLock()
+	c, ok := k.cache[id]
+	k.mu.RUnlock()
+	return ok && k.now().Before(c.expires)
+}
+
+// Fetch brings the data key that sealed the value into memory.
+func (k *Keys) Fetch(ctx context.Context, sealed []byte) error {
+	if err := k.Ready(ctx); err != nil {
+		return err
+	}
+	id, err := KeyID(sealed)
+	if err != nil {
+		return nil // Open reports it
+	}
+	_, err = k.key(ctx, id)
+	return err
+}
+
 func (k *Keys) key(ctx context.Context, id DEKID) (cipher.AEAD, error) {
 	k.mu.RLock()
 	err := k.servable()

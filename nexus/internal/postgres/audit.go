@@ -177,7 +177,10 @@ func (s *Store) ScanAudit(ctx context.Context, fn func(audit.Record) error) erro
 // before: for each chain it writes cps (made by the caller, MACed) and
 // deletes the chain's records up to the checkpoint's seq; unauthenticated
 // records older than before go too. lastPruned tells the caller which
-// (seq, mac) each chain prunes up to.
+// (seq, mac) each chain prunes up to. Nexus's role may not update or
+// delete audit rows: the writing and deleting is done by the SECURITY
+// DEFINER functions of migration 0007, which cut a chain only at a
+// checkpoint they write.
 func (s *Store) PruneAudit(ctx context.Context, rec *audit.Entry, before time.Time,
 	checkpoint func(chain []byte, lane int16, seq int64, mac []byte) ([]byte, error),
 ) (deleted, checkpoints int64, err error) {
@@ -214,25 +217,19 @@ func (s *Store) PruneAudit(ctx context.Context, rec *audit.Entry, before time.Ti
 			if err != nil {
 				return err
 			}
-			if _, err := tx.Exec(ctx,
-				`INSERT INTO audit_checkpoints (chain_id, lane, seq, last_mac, mac) VALUES ($1, $2, $3, $4, $5)
-				 ON CONFLICT (chain_id, lane) DO UPDATE
-				 SET seq = EXCLUDED.seq, last_mac = EXCLUDED.last_mac, mac = EXCLUDED.mac, created_at = now()`,
-				l.chain, l.lane, l.seq, l.mac, cpMAC); err != nil {
+			var n int64
+			if err := tx.QueryRow(ctx, `SELECT audit_prune_chain($1, $2, $3, $4, $5)`,
+				l.chain, l.lane, l.seq, l.mac, cpMAC).Scan(&n); err != nil {
 				return err
 			}
-			tag, err := tx.Exec(ctx, `DELETE FROM audit_log WHERE chain_id = $1 AND lane = $2 AND seq <= $3`, l.chain, l.lane, l.seq)
-			if err != nil {
-				return err
-			}
-			deleted += tag.RowsAffected()
+			deleted += n
 			checkpoints++
 		}
-		tag, err := tx.Exec(ctx, `DELETE FROM audit_log WHERE lane < 0 AND at < $1`, before)
-		if err != nil {
+		var n int64
+		if err := tx.QueryRow(ctx, `SELECT audit_prune_unauthenticated($1)`, before).Scan(&n); err != nil {
 			return err
 		}
-		deleted += tag.RowsAffected()
+		deleted += n
 		return nil
 	})
 	if err != nil {

@@ -2,10 +2,8 @@ package server_test
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +24,6 @@ import (
 
 	"github.com/spike-dev/spike/nexus/internal/access"
 	"github.com/spike-dev/spike/nexus/internal/app"
-	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -42,11 +39,14 @@ var (
 // mTLS, backed by a fresh database and a Keeper running in-process, also
 // reached over real mTLS.
 type stack struct {
-	t      *testing.T
-	ca     *devca.CA
-	dsn    string
-	url    string
-	keeper *keepertest.Keeper
+	t  *testing.T
+	ca *devca.CA
+	// dsn connects to the stack's database as the superuser; nexusDSN as
+	// the role Nexus serves as.
+	dsn      string
+	nexusDSN string
+	url      string
+	keeper   *keepertest.Keeper
 	// policies is Nexus's policy cache.
 	policies *access.Policies
 	// metrics holds Nexus's metrics, as its ops listener serves them.
@@ -62,9 +62,9 @@ func newStack(t *testing.T) *stack {
 	return newStackAs(t, "")
 }
 
-// newStackAs is newStack with Nexus connecting to the database as role (a
-// role created for it with the usual privileges; "" means the superuser),
-// so that a test can take privileges away.
+// newStackAs is newStack with Nexus serving as role ("" means a random
+// name), which spike-nexus migrate grants its privileges to, so that a
+// test can take privileges away.
 func newStackAs(t *testing.T, role string) *stack {
 	t.Helper()
 	return newStackLogging(t, role, quietLog())
@@ -77,13 +77,11 @@ func newStackLogging(t *testing.T, role string, log *slog.Logger) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{t: t, ca: ca, dsn: pgtest.NewDatabase(t)}
+	db := pgtest.NewRoles(t, role)
+	s := &stack{t: t, ca: ca, dsn: db.Admin, nexusDSN: db.Serving}
 	s.keeper = keepertest.Start(t, ca, keepertest.Options{ID: keeperID, NexusID: nexusID})
-	nexusDSN := s.dsn
-	if role != "" {
-		nexusDSN = s.createRole(role)
-	}
-	nexus := s.startNexus(nexusDSN, log)
+	s.migrate(db)
+	nexus := s.startNexus(s.nexusDSN, log)
 	s.url = "https://" + nexus.Addr()
 	s.policies = nexus.Policies()
 	s.metrics = nexus.Metrics()
@@ -185,34 +183,19 @@ func (s *stack) policyClient() nexusv1connect.PolicyServiceClient {
 	return nexusv1connect.NewPolicyServiceClient(s.httpClient(adminID), s.url, withToken(s.token))
 }
 
-// createRole migrates the database as the superuser, creates role with
-// the privileges Nexus needs, and returns the DSN that connects as it.
-func (s *stack) createRole(role string) string {
+// migrate does what spike-nexus migrate does, configured as it is: it
+// migrates the database as its owner and grants Nexus's role its
+// privileges.
+func (s *stack) migrate(db pgtest.Roles) {
 	s.t.Helper()
-	ctx := s.t.Context()
-	admin, err := postgres.Open(ctx, s.dsn, postgres.Options{MaxConns: 1})
+	env := map[string]string{"SPIKE_DATABASE_OWNER_URL": db.Owner, "SPIKE_DATABASE_ROLE": db.ServingRole}
+	cfg, err := app.LoadMigrateConfig(func(k string) string { return env[k] })
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	defer admin.Close()
-	if _, err := admin.Migrate(ctx); err != nil {
+	if _, err := app.Migrate(s.t.Context(), cfg, quietLog()); err != nil {
 		s.t.Fatal(err)
 	}
-	db := s.db()
-	for _, sql := range []string{
-		fmt.Sprintf("CREATE ROLE %s LOGIN", role),
-		fmt.Sprintf("GRANT CREATE, USAGE ON SCHEMA public TO %s", role),
-		fmt.Sprintf("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s", role),
-		fmt.Sprintf("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %s", role),
-	} {
-		if _, err := db.Exec(ctx, sql); err != nil {
-			s.t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	s.t.Cleanup(func() {
-		_, _ = db.Exec(context.Background(), fmt.Sprintf("DROP OWNED BY %s; DROP ROLE %s", role, role))
-	})
-	return strings.Replace(s.dsn, "user=postgres", "user="+role, 1)
 }
 
 // restartKeeper stops Keeper and starts it again: it comes back sealed.

@@ -49,7 +49,7 @@ func listPages(t *testing.T, c lister, prefix string, recursive bool, size int32
 // returns its URL.
 func (s *stack) replica() string {
 	s.t.Helper()
-	return "https://" + s.startNexus(s.dsn, quietLog()).Addr()
+	return "https://" + s.startNexus(s.nexusDSN, quietLog()).Addr()
 }
 
 // Page tokens are sealed: a workload's token reveals none of the entries

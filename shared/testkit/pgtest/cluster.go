@@ -185,9 +185,16 @@ func (c *Cluster) waitReady() error {
 	}
 }
 
-// DSN returns a libpq key/value connection string for database db.
+// DSN returns a libpq key/value connection string for database db, as
+// the superuser postgres.
 func (c *Cluster) DSN(db string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=%s sslmode=disable", c.port, db)
+	return c.DSNAs(db, "postgres")
+}
+
+// DSNAs returns a libpq key/value connection string for database db as
+// role (every local connection is trusted: no password).
+func (c *Cluster) DSNAs(db, role string) string {
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", c.port, role, db)
 }
 
 // Stop shuts the server down immediately (no checkpoint: the data is thrown

@@ -127,6 +127,71 @@ func NewDatabase(t testing.TB) string {
 	return cluster.DSN(name)
 }
 
+// Roles is a fresh database set up as SPIKE runs in production: owned by
+// a role of its own, which runs the migrations, beside a login role that
+// Nexus serves as and that has no privileges of its own until the
+// migrations' grants give it some.
+type Roles struct {
+	// Admin connects as the superuser, for tests that play the DBA or an
+	// attacker with full access to storage.
+	Admin string
+	// Owner connects as OwnerRole, which owns the database (and so its
+	// schema public).
+	Owner     string
+	OwnerRole string
+	// Serving connects as ServingRole.
+	Serving     string
+	ServingRole string
+}
+
+// NewRoles creates a fresh database owned by a new role, and a new login
+// role for Nexus to serve as: named serving, or a random name when serving
+// is "". The database and both roles are dropped when the test finishes.
+func NewRoles(t testing.TB, serving string) Roles {
+	t.Helper()
+	if cluster == nil {
+		t.Fatal("pgtest: no cluster: call pgtest.Main(m) from TestMain")
+	}
+	suffix := randomHex(6)
+	r := Roles{OwnerRole: "spike_owner_" + suffix, ServingRole: serving}
+	if r.ServingRole == "" {
+		r.ServingRole = "spike_nexus_" + suffix
+	}
+	name := "test_" + randomHex(8)
+	owner, nexus := pgx.Identifier{r.OwnerRole}.Sanitize(), pgx.Identifier{r.ServingRole}.Sanitize()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, sql := range []string{
+		"CREATE ROLE " + owner + " LOGIN",
+		"CREATE ROLE " + nexus + " LOGIN",
+	} {
+		if err := adminExec(ctx, sql); err != nil {
+			t.Fatalf("pgtest: %s: %v", sql, err)
+		}
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := adminExec(ctx, "DROP ROLE "+nexus+", "+owner); err != nil {
+			t.Errorf("pgtest: drop roles: %v", err)
+		}
+	})
+	if err := adminExec(ctx, "CREATE DATABASE "+name+" OWNER "+owner); err != nil {
+		t.Fatalf("pgtest: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := adminExec(ctx, "DROP DATABASE "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("pgtest: drop database %s: %v", name, err)
+		}
+	})
+	r.Admin = cluster.DSN(name)
+	r.Owner = cluster.DSNAs(name, r.OwnerRole)
+	r.Serving = cluster.DSNAs(name, r.ServingRole)
+	return r
+}
+
 // adminExec runs one statement on the postgres database. Database names
 // cannot be query parameters; callers pass only names built by this package.
 func adminExec(ctx context.Context, sql string) error {

@@ -115,3 +115,56 @@ func TestStartStop(t *testing.T) {
 		t.Error("server still accepts connections after Stop")
 	}
 }
+
+// NewRoles gives a database owned by a role of its own and a serving role
+// that can connect but has no privileges of its own; both roles and the
+// database are gone after the test.
+func TestNewRoles(t *testing.T) {
+	t.Parallel()
+	var db pgtest.Roles
+	t.Run("user", func(t *testing.T) {
+		db = pgtest.NewRoles(t, "")
+		ctx := t.Context()
+		if db.OwnerRole == db.ServingRole || db.Owner == db.Serving {
+			t.Fatalf("owner and serving role are the same: %+v", db)
+		}
+		owner, err := pgx.Connect(ctx, db.Owner)
+		if err != nil {
+			t.Fatalf("connect as owner: %v", err)
+		}
+		defer owner.Close(ctx)
+		var user string
+		var ownsDB bool
+		if err := owner.QueryRow(ctx, `SELECT current_user, pg_has_role(current_user, datdba, 'USAGE')
+			FROM pg_database WHERE datname = current_database()`).Scan(&user, &ownsDB); err != nil || user != db.OwnerRole || !ownsDB {
+			t.Fatalf("owner connection: user %q, owns the database %v (%v)", user, ownsDB, err)
+		}
+		if _, err := owner.Exec(ctx, "CREATE TABLE t (v int)"); err != nil {
+			t.Fatalf("the owner cannot create a table: %v", err)
+		}
+		serving, err := pgx.Connect(ctx, db.Serving)
+		if err != nil {
+			t.Fatalf("connect as serving role: %v", err)
+		}
+		defer serving.Close(ctx)
+		if err := serving.QueryRow(ctx, `SELECT current_user`).Scan(&user); err != nil || user != db.ServingRole {
+			t.Fatalf("serving connection: user %q (%v)", user, err)
+		}
+		if _, err := serving.Exec(ctx, "CREATE TABLE u (v int)"); err == nil {
+			t.Error("the serving role created a table")
+		}
+		if _, err := serving.Exec(ctx, "SELECT v FROM t"); err == nil {
+			t.Error("the serving role reads the owner's table without a grant")
+		}
+	})
+	admin, err := pgx.Connect(t.Context(), pgtest.AdminDSN())
+	if err != nil {
+		t.Fatalf("connect admin: %v", err)
+	}
+	defer admin.Close(t.Context())
+	var n int
+	if err := admin.QueryRow(t.Context(), "SELECT count(*) FROM pg_roles WHERE rolname IN ($1, $2)",
+		db.OwnerRole, db.ServingRole).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d of the test's roles left after it (%v)", n, err)
+	}
+}

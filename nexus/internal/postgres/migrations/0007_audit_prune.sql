@@ -1,0 +1,69 @@
+-- Pruning the audit trail through functions, so that Nexus's serving role
+-- needs no UPDATE or DELETE on it (it has only SELECT and INSERT there; see
+-- GrantServing). Both functions run with the rights of their owner, the role
+-- that ran this migration, and resolve names only in pg_catalog and public
+-- (pg_temp last, so a temporary table cannot stand in for a real one).
+-- EXECUTE is granted to the serving role by GrantServing, to nobody else.
+
+-- audit_prune_chain writes the checkpoint of one chain (chain_id, lane) at
+-- record seq, whose MAC is last_mac, and deletes that chain's records up to
+-- seq; it returns how many it deleted. The checkpoint must name a record
+-- that is there with that MAC (or repeat the checkpoint already written),
+-- and never moves back: a caller can only cut a chain where it really is.
+-- mac, the checkpoint's own MAC, is checked by verification, which needs
+-- the MAC key the database never sees.
+CREATE FUNCTION audit_prune_chain(p_chain_id bytea, p_lane smallint, p_seq bigint, p_last_mac bytea, p_mac bytea)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    deleted bigint;
+BEGIN
+    IF p_lane < 0 THEN
+        RAISE EXCEPTION 'audit_prune_chain: lane % holds no authenticated records', p_lane
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF EXISTS (SELECT 1 FROM public.audit_checkpoints
+               WHERE chain_id = p_chain_id AND lane = p_lane AND seq > p_seq) THEN
+        RAISE EXCEPTION 'audit_prune_chain: the checkpoint of this chain is past record %', p_seq
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM public.audit_log
+                   WHERE chain_id = p_chain_id AND lane = p_lane AND seq = p_seq AND mac = p_last_mac)
+       AND NOT EXISTS (SELECT 1 FROM public.audit_checkpoints
+                       WHERE chain_id = p_chain_id AND lane = p_lane AND seq = p_seq AND last_mac = p_last_mac) THEN
+        RAISE EXCEPTION 'audit_prune_chain: no record % with that MAC in this chain', p_seq
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO public.audit_checkpoints (chain_id, lane, seq, last_mac, mac)
+    VALUES (p_chain_id, p_lane, p_seq, p_last_mac, p_mac)
+    ON CONFLICT (chain_id, lane) DO UPDATE
+    SET seq = EXCLUDED.seq, last_mac = EXCLUDED.last_mac, mac = EXCLUDED.mac, created_at = now();
+    DELETE FROM public.audit_log WHERE chain_id = p_chain_id AND lane = p_lane AND seq <= p_seq;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
+END
+$$;
+
+-- audit_prune_unauthenticated deletes the records written while no MAC key
+-- was available (lane < 0) that are older than before, and returns how
+-- many it deleted. Authenticated records are never touched.
+CREATE FUNCTION audit_prune_unauthenticated(p_before timestamptz)
+RETURNS bigint
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    deleted bigint;
+BEGIN
+    DELETE FROM public.audit_log WHERE lane < 0 AND at < p_before;
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
+END
+$$;
+
+REVOKE ALL ON FUNCTION audit_prune_chain(bytea, smallint, bigint, bytea, bytea) FROM PUBLIC;
+REVOKE ALL ON FUNCTION audit_prune_unauthenticated(timestamptz) FROM PUBLIC;
