@@ -171,6 +171,7 @@ func (a *App) Run(ctx context.Context) error {
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	loops.Go(func() { a.keeper.Watch(watchCtx, a.cfg.CheckInterval) })
 	loops.Go(func() { a.policies.Run(watchCtx, a.cfg.CheckInterval) })
+	loops.Go(func() { a.pruneOutcomes(watchCtx) })
 	// The trail outlives ctx: requests still in flight during the graceful
 	// shutdown need their records written. It stops after Serve returns.
 	trailCtx, stopTrail := context.WithCancel(context.WithoutCancel(ctx))
@@ -258,4 +259,23 @@ func openAuditSink(dest string) (io.Writer, func(), error) {
 		return nil, func() {}, fmt.Errorf("open SPIKE_AUDIT_LOG: %w", err)
 	}
 	return f, func() { _ = f.Close() }, nil
+}
+
+// pruneOutcomes deletes, every hour, the outcomes kept under idempotency
+// keys for longer than server.OutcomeRetention.
+func (a *App) pruneOutcomes(ctx context.Context) {
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		if n, err := a.store.PruneOutcomes(ctx, server.OutcomeRetention); err != nil && ctx.Err() == nil {
+			a.log.Warn("pruning idempotency keys failed; retrying in an hour", "error", err.Error())
+		} else if n > 0 {
+			a.log.Info("pruned idempotency keys", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

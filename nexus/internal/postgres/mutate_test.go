@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/audit/audittest"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
@@ -120,5 +121,30 @@ func TestMutationFailsWithItsRecord(t *testing.T) {
 	}
 	if rec.Recorded() {
 		t.Fatal("record marked written")
+	}
+}
+
+// Outcomes kept under idempotency keys go once older than the retention.
+func TestPruneOutcomes(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := t.Context()
+	for key, age := range map[string]string{"old-key-0123456789": "25 hours", "new-key-0123456789": "1 hour"} {
+		if _, err := s.pool.Exec(ctx, `INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac, created_at)
+			VALUES ('spiffe://spike.local/x', $1, sha256('r'), '{}', 'm', now() - $2::interval)`, key, age); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.PruneOutcomes(ctx, 24*time.Hour)
+	if err != nil || n != 1 {
+		t.Fatalf("PruneOutcomes = %d, %v; want 1", n, err)
+	}
+	var left []string
+	rows, err := s.pool.Query(ctx, `SELECT key FROM idempotency_keys`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil || len(left) != 1 || left[0] != "new-key-0123456789" {
+		t.Fatalf("left %v, %v; want the new key only", left, err)
 	}
 }
