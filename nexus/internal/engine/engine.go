@@ -43,13 +43,13 @@ type Keys interface {
 	Fetch(ctx context.Context, sealed []byte) error
 }
 
-// needKey stops a write whose locked row needs a data key that is not in
+// needKeyError stops a write whose locked row needs a data key that is not in
 // memory: fetching it there would hold the row lock and a database
 // connection while waiting for another connection. The write is retried
 // once the key is fetched.
-type needKey struct{ sealed []byte }
+type needKeyError struct{ sealed []byte }
 
-func (needKey) Error() string { return "a data key must be fetched first" }
+func (needKeyError) Error() string { return "a data key must be fetched first" }
 
 // writeSecret runs a change through the store with the active data key
 // fetched beforehand, and the keys of the stored row fetched outside the
@@ -66,13 +66,13 @@ func (e *Engine) writeSecret(ctx context.Context, rec *audit.Entry, path string,
 			if cur != nil {
 				for _, sealed := range [][]byte{cur.Head, cur.LegacyCustom} {
 					if sealed != nil && !e.keys.Cached(sealed) {
-						return secret.Write{}, nil, needKey{sealed: sealed}
+						return secret.Write{}, nil, needKeyError{sealed: sealed}
 					}
 				}
 			}
 			return change(cur, rows, active)
 		})
-		var nk needKey
+		var nk needKeyError
 		if attempt < 3 && errors.As(err, &nk) {
 			if err := e.keys.Fetch(ctx, nk.sealed); err != nil {
 				return nil, false, err
@@ -305,6 +305,7 @@ func (e *Engine) Read(ctx context.Context, path string, version int64) (secret.R
 		return secret.Read{}, nil, fault.New(fault.NotFound, "version %d of %s was destroyed", version, path)
 	case secret.Deleted:
 		return secret.Read{}, nil, fault.New(fault.NotFound, "version %d of %s was deleted", version, path)
+	case secret.Active:
 	}
 	data, err := e.openValue(ctx, path, h, hv, *row)
 	if err != nil {

@@ -250,7 +250,7 @@ func (k *Keys) Fetch(ctx context.Context, sealed []byte) error {
 	}
 	id, err := KeyID(sealed)
 	if err != nil {
-		return nil // Open reports it
+		return fault.Wrap(fault.DataLoss, err, "a sealed value failed authentication: the stored data was altered or is corrupt")
 	}
 	_, err = k.key(ctx, id)
 	return err

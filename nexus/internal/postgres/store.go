@@ -212,15 +212,6 @@ func isConnectionError(err error) bool {
 		pgconn.Timeout(err)
 }
 
-// inTx runs fn in a transaction, committing when it returns nil and rolling
-// back otherwise. When the commit itself fails on a broken connection the
-// outcome is unknown, and the error says so instead of "unavailable": a
-// client must not blindly retry a write that may have been applied.
-func (s *Store) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
-	_, _, err := runTx(ctx, s, nil, func(tx pgx.Tx) (struct{}, error) { return struct{}{}, fn(tx) })
-	return err
-}
-
 // errNoRecord refuses a mutation that came without its audit record.
 var errNoRecord = errors.New("a mutation without its audit record was refused")
 
