@@ -43,7 +43,8 @@ type Options struct {
 
 // New returns an HTTP/2 client over tlsConf that sets an idempotency key on
 // every request and retries as the package documentation describes, with
-// exponential backoff.
+// exponential backoff. It uses a copy of tlsConf, so clients built from one
+// configuration can run side by side.
 func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 	o := Options{MaxRetries: 4, MinWait: 100 * time.Millisecond, MaxWait: 2 * time.Second}
 	if len(opts) > 0 {
@@ -60,7 +61,7 @@ func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tlsConf,
+		TLSClientConfig:       tlsConf.Clone(), // the transport adds its ALPN protocols to it
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,

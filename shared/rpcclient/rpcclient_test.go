@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -131,5 +132,29 @@ func TestCloseIdleConnections(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the connection is still open after CloseIdleConnections")
+	}
+}
+
+// The client works on a copy of the TLS configuration: net/http adds its
+// protocols to the one it holds, and clients built from one configuration
+// must not race on it.
+func TestTLSConfigIsCopied(t *testing.T) {
+	t.Parallel()
+	srv, conf := newTLSServer(t, http.NotFoundHandler(), nil)
+	var wg sync.WaitGroup
+	for range 2 {
+		c := New(conf)
+		wg.Go(func() {
+			resp, err := c.Get(srv.URL)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	if conf.NextProtos != nil {
+		t.Errorf("the caller's configuration was changed: NextProtos %q", conf.NextProtos)
 	}
 }
