@@ -23,7 +23,17 @@
 // happened") or Canceled. Only the caller's own context is an exception: when
 // it is done the error stays Canceled or DeadlineExceeded. Interceptor
 // refines the code per procedure: Unavailable for a procedure without side
-// effects, since a read has nothing to apply.
+// effects, since a read has nothing to apply. An answer that a later attempt
+// does get (Nexus replaying the first outcome, or any refusal) is returned
+// as it is.
+//
+//	httpClient := rpcclient.New(tlsConf)
+//	secrets := nexusv1connect.NewSecretServiceClient(httpClient, url,
+//		connect.WithInterceptors(rpcclient.Interceptor()))
+//
+// Retrying after sending relies on the server honouring the key: a Nexus
+// that ignored it could apply a write twice. Keeper ignores it, which is
+// harmless: its calls have no lasting effect when repeated.
 package rpcclient
 
 import (
