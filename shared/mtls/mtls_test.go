@@ -2,6 +2,7 @@ package mtls_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -130,6 +131,9 @@ func TestHandshakeRefusals(t *testing.T) {
 			}
 			if n := ln.accepted.Load(); n != 1 {
 				t.Errorf("client connected %d times, want 1: a TLS failure must not be retried", n)
+			}
+			if errors.As(err, new(*rpcclient.MaybeSentError)) {
+				t.Errorf("%v: a refused handshake reported as a request that may have been applied", err)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package rpcclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,7 @@ const (
 	unavailable             // answer 503: nothing happened
 	resetStream             // abort the handler: HTTP/2 RST_STREAM
 	dropConn                // close the TCP connection under the request
+	resetConn               // reset the TCP connection (RST) under the request
 	dropAndStop             // stop listening, then close the connection: later dials fail
 	cancelCall              // cancel the caller's context and wait for it to go away
 )
@@ -133,6 +135,11 @@ func (s *scriptedNexus) scripted(ln net.Listener, h http.Handler) http.Handler {
 			fallthrough
 		case dropConn:
 			_ = r.Context().Value(connKey{}).(net.Conn).Close()
+			<-r.Context().Done()
+		case resetConn:
+			conn := r.Context().Value(connKey{}).(*tls.Conn).NetConn().(*net.TCPConn)
+			_ = conn.SetLinger(0)
+			_ = conn.Close()
 			<-r.Context().Done()
 		case cancelCall:
 			s.cancel()
@@ -232,8 +239,10 @@ func TestOutcomeWithoutAnswer(t *testing.T) {
 		{name: "put, dropped then unreachable", script: []step{dropAndStop}, call: put, wantCode: connect.CodeUnknown, wantAttempts: 1},
 		{name: "get, dropped then unreachable", script: []step{dropAndStop}, call: get, wantCode: connect.CodeUnavailable, wantAttempts: 1},
 		{name: "put, dropped then 503", script: []step{dropConn, unavailable, unavailable, unavailable}, call: put, wantCode: connect.CodeUnknown, wantAttempts: 4},
-		{name: "put, reset then 503", script: []step{unavailable, resetStream, unavailable, unavailable}, call: put, wantCode: connect.CodeUnknown, wantAttempts: 4},
-		{name: "get, reset then 503", script: []step{resetStream, unavailable, unavailable, unavailable}, call: get, wantCode: connect.CodeUnavailable, wantAttempts: 4},
+		{name: "put, stream reset then 503", script: []step{unavailable, resetStream, unavailable, unavailable}, call: put, wantCode: connect.CodeUnknown, wantAttempts: 4},
+		{name: "get, stream reset then 503", script: []step{resetStream, unavailable, unavailable, unavailable}, call: get, wantCode: connect.CodeUnavailable, wantAttempts: 4},
+		{name: "put, TCP reset then 503", script: []step{resetConn, unavailable, unavailable, unavailable}, call: put, wantCode: connect.CodeUnknown, wantAttempts: 4},
+		{name: "put, TCP reset then answered", script: []step{resetConn}, call: put, wantAttempts: 2},
 		{name: "put, dropped every time", script: []step{dropConn, dropConn, dropConn, dropConn}, call: put, wantCode: connect.CodeUnknown, wantAttempts: 4},
 		{name: "put without the interceptor, dropped then unreachable", script: []step{dropAndStop}, bare: true, call: put, wantCode: connect.CodeUnknown, wantAttempts: 1},
 		{name: "put, 503 every time", script: allUnavailable, call: put, wantCode: connect.CodeUnavailable, wantAttempts: 4},

@@ -73,12 +73,16 @@ func (r *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The trace tells the attempts that wrote their request (and so may
 	// have reached the server) from those that never got that far.
 	traced := req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+		GotConn:      func(info httptrace.GotConnInfo) { c.reused.Store(info.Reused) },
 		WroteHeaders: func() { c.wrote.Store(true) },
 	}))
 	rreq, err := retryablehttp.FromRequest(traced)
 	if err != nil {
 		return nil, err
 	}
+	// A retry client per request, so that its retry check is a method of
+	// this request's state: nothing is shared between requests or carried
+	// in the context but the trace.
 	client := &retryablehttp.Client{
 		HTTPClient:   r.attempt,
 		RetryMax:     r.opts.MaxRetries,
@@ -96,9 +100,10 @@ func (r *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
 type call struct {
 	// keyed says that the request carries an idempotency key.
 	keyed bool
-	// wrote is set when the current attempt has written its headers; the
-	// retry check reads and clears it.
-	wrote atomic.Bool
+	// wrote is set when the current attempt has written its headers, and
+	// reused when it went over a connection that carried a request before;
+	// the retry check reads and clears both.
+	wrote, reused atomic.Bool
 	// attempts counts the attempts made.
 	attempts int
 	// broken is the first failure of an attempt that may have reached the
@@ -111,16 +116,24 @@ type call struct {
 // server answered 503 (nothing happened), or when the connection broke
 // after sending and the request carries an idempotency key. A TLS
 // handshake that fails (unknown authority, wrong SPIFFE ID) is final.
+//
+// A request may have reached the server once its headers were written,
+// unless the server refused the connection: it sent a TLS alert, or the
+// request could not be written on a new connection. Under TLS 1.3 a client
+// learns that its certificate was refused only after it wrote its request,
+// and the server may close the connection before that write: then the
+// client sees a failed write, not the alert. A failed write means the
+// request did not get through whole, so the server could not act on it.
 func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	c.attempts++
-	wrote := c.wrote.Swap(false)
+	wrote, reused := c.wrote.Swap(false), c.reused.Swap(false)
 	if ctx.Err() != nil {
 		return false, ctx.Err()
 	}
 	if err == nil {
 		return resp.StatusCode == http.StatusServiceUnavailable, nil
 	}
-	if !wrote || isHandshakeRefusal(err) {
+	if !wrote || isHandshakeRefusal(err) || (!reused && isWriteError(err)) {
 		return isDialError(err), nil
 	}
 	if c.broken == nil {
@@ -168,6 +181,12 @@ func withoutURL(err error) error {
 func isDialError(err error) bool {
 	var opErr *net.OpError
 	return errors.As(err, &opErr) && opErr.Op == "dial"
+}
+
+// isWriteError says that writing to the connection failed.
+func isWriteError(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "write"
 }
 
 // isHandshakeRefusal says that the server sent a TLS alert: it refused the

@@ -23,7 +23,17 @@
 // happened") or Canceled. Only the caller's own context is an exception: when
 // it is done the error stays Canceled or DeadlineExceeded. Interceptor
 // refines the code per procedure: Unavailable for a procedure without side
-// effects, since a read has nothing to apply.
+// effects, since a read has nothing to apply. An answer that a later attempt
+// does get (Nexus replaying the first outcome, or any refusal) is returned
+// as it is.
+//
+//	httpClient := rpcclient.New(tlsConf)
+//	secrets := nexusv1connect.NewSecretServiceClient(httpClient, url,
+//		connect.WithInterceptors(rpcclient.Interceptor()))
+//
+// Retrying after sending relies on the server honouring the key: a Nexus
+// that ignored it could apply a write twice. Keeper ignores it, which is
+// harmless: its calls have no lasting effect when repeated.
 package rpcclient
 
 import (
@@ -43,7 +53,8 @@ type Options struct {
 
 // New returns an HTTP/2 client over tlsConf that sets an idempotency key on
 // every request and retries as the package documentation describes, with
-// exponential backoff.
+// exponential backoff. It uses a copy of tlsConf, so clients built from one
+// configuration can run side by side.
 func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 	o := Options{MaxRetries: 4, MinWait: 100 * time.Millisecond, MaxWait: 2 * time.Second}
 	if len(opts) > 0 {
@@ -60,7 +71,7 @@ func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
 		DialContext:           dialer.DialContext,
-		TLSClientConfig:       tlsConf,
+		TLSClientConfig:       tlsConf.Clone(), // the transport adds its ALPN protocols to it
 		ForceAttemptHTTP2:     true,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 60 * time.Second,

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -53,20 +54,23 @@ func TestRetriesUnavailableOnly(t *testing.T) {
 }
 
 // The retry policy, attempt by attempt: a refused connection is retried,
-// a TLS failure is final, a 503 is retried, and a connection that broke
-// after the request was written is retried only when the request carries
-// an idempotency key.
+// a TLS failure is final (also when it shows as a failed write on a new
+// connection), a 503 is retried, and a connection that broke after the
+// request was written is retried only when the request carries an
+// idempotency key.
 func TestCheckRetry(t *testing.T) {
 	t.Parallel()
 	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 	handshake := &tls.CertificateVerificationError{Err: errors.New("unknown authority")}
 	refused := &net.OpError{Op: "remote error", Err: errors.New("tls: certificate required")}
 	broken := &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}
+	unwritten := &net.OpError{Op: "write", Net: "tcp", Err: syscall.EPIPE}
 	for _, tt := range []struct {
 		name          string
 		err           error
 		resp          *http.Response
 		wrote, keyed  bool
+		reused        bool
 		wantRetry     bool
 		wantMaybeSent bool
 	}{
@@ -78,11 +82,15 @@ func TestCheckRetry(t *testing.T) {
 		{name: "broken before writing", err: broken, keyed: true},
 		{name: "broken after writing, with a key", err: broken, wrote: true, keyed: true, wantRetry: true, wantMaybeSent: true},
 		{name: "broken after writing, without a key", err: broken, wrote: true, wantMaybeSent: true},
+		{name: "broken after writing on a used connection", err: broken, wrote: true, reused: true, keyed: true, wantRetry: true, wantMaybeSent: true},
+		{name: "write failed on a new connection", err: unwritten, wrote: true, keyed: true},
+		{name: "write failed on a used connection", err: unwritten, wrote: true, reused: true, keyed: true, wantRetry: true, wantMaybeSent: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := &call{keyed: tt.keyed}
 			c.wrote.Store(tt.wrote)
+			c.reused.Store(tt.reused)
 			retry, err := c.checkRetry(t.Context(), tt.resp, tt.err)
 			if retry != tt.wantRetry || err != nil {
 				t.Errorf("checkRetry = %v, %v; want %v, nil", retry, err, tt.wantRetry)
@@ -90,8 +98,8 @@ func TestCheckRetry(t *testing.T) {
 			if maybeSent := c.broken != nil; maybeSent != tt.wantMaybeSent {
 				t.Errorf("maybe sent: %v, want %v", maybeSent, tt.wantMaybeSent)
 			}
-			if c.wrote.Load() {
-				t.Error("the attempt's wrote flag was not cleared for the next attempt")
+			if c.wrote.Load() || c.reused.Load() {
+				t.Error("the attempt's flags were not cleared for the next attempt")
 			}
 		})
 	}
@@ -131,5 +139,29 @@ func TestCloseIdleConnections(t *testing.T) {
 	case <-closed:
 	case <-time.After(10 * time.Second):
 		t.Fatal("the connection is still open after CloseIdleConnections")
+	}
+}
+
+// The client works on a copy of the TLS configuration: net/http adds its
+// protocols to the one it holds, and clients built from one configuration
+// must not race on it.
+func TestTLSConfigIsCopied(t *testing.T) {
+	t.Parallel()
+	srv, conf := newTLSServer(t, http.NotFoundHandler(), nil)
+	var wg sync.WaitGroup
+	for range 2 {
+		c := New(conf)
+		wg.Go(func() {
+			resp, err := c.Get(srv.URL)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp.Body.Close()
+		})
+	}
+	wg.Wait()
+	if conf.NextProtos != nil {
+		t.Errorf("the caller's configuration was changed: NextProtos %q", conf.NextProtos)
 	}
 }
