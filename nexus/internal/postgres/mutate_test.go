@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/audit/audittest"
 	"github.com/spike-dev/spike/nexus/internal/envelope"
