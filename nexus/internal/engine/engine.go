@@ -139,6 +139,13 @@ func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows []secret.R
 // adopt builds the head of a secret written before heads existed from its
 // plain columns and rows.
 func (e *Engine) adopt(ctx context.Context, st secret.Stored, rs []secret.Row) (*secret.Head, error) {
+	for _, r := range rs {
+		// Only a secret that has a head writes values under version keys:
+		// such a value without a head means the head was removed.
+		if r.Format == envelope.FormatVersionKey {
+			return nil, secret.ErrTampered(st.Path, "its sealed head was removed")
+		}
+	}
 	h := &secret.Head{Current: st.Current, Oldest: st.Oldest, MaxVersions: st.MaxVersions, CASRequired: st.CASRequired}
 	for _, r := range rs {
 		h.Versions = append(h.Versions, secret.HeadVersion{Version: r.Version, State: r.RowState(), CreatedBy: r.CreatedBy, Legacy: true})
@@ -235,7 +242,7 @@ func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy st
 		if err != nil {
 			return w, nil, err
 		}
-		sealed, err := vk.Seal(plain, envelope.ValueAAD(path, h.Incarnation, version, createdBy))
+		sealed, err := vk.SealVersion(plain, envelope.ValueAAD(path, h.Incarnation, version, createdBy))
 		if err != nil {
 			return w, nil, err
 		}

@@ -14,9 +14,10 @@ import (
 	"fmt"
 )
 
-// Sealed value layout, version 1:
+// Sealed value layout:
 //
-//	[0]      format version (1)
+//	[0]      format: 1 under a data key, 2 under a secret version's own
+//	         key (the DEK id then names the data key of the time)
 //	[1:17]   DEK id
 //	[17:29]  GCM nonce
 //	[29:]    ciphertext and 16-byte tag
@@ -25,6 +26,8 @@ import (
 // DEK id or the version byte also fails authentication.
 const (
 	formatV1   = 1
+	// FormatVersionKey marks a value sealed under a version key.
+	FormatVersionKey = 2
 	DEKIDSize  = 16
 	KeySize    = 32
 	nonceSize  = 12
@@ -41,8 +44,12 @@ var ErrOpen = errors.New("sealed value failed authentication")
 
 // Seal encrypts plaintext with aead (the DEK called id), binding aad.
 func Seal(aead cipher.AEAD, id DEKID, plaintext, aad []byte) ([]byte, error) {
+	return seal(formatV1, aead, id, plaintext, aad)
+}
+
+func seal(format byte, aead cipher.AEAD, id DEKID, plaintext, aad []byte) ([]byte, error) {
 	out := make([]byte, headerSize, headerSize+len(plaintext)+tagSize)
-	out[0] = formatV1
+	out[0] = format
 	copy(out[1:], id[:])
 	if _, err := rand.Read(out[1+DEKIDSize : headerSize]); err != nil {
 		return nil, fmt.Errorf("generate nonce: %w", err)
@@ -57,7 +64,7 @@ func KeyID(sealed []byte) (DEKID, error) {
 	if len(sealed) < headerSize+tagSize {
 		return id, fmt.Errorf("%w: too short", ErrOpen)
 	}
-	if sealed[0] != formatV1 {
+	if sealed[0] != formatV1 && sealed[0] != FormatVersionKey {
 		return id, fmt.Errorf("%w: unknown format version %d", ErrOpen, sealed[0])
 	}
 	copy(id[:], sealed[1:1+DEKIDSize])
@@ -75,6 +82,14 @@ func Open(aead cipher.AEAD, sealed, aad []byte) ([]byte, error) {
 		return nil, ErrOpen
 	}
 	return plain, nil
+}
+
+// Format returns a sealed value's format byte (0 when empty).
+func Format(sealed []byte) byte {
+	if len(sealed) == 0 {
+		return 0
+	}
+	return sealed[0]
 }
 
 // NewAEAD returns AES-256-GCM under a 32-byte data key. The AEAD keeps its

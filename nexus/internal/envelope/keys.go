@@ -48,6 +48,12 @@ func (k Key) Open(sealed, aad []byte) ([]byte, error) {
 	return Open(k.aead, sealed, aad)
 }
 
+// SealVersion encrypts plaintext under k, a secret version's own key
+// (format FormatVersionKey), bound to aad.
+func (k Key) SealVersion(plaintext, aad []byte) ([]byte, error) {
+	return seal(FormatVersionKey, k.aead, k.ID, plaintext, aad)
+}
+
 // Seal encrypts plaintext under k, bound to aad.
 func (k Key) Seal(plaintext, aad []byte) ([]byte, error) {
 	return Seal(k.aead, k.ID, plaintext, aad)

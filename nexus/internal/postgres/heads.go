@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/spike-dev/spike/nexus/internal/audit"
+	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
@@ -121,6 +122,7 @@ func readRows(ctx context.Context, q queryer, path string, onlyRows bool) (secre
 	rows, err := pgx.CollectRows(rs, func(row pgx.CollectableRow) (secret.Row, error) {
 		var r secret.Row
 		err := row.Scan(&r.Version, &r.DEKID, &r.Sealed, &r.CreatedBy, &r.CreatedAt, &r.DeletedAt, &r.DestroyedAt)
+		r.Format = envelope.Format(r.Sealed)
 		return r, err
 	})
 	return st, rows, err
@@ -185,7 +187,8 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 	// is held (within one statement, rows joined to a row that had to be
 	// waited for would be read as they were before the wait).
 	b.Queue(`SELECT array_agg(version ORDER BY version), array_agg(deleted_at IS NOT NULL ORDER BY version),
-	                array_agg(destroyed_at IS NOT NULL ORDER BY version), array_agg(created_by ORDER BY version)
+	                array_agg(destroyed_at IS NOT NULL ORDER BY version), array_agg(created_by ORDER BY version),
+	                array_agg(coalesce(get_byte(sealed, 0), 0)::smallint ORDER BY version)
 	         FROM secret_versions WHERE path = $1`, path)
 	if keyed {
 		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
@@ -204,6 +207,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 			versions           []int64
 			deleted, destroyed []bool
 			by                 []string
+			formats            []int16
 		)
 		err := br.QueryRow().Scan(storedDest(cur)...)
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -211,15 +215,15 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		} else if err != nil {
 			return err
 		}
-		if err := br.QueryRow().Scan(&versions, &deleted, &destroyed, &by); err != nil {
+		if err := br.QueryRow().Scan(&versions, &deleted, &destroyed, &by, &formats); err != nil {
 			return err
 		}
-		if len(deleted) != len(versions) || len(destroyed) != len(versions) || len(by) != len(versions) {
+		if len(deleted) != len(versions) || len(destroyed) != len(versions) || len(by) != len(versions) || len(formats) != len(versions) {
 			return errors.New("read version states: arrays of different lengths")
 		}
 		marked := time.Unix(0, 0)
 		for i, v := range versions {
-			r := secret.Row{Version: v, CreatedBy: by[i]}
+			r := secret.Row{Version: v, CreatedBy: by[i], Format: byte(formats[i])}
 			if deleted[i] {
 				r.DeletedAt = &marked
 			}

@@ -80,6 +80,8 @@ type Row struct {
 	CreatedAt   time.Time
 	DeletedAt   *time.Time
 	DestroyedAt *time.Time
+	// Format is the sealed value's format byte (0 once destroyed).
+	Format byte
 }
 
 // RowState is the state a row's plain columns say.

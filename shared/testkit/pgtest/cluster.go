@@ -40,6 +40,11 @@ type Cluster struct {
 	log  string
 	done chan struct{} // closed when the server process has exited
 	err  error         // the server's exit status, valid after done is closed
+
+	// What CrashRestart needs to start the server again.
+	postgres, data string
+	cred           *syscall.Credential
+	durable        bool
 }
 
 // Start initialises a new cluster in dir (created if missing, must otherwise be
@@ -48,6 +53,17 @@ type Cluster struct {
 // user and, if dir lies under the system temporary directory, its ancestors
 // there are made searchable (o+x) by that user.
 func Start(dir string) (*Cluster, error) {
+	return start(dir, false)
+}
+
+// StartDurable is Start for a cluster that loses no acknowledged commit
+// when its server crashes (synchronous_commit on), for tests that crash it
+// with CrashRestart.
+func StartDurable(dir string) (*Cluster, error) {
+	return start(dir, true)
+}
+
+func start(dir string, durable bool) (*Cluster, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: cluster dir: %w", err)
@@ -67,7 +83,7 @@ func Start(dir string) (*Cluster, error) {
 	if err := prepareDir(dir, cred); err != nil {
 		return nil, err
 	}
-	c, err := initAndStart(dir, initdb, postgres, cred)
+	c, err := initAndStart(dir, initdb, postgres, cred, durable)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -76,7 +92,7 @@ func Start(dir string) (*Cluster, error) {
 }
 
 // initAndStart runs initdb in dir and starts a server on the new cluster.
-func initAndStart(dir, initdb, postgres string, cred *syscall.Credential) (*Cluster, error) {
+func initAndStart(dir, initdb, postgres string, cred *syscall.Credential, durable bool) (*Cluster, error) {
 
 	data := filepath.Join(dir, "data")
 	initCmd := exec.Command(initdb, "-D", data, "-U", "postgres", "--auth=trust",
@@ -92,7 +108,8 @@ func initAndStart(dir, initdb, postgres string, cred *syscall.Credential) (*Clus
 	// server's bind, so try a few.
 	var lastErr error
 	for range 3 {
-		c, err := startServer(postgres, dir, data, cred)
+		c := &Cluster{dir: dir, postgres: postgres, data: data, cred: cred, durable: durable}
+		err := c.startServer(0)
 		if err == nil {
 			return c, nil
 		}
@@ -107,60 +124,84 @@ func initAndStart(dir, initdb, postgres string, cred *syscall.Credential) (*Clus
 // errExited marks a server that exited before accepting connections.
 var errExited = errors.New("server exited during startup")
 
-// startServer runs postgres on a fresh free port and waits until it accepts
-// connections.
-func startServer(postgres, dir, data string, cred *syscall.Credential) (*Cluster, error) {
-	port, err := freePort()
-	if err != nil {
-		return nil, err
+// startServer runs postgres on port (a fresh free one when 0) and waits
+// until it accepts connections.
+func (c *Cluster) startServer(port int) error {
+	if port == 0 {
+		var err error
+		if port, err = freePort(); err != nil {
+			return err
+		}
 	}
-	sockDir := filepath.Join(dir, "s")
+	sockDir := filepath.Join(c.dir, "s")
 	if err := os.MkdirAll(sockDir, 0o700); err != nil {
-		return nil, fmt.Errorf("pgtest: socket dir: %w", err)
+		return fmt.Errorf("pgtest: socket dir: %w", err)
 	}
-	if cred != nil {
-		if err := os.Chown(sockDir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, fmt.Errorf("pgtest: socket dir: %w", err)
+	if c.cred != nil {
+		if err := os.Chown(sockDir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			return fmt.Errorf("pgtest: socket dir: %w", err)
 		}
 	}
 	if len(sockDir)+len("/.s.PGSQL.65535") > maxSocketPath {
 		sockDir = "" // too long for a socket path: TCP only
 	}
-	logPath := filepath.Join(dir, "postgres.log")
+	logPath := filepath.Join(c.dir, "postgres.log")
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("pgtest: server log: %w", err)
+		return fmt.Errorf("pgtest: server log: %w", err)
 	}
 	defer logFile.Close() // the child holds its own copy of the descriptor
 
-	cmd := exec.Command(postgres, "-D", data,
+	syncCommit := "off"
+	if c.durable {
+		syncCommit = "on"
+	}
+	cmd := exec.Command(c.postgres, "-D", c.data,
 		"-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories="+sockDir,
 		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
+		"-c", "synchronous_commit="+syncCommit,
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=200",
 		"-c", "shared_buffers=32MB",
 	)
-	cmd.Dir = dir
+	cmd.Dir = c.dir
 	cmd.Env = serverEnv()
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
-	cmd.SysProcAttr = procAttr(cred)
+	cmd.SysProcAttr = procAttr(c.cred)
 	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("pgtest: start postgres: %w", err)
+		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
-	c := &Cluster{dir: dir, port: port, cmd: cmd, log: logPath, done: make(chan struct{})}
+	c.port, c.cmd, c.log, c.done, c.err = port, cmd, logPath, make(chan struct{}), nil
+	done := c.done
 	go func() {
 		c.err = cmd.Wait()
-		close(c.done)
+		close(done)
 	}()
 	if err := c.waitReady(); err != nil {
 		c.kill()
-		return nil, err
+		return err
 	}
-	return c, nil
+	return nil
+}
+
+// CrashRestart stops the server at once, as pg_ctl stop -m immediate does
+// (SIGQUIT: no checkpoint, every session cut), and starts it again on the
+// same port; it recovers from its WAL as after a crash. fsync is off, so
+// this is a crash of the server, not of the machine: a cluster from
+// StartDurable loses no acknowledged commit.
+func (c *Cluster) CrashRestart() error {
+	c.kill()
+	var err error
+	for range 50 { // the port may take a moment to be free again
+		if err = c.startServer(c.port); err == nil || !errors.Is(err, errExited) {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return err
 }
 
 // waitReady polls the server until it accepts a connection, exits or the

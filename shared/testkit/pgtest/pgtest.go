@@ -152,6 +152,13 @@ func NewRoles(t testing.TB, serving string) Roles {
 	if cluster == nil {
 		t.Fatal("pgtest: no cluster: call pgtest.Main(m) from TestMain")
 	}
+	return cluster.NewRoles(t, serving)
+}
+
+// NewRoles is the package's NewRoles on cluster c.
+func (c *Cluster) NewRoles(t testing.TB, serving string) Roles {
+	t.Helper()
+	adminExec := c.adminExec
 	suffix := randomHex(6)
 	r := Roles{OwnerRole: "spike_owner_" + suffix, ServingRole: serving}
 	if r.ServingRole == "" {
@@ -186,16 +193,20 @@ func NewRoles(t testing.TB, serving string) Roles {
 			t.Errorf("pgtest: drop database %s: %v", name, err)
 		}
 	})
-	r.Admin = cluster.DSN(name)
-	r.Owner = cluster.DSNAs(name, r.OwnerRole)
-	r.Serving = cluster.DSNAs(name, r.ServingRole)
+	r.Admin = c.DSN(name)
+	r.Owner = c.DSNAs(name, r.OwnerRole)
+	r.Serving = c.DSNAs(name, r.ServingRole)
 	return r
 }
 
 // adminExec runs one statement on the postgres database. Database names
 // cannot be query parameters; callers pass only names built by this package.
 func adminExec(ctx context.Context, sql string) error {
-	conn, err := pgx.Connect(ctx, AdminDSN())
+	return cluster.adminExec(ctx, sql)
+}
+
+func (c *Cluster) adminExec(ctx context.Context, sql string) error {
+	conn, err := pgx.Connect(ctx, c.DSN("postgres"))
 	if err != nil {
 		return err
 	}
