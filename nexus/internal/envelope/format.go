@@ -25,14 +25,14 @@ import (
 // The header (bytes 0..28) is part of the additional data, so changing the
 // DEK id or the version byte also fails authentication.
 const (
-	formatV1   = 1
+	formatV1 = 1
 	// FormatVersionKey marks a value sealed under a version key.
 	FormatVersionKey = 2
-	DEKIDSize  = 16
-	KeySize    = 32
-	nonceSize  = 12
-	headerSize = 1 + DEKIDSize + nonceSize
-	tagSize    = 16
+	DEKIDSize        = 16
+	KeySize          = 32
+	nonceSize        = 12
+	headerSize       = 1 + DEKIDSize + nonceSize
+	tagSize          = 16
 )
 
 // DEKID identifies a data key.
