@@ -71,8 +71,9 @@ type App struct {
 }
 
 // New connects Nexus to its SVID source, the database (checking its schema
-// version and that Nexus's role cannot alter the audit trail) and Keeper, assembles the services and opens the listeners.
-// Run serves; when New fails, everything it opened is closed again.
+// version and that Nexus's role cannot alter the audit trail) and Keeper,
+// assembles the services and opens the listeners. Run serves; when New
+// fails, everything it opened is closed again.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) {
 	a := &App{cfg: cfg, log: log, closeLog: func() {}}
 	defer func() {

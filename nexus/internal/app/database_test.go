@@ -192,6 +192,8 @@ func TestServeRefusesPrivilegedRole(t *testing.T) {
 		{name: "superuser", grant: `ALTER ROLE %[1]s SUPERUSER`, want: "is a superuser"},
 		{name: "bypassrls", grant: `ALTER ROLE %[1]s BYPASSRLS`, want: "has BYPASSRLS"},
 		{name: "createrole", grant: `ALTER ROLE %[1]s CREATEROLE`, want: "has CREATEROLE"},
+		{name: "member of a role that writes server files", grant: `GRANT pg_write_server_files TO %[1]s`,
+			want: "is a member of pg_write_server_files"},
 		{name: "the owner itself", asOwner: true, want: "owns table audit_log"},
 		{name: "member of the owner", grant: `GRANT %[2]s TO %[1]s`, want: "owns table audit_log"},
 		{name: "owns one table", grant: `ALTER TABLE secrets OWNER TO %[1]s`, want: "owns table secrets"},

@@ -101,7 +101,9 @@ func (s *Store) SchemaVersions(ctx context.Context) (current, latest int64, err 
 
 // AuditRisks lists, one phrase each, the ways in which role could alter or
 // erase the audit trail (or grant itself a way to): superuser, BYPASSRLS or
-// CREATEROLE; owning the database, the schema or any of SPIKE's tables,
+// CREATEROLE, or membership in a role that is one of those or may write
+// server files or run server programs; owning the database, the schema or
+// any of SPIKE's tables,
 // sequences or functions (owners can drop, truncate and disable triggers);
 // UPDATE or DELETE on the audit tables; TRUNCATE or TRIGGER on any table;
 // CREATE in the schema; the right to set session_replication_role, which
@@ -109,16 +111,21 @@ func (s *Store) SchemaVersions(ctx context.Context) (current, latest int64, err 
 func (s *Store) AuditRisks(ctx context.Context, role string) ([]string, error) {
 	var risks []string
 	var super, bypassRLS, createRole, ownsDB, ownsSchema, create bool
+	var memberOf *string
 	var version int
 	err := s.pool.QueryRow(ctx,
 		`SELECT r.rolsuper, r.rolbypassrls, r.rolcreaterole,
+		        (SELECT string_agg(m.rolname, ', ' ORDER BY m.rolname) FROM pg_catalog.pg_roles m
+		         WHERE NOT r.rolsuper AND m.oid <> r.oid AND pg_has_role(r.oid, m.oid, 'MEMBER')
+		           AND (m.rolsuper OR m.rolbypassrls OR m.rolcreaterole
+		                OR m.rolname IN ('pg_execute_server_program', 'pg_write_server_files'))),
 		        pg_has_role($1, d.datdba, 'MEMBER'),
 		        pg_has_role($1, n.nspowner, 'MEMBER'),
 		        has_schema_privilege($1, n.oid, 'CREATE'),
 		        current_setting('server_version_num')::int
 		 FROM pg_catalog.pg_roles r, pg_catalog.pg_database d, pg_catalog.pg_namespace n
 		 WHERE r.rolname = $1 AND d.datname = current_database() AND n.nspname = $2`,
-		role, schema).Scan(&super, &bypassRLS, &createRole, &ownsDB, &ownsSchema, &create, &version)
+		role, schema).Scan(&super, &bypassRLS, &createRole, &memberOf, &ownsDB, &ownsSchema, &create, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("check privileges: role %q or schema %s does not exist", role, schema)
 	}
@@ -132,6 +139,7 @@ func (s *Store) AuditRisks(ctx context.Context, role string) ([]string, error) {
 		{super, "is a superuser"},
 		{bypassRLS, "has BYPASSRLS"},
 		{createRole, "has CREATEROLE (it can grant itself the owner's role)"},
+		{memberOf != nil, "is a member of " + deref(memberOf) + " (superuser, BYPASSRLS, CREATEROLE or server file and program access)"},
 		{ownsDB, "owns the database"},
 		{ownsSchema, "owns schema " + schema},
 		{create, "may CREATE in schema " + schema},
@@ -191,4 +199,11 @@ func summarise(found []string) []string {
 		return found
 	}
 	return append(found[:most:most], fmt.Sprintf("%d more like these", len(found)-most))
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
