@@ -16,13 +16,29 @@ import (
 type Replay struct {
 	Caller string
 	Key    string
-	// RequestHash is the SHA-256 of the procedure and the request; a key
-	// used again for another request is refused.
+	// RequestHash identifies the request (procedure and message), keyed
+	// with the audit key so that the stored hash reveals nothing about
+	// what it hashes (a password, a secret value); a key used again for
+	// another request is refused.
 	RequestHash []byte
 }
 
-// SetReplay says that the request carries an idempotency key.
-func (e *Entry) SetReplay(r Replay) {
+// SetReplay says that the request, to procedure with the encoded message
+// request, carries the idempotency key of caller. Without the audit key
+// (SPIKE sealed) the request hash is left empty, and keeping or checking
+// an outcome fails.
+func (e *Entry) SetReplay(caller, key, procedure string, request []byte) {
+	r := Replay{Caller: caller, Key: key}
+	if e.key != nil {
+		h := hmac.New(sha256.New, e.key)
+		for _, b := range [][]byte{[]byte("spike idempotent request v1"), []byte(procedure), request} {
+			var n [4]byte
+			binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+			h.Write(n[:])
+			h.Write(b)
+		}
+		r.RequestHash = h.Sum(nil)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.replay = &r

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -134,9 +133,12 @@ const OutcomeRetention = 24 * time.Hour
 // unkeyed are the mutations that take no idempotency key: Init creates
 // the audit key that outcomes are authenticated with, and is applied once
 // by nature (a repeat is refused: already initialised); Unseal and Logout
-// change nothing that a repeat could double.
+// change nothing that a repeat could double; Login carries the admin
+// password, whose hash must not be kept, and its token could not be shown
+// again anyway (a repeat issues another token, which expires unused).
 var unkeyed = map[string]bool{
 	nexusv1connect.OperatorServiceInitProcedure:   true,
+	nexusv1connect.OperatorServiceLoginProcedure:  true,
 	nexusv1connect.OperatorServiceUnsealProcedure: true,
 	nexusv1connect.OperatorServiceLogoutProcedure: true,
 }
@@ -163,11 +165,7 @@ func replayKey[Req any](c *call, req *connect.Request[Req]) error {
 	if err != nil {
 		return fmt.Errorf("hash request: %w", err)
 	}
-	h := sha256.New()
-	h.Write([]byte(spec.Procedure))
-	h.Write([]byte{0})
-	h.Write(body)
-	c.record.SetReplay(audit.Replay{Caller: c.caller.String(), Key: key, RequestHash: h.Sum(nil)})
+	c.record.SetReplay(c.caller.String(), key, spec.Procedure, body)
 	return nil
 }
 

@@ -76,6 +76,17 @@ func TestRetriedWritesApplyOnce(t *testing.T) {
 	if err != nil || !p2.Msg.GetPolicy().GetUpdatedAt().AsTime().Equal(p1.Msg.GetPolicy().GetUpdatedAt().AsTime()) {
 		t.Fatalf("policy retry = %v, %v; want %v", p2.Msg, err, p1.Msg)
 	}
+	// A login takes no key: nothing derived from the password is kept.
+	var before, after int
+	if err := s.db().QueryRow(ctx, `SELECT count(*) FROM idempotency_keys`).Scan(&before); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.operatorWith(adminID, "").Login(ctx, keyed(&nexusv1.LoginRequest{Password: []byte(password)}, "login-key-0123456789")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.db().QueryRow(ctx, `SELECT count(*) FROM idempotency_keys`).Scan(&after); err != nil || after != before {
+		t.Fatalf("a keyed login kept %d outcomes, %v", after-before, err)
+	}
 	// The stored outcome is authenticated: edited, it is DataLoss.
 	s.exec(`UPDATE idempotency_keys SET outcome = convert_to('{"Version": 7}', 'UTF8') WHERE key = $1`, key)
 	_, err = c.PutSecret(ctx, keyed(put, key))
