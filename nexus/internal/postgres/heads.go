@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -154,8 +155,8 @@ func (s *Store) WriteSecret(ctx context.Context, rec *audit.Entry, path string, 
 	}
 	for attempt := 1; ; attempt++ {
 		outcome, replayed, err = s.writeSecret(ctx, rec, path, change)
-		var pgErr *pgconn.PgError
-		if attempt < maxWriteAttempts && errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation: lost a race
+		// Lost a race to create the secret, or to apply the same key.
+		if attempt < maxWriteAttempts && (isUniqueViolation(err, "secrets_pkey") || isUniqueViolation(err, "idempotency_keys_pkey")) {
 			continue
 		}
 		if err != nil {
@@ -221,6 +222,9 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		if len(deleted) != len(versions) || len(destroyed) != len(versions) || len(by) != len(versions) || len(formats) != len(versions) {
 			return errors.New("read version states: arrays of different lengths")
 		}
+		if cur != nil {
+			rows = []secret.Row{} // read, even if there are none
+		}
 		marked := time.Unix(0, 0)
 		for i, v := range versions {
 			r := secret.Row{Version: v, CreatedBy: by[i], Format: byte(formats[i])}
@@ -256,6 +260,9 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		return stored.outcome, true, nil
 	}
 
+	if cur == nil && len(rows) > 0 {
+		return nil, false, secret.ErrTampered(path, "it has version rows but no row of its own")
+	}
 	w, outcome, err := change(cur, rows)
 	if err != nil {
 		return nil, false, err
@@ -308,10 +315,15 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		open = false
 		rec.Done(true)
 		return outcome, false, nil
-	case errors.As(err, &pgErr) && (failed != "commit" || !isConnectionError(err)):
+	case failed == "" && err != nil:
+		// Every statement, the commit included, reported success: only
+		// closing the batch failed.
+		open = false
+		rec.Done(true)
+		return outcome, false, nil
+	case errors.As(err, &pgErr) && (failed != "commit" && !isConnectionError(err) || failed == "commit" && commitRefused(pgErr)):
 		// The database refused a statement before the commit, or refused
-		// the commit itself: the transaction failed and nothing was
-		// committed.
+		// the commit for a reason that aborts it: nothing was committed.
 		rec.Done(false)
 		if failed == "audit" {
 			return nil, false, errAudit(err)
@@ -328,6 +340,21 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 }
 
 type storedOutcome struct{ hash, outcome, mac []byte }
+
+// commitRefused reports whether a COMMIT that failed with err certainly
+// did not commit: a serialization failure, a deadlock, a deferred
+// constraint or an aborted transaction. Anything else (a FATAL or PANIC, an
+// I/O error) may have happened after the commit record was written.
+func commitRefused(err *pgconn.PgError) bool {
+	if err.Severity == "FATAL" || err.Severity == "PANIC" {
+		return false
+	}
+	switch {
+	case err.Code == "40001", err.Code == "40P01", err.Code == "25P02", strings.HasPrefix(err.Code, "23"):
+		return true
+	}
+	return false
+}
 
 // rollback ends the connection's transaction, if any; a connection that
 // cannot is closed, so that the pool does not reuse it.

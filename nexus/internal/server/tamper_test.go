@@ -96,6 +96,8 @@ func TestTamperedSecretStateIsDataLoss(t *testing.T) {
 			meta(p, &nexusv1.UpdateSecretMetadataRequest{CustomMetadata: &nexusv1.CustomMetadata{Entries: map[string]string{"owner": "b"}}})
 			s.put(p, map[string]string{"k": "w"})
 		}, `UPDATE secrets v SET head = o.head FROM saved_custom o WHERE v.path = $1 AND o.path = v.path`},
+		{"version rows deleted", "t/norows", three,
+			`DELETE FROM secret_versions WHERE path = $1`},
 		{"sealed head removed", "t/nohead", three,
 			`UPDATE secrets SET head = NULL, incarnation = NULL, current_version = 2 WHERE path = $1`},
 		{"head copied from another secret", "t/copy", func(p string) {
