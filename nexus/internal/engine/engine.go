@@ -29,6 +29,7 @@ type Store interface {
 	ReadSecret(ctx context.Context, path string, version int64) (secret.Stored, *secret.Row, postgres.Span, error)
 	SecretRows(ctx context.Context, path string) (secret.Stored, []secret.Row, error)
 	WriteSecret(ctx context.Context, rec *audit.Entry, path string, change postgres.Change) ([]byte, bool, error)
+	Outcome(ctx context.Context, rec *audit.Entry) ([]byte, bool, error)
 }
 
 // Keys is what the engine needs of the key manager.
@@ -265,6 +266,22 @@ func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy st
 		return first, nil
 	}
 	return v, nil
+}
+
+// Replayed returns the version a put, patch or rollback made when rec's
+// idempotency key was applied before: a handler that reads before it
+// writes asks first, so that its retry is not refused by what its first
+// attempt changed.
+func (e *Engine) Replayed(ctx context.Context, rec *audit.Entry) (secret.Version, bool, error) {
+	outcome, ok, err := e.store.Outcome(ctx, rec)
+	if err != nil || !ok {
+		return secret.Version{}, false, err
+	}
+	var first secret.Version
+	if err := json.Unmarshal(outcome, &first); err != nil {
+		return secret.Version{}, false, fault.Wrap(fault.DataLoss, err, "the stored outcome of this request does not decode")
+	}
+	return first, true, nil
 }
 
 // Read returns a live version of path (0: the current one) and its data.

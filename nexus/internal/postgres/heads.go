@@ -341,6 +341,29 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 
 type storedOutcome struct{ hash, outcome, mac []byte }
 
+// Outcome returns the first outcome kept under rec's idempotency key, if
+// rec has one and it was applied before; it is checked as WriteSecret
+// checks it.
+func (s *Store) Outcome(ctx context.Context, rec *audit.Entry) ([]byte, bool, error) {
+	r, keyed := rec.Replay()
+	if !keyed {
+		return nil, false, nil
+	}
+	var o storedOutcome
+	err := s.pool.QueryRow(ctx, `SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`,
+		r.Caller, r.Key).Scan(&o.hash, &o.outcome, &o.mac)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, dbError(ctx, "read idempotency key", err)
+	}
+	if err := rec.CheckOutcome(o.hash, o.outcome, o.mac); err != nil {
+		return nil, false, err
+	}
+	return o.outcome, true, nil
+}
+
 // commitRefused reports whether a COMMIT that failed with err certainly
 // did not commit: a serialization failure, a deadlock, a deferred
 // constraint or an aborted transaction. Anything else (a FATAL or PANIC, an

@@ -49,6 +49,25 @@ func TestRetriedWritesApplyOnce(t *testing.T) {
 			t.Fatalf("keyed cas put = %v, %v; want version 2 both times", got.Msg, err)
 		}
 	}
+	// Patch and rollback read before they write: their retries, even with
+	// check-and-set, get the first outcome too.
+	patch := &nexusv1.PatchSecretRequest{Path: "apps/once", Data: map[string]string{"p": "1"}, Cas: ptr[int64](2)}
+	rollback := &nexusv1.RollbackSecretRequest{Path: "apps/once", Version: 1, Cas: ptr[int64](3)}
+	for range 2 {
+		got, err := c.PatchSecret(ctx, keyed(patch, "patch-key-0123456789"))
+		if err != nil || got.Msg.GetVersion() != 3 {
+			t.Fatalf("keyed patch = %v, %v; want version 3 both times", got.Msg, err)
+		}
+	}
+	for range 2 {
+		got, err := c.RollbackSecret(ctx, keyed(rollback, "rollback-key-0123456789"))
+		if err != nil || got.Msg.GetVersion() != 4 {
+			t.Fatalf("keyed rollback = %v, %v; want version 4 both times", got.Msg, err)
+		}
+	}
+	if got, err := s.get("apps/once", 0); err != nil || got.GetVersion() != 4 || got.GetData()["k"] != "v" {
+		t.Fatalf("after the retried rollback: %v, %v; want version 4 holding version 1's data", got, err)
+	}
 	// The same key for another request is refused, and nothing is written.
 	_, err = c.PutSecret(ctx, keyed(&nexusv1.PutSecretRequest{Path: "apps/once", Data: map[string]string{"k": "other"}}, key))
 	wantCode(t, err, connect.CodeInvalidArgument, "already used for a different request")

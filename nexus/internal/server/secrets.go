@@ -152,6 +152,12 @@ func (s secretServer) rollbackSecret(ctx context.Context, c *call, m *nexusv1.Ro
 func (s secretServer) rewrite(ctx context.Context, c *call, path string, version int64, userCAS *int64,
 	change func(secret.Read, map[string]string) (map[string]string, error),
 ) (secret.Version, error) {
+	if err := s.keeper.Ready(ctx); err != nil {
+		return secret.Version{}, err
+	}
+	if first, ok, err := s.engine.Replayed(ctx, c.record); err != nil || ok {
+		return first, err
+	}
 	for range maxRewriteAttempts {
 		r, data, err := s.read(ctx, path, version)
 		if err != nil {
