@@ -120,6 +120,27 @@ func TestUpgradeFromSchema5(t *testing.T) {
 		t.Errorf("apps/a version 1 after the head was sealed: exit %d, %q", r.code, r.stderr)
 	}
 
+	// An adopted secret holds no value that opens the old way: with its head
+	// removed, even with the values' format byte put back, and with the
+	// settings edited, it is data loss rather than a secret trusted as found.
+	for _, sql := range []string{
+		`UPDATE secrets SET head = NULL, incarnation = NULL, cas_required = false WHERE path = 'apps/b'`,
+		`UPDATE secret_versions SET sealed = set_byte(sealed, 0, 1) WHERE path = 'apps/b' AND sealed IS NOT NULL`,
+	} {
+		if _, err := conn.Exec(t.Context(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{
+		{"secret", "get", "apps/b"},
+		{"secret", "metadata", "get", "apps/b"},
+		{"secret", "put", "apps/b", "key=no-cas"},
+	} {
+		if r := spike(t, admin, "", args...); r.code == 0 || !strings.Contains(r.stderr, "apps/b") || !strings.Contains(r.stderr, "authenticat") {
+			t.Errorf("spike %v on apps/b without its head: exit %d, %q; want data loss", args, r.code, r.stderr)
+		}
+	}
+
 	// Policies and the audit trail.
 	if out := mustSpike(t, admin, "", "policy", "list"); !strings.Contains(out, "web-read") || strings.Contains(out, "gone") {
 		t.Errorf("policy list = %s", out)

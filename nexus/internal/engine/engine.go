@@ -29,6 +29,7 @@ type Store interface {
 	ReadSecret(ctx context.Context, path string, version int64) (secret.Stored, *secret.Row, postgres.Span, error)
 	SecretRows(ctx context.Context, path string) (secret.Stored, []secret.Row, error)
 	WriteSecret(ctx context.Context, rec *audit.Entry, path string, change postgres.Change) ([]byte, bool, error)
+	AdoptSecret(ctx context.Context, path string, change postgres.Change) error
 	Outcome(ctx context.Context, rec *audit.Entry) ([]byte, bool, error)
 }
 
@@ -39,48 +40,69 @@ type Keys interface {
 	// Open opens a value sealed under a data key; failures are
 	// fault.DataLoss naming what.
 	Open(ctx context.Context, sealed, aad []byte, what string) ([]byte, error)
-	// Cached reports whether Open of sealed needs no I/O; Fetch makes it so.
-	Cached(sealed []byte) bool
+	// OpenCached is Open without I/O: ok is false when the data key is not
+	// in memory, which Fetch brings it into.
+	OpenCached(sealed, aad []byte, what string) (plain []byte, ok bool, err error)
 	Fetch(ctx context.Context, sealed []byte) error
 }
 
-// needKeyError stops a write whose locked row needs a data key that is not in
-// memory: fetching it there would hold the row lock and a database
-// connection while waiting for another connection. The write is retried
-// once the key is fetched.
-type needKeyError struct{ sealed []byte }
+// needKeyError stops a change whose locked row needs data keys that are
+// not in memory: fetching them there would hold the row lock and a
+// database connection while waiting for another connection. The change is
+// retried once the keys are fetched.
+type needKeyError struct{ sealed [][]byte }
 
-func (needKeyError) Error() string { return "a data key must be fetched first" }
+func (needKeyError) Error() string { return "data keys must be fetched first" }
+
+// errAdopt stops a change of a secret written before heads existed: its
+// head is sealed first (adopt), then the change is retried.
+var errAdopt = errors.New("the secret has no sealed head yet")
+
+// maxKeyFetches bounds how often a change is retried for keys to fetch.
+const maxKeyFetches = 3
+
+// change is a secret write computed under the row lock, sealing with
+// active.
+type change func(cur *secret.Stored, rows []secret.Row, active envelope.Key) (secret.Write, []byte, error)
 
 // writeSecret runs a change through the store with the active data key
-// fetched beforehand, and the keys of the stored row fetched outside the
-// row lock when they are not in memory.
-func (e *Engine) writeSecret(ctx context.Context, rec *audit.Entry, path string,
-	change func(cur *secret.Stored, rows []secret.Row, active envelope.Key) (secret.Write, []byte, error),
-) ([]byte, bool, error) {
+// fetched beforehand, the keys of the stored row fetched outside the row
+// lock, and a secret without a head adopted first.
+func (e *Engine) writeSecret(ctx context.Context, rec *audit.Entry, path string, fn change) ([]byte, bool, error) {
+	return e.retrying(ctx, path, func(active envelope.Key) ([]byte, bool, error) {
+		return e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
+			if cur != nil && cur.Head == nil {
+				return secret.Write{}, nil, errAdopt
+			}
+			return fn(cur, rows, active)
+		})
+	})
+}
+
+// retrying runs write with the active data key, fetching the keys and
+// adopting the secret that write asks for, and then running it again.
+func (e *Engine) retrying(ctx context.Context, path string, write func(active envelope.Key) ([]byte, bool, error)) ([]byte, bool, error) {
 	for attempt := 0; ; attempt++ {
 		active, err := e.keys.ActiveKey(ctx)
 		if err != nil {
 			return nil, false, err
 		}
-		out, replayed, err := e.store.WriteSecret(ctx, rec, path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
-			if cur != nil {
-				for _, sealed := range [][]byte{cur.Head, cur.LegacyCustom} {
-					if sealed != nil && !e.keys.Cached(sealed) {
-						return secret.Write{}, nil, needKeyError{sealed: sealed}
-					}
+		out, replayed, err := write(active)
+		var nk needKeyError
+		switch {
+		case attempt < maxKeyFetches && errors.As(err, &nk):
+			for _, sealed := range nk.sealed {
+				if err := e.keys.Fetch(ctx, sealed); err != nil {
+					return nil, false, err
 				}
 			}
-			return change(cur, rows, active)
-		})
-		var nk needKeyError
-		if attempt < 3 && errors.As(err, &nk) {
-			if err := e.keys.Fetch(ctx, nk.sealed); err != nil {
+		case attempt < maxKeyFetches && errors.Is(err, errAdopt):
+			if err := e.adopt(ctx, path); err != nil {
 				return nil, false, err
 			}
-			continue
+		default:
+			return out, replayed, err
 		}
-		return out, replayed, err
 	}
 }
 
@@ -107,17 +129,18 @@ func (e *Engine) retention(configured int32) int32 {
 	return e.defaultMaxVersions
 }
 
-// openHead opens a secret's head and checks it against the plain columns
-// and the version rows. A secret last written before heads existed gets a
-// head built from its rows, trusted as found: its next write seals it.
-func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows []secret.Row) (*secret.Head, error) {
+// openHead opens a secret's head and checks it against the plain columns,
+// and against the version rows when rows is not nil. With locked (the
+// caller holds the row lock) it does no I/O: a data key not in memory is a
+// needKeyError.
+func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows []secret.Row, locked bool) (*secret.Head, error) {
 	if st.Head == nil {
-		return e.adopt(ctx, st, rows)
+		return nil, errAdopt
 	}
 	if len(st.Incarnation) != secret.IncarnationSize {
 		return nil, secret.ErrTampered(st.Path, "its incarnation id is malformed")
 	}
-	plain, err := e.keys.Open(ctx, st.Head, envelope.HeadAAD(st.Path, st.Incarnation), "the head of secret "+st.Path)
+	plain, err := e.open(ctx, st.Head, envelope.HeadAAD(st.Path, st.Incarnation), "the head of secret "+st.Path, locked)
 	if err != nil {
 		return nil, err
 	}
@@ -137,32 +160,134 @@ func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows []secret.R
 	return &h, nil
 }
 
-// adopt builds the head of a secret written before heads existed from its
-// plain columns and rows.
-func (e *Engine) adopt(ctx context.Context, st secret.Stored, rs []secret.Row) (*secret.Head, error) {
-	for _, r := range rs {
-		// Only a secret that has a head writes values under version keys:
-		// such a value without a head means the head was removed.
+// open opens a value sealed under a data key; locked as for openHead.
+func (e *Engine) open(ctx context.Context, sealed, aad []byte, what string, locked bool) ([]byte, error) {
+	if !locked {
+		return e.keys.Open(ctx, sealed, aad, what)
+	}
+	plain, ok, err := e.keys.OpenCached(sealed, aad, what)
+	if !ok {
+		return nil, needKeyError{sealed: [][]byte{sealed}}
+	}
+	return plain, err
+}
+
+// adopt seals a head for a secret written before heads existed, trusting
+// its rows as found only where they authenticate: every version that still
+// holds a value must open under its old binding (data key, path and
+// version), and is sealed again under a key of its own, so that no value
+// of the secret opens the old way any more. A head-less secret with a
+// value that does not open is data loss: its head was removed.
+func (e *Engine) adopt(ctx context.Context, path string) error {
+	_, _, err := e.retrying(ctx, path, func(active envelope.Key) ([]byte, bool, error) {
+		return nil, false, e.store.AdoptSecret(ctx, path, func(cur *secret.Stored, rows []secret.Row) (secret.Write, []byte, error) {
+			if cur == nil {
+				return secret.Write{}, nil, errNotFound(path)
+			}
+			if cur.Head != nil { // adopted meanwhile: write nothing
+				return secret.Write{}, nil, errAdopted
+			}
+			w, err := e.adoption(*cur, rows, active)
+			return w, nil, err
+		})
+	})
+	if errors.Is(err, errAdopted) {
+		return nil
+	}
+	return err
+}
+
+// errAdopted says that another request sealed the head first.
+var errAdopted = errors.New("adopted meanwhile")
+
+func errNotFound(path string) error { return fault.New(fault.NotFound, "secret %s not found", path) }
+
+// adoption computes the write that adopts the head-less secret cur.
+func (e *Engine) adoption(cur secret.Stored, rows []secret.Row, active envelope.Key) (secret.Write, error) {
+	path := cur.Path
+	var missing [][]byte
+	opens := make([][]byte, len(rows))
+	for i, r := range rows {
+		if r.RowState() == secret.Destroyed {
+			continue
+		}
 		if r.Format == envelope.FormatVersionKey {
-			return nil, secret.ErrTampered(st.Path, "its sealed head was removed")
+			return secret.Write{}, secret.ErrTampered(path, "its sealed head was removed")
+		}
+		what := fmt.Sprintf("version %d of %s", r.Version, path)
+		if id, err := envelope.KeyID(r.Sealed); err != nil || string(id[:]) != string(r.DEKID) {
+			return secret.Write{}, secret.ErrTampered(path, fmt.Sprintf("%s does not authenticate (its sealed head may have been removed)", what))
+		}
+		plain, ok, err := e.keys.OpenCached(r.Sealed, envelope.SecretAAD(path, r.Version), what)
+		switch {
+		case !ok:
+			missing = append(missing, r.Sealed)
+		case err != nil:
+			return secret.Write{}, secret.ErrTampered(path, fmt.Sprintf("%s does not authenticate (its sealed head may have been removed)", what))
+		default:
+			opens[i] = plain
 		}
 	}
-	h := &secret.Head{Current: st.Current, Oldest: st.Oldest, MaxVersions: st.MaxVersions, CASRequired: st.CASRequired}
-	for _, r := range rs {
-		h.Versions = append(h.Versions, secret.HeadVersion{Version: r.Version, State: r.RowState(), CreatedBy: r.CreatedBy, Legacy: true})
-	}
-	if st.LegacyCustom != nil {
-		what := "custom metadata of " + st.Path
-		plain, err := e.keys.Open(ctx, st.LegacyCustom, envelope.MetadataAAD(st.Path), what)
-		if err != nil {
-			return nil, err
+	defer func() {
+		for _, p := range opens {
+			clear(p)
 		}
-		defer clear(plain)
-		if err := json.Unmarshal(plain, &h.Custom); err != nil {
-			return nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
+	}()
+	var custom map[string]string
+	if cur.LegacyCustom != nil {
+		plain, ok, err := e.keys.OpenCached(cur.LegacyCustom, envelope.MetadataAAD(path), "custom metadata of "+path)
+		switch {
+		case !ok:
+			missing = append(missing, cur.LegacyCustom)
+		case err != nil:
+			return secret.Write{}, err
+		default:
+			err := json.Unmarshal(plain, &custom)
+			clear(plain)
+			if err != nil {
+				return secret.Write{}, fault.Wrap(fault.DataLoss, err, "custom metadata of %s does not decode", path)
+			}
 		}
 	}
-	return h, nil
+	if len(missing) > 0 {
+		return secret.Write{}, needKeyError{sealed: missing}
+	}
+
+	inc, err := random(secret.IncarnationSize)
+	if err != nil {
+		return secret.Write{}, err
+	}
+	h := &secret.Head{Incarnation: inc, Current: cur.Current, Oldest: cur.Oldest,
+		MaxVersions: cur.MaxVersions, CASRequired: cur.CASRequired, Custom: custom}
+	var w secret.Write
+	for i, r := range rows {
+		if r.Version < max(cur.Oldest, 1) || r.Version > cur.Current {
+			return secret.Write{}, secret.ErrTampered(path, fmt.Sprintf("version %d is outside its kept range", r.Version))
+		}
+		hv := secret.HeadVersion{Version: r.Version, State: r.RowState(), CreatedBy: r.CreatedBy}
+		if opens[i] != nil {
+			if hv.Key, err = random(envelope.KeySize); err != nil {
+				return secret.Write{}, err
+			}
+			vk, err := envelope.NewKey(active.ID, hv.Key)
+			if err != nil {
+				return secret.Write{}, err
+			}
+			sealed, err := vk.SealVersion(opens[i], envelope.ValueAAD(path, inc, r.Version, r.CreatedBy))
+			if err != nil {
+				return secret.Write{}, err
+			}
+			w.Reseal = append(w.Reseal, secret.Row{Version: r.Version, Sealed: sealed, DEKID: active.ID[:]})
+		}
+		h.Versions = append(h.Versions, hv)
+	}
+	if h.Current > 0 && (len(h.Versions) == 0 || h.Versions[len(h.Versions)-1].Version != h.Current) {
+		return secret.Write{}, secret.ErrTampered(path, "the row of its current version is missing")
+	}
+	if err := e.sealHead(path, h, active, &w); err != nil {
+		return secret.Write{}, err
+	}
+	return w, nil
 }
 
 // sealHead seals h for path under key into w, with its plain copies.
@@ -183,16 +308,7 @@ func (e *Engine) sealHead(path string, h *secret.Head, key envelope.Key, w *secr
 // new incarnation) when the secret does not exist; w says which.
 func (e *Engine) begin(ctx context.Context, cur *secret.Stored, rows []secret.Row, w *secret.Write) (*secret.Head, error) {
 	if cur != nil {
-		h, err := e.openHead(ctx, *cur, rows)
-		if err != nil {
-			return nil, err
-		}
-		if h.Incarnation == nil { // adopted: give it an incarnation now
-			if h.Incarnation, err = random(secret.IncarnationSize); err != nil {
-				return nil, err
-			}
-		}
-		return h, nil
+		return e.openHead(ctx, *cur, rows, true)
 	}
 	w.Create = true
 	inc, err := random(secret.IncarnationSize)
@@ -292,20 +408,18 @@ func (e *Engine) Read(ctx context.Context, path string, version int64) (secret.R
 	if err != nil {
 		return secret.Read{}, nil, err
 	}
-	var rows []secret.Row // read only for a secret without a head
-	if st.Head == nil {
-		if _, rows, err = e.store.SecretRows(ctx, path); err != nil {
+	h, err := e.openHead(ctx, st, nil, false)
+	if errors.Is(err, errAdopt) {
+		if err := e.adopt(ctx, path); err != nil {
 			return secret.Read{}, nil, err
 		}
+		return e.Read(ctx, path, version)
 	}
-	h, err := e.openHead(ctx, st, rows)
 	if err != nil {
 		return secret.Read{}, nil, err
 	}
-	if st.Head != nil {
-		if err := h.CheckSpan(path, span.Count, span.Lowest, span.Highest); err != nil {
-			return secret.Read{}, nil, err
-		}
+	if err := h.CheckSpan(path, span.Count, span.Lowest, span.Highest); err != nil {
+		return secret.Read{}, nil, err
 	}
 	if version == 0 {
 		version = h.Current
@@ -331,7 +445,7 @@ func (e *Engine) Read(ctx context.Context, path string, version int64) (secret.R
 		return secret.Read{}, nil, fault.New(fault.NotFound, "version %d of %s was deleted", version, path)
 	case secret.Active:
 	}
-	data, err := e.openValue(ctx, path, h, hv, *row)
+	data, err := e.openValue(path, h, hv, *row)
 	if err != nil {
 		return secret.Read{}, nil, err
 	}
@@ -345,30 +459,19 @@ func (e *Engine) Read(ctx context.Context, path string, version int64) (secret.R
 
 // openValue opens a version's value with its own key (or, for a legacy
 // version, the data key) and decodes it.
-func (e *Engine) openValue(ctx context.Context, path string, h *secret.Head, hv secret.HeadVersion, row secret.Row) (map[string]string, error) {
+func (e *Engine) openValue(path string, h *secret.Head, hv secret.HeadVersion, row secret.Row) (map[string]string, error) {
 	what := fmt.Sprintf("version %d of %s", hv.Version, path)
-	var (
-		plain []byte
-		err   error
-	)
 	if id, err := envelope.KeyID(row.Sealed); err != nil || string(id[:]) != string(row.DEKID) {
 		return nil, fault.New(fault.DataLoss, "%s failed authentication: its data key reference was altered", what)
 	}
-	if hv.Legacy {
-		plain, err = e.keys.Open(ctx, row.Sealed, envelope.SecretAAD(path, hv.Version), what)
-	} else {
-		var id envelope.DEKID
-		var vk envelope.Key
-		if vk, err = envelope.NewKey(id, hv.Key); err != nil {
-			return nil, fault.Wrap(fault.DataLoss, err, "%s has no valid key in its sealed head", what)
-		}
-		plain, err = vk.Open(row.Sealed, envelope.ValueAAD(path, h.Incarnation, hv.Version, hv.CreatedBy))
-		if err != nil {
-			err = fault.Wrap(fault.DataLoss, err, "%s failed authentication: the stored data was altered or is corrupt", what)
-		}
-	}
+	var id envelope.DEKID // the value names its data key, but opens with its own key
+	vk, err := envelope.NewKey(id, hv.Key)
 	if err != nil {
-		return nil, err
+		return nil, fault.Wrap(fault.DataLoss, err, "%s has no valid key in its sealed head", what)
+	}
+	plain, err := vk.Open(row.Sealed, envelope.ValueAAD(path, h.Incarnation, hv.Version, hv.CreatedBy))
+	if err != nil {
+		return nil, fault.Wrap(fault.DataLoss, err, "%s failed authentication: the stored data was altered or is corrupt", what)
 	}
 	defer clear(plain)
 	var data map[string]string
@@ -423,7 +526,13 @@ func (e *Engine) Metadata(ctx context.Context, path string) (Metadata, error) {
 	if err != nil {
 		return Metadata{}, err
 	}
-	h, err := e.openHead(ctx, st, rows)
+	h, err := e.openHead(ctx, st, rows, false)
+	if errors.Is(err, errAdopt) {
+		if err := e.adopt(ctx, path); err != nil {
+			return Metadata{}, err
+		}
+		return e.Metadata(ctx, path)
+	}
 	if err != nil {
 		return Metadata{}, err
 	}

@@ -35,8 +35,12 @@ func newFixedKeys(t testing.TB) fixedKeys {
 
 func (k fixedKeys) ActiveKey(context.Context) (envelope.Key, error) { return k.key, nil }
 
-func (k fixedKeys) Cached([]byte) bool                  { return true }
 func (k fixedKeys) Fetch(context.Context, []byte) error { return nil }
+
+func (k fixedKeys) OpenCached(sealed, aad []byte, what string) ([]byte, bool, error) {
+	plain, err := k.Open(context.Background(), sealed, aad, what)
+	return plain, true, err
+}
 
 func (k fixedKeys) Open(_ context.Context, sealed, aad []byte, what string) ([]byte, error) {
 	plain, err := k.key.Open(sealed, aad)

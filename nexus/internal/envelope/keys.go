@@ -236,17 +236,30 @@ func (k *Keys) Open(ctx context.Context, sealed, aad []byte, what string) ([]byt
 	return plain, nil
 }
 
-// Cached reports whether the data key that sealed the value is in memory,
-// so that Open will not have to call Keeper or the database.
-func (k *Keys) Cached(sealed []byte) bool {
+// OpenCached is Open without I/O: when the data key that sealed the value
+// is not in memory, it returns ok false and does nothing else (Fetch
+// brings the key). For callers that hold a database lock.
+func (k *Keys) OpenCached(sealed, aad []byte, what string) (plain []byte, ok bool, err error) {
 	id, err := KeyID(sealed)
 	if err != nil {
-		return true // Open fails at once, without I/O
+		return nil, true, fault.Wrap(fault.DataLoss, err, "%s failed authentication: the stored data was altered or is corrupt", what)
 	}
 	k.mu.RLock()
-	c, ok := k.cache[id]
+	err = k.servable()
+	c, cached := k.cache[id]
 	k.mu.RUnlock()
-	return ok && k.now().Before(c.expires)
+	if err != nil {
+		return nil, true, err
+	}
+	if !cached || !k.now().Before(c.expires) {
+		return nil, false, nil
+	}
+	k.cacheHits.Add(1)
+	plain, err = Open(c.aead, sealed, aad)
+	if err != nil {
+		return nil, true, fault.Wrap(fault.DataLoss, err, "%s failed authentication: the stored data was altered or is corrupt", what)
+	}
+	return plain, true, nil
 }
 
 // Fetch brings the data key that sealed the value into memory.

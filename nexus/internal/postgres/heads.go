@@ -142,19 +142,33 @@ const maxWriteAttempts = 3
 
 // WriteSecret changes the secret at path in two round trips to the
 // database. The first begins a transaction, locks and reads the secret's
-// row and looks up rec's idempotency key; change then computes the write
-// (sealing happens there, outside the database); the second writes the
-// head, inserts, prunes and marks the version rows, writes the audit record
-// and the outcome, and commits. When the key already has an outcome, change
-// does not run, nothing is written, and the stored outcome is returned with
-// replayed set. The commit is not cut short by ctx; a connection lost
-// during it is fault.Unknown.
+// row and the states of its versions, and looks up rec's idempotency key;
+// change then computes the write (sealing happens there, outside the
+// database); the second writes the head, inserts, prunes, marks and
+// reseals version rows, writes the audit record and the outcome, and
+// commits. When the key already has an outcome, change does not run,
+// nothing is written, and the stored outcome is returned with replayed
+// set. The commit is not cut short by ctx; a connection lost during it is
+// fault.Unknown.
 func (s *Store) WriteSecret(ctx context.Context, rec *audit.Entry, path string, change Change) (outcome []byte, replayed bool, err error) {
 	if rec == nil {
 		return nil, false, errNoRecord
 	}
+	return s.writeSecretRetrying(ctx, rec, path, change)
+}
+
+// AdoptSecret is WriteSecret for sealing a head for a secret written before
+// heads existed: maintenance, not a request, so without an audit record or
+// idempotency key. The rows given to change carry the sealed values of a
+// secret without a head.
+func (s *Store) AdoptSecret(ctx context.Context, path string, change Change) error {
+	_, _, err := s.writeSecretRetrying(ctx, nil, path, change)
+	return err
+}
+
+func (s *Store) writeSecretRetrying(ctx context.Context, rec *audit.Entry, path string, change Change) ([]byte, bool, error) {
 	for attempt := 1; ; attempt++ {
-		outcome, replayed, err = s.writeSecret(ctx, rec, path, change)
+		outcome, replayed, err := s.writeSecret(ctx, rec, path, change)
 		// Lost a race to create the secret, or to apply the same key.
 		if attempt < maxWriteAttempts && (isUniqueViolation(err, "secrets_pkey") || isUniqueViolation(err, "idempotency_keys_pkey")) {
 			continue
@@ -164,6 +178,13 @@ func (s *Store) WriteSecret(ctx context.Context, rec *audit.Entry, path string, 
 		}
 		return outcome, replayed, nil
 	}
+}
+
+// headRead is what the first round trip of a write reads.
+type headRead struct {
+	cur    *secret.Stored
+	rows   []secret.Row
+	stored *storedOutcome
 }
 
 func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, change Change) ([]byte, bool, error) {
@@ -179,115 +200,58 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		}
 	}()
 
-	// Round trip 1: begin, lock and read the head, look up the key.
-	r, keyed := rec.Replay()
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
-	// A statement of its own, so that its snapshot is taken once the lock
-	// is held (within one statement, rows joined to a row that had to be
-	// waited for would be read as they were before the wait).
-	b.Queue(`SELECT array_agg(version ORDER BY version), array_agg(deleted_at IS NOT NULL ORDER BY version),
-	                array_agg(destroyed_at IS NOT NULL ORDER BY version), array_agg(created_by ORDER BY version),
-	                array_agg(coalesce(get_byte(sealed, 0), 0)::smallint ORDER BY version)
-	         FROM secret_versions WHERE path = $1`, path)
-	if keyed {
-		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
-	}
-	br := conn.SendBatch(ctx, b)
-	cur := &secret.Stored{Path: path}
 	var (
-		stored *storedOutcome
-		rows   []secret.Row
+		r     audit.Replay
+		keyed bool
 	)
-	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		var (
-			versions           []int64
-			deleted, destroyed []bool
-			by                 []string
-			formats            []int16
-		)
-		err := br.QueryRow().Scan(storedDest(cur)...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			cur = nil
-		} else if err != nil {
-			return err
-		}
-		if err := br.QueryRow().Scan(&versions, &deleted, &destroyed, &by, &formats); err != nil {
-			return err
-		}
-		if len(deleted) != len(versions) || len(destroyed) != len(versions) || len(by) != len(versions) || len(formats) != len(versions) {
-			return errors.New("read version states: arrays of different lengths")
-		}
-		if cur != nil {
-			rows = []secret.Row{} // read, even if there are none
-		}
-		marked := time.Unix(0, 0)
-		for i, v := range versions {
-			r := secret.Row{Version: v, CreatedBy: by[i], Format: byte(formats[i])}
-			if deleted[i] {
-				r.DeletedAt = &marked
-			}
-			if destroyed[i] {
-				r.DestroyedAt = &marked
-			}
-			rows = append(rows, r)
-		}
-		if keyed {
-			var o storedOutcome
-			err := br.QueryRow().Scan(&o.hash, &o.outcome, &o.mac)
-			if err == nil {
-				stored = &o
-			} else if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-		}
-		return nil
-	}()
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
+	if rec != nil {
+		r, keyed = rec.Replay()
 	}
+	hr, err := readHead(ctx, conn, path, r, keyed)
 	if err != nil {
 		return nil, false, err
 	}
-	if stored != nil {
-		if err := rec.CheckOutcome(stored.hash, stored.outcome, stored.mac); err != nil {
+	if hr.stored != nil {
+		if err := rec.CheckOutcome(hr.stored.hash, hr.stored.outcome, hr.stored.mac); err != nil {
 			return nil, false, err
 		}
-		return stored.outcome, true, nil
+		return hr.stored.outcome, true, nil
 	}
-
-	if cur == nil && len(rows) > 0 {
+	if hr.cur == nil && len(hr.rows) > 0 {
 		return nil, false, secret.ErrTampered(path, "it has version rows but no row of its own")
 	}
-	w, outcome, err := change(cur, rows)
+	w, outcome, err := change(hr.cur, hr.rows)
 	if err != nil {
 		return nil, false, err
 	}
-	if w.Create != (cur == nil) {
+	if w.Create != (hr.cur == nil) {
 		return nil, false, fmt.Errorf("write secret %s: the change and the stored row disagree on whether it exists", path)
 	}
 
 	// Round trip 2: write everything and commit.
-	b = &pgx.Batch{}
+	b := &pgx.Batch{}
 	b.Queue(writeSecretSQL(w.Create), writeSecretArgs(path, w)...)
 	steps := []string{"write"}
-	records, err := rec.Rows(ctx)
-	if err != nil {
-		return nil, false, err
+	if rec != nil {
+		records, err := rec.Rows(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		if len(records) > 0 {
+			sql, args := auditInsert(records)
+			b.Queue(sql, args...)
+			steps = append(steps, "audit")
+		}
 	}
-	if len(records) > 0 {
-		sql, args := auditInsert(records)
-		b.Queue(sql, args...)
-		steps = append(steps, "audit")
+	done := func(committed bool) {
+		if rec != nil {
+			rec.Done(committed)
+		}
 	}
 	if keyed {
 		mac, err := rec.OutcomeMAC(outcome)
 		if err != nil {
-			rec.Done(false)
+			done(false)
 			return nil, false, err
 		}
 		b.Queue(`INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac) VALUES ($1, $2, $3, $4, $5)`,
@@ -298,7 +262,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 	steps = append(steps, "commit")
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
-	br = conn.SendBatch(commitCtx, b)
+	br := conn.SendBatch(commitCtx, b)
 	failed := ""
 	for _, step := range steps {
 		if _, err = br.Exec(); err != nil {
@@ -306,25 +270,26 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 			break
 		}
 	}
-	if closeErr := br.Close(); err == nil {
+	closeErr := br.Close()
+	if err == nil && closeErr != nil && failed == "" {
+		// Every statement, the commit included, reported success: only
+		// closing the batch failed.
+		closeErr = nil
+	}
+	if err == nil {
 		err = closeErr
 	}
 	var pgErr *pgconn.PgError
 	switch {
 	case err == nil:
 		open = false
-		rec.Done(true)
+		done(true)
 		return outcome, false, nil
-	case failed == "" && err != nil:
-		// Every statement, the commit included, reported success: only
-		// closing the batch failed.
-		open = false
-		rec.Done(true)
-		return outcome, false, nil
-	case errors.As(err, &pgErr) && (failed != "commit" && !isConnectionError(err) || failed == "commit" && commitRefused(pgErr)):
-		// The database refused a statement before the commit, or refused
-		// the commit for a reason that aborts it: nothing was committed.
-		rec.Done(false)
+	case errors.As(err, &pgErr) && (failed != "commit" || commitRefused(pgErr)):
+		// The database refused a statement before the commit (the rest
+		// never ran), or refused the commit for a reason that aborts it:
+		// nothing was committed.
+		done(false)
 		if failed == "audit" {
 			return nil, false, errAudit(err)
 		}
@@ -333,10 +298,87 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		// The connection broke with the batch sent, or the session ended
 		// during the commit: it may have committed.
 		open = false
-		rec.Done(false)
+		done(false)
 		return nil, false, fault.Wrap(fault.Unknown, err,
 			"the database connection broke while committing: the change may or may not have been applied")
 	}
+}
+
+// readHead is the first round trip of a write: begin, lock and read the
+// secret's row, read its version rows (with their sealed values when it
+// has no head yet), and look up the idempotency key.
+func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Replay, keyed bool) (headRead, error) {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
+	// A statement of its own, so that its snapshot is taken once the lock
+	// is held (within one statement, rows joined to a row that had to be
+	// waited for would be read as they were before the wait).
+	b.Queue(`WITH l AS (SELECT coalesce((SELECT head IS NULL FROM secrets WHERE path = $1), false) AS legacy)
+	         SELECT array_agg(v.version ORDER BY v.version), array_agg(v.deleted_at IS NOT NULL ORDER BY v.version),
+	                array_agg(v.destroyed_at IS NOT NULL ORDER BY v.version), array_agg(v.created_by ORDER BY v.version),
+	                array_agg(coalesce(get_byte(v.sealed, 0), 0)::smallint ORDER BY v.version),
+	                array_agg(CASE WHEN l.legacy THEN v.sealed END ORDER BY v.version),
+	                array_agg(CASE WHEN l.legacy THEN v.dek_id END ORDER BY v.version)
+	         FROM secret_versions v, l WHERE v.path = $1`, path)
+	if keyed {
+		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
+	}
+	br := conn.SendBatch(ctx, b)
+	hr := headRead{cur: &secret.Stored{Path: path}}
+	err := func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		err := br.QueryRow().Scan(storedDest(hr.cur)...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			hr.cur = nil
+		} else if err != nil {
+			return err
+		}
+		var (
+			versions           []int64
+			deleted, destroyed []bool
+			by                 []string
+			formats            []int16
+			sealed, deks       [][]byte
+		)
+		if err := br.QueryRow().Scan(&versions, &deleted, &destroyed, &by, &formats, &sealed, &deks); err != nil {
+			return err
+		}
+		n := len(versions)
+		if len(deleted) != n || len(destroyed) != n || len(by) != n || len(formats) != n || len(sealed) != n || len(deks) != n {
+			return errors.New("read version states: arrays of different lengths")
+		}
+		if hr.cur != nil {
+			hr.rows = []secret.Row{} // read, even if there are none
+		}
+		marked := time.Unix(0, 0)
+		for i, v := range versions {
+			row := secret.Row{Version: v, CreatedBy: by[i], Format: byte(formats[i]), Sealed: sealed[i], DEKID: deks[i]}
+			if deleted[i] {
+				row.DeletedAt = &marked
+			}
+			if destroyed[i] {
+				row.DestroyedAt = &marked
+			}
+			hr.rows = append(hr.rows, row)
+		}
+		if keyed {
+			var o storedOutcome
+			err := br.QueryRow().Scan(&o.hash, &o.outcome, &o.mac)
+			if err == nil {
+				hr.stored = &o
+			} else if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		return nil
+	}()
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
+	}
+	return hr, err
 }
 
 type storedOutcome struct{ hash, outcome, mac []byte }
@@ -416,6 +458,10 @@ func writeSecretSQL(create bool) string {
 	  ), destroyed AS (
 	    UPDATE secret_versions SET sealed = NULL, destroyed_at = now()
 	    WHERE path = $1 AND version = ANY($15::bigint[]) AND destroyed_at IS NULL
+	  ), resealed AS (
+	    UPDATE secret_versions v SET sealed = u.sealed, dek_id = $18
+	    FROM unnest($16::bigint[], $17::bytea[]) AS u(version, sealed)
+	    WHERE v.path = $1 AND v.version = u.version
 	  )
 	  SELECT count(*) FROM head`
 }
@@ -438,7 +484,13 @@ func writeSecretArgs(path string, w secret.Write) []any {
 		}
 		return v
 	}
+	resealVersions, resealed := []int64{}, [][]byte{}
+	var resealDEK []byte
+	for _, r := range w.Reseal {
+		resealVersions, resealed, resealDEK = append(resealVersions, r.Version), append(resealed, r.Sealed), r.DEKID
+	}
 	return []any{path, w.Incarnation, w.Head, w.Current, w.Oldest, w.MaxVersions, w.CASRequired,
 		version, dek, sealed, createdBy, createdAt,
-		nonNil(w.Deleted), nonNil(w.Undeleted), nonNil(w.Destroyed)}
+		nonNil(w.Deleted), nonNil(w.Undeleted), nonNil(w.Destroyed),
+		resealVersions, resealed, resealDEK}
 }

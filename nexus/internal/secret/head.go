@@ -45,12 +45,8 @@ type HeadVersion struct {
 	Version   int64  `json:"v"`
 	State     State  `json:"s"`
 	CreatedBy string `json:"by"`
-	// Key is the version's own value key; nil once destroyed, and for a
-	// legacy version.
+	// Key is the version's own value key; nil once destroyed.
 	Key []byte `json:"k,omitempty"`
-	// Legacy marks a version written before heads existed: its value is
-	// sealed under the data key, bound to path and version only.
-	Legacy bool `json:"l,omitempty"`
 }
 
 // Stored is a secret's row as the database returns it: the plain columns
@@ -110,6 +106,10 @@ type Write struct {
 	Insert *Row
 	// Deleted, Undeleted and Destroyed name versions whose rows change.
 	Deleted, Undeleted, Destroyed []int64
+	// Reseal gives versions new sealed values (all under one data key id),
+	// when a head is sealed for a secret written before heads existed. A
+	// resealed version has no other change in the same write.
+	Reseal []Row
 }
 
 // Written is what a write returns.
