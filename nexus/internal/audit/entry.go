@@ -121,18 +121,44 @@ func (e *Entry) Rows(ctx context.Context) ([]Record, error) {
 	return c.rows, nil
 }
 
-// Done learns whether the transaction that carried Rows committed.
+// Done learns whether the transaction that carried Rows committed; false
+// means it may or may not have (the connection broke during the commit).
 func (e *Entry) Done(committed bool) {
+	e.settle(outcomeOf(committed))
+}
+
+// Aborted learns that the transaction that carried Rows certainly did not
+// commit (the database refused a statement, or nothing was sent): its
+// chain goes on from where it was.
+func (e *Entry) Aborted() { e.settle(aborted) }
+
+func (e *Entry) settle(o outcome) {
 	e.mu.Lock()
 	c := e.pending
 	e.pending = nil
-	if c != nil && committed {
+	if c != nil && o == committed {
 		e.recorded = true
 	}
 	e.mu.Unlock()
 	if c != nil {
-		e.trail.settle(*c, committed)
+		e.trail.settle(*c, o)
 	}
+}
+
+// outcome is how the transaction that carried a record ended.
+type outcome int
+
+const (
+	committed outcome = iota
+	aborted
+	uncertain
+)
+
+func outcomeOf(ok bool) outcome {
+	if ok {
+		return committed
+	}
+	return uncertain
 }
 
 // maxField bounds each text field of a record: a request may carry up to

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -199,7 +200,7 @@ func (t *Trail) flush(ctx context.Context, batch []*pending) {
 	}
 	if err == nil {
 		err = t.store.InsertAudit(ctx, c.rows)
-		t.settle(c, err == nil)
+		t.settle(c, outcomeOf(err == nil))
 	}
 	if err != nil {
 		t.log.Error("audit write failed", "records", len(batch), "error", err.Error())
@@ -261,28 +262,40 @@ func (t *Trail) chain(ctx context.Context, key []byte, rows []Record) (chained, 
 	return chained{lane: ln, rows: out}, nil
 }
 
-// newLane starts a new chain of this process. Lane ids are never reused;
-// a process would need 32,767 failed audit writes to run out.
+// newLane starts a new chain of this process, or returns nil when the
+// lane ids are used up. Lane ids are never reused; they are used up only
+// after 32,767 writes whose commit was uncertain.
 func (t *Trail) newLane() *lane {
-	return &lane{id: int16(t.nextLane.Add(1) - 1), mac: make([]byte, sha256.Size)}
+	id := t.nextLane.Add(1) - 1
+	if id > math.MaxInt16 {
+		return nil
+	}
+	return &lane{id: int16(id), mac: make([]byte, sha256.Size)}
 }
 
 // settle moves the lane past c's rows if they committed, and frees it.
-// When they did not, whether anything reached the database is not always
-// known (a commit can fail after the database applied it), so the lane is
-// retired and a new chain takes its place: a chain never forks, and a lane
-// never gets stuck on a sequence number already taken.
-func (t *Trail) settle(c chained, committed bool) {
+// When they certainly did not (aborted), the lane is freed as it was.
+// When that is not known (a commit can fail after the database applied
+// it), the lane is retired and a new chain takes its place: a chain never
+// forks, and a lane never gets stuck on a sequence number already taken.
+func (t *Trail) settle(c chained, o outcome) {
 	if c.lane != nil {
-		if committed {
+		switch o {
+		case committed:
 			last := c.rows[len(c.rows)-1]
 			c.lane.seq, c.lane.mac = last.Seq, last.MAC
 			t.lanes <- c.lane
-		} else {
-			t.lanes <- t.newLane()
+		case aborted:
+			t.lanes <- c.lane
+		default:
+			if ln := t.newLane(); ln != nil {
+				t.lanes <- ln
+			} else {
+				t.log.Error("audit lanes used up after too many uncertain commits: restart Nexus to start new chains")
+			}
 		}
 	}
-	if committed {
+	if o == committed {
 		t.emit(c.rows)
 	}
 }

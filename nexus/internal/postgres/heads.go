@@ -248,10 +248,15 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 			rec.Done(committed)
 		}
 	}
+	aborted := func() {
+		if rec != nil {
+			rec.Aborted()
+		}
+	}
 	if keyed {
 		mac, err := rec.OutcomeMAC(outcome)
 		if err != nil {
-			done(false)
+			aborted()
 			return nil, false, err
 		}
 		b.Queue(`INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac) VALUES ($1, $2, $3, $4, $5)`,
@@ -289,7 +294,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		// The database refused a statement before the commit (the rest
 		// never ran), or refused the commit for a reason that aborts it:
 		// nothing was committed.
-		done(false)
+		aborted()
 		if failed == "audit" {
 			return nil, false, errAudit(err)
 		}

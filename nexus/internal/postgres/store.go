@@ -294,7 +294,7 @@ func runTx[T any](ctx context.Context, s *Store, rec *audit.Entry, fn func(pgx.T
 	if rec != nil {
 		if err := writeRecord(ctx, tx, rec); err != nil {
 			rollback()
-			rec.Done(false)
+			rec.Aborted()
 			return out, false, err
 		}
 	}
@@ -303,11 +303,17 @@ func runTx[T any](ctx context.Context, s *Store, rec *audit.Entry, fn func(pgx.T
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	err = tx.Commit(commitCtx)
+	var pgErr *pgconn.PgError
+	refused := errors.Is(err, pgx.ErrTxCommitRollback) || errors.As(err, &pgErr) && commitRefused(pgErr)
 	if rec != nil {
-		rec.Done(err == nil)
+		if refused {
+			rec.Aborted()
+		} else {
+			rec.Done(err == nil)
+		}
 	}
 	if err != nil {
-		if isConnectionError(err) {
+		if !refused {
 			return out, false, fault.Wrap(fault.Unknown, err, "the database connection broke while committing: the change may or may not have been applied")
 		}
 		return out, false, err
