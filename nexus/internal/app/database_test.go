@@ -129,6 +129,13 @@ func TestMigrateThenServe(t *testing.T) {
 		}
 	}
 	get()
+	// Recent records cannot be pruned, until the owner allows it.
+	_, err = auditc.PruneAuditTrail(t.Context(), connect.NewRequest(&nexusv1.PruneAuditTrailRequest{
+		Before: timestamppb.New(time.Now())}))
+	if connect.CodeOf(err) != connect.CodeInvalidArgument || !strings.Contains(err.Error(), "younger than 01:00:00 cannot be pruned") {
+		t.Fatalf("prune of fresh records: %v, want InvalidArgument", err)
+	}
+	ownerExec(t, db.Owner, `UPDATE audit_settings SET min_prune_age = interval '0'`)
 	pruned, err := auditc.PruneAuditTrail(t.Context(), connect.NewRequest(&nexusv1.PruneAuditTrailRequest{
 		Before: timestamppb.New(time.Now())}))
 	if err != nil {
@@ -283,5 +290,18 @@ func TestServeRefusesPrivilegedRole(t *testing.T) {
 				t.Errorf("with the dev flag, the log does not warn that the role %s:\n%s", tc.want, logs.String())
 			}
 		})
+	}
+}
+
+// ownerExec runs sql on the database at dsn.
+func ownerExec(t *testing.T, dsn, sql string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
 	}
 }

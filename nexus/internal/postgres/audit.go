@@ -232,6 +232,10 @@ func (s *Store) PruneAudit(ctx context.Context, rec *audit.Entry, before time.Ti
 		deleted += n
 		return nil
 	})
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "22023" { // invalid_parameter_value, from the prune functions
+		return 0, 0, fault.New(fault.Invalid, "before: %s", pgErr.Message)
+	}
 	if err != nil {
 		return 0, 0, dbError(ctx, "prune audit log", err)
 	}

@@ -30,8 +30,8 @@ var grantStatements = []string{
 	// functions of migration 0007, and writes checkpoints only there.
 	`REVOKE UPDATE, DELETE ON audit_log, audit_checkpoints FROM %[1]s`,
 	`REVOKE INSERT ON audit_checkpoints FROM %[1]s`,
-	// The schema version is the migrations' to write.
-	`REVOKE INSERT, UPDATE, DELETE ON schema_migrations FROM %[1]s`,
+	// The schema version and the audit settings are the owner's to write.
+	`REVOKE INSERT, UPDATE, DELETE ON schema_migrations, audit_settings FROM %[1]s`,
 	`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %[1]s`,
 	`GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO %[1]s`,
 }

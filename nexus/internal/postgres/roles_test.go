@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/spike-dev/spike/nexus/internal/audit/audittest"
+	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/shared/testkit/pgtest"
 )
 
@@ -122,8 +123,12 @@ func TestServingRoleCannotAlterAuditTrail(t *testing.T) {
 	wantSQLState(t, "a checkpoint naming no record", err, "22023")
 	_, err = conn.Exec(ctx, `SELECT audit_prune_chain('\x01', -1::smallint, 1, '\x02', '\x03')`)
 	wantSQLState(t, "a checkpoint in an unauthenticated lane", err, "22023")
+	_, err = conn.Exec(ctx, `SELECT audit_prune_unauthenticated(now())`)
+	wantSQLState(t, "pruning records younger than the minimum age", err, "22023")
+	_, err = conn.Exec(ctx, `UPDATE audit_settings SET min_prune_age = interval '0'`)
+	wantSQLState(t, "changing the minimum prune age", err, denied)
 	var deleted int64
-	if err := conn.QueryRow(ctx, `SELECT audit_prune_unauthenticated(now() + interval '1 day')`).Scan(&deleted); err != nil || deleted != 0 {
+	if err := conn.QueryRow(ctx, `SELECT audit_prune_unauthenticated(now() - interval '2 hours')`).Scan(&deleted); err != nil || deleted != 0 {
 		t.Fatalf("audit_prune_unauthenticated deleted %d authenticated records (%v), want 0", deleted, err)
 	}
 }
@@ -133,7 +138,7 @@ func TestServingRoleCannotAlterAuditTrail(t *testing.T) {
 // left still verifies.
 func TestServingRolePrunesAndVerifies(t *testing.T) {
 	t.Parallel()
-	_, serving, _ := servingStores(t)
+	owner, serving, _ := servingStores(t)
 	ctx := t.Context()
 	trail := audittest.Trail(t, serving)
 	runCtx, stop := context.WithCancel(ctx)
@@ -163,6 +168,15 @@ func TestServingRolePrunesAndVerifies(t *testing.T) {
 	}
 
 	rec := trail.Begin(ctx, "prune", audittest.Caller, "127.0.0.1:1", "/test/Prune")
+	rec.Allow("test")
+	_, _, err := trail.Prune(ctx, rec, cut)
+	if fault.CodeOf(err) != fault.Invalid {
+		t.Fatalf("prune of records younger than an hour: %v, want refused", err)
+	}
+	if _, err := owner.pool.Exec(ctx, `UPDATE audit_settings SET min_prune_age = interval '0'`); err != nil {
+		t.Fatal(err)
+	}
+	rec = trail.Begin(ctx, "prune", audittest.Caller, "127.0.0.1:1", "/test/Prune")
 	rec.Allow("test")
 	deleted, checkpoints, err := trail.Prune(ctx, rec, cut)
 	if err != nil {

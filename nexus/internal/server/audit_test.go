@@ -329,6 +329,7 @@ func TestAuditPrune(t *testing.T) {
 	s.traffic(10)
 	cut := time.Now()
 	s.traffic(10)
+	s.exec(`UPDATE audit_settings SET min_prune_age = interval '0'`) // the owner's setting
 	resp, err := s.auditClient().PruneAuditTrail(t.Context(), connect.NewRequest(&nexusv1.PruneAuditTrailRequest{Before: timestamppb.New(cut)}))
 	if err != nil {
 		t.Fatal(err)
