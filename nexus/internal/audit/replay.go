@@ -75,7 +75,8 @@ func (e *Entry) OutcomeMAC(outcome []byte) ([]byte, error) {
 
 // CheckOutcome checks a stored outcome found under the request's key: it
 // must authenticate (else fault.DataLoss) and belong to the same request
-// (else fault.Invalid: the key was used for another request).
+// (else fault.Invalid: the key was used for another request). When it
+// does, the record notes that the request was answered with it.
 func (e *Entry) CheckOutcome(requestHash, outcome, mac []byte) error {
 	r, ok := e.Replay()
 	if !ok {
@@ -97,6 +98,10 @@ func (e *Entry) CheckOutcome(requestHash, outcome, mac []byte) error {
 		return fault.New(fault.Invalid,
 			"Idempotency-Key %q was already used for a different request: use a new key for each request", r.Key)
 	}
+	// The request is answered with the first outcome: its record says so.
+	e.mu.Lock()
+	e.row.Reason = clean(e.row.Reason + "; replayed the first outcome of its Idempotency-Key")
+	e.mu.Unlock()
 	return nil
 }
 

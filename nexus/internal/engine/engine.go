@@ -293,6 +293,7 @@ func (e *Engine) adoption(cur secret.Stored, rows []secret.Row, active envelope.
 // sealHead seals h for path under key into w, with its plain copies.
 func (e *Engine) sealHead(path string, h *secret.Head, key envelope.Key, w *secret.Write) error {
 	plain, err := json.Marshal(h)
+	h.Wipe() // the head is done with once sealed
 	if err != nil {
 		return fmt.Errorf("encode head of %s: %w", path, err)
 	}
@@ -368,18 +369,14 @@ func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy st
 		if err := e.sealHead(path, h, active, &w); err != nil {
 			return w, nil, err
 		}
-		out, err := json.Marshal(v)
+		out, err := json.Marshal(putOutcome{Version: v.Version, CreatedAt: v.CreatedAt})
 		return w, out, err
 	})
 	if err != nil {
 		return secret.Version{}, err
 	}
 	if replayed {
-		var first secret.Version
-		if err := json.Unmarshal(outcome, &first); err != nil {
-			return secret.Version{}, fault.Wrap(fault.DataLoss, err, "the stored outcome of this request does not decode")
-		}
-		return first, nil
+		return decodePut(path, createdBy, outcome)
 	}
 	return v, nil
 }
@@ -388,16 +385,28 @@ func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy st
 // idempotency key was applied before: a handler that reads before it
 // writes asks first, so that its retry is not refused by what its first
 // attempt changed.
-func (e *Engine) Replayed(ctx context.Context, rec *audit.Entry) (secret.Version, bool, error) {
+func (e *Engine) Replayed(ctx context.Context, rec *audit.Entry, path, createdBy string) (secret.Version, bool, error) {
 	outcome, ok, err := e.store.Outcome(ctx, rec)
 	if err != nil || !ok {
 		return secret.Version{}, false, err
 	}
-	var first secret.Version
-	if err := json.Unmarshal(outcome, &first); err != nil {
-		return secret.Version{}, false, fault.Wrap(fault.DataLoss, err, "the stored outcome of this request does not decode")
+	first, err := decodePut(path, createdBy, outcome)
+	return first, err == nil, err
+}
+
+// putOutcome is what a put, patch or rollback keeps under its idempotency
+// key: nothing of the value.
+type putOutcome struct {
+	Version   int64     `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+func decodePut(path, createdBy string, outcome []byte) (secret.Version, error) {
+	var o putOutcome
+	if err := json.Unmarshal(outcome, &o); err != nil || o.Version < 1 {
+		return secret.Version{}, fault.New(fault.DataLoss, "the stored outcome of this request does not decode")
 	}
-	return first, true, nil
+	return secret.Version{Path: path, Version: o.Version, CreatedBy: createdBy, CreatedAt: o.CreatedAt}, nil
 }
 
 // Read returns a live version of path (0: the current one) and its data.
@@ -418,6 +427,7 @@ func (e *Engine) Read(ctx context.Context, path string, version int64) (secret.R
 	if err != nil {
 		return secret.Read{}, nil, err
 	}
+	defer h.Wipe()
 	if err := h.CheckSpan(path, span.Count, span.Lowest, span.Highest); err != nil {
 		return secret.Read{}, nil, err
 	}
@@ -536,6 +546,7 @@ func (e *Engine) Metadata(ctx context.Context, path string) (Metadata, error) {
 	if err != nil {
 		return Metadata{}, err
 	}
+	h.Wipe()
 	m := Metadata{Metadata: secret.Metadata{
 		Path:                 path,
 		CurrentVersion:       h.Current,

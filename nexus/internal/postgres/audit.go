@@ -184,54 +184,62 @@ func (s *Store) ScanAudit(ctx context.Context, fn func(audit.Record) error) erro
 func (s *Store) PruneAudit(ctx context.Context, rec *audit.Entry, before time.Time,
 	checkpoint func(chain []byte, lane int16, seq int64, mac []byte) ([]byte, error),
 ) (deleted, checkpoints int64, err error) {
-	err = s.mutate(ctx, rec, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx,
-			// Per chain, the end of the oldest run of records all older than
-			// before: a record older than before but after a newer one in
-			// the chain stays, so a chain is only ever cut at one point.
-			`SELECT DISTINCT ON (a.chain_id, a.lane) a.chain_id, a.lane, a.seq, a.mac
+	// The counts are the outcome a retry (same idempotency key) gets.
+	type pruned struct{ Deleted, Checkpoints int64 }
+	var out pruned
+	out, _, err = mutateOutcome(ctx, s, rec, func(tx pgx.Tx) (pruned, error) {
+		var deleted, checkpoints int64
+		err := func() error {
+			rows, err := tx.Query(ctx,
+				// Per chain, the end of the oldest run of records all older than
+				// before: a record older than before but after a newer one in
+				// the chain stays, so a chain is only ever cut at one point.
+				`SELECT DISTINCT ON (a.chain_id, a.lane) a.chain_id, a.lane, a.seq, a.mac
 			 FROM audit_log a
 			 WHERE a.lane >= 0 AND a.at < $1
 			   AND NOT EXISTS (SELECT 1 FROM audit_log b
 			                   WHERE b.chain_id = a.chain_id AND b.lane = a.lane AND b.seq <= a.seq AND b.at >= $1)
 			 ORDER BY a.chain_id, a.lane, a.seq DESC`, before)
-		if err != nil {
-			return err
-		}
-		type last struct {
-			chain []byte
-			lane  int16
-			seq   int64
-			mac   []byte
-		}
-		lasts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (last, error) {
-			var l last
-			err := row.Scan(&l.chain, &l.lane, &l.seq, &l.mac)
-			return l, err
-		})
-		if err != nil {
-			return err
-		}
-		for _, l := range lasts {
-			cpMAC, err := checkpoint(l.chain, l.lane, l.seq, l.mac)
 			if err != nil {
 				return err
 			}
+			type last struct {
+				chain []byte
+				lane  int16
+				seq   int64
+				mac   []byte
+			}
+			lasts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (last, error) {
+				var l last
+				err := row.Scan(&l.chain, &l.lane, &l.seq, &l.mac)
+				return l, err
+			})
+			if err != nil {
+				return err
+			}
+			for _, l := range lasts {
+				cpMAC, err := checkpoint(l.chain, l.lane, l.seq, l.mac)
+				if err != nil {
+					return err
+				}
+				var n int64
+				if err := tx.QueryRow(ctx, `SELECT audit_prune_chain($1, $2, $3, $4, $5)`,
+					l.chain, l.lane, l.seq, l.mac, cpMAC).Scan(&n); err != nil {
+					return err
+				}
+				deleted += n
+				checkpoints++
+			}
 			var n int64
-			if err := tx.QueryRow(ctx, `SELECT audit_prune_chain($1, $2, $3, $4, $5)`,
-				l.chain, l.lane, l.seq, l.mac, cpMAC).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT audit_prune_unauthenticated($1)`, before).Scan(&n); err != nil {
 				return err
 			}
 			deleted += n
-			checkpoints++
-		}
-		var n int64
-		if err := tx.QueryRow(ctx, `SELECT audit_prune_unauthenticated($1)`, before).Scan(&n); err != nil {
-			return err
-		}
-		deleted += n
-		return nil
+			return nil
+		}()
+		return pruned{deleted, checkpoints}, err
 	})
+	deleted, checkpoints = out.Deleted, out.Checkpoints
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "22023" { // invalid_parameter_value, from the prune functions
 		return 0, 0, fault.New(fault.Invalid, "before: %s", pgErr.Message)

@@ -144,6 +144,13 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
+// Wipe zeroes the version keys the head holds in memory.
+func (h *Head) Wipe() {
+	for i := range h.Versions {
+		clear(h.Versions[i].Key)
+	}
+}
+
 // Plain returns the copies of the head kept in plain columns, for Write.
 func (h *Head) Plain(w *Write) {
 	w.Incarnation, w.Current, w.Oldest = h.Incarnation, h.Current, h.Oldest

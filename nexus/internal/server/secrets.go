@@ -155,7 +155,7 @@ func (s secretServer) rewrite(ctx context.Context, c *call, path string, version
 	if err := s.keeper.Ready(ctx); err != nil {
 		return secret.Version{}, err
 	}
-	if first, ok, err := s.engine.Replayed(ctx, c.record); err != nil || ok {
+	if first, ok, err := s.engine.Replayed(ctx, c.record, path, c.caller.String()); err != nil || ok {
 		return first, err
 	}
 	for range maxRewriteAttempts {
