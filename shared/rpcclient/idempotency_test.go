@@ -352,3 +352,41 @@ func TestCallerContextWins(t *testing.T) {
 		t.Errorf("the server saw %d attempts, want 2", n)
 	}
 }
+
+// A stream reset while the answer was read reaches Connect as Canceled
+// although the caller cancelled nothing: for a write that is Unknown (the
+// request had arrived), for a read and for the caller's own cancellation
+// it stays as it is.
+func TestStreamResetIsUnknown(t *testing.T) {
+	reset := connect.UnaryInterceptorFunc(func(connect.UnaryFunc) connect.UnaryFunc {
+		return func(context.Context, connect.AnyRequest) (connect.AnyResponse, error) {
+			return nil, connect.NewError(connect.CodeCanceled, errors.New("http2: stream reset by peer"))
+		}
+	})
+	client := nexusv1connect.NewSecretServiceClient(http.DefaultClient, "https://127.0.0.1:1",
+		connect.WithInterceptors(Interceptor(), reset))
+	put := func(ctx context.Context) error {
+		_, err := client.PutSecret(ctx, connect.NewRequest(&nexusv1.PutSecretRequest{Path: "a"}))
+		return err
+	}
+	get := func(ctx context.Context) error {
+		_, err := client.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: "a"}))
+		return err
+	}
+	cancelled, cancel := context.WithCancel(t.Context())
+	cancel()
+	for _, tt := range []struct {
+		name string
+		call func(context.Context) error
+		ctx  context.Context
+		want connect.Code
+	}{
+		{"put", put, t.Context(), connect.CodeUnknown},
+		{"get", get, t.Context(), connect.CodeCanceled},
+		{"put cancelled by the caller", put, cancelled, connect.CodeCanceled},
+	} {
+		if got := connect.CodeOf(tt.call(tt.ctx)); got != tt.want {
+			t.Errorf("%s: code %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

@@ -20,7 +20,14 @@ func Interceptor() connect.Interceptor {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
 			resp, err := next(ctx, req)
 			var maybeSent *MaybeSentError
-			if err == nil || !errors.As(err, &maybeSent) {
+			if err != nil && !errors.As(err, &maybeSent) && streamBroke(ctx, err) &&
+				req.Spec().IdempotencyLevel != connect.IdempotencyNoSideEffects {
+				// The answer had begun (the request had arrived) when the
+				// stream was reset: whether it was applied is unknown.
+				return resp, connect.NewError(connect.CodeUnknown,
+					fmt.Errorf("the stream broke while the answer was read: the request may or may not have been applied: %w", err))
+			}
+			if err == nil || maybeSent == nil {
 				return resp, err
 			}
 			if req.Spec().IdempotencyLevel == connect.IdempotencyNoSideEffects {
@@ -30,4 +37,16 @@ func Interceptor() connect.Interceptor {
 			return resp, connect.NewError(connect.CodeUnknown, maybeSent)
 		}
 	})
+}
+
+// streamBroke reports whether err is a cancellation or deadline that the
+// caller did not ask for (its ctx is live) and that no server sent: a
+// stream reset by the peer or the transport, which Connect reports as
+// Canceled.
+func streamBroke(ctx context.Context, err error) bool {
+	if ctx.Err() != nil || connect.IsWireError(err) {
+		return false
+	}
+	code := connect.CodeOf(err)
+	return code == connect.CodeCanceled || code == connect.CodeDeadlineExceeded
 }

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,6 +45,13 @@ func insertAudit(ctx context.Context, db execer, rows []audit.Record) error {
 
 // auditInsert is the statement that inserts rows, and its arguments.
 func auditInsert(rows []audit.Record) (string, []any) {
+	cols, args := auditColumns(rows, 1)
+	return `INSERT INTO audit_log ` + cols, args
+}
+
+// auditColumns is the column list and SELECT that insert rows into
+// audit_log, with parameters numbered from first, and their arguments.
+func auditColumns(rows []audit.Record, first int) (string, []any) {
 	n := len(rows)
 	var (
 		chain             = make([][]byte, n)
@@ -60,12 +69,17 @@ func auditInsert(rows []audit.Record) (string, []any) {
 		target[i], dec[i], reason[i], code[i] = r.Target, r.Decision, r.Reason, r.Code
 		dur[i], mac[i] = r.DurationUS, r.MAC
 	}
-	const sql = `INSERT INTO audit_log (chain_id, lane, seq, at, request_id, caller, peer, procedure,
-	                                    target, decision, reason, code, duration_us, mac)
+	types := []string{"bytea", "smallint", "bigint", "timestamptz", "text", "text",
+		"text", "text", "text", "text", "text", "text", "bigint", "bytea"}
+	params := make([]string, len(types))
+	for i, t := range types {
+		params[i] = fmt.Sprintf("$%d::%s[]", first+i, t)
+	}
+	sql := `(chain_id, lane, seq, at, request_id, caller, peer, procedure,
+	         target, decision, reason, code, duration_us, mac)
 	  SELECT u.chain_id, u.lane, u.seq, u.at, u.request_id, u.caller, u.peer, u.procedure,
 	         u.target, u.decision, u.reason, u.code, u.duration_us, u.mac
-	  FROM unnest($1::bytea[], $2::smallint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::text[],
-	              $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::bigint[], $14::bytea[])
+	  FROM unnest(` + strings.Join(params, ", ") + `)
 	       AS u(chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac)`
 	return sql, []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
 }

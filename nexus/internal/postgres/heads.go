@@ -228,19 +228,11 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		return nil, false, fmt.Errorf("write secret %s: the change and the stored row disagree on whether it exists", path)
 	}
 
-	// Round trip 2: write everything and commit.
-	b := &pgx.Batch{}
-	b.Queue(writeSecretSQL(w.Create), writeSecretArgs(path, w)...)
-	steps := []string{"write"}
+	// Round trip 2: write everything and commit, in two statements.
+	var records []audit.Record
 	if rec != nil {
-		records, err := rec.Rows(ctx)
-		if err != nil {
+		if records, err = rec.Rows(ctx); err != nil {
 			return nil, false, err
-		}
-		if len(records) > 0 {
-			sql, args := auditInsert(records)
-			b.Queue(sql, args...)
-			steps = append(steps, "audit")
 		}
 	}
 	done := func(committed bool) {
@@ -253,16 +245,19 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 			rec.Aborted()
 		}
 	}
+	var kept *keptOutcome
 	if keyed {
 		mac, err := rec.OutcomeMAC(outcome)
 		if err != nil {
 			aborted()
 			return nil, false, err
 		}
-		b.Queue(`INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac) VALUES ($1, $2, $3, $4, $5)`,
-			r.Caller, r.Key, r.RequestHash, outcome, mac)
-		steps = append(steps, "outcome")
+		kept = &keptOutcome{r: r, outcome: outcome, mac: mac}
 	}
+	sql, args := writeSecretStatement(path, w, records, kept)
+	b := &pgx.Batch{}
+	b.Queue(sql, args...)
+	steps := []string{"write"}
 	b.Queue("COMMIT")
 	steps = append(steps, "commit")
 	commitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
@@ -295,7 +290,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		// never ran), or refused the commit for a reason that aborts it:
 		// nothing was committed.
 		aborted()
-		if failed == "audit" {
+		if isAuditError(pgErr) {
 			return nil, false, errAudit(err)
 		}
 		return nil, false, err
@@ -319,16 +314,21 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 	// A statement of its own, so that its snapshot is taken once the lock
 	// is held (within one statement, rows joined to a row that had to be
 	// waited for would be read as they were before the wait).
+	// The idempotency key's outcome, if any, comes with it (no key: no
+	// row matches the empty caller).
+	caller, key := "", ""
+	if keyed {
+		caller, key = r.Caller, r.Key
+	}
 	b.Queue(`WITH l AS (SELECT coalesce((SELECT head IS NULL FROM secrets WHERE path = $1), false) AS legacy)
 	         SELECT array_agg(v.version ORDER BY v.version), array_agg(v.deleted_at IS NOT NULL ORDER BY v.version),
 	                array_agg(v.destroyed_at IS NOT NULL ORDER BY v.version), array_agg(v.created_by ORDER BY v.version),
 	                array_agg(coalesce(get_byte(v.sealed, 0), 0)::smallint ORDER BY v.version),
 	                array_agg(CASE WHEN l.legacy THEN v.sealed END ORDER BY v.version),
-	                array_agg(CASE WHEN l.legacy THEN v.dek_id END ORDER BY v.version)
-	         FROM secret_versions v, l WHERE v.path = $1`, path)
-	if keyed {
-		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
-	}
+	                array_agg(CASE WHEN l.legacy THEN v.dek_id END ORDER BY v.version),
+	                (SELECT ARRAY[k.request_hash, k.outcome, k.mac] FROM idempotency_keys k
+	                 WHERE k.caller = $2 AND k.key = $3)
+	         FROM secret_versions v, l WHERE v.path = $1`, path, caller, key)
 	br := conn.SendBatch(ctx, b)
 	hr := headRead{cur: &secret.Stored{Path: path}}
 	err := func() error {
@@ -348,8 +348,15 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 			formats            []int16
 			sealed, deks       [][]byte
 		)
-		if err := br.QueryRow().Scan(&versions, &deleted, &destroyed, &by, &formats, &sealed, &deks); err != nil {
+		var stored [][]byte
+		if err := br.QueryRow().Scan(&versions, &deleted, &destroyed, &by, &formats, &sealed, &deks, &stored); err != nil {
 			return err
+		}
+		if keyed && stored != nil {
+			if len(stored) != 3 {
+				return errors.New("read idempotency key: malformed row")
+			}
+			hr.stored = &storedOutcome{hash: stored[0], outcome: stored[1], mac: stored[2]}
 		}
 		n := len(versions)
 		if len(deleted) != n || len(destroyed) != n || len(by) != n || len(formats) != n || len(sealed) != n || len(deks) != n {
@@ -368,15 +375,6 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 				row.DestroyedAt = &marked
 			}
 			hr.rows = append(hr.rows, row)
-		}
-		if keyed {
-			var o storedOutcome
-			err := br.QueryRow().Scan(&o.hash, &o.outcome, &o.mac)
-			if err == nil {
-				hr.stored = &o
-			} else if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
 		}
 		return nil
 	}()
@@ -439,13 +437,31 @@ func rollback(ctx context.Context, conn *pgxpool.Conn) {
 	}
 }
 
-// writeSecretSQL writes a secret in one statement: the row with its sealed
-// head, the new version, the pruning and the version states.
-func writeSecretSQL(create bool) string {
+// keptOutcome is a mutation's outcome to keep under its idempotency key.
+type keptOutcome struct {
+	r            audit.Replay
+	outcome, mac []byte
+}
+
+// writeSecretStatement writes a secret in one statement: the row with its
+// sealed head, the new version, the pruning, the version states and
+// reseals, the audit records and the outcome kept under the idempotency
+// key (kept, when not nil).
+func writeSecretStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome) (string, []any) {
+	args := writeSecretArgs(path, w)
+	auditSQL, auditArgs := auditColumns(records, len(args)+1)
+	args = append(args, auditArgs...)
+	var caller, key *string
+	var hash, outcome, mac []byte
+	if kept != nil {
+		caller, key, hash, outcome, mac = &kept.r.Caller, &kept.r.Key, kept.r.RequestHash, kept.outcome, kept.mac
+	}
+	n := len(args)
+	args = append(args, caller, key, hash, outcome, mac)
 	head := `UPDATE secrets SET incarnation = $2, head = $3, current_version = $4, oldest_version = $5,
 	                   max_versions = $6, cas_required = $7, custom_metadata = NULL, updated_at = now()
 	            WHERE path = $1 RETURNING path`
-	if create {
+	if w.Create {
 		head = `INSERT INTO secrets (path, incarnation, head, current_version, oldest_version, max_versions, cas_required)
 		        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING path`
 	}
@@ -467,8 +483,22 @@ func writeSecretSQL(create bool) string {
 	    UPDATE secret_versions v SET sealed = u.sealed, dek_id = $18
 	    FROM unnest($16::bigint[], $17::bytea[]) AS u(version, sealed)
 	    WHERE v.path = $1 AND v.version = u.version
+	  ), audited AS (
+	    INSERT INTO audit_log ` + auditSQL + `
+	  ), kept AS (
+	    INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac)
+	    SELECT ` + fmt.Sprintf("$%d::text, $%d::text, $%d::bytea, $%d::bytea, $%d::bytea", n+1, n+2, n+3, n+4, n+5) + `
+	    WHERE ` + fmt.Sprintf("$%d::text", n+2) + ` IS NOT NULL
 	  )
-	  SELECT count(*) FROM head`
+	  SELECT count(*) FROM head`, args
+}
+
+// isAuditError reports whether the statement failed on the audit trail's
+// table (a constraint, a privilege): the request must then fail closed as
+// an audit failure.
+func isAuditError(err *pgconn.PgError) bool {
+	return err.TableName == "audit_log" || strings.HasPrefix(err.ConstraintName, "audit_log") ||
+		strings.Contains(err.Message, "audit_log")
 }
 
 func writeSecretArgs(path string, w secret.Write) []any {
