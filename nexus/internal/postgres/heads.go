@@ -446,50 +446,66 @@ type keptOutcome struct {
 // writeSecretStatement writes a secret in one statement: the row with its
 // sealed head, the new version, the pruning, the version states and
 // reseals, the audit records and the outcome kept under the idempotency
-// key (kept, when not nil).
+// key (kept, when not nil). Only the parts a write needs are in it: each
+// part left out is a scan saved.
 func writeSecretStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome) (string, []any) {
-	args := writeSecretArgs(path, w)
-	auditSQL, auditArgs := auditColumns(records, len(args)+1)
-	args = append(args, auditArgs...)
-	var caller, key *string
-	var hash, outcome, mac []byte
-	if kept != nil {
-		caller, key, hash, outcome, mac = &kept.r.Caller, &kept.r.Key, kept.r.RequestHash, kept.outcome, kept.mac
+	var args []any
+	arg := func(v any, typ string) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d::%s", len(args), typ)
 	}
-	n := len(args)
-	args = append(args, caller, key, hash, outcome, mac)
-	head := `UPDATE secrets SET incarnation = $2, head = $3, current_version = $4, oldest_version = $5,
-	                   max_versions = $6, cas_required = $7, custom_metadata = NULL, updated_at = now()
-	            WHERE path = $1 RETURNING path`
+	p := arg(path, "text")
+	var head string
 	if w.Create {
 		head = `INSERT INTO secrets (path, incarnation, head, current_version, oldest_version, max_versions, cas_required)
-		        VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING path`
+		  VALUES (` + p + `, ` + arg(w.Incarnation, "bytea") + `, ` + arg(w.Head, "bytea") + `, ` +
+			arg(w.Current, "bigint") + `, ` + arg(w.Oldest, "bigint") + `, ` + arg(w.MaxVersions, "integer") + `, ` +
+			arg(w.CASRequired, "boolean") + `) RETURNING path`
+	} else {
+		head = `UPDATE secrets SET incarnation = ` + arg(w.Incarnation, "bytea") + `, head = ` + arg(w.Head, "bytea") +
+			`, current_version = ` + arg(w.Current, "bigint") + `, oldest_version = ` + arg(w.Oldest, "bigint") +
+			`, max_versions = ` + arg(w.MaxVersions, "integer") + `, cas_required = ` + arg(w.CASRequired, "boolean") +
+			`, custom_metadata = NULL, updated_at = now() WHERE path = ` + p + ` RETURNING path`
 	}
-	return `WITH head AS (` + head + `),
-	  ins AS (
-	    INSERT INTO secret_versions (path, version, dek_id, sealed, created_by, created_at)
-	    SELECT path, $8, $9, $10, $11, $12 FROM head WHERE $8::bigint > 0
-	  ), pruned AS (
-	    DELETE FROM secret_versions WHERE path = $1 AND version < $5
-	  ), deleted AS (
-	    UPDATE secret_versions SET deleted_at = now()
-	    WHERE path = $1 AND version = ANY($13::bigint[]) AND deleted_at IS NULL
-	  ), undeleted AS (
-	    UPDATE secret_versions SET deleted_at = NULL WHERE path = $1 AND version = ANY($14::bigint[])
-	  ), destroyed AS (
-	    UPDATE secret_versions SET sealed = NULL, destroyed_at = now()
-	    WHERE path = $1 AND version = ANY($15::bigint[]) AND destroyed_at IS NULL
-	  ), resealed AS (
-	    UPDATE secret_versions v SET sealed = u.sealed, dek_id = $18
-	    FROM unnest($16::bigint[], $17::bytea[]) AS u(version, sealed)
-	    WHERE v.path = $1 AND v.version = u.version
-	  ), audited AS (
-	    INSERT INTO audit_log ` + auditSQL + `
-	  ), kept AS (
-	    INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac)
-	    SELECT ` + fmt.Sprintf("$%d::text, $%d::text, $%d::bytea, $%d::bytea, $%d::bytea", n+1, n+2, n+3, n+4, n+5) + `
-	    WHERE ` + fmt.Sprintf("$%d::text", n+2) + ` IS NOT NULL
-	  )
+	parts := []string{`head AS (` + head + `)`}
+	if r := w.Insert; r != nil {
+		parts = append(parts, `ins AS (INSERT INTO secret_versions (path, version, dek_id, sealed, created_by, created_at)
+		  SELECT path, `+arg(r.Version, "bigint")+`, `+arg(r.DEKID, "bytea")+`, `+arg(r.Sealed, "bytea")+`, `+
+			arg(r.CreatedBy, "text")+`, `+arg(r.CreatedAt, "timestamptz")+` FROM head)`)
+	}
+	parts = append(parts, `pruned AS (DELETE FROM secret_versions WHERE path = `+p+` AND version < `+arg(w.Oldest, "bigint")+`)`)
+	if len(w.Deleted) > 0 {
+		parts = append(parts, `deleted AS (UPDATE secret_versions SET deleted_at = now()
+		  WHERE path = `+p+` AND version = ANY(`+arg(w.Deleted, "bigint[]")+`) AND deleted_at IS NULL)`)
+	}
+	if len(w.Undeleted) > 0 {
+		parts = append(parts, `undeleted AS (UPDATE secret_versions SET deleted_at = NULL
+		  WHERE path = `+p+` AND version = ANY(`+arg(w.Undeleted, "bigint[]")+`))`)
+	}
+	if len(w.Destroyed) > 0 {
+		parts = append(parts, `destroyed AS (UPDATE secret_versions SET sealed = NULL, destroyed_at = now()
+		  WHERE path = `+p+` AND version = ANY(`+arg(w.Destroyed, "bigint[]")+`) AND destroyed_at IS NULL)`)
+	}
+	if len(w.Reseal) > 0 {
+		versions, sealed := make([]int64, len(w.Reseal)), make([][]byte, len(w.Reseal))
+		for i, r := range w.Reseal {
+			versions[i], sealed[i] = r.Version, r.Sealed
+		}
+		parts = append(parts, `resealed AS (UPDATE secret_versions v SET sealed = u.sealed, dek_id = `+arg(w.Reseal[0].DEKID, "bytea")+`
+		  FROM unnest(`+arg(versions, "bigint[]")+`, `+arg(sealed, "bytea[]")+`) AS u(version, sealed)
+		  WHERE v.path = `+p+` AND v.version = u.version)`)
+	}
+	if len(records) > 0 {
+		cols, auditArgs := auditColumns(records, len(args)+1)
+		args = append(args, auditArgs...)
+		parts = append(parts, `audited AS (INSERT INTO audit_log `+cols+`)`)
+	}
+	if kept != nil {
+		parts = append(parts, `kept AS (INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac)
+		  VALUES (`+arg(kept.r.Caller, "text")+`, `+arg(kept.r.Key, "text")+`, `+arg(kept.r.RequestHash, "bytea")+`, `+
+			arg(kept.outcome, "bytea")+`, `+arg(kept.mac, "bytea")+`))`)
+	}
+	return `WITH ` + strings.Join(parts, ",\n  ") + `
 	  SELECT count(*) FROM head`, args
 }
 
@@ -501,31 +517,3 @@ func isAuditError(err *pgconn.PgError) bool {
 		strings.Contains(err.Message, "audit_log")
 }
 
-func writeSecretArgs(path string, w secret.Write) []any {
-	var (
-		version   int64
-		dek       []byte
-		sealed    []byte
-		createdBy string
-		createdAt time.Time
-	)
-	if w.Insert != nil {
-		version, dek, sealed = w.Insert.Version, w.Insert.DEKID, w.Insert.Sealed
-		createdBy, createdAt = w.Insert.CreatedBy, w.Insert.CreatedAt
-	}
-	nonNil := func(v []int64) []int64 {
-		if v == nil {
-			return []int64{}
-		}
-		return v
-	}
-	resealVersions, resealed := []int64{}, [][]byte{}
-	var resealDEK []byte
-	for _, r := range w.Reseal {
-		resealVersions, resealed, resealDEK = append(resealVersions, r.Version), append(resealed, r.Sealed), r.DEKID
-	}
-	return []any{path, w.Incarnation, w.Head, w.Current, w.Oldest, w.MaxVersions, w.CASRequired,
-		version, dek, sealed, createdBy, createdAt,
-		nonNil(w.Deleted), nonNil(w.Undeleted), nonNil(w.Destroyed),
-		resealVersions, resealed, resealDEK}
-}
