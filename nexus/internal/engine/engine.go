@@ -145,8 +145,8 @@ func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows []secret.R
 		return nil, err
 	}
 	defer clear(plain)
-	var h secret.Head
-	if err := json.Unmarshal(plain, &h); err != nil {
+	h, err := decodeHead(plain)
+	if err != nil {
 		return nil, fault.Wrap(fault.DataLoss, err, "the head of secret %s does not decode", st.Path)
 	}
 	if err := h.Check(st); err != nil {
@@ -157,7 +157,7 @@ func (e *Engine) openHead(ctx context.Context, st secret.Stored, rows []secret.R
 			return nil, err
 		}
 	}
-	return &h, nil
+	return h, nil
 }
 
 // open opens a value sealed under a data key; locked as for openHead.
@@ -292,7 +292,7 @@ func (e *Engine) adoption(cur secret.Stored, rows []secret.Row, active envelope.
 
 // sealHead seals h for path under key into w, with its plain copies.
 func (e *Engine) sealHead(path string, h *secret.Head, key envelope.Key, w *secret.Write) error {
-	plain, err := json.Marshal(h)
+	plain, err := encodeHead(h)
 	h.Wipe() // the head is done with once sealed
 	if err != nil {
 		return fmt.Errorf("encode head of %s: %w", path, err)

@@ -170,8 +170,13 @@ func (s *Store) writeSecretRetrying(ctx context.Context, rec *audit.Entry, path 
 	for attempt := 1; ; attempt++ {
 		outcome, replayed, err := s.writeSecret(ctx, rec, path, change)
 		// Lost a race to create the secret, or to apply the same key.
-		if attempt < maxWriteAttempts && (isUniqueViolation(err, "secrets_pkey") || isUniqueViolation(err, "idempotency_keys_pkey")) {
+		raced := errors.Is(err, errCreatedMeanwhile) ||
+			isUniqueViolation(err, "secrets_pkey") || isUniqueViolation(err, "idempotency_keys_pkey")
+		if attempt < maxWriteAttempts && raced {
 			continue
+		}
+		if errors.Is(err, errCreatedMeanwhile) {
+			return nil, false, secret.ErrTampered(path, "it has version rows but no row of its own")
 		}
 		if err != nil {
 			return nil, false, dbError(ctx, "write secret "+path, err)
@@ -179,6 +184,9 @@ func (s *Store) writeSecretRetrying(ctx context.Context, rec *audit.Entry, path 
 		return outcome, replayed, nil
 	}
 }
+
+// errCreatedMeanwhile: the secret had no row, but version rows.
+var errCreatedMeanwhile = errors.New("the secret was created meanwhile")
 
 // headRead is what the first round trip of a write reads.
 type headRead struct {
@@ -218,7 +226,10 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		return hr.stored.outcome, true, nil
 	}
 	if hr.cur == nil && len(hr.rows) > 0 {
-		return nil, false, secret.ErrTampered(path, "it has version rows but no row of its own")
+		// Created by another writer between the two reads (no row to lock
+		// yet), or rows left without their secret: try again, and say the
+		// latter if it persists.
+		return nil, false, errCreatedMeanwhile
 	}
 	w, outcome, err := change(hr.cur, hr.rows)
 	if err != nil {

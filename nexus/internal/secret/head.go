@@ -28,25 +28,25 @@ const IncarnationSize = 16
 // Check compares them with the head.
 type Head struct {
 	// Incarnation is random, made when the secret is created.
-	Incarnation []byte `json:"i"`
-	Current     int64  `json:"c"`
-	Oldest      int64  `json:"o"`
+	Incarnation []byte
+	Current     int64
+	Oldest      int64
 	// MaxVersions is the secret's own retention (0: the default).
-	MaxVersions int32 `json:"m,omitempty"`
-	CASRequired bool  `json:"cas,omitempty"`
+	MaxVersions int32
+	CASRequired bool
 	// Custom is the custom metadata.
-	Custom map[string]string `json:"cm,omitempty"`
+	Custom map[string]string
 	// Versions are the retained versions, oldest first.
-	Versions []HeadVersion `json:"vs,omitempty"`
+	Versions []HeadVersion
 }
 
 // HeadVersion is what the head knows of one retained version.
 type HeadVersion struct {
-	Version   int64  `json:"v"`
-	State     State  `json:"s"`
-	CreatedBy string `json:"by"`
+	Version   int64
+	State     State
+	CreatedBy string
 	// Key is the version's own value key; nil once destroyed.
-	Key []byte `json:"k,omitempty"`
+	Key []byte
 }
 
 // Stored is a secret's row as the database returns it: the plain columns
