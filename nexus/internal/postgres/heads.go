@@ -527,4 +527,3 @@ func isAuditError(err *pgconn.PgError) bool {
 	return err.TableName == "audit_log" || strings.HasPrefix(err.ConstraintName, "audit_log") ||
 		strings.Contains(err.Message, "audit_log")
 }
-
