@@ -527,3 +527,7 @@ func isAuditError(err *pgconn.PgError) bool {
 	return err.TableName == "audit_log" || strings.HasPrefix(err.ConstraintName, "audit_log") ||
 		strings.Contains(err.Message, "audit_log")
 }
+
+func errNotFound(path string) error {
+	return fault.New(fault.NotFound, "secret %s not found", path)
+}
