@@ -322,24 +322,18 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
-	// A statement of its own, so that its snapshot is taken once the lock
-	// is held (within one statement, rows joined to a row that had to be
-	// waited for would be read as they were before the wait).
-	// The idempotency key's outcome, if any, comes with it (no key: no
-	// row matches the empty caller).
-	caller, key := "", ""
+	// The version rows in a statement of their own, so that its snapshot
+	// is taken once the lock is held (within one statement, rows joined to
+	// a row that had to be waited for would be read as they were before
+	// the wait). Their values only for a secret without a head (adoption).
+	b.Queue(`SELECT v.version, v.deleted_at IS NOT NULL, v.destroyed_at IS NOT NULL, v.created_by,
+	                coalesce(get_byte(v.sealed, 0), 0)::smallint,
+	                CASE WHEN s.head IS NULL THEN v.sealed END, CASE WHEN s.head IS NULL THEN v.dek_id END
+	         FROM secret_versions v LEFT JOIN secrets s ON s.path = v.path
+	         WHERE v.path = $1 ORDER BY v.version`, path)
 	if keyed {
-		caller, key = r.Caller, r.Key
+		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
 	}
-	b.Queue(`WITH l AS (SELECT coalesce((SELECT head IS NULL FROM secrets WHERE path = $1), false) AS legacy)
-	         SELECT array_agg(v.version ORDER BY v.version), array_agg(v.deleted_at IS NOT NULL ORDER BY v.version),
-	                array_agg(v.destroyed_at IS NOT NULL ORDER BY v.version), array_agg(v.created_by ORDER BY v.version),
-	                array_agg(coalesce(get_byte(v.sealed, 0), 0)::smallint ORDER BY v.version),
-	                array_agg(CASE WHEN l.legacy THEN v.sealed END ORDER BY v.version),
-	                array_agg(CASE WHEN l.legacy THEN v.dek_id END ORDER BY v.version),
-	                (SELECT ARRAY[k.request_hash, k.outcome, k.mac] FROM idempotency_keys k
-	                 WHERE k.caller = $2 AND k.key = $3)
-	         FROM secret_versions v, l WHERE v.path = $1`, path, caller, key)
 	br := conn.SendBatch(ctx, b)
 	hr := headRead{cur: &secret.Stored{Path: path}}
 	err := func() error {
@@ -352,40 +346,43 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 		} else if err != nil {
 			return err
 		}
-		var (
-			versions           []int64
-			deleted, destroyed []bool
-			by                 []string
-			formats            []int16
-			sealed, deks       [][]byte
-		)
-		var stored [][]byte
-		if err := br.QueryRow().Scan(&versions, &deleted, &destroyed, &by, &formats, &sealed, &deks, &stored); err != nil {
+		rows, err := br.Query()
+		if err != nil {
 			return err
 		}
-		if keyed && stored != nil {
-			if len(stored) != 3 {
-				return errors.New("read idempotency key: malformed row")
+		marked := time.Unix(0, 0)
+		hr.rows, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (secret.Row, error) {
+			var (
+				r                  secret.Row
+				deleted, destroyed bool
+				format             int16
+			)
+			err := row.Scan(&r.Version, &deleted, &destroyed, &r.CreatedBy, &format, &r.Sealed, &r.DEKID)
+			r.Format = byte(format)
+			if deleted {
+				r.DeletedAt = &marked
 			}
-			hr.stored = &storedOutcome{hash: stored[0], outcome: stored[1], mac: stored[2]}
+			if destroyed {
+				r.DestroyedAt = &marked
+			}
+			return r, err
+		})
+		if err != nil {
+			return err
 		}
-		n := len(versions)
-		if len(deleted) != n || len(destroyed) != n || len(by) != n || len(formats) != n || len(sealed) != n || len(deks) != n {
-			return errors.New("read version states: arrays of different lengths")
-		}
-		if hr.cur != nil {
+		if hr.cur == nil && len(hr.rows) == 0 {
+			hr.rows = nil
+		} else if hr.rows == nil {
 			hr.rows = []secret.Row{} // read, even if there are none
 		}
-		marked := time.Unix(0, 0)
-		for i, v := range versions {
-			row := secret.Row{Version: v, CreatedBy: by[i], Format: byte(formats[i]), Sealed: sealed[i], DEKID: deks[i]}
-			if deleted[i] {
-				row.DeletedAt = &marked
+		if keyed {
+			var o storedOutcome
+			err := br.QueryRow().Scan(&o.hash, &o.outcome, &o.mac)
+			if err == nil {
+				hr.stored = &o
+			} else if !errors.Is(err, pgx.ErrNoRows) {
+				return err
 			}
-			if destroyed[i] {
-				row.DestroyedAt = &marked
-			}
-			hr.rows = append(hr.rows, row)
 		}
 		return nil
 	}()
