@@ -22,8 +22,8 @@ ALTER TABLE secrets
 -- mutation returned, mac binds it to the caller, key, procedure and request
 -- (HMAC under the audit key). Rows are kept for at least 24 hours.
 CREATE TABLE idempotency_keys (
-    caller        text        NOT NULL,
-    key           text        NOT NULL,
+    caller        text COLLATE "C" NOT NULL,
+    key           text COLLATE "C" NOT NULL,
     request_hash  bytea       NOT NULL CHECK (length(request_hash) = 32),
     outcome       bytea       NOT NULL,
     mac           bytea       NOT NULL,
