@@ -56,20 +56,21 @@ func TestTamperedSecretStateIsDataLoss(t *testing.T) {
 			`UPDATE secrets SET oldest_version = 2 WHERE path = $1`},
 		{"destroyed version written back", "t/destroy", func(p string) {
 			three(p)
-			s.exec(`CREATE TABLE saved_destroy AS SELECT * FROM secret_versions WHERE path = 't/destroy' AND version = 3`)
+			s.exec(`CREATE TABLE saved_destroy AS SELECT path, version, dek_id, sealed, created_by, created_at, deleted_at, destroyed_at FROM secret_versions WHERE path = 't/destroy' AND version = 3`)
 			change(p, []int64{3}, true)
 		}, `UPDATE secret_versions v SET sealed = o.sealed, destroyed_at = NULL FROM saved_destroy o
 		    WHERE v.path = $1 AND v.version = o.version`},
 		{"pruned version re-inserted", "t/pruned", func(p string) {
 			meta(p, &nexusv1.UpdateSecretMetadataRequest{MaxVersions: ptr[int32](2)})
 			s.put(p, map[string]string{"k": "one"})
-			s.exec(`CREATE TABLE saved_pruned AS SELECT * FROM secret_versions WHERE path = 't/pruned'`)
+			s.exec(`CREATE TABLE saved_pruned AS SELECT path, version, dek_id, sealed, created_by, created_at, deleted_at, destroyed_at FROM secret_versions WHERE path = 't/pruned'`)
 			s.put(p, map[string]string{"k": "two"})
 			s.put(p, map[string]string{"k": "three"})
-		}, `INSERT INTO secret_versions SELECT * FROM saved_pruned WHERE path = $1`},
+		}, `INSERT INTO secret_versions (path, version, dek_id, sealed, created_by, created_at, deleted_at, destroyed_at)
+		    SELECT path, version, dek_id, sealed, created_by, created_at, deleted_at, destroyed_at FROM saved_pruned WHERE path = $1`},
 		{"version from an earlier incarnation", "t/reborn", func(p string) {
 			s.put(p, map[string]string{"k": "old"})
-			s.exec(`CREATE TABLE saved_reborn AS SELECT * FROM secret_versions WHERE path = 't/reborn'`)
+			s.exec(`CREATE TABLE saved_reborn AS SELECT path, version, dek_id, sealed, created_by, created_at, deleted_at, destroyed_at FROM secret_versions WHERE path = 't/reborn'`)
 			if _, err := c.DeleteSecretMetadata(ctx, connect.NewRequest(&nexusv1.DeleteSecretMetadataRequest{Path: p})); err != nil {
 				t.Fatal(err)
 			}
@@ -92,7 +93,7 @@ func TestTamperedSecretStateIsDataLoss(t *testing.T) {
 		{"older custom metadata replayed", "t/custom", func(p string) {
 			s.put(p, map[string]string{"k": "v"})
 			meta(p, &nexusv1.UpdateSecretMetadataRequest{CustomMetadata: &nexusv1.CustomMetadata{Entries: map[string]string{"owner": "a"}}})
-			s.exec(`CREATE TABLE saved_custom AS SELECT * FROM secrets WHERE path = 't/custom'`)
+			s.exec(`CREATE TABLE saved_custom AS SELECT path, head FROM secrets WHERE path = 't/custom'`)
 			meta(p, &nexusv1.UpdateSecretMetadataRequest{CustomMetadata: &nexusv1.CustomMetadata{Entries: map[string]string{"owner": "b"}}})
 			s.put(p, map[string]string{"k": "w"})
 		}, `UPDATE secrets v SET head = o.head FROM saved_custom o WHERE v.path = $1 AND o.path = v.path`},
