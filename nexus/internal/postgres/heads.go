@@ -88,7 +88,7 @@ func (s *Store) SecretRows(ctx context.Context, path string) (secret.Stored, []s
 	)
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var err error
-		st, rows, err = readRows(ctx, tx, path, false)
+		st, rows, err = readRows(ctx, tx, path)
 		return err
 	})
 	if err != nil {
@@ -103,16 +103,14 @@ type queryer interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-func readRows(ctx context.Context, q queryer, path string, onlyRows bool) (secret.Stored, []secret.Row, error) {
+func readRows(ctx context.Context, q queryer, path string) (secret.Stored, []secret.Row, error) {
 	st := secret.Stored{Path: path}
-	if !onlyRows {
-		err := q.QueryRow(ctx, `SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1`, path).Scan(storedDest(&st)...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return st, nil, errNotFound(path)
-		}
-		if err != nil {
-			return st, nil, err
-		}
+	err := q.QueryRow(ctx, `SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1`, path).Scan(storedDest(&st)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, nil, errNotFound(path)
+	}
+	if err != nil {
+		return st, nil, err
 	}
 	rs, err := q.Query(ctx,
 		`SELECT version, dek_id, sealed, created_by, created_at, deleted_at, destroyed_at

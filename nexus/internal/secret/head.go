@@ -298,10 +298,10 @@ func (h *Head) Update(u MetadataUpdate, custom map[string]string, retention func
 func (h *Head) Check(s Stored) error {
 	if string(h.Incarnation) != string(s.Incarnation) || h.Current != s.Current || h.Oldest != s.Oldest ||
 		h.MaxVersions != s.MaxVersions || h.CASRequired != s.CASRequired {
-		return errTampered(s.Path, "its settings do not match its sealed head")
+		return ErrTampered(s.Path, "its settings do not match its sealed head")
 	}
 	if len(h.Versions) > 0 && (h.Versions[0].Version < max(h.Oldest, 1) || h.Versions[len(h.Versions)-1].Version != h.Current) {
-		return errTampered(s.Path, "its sealed head is inconsistent")
+		return ErrTampered(s.Path, "its sealed head is inconsistent")
 	}
 	return nil
 }
@@ -311,11 +311,11 @@ func (h *Head) CheckRow(path string, r Row) (HeadVersion, error) {
 	hv, ok := h.Find(r.Version)
 	switch {
 	case !ok:
-		return HeadVersion{}, errTampered(path, fmt.Sprintf("version %d is not in its sealed head", r.Version))
+		return HeadVersion{}, ErrTampered(path, fmt.Sprintf("version %d is not in its sealed head", r.Version))
 	case hv.State != r.RowState():
-		return HeadVersion{}, errTampered(path, fmt.Sprintf("the state of version %d does not match its sealed head", r.Version))
+		return HeadVersion{}, ErrTampered(path, fmt.Sprintf("the state of version %d does not match its sealed head", r.Version))
 	case hv.CreatedBy != r.CreatedBy:
-		return HeadVersion{}, errTampered(path, fmt.Sprintf("the writer of version %d does not match its sealed head", r.Version))
+		return HeadVersion{}, ErrTampered(path, fmt.Sprintf("the writer of version %d does not match its sealed head", r.Version))
 	}
 	return hv, nil
 }
@@ -324,7 +324,7 @@ func (h *Head) CheckRow(path string, r Row) (HeadVersion, error) {
 // the same versions, each in the same state.
 func (h *Head) CheckRows(path string, rows []Row) error {
 	if len(rows) != len(h.Versions) {
-		return errTampered(path, fmt.Sprintf("it has %d version rows, its sealed head lists %d", len(rows), len(h.Versions)))
+		return ErrTampered(path, fmt.Sprintf("it has %d version rows, its sealed head lists %d", len(rows), len(h.Versions)))
 	}
 	for _, r := range rows {
 		if _, err := h.CheckRow(path, r); err != nil {
@@ -339,20 +339,16 @@ func (h *Head) CheckRows(path string, rows []Row) error {
 // head rolled back) means tampering.
 func (h *Head) CheckSpan(path string, count, lowest, highest int64) error {
 	if count != int64(len(h.Versions)) {
-		return errTampered(path, fmt.Sprintf("it has %d version rows, its sealed head lists %d", count, len(h.Versions)))
+		return ErrTampered(path, fmt.Sprintf("it has %d version rows, its sealed head lists %d", count, len(h.Versions)))
 	}
 	if count > 0 && (lowest != h.Versions[0].Version || highest != h.Versions[len(h.Versions)-1].Version) {
-		return errTampered(path, "its version rows do not match its sealed head")
+		return ErrTampered(path, "its version rows do not match its sealed head")
 	}
 	return nil
 }
 
-// errTampered is the DataLoss error of a secret whose stored state was
+// ErrTampered is the DataLoss error of a secret whose stored state was
 // changed outside SPIKE.
-func errTampered(path, what string) error {
+func ErrTampered(path, what string) error {
 	return fault.New(fault.DataLoss, "secret %s failed authentication: %s (the database was changed outside SPIKE)", path, what)
 }
-
-// ErrTampered returns the DataLoss error of a secret whose stored state
-// does not authenticate, saying what.
-func ErrTampered(path, what string) error { return errTampered(path, what) }
