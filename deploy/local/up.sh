@@ -164,9 +164,22 @@ ssl = on
 ssl_cert_file = '$(sq "$PG_TLS_DIR/server.pem")'
 ssl_key_file = '$(sq "$PG_TLS_DIR/server-key.pem")'
 EOF
-chmod 0600 "$PGDATA_DIR/spike.conf"
+# Who may connect how, also rewritten on every run. The stack's own
+# clients (Nexus, spike-nexus migrate, make psql, make bench) use the Unix
+# socket: no network, no TLS to pay for, and the socket's directory is 0700
+# (only the server's OS user and root reach it). There the superuser needs
+# no password (up.sh bootstraps with it) and every other role needs its own.
+# Over TCP, TLS and a password are required.
+cat >"$PGDATA_DIR/pg_hba.conf" <<EOF
+# Written by deploy/local/up.sh on every run.
+# TYPE  DATABASE USER     ADDRESS       METHOD
+local   all      postgres               trust
+local   all      all                    scram-sha-256
+hostssl all      all      127.0.0.1/32  scram-sha-256
+EOF
+chmod 0600 "$PGDATA_DIR/spike.conf" "$PGDATA_DIR/pg_hba.conf"
 if is_root; then
-	chown "$PG_OS_USER:" "$PGDATA_DIR/spike.conf"
+	chown "$PG_OS_USER:" "$PGDATA_DIR/spike.conf" "$PGDATA_DIR/pg_hba.conf"
 fi
 
 if pg_running; then
@@ -239,9 +252,12 @@ urlq() { # urlq STRING: percent-encodes what a URL query value cannot hold as is
 	v=${v//+/%2B}
 	printf '%s' "${v//\?/%3F}"
 }
-PG_TLS_PARAMS="sslmode=verify-full&sslrootcert=$(urlq "$PG_CA_DIR/ca.pem")"
-OWNER_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?$PG_TLS_PARAMS"
-DATABASE_URL="postgres://$NEXUS_ROLE:$NEXUS_PASSWORD@127.0.0.1:$PG_PORT/spike?$PG_TLS_PARAMS"
+# The stack's own clients connect through the Unix socket (see pg_hba.conf
+# above); TCP_URL is the same database over TCP and TLS, for other tools.
+SOCKET_PARAMS="host=$(urlq "$PGRUN_DIR")&port=$PG_PORT"
+OWNER_URL="postgres://spike:$PG_PASSWORD@/spike?$SOCKET_PARAMS"
+DATABASE_URL="postgres://$NEXUS_ROLE:$NEXUS_PASSWORD@/spike?$SOCKET_PARAMS"
+TCP_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=verify-full&sslrootcert=$(urlq "$PG_CA_DIR/ca.pem")"
 say "==> database spike ready (owner spike, password in $PG_PASSWORD_FILE;" \
 	"Nexus serves as $NEXUS_ROLE, password in $NEXUS_PASSWORD_FILE)"
 
@@ -385,6 +401,8 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh
 		printf '# For bin/spike-nexus migrate by hand (as the owner, granting %s).\n' "$NEXUS_ROLE"
 		printf 'export SPIKE_DATABASE_OWNER_URL=%s\n' "$(shq "$OWNER_URL")"
 		printf 'export SPIKE_DATABASE_ROLE=%s\n' "$(shq "$NEXUS_ROLE")"
+		printf '# The same database over TCP and TLS, for tools that cannot use the Unix socket.\n'
+		printf 'export SPIKE_DATABASE_TCP_URL=%s\n' "$(shq "$TCP_URL")"
 		if [[ -z $USE_SPIRE ]]; then
 			printf '# The dev stack uses SVID files, not a SPIRE agent.\n'
 			printf 'unset SPIFFE_ENDPOINT_SOCKET\n'
