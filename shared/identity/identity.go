@@ -2,7 +2,11 @@
 // program derives the same IDs from a trust domain.
 package identity
 
-import "github.com/spiffe/go-spiffe/v2/spiffeid"
+import (
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
 
 // DefaultTrustDomain is the trust domain used when none is configured.
 const DefaultTrustDomain = "spike.local"
@@ -15,6 +19,16 @@ func Nexus(td spiffeid.TrustDomain) spiffeid.ID {
 // Keeper returns the SPIFFE ID of the Keeper called name in td.
 func Keeper(td spiffeid.TrustDomain, name string) spiffeid.ID {
 	return spiffeid.RequireFromSegments(td, "spike", "keeper", name)
+}
+
+// keeperPrefix is the path every Keeper's ID starts with.
+const keeperPrefix = "/spike/keeper/"
+
+// IsKeeper reports whether id is a Keeper's ID in td: spike/keeper/<name>
+// with one non-empty name segment.
+func IsKeeper(td spiffeid.TrustDomain, id spiffeid.ID) bool {
+	name, ok := strings.CutPrefix(id.Path(), keeperPrefix)
+	return ok && id.MemberOf(td) && name != "" && !strings.Contains(name, "/")
 }
 
 // Pilot returns the SPIFFE ID of the admin CLI in td.

@@ -16,8 +16,11 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/spike-dev/spike/keeper/internal/server"
+	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
+	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/mtls"
 	"github.com/spike-dev/spike/shared/ops"
+	"github.com/spike-dev/spike/shared/rpcclient"
 	"github.com/spike-dev/spike/shared/svid"
 )
 
@@ -30,10 +33,13 @@ type App struct {
 	src    *svid.Source
 	self   spiffeid.ID
 	keeper *server.Server
-	reg    *prometheus.Registry
-	api    *http.Server
-	ln     net.Listener
-	opsLn  net.Listener // nil when the ops listener is off
+	peers  []server.Peer
+	// peerHTTP carries the calls to peers; closed when Keeper stops.
+	peerHTTP *http.Client
+	reg      *prometheus.Registry
+	api      *http.Server
+	ln       net.Listener
+	opsLn    net.Listener // nil when the ops listener is off
 }
 
 // New checks Keeper's SVID against cfg, builds its API and opens its
@@ -75,20 +81,48 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	}
 
 	reg := ops.NewRegistry()
-	keeper := server.New(server.Config{NexusID: cfg.NexusID, KDF: cfg.KDF, Logger: log, Metrics: reg})
+	keeper := server.New(server.Config{
+		NexusID: cfg.NexusID, TrustDomain: cfg.TrustDomain, KDF: cfg.KDF, Logger: log, Metrics: reg,
+	})
 	mux := http.NewServeMux()
 	mux.Handle(keeper.Handler())
-	return &App{
+	mux.Handle(keeper.PeerHandler())
+	// Nexus calls KeeperService, Keepers call PeerService; each handler
+	// checks that its caller is the right one.
+	callers := tlsconfig.AdaptMatcher(func(id spiffeid.ID) error {
+		if id == cfg.NexusID || identity.IsKeeper(cfg.TrustDomain, id) {
+			return nil
+		}
+		return fmt.Errorf("%s is neither Nexus nor a Keeper", id)
+	})
+	isKeeper := tlsconfig.AdaptMatcher(func(id spiffeid.ID) error {
+		if identity.IsKeeper(cfg.TrustDomain, id) {
+			return nil
+		}
+		return fmt.Errorf("%s is not a Keeper", id)
+	})
+	a := &App{
 		cfg:    cfg,
 		log:    log,
 		src:    src,
 		self:   self,
 		keeper: keeper,
 		reg:    reg,
-		api:    mtls.NewServer(mux, mtls.ServerConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)), log),
+		api:    mtls.NewServer(mux, mtls.ServerConfig(src, callers), log),
 		ln:     ln,
 		opsLn:  opsLn,
-	}, nil
+	}
+	if len(cfg.Peers) > 0 {
+		// No retries: the re-seed loop asks again every interval.
+		a.peerHTTP = rpcclient.New(mtls.ClientConfig(src, isKeeper), rpcclient.Options{MaxRetries: 0})
+		for _, u := range cfg.Peers {
+			a.peers = append(a.peers, server.Peer{
+				Name:   u.String(),
+				Client: keeperv1connect.NewPeerServiceClient(a.peerHTTP, u.String()),
+			})
+		}
+	}
+	return a, nil
 }
 
 // Addr returns the address the API listens on.
@@ -109,7 +143,10 @@ func (a *App) OpsAddr() net.Addr {
 // once.
 func (a *App) Run(ctx context.Context) error {
 	defer a.src.Close()
-	defer a.keeper.Seal()
+	defer a.keeper.Drop()
+	if a.peerHTTP != nil {
+		defer a.peerHTTP.CloseIdleConnections()
+	}
 	opsAddr := ops.Off
 	if a.opsLn != nil {
 		opsAddr = a.opsLn.Addr().String()
@@ -118,7 +155,15 @@ func (a *App) Run(ctx context.Context) error {
 		slog.String("addr", a.ln.Addr().String()),
 		slog.String("ops_addr", opsAddr),
 		slog.String("id", a.self.String()),
-		slog.String("nexus_id", a.cfg.NexusID.String()))
+		slog.String("nexus_id", a.cfg.NexusID.String()),
+		slog.Int("peers", len(a.peers)))
+	reseedCtx, stopReseed := context.WithCancel(ctx)
+	reseedDone := make(chan struct{})
+	go func() {
+		defer close(reseedDone)
+		a.keeper.Reseed(reseedCtx, a.peers, a.cfg.ReseedInterval)
+	}()
+	defer func() { stopReseed(); <-reseedDone }()
 	opsCfg := ops.Config{Registry: a.reg, Ready: a.ready, Log: a.log}
 	err := ops.ServeWith(ctx, a.opsLn, opsCfg, func(ctx context.Context) error {
 		return mtls.Serve(ctx, a.api, a.ln)
@@ -134,7 +179,7 @@ func (a *App) Run(ctx context.Context) error {
 // it must hold a keyring.
 func (a *App) ready(context.Context) error {
 	if !a.keeper.Unsealed() {
-		return errors.New("sealed: Keeper holds no root keyring until it is unsealed (spike operator unseal)")
+		return errors.New("sealed: Keeper holds no root keyring until it is unsealed (spike operator unseal) or a peer Keeper gives it")
 	}
 	return nil
 }

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -22,7 +25,31 @@ const (
 	defaultKDFTime   = 3
 	defaultKDFMemory = 64 << 10 // KiB: 64 MiB
 	defaultKDFThread = 4
+	defaultReseed    = time.Second
 )
+
+// maxPeers bounds SPIKE_KEEPER_PEERS.
+const maxPeers = 16
+
+// parsePeers reads a comma-separated list of https:// URLs.
+func parsePeers(v string) ([]*url.URL, error) {
+	var peers []*url.URL
+	for f := range strings.SplitSeq(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		u, err := url.Parse(f)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.Path != "" && u.Path != "/" {
+			return nil, fmt.Errorf("%q is not an https:// URL of a Keeper", f)
+		}
+		peers = append(peers, u)
+	}
+	if len(peers) > maxPeers {
+		return nil, fmt.Errorf("at most %d peers, got %d", maxPeers, len(peers))
+	}
+	return peers, nil
+}
 
 // Config is Keeper's configuration, read from the environment.
 type Config struct {
@@ -33,8 +60,15 @@ type Config struct {
 	// OpsListen is where /healthz, /readyz and /metrics are served over
 	// plain HTTP (SPIKE_KEEPER_OPS_LISTEN); nil when it is "off".
 	OpsListen *net.TCPAddr
-	// NexusID is the only SPIFFE ID admitted (SPIKE_KEEPER_NEXUS_ID).
+	// NexusID is the only SPIFFE ID admitted to KeeperService
+	// (SPIKE_KEEPER_NEXUS_ID).
 	NexusID spiffeid.ID
+	// Peers are the other Keepers' URLs (SPIKE_KEEPER_PEERS, comma
+	// separated), asked for the keyring when this one holds none.
+	Peers []*url.URL
+	// ReseedInterval is how often a Keeper without the keyring asks its
+	// peers (SPIKE_KEEPER_RESEED_INTERVAL).
+	ReseedInterval time.Duration
 	// KDF is the Argon2id cost for sealing new keyrings
 	// (SPIKE_KEEPER_KDF_TIME, SPIKE_KEEPER_KDF_MEMORY_KIB,
 	// SPIKE_KEEPER_KDF_THREADS). Its salt is unused.
@@ -77,6 +111,15 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 	} else if !td.IsZero() {
 		cfg.NexusID = identity.Nexus(td)
+	}
+
+	cfg.Peers, err = parsePeers(getenv("SPIKE_KEEPER_PEERS"))
+	if err != nil {
+		errs = append(errs, fmt.Errorf("SPIKE_KEEPER_PEERS: %w", err))
+	}
+	cfg.ReseedInterval, err = time.ParseDuration(orDefault(getenv("SPIKE_KEEPER_RESEED_INTERVAL"), defaultReseed.String()))
+	if err != nil || cfg.ReseedInterval < 100*time.Millisecond || cfg.ReseedInterval > time.Minute {
+		errs = append(errs, errors.New("SPIKE_KEEPER_RESEED_INTERVAL: must be a duration from 100ms to 1m"))
 	}
 
 	t, errT := parseUint(getenv, "SPIKE_KEEPER_KDF_TIME", defaultKDFTime, 32)

@@ -25,8 +25,10 @@ const maxRequestBytes = 64 << 10
 
 // Config configures a Server.
 type Config struct {
-	// NexusID is the only SPIFFE ID allowed to call Keeper.
+	// NexusID is the only SPIFFE ID allowed to call KeeperService.
 	NexusID spiffeid.ID
+	// TrustDomain is where the Keeper IDs allowed to call PeerService are.
+	TrustDomain spiffeid.TrustDomain
 	// KDF holds the Argon2id cost used to seal new keyrings. Its salt is
 	// ignored: Init draws a fresh one every time.
 	KDF keyring.Params
@@ -40,6 +42,7 @@ type Config struct {
 // Server implements keeperv1connect.KeeperServiceHandler.
 type Server struct {
 	nexusID spiffeid.ID
+	td      spiffeid.TrustDomain
 	kdf     keyring.Params
 	log     *slog.Logger
 	metrics *metrics
@@ -48,8 +51,19 @@ type Server struct {
 	// and Unseal calls cannot multiply its memory cost.
 	kdfSlot chan struct{}
 
+	// reseed wakes the peer re-seed loop (peer.go) at once.
+	reseed chan struct{}
+
 	mu   sync.RWMutex
 	ring *keyring.Keyring // nil while sealed
+	// source says how ring was obtained: "unseal" or "peer <id>".
+	source string
+	// onPurpose is set by Seal and cleared by Unseal: meanwhile Keeper
+	// neither asks its peers for the keyring nor gives it to them.
+	onPurpose bool
+	// wanted is the keyring id Nexus last said its database stores; the
+	// re-seed loop asks peers for it.
+	wanted []byte
 }
 
 var _ keeperv1connect.KeeperServiceHandler = (*Server)(nil)
@@ -64,7 +78,9 @@ func New(cfg Config) *Server {
 		nexusID: cfg.NexusID,
 		kdf:     cfg.KDF,
 		log:     log,
+		td:      cfg.TrustDomain,
 		kdfSlot: make(chan struct{}, 1),
+		reseed:  make(chan struct{}, 1),
 	}
 	s.metrics = newMetrics(cfg.Metrics, s.Unsealed)
 	return s
@@ -88,28 +104,60 @@ func (s *Server) Unsealed() bool {
 	return s.ring != nil
 }
 
-// Seal drops the keyring, zeroing its keys. Keeper calls it on shutdown.
-func (s *Server) Seal() {
+// Drop forgets the keyring, zeroing its keys. Keeper calls it on shutdown.
+func (s *Server) Drop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropLocked()
+}
+
+func (s *Server) dropLocked() {
 	if s.ring != nil {
 		s.ring.Drop()
 		s.ring = nil
+		s.source = ""
 	}
 }
 
-// Status reports whether Keeper holds a keyring, and which.
-func (s *Server) Status(ctx context.Context, _ *connect.Request[keeperv1.StatusRequest]) (*connect.Response[keeperv1.StatusResponse], error) {
+// Seal forgets the keyring on Nexus's request and keeps Keeper sealed, not
+// re-seeded by its peers, until the next Unseal.
+func (s *Server) Seal(ctx context.Context, _ *connect.Request[keeperv1.SealRequest]) (*connect.Response[keeperv1.SealResponse], error) {
 	if err := s.authorize(ctx); err != nil {
 		return nil, err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	resp := &keeperv1.StatusResponse{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	held := s.ring != nil
+	s.dropLocked()
+	s.onPurpose = true
+	s.log.InfoContext(ctx, "keeper sealed on request", slog.Bool("was_unsealed", held))
+	return connect.NewResponse(&keeperv1.SealResponse{WasUnsealed: held}), nil
+}
+
+// Status reports whether Keeper holds a keyring, and which. Told which
+// keyring Nexus's database stores, a Keeper that holds none (and was not
+// sealed on purpose) asks its peers for it at once.
+func (s *Server) Status(ctx context.Context, req *connect.Request[keeperv1.StatusRequest]) (*connect.Response[keeperv1.StatusResponse], error) {
+	if err := s.authorize(ctx); err != nil {
+		return nil, err
+	}
+	expected := req.Msg.GetExpectedKeyringId()
+	if len(expected) != 0 && len(expected) != keyring.IDSize {
+		return nil, invalid("expected_keyring_id must be empty or 16 bytes")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	resp := &keeperv1.StatusResponse{SealedOnPurpose: s.onPurpose}
 	if s.ring != nil {
 		resp.Unsealed = true
 		resp.KeyringId = s.ring.ID()
 		resp.ActiveKeyVersion = s.ring.ActiveVersion()
+		resp.Source = s.source
+		return connect.NewResponse(resp), nil
+	}
+	if len(expected) != 0 && !s.onPurpose {
+		s.wanted = append(s.wanted[:0], expected...)
+		s.wakeReseed()
 	}
 	return connect.NewResponse(resp), nil
 }
@@ -198,9 +246,11 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.onPurpose = false
 	switch {
 	case s.ring == nil:
 		s.ring = ring
+		s.source = "unseal"
 		s.log.InfoContext(ctx, "keeper unsealed",
 			slog.String("keyring_id", hex.EncodeToString(id)),
 			slog.Uint64("active_key_version", uint64(ring.ActiveVersion())))

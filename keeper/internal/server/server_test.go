@@ -62,7 +62,7 @@ func startKeeper(t *testing.T, authorize tlsconfig.Authorizer) *keeper {
 		t.Fatalf("keeper SVID: %v", err)
 	}
 	srv := server.New(server.Config{NexusID: nexusID, KDF: testKDF})
-	t.Cleanup(srv.Seal)
+	t.Cleanup(srv.Drop)
 	mux := http.NewServeMux()
 	mux.Handle(srv.Handler())
 	httpSrv := mtls.NewServer(mux, mtls.ServerConfig(src, authorize), nil)

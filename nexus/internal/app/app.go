@@ -17,6 +17,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
@@ -34,13 +35,6 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/metrics"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/server"
-)
-
-// Retries of a Keeper call that failed to connect: a Keeper restarting
-// (or another one taking over) is worth a short wait.
-const (
-	keeperMinWait = 50 * time.Millisecond
-	keeperMaxWait = 500 * time.Millisecond
 )
 
 // App is one Nexus: its connections, background loops and listeners.
@@ -113,11 +107,17 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	m := metrics.New(a.reg)
 	metrics.RegisterPool(a.reg, a.store)
 
-	a.keeperHTTP = rpcclient.New(mtls.ClientConfig(a.src, tlsconfig.AuthorizeID(cfg.KeeperID)),
-		rpcclient.Options{MaxRetries: 2, MinWait: keeperMinWait, MaxWait: keeperMaxWait})
-	rpc := keeperv1connect.NewKeeperServiceClient(a.keeperHTTP, cfg.KeeperURL.String(),
-		connect.WithInterceptors(m.KeeperCalls()))
-	a.keeper = keeper.New(rpc, a.store, log)
+	// No retries of a failed Keeper call: the client fails over to the
+	// next Keeper at once instead.
+	a.keeperHTTP = rpcclient.New(mtls.ClientConfig(a.src, keeperAuthorizer(cfg)), rpcclient.Options{MaxRetries: 0})
+	var keepers []keeper.Endpoint
+	for _, u := range cfg.KeeperURLs {
+		keepers = append(keepers, keeper.Endpoint{
+			Name: u.String(),
+			RPC:  keeperv1connect.NewKeeperServiceClient(a.keeperHTTP, u.String(), connect.WithInterceptors(m.KeeperCalls())),
+		})
+	}
+	a.keeper = keeper.New(keepers, a.store, log)
 	keys := envelope.NewKeys(a.keeper, a.store)
 	metrics.RegisterDEKCache(a.reg, keys)
 	a.keeper.Check(ctx)
@@ -191,7 +191,7 @@ func (a *App) Run(ctx context.Context) error {
 		"schema_version", a.schema,
 		"initialised", st.Initialised,
 		"unsealed", st.Unsealed,
-		"keeper", a.cfg.KeeperURL.String())
+		"keepers", len(a.cfg.KeeperURLs))
 	httpSrv := mtls.NewServer(a.handler.Handler(), mtls.ServerConfig(a.src, tlsconfig.AuthorizeMemberOf(a.cfg.TrustDomain)), a.log)
 	opsCfg := ops.Config{Registry: a.reg, Ready: ready(a.store, a.keeper), Log: a.log, Pprof: a.cfg.Pprof}
 	return ops.ServeWith(ctx, a.opsLn, opsCfg, func(ctx context.Context) error {
@@ -279,4 +279,18 @@ func (a *App) pruneOutcomes(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// keeperAuthorizer admits the configured Keeper ID, or any Keeper ID of the
+// trust domain when none is configured.
+func keeperAuthorizer(cfg Config) tlsconfig.Authorizer {
+	if !cfg.KeeperID.IsZero() {
+		return tlsconfig.AuthorizeID(cfg.KeeperID)
+	}
+	return tlsconfig.AdaptMatcher(func(id spiffeid.ID) error {
+		if identity.IsKeeper(cfg.TrustDomain, id) {
+			return nil
+		}
+		return fmt.Errorf("%s is not a Keeper ID of %s", id, cfg.TrustDomain)
+	})
 }

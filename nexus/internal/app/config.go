@@ -32,15 +32,19 @@ type Config struct {
 	DevAllowPrivilegedRole bool
 	MaxConns               int32
 	MaxVersions            int32
-	KeeperURL              *url.URL
-	KeeperID               spiffeid.ID
-	Admins                 []spiffeid.ID
-	CheckInterval          time.Duration
-	TokenTTL               time.Duration
-	MaxTokenTTL            time.Duration
-	AuditLog               string
-	LogLevel               slog.Level
-	SVID                   svid.Config
+	// KeeperURLs are the Keepers, one or more (SPIKE_KEEPER_URLS, or
+	// SPIKE_KEEPER_URL for one).
+	KeeperURLs []*url.URL
+	// KeeperID, when set (SPIKE_KEEPER_ID), is the only ID a Keeper may
+	// present; otherwise any spike/keeper/<name> ID of the trust domain.
+	KeeperID      spiffeid.ID
+	Admins        []spiffeid.ID
+	CheckInterval time.Duration
+	TokenTTL      time.Duration
+	MaxTokenTTL   time.Duration
+	AuditLog      string
+	LogLevel      slog.Level
+	SVID          svid.Config
 	// Source, when set, is used instead of opening one from SVID (tests
 	// mint their SVIDs in-process). It is not read from the environment.
 	Source *svid.Source
@@ -90,13 +94,18 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("SPIKE_MAX_VERSIONS: must be a number from 1 to %d", secret.MaxMaxVersions))
 	}
 	c.MaxVersions = int32(maxVersions)
-	c.KeeperURL, err = url.Parse(env("SPIKE_KEEPER_URL", "https://127.0.0.1:8443"))
-	if err != nil || c.KeeperURL.Scheme != "https" || c.KeeperURL.Host == "" {
-		errs = append(errs, errors.New("SPIKE_KEEPER_URL: must be an https:// URL"))
-	}
-	c.KeeperID, err = spiffeid.FromString(env("SPIKE_KEEPER_ID", identity.Keeper(td, "1").String()))
+	c.KeeperURLs, err = keeperURLs(getenv("SPIKE_KEEPER_URLS"), getenv("SPIKE_KEEPER_URL"))
 	if err != nil {
-		errs = append(errs, fmt.Errorf("SPIKE_KEEPER_ID: %w", err))
+		errs = append(errs, err)
+	}
+	if v := getenv("SPIKE_KEEPER_ID"); v != "" {
+		c.KeeperID, err = spiffeid.FromString(v)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("SPIKE_KEEPER_ID: %w", err))
+		case len(c.KeeperURLs) > 1:
+			errs = append(errs, errors.New("SPIKE_KEEPER_ID: names one Keeper, but SPIKE_KEEPER_URLS has several; leave it unset to accept any spike/keeper/<name> ID of the trust domain"))
+		}
 	}
 	for _, s := range strings.Split(env("SPIKE_ADMIN_IDS", identity.Pilot(td).String()), ",") {
 		id, err := spiffeid.FromString(strings.TrimSpace(s))
@@ -155,4 +164,39 @@ func LoadMigrateConfig(getenv func(string) string) (MigrateConfig, error) {
 		errs = append(errs, fmt.Errorf("SPIKE_LOG_LEVEL: %w", err))
 	}
 	return c, errors.Join(errs...)
+}
+
+// maxKeepers bounds SPIKE_KEEPER_URLS.
+const maxKeepers = 16
+
+// keeperURLs reads the Keepers' URLs: a comma-separated list, or one URL
+// in the older single-Keeper variable; by default the local Keeper.
+func keeperURLs(list, single string) ([]*url.URL, error) {
+	name := "SPIKE_KEEPER_URLS"
+	switch {
+	case list != "" && single != "":
+		return nil, errors.New("SPIKE_KEEPER_URL and SPIKE_KEEPER_URLS: set one of them")
+	case single != "":
+		list, name = single, "SPIKE_KEEPER_URL"
+	case list == "":
+		list = "https://127.0.0.1:8443"
+	}
+	var urls []*url.URL
+	seen := map[string]bool{}
+	for f := range strings.SplitSeq(list, ",") {
+		f = strings.TrimSpace(f)
+		u, err := url.Parse(f)
+		if err != nil || u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("%s: %q is not an https:// URL", name, f)
+		}
+		if seen[u.String()] {
+			return nil, fmt.Errorf("%s: %s is listed twice", name, u)
+		}
+		seen[u.String()] = true
+		urls = append(urls, u)
+	}
+	if len(urls) > maxKeepers {
+		return nil, fmt.Errorf("%s: at most %d Keepers, got %d", name, maxKeepers, len(urls))
+	}
+	return urls, nil
 }

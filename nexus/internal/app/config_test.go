@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -18,8 +19,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []string{c.TrustDomain.String(), c.Listen, c.OpsListen, c.KeeperURL.String(), c.KeeperID.String(), c.CheckInterval.String()}
-	want := []string{"spike.local", "127.0.0.1:8553", "127.0.0.1:8554", "https://127.0.0.1:8443", "spiffe://spike.local/spike/keeper/1", "1s"}
+	got := []string{c.TrustDomain.String(), c.Listen, c.OpsListen, fmt.Sprint(c.KeeperURLs), c.KeeperID.String(), c.CheckInterval.String()}
+	want := []string{"spike.local", "127.0.0.1:8553", "127.0.0.1:8554", "[https://127.0.0.1:8443]", "", "1s"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
@@ -52,10 +53,20 @@ func TestLoadConfig(t *testing.T) {
 		{name: "empty admin entry", env: map[string]string{"SPIKE_ADMIN_IDS": "spiffe://spike.local/a,"}, wantErr: "SPIKE_ADMIN_IDS"},
 		{name: "trust domain changes defaults", env: map[string]string{"SPIKE_TRUST_DOMAIN": "example.org"},
 			check: func(c Config) bool {
-				return c.KeeperID.String() == "spiffe://example.org/spike/keeper/1" && c.Admins[0].String() == "spiffe://example.org/spike/pilot"
+				return c.Admins[0].String() == "spiffe://example.org/spike/pilot"
 			}},
 		{name: "bad trust domain", env: map[string]string{"SPIKE_TRUST_DOMAIN": "Bad Domain"}, wantErr: "SPIKE_TRUST_DOMAIN"},
 		{name: "keeper URL must be https", env: map[string]string{"SPIKE_KEEPER_URL": "http://k:1"}, wantErr: "SPIKE_KEEPER_URL"},
+		{name: "keeper URLs", env: map[string]string{"SPIKE_KEEPER_URLS": "https://k1:1, https://k2:2,https://k3:3"},
+			check: func(c Config) bool {
+				return fmt.Sprint(c.KeeperURLs) == "[https://k1:1 https://k2:2 https://k3:3]" && c.KeeperID.IsZero()
+			}},
+		{name: "keeper URLs each https", env: map[string]string{"SPIKE_KEEPER_URLS": "https://k1:1,http://k2:2"}, wantErr: `SPIKE_KEEPER_URLS: "http://k2:2"`},
+		{name: "keeper URL listed twice", env: map[string]string{"SPIKE_KEEPER_URLS": "https://k1:1,https://k1:1"}, wantErr: "listed twice"},
+		{name: "keeper URL and URLs", env: map[string]string{"SPIKE_KEEPER_URLS": "https://k1:1", "SPIKE_KEEPER_URL": "https://k1:1"}, wantErr: "set one of them"},
+		{name: "one keeper ID for several keepers", env: map[string]string{"SPIKE_KEEPER_URLS": "https://k1:1,https://k2:2", "SPIKE_KEEPER_ID": "spiffe://spike.local/spike/keeper/1"}, wantErr: "SPIKE_KEEPER_ID: names one Keeper"},
+		{name: "one keeper ID", env: map[string]string{"SPIKE_KEEPER_ID": "spiffe://spike.local/spike/keeper/a"},
+			check: func(c Config) bool { return c.KeeperID.String() == "spiffe://spike.local/spike/keeper/a" }},
 		{name: "pool size bounds", env: map[string]string{"SPIKE_DB_MAX_CONNS": "0"}, wantErr: "SPIKE_DB_MAX_CONNS"},
 		{name: "max versions bounds", env: map[string]string{"SPIKE_MAX_VERSIONS": "1001"}, wantErr: "SPIKE_MAX_VERSIONS"},
 		{name: "max versions", env: map[string]string{"SPIKE_MAX_VERSIONS": "3"}, check: func(c Config) bool { return c.MaxVersions == 3 }},

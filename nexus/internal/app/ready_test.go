@@ -40,8 +40,8 @@ func TestReady(t *testing.T) {
 	}
 	log := slog.New(slog.DiscardHandler)
 	keyringID := bytes.Repeat([]byte{7}, 16)
-	unsealed := keeper.New(statusKeeper{keyringID: keyringID}, store, log)
-	sealed := keeper.New(statusKeeper{}, store, log)
+	unsealed := keeper.New([]keeper.Endpoint{{Name: "k", RPC: statusKeeper{keyringID: keyringID}}}, store, log)
+	sealed := keeper.New([]keeper.Endpoint{{Name: "k", RPC: statusKeeper{}}}, store, log)
 
 	check := func(name string, kc *keeper.Client, want string) {
 		t.Helper()

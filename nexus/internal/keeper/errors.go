@@ -55,12 +55,8 @@ func (c *Client) translate(op string, err error) error {
 		// code stays visible to connect.CodeOf.
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	reason := reasonOf(err)
-	if reason == keeperv1.ErrorDetail_REASON_UNSPECIFIED {
-		reason = reasonsByCode[connect.CodeOf(err)]
-	}
+	reason := reasonFor(err)
 	if reason == keeperv1.ErrorDetail_REASON_SEALED {
-		c.markSealed()
 		if serr := c.State().Err(); serr != nil {
 			return serr
 		}
@@ -74,6 +70,15 @@ func (c *Client) translate(op string, err error) error {
 		cause = fmt.Errorf("%w: %w", r.cause, err)
 	}
 	return fault.Wrap(r.code, cause, r.msg, op, message(err))
+}
+
+// reasonFor returns the reason of a refusal: the one Keeper gave, or the
+// one its code alone meant.
+func reasonFor(err error) keeperv1.ErrorDetail_Reason {
+	if r := reasonOf(err); r != keeperv1.ErrorDetail_REASON_UNSPECIFIED {
+		return r
+	}
+	return reasonsByCode[connect.CodeOf(err)]
 }
 
 // reasonOf returns the reason Keeper gave for refusing a call, from the

@@ -35,6 +35,11 @@ func (k refusingKeeper) Unseal(context.Context, *connect.Request[keeperv1.Unseal
 	return nil, k.err
 }
 
+// one is a single Keeper's endpoint.
+func one(rpc keeperv1connect.KeeperServiceClient) []Endpoint {
+	return []Endpoint{{Name: "keeper", RPC: rpc}}
+}
+
 type storedKeyring struct{}
 
 func (storedKeyring) Keyring(context.Context) (Keyring, error) { return Keyring{ID: []byte("k")}, nil }
@@ -66,21 +71,21 @@ func TestTranslate(t *testing.T) {
 		{name: "wrong password", err: refusalErr(connect.CodePermissionDenied, keeperv1.ErrorDetail_REASON_WRONG_PASSWORD, anyMsg), want: fault.Invalid, wrongPW: true},
 		{name: "corrupt keyring", err: refusalErr(connect.CodeDataLoss, keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING, anyMsg), want: fault.DataLoss},
 		{name: "corrupt data key", err: refusalErr(connect.CodeDataLoss, keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY, anyMsg), want: fault.DataLoss},
-		{name: "keyring mismatch", err: refusalErr(connect.CodeFailedPrecondition, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, anyMsg), want: fault.FailedPrecondition},
+		{name: "keyring mismatch", err: refusalErr(connect.CodeFailedPrecondition, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, anyMsg), want: fault.FailedPrecondition, wantSealed: true},
 		{name: "invalid request", err: refusalErr(connect.CodeInvalidArgument, keeperv1.ErrorDetail_REASON_INVALID_REQUEST, anyMsg), want: fault.Invalid},
 		{name: "sealed", err: refusalErr(connect.CodeFailedPrecondition, keeperv1.ErrorDetail_REASON_SEALED, anyMsg), want: fault.FailedPrecondition, wantSealed: true},
 		{name: "no reason, invalid", err: connect.NewError(connect.CodeInvalidArgument, errors.New(anyMsg)), want: fault.Invalid},
 		{name: "no reason, sealed", err: connect.NewError(connect.CodeFailedPrecondition, errors.New(anyMsg)), want: fault.FailedPrecondition, wantSealed: true},
 		{name: "no reason, data loss", err: connect.NewError(connect.CodeDataLoss, errors.New(anyMsg)), want: fault.DataLoss},
-		{name: "caller refused", err: connect.NewError(connect.CodePermissionDenied, errors.New("only Nexus may call Keeper")), want: fault.Unavailable},
-		{name: "internal", err: connect.NewError(connect.CodeInternal, errors.New(anyMsg)), want: fault.Unavailable},
-		{name: "unreachable", err: connect.NewError(connect.CodeUnavailable, errors.New("connection refused")), want: fault.Unavailable},
-		{name: "not a connect error", err: fmt.Errorf("dial: %w", io.ErrUnexpectedEOF), want: fault.Unavailable},
+		{name: "caller refused", err: connect.NewError(connect.CodePermissionDenied, errors.New("only Nexus may call Keeper")), want: fault.Unavailable, wantSealed: true},
+		{name: "internal", err: connect.NewError(connect.CodeInternal, errors.New(anyMsg)), want: fault.Unavailable, wantSealed: true},
+		{name: "unreachable", err: connect.NewError(connect.CodeUnavailable, errors.New("connection refused")), want: fault.Unavailable, wantSealed: true},
+		{name: "not a connect error", err: fmt.Errorf("dial: %w", io.ErrUnexpectedEOF), want: fault.Unavailable, wantSealed: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := New(refusingKeeper{err: tt.err}, storedKeyring{}, slog.New(slog.DiscardHandler))
+			c := New(one(refusingKeeper{err: tt.err}), storedKeyring{}, slog.New(slog.DiscardHandler))
 			if st := c.Check(t.Context()); !st.Unsealed {
 				t.Fatalf("state before the refusal: %+v, want unsealed", st)
 			}
@@ -102,8 +107,11 @@ func TestTranslate(t *testing.T) {
 // A caller that gives up is not told that Keeper is down.
 func TestTranslateCanceled(t *testing.T) {
 	t.Parallel()
-	c := New(refusingKeeper{err: connect.NewError(connect.CodeCanceled, context.Canceled)}, storedKeyring{}, slog.New(slog.DiscardHandler))
-	_, err := c.DecryptDataKey(t.Context(), []byte("id"), []byte("w"), 1)
+	c := New(one(refusingKeeper{err: connect.NewError(connect.CodeCanceled, context.Canceled)}), storedKeyring{}, slog.New(slog.DiscardHandler))
+	c.Check(t.Context())
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := c.DecryptDataKey(ctx, []byte("id"), []byte("w"), 1)
 	if fault.CodeOf(err) == fault.Unavailable || !errors.Is(err, context.Canceled) {
 		t.Fatalf("error = %v, want the cancellation", err)
 	}

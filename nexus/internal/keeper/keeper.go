@@ -1,13 +1,16 @@
-// Package keeper is Nexus's client of Keeper. Every call Nexus makes to
-// Keeper goes through a Client, which also knows whether SPIKE is sealed
-// (Keeper holds this database's root keyring or not) and turns Keeper's
-// errors into domain errors in one table (errors.go).
+// Package keeper is Nexus's client of the Keepers. Every call Nexus makes
+// to a Keeper goes through a Client, which knows whether SPIKE is sealed
+// (no Keeper holds this database's root keyring) or not, sends each call
+// to a Keeper that holds it and fails over to the next at once, and turns
+// Keeper's errors into domain errors in one table (errors.go).
 package keeper
 
 import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -47,37 +50,79 @@ type DataKey struct {
 
 const unsealHint = "unseal with: echo '<password>' | spike operator unseal"
 
-// State is what Nexus knows about Keeper and the root keyring.
+// Endpoint is one Keeper that Nexus may call.
+type Endpoint struct {
+	// Name identifies the Keeper in logs and status: its URL.
+	Name string
+	// RPC calls it.
+	RPC keeperv1connect.KeeperServiceClient
+}
+
+// KeeperState is what Nexus last learned of one Keeper.
+type KeeperState struct {
+	// Name is the Endpoint's.
+	Name string
+	// Err says why the Keeper could not be asked, if it could not.
+	Err error
+	// Unsealed is true when it holds a keyring (perhaps not this
+	// database's: see Holds).
+	Unsealed bool
+	// Holds is true when it holds this database's keyring.
+	Holds bool
+	// KeyringID and ActiveKeyVersion describe the keyring it holds.
+	KeyringID        []byte
+	ActiveKeyVersion uint32
+	// SealedOnPurpose is true after spike operator seal, until an unseal.
+	SealedOnPurpose bool
+	// Source says how it got its keyring: "unseal" or "peer <url>".
+	Source string
+}
+
+// State is what Nexus knows about the Keepers and the root keyring.
 type State struct {
 	// Initialised is true once the database holds a keyring.
 	Initialised bool
-	// Unsealed is true when Keeper holds this database's keyring.
+	// Unsealed is true when at least one Keeper holds this database's
+	// keyring.
 	Unsealed bool
 	// KeyringID is the id of this database's keyring, when initialised.
 	KeyringID []byte
-	// KeeperErr says why Keeper could not be reached, if it could not.
+	// KeeperErr says why no Keeper could be reached, if none could.
 	KeeperErr error
 	// DBErr says why the keyring could not be read, if it could not.
 	DBErr error
+	// Keepers holds each Keeper's state, in configuration order.
+	Keepers []KeeperState
 	// reason explains a sealed state to callers.
 	reason string
 }
 
 // Err returns the caller-facing error for a state that cannot serve
 // secrets, or nil when it can. A dependency that is down is Unavailable
-// (clients retry it); a Keeper without the keyring is FailedPrecondition.
+// (clients retry it); Keepers without the keyring are FailedPrecondition.
 func (s State) Err() error {
 	switch {
 	case !s.Initialised && s.DBErr != nil:
 		return fault.Wrap(fault.Unavailable, s.DBErr, "database unavailable")
 	case !s.Initialised:
 		return fault.New(fault.FailedPrecondition, "SPIKE is not initialised: run `spike operator init`")
+	case s.Unsealed:
+		return nil
 	case s.KeeperErr != nil:
-		return fault.Wrap(fault.Unavailable, s.KeeperErr, "SPIKE is sealed: %s; when it is back, %s", s.reason, unsealHint)
-	case !s.Unsealed:
-		return fault.New(fault.FailedPrecondition, "SPIKE is sealed: %s; %s", s.reason, unsealHint)
+		return fault.Wrap(fault.Unavailable, s.KeeperErr, "SPIKE is sealed: %s; when one is back, %s", s.reason, unsealHint)
 	}
-	return nil
+	return fault.New(fault.FailedPrecondition, "SPIKE is sealed: %s; %s", s.reason, unsealHint)
+}
+
+// holders returns the indexes of the Keepers that hold the keyring.
+func (s State) holders() []int {
+	var h []int
+	for i, k := range s.Keepers {
+		if k.Holds {
+			h = append(h, i)
+		}
+	}
+	return h
 }
 
 // Keyrings is what the client needs of the database: the stored keyring.
@@ -87,39 +132,43 @@ type Keyrings interface {
 	Keyring(ctx context.Context) (Keyring, error)
 }
 
-// Client calls Keeper and keeps the sealed/unsealed state. It is safe for
-// concurrent use.
+// Client calls the Keepers and keeps the sealed/unsealed state. It is safe
+// for concurrent use.
 type Client struct {
-	rpc      keeperv1connect.KeeperServiceClient
+	keepers  []Endpoint
 	keyrings Keyrings
 	log      *slog.Logger
-
+	// preferred is the Keeper that answered last: calls go there first.
+	preferred atomic.Uint32
 	// seq numbers state observations; applied is the newest one applied,
 	// so a slow Check never overwrites what a later one saw.
 	seq atomic.Uint64
 	// recheck shares one Check among the requests that found the state
 	// unable to serve.
 	recheck singleflight.Group
-
 	mu      sync.RWMutex
 	applied uint64
 	state   State
 	onSeal  []func()
 }
 
-// New returns a Client of Keeper reached through rpc. It starts sealed;
+// New returns a Client of the Keepers (at least one). It starts sealed;
 // call Check or Watch.
-func New(rpc keeperv1connect.KeeperServiceClient, keyrings Keyrings, log *slog.Logger) *Client {
-	return &Client{
-		rpc:      rpc,
+func New(keepers []Endpoint, keyrings Keyrings, log *slog.Logger) *Client {
+	c := &Client{
+		keepers:  keepers,
 		keyrings: keyrings,
 		log:      log,
-		state:    State{reason: "Nexus has not reached Keeper yet"},
+		state:    State{reason: "Nexus has not reached a Keeper yet"},
 	}
+	for _, k := range keepers {
+		c.state.Keepers = append(c.state.Keepers, KeeperState{Name: k.Name, Err: errors.New("not asked yet")})
+	}
+	return c
 }
 
 // OnSeal registers f to run whenever the client learns that SPIKE cannot
-// serve (sealed, Keeper unreachable), so that whoever caches keys drops
+// serve (sealed, Keepers unreachable), so that whoever caches keys drops
 // them at once. Register before the client is in use.
 func (c *Client) OnSeal(f func()) {
 	c.mu.Lock()
@@ -134,7 +183,7 @@ func (c *Client) State() State {
 	return c.state
 }
 
-// Unsealed reports whether Keeper held this database's keyring when last
+// Unsealed reports whether a Keeper held this database's keyring when last
 // asked.
 func (c *Client) Unsealed() bool { return c.State().Unsealed }
 
@@ -142,7 +191,7 @@ func (c *Client) Unsealed() bool { return c.State().Unsealed }
 // a caller-facing error. When the last known state cannot serve, it checks
 // again first (one check at a time, shared by concurrent callers): another
 // Nexus replica may have initialised or unsealed SPIKE since the last
-// periodic check.
+// periodic check, or a Keeper re-seeded from a peer.
 func (c *Client) Ready(ctx context.Context) error {
 	if err := c.State().Err(); err == nil {
 		return nil
@@ -159,8 +208,8 @@ func (c *Client) Ready(ctx context.Context) error {
 }
 
 // Watch calls Check every interval until ctx is done, so that a Keeper
-// restart (which loses the keyring) drops every cached key within one
-// interval.
+// restart (which loses the keyring) is noticed within one interval and a
+// Keeper that re-seeded is used again.
 func (c *Client) Watch(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -174,19 +223,26 @@ func (c *Client) Watch(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// checkTimeout bounds each of the two questions one Check asks.
-const checkTimeout = 3 * time.Second
+// Time limits: the database question of a Check; each Keeper's answer to a
+// Check, so that SPIKE is known sealed within a second when no Keeper
+// answers; and one attempt of a key call before the next Keeper is tried.
+const (
+	dbCheckTimeout     = 3 * time.Second
+	keeperCheckTimeout = 800 * time.Millisecond
+	attemptTimeout     = 700 * time.Millisecond
+)
 
-// Check asks the database and Keeper for the current state and updates it.
-// The keyring id never changes once stored, so after the first success only
-// Keeper is asked: a busy database (an exhausted pool) cannot make SPIKE
-// look sealed.
+// Check asks the database and every Keeper (at once) for the current state
+// and updates it. The keyring id never changes once stored, so after the
+// first success only the Keepers are asked: a busy database (an exhausted
+// pool) cannot make SPIKE look sealed. Each Keeper is told the keyring id,
+// so that one without it asks its peers for it.
 func (c *Client) Check(ctx context.Context) State {
 	seq := c.seq.Add(1)
 	prev := c.State()
 	next := State{Initialised: prev.Initialised, KeyringID: prev.KeyringID}
 	if !prev.Initialised {
-		dbCtx, cancel := context.WithTimeout(ctx, checkTimeout)
+		dbCtx, cancel := context.WithTimeout(ctx, dbCheckTimeout)
 		kr, err := c.keyrings.Keyring(dbCtx)
 		cancel()
 		switch {
@@ -200,22 +256,70 @@ func (c *Client) Check(ctx context.Context) State {
 			next.KeyringID = kr.ID
 		}
 	}
-
-	keeperCtx, cancel := context.WithTimeout(ctx, checkTimeout)
-	defer cancel()
-	resp, err := c.rpc.Status(keeperCtx, connect.NewRequest(&keeperv1.StatusRequest{}))
-	switch {
-	case err != nil:
-		next.KeeperErr = err
-		next.reason = "Keeper is unreachable"
-	case !resp.Msg.GetUnsealed():
-		next.reason = "Keeper holds no root key (it has restarted or was never unsealed)"
-	case next.Initialised && !bytes.Equal(resp.Msg.GetKeyringId(), next.KeyringID):
-		next.reason = "Keeper holds another keyring than this database's"
-	case next.Initialised:
-		next.Unsealed = true
-	}
+	next.Keepers = c.askAll(ctx, next.KeyringID)
+	next.summarise()
 	return c.setState(seq, next)
+}
+
+// askAll asks every Keeper for its status at once.
+func (c *Client) askAll(ctx context.Context, keyringID []byte) []KeeperState {
+	states := make([]KeeperState, len(c.keepers))
+	var wg sync.WaitGroup
+	for i, k := range c.keepers {
+		wg.Go(func() {
+			st := KeeperState{Name: k.Name}
+			kctx, cancel := context.WithTimeout(ctx, keeperCheckTimeout)
+			defer cancel()
+			resp, err := k.RPC.Status(kctx, connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: keyringID}))
+			if err != nil {
+				st.Err = err
+			} else {
+				m := resp.Msg
+				st.Unsealed, st.KeyringID, st.ActiveKeyVersion = m.GetUnsealed(), m.GetKeyringId(), m.GetActiveKeyVersion()
+				st.SealedOnPurpose, st.Source = m.GetSealedOnPurpose(), m.GetSource()
+				st.Holds = st.Unsealed && keyringID != nil && bytes.Equal(st.KeyringID, keyringID)
+			}
+			states[i] = st
+		})
+	}
+	wg.Wait()
+	return states
+}
+
+// summarise sets Unsealed, KeeperErr and the reason from the Keepers'
+// states.
+func (s *State) summarise() {
+	var (
+		errs                          []error
+		answered, other, onPurpose, n int
+	)
+	for _, k := range s.Keepers {
+		switch {
+		case k.Err != nil:
+			errs = append(errs, k.Err)
+			continue
+		case k.Holds:
+			n++
+		case k.Unsealed:
+			other++
+		case k.SealedOnPurpose:
+			onPurpose++
+		}
+		answered++
+	}
+	s.Unsealed = s.Initialised && n > 0
+	switch {
+	case s.Unsealed || !s.Initialised:
+	case answered == 0:
+		s.KeeperErr = errors.Join(errs...)
+		s.reason = "no Keeper answered"
+	case other > 0:
+		s.reason = "a Keeper holds another keyring than this database's"
+	case onPurpose == answered:
+		s.reason = "it was sealed on purpose (spike operator seal)"
+	default:
+		s.reason = "no Keeper holds the root key (they have restarted or were never unsealed)"
+	}
 }
 
 // setState applies the observation numbered seq unless a newer one was
@@ -242,7 +346,7 @@ func (c *Client) setState(seq uint64, next State) State {
 	}
 	if prev.Unsealed != next.Unsealed {
 		if next.Unsealed {
-			c.log.Info("unsealed", "keyring_id", hex.EncodeToString(next.KeyringID))
+			c.log.Info("unsealed", "keyring_id", hex.EncodeToString(next.KeyringID), "keepers_holding", len(next.holders()))
 		} else {
 			c.log.Warn("sealed", "reason", next.reason, "keeper_error", errString(next.KeeperErr))
 		}
@@ -250,64 +354,222 @@ func (c *Client) setState(seq uint64, next State) State {
 	return next
 }
 
-// markSealed records that Keeper answered "sealed" to a key request.
-func (c *Client) markSealed() {
+// lost records that Keeper i failed a key call with err (unreachable, or no
+// longer holding the keyring); when it was the last one holding it, SPIKE
+// is sealed.
+func (c *Client) lost(i int, err error) {
 	seq := c.seq.Add(1)
 	st := c.State()
-	st.Unsealed = false
-	st.reason = "Keeper holds no root key (it has restarted)"
-	c.setState(seq, st)
-}
-
-// Init has Keeper create a new root keyring sealed under password. Keeper
-// does not hold it yet: store it, then Unseal.
-func (c *Client) Init(ctx context.Context, password []byte) (Keyring, error) {
-	resp, err := c.rpc.Init(ctx, connect.NewRequest(&keeperv1.InitRequest{Password: password}))
-	if err != nil {
-		return Keyring{}, c.translate("create keyring", err)
+	st.Keepers = append([]KeeperState(nil), st.Keepers...)
+	k := &st.Keepers[i]
+	k.Holds = false
+	switch reasonFor(err) {
+	case keeperv1.ErrorDetail_REASON_SEALED:
+		k.Unsealed = false
+	case keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH:
+		k.Unsealed = true
+	default:
+		k.Err = err
 	}
-	kr := resp.Msg.GetKeyring()
-	return Keyring{ID: kr.GetKeyringId(), KDFParams: kr.GetKdfParams(), Ciphertext: kr.GetCiphertext()}, nil
+	st.KeeperErr = nil
+	st.summarise()
+	c.setState(seq, st)
+	c.log.Warn("keeper failed a call; trying the next one", "keeper", c.keepers[i].Name, "error", err)
 }
 
-// Unseal sends the stored keyring and password to Keeper, which opens the
-// keyring with it. A nil error is Keeper's verdict that the password is
-// right; Check then tells whether SPIKE can serve.
+// call runs f against the Keepers that hold the keyring, the preferred one
+// first, until one answers. A Keeper that cannot be reached or no longer
+// holds the keyring is marked and the next one tried at once; any other
+// answer is final. With none left, the error is the sealed state's.
+func (c *Client) call(ctx context.Context, op string, f func(context.Context, keeperv1connect.KeeperServiceClient) error) error {
+	holders := c.State().holders()
+	if len(holders) == 0 {
+		if err := c.Ready(ctx); err != nil {
+			return err
+		}
+		holders = c.State().holders()
+	}
+	first := int(c.preferred.Load())
+	order := make([]int, 0, len(holders))
+	for _, i := range holders {
+		if i == first {
+			order = append([]int{i}, order...)
+		} else {
+			order = append(order, i)
+		}
+	}
+	var lastErr error
+	for _, i := range order {
+		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+		err := f(actx, c.keepers[i].RPC)
+		cancel()
+		if err == nil {
+			c.preferred.Store(uint32(i)) //nolint:gosec // i indexes a short slice
+			return nil
+		}
+		if ctx.Err() != nil || !failover(err) {
+			return c.translate(op, err)
+		}
+		c.lost(i, err)
+		lastErr = err
+	}
+	if serr := c.State().Err(); serr != nil {
+		return serr
+	}
+	return c.translate(op, lastErr)
+}
+
+// failover reports whether a failed key call should go to the next Keeper:
+// this one could not answer (or refused Nexus), or it holds no keyring
+// (any more).
+func failover(err error) bool {
+	switch reasonFor(err) {
+	case keeperv1.ErrorDetail_REASON_SEALED, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH:
+		return true
+	case keeperv1.ErrorDetail_REASON_UNSPECIFIED:
+	default:
+		return false // a verdict on the request, the same from any Keeper
+	}
+	switch connect.CodeOf(err) {
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded, connect.CodeCanceled,
+		connect.CodeUnknown, connect.CodeInternal, connect.CodePermissionDenied:
+		return true
+	}
+	return false
+}
+
+// Init has a Keeper create a new root keyring sealed under password. No
+// Keeper holds it yet: store it, then Unseal.
+func (c *Client) Init(ctx context.Context, password []byte) (Keyring, error) {
+	var lastErr error
+	for _, k := range c.keepers {
+		resp, err := k.RPC.Init(ctx, connect.NewRequest(&keeperv1.InitRequest{Password: password}))
+		if err == nil {
+			kr := resp.Msg.GetKeyring()
+			return Keyring{ID: kr.GetKeyringId(), KDFParams: kr.GetKdfParams(), Ciphertext: kr.GetCiphertext()}, nil
+		}
+		if ctx.Err() != nil || !failover(err) {
+			return Keyring{}, c.translate("create keyring", err)
+		}
+		lastErr = err
+	}
+	return Keyring{}, c.translate("create keyring", lastErr)
+}
+
+// Unseal sends the stored keyring and password to every Keeper at once;
+// each opens the keyring with it. A nil error is the verdict of at least
+// one Keeper that the password is right (the others re-seed from it if
+// they failed); Check then tells whether SPIKE can serve.
 func (c *Client) Unseal(ctx context.Context, password []byte, kr Keyring) error {
 	sealed := &keeperv1.SealedKeyring{KeyringId: kr.ID, KdfParams: kr.KDFParams, Ciphertext: kr.Ciphertext}
-	_, err := c.rpc.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: password, Keyring: sealed}))
-	if err != nil {
-		return c.translate("unseal keeper", err)
-	}
-	return nil
+	errs := c.each(ctx, func(ctx context.Context, k Endpoint) error {
+		_, err := k.RPC.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: password, Keyring: sealed}))
+		return err
+	})
+	return c.firstVerdict("unseal keeper", errs)
 }
 
-// GenerateDataKey has Keeper make a new data key named id. The caller owns
-// (and should clear) the plaintext.
+// SealResult is one Keeper's answer to Seal.
+type SealResult struct {
+	Name string
+	// WasUnsealed is true when it held a keyring until then.
+	WasUnsealed bool
+	// Err says why it could not be sealed.
+	Err error
+}
+
+// Seal has every Keeper forget the keyring and stay sealed until the next
+// unseal. It returns each Keeper's answer; the error is nil only when every
+// Keeper answered.
+func (c *Client) Seal(ctx context.Context) ([]SealResult, error) {
+	results := make([]SealResult, len(c.keepers))
+	errs := c.each(ctx, func(ctx context.Context, k Endpoint) error {
+		_, err := k.RPC.Seal(ctx, connect.NewRequest(&keeperv1.SealRequest{}))
+		return err
+	})
+	var failed []error
+	for i, k := range c.keepers {
+		results[i] = SealResult{Name: k.Name, Err: errs[i]}
+		if errs[i] != nil {
+			failed = append(failed, fmt.Errorf("%s: %w", k.Name, errs[i]))
+		}
+	}
+	c.Check(ctx)
+	if len(failed) > 0 {
+		return results, fault.Wrap(fault.Unavailable, errors.Join(failed...),
+			"%d of %d Keepers could not be sealed: they may still hold the root key; seal again when they are back", len(failed), len(c.keepers))
+	}
+	return results, nil
+}
+
+// each calls f on every Keeper at once and returns their errors in order.
+func (c *Client) each(ctx context.Context, f func(context.Context, Endpoint) error) []error {
+	errs := make([]error, len(c.keepers))
+	var wg sync.WaitGroup
+	for i, k := range c.keepers {
+		wg.Go(func() { errs[i] = f(ctx, k) })
+	}
+	wg.Wait()
+	return errs
+}
+
+// firstVerdict turns the answers of every Keeper to one question into one
+// result: success when any succeeded, else the most telling refusal (a
+// Keeper's verdict before "unreachable").
+func (c *Client) firstVerdict(op string, errs []error) error {
+	var unreachable error
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+	}
+	for _, err := range errs {
+		if !failover(err) {
+			return c.translate(op, err)
+		}
+		if unreachable == nil {
+			unreachable = err
+		}
+	}
+	return c.translate(op, unreachable)
+}
+
+// GenerateDataKey has a Keeper make a new data key named id. The caller
+// owns (and should clear) the plaintext.
 func (c *Client) GenerateDataKey(ctx context.Context, id []byte) (DataKey, error) {
-	resp, err := c.rpc.GenerateDataKey(ctx, connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: id}))
-	if err != nil {
-		return DataKey{}, c.translate("generate data key", err)
-	}
-	return DataKey{
-		Plaintext:      resp.Msg.GetPlaintext(),
-		Wrapped:        resp.Msg.GetWrapped(),
-		RootKeyVersion: resp.Msg.GetRootKeyVersion(),
-	}, nil
+	var dk DataKey
+	err := c.call(ctx, "generate data key", func(ctx context.Context, rpc keeperv1connect.KeeperServiceClient) error {
+		resp, err := rpc.GenerateDataKey(ctx, connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: id}))
+		if err != nil {
+			return err
+		}
+		dk = DataKey{
+			Plaintext:      resp.Msg.GetPlaintext(),
+			Wrapped:        resp.Msg.GetWrapped(),
+			RootKeyVersion: resp.Msg.GetRootKeyVersion(),
+		}
+		return nil
+	})
+	return dk, err
 }
 
-// DecryptDataKey has Keeper unwrap the data key id. The caller owns (and
+// DecryptDataKey has a Keeper unwrap the data key id. The caller owns (and
 // should clear) the plaintext.
 func (c *Client) DecryptDataKey(ctx context.Context, id, wrapped []byte, rootKeyVersion uint32) ([]byte, error) {
-	resp, err := c.rpc.DecryptDataKey(ctx, connect.NewRequest(&keeperv1.DecryptDataKeyRequest{
-		DekId:          id,
-		Wrapped:        wrapped,
-		RootKeyVersion: rootKeyVersion,
-	}))
-	if err != nil {
-		return nil, c.translate("unwrap data key "+hex.EncodeToString(id), err)
-	}
-	return resp.Msg.GetPlaintext(), nil
+	var plaintext []byte
+	err := c.call(ctx, "unwrap data key "+hex.EncodeToString(id), func(ctx context.Context, rpc keeperv1connect.KeeperServiceClient) error {
+		resp, err := rpc.DecryptDataKey(ctx, connect.NewRequest(&keeperv1.DecryptDataKeyRequest{
+			DekId:          id,
+			Wrapped:        wrapped,
+			RootKeyVersion: rootKeyVersion,
+		}))
+		if err != nil {
+			return err
+		}
+		plaintext = resp.Msg.GetPlaintext()
+		return nil
+	})
+	return plaintext, err
 }
 
 func errString(err error) string {

@@ -92,7 +92,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{11, 0}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{15, 0}
 }
 
 // SealedKeyring is a root keyring encrypted under an Argon2id key derived
@@ -161,9 +161,12 @@ func (x *SealedKeyring) GetCiphertext() []byte {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keyring id Nexus's database stores, when it stores one. A Keeper
+	// that holds no keyring asks its peers for this one.
+	ExpectedKeyringId []byte `protobuf:"bytes,1,opt,name=expected_keyring_id,json=expectedKeyringId,proto3" json:"expected_keyring_id,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StatusRequest) Reset() {
@@ -196,14 +199,25 @@ func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{1}
 }
 
+func (x *StatusRequest) GetExpectedKeyringId() []byte {
+	if x != nil {
+		return x.ExpectedKeyringId
+	}
+	return nil
+}
+
 type StatusResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Unsealed bool                   `protobuf:"varint,1,opt,name=unsealed,proto3" json:"unsealed,omitempty"`
 	// Identifier of the keyring held, empty while sealed.
 	KeyringId        []byte `protobuf:"bytes,2,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
 	ActiveKeyVersion uint32 `protobuf:"varint,3,opt,name=active_key_version,json=activeKeyVersion,proto3" json:"active_key_version,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// True when Keeper was sealed on purpose (Seal) and waits for an unseal.
+	SealedOnPurpose bool `protobuf:"varint,4,opt,name=sealed_on_purpose,json=sealedOnPurpose,proto3" json:"sealed_on_purpose,omitempty"`
+	// How this Keeper got the keyring it holds: "unseal" or "peer".
+	Source        string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -257,6 +271,210 @@ func (x *StatusResponse) GetActiveKeyVersion() uint32 {
 	return 0
 }
 
+func (x *StatusResponse) GetSealedOnPurpose() bool {
+	if x != nil {
+		return x.SealedOnPurpose
+	}
+	return false
+}
+
+func (x *StatusResponse) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+type SealRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealRequest) Reset() {
+	*x = SealRequest{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealRequest) ProtoMessage() {}
+
+func (x *SealRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealRequest.ProtoReflect.Descriptor instead.
+func (*SealRequest) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{3}
+}
+
+type SealResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when Keeper held a keyring until this call.
+	WasUnsealed   bool `protobuf:"varint,1,opt,name=was_unsealed,json=wasUnsealed,proto3" json:"was_unsealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealResponse) Reset() {
+	*x = SealResponse{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealResponse) ProtoMessage() {}
+
+func (x *SealResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealResponse.ProtoReflect.Descriptor instead.
+func (*SealResponse) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *SealResponse) GetWasUnsealed() bool {
+	if x != nil {
+		return x.WasUnsealed
+	}
+	return false
+}
+
+type FetchKeyringRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The keyring wanted; empty: whichever the peer holds.
+	KeyringId []byte `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
+	// HPKE public key (KEM MLKEM768-X25519) to seal the keyring to.
+	PublicKey     []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchKeyringRequest) Reset() {
+	*x = FetchKeyringRequest{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchKeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchKeyringRequest) ProtoMessage() {}
+
+func (x *FetchKeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchKeyringRequest.ProtoReflect.Descriptor instead.
+func (*FetchKeyringRequest) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FetchKeyringRequest) GetKeyringId() []byte {
+	if x != nil {
+		return x.KeyringId
+	}
+	return nil
+}
+
+func (x *FetchKeyringRequest) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+type FetchKeyringResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	KeyringId []byte                 `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
+	// HPKE ciphertext (encapsulated key followed by the AES-256-GCM
+	// ciphertext, HKDF-SHA256) of the encoded keyring; info binds the
+	// keyring id.
+	Sealed        []byte `protobuf:"bytes,2,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchKeyringResponse) Reset() {
+	*x = FetchKeyringResponse{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchKeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchKeyringResponse) ProtoMessage() {}
+
+func (x *FetchKeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchKeyringResponse.ProtoReflect.Descriptor instead.
+func (*FetchKeyringResponse) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *FetchKeyringResponse) GetKeyringId() []byte {
+	if x != nil {
+		return x.KeyringId
+	}
+	return nil
+}
+
+func (x *FetchKeyringResponse) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
 type InitRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Password      []byte                 `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
@@ -266,7 +484,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[3]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +496,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[3]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +509,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{3}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InitRequest) GetPassword() []byte {
@@ -310,7 +528,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[4]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +540,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[4]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +553,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{4}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *InitResponse) GetKeyring() *SealedKeyring {
@@ -355,7 +573,7 @@ type UnsealRequest struct {
 
 func (x *UnsealRequest) Reset() {
 	*x = UnsealRequest{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[5]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -367,7 +585,7 @@ func (x *UnsealRequest) String() string {
 func (*UnsealRequest) ProtoMessage() {}
 
 func (x *UnsealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[5]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -380,7 +598,7 @@ func (x *UnsealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealRequest.ProtoReflect.Descriptor instead.
 func (*UnsealRequest) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{5}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UnsealRequest) GetPassword() []byte {
@@ -406,7 +624,7 @@ type UnsealResponse struct {
 
 func (x *UnsealResponse) Reset() {
 	*x = UnsealResponse{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[6]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -418,7 +636,7 @@ func (x *UnsealResponse) String() string {
 func (*UnsealResponse) ProtoMessage() {}
 
 func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[6]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -431,7 +649,7 @@ func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealResponse.ProtoReflect.Descriptor instead.
 func (*UnsealResponse) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{6}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UnsealResponse) GetKeyringId() []byte {
@@ -451,7 +669,7 @@ type GenerateDataKeyRequest struct {
 
 func (x *GenerateDataKeyRequest) Reset() {
 	*x = GenerateDataKeyRequest{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[7]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +681,7 @@ func (x *GenerateDataKeyRequest) String() string {
 func (*GenerateDataKeyRequest) ProtoMessage() {}
 
 func (x *GenerateDataKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[7]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +694,7 @@ func (x *GenerateDataKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateDataKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateDataKeyRequest) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{7}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GenerateDataKeyRequest) GetDekId() []byte {
@@ -497,7 +715,7 @@ type GenerateDataKeyResponse struct {
 
 func (x *GenerateDataKeyResponse) Reset() {
 	*x = GenerateDataKeyResponse{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[8]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -509,7 +727,7 @@ func (x *GenerateDataKeyResponse) String() string {
 func (*GenerateDataKeyResponse) ProtoMessage() {}
 
 func (x *GenerateDataKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[8]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -522,7 +740,7 @@ func (x *GenerateDataKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateDataKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateDataKeyResponse) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{8}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GenerateDataKeyResponse) GetPlaintext() []byte {
@@ -557,7 +775,7 @@ type DecryptDataKeyRequest struct {
 
 func (x *DecryptDataKeyRequest) Reset() {
 	*x = DecryptDataKeyRequest{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[9]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -569,7 +787,7 @@ func (x *DecryptDataKeyRequest) String() string {
 func (*DecryptDataKeyRequest) ProtoMessage() {}
 
 func (x *DecryptDataKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[9]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -582,7 +800,7 @@ func (x *DecryptDataKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptDataKeyRequest.ProtoReflect.Descriptor instead.
 func (*DecryptDataKeyRequest) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{9}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DecryptDataKeyRequest) GetDekId() []byte {
@@ -615,7 +833,7 @@ type DecryptDataKeyResponse struct {
 
 func (x *DecryptDataKeyResponse) Reset() {
 	*x = DecryptDataKeyResponse{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[10]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +845,7 @@ func (x *DecryptDataKeyResponse) String() string {
 func (*DecryptDataKeyResponse) ProtoMessage() {}
 
 func (x *DecryptDataKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[10]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +858,7 @@ func (x *DecryptDataKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptDataKeyResponse.ProtoReflect.Descriptor instead.
 func (*DecryptDataKeyResponse) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{10}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DecryptDataKeyResponse) GetPlaintext() []byte {
@@ -661,7 +879,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +891,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +904,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{11}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -708,13 +926,28 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"kdf_params\x18\x02 \x01(\fR\tkdfParams\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
-	"ciphertext\"\x0f\n" +
-	"\rStatusRequest\"y\n" +
+	"ciphertext\"?\n" +
+	"\rStatusRequest\x12.\n" +
+	"\x13expected_keyring_id\x18\x01 \x01(\fR\x11expectedKeyringId\"\xbd\x01\n" +
 	"\x0eStatusResponse\x12\x1a\n" +
 	"\bunsealed\x18\x01 \x01(\bR\bunsealed\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x02 \x01(\fR\tkeyringId\x12,\n" +
-	"\x12active_key_version\x18\x03 \x01(\rR\x10activeKeyVersion\")\n" +
+	"\x12active_key_version\x18\x03 \x01(\rR\x10activeKeyVersion\x12*\n" +
+	"\x11sealed_on_purpose\x18\x04 \x01(\bR\x0fsealedOnPurpose\x12\x16\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\"\r\n" +
+	"\vSealRequest\"1\n" +
+	"\fSealResponse\x12!\n" +
+	"\fwas_unsealed\x18\x01 \x01(\bR\vwasUnsealed\"S\n" +
+	"\x13FetchKeyringRequest\x12\x1d\n" +
+	"\n" +
+	"keyring_id\x18\x01 \x01(\fR\tkeyringId\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"M\n" +
+	"\x14FetchKeyringResponse\x12\x1d\n" +
+	"\n" +
+	"keyring_id\x18\x01 \x01(\fR\tkeyringId\x12\x16\n" +
+	"\x06sealed\x18\x02 \x01(\fR\x06sealed\")\n" +
 	"\vInitRequest\x12\x1a\n" +
 	"\bpassword\x18\x01 \x01(\fR\bpassword\"H\n" +
 	"\fInitResponse\x128\n" +
@@ -746,13 +979,16 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\x16REASON_CORRUPT_KEYRING\x10\x03\x12\x1b\n" +
 	"\x17REASON_CORRUPT_DATA_KEY\x10\x04\x12\x1b\n" +
 	"\x17REASON_KEYRING_MISMATCH\x10\x05\x12\x1a\n" +
-	"\x16REASON_INVALID_REQUEST\x10\x062\xbd\x03\n" +
+	"\x16REASON_INVALID_REQUEST\x10\x062\x87\x04\n" +
 	"\rKeeperService\x12N\n" +
 	"\x06Status\x12\x1e.spike.keeper.v1.StatusRequest\x1a\x1f.spike.keeper.v1.StatusResponse\"\x03\x90\x02\x01\x12C\n" +
 	"\x04Init\x12\x1c.spike.keeper.v1.InitRequest\x1a\x1d.spike.keeper.v1.InitResponse\x12I\n" +
 	"\x06Unseal\x12\x1e.spike.keeper.v1.UnsealRequest\x1a\x1f.spike.keeper.v1.UnsealResponse\x12d\n" +
 	"\x0fGenerateDataKey\x12'.spike.keeper.v1.GenerateDataKeyRequest\x1a(.spike.keeper.v1.GenerateDataKeyResponse\x12f\n" +
-	"\x0eDecryptDataKey\x12&.spike.keeper.v1.DecryptDataKeyRequest\x1a'.spike.keeper.v1.DecryptDataKeyResponse\"\x03\x90\x02\x01B\xbb\x01\n" +
+	"\x0eDecryptDataKey\x12&.spike.keeper.v1.DecryptDataKeyRequest\x1a'.spike.keeper.v1.DecryptDataKeyResponse\"\x03\x90\x02\x01\x12H\n" +
+	"\x04Seal\x12\x1c.spike.keeper.v1.SealRequest\x1a\x1d.spike.keeper.v1.SealResponse\"\x03\x90\x02\x022o\n" +
+	"\vPeerService\x12`\n" +
+	"\fFetchKeyring\x12$.spike.keeper.v1.FetchKeyringRequest\x1a%.spike.keeper.v1.FetchKeyringResponse\"\x03\x90\x02\x01B\xbb\x01\n" +
 	"\x13com.spike.keeper.v1B\vKeeperProtoP\x01Z9github.com/spike-dev/spike/proto/spike/keeper/v1;keeperv1\xa2\x02\x03SKX\xaa\x02\x0fSpike.Keeper.V1\xca\x02\x0fSpike\\Keeper\\V1\xe2\x02\x1bSpike\\Keeper\\V1\\GPBMetadata\xea\x02\x11Spike::Keeper::V1b\x06proto3"
 
 var (
@@ -768,38 +1004,46 @@ func file_spike_keeper_v1_keeper_proto_rawDescGZIP() []byte {
 }
 
 var file_spike_keeper_v1_keeper_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_spike_keeper_v1_keeper_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_spike_keeper_v1_keeper_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_spike_keeper_v1_keeper_proto_goTypes = []any{
 	(ErrorDetail_Reason)(0),         // 0: spike.keeper.v1.ErrorDetail.Reason
 	(*SealedKeyring)(nil),           // 1: spike.keeper.v1.SealedKeyring
 	(*StatusRequest)(nil),           // 2: spike.keeper.v1.StatusRequest
 	(*StatusResponse)(nil),          // 3: spike.keeper.v1.StatusResponse
-	(*InitRequest)(nil),             // 4: spike.keeper.v1.InitRequest
-	(*InitResponse)(nil),            // 5: spike.keeper.v1.InitResponse
-	(*UnsealRequest)(nil),           // 6: spike.keeper.v1.UnsealRequest
-	(*UnsealResponse)(nil),          // 7: spike.keeper.v1.UnsealResponse
-	(*GenerateDataKeyRequest)(nil),  // 8: spike.keeper.v1.GenerateDataKeyRequest
-	(*GenerateDataKeyResponse)(nil), // 9: spike.keeper.v1.GenerateDataKeyResponse
-	(*DecryptDataKeyRequest)(nil),   // 10: spike.keeper.v1.DecryptDataKeyRequest
-	(*DecryptDataKeyResponse)(nil),  // 11: spike.keeper.v1.DecryptDataKeyResponse
-	(*ErrorDetail)(nil),             // 12: spike.keeper.v1.ErrorDetail
+	(*SealRequest)(nil),             // 4: spike.keeper.v1.SealRequest
+	(*SealResponse)(nil),            // 5: spike.keeper.v1.SealResponse
+	(*FetchKeyringRequest)(nil),     // 6: spike.keeper.v1.FetchKeyringRequest
+	(*FetchKeyringResponse)(nil),    // 7: spike.keeper.v1.FetchKeyringResponse
+	(*InitRequest)(nil),             // 8: spike.keeper.v1.InitRequest
+	(*InitResponse)(nil),            // 9: spike.keeper.v1.InitResponse
+	(*UnsealRequest)(nil),           // 10: spike.keeper.v1.UnsealRequest
+	(*UnsealResponse)(nil),          // 11: spike.keeper.v1.UnsealResponse
+	(*GenerateDataKeyRequest)(nil),  // 12: spike.keeper.v1.GenerateDataKeyRequest
+	(*GenerateDataKeyResponse)(nil), // 13: spike.keeper.v1.GenerateDataKeyResponse
+	(*DecryptDataKeyRequest)(nil),   // 14: spike.keeper.v1.DecryptDataKeyRequest
+	(*DecryptDataKeyResponse)(nil),  // 15: spike.keeper.v1.DecryptDataKeyResponse
+	(*ErrorDetail)(nil),             // 16: spike.keeper.v1.ErrorDetail
 }
 var file_spike_keeper_v1_keeper_proto_depIdxs = []int32{
 	1,  // 0: spike.keeper.v1.InitResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
 	1,  // 1: spike.keeper.v1.UnsealRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
 	0,  // 2: spike.keeper.v1.ErrorDetail.reason:type_name -> spike.keeper.v1.ErrorDetail.Reason
 	2,  // 3: spike.keeper.v1.KeeperService.Status:input_type -> spike.keeper.v1.StatusRequest
-	4,  // 4: spike.keeper.v1.KeeperService.Init:input_type -> spike.keeper.v1.InitRequest
-	6,  // 5: spike.keeper.v1.KeeperService.Unseal:input_type -> spike.keeper.v1.UnsealRequest
-	8,  // 6: spike.keeper.v1.KeeperService.GenerateDataKey:input_type -> spike.keeper.v1.GenerateDataKeyRequest
-	10, // 7: spike.keeper.v1.KeeperService.DecryptDataKey:input_type -> spike.keeper.v1.DecryptDataKeyRequest
-	3,  // 8: spike.keeper.v1.KeeperService.Status:output_type -> spike.keeper.v1.StatusResponse
-	5,  // 9: spike.keeper.v1.KeeperService.Init:output_type -> spike.keeper.v1.InitResponse
-	7,  // 10: spike.keeper.v1.KeeperService.Unseal:output_type -> spike.keeper.v1.UnsealResponse
-	9,  // 11: spike.keeper.v1.KeeperService.GenerateDataKey:output_type -> spike.keeper.v1.GenerateDataKeyResponse
-	11, // 12: spike.keeper.v1.KeeperService.DecryptDataKey:output_type -> spike.keeper.v1.DecryptDataKeyResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
+	8,  // 4: spike.keeper.v1.KeeperService.Init:input_type -> spike.keeper.v1.InitRequest
+	10, // 5: spike.keeper.v1.KeeperService.Unseal:input_type -> spike.keeper.v1.UnsealRequest
+	12, // 6: spike.keeper.v1.KeeperService.GenerateDataKey:input_type -> spike.keeper.v1.GenerateDataKeyRequest
+	14, // 7: spike.keeper.v1.KeeperService.DecryptDataKey:input_type -> spike.keeper.v1.DecryptDataKeyRequest
+	4,  // 8: spike.keeper.v1.KeeperService.Seal:input_type -> spike.keeper.v1.SealRequest
+	6,  // 9: spike.keeper.v1.PeerService.FetchKeyring:input_type -> spike.keeper.v1.FetchKeyringRequest
+	3,  // 10: spike.keeper.v1.KeeperService.Status:output_type -> spike.keeper.v1.StatusResponse
+	9,  // 11: spike.keeper.v1.KeeperService.Init:output_type -> spike.keeper.v1.InitResponse
+	11, // 12: spike.keeper.v1.KeeperService.Unseal:output_type -> spike.keeper.v1.UnsealResponse
+	13, // 13: spike.keeper.v1.KeeperService.GenerateDataKey:output_type -> spike.keeper.v1.GenerateDataKeyResponse
+	15, // 14: spike.keeper.v1.KeeperService.DecryptDataKey:output_type -> spike.keeper.v1.DecryptDataKeyResponse
+	5,  // 15: spike.keeper.v1.KeeperService.Seal:output_type -> spike.keeper.v1.SealResponse
+	7,  // 16: spike.keeper.v1.PeerService.FetchKeyring:output_type -> spike.keeper.v1.FetchKeyringResponse
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
 	3,  // [3:3] is the sub-list for extension type_name
 	3,  // [3:3] is the sub-list for extension extendee
 	0,  // [0:3] is the sub-list for field type_name
@@ -816,9 +1060,9 @@ func file_spike_keeper_v1_keeper_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_keeper_v1_keeper_proto_rawDesc), len(file_spike_keeper_v1_keeper_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_spike_keeper_v1_keeper_proto_goTypes,
 		DependencyIndexes: file_spike_keeper_v1_keeper_proto_depIdxs,

@@ -23,6 +23,8 @@ const _ = connect.IsAtLeastVersion1_13_0
 const (
 	// KeeperServiceName is the fully-qualified name of the KeeperService service.
 	KeeperServiceName = "spike.keeper.v1.KeeperService"
+	// PeerServiceName is the fully-qualified name of the PeerService service.
+	PeerServiceName = "spike.keeper.v1.PeerService"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -45,6 +47,11 @@ const (
 	// KeeperServiceDecryptDataKeyProcedure is the fully-qualified name of the KeeperService's
 	// DecryptDataKey RPC.
 	KeeperServiceDecryptDataKeyProcedure = "/spike.keeper.v1.KeeperService/DecryptDataKey"
+	// KeeperServiceSealProcedure is the fully-qualified name of the KeeperService's Seal RPC.
+	KeeperServiceSealProcedure = "/spike.keeper.v1.KeeperService/Seal"
+	// PeerServiceFetchKeyringProcedure is the fully-qualified name of the PeerService's FetchKeyring
+	// RPC.
+	PeerServiceFetchKeyringProcedure = "/spike.keeper.v1.PeerService/FetchKeyring"
 )
 
 // KeeperServiceClient is a client for the spike.keeper.v1.KeeperService service.
@@ -62,6 +69,10 @@ type KeeperServiceClient interface {
 	GenerateDataKey(context.Context, *connect.Request[v1.GenerateDataKeyRequest]) (*connect.Response[v1.GenerateDataKeyResponse], error)
 	// DecryptDataKey unwraps a data key produced by GenerateDataKey.
 	DecryptDataKey(context.Context, *connect.Request[v1.DecryptDataKeyRequest]) (*connect.Response[v1.DecryptDataKeyResponse], error)
+	// Seal makes Keeper forget the root keyring (zeroing it) and stay sealed
+	// until Nexus unseals it again: it neither asks its peers for the
+	// keyring nor gives it to them meanwhile.
+	Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error)
 }
 
 // NewKeeperServiceClient constructs a client for the spike.keeper.v1.KeeperService service. By
@@ -107,6 +118,13 @@ func NewKeeperServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		seal: connect.NewClient[v1.SealRequest, v1.SealResponse](
+			httpClient,
+			baseURL+KeeperServiceSealProcedure,
+			connect.WithSchema(keeperServiceMethods.ByName("Seal")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -117,6 +135,7 @@ type keeperServiceClient struct {
 	unseal          *connect.Client[v1.UnsealRequest, v1.UnsealResponse]
 	generateDataKey *connect.Client[v1.GenerateDataKeyRequest, v1.GenerateDataKeyResponse]
 	decryptDataKey  *connect.Client[v1.DecryptDataKeyRequest, v1.DecryptDataKeyResponse]
+	seal            *connect.Client[v1.SealRequest, v1.SealResponse]
 }
 
 // Status calls spike.keeper.v1.KeeperService.Status.
@@ -144,6 +163,11 @@ func (c *keeperServiceClient) DecryptDataKey(ctx context.Context, req *connect.R
 	return c.decryptDataKey.CallUnary(ctx, req)
 }
 
+// Seal calls spike.keeper.v1.KeeperService.Seal.
+func (c *keeperServiceClient) Seal(ctx context.Context, req *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error) {
+	return c.seal.CallUnary(ctx, req)
+}
+
 // KeeperServiceHandler is an implementation of the spike.keeper.v1.KeeperService service.
 type KeeperServiceHandler interface {
 	// Status reports whether Keeper holds an unsealed keyring.
@@ -159,6 +183,10 @@ type KeeperServiceHandler interface {
 	GenerateDataKey(context.Context, *connect.Request[v1.GenerateDataKeyRequest]) (*connect.Response[v1.GenerateDataKeyResponse], error)
 	// DecryptDataKey unwraps a data key produced by GenerateDataKey.
 	DecryptDataKey(context.Context, *connect.Request[v1.DecryptDataKeyRequest]) (*connect.Response[v1.DecryptDataKeyResponse], error)
+	// Seal makes Keeper forget the root keyring (zeroing it) and stay sealed
+	// until Nexus unseals it again: it neither asks its peers for the
+	// keyring nor gives it to them meanwhile.
+	Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error)
 }
 
 // NewKeeperServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -200,6 +228,13 @@ func NewKeeperServiceHandler(svc KeeperServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	keeperServiceSealHandler := connect.NewUnaryHandler(
+		KeeperServiceSealProcedure,
+		svc.Seal,
+		connect.WithSchema(keeperServiceMethods.ByName("Seal")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.keeper.v1.KeeperService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KeeperServiceStatusProcedure:
@@ -212,6 +247,8 @@ func NewKeeperServiceHandler(svc KeeperServiceHandler, opts ...connect.HandlerOp
 			keeperServiceGenerateDataKeyHandler.ServeHTTP(w, r)
 		case KeeperServiceDecryptDataKeyProcedure:
 			keeperServiceDecryptDataKeyHandler.ServeHTTP(w, r)
+		case KeeperServiceSealProcedure:
+			keeperServiceSealHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -239,4 +276,88 @@ func (UnimplementedKeeperServiceHandler) GenerateDataKey(context.Context, *conne
 
 func (UnimplementedKeeperServiceHandler) DecryptDataKey(context.Context, *connect.Request[v1.DecryptDataKeyRequest]) (*connect.Response[v1.DecryptDataKeyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.DecryptDataKey is not implemented"))
+}
+
+func (UnimplementedKeeperServiceHandler) Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.Seal is not implemented"))
+}
+
+// PeerServiceClient is a client for the spike.keeper.v1.PeerService service.
+type PeerServiceClient interface {
+	// FetchKeyring returns the keyring this Keeper holds, sealed to
+	// public_key. A Keeper that holds none, holds another one than
+	// keyring_id asks for, or was sealed on purpose answers
+	// FailedPrecondition (REASON_SEALED or REASON_KEYRING_MISMATCH).
+	FetchKeyring(context.Context, *connect.Request[v1.FetchKeyringRequest]) (*connect.Response[v1.FetchKeyringResponse], error)
+}
+
+// NewPeerServiceClient constructs a client for the spike.keeper.v1.PeerService service. By default,
+// it uses the Connect protocol with the binary Protobuf Codec, asks for gzipped responses, and
+// sends uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the connect.WithGRPC()
+// or connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewPeerServiceClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) PeerServiceClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	peerServiceMethods := v1.File_spike_keeper_v1_keeper_proto.Services().ByName("PeerService").Methods()
+	return &peerServiceClient{
+		fetchKeyring: connect.NewClient[v1.FetchKeyringRequest, v1.FetchKeyringResponse](
+			httpClient,
+			baseURL+PeerServiceFetchKeyringProcedure,
+			connect.WithSchema(peerServiceMethods.ByName("FetchKeyring")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// peerServiceClient implements PeerServiceClient.
+type peerServiceClient struct {
+	fetchKeyring *connect.Client[v1.FetchKeyringRequest, v1.FetchKeyringResponse]
+}
+
+// FetchKeyring calls spike.keeper.v1.PeerService.FetchKeyring.
+func (c *peerServiceClient) FetchKeyring(ctx context.Context, req *connect.Request[v1.FetchKeyringRequest]) (*connect.Response[v1.FetchKeyringResponse], error) {
+	return c.fetchKeyring.CallUnary(ctx, req)
+}
+
+// PeerServiceHandler is an implementation of the spike.keeper.v1.PeerService service.
+type PeerServiceHandler interface {
+	// FetchKeyring returns the keyring this Keeper holds, sealed to
+	// public_key. A Keeper that holds none, holds another one than
+	// keyring_id asks for, or was sealed on purpose answers
+	// FailedPrecondition (REASON_SEALED or REASON_KEYRING_MISMATCH).
+	FetchKeyring(context.Context, *connect.Request[v1.FetchKeyringRequest]) (*connect.Response[v1.FetchKeyringResponse], error)
+}
+
+// NewPeerServiceHandler builds an HTTP handler from the service implementation. It returns the path
+// on which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewPeerServiceHandler(svc PeerServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	peerServiceMethods := v1.File_spike_keeper_v1_keeper_proto.Services().ByName("PeerService").Methods()
+	peerServiceFetchKeyringHandler := connect.NewUnaryHandler(
+		PeerServiceFetchKeyringProcedure,
+		svc.FetchKeyring,
+		connect.WithSchema(peerServiceMethods.ByName("FetchKeyring")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/spike.keeper.v1.PeerService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case PeerServiceFetchKeyringProcedure:
+			peerServiceFetchKeyringHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedPeerServiceHandler returns CodeUnimplemented from all methods.
+type UnimplementedPeerServiceHandler struct{}
+
+func (UnimplementedPeerServiceHandler) FetchKeyring(context.Context, *connect.Request[v1.FetchKeyringRequest]) (*connect.Response[v1.FetchKeyringResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.PeerService.FetchKeyring is not implemented"))
 }
