@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -98,15 +100,18 @@ func getJSON(t *testing.T, pilot []string, path string) secretJSON {
 	return s
 }
 
-// stack is Keeper and one or more Nexus replicas running as processes on
-// one fresh database.
+// stack is one or more Keepers and one or more Nexus replicas running as
+// processes on one fresh database.
 type stack struct {
-	ca         *devca.CA
-	dsn        string
-	keeper     *proctest.Process
-	keeperAddr string
-	nexus      []*proctest.Process
-	nexusAddrs []string
+	ca  *devca.CA
+	dsn string
+	// keeper is the first of keepers, at keeperAddr.
+	keeper      *proctest.Process
+	keeperAddr  string
+	keepers     []*proctest.Process
+	keeperAddrs []string
+	nexus       []*proctest.Process
+	nexusAddrs  []string
 	// adminTokenFile is where `spike` keeps the admin token.
 	adminTokenFile string
 	adminToken     string
@@ -120,32 +125,52 @@ func startStack(t *testing.T, replicas int) *stack {
 // startStackOn is startStack on the database of db.
 func startStackOn(t *testing.T, db pgtest.Roles, replicas int) *stack {
 	t.Helper()
+	return startCluster(t, db, replicas, 1)
+}
+
+// startCluster is startStackOn with keepers Keepers (keeper/1, keeper/2...),
+// each a peer of the others, and every Nexus configured with all of them.
+func startCluster(t *testing.T, db pgtest.Roles, replicas, keepers int, nexusEnv ...string) *stack {
+	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &stack{ca: ca, dsn: db.Admin, keeperAddr: proctest.FreeAddr(t),
-		adminTokenFile: filepath.Join(t.TempDir(), "admin-token")}
+	s := &stack{ca: ca, dsn: db.Admin, adminTokenFile: filepath.Join(t.TempDir(), "admin-token")}
 	// As in production: the schema's owner migrates, and Nexus serves as
 	// a role of its own that the migration grants its privileges to.
 	migrate(t, db)
-	keeperEnv := env(baseEnv(), svidEnv(t, ca, identity.Keeper(td, "1")), []string{
-		"SPIKE_KEEPER_LISTEN=" + s.keeperAddr,
-		"SPIKE_KEEPER_KDF_TIME=1",
-		"SPIKE_KEEPER_KDF_MEMORY_KIB=8192",
-		"SPIKE_KEEPER_KDF_THREADS=1",
-	})
-	s.keeper = proctest.Start(t, filepath.Join(binDir, "spike-keeper"), keeperEnv)
-	s.keeper.WaitListening(s.keeperAddr)
+	for range keepers {
+		s.keeperAddrs = append(s.keeperAddrs, proctest.FreeAddr(t))
+	}
+	var urls []string
+	for _, a := range s.keeperAddrs {
+		urls = append(urls, "https://"+a)
+	}
+	for i, addr := range s.keeperAddrs {
+		peers := slices.Delete(slices.Clone(urls), i, i+1)
+		keeperEnv := env(baseEnv(), svidEnv(t, ca, identity.Keeper(td, strconv.Itoa(i+1))), []string{
+			"SPIKE_KEEPER_LISTEN=" + addr,
+			"SPIKE_KEEPER_PEERS=" + strings.Join(peers, ","),
+			"SPIKE_KEEPER_RESEED_INTERVAL=200ms",
+			"SPIKE_KEEPER_KDF_TIME=1",
+			"SPIKE_KEEPER_KDF_MEMORY_KIB=8192",
+			"SPIKE_KEEPER_KDF_THREADS=1",
+		})
+		p := proctest.Start(t, filepath.Join(binDir, "spike-keeper"), keeperEnv)
+		p.WaitListening(addr)
+		s.keepers = append(s.keepers, p)
+	}
+	s.keeper, s.keeperAddr = s.keepers[0], s.keeperAddrs[0]
 	nexusSVID := svidEnv(t, ca, identity.Nexus(td))
 	for range replicas {
 		addr := proctest.FreeAddr(t)
 		p := proctest.Start(t, filepath.Join(binDir, "spike-nexus"), env(baseEnv(), nexusSVID, []string{
 			"SPIKE_NEXUS_LISTEN=" + addr,
 			"SPIKE_DATABASE_URL=" + db.Serving,
-			"SPIKE_KEEPER_URL=https://" + s.keeperAddr,
+			"SPIKE_KEEPER_URLS=" + strings.Join(urls, ","),
 			"SPIKE_KEEPER_CHECK_INTERVAL=200ms",
-		}))
+		}, nexusEnv)) // later entries win: nexusEnv overrides
 		p.WaitListening(addr)
 		s.nexus = append(s.nexus, p)
 		s.nexusAddrs = append(s.nexusAddrs, addr)

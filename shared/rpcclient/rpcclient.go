@@ -45,11 +45,16 @@ import (
 
 // Options tune the retry behaviour. The zero value gives the defaults.
 type Options struct {
-	// MaxRetries is the number of retries after the first attempt (default 4).
+	// MaxRetries is the number of retries after the first attempt
+	// (default 4; NoRetries for none).
 	MaxRetries int
 	// MinWait and MaxWait bound the exponential backoff (default 100ms, 2s).
 	MinWait, MaxWait time.Duration
 }
+
+// NoRetries as Options.MaxRetries makes one attempt only: for callers that
+// have somewhere else to go (another Keeper) rather than a reason to wait.
+const NoRetries = -1
 
 // New returns an HTTP/2 client over tlsConf that sets an idempotency key on
 // every request and retries as the package documentation describes, with
@@ -58,8 +63,8 @@ type Options struct {
 func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 	o := Options{MaxRetries: 4, MinWait: 100 * time.Millisecond, MaxWait: 2 * time.Second}
 	if len(opts) > 0 {
-		if opts[0].MaxRetries > 0 {
-			o.MaxRetries = opts[0].MaxRetries
+		if opts[0].MaxRetries != 0 {
+			o.MaxRetries = max(opts[0].MaxRetries, 0)
 		}
 		if opts[0].MinWait > 0 {
 			o.MinWait = opts[0].MinWait

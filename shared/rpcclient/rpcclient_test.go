@@ -53,6 +53,25 @@ func TestRetriesUnavailableOnly(t *testing.T) {
 	}
 }
 
+// NoRetries makes exactly one attempt, even of a 503.
+func TestNoRetries(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int32
+	srv, conf := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}), nil)
+	c := New(conf, Options{MaxRetries: NoRetries, MinWait: time.Millisecond, MaxWait: time.Millisecond})
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := calls.Load(); got != 1 {
+		t.Errorf("%d calls, want 1", got)
+	}
+}
+
 // The retry policy, attempt by attempt: a refused connection is retried,
 // a TLS failure is final (also when it shows as a failed write on a new
 // connection), a 503 is retried, and a connection that broke after the

@@ -114,7 +114,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	}
 	if len(cfg.Peers) > 0 {
 		// No retries: the re-seed loop asks again every interval.
-		a.peerHTTP = rpcclient.New(mtls.ClientConfig(src, isKeeper), rpcclient.Options{MaxRetries: 0})
+		a.peerHTTP = rpcclient.New(mtls.ClientConfig(src, isKeeper), rpcclient.Options{MaxRetries: rpcclient.NoRetries})
 		for _, u := range cfg.Peers {
 			a.peers = append(a.peers, server.Peer{
 				Name:   u.String(),

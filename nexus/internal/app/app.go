@@ -109,7 +109,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 
 	// No retries of a failed Keeper call: the client fails over to the
 	// next Keeper at once instead.
-	a.keeperHTTP = rpcclient.New(mtls.ClientConfig(a.src, keeperAuthorizer(cfg)), rpcclient.Options{MaxRetries: 0})
+	a.keeperHTTP = rpcclient.New(mtls.ClientConfig(a.src, keeperAuthorizer(cfg)), rpcclient.Options{MaxRetries: rpcclient.NoRetries})
 	var keepers []keeper.Endpoint
 	for _, u := range cfg.KeeperURLs {
 		keepers = append(keepers, keeper.Endpoint{
@@ -118,7 +118,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 		})
 	}
 	a.keeper = keeper.New(keepers, a.store, log)
-	keys := envelope.NewKeys(a.keeper, a.store)
+	keys := envelope.NewKeys(a.keeper, a.store, cfg.DataKeyCacheTTL)
 	metrics.RegisterDEKCache(a.reg, keys)
 	a.keeper.Check(ctx)
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spike-dev/spike/shared/ops"
 	"github.com/spike-dev/spike/shared/svid"
 
+	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
@@ -40,11 +41,14 @@ type Config struct {
 	KeeperID      spiffeid.ID
 	Admins        []spiffeid.ID
 	CheckInterval time.Duration
-	TokenTTL      time.Duration
-	MaxTokenTTL   time.Duration
-	AuditLog      string
-	LogLevel      slog.Level
-	SVID          svid.Config
+	// DataKeyCacheTTL is how long an unwrapped data key stays in memory
+	// for reads (SPIKE_DATA_KEY_CACHE_TTL).
+	DataKeyCacheTTL time.Duration
+	TokenTTL        time.Duration
+	MaxTokenTTL     time.Duration
+	AuditLog        string
+	LogLevel        slog.Level
+	SVID            svid.Config
 	// Source, when set, is used instead of opening one from SVID (tests
 	// mint their SVIDs in-process). It is not read from the environment.
 	Source *svid.Source
@@ -118,6 +122,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	c.CheckInterval, err = time.ParseDuration(env("SPIKE_KEEPER_CHECK_INTERVAL", "1s"))
 	if err != nil || c.CheckInterval < 100*time.Millisecond || c.CheckInterval > time.Minute {
 		errs = append(errs, errors.New("SPIKE_KEEPER_CHECK_INTERVAL: must be a duration from 100ms to 1m"))
+	}
+	c.DataKeyCacheTTL, err = time.ParseDuration(env("SPIKE_DATA_KEY_CACHE_TTL", envelope.DefaultCacheTTL.String()))
+	if err != nil || c.DataKeyCacheTTL < envelope.MinCacheTTL || c.DataKeyCacheTTL > envelope.MaxCacheTTL {
+		errs = append(errs, fmt.Errorf("SPIKE_DATA_KEY_CACHE_TTL: must be a duration from %s to %s", envelope.MinCacheTTL, envelope.MaxCacheTTL))
 	}
 	c.TokenTTL, err = time.ParseDuration(env("SPIKE_ADMIN_TOKEN_TTL", "8h"))
 	if err != nil || c.TokenTTL < time.Minute {

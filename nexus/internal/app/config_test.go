@@ -61,6 +61,9 @@ func TestLoadConfig(t *testing.T) {
 			check: func(c Config) bool {
 				return fmt.Sprint(c.KeeperURLs) == "[https://k1:1 https://k2:2 https://k3:3]" && c.KeeperID.IsZero()
 			}},
+		{name: "data key cache TTL", env: map[string]string{"SPIKE_DATA_KEY_CACHE_TTL": "1s"},
+			check: func(c Config) bool { return c.DataKeyCacheTTL == time.Second }},
+		{name: "data key cache TTL bounds", env: map[string]string{"SPIKE_DATA_KEY_CACHE_TTL": "2h"}, wantErr: "SPIKE_DATA_KEY_CACHE_TTL: must be a duration from 1s to 1h0m0s"},
 		{name: "keeper URLs each https", env: map[string]string{"SPIKE_KEEPER_URLS": "https://k1:1,http://k2:2"}, wantErr: `SPIKE_KEEPER_URLS: "http://k2:2"`},
 		{name: "keeper URL listed twice", env: map[string]string{"SPIKE_KEEPER_URLS": "https://k1:1,https://k1:1"}, wantErr: "listed twice"},
 		{name: "keeper URL and URLs", env: map[string]string{"SPIKE_KEEPER_URLS": "https://k1:1", "SPIKE_KEEPER_URL": "https://k1:1"}, wantErr: "set one of them"},

@@ -20,11 +20,15 @@ import (
 const (
 	maxSealsPerKey = 1 << 20
 	maxKeyAge      = time.Hour
-	// cacheTTL bounds how long an unwrapped data key stays in memory after
-	// it was fetched from Keeper.
-	cacheTTL = 10 * time.Minute
 	// maxCachedKeys bounds the read cache.
 	maxCachedKeys = 4096
+	// DefaultCacheTTL bounds by default how long an unwrapped data key
+	// stays in memory after it was fetched from Keeper.
+	DefaultCacheTTL = 10 * time.Minute
+	// MinCacheTTL and MaxCacheTTL bound the cache TTL: a write fetches the
+	// keys it needs before it locks its row, and must find them there.
+	MinCacheTTL = time.Second
+	MaxCacheTTL = time.Hour
 )
 
 // Key is a data key ready to seal values.
@@ -100,9 +104,10 @@ type KeyStore interface {
 // wrapped in PostgreSQL, caches them unwrapped for a bounded time, and drops
 // them all as soon as SPIKE seals (the Keeper client says so).
 type Keys struct {
-	keeper *keeper.Client
-	store  KeyStore
-	now    func() time.Time
+	keeper   *keeper.Client
+	store    KeyStore
+	now      func() time.Time
+	cacheTTL time.Duration
 
 	// createSlot admits one creator of the active key at a time; waiting
 	// for it respects the caller's context.
@@ -119,12 +124,14 @@ type Keys struct {
 	macKey []byte
 }
 
-// NewKeys returns a key manager that reaches Keeper through kc.
-func NewKeys(kc *keeper.Client, store KeyStore) *Keys {
+// NewKeys returns a key manager that reaches Keeper through kc and keeps
+// unwrapped data keys for reading for cacheTTL.
+func NewKeys(kc *keeper.Client, store KeyStore, cacheTTL time.Duration) *Keys {
 	k := &Keys{
 		keeper:     kc,
 		store:      store,
 		now:        time.Now,
+		cacheTTL:   cacheTTL,
 		cache:      make(map[DEKID]cachedKey),
 		createSlot: make(chan struct{}, 1),
 	}
@@ -395,5 +402,5 @@ func (k *Keys) cacheLocked(id DEKID, aead cipher.AEAD) {
 			}
 		}
 	}
-	k.cache[id] = cachedKey{aead: aead, expires: k.now().Add(cacheTTL)}
+	k.cache[id] = cachedKey{aead: aead, expires: k.now().Add(k.cacheTTL)}
 }

@@ -162,6 +162,45 @@ func (o operatorServer) checkPasswordWithKeeper(ctx context.Context, c *call, pw
 	return stored.ID, nil
 }
 
+// Seal has every Keeper forget the root key. The audit record names the
+// caller, as for every call.
+func (o operatorServer) Seal(ctx context.Context, req *connect.Request[nexusv1.SealRequest]) (*connect.Response[nexusv1.SealResponse], error) {
+	return unary(ctx, o.Server, req, o.seal)
+}
+
+func (o operatorServer) seal(ctx context.Context, _ *call, _ *nexusv1.SealRequest) (*nexusv1.SealResponse, error) {
+	_, err := o.keeper.Seal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	o.log.Warn("sealed on request: every Keeper forgot the root key")
+	return &nexusv1.SealResponse{Keepers: keeperStatuses(o.keeper.State())}, nil
+}
+
+// keeperStatuses reports each Keeper's state; errors only by their code, so
+// that no detail of a connection reaches the caller.
+func keeperStatuses(st keeper.State) []*nexusv1.KeeperStatus {
+	out := make([]*nexusv1.KeeperStatus, 0, len(st.Keepers))
+	for _, k := range st.Keepers {
+		ks := &nexusv1.KeeperStatus{
+			Url:              k.Name,
+			Reachable:        k.Err == nil,
+			HoldsKeyring:     k.Holds,
+			ActiveKeyVersion: k.ActiveKeyVersion,
+			SealedOnPurpose:  k.SealedOnPurpose,
+			Source:           k.Source,
+		}
+		if len(k.KeyringID) > 0 {
+			ks.KeyringId = hex.EncodeToString(k.KeyringID)
+		}
+		if k.Err != nil {
+			ks.Error = connect.CodeOf(k.Err).String() + ": Keeper did not answer"
+		}
+		out = append(out, ks)
+	}
+	return out
+}
+
 // Status reports on the installation. It answers even when sealed.
 func (o operatorServer) Status(ctx context.Context, req *connect.Request[nexusv1.StatusRequest]) (*connect.Response[nexusv1.StatusResponse], error) {
 	return unary(ctx, o.Server, req, o.status)
@@ -180,9 +219,10 @@ func (o operatorServer) status(ctx context.Context, c *call, _ *nexusv1.StatusRe
 		KeeperReachable: st.KeeperErr == nil,
 		KeyringId:       hex.EncodeToString(st.KeyringID),
 		NexusVersion:    o.version,
+		Keepers:         keeperStatuses(st),
 	}
 	if st.KeeperErr != nil {
-		resp.KeeperError = connect.CodeOf(st.KeeperErr).String() + ": Keeper did not answer"
+		resp.KeeperError = connect.CodeOf(st.KeeperErr).String() + ": no Keeper answered"
 	}
 	return resp, nil
 }

@@ -133,7 +133,7 @@ const OutcomeRetention = 24 * time.Hour
 // unkeyed are the mutations that take no idempotency key: Init creates
 // the audit key that outcomes are authenticated with, and is applied once
 // by nature (a repeat is refused: already initialised); Unseal and Logout
-// change nothing that a repeat could double; Login carries the admin
+// change nothing that a repeat could double, nor does Seal; Login carries the admin
 // password, whose hash must not be kept, and its token could not be shown
 // again anyway (a repeat issues another token, which expires unused).
 var unkeyed = map[string]bool{
@@ -141,6 +141,7 @@ var unkeyed = map[string]bool{
 	nexusv1connect.OperatorServiceLoginProcedure:  true,
 	nexusv1connect.OperatorServiceUnsealProcedure: true,
 	nexusv1connect.OperatorServiceLogoutProcedure: true,
+	nexusv1connect.OperatorServiceSealProcedure:   true,
 }
 
 // replayKey validates the request's idempotency key, if any, and gives it
@@ -203,6 +204,7 @@ var rules = map[string]rule{
 	nexusv1connect.OperatorServiceStatusProcedure: {need: adminSVID},
 	nexusv1connect.OperatorServiceLoginProcedure:  {need: adminSVID},
 	nexusv1connect.OperatorServiceLogoutProcedure: {need: adminToken},
+	nexusv1connect.OperatorServiceSealProcedure:   {need: adminToken},
 
 	nexusv1connect.PolicyServicePutPolicyProcedure:    {need: adminToken},
 	nexusv1connect.PolicyServiceGetPolicyProcedure:    {need: adminToken},

@@ -172,6 +172,15 @@ func (f *fakeNexus) Status(_ context.Context, req *connect.Request[nexusv1.Statu
 	}), nil
 }
 
+func (f *fakeNexus) Seal(_ context.Context, req *connect.Request[nexusv1.SealRequest]) (*connect.Response[nexusv1.SealResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	return connect.NewResponse(&nexusv1.SealResponse{Keepers: []*nexusv1.KeeperStatus{
+		{Url: "https://k1:8443", Reachable: true, SealedOnPurpose: true},
+	}}), nil
+}
+
 func (f *fakeNexus) PutSecret(_ context.Context, req *connect.Request[nexusv1.PutSecretRequest]) (*connect.Response[nexusv1.PutSecretResponse], error) {
 	if err := f.record(req.Msg); err != nil {
 		return nil, err

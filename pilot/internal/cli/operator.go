@@ -12,12 +12,13 @@ import (
 )
 
 func (inv *invocation) operatorCommand() *cobra.Command {
-	return groupCommand("operator", "Initialise, unseal and inspect SPIKE",
+	return groupCommand("operator", "Initialise, unseal, seal and inspect SPIKE",
 		`  echo 'correct horse battery staple' | spike operator init
   spike operator unseal
   spike operator status -o json`,
 		inv.initCommand(),
 		inv.unsealCommand(),
+		inv.sealCommand(),
 		inv.statusCommand(),
 	)
 }
@@ -81,13 +82,41 @@ unsealed SPIKE with the right password changes nothing.
 	}
 }
 
+func (inv *invocation) sealCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "seal",
+		Short: "Make every Keeper forget the root key, until an unseal",
+		Long: `seal makes every Keeper forget the root key at once, for example when a
+breach is suspected. From then on every request fails with "SPIKE is
+sealed", the Keepers do not hand the key to each other, and only an admin
+with the password brings SPIKE back ('spike operator unseal', or 'spike
+login', which unseals too). The audit trail records who sealed.
+
+A Keeper that cannot be reached is reported and makes seal fail: it may
+still hold the key. Run seal again once it is back.`,
+		Example: `  spike operator seal`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return inv.withNexus(cmd.Context(), func(ctx context.Context, n *nexus) error {
+				resp, err := n.operator.Seal(ctx, connect.NewRequest(&nexusv1.SealRequest{}))
+				if err != nil {
+					return err
+				}
+				return writeSeal(inv.p.Stdout, inv.output, resp.Msg)
+			})
+		},
+	}
+}
+
 func (inv *invocation) statusCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "status",
-		Short: "Show whether SPIKE is initialised, sealed and able to reach Keeper",
+		Short: "Show whether SPIKE is initialised, sealed, and what each Keeper holds",
 		Long: `status shows whether SPIKE is initialised and sealed, the database schema
-version, whether Nexus can reach Keeper (and why not), the keyring ID and the
-Nexus version.`,
+version, whether Nexus can reach a Keeper, the keyring ID and the Nexus
+version, and for every Keeper: whether it is reachable (and why not), holds
+the root key (which version, from an unseal or from a peer), or was sealed
+on purpose.`,
 		Example: `  spike operator status
   spike operator status -o json`,
 		Args: noArgs,

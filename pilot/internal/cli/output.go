@@ -66,6 +66,72 @@ type statusDoc struct {
 	KeeperError     string `json:"keeper_error" yaml:"keeper_error"`
 	KeyringID       string `json:"keyring_id" yaml:"keyring_id"`
 	NexusVersion    string `json:"nexus_version" yaml:"nexus_version"`
+	// Keepers is every Keeper Nexus is configured with.
+	Keepers []keeperDoc `json:"keepers" yaml:"keepers"`
+}
+
+// keeperDoc is one Keeper in the status and in seal's answer.
+type keeperDoc struct {
+	URL              string `json:"url" yaml:"url"`
+	Reachable        bool   `json:"reachable" yaml:"reachable"`
+	Error            string `json:"error,omitempty" yaml:"error,omitempty"`
+	HoldsKeyring     bool   `json:"holds_keyring" yaml:"holds_keyring"`
+	KeyringID        string `json:"keyring_id,omitempty" yaml:"keyring_id,omitempty"`
+	ActiveKeyVersion uint32 `json:"active_key_version,omitempty" yaml:"active_key_version,omitempty"`
+	SealedOnPurpose  bool   `json:"sealed_on_purpose" yaml:"sealed_on_purpose"`
+	Source           string `json:"source,omitempty" yaml:"source,omitempty"`
+}
+
+func keeperDocs(ks []*nexusv1.KeeperStatus) []keeperDoc {
+	docs := make([]keeperDoc, 0, len(ks))
+	for _, k := range ks {
+		docs = append(docs, keeperDoc{
+			URL: k.GetUrl(), Reachable: k.GetReachable(), Error: k.GetError(),
+			HoldsKeyring: k.GetHoldsKeyring(), KeyringID: k.GetKeyringId(), ActiveKeyVersion: k.GetActiveKeyVersion(),
+			SealedOnPurpose: k.GetSealedOnPurpose(), Source: k.GetSource(),
+		})
+	}
+	return docs
+}
+
+// keeperState says in a few words what one Keeper is doing.
+func keeperState(k *nexusv1.KeeperStatus) string {
+	switch {
+	case !k.GetReachable():
+		return "unreachable (" + printable(k.GetError()) + ")"
+	case k.GetHoldsKeyring():
+		s := fmt.Sprintf("holds the root key (version %d", k.GetActiveKeyVersion())
+		if src := k.GetSource(); src != "" {
+			s += ", from " + printable(src)
+		}
+		return s + ")"
+	case k.GetSealedOnPurpose():
+		return "sealed on purpose"
+	case k.GetKeyringId() != "":
+		return "holds another keyring (" + printable(k.GetKeyringId()) + ")"
+	}
+	return "sealed (waiting for a peer or an unseal)"
+}
+
+// writeKeepers writes one line per Keeper.
+func writeKeepers(tw io.Writer, ks []*nexusv1.KeeperStatus) {
+	for i, k := range ks {
+		fmt.Fprintf(tw, "Keeper %d:\t%s  %s\n", i+1, printable(k.GetUrl()), keeperState(k))
+	}
+}
+
+// writeSeal renders each Keeper's state after a seal.
+func writeSeal(w io.Writer, format string, r *nexusv1.SealResponse) error {
+	if encoded(format) {
+		return writeDoc(w, format, struct {
+			Keepers []keeperDoc `json:"keepers" yaml:"keepers"`
+		}{keeperDocs(r.GetKeepers())})
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "SPIKE is sealed: every Keeper forgot the root key.\n")
+	writeKeepers(tw, r.GetKeepers())
+	fmt.Fprintf(tw, "\nUnseal it with: echo '<password>' | spike operator unseal\n")
+	return flush(tw)
 }
 
 // keyringDoc is the -o json|yaml form of init and unseal.
@@ -217,6 +283,7 @@ func writeStatus(w io.Writer, format string, s *nexusv1.StatusResponse) error {
 			KeeperError:     s.GetKeeperError(),
 			KeyringID:       s.GetKeyringId(),
 			NexusVersion:    s.GetNexusVersion(),
+			Keepers:         keeperDocs(s.GetKeepers()),
 		})
 	}
 	keeper := yesNo(s.GetKeeperReachable())
@@ -230,6 +297,7 @@ func writeStatus(w io.Writer, format string, s *nexusv1.StatusResponse) error {
 	fmt.Fprintf(tw, "Keeper reachable:\t%s\n", keeper)
 	fmt.Fprintf(tw, "Keyring ID:\t%s\n", orDash(printable(s.GetKeyringId())))
 	fmt.Fprintf(tw, "Nexus version:\t%s\n", orDash(printable(s.GetNexusVersion())))
+	writeKeepers(tw, s.GetKeepers())
 	switch {
 	case !s.GetInitialized():
 		fmt.Fprintf(tw, "\nSPIKE is not initialised; initialise it with: echo '<password>' | spike operator init\n")

@@ -202,7 +202,58 @@ SPIKE is sealed; unseal it with: echo '<password>' | spike operator unseal
   "keeper_reachable": false,
   "keeper_error": "connection refused",
   "keyring_id": "",
-  "nexus_version": "dev"
+  "nexus_version": "dev",
+  "keepers": []
+}
+`,
+		},
+		{
+			name: "status table, three Keepers",
+			write: func(w io.Writer) error {
+				return writeStatus(w, formatTable, &nexusv1.StatusResponse{
+					Initialized: true, SchemaVersion: 7, KeeperReachable: true, KeyringId: "ab12", NexusVersion: "dev",
+					Keepers: []*nexusv1.KeeperStatus{
+						{Url: "https://k1:8443", Reachable: true, HoldsKeyring: true, KeyringId: "ab12", ActiveKeyVersion: 2, Source: "peer https://k2:8443"},
+						{Url: "https://k2:8443", Error: "unavailable: Keeper did not answer"},
+						{Url: "https://k3:8443", Reachable: true},
+					},
+				})
+			},
+			want: `Initialised:       yes
+Sealed:            no
+Schema version:    7
+Keeper reachable:  yes
+Keyring ID:        ab12
+Nexus version:     dev
+Keeper 1:          https://k1:8443  holds the root key (version 2, from peer https://k2:8443)
+Keeper 2:          https://k2:8443  unreachable (unavailable: Keeper did not answer)
+Keeper 3:          https://k3:8443  sealed (waiting for a peer or an unseal)
+`,
+		},
+		{
+			name: "status json, one Keeper",
+			write: func(w io.Writer) error {
+				return writeStatus(w, formatJSON, &nexusv1.StatusResponse{
+					Initialized: true, KeeperReachable: true, KeyringId: "ab12",
+					Keepers: []*nexusv1.KeeperStatus{{Url: "https://k1:8443", Reachable: true, SealedOnPurpose: true}},
+				})
+			},
+			want: `{
+  "initialized": true,
+  "sealed": false,
+  "schema_version": 0,
+  "keeper_reachable": true,
+  "keeper_error": "",
+  "keyring_id": "ab12",
+  "nexus_version": "",
+  "keepers": [
+    {
+      "url": "https://k1:8443",
+      "reachable": true,
+      "holds_keyring": false,
+      "sealed_on_purpose": true
+    }
+  ]
 }
 `,
 		},

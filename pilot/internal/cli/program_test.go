@@ -115,15 +115,21 @@ user  admin
 			wantRequests: []proto.Message{&nexusv1.DeleteSecretRequest{Path: "apps/demo/db", Versions: []int64{1, 2}}},
 		},
 		{
+			name:         "seal",
+			args:         []string{"operator", "seal"},
+			wantStdout:   "SPIKE is sealed: every Keeper forgot the root key.\nKeeper 1:  https://k1:8443  sealed on purpose\n\nUnseal it with: echo '<password>' | spike operator unseal\n",
+			wantRequests: []proto.Message{&nexusv1.SealRequest{}},
+		},
+		{
 			name:         "status json",
 			args:         []string{"operator", "status", "-o", "json"},
-			wantStdout:   "{\n  \"initialized\": true,\n  \"sealed\": false,\n  \"schema_version\": 1,\n  \"keeper_reachable\": true,\n  \"keeper_error\": \"\",\n  \"keyring_id\": \"ab12\",\n  \"nexus_version\": \"dev\"\n}\n",
+			wantStdout:   "{\n  \"initialized\": true,\n  \"sealed\": false,\n  \"schema_version\": 1,\n  \"keeper_reachable\": true,\n  \"keeper_error\": \"\",\n  \"keyring_id\": \"ab12\",\n  \"nexus_version\": \"dev\",\n  \"keepers\": []\n}\n",
 			wantRequests: []proto.Message{&nexusv1.StatusRequest{}},
 		},
 		{
 			name:         "status yaml",
 			args:         []string{"operator", "status", "-o", "yaml"},
-			wantStdout:   "initialized: true\nsealed: false\nschema_version: 1\nkeeper_reachable: true\nkeeper_error: \"\"\nkeyring_id: ab12\nnexus_version: dev\n",
+			wantStdout:   "initialized: true\nsealed: false\nschema_version: 1\nkeeper_reachable: true\nkeeper_error: \"\"\nkeyring_id: ab12\nnexus_version: dev\nkeepers: []\n",
 			wantRequests: []proto.Message{&nexusv1.StatusRequest{}},
 		},
 		{

@@ -432,6 +432,192 @@ func (x *UnsealResponse) GetKeyringId() string {
 	return ""
 }
 
+type SealRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealRequest) Reset() {
+	*x = SealRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealRequest) ProtoMessage() {}
+
+func (x *SealRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealRequest.ProtoReflect.Descriptor instead.
+func (*SealRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{9}
+}
+
+type SealResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keepers       []*KeeperStatus        `protobuf:"bytes,1,rep,name=keepers,proto3" json:"keepers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealResponse) Reset() {
+	*x = SealResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealResponse) ProtoMessage() {}
+
+func (x *SealResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealResponse.ProtoReflect.Descriptor instead.
+func (*SealResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SealResponse) GetKeepers() []*KeeperStatus {
+	if x != nil {
+		return x.Keepers
+	}
+	return nil
+}
+
+// KeeperStatus is what Nexus knows of one Keeper.
+type KeeperStatus struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Url       string                 `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Reachable bool                   `protobuf:"varint,2,opt,name=reachable,proto3" json:"reachable,omitempty"`
+	// Why it could not be reached (or failed), empty when it answered.
+	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	// True when it holds this database's root keyring.
+	HoldsKeyring bool `protobuf:"varint,4,opt,name=holds_keyring,json=holdsKeyring,proto3" json:"holds_keyring,omitempty"`
+	// The keyring it holds (hex), if any.
+	KeyringId        string `protobuf:"bytes,5,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
+	ActiveKeyVersion uint32 `protobuf:"varint,6,opt,name=active_key_version,json=activeKeyVersion,proto3" json:"active_key_version,omitempty"`
+	// True after spike operator seal, until the next unseal.
+	SealedOnPurpose bool `protobuf:"varint,7,opt,name=sealed_on_purpose,json=sealedOnPurpose,proto3" json:"sealed_on_purpose,omitempty"`
+	// How it got its keyring: "unseal" or "peer <url>".
+	Source        string `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeeperStatus) Reset() {
+	*x = KeeperStatus{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeeperStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeeperStatus) ProtoMessage() {}
+
+func (x *KeeperStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeeperStatus.ProtoReflect.Descriptor instead.
+func (*KeeperStatus) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *KeeperStatus) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *KeeperStatus) GetReachable() bool {
+	if x != nil {
+		return x.Reachable
+	}
+	return false
+}
+
+func (x *KeeperStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *KeeperStatus) GetHoldsKeyring() bool {
+	if x != nil {
+		return x.HoldsKeyring
+	}
+	return false
+}
+
+func (x *KeeperStatus) GetKeyringId() string {
+	if x != nil {
+		return x.KeyringId
+	}
+	return ""
+}
+
+func (x *KeeperStatus) GetActiveKeyVersion() uint32 {
+	if x != nil {
+		return x.ActiveKeyVersion
+	}
+	return 0
+}
+
+func (x *KeeperStatus) GetSealedOnPurpose() bool {
+	if x != nil {
+		return x.SealedOnPurpose
+	}
+	return false
+}
+
+func (x *KeeperStatus) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -440,7 +626,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +638,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +651,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{9}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{12}
 }
 
 type StatusResponse struct {
@@ -475,16 +661,18 @@ type StatusResponse struct {
 	SchemaVersion   int64                  `protobuf:"varint,3,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
 	KeeperReachable bool                   `protobuf:"varint,4,opt,name=keeper_reachable,json=keeperReachable,proto3" json:"keeper_reachable,omitempty"`
 	// Why Keeper could not be reached, empty when it could.
-	KeeperError   string `protobuf:"bytes,5,opt,name=keeper_error,json=keeperError,proto3" json:"keeper_error,omitempty"`
-	KeyringId     string `protobuf:"bytes,6,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
-	NexusVersion  string `protobuf:"bytes,7,opt,name=nexus_version,json=nexusVersion,proto3" json:"nexus_version,omitempty"`
+	KeeperError  string `protobuf:"bytes,5,opt,name=keeper_error,json=keeperError,proto3" json:"keeper_error,omitempty"`
+	KeyringId    string `protobuf:"bytes,6,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
+	NexusVersion string `protobuf:"bytes,7,opt,name=nexus_version,json=nexusVersion,proto3" json:"nexus_version,omitempty"`
+	// Every Keeper Nexus is configured with, in configuration order.
+	Keepers       []*KeeperStatus `protobuf:"bytes,8,rep,name=keepers,proto3" json:"keepers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +684,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +697,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{10}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *StatusResponse) GetInitialized() bool {
@@ -561,6 +749,13 @@ func (x *StatusResponse) GetNexusVersion() string {
 	return ""
 }
 
+func (x *StatusResponse) GetKeepers() []*KeeperStatus {
+	if x != nil {
+		return x.Keepers
+	}
+	return nil
+}
+
 var File_spike_nexus_v1_operator_proto protoreflect.FileDescriptor
 
 const file_spike_nexus_v1_operator_proto_rawDesc = "" +
@@ -589,8 +784,21 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\bpassword\x18\x01 \x01(\fR\bpassword\"/\n" +
 	"\x0eUnsealResponse\x12\x1d\n" +
 	"\n" +
-	"keyring_id\x18\x01 \x01(\tR\tkeyringId\"\x0f\n" +
-	"\rStatusRequest\"\x83\x02\n" +
+	"keyring_id\x18\x01 \x01(\tR\tkeyringId\"\r\n" +
+	"\vSealRequest\"F\n" +
+	"\fSealResponse\x126\n" +
+	"\akeepers\x18\x01 \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers\"\x8a\x02\n" +
+	"\fKeeperStatus\x12\x10\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1c\n" +
+	"\treachable\x18\x02 \x01(\bR\treachable\x12\x14\n" +
+	"\x05error\x18\x03 \x01(\tR\x05error\x12#\n" +
+	"\rholds_keyring\x18\x04 \x01(\bR\fholdsKeyring\x12\x1d\n" +
+	"\n" +
+	"keyring_id\x18\x05 \x01(\tR\tkeyringId\x12,\n" +
+	"\x12active_key_version\x18\x06 \x01(\rR\x10activeKeyVersion\x12*\n" +
+	"\x11sealed_on_purpose\x18\a \x01(\bR\x0fsealedOnPurpose\x12\x16\n" +
+	"\x06source\x18\b \x01(\tR\x06source\"\x0f\n" +
+	"\rStatusRequest\"\xbb\x02\n" +
 	"\x0eStatusResponse\x12 \n" +
 	"\vinitialized\x18\x01 \x01(\bR\vinitialized\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12%\n" +
@@ -599,10 +807,12 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\fkeeper_error\x18\x05 \x01(\tR\vkeeperError\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x06 \x01(\tR\tkeyringId\x12#\n" +
-	"\rnexus_version\x18\a \x01(\tR\fnexusVersion2\xfa\x02\n" +
+	"\rnexus_version\x18\a \x01(\tR\fnexusVersion\x126\n" +
+	"\akeepers\x18\b \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers2\xc2\x03\n" +
 	"\x0fOperatorService\x12A\n" +
 	"\x04Init\x12\x1b.spike.nexus.v1.InitRequest\x1a\x1c.spike.nexus.v1.InitResponse\x12G\n" +
-	"\x06Unseal\x12\x1d.spike.nexus.v1.UnsealRequest\x1a\x1e.spike.nexus.v1.UnsealResponse\x12L\n" +
+	"\x06Unseal\x12\x1d.spike.nexus.v1.UnsealRequest\x1a\x1e.spike.nexus.v1.UnsealResponse\x12F\n" +
+	"\x04Seal\x12\x1b.spike.nexus.v1.SealRequest\x1a\x1c.spike.nexus.v1.SealResponse\"\x03\x90\x02\x02\x12L\n" +
 	"\x06Status\x12\x1d.spike.nexus.v1.StatusRequest\x1a\x1e.spike.nexus.v1.StatusResponse\"\x03\x90\x02\x01\x12D\n" +
 	"\x05Login\x12\x1c.spike.nexus.v1.LoginRequest\x1a\x1d.spike.nexus.v1.LoginResponse\x12G\n" +
 	"\x06Logout\x12\x1d.spike.nexus.v1.LogoutRequest\x1a\x1e.spike.nexus.v1.LogoutResponseB\xb6\x01\n" +
@@ -620,7 +830,7 @@ func file_spike_nexus_v1_operator_proto_rawDescGZIP() []byte {
 	return file_spike_nexus_v1_operator_proto_rawDescData
 }
 
-var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_spike_nexus_v1_operator_proto_goTypes = []any{
 	(*AdminToken)(nil),            // 0: spike.nexus.v1.AdminToken
 	(*LoginRequest)(nil),          // 1: spike.nexus.v1.LoginRequest
@@ -631,29 +841,36 @@ var file_spike_nexus_v1_operator_proto_goTypes = []any{
 	(*InitResponse)(nil),          // 6: spike.nexus.v1.InitResponse
 	(*UnsealRequest)(nil),         // 7: spike.nexus.v1.UnsealRequest
 	(*UnsealResponse)(nil),        // 8: spike.nexus.v1.UnsealResponse
-	(*StatusRequest)(nil),         // 9: spike.nexus.v1.StatusRequest
-	(*StatusResponse)(nil),        // 10: spike.nexus.v1.StatusResponse
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*SealRequest)(nil),           // 9: spike.nexus.v1.SealRequest
+	(*SealResponse)(nil),          // 10: spike.nexus.v1.SealResponse
+	(*KeeperStatus)(nil),          // 11: spike.nexus.v1.KeeperStatus
+	(*StatusRequest)(nil),         // 12: spike.nexus.v1.StatusRequest
+	(*StatusResponse)(nil),        // 13: spike.nexus.v1.StatusResponse
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
-	11, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
+	14, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: spike.nexus.v1.LoginResponse.token:type_name -> spike.nexus.v1.AdminToken
 	0,  // 2: spike.nexus.v1.InitResponse.token:type_name -> spike.nexus.v1.AdminToken
-	5,  // 3: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
-	7,  // 4: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
-	9,  // 5: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
-	1,  // 6: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
-	3,  // 7: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
-	6,  // 8: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
-	8,  // 9: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
-	10, // 10: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
-	2,  // 11: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
-	4,  // 12: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
-	8,  // [8:13] is the sub-list for method output_type
-	3,  // [3:8] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	11, // 3: spike.nexus.v1.SealResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
+	11, // 4: spike.nexus.v1.StatusResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
+	5,  // 5: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
+	7,  // 6: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
+	9,  // 7: spike.nexus.v1.OperatorService.Seal:input_type -> spike.nexus.v1.SealRequest
+	12, // 8: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
+	1,  // 9: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
+	3,  // 10: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
+	6,  // 11: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
+	8,  // 12: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
+	10, // 13: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
+	13, // 14: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
+	2,  // 15: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
+	4,  // 16: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
+	11, // [11:17] is the sub-list for method output_type
+	5,  // [5:11] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_spike_nexus_v1_operator_proto_init() }
@@ -667,7 +884,7 @@ func file_spike_nexus_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_nexus_v1_operator_proto_rawDesc), len(file_spike_nexus_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,8 @@ const (
 	OperatorServiceInitProcedure = "/spike.nexus.v1.OperatorService/Init"
 	// OperatorServiceUnsealProcedure is the fully-qualified name of the OperatorService's Unseal RPC.
 	OperatorServiceUnsealProcedure = "/spike.nexus.v1.OperatorService/Unseal"
+	// OperatorServiceSealProcedure is the fully-qualified name of the OperatorService's Seal RPC.
+	OperatorServiceSealProcedure = "/spike.nexus.v1.OperatorService/Seal"
 	// OperatorServiceStatusProcedure is the fully-qualified name of the OperatorService's Status RPC.
 	OperatorServiceStatusProcedure = "/spike.nexus.v1.OperatorService/Status"
 	// OperatorServiceLoginProcedure is the fully-qualified name of the OperatorService's Login RPC.
@@ -53,8 +55,13 @@ type OperatorServiceClient interface {
 	Init(context.Context, *connect.Request[v1.InitRequest]) (*connect.Response[v1.InitResponse], error)
 	// Unseal loads the stored keyring into Keeper with the admin password.
 	Unseal(context.Context, *connect.Request[v1.UnsealRequest]) (*connect.Response[v1.UnsealResponse], error)
-	// Status reports initialisation, seal state, schema version and Keeper
-	// reachability.
+	// Seal makes every Keeper forget the root key: requests fail sealed
+	// until an admin unseals (or logs in) again. It answers each Keeper's
+	// state; a Keeper that could not be reached is an error (it may still
+	// hold the key).
+	Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error)
+	// Status reports initialisation, seal state, schema version and every
+	// Keeper's state.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
 	// Login checks the admin password and returns an admin token. A sealed
 	// SPIKE is unsealed by a successful login.
@@ -86,6 +93,13 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("Unseal")),
 			connect.WithClientOptions(opts...),
 		),
+		seal: connect.NewClient[v1.SealRequest, v1.SealResponse](
+			httpClient,
+			baseURL+OperatorServiceSealProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("Seal")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 		status: connect.NewClient[v1.StatusRequest, v1.StatusResponse](
 			httpClient,
 			baseURL+OperatorServiceStatusProcedure,
@@ -112,6 +126,7 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 type operatorServiceClient struct {
 	init   *connect.Client[v1.InitRequest, v1.InitResponse]
 	unseal *connect.Client[v1.UnsealRequest, v1.UnsealResponse]
+	seal   *connect.Client[v1.SealRequest, v1.SealResponse]
 	status *connect.Client[v1.StatusRequest, v1.StatusResponse]
 	login  *connect.Client[v1.LoginRequest, v1.LoginResponse]
 	logout *connect.Client[v1.LogoutRequest, v1.LogoutResponse]
@@ -125,6 +140,11 @@ func (c *operatorServiceClient) Init(ctx context.Context, req *connect.Request[v
 // Unseal calls spike.nexus.v1.OperatorService.Unseal.
 func (c *operatorServiceClient) Unseal(ctx context.Context, req *connect.Request[v1.UnsealRequest]) (*connect.Response[v1.UnsealResponse], error) {
 	return c.unseal.CallUnary(ctx, req)
+}
+
+// Seal calls spike.nexus.v1.OperatorService.Seal.
+func (c *operatorServiceClient) Seal(ctx context.Context, req *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error) {
+	return c.seal.CallUnary(ctx, req)
 }
 
 // Status calls spike.nexus.v1.OperatorService.Status.
@@ -150,8 +170,13 @@ type OperatorServiceHandler interface {
 	Init(context.Context, *connect.Request[v1.InitRequest]) (*connect.Response[v1.InitResponse], error)
 	// Unseal loads the stored keyring into Keeper with the admin password.
 	Unseal(context.Context, *connect.Request[v1.UnsealRequest]) (*connect.Response[v1.UnsealResponse], error)
-	// Status reports initialisation, seal state, schema version and Keeper
-	// reachability.
+	// Seal makes every Keeper forget the root key: requests fail sealed
+	// until an admin unseals (or logs in) again. It answers each Keeper's
+	// state; a Keeper that could not be reached is an error (it may still
+	// hold the key).
+	Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error)
+	// Status reports initialisation, seal state, schema version and every
+	// Keeper's state.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
 	// Login checks the admin password and returns an admin token. A sealed
 	// SPIKE is unsealed by a successful login.
@@ -179,6 +204,13 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("Unseal")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceSealHandler := connect.NewUnaryHandler(
+		OperatorServiceSealProcedure,
+		svc.Seal,
+		connect.WithSchema(operatorServiceMethods.ByName("Seal")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	operatorServiceStatusHandler := connect.NewUnaryHandler(
 		OperatorServiceStatusProcedure,
 		svc.Status,
@@ -204,6 +236,8 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceInitHandler.ServeHTTP(w, r)
 		case OperatorServiceUnsealProcedure:
 			operatorServiceUnsealHandler.ServeHTTP(w, r)
+		case OperatorServiceSealProcedure:
+			operatorServiceSealHandler.ServeHTTP(w, r)
 		case OperatorServiceStatusProcedure:
 			operatorServiceStatusHandler.ServeHTTP(w, r)
 		case OperatorServiceLoginProcedure:
@@ -225,6 +259,10 @@ func (UnimplementedOperatorServiceHandler) Init(context.Context, *connect.Reques
 
 func (UnimplementedOperatorServiceHandler) Unseal(context.Context, *connect.Request[v1.UnsealRequest]) (*connect.Response[v1.UnsealResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Unseal is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Seal is not implemented"))
 }
 
 func (UnimplementedOperatorServiceHandler) Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error) {
