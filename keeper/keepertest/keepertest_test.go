@@ -116,16 +116,20 @@ func TestStartRestartStop(t *testing.T) {
 	wantStatus(t, "after Stop and Restart", c, &keeperv1.StatusResponse{})
 }
 
-// TestRefusesOthers checks that only the Nexus ID gets through: other
-// callers fail the TLS handshake and never reach a handler.
+// TestRefusesOthers checks that only the Nexus ID gets to KeeperService:
+// callers that are neither Nexus nor a peer Keeper fail the TLS handshake
+// and never reach a handler, and a peer Keeper is refused by the handler.
 func TestRefusesOthers(t *testing.T) {
 	t.Parallel()
 	ca := newCA(t)
 	k := keepertest.Start(t, ca, keepertest.Options{})
+	_, err := status(t, client(t, ca, k, identity.Keeper(td, "2")))
+	if connect.CodeOf(err) != connect.CodePermissionDenied {
+		t.Errorf("Status as a peer Keeper = %v, want PermissionDenied", err)
+	}
 	for _, id := range []spiffeid.ID{
 		spiffeid.RequireFromSegments(td, "app", "x"),
 		identity.Pilot(td),
-		identity.Keeper(td, "2"),
 	} {
 		_, err := status(t, client(t, ca, k, id))
 		if err == nil {

@@ -45,6 +45,8 @@ const password = "correct horse battery staple"
 type keeper struct {
 	ca  *devca.CA
 	url string
+	id  spiffeid.ID
+	srv *server.Server
 	// tlsLog collects the HTTP server's error log: refused handshakes.
 	tlsLog *logtest.Buffer
 }
@@ -57,14 +59,21 @@ func startKeeper(t *testing.T, authorize tlsconfig.Authorizer) *keeper {
 	if err != nil {
 		t.Fatalf("devca.New: %v", err)
 	}
-	src, err := ca.Source(keeperID)
+	return startKeeperOn(t, ca, keeperID, authorize)
+}
+
+// startKeeperOn is startKeeper with Keeper's SVID for id minted by ca.
+func startKeeperOn(t *testing.T, ca *devca.CA, id spiffeid.ID, authorize tlsconfig.Authorizer) *keeper {
+	t.Helper()
+	src, err := ca.Source(id)
 	if err != nil {
 		t.Fatalf("keeper SVID: %v", err)
 	}
-	srv := server.New(server.Config{NexusID: nexusID, KDF: testKDF})
+	srv := server.New(server.Config{NexusID: nexusID, TrustDomain: td, KDF: testKDF})
 	t.Cleanup(srv.Drop)
 	mux := http.NewServeMux()
 	mux.Handle(srv.Handler())
+	mux.Handle(srv.PeerHandler())
 	httpSrv := mtls.NewServer(mux, mtls.ServerConfig(src, authorize), nil)
 	tlsLog := &logtest.Buffer{}
 	httpSrv.ErrorLog = log.New(tlsLog, "", 0)
@@ -79,7 +88,7 @@ func startKeeper(t *testing.T, authorize tlsconfig.Authorizer) *keeper {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &keeper{ca: ca, url: "https://" + ln.Addr().String(), tlsLog: tlsLog}
+	return &keeper{ca: ca, url: "https://" + ln.Addr().String(), id: id, srv: srv, tlsLog: tlsLog}
 }
 
 // client returns a Keeper client presenting an SVID for id minted by ca
@@ -91,7 +100,7 @@ func (k *keeper) client(t *testing.T, ca *devca.CA, id spiffeid.ID) keeperv1conn
 		t.Fatalf("client SVID: %v", err)
 	}
 	src := svid.Static(s, k.ca.Bundle())
-	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(keeperID)))
+	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(k.id)))
 	return keeperv1connect.NewKeeperServiceClient(httpClient, k.url)
 }
 
@@ -208,7 +217,7 @@ func TestInitUnsealDataKeyRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(sealed.GetKeyringId(), resp.Msg.GetKeyringId()); diff != "" {
 		t.Errorf("Unseal keyring id (-want +got):\n%s", diff)
 	}
-	unsealed := &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1}
+	unsealed := &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, Source: "unseal"}
 	wantStatus(t, c, unsealed)
 
 	gen, err := c.GenerateDataKey(t.Context(), connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: dekID}))
@@ -363,7 +372,7 @@ func TestRefused(t *testing.T) {
 	}
 	wantErr(t, "unsealed: Unseal another keyring", unseal(t, c, password, initKeyring(t, c, password)),
 		refused(keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, "keeper is unsealed with a different keyring"))
-	wantStatus(t, c, &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1})
+	wantStatus(t, c, &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, Source: "unseal"})
 }
 
 func TestPasswordLengthBounds(t *testing.T) {
