@@ -3,8 +3,10 @@ package app_test
 import (
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -40,24 +42,28 @@ func TestLoadConfig(t *testing.T) {
 		{
 			name: "everything set",
 			env: map[string]string{
-				"SPIKE_TRUST_DOMAIN":          "example.org",
-				"SPIKE_KEEPER_LISTEN":         "0.0.0.0:9443",
-				"SPIKE_KEEPER_OPS_LISTEN":     "0.0.0.0:9444",
-				"SPIKE_KEEPER_KDF_TIME":       "1",
-				"SPIKE_KEEPER_KDF_MEMORY_KIB": "1024",
-				"SPIKE_KEEPER_KDF_THREADS":    "2",
-				"SPIKE_LOG_LEVEL":             "debug",
-				"SPIFFE_ENDPOINT_SOCKET":      "unix:///run/spire/agent.sock",
-				"SPIKE_SVID_CERT":             "/svid.pem",
-				"SPIKE_SVID_KEY":              "/key.pem",
-				"SPIKE_TRUST_BUNDLE":          "/bundle.pem",
+				"SPIKE_TRUST_DOMAIN":           "example.org",
+				"SPIKE_KEEPER_LISTEN":          "0.0.0.0:9443",
+				"SPIKE_KEEPER_OPS_LISTEN":      "0.0.0.0:9444",
+				"SPIKE_KEEPER_KDF_TIME":        "1",
+				"SPIKE_KEEPER_KDF_MEMORY_KIB":  "1024",
+				"SPIKE_KEEPER_KDF_THREADS":     "2",
+				"SPIKE_KEEPER_PEERS":           "https://k2:8443, https://k3:8443/",
+				"SPIKE_KEEPER_RESEED_INTERVAL": "250ms",
+				"SPIKE_LOG_LEVEL":              "debug",
+				"SPIFFE_ENDPOINT_SOCKET":       "unix:///run/spire/agent.sock",
+				"SPIKE_SVID_CERT":              "/svid.pem",
+				"SPIKE_SVID_KEY":               "/key.pem",
+				"SPIKE_TRUST_BUNDLE":           "/bundle.pem",
 			},
 			want: app.Config{
-				TrustDomain: spiffeid.RequireTrustDomainFromString("example.org"),
-				Listen:      &net.TCPAddr{IP: net.IPv4(0, 0, 0, 0), Port: 9443},
-				OpsListen:   &net.TCPAddr{IP: net.IPv4(0, 0, 0, 0), Port: 9444},
-				NexusID:     spiffeid.RequireFromString("spiffe://example.org/spike/nexus"),
-				KDF:         keyring.Params{Time: 1, MemoryKiB: 1024, Threads: 2},
+				TrustDomain:    spiffeid.RequireTrustDomainFromString("example.org"),
+				Listen:         &net.TCPAddr{IP: net.IPv4(0, 0, 0, 0), Port: 9443},
+				OpsListen:      &net.TCPAddr{IP: net.IPv4(0, 0, 0, 0), Port: 9444},
+				NexusID:        spiffeid.RequireFromString("spiffe://example.org/spike/nexus"),
+				Peers:          []*url.URL{{Scheme: "https", Host: "k2:8443"}, {Scheme: "https", Host: "k3:8443", Path: "/"}},
+				ReseedInterval: 250 * time.Millisecond,
+				KDF:            keyring.Params{Time: 1, MemoryKiB: 1024, Threads: 2},
 				SVID: svid.Config{
 					EndpointSocket: "unix:///run/spire/agent.sock",
 					CertFile:       "/svid.pem",
@@ -98,6 +104,9 @@ func TestLoadConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("LoadConfig: %v", err)
 			}
+			if tt.want.ReseedInterval == 0 {
+				tt.want.ReseedInterval = time.Second // the default
+			}
 			opts := cmp.Options{
 				cmp.Comparer(func(a, b spiffeid.TrustDomain) bool { return a == b }),
 				cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b }),
@@ -128,6 +137,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"kdf threads over 255", map[string]string{"SPIKE_KEEPER_KDF_THREADS": "256"}, []string{"SPIKE_KEEPER_KDF_THREADS", "0..255"}},
 		{"kdf threads zero", map[string]string{"SPIKE_KEEPER_KDF_THREADS": "0"}, []string{"SPIKE_KEEPER_KDF_*", "threads"}},
 		{"bad log level", map[string]string{"SPIKE_LOG_LEVEL": "loud"}, []string{"SPIKE_LOG_LEVEL"}},
+		{"peer not https", map[string]string{"SPIKE_KEEPER_PEERS": "https://k2:1,http://k3:1"}, []string{"SPIKE_KEEPER_PEERS", `"http://k3:1"`}},
+		{"peer with a path", map[string]string{"SPIKE_KEEPER_PEERS": "https://k2:1/x"}, []string{"SPIKE_KEEPER_PEERS"}},
+		{"reseed interval too short", map[string]string{"SPIKE_KEEPER_RESEED_INTERVAL": "1ms"}, []string{"SPIKE_KEEPER_RESEED_INTERVAL"}},
 		{
 			"several at once",
 			map[string]string{"SPIKE_KEEPER_LISTEN": "nowhere", "SPIKE_LOG_LEVEL": "loud"},
