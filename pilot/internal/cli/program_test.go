@@ -129,17 +129,17 @@ user  admin
 		{
 			name:         "init yaml",
 			args:         []string{"operator", "init", "-o", "yaml"},
-			stdin:        "correct horse\n",
+			stdin:        "correct horse battery staple\n",
 			wantStdout:   "keyring_id: ab12\nexpires_at: \"2025-03-04T13:06:07Z\"\ntoken_file: $TOKEN_FILE\n",
-			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse")}},
+			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse battery staple")}},
 			wantToken:    initToken + "\n",
 		},
 		{
 			name:         "init from a pipe",
 			args:         []string{"operator", "init", "-o", "json"},
-			stdin:        "correct horse\r\n",
+			stdin:        "correct horse battery staple\r\n",
 			wantStdout:   "{\n  \"keyring_id\": \"ab12\",\n  \"expires_at\": \"2025-03-04T13:06:07Z\",\n  \"token_file\": \"$TOKEN_FILE\"\n}\n",
-			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse")}},
+			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse battery staple")}},
 			wantToken:    initToken + "\n",
 		},
 		{
