@@ -330,7 +330,7 @@ func TestRefused(t *testing.T) {
 		{"Unseal unknown kdf params version", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { k.KdfParams = []byte{9} })),
 			refused(corrupt, "keyring.kdf_params: invalid kdf params: unknown version 9")},
 		{"Unseal kdf memory over the cap", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { copy(k.KdfParams[5:9], []byte{0xff, 0xff, 0xff, 0xff}) })),
-			refused(corrupt, "keyring.kdf_params: invalid kdf params: memory 4294967295 KiB not in 8..4194304")},
+			refused(corrupt, "keyring.kdf_params: invalid kdf params: memory 4294967295 KiB is over the cap of 262144 KiB")},
 		{"Unseal ciphertext of a nonce only", unsealWith(password, altered(func(k *keeperv1.SealedKeyring) { k.Ciphertext = k.Ciphertext[:12] })),
 			refused(corrupt, "keyring: malformed sealed keyring: ciphertext is 12 bytes, too short for a nonce and tag")},
 
