@@ -81,9 +81,10 @@ func TestReadNewPassword(t *testing.T) {
 		input   string
 		want    string
 		wantErr error
+		refused bool // the error is a newPasswordError
 	}{
 		{name: "accepted", input: "strong\n", want: "strong"},
-		{name: "refused", input: "weak\n", wantErr: refuse},
+		{name: "refused", input: "weak\n", wantErr: refuse, refused: true},
 		{name: "empty before the check", input: "\n", wantErr: errEmptyPassword},
 	}
 	for _, tt := range tests {
@@ -94,7 +95,7 @@ func TestReadNewPassword(t *testing.T) {
 				t.Fatalf("readPassword error = %v, want %v", err, tt.wantErr)
 			}
 			var refused *newPasswordError
-			if tt.wantErr == refuse && (!errors.As(err, &refused) || err.Error() != "password refused") {
+			if tt.refused && (!errors.As(err, &refused) || err.Error() != "password refused") {
 				t.Errorf("readPassword error = %#v, want a newPasswordError saying %q", err, "password refused")
 			}
 			if string(got) != tt.want {
