@@ -7,16 +7,20 @@ import (
 	"fmt"
 )
 
-// Limits on Argon2id parameters. Encoded parameters come from storage that
-// SPIKE does not trust, so the limits keep an edited row from making Keeper
-// spend unbounded memory or time.
+// Caps on Argon2id parameters. Encoded parameters come from storage that
+// SPIKE does not trust: a database writer could raise them to make Keeper
+// allocate gigabytes or spin for minutes at unseal. Parameters beyond a cap
+// are refused before any derivation. The caps are several times Keeper's
+// default cost (64 MiB, 3 passes, 4 threads), which stays well inside them.
 const (
 	// SaltSize is the length of an Argon2id salt in bytes.
 	SaltSize = 16
-	// MaxMemoryKiB is the largest Argon2id memory cost accepted: 4 GiB.
-	MaxMemoryKiB = 4 << 20
+	// MaxMemoryKiB is the largest Argon2id memory cost accepted: 256 MiB.
+	MaxMemoryKiB = 256 << 10
 	// MaxTime is the largest Argon2id time cost (passes) accepted.
-	MaxTime = 64
+	MaxTime = 16
+	// MaxThreads is the largest Argon2id parallelism accepted.
+	MaxThreads = 16
 )
 
 // paramsVersion is the format version of encoded Params.
@@ -56,17 +60,24 @@ func NewParams(time, memoryKiB uint32, threads uint8) (Params, error) {
 	return p, nil
 }
 
-// Validate reports whether p is within the accepted limits.
+// Validate reports whether p is within the accepted limits. An error
+// wraps ErrInvalidParams and names the parameter and its limit.
 func (p Params) Validate() error {
 	switch {
-	case p.Time == 0 || p.Time > MaxTime:
-		return fmt.Errorf("%w: time %d not in 1..%d", ErrInvalidParams, p.Time, MaxTime)
+	case p.Time == 0:
+		return fmt.Errorf("%w: time %d is below the minimum of 1 pass", ErrInvalidParams, p.Time)
+	case p.Time > MaxTime:
+		return fmt.Errorf("%w: time %d is over the cap of %d passes", ErrInvalidParams, p.Time, MaxTime)
 	case p.Threads == 0:
-		return fmt.Errorf("%w: threads must be at least 1", ErrInvalidParams)
-	case p.MemoryKiB < 8*uint32(p.Threads) || p.MemoryKiB > MaxMemoryKiB:
+		return fmt.Errorf("%w: threads %d is below the minimum of 1", ErrInvalidParams, p.Threads)
+	case p.Threads > MaxThreads:
+		return fmt.Errorf("%w: threads %d is over the cap of %d", ErrInvalidParams, p.Threads, MaxThreads)
+	case p.MemoryKiB > MaxMemoryKiB:
+		return fmt.Errorf("%w: memory %d KiB is over the cap of %d KiB", ErrInvalidParams, p.MemoryKiB, MaxMemoryKiB)
+	case p.MemoryKiB < 8*uint32(p.Threads):
 		// Argon2 silently raises memory below 8 KiB per thread; refuse it
 		// instead so the stored parameters are the ones used.
-		return fmt.Errorf("%w: memory %d KiB not in %d..%d", ErrInvalidParams, p.MemoryKiB, 8*uint32(p.Threads), MaxMemoryKiB)
+		return fmt.Errorf("%w: memory %d KiB is below 8 KiB per thread (%d KiB)", ErrInvalidParams, p.MemoryKiB, 8*uint32(p.Threads))
 	case len(p.Salt) != SaltSize:
 		return fmt.Errorf("%w: salt is %d bytes, want %d", ErrInvalidParams, len(p.Salt), SaltSize)
 	}

@@ -11,6 +11,7 @@ import (
 	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	"github.com/spike-dev/spike/shared/mtls"
 	"github.com/spike-dev/spike/shared/password"
+	"github.com/spike-dev/spike/shared/password/strength"
 )
 
 // authorize admits only Nexus. The TLS configuration already refuses every
@@ -59,9 +60,20 @@ func keeperError(reason keeperv1.ErrorDetail_Reason, msg string) error {
 	return ce
 }
 
-// checkPassword enforces the password length limits.
+// checkPassword enforces the length limits on a password in use (Unseal).
+// It accepts the older, shorter minimum so that existing keyrings unseal.
 func checkPassword(pw []byte) error {
 	if err := password.CheckLength(pw); err != nil {
+		return invalid("password " + err.Error())
+	}
+	return nil
+}
+
+// checkNewPassword enforces the rules on a password being set (Init,
+// rekey): long enough and hard to guess, with SPIKE's trust domain among
+// the words an attacker tries first.
+func (s *Server) checkNewPassword(pw []byte) error {
+	if err := strength.Check(pw, s.nexusID.TrustDomain().Name()); err != nil {
 		return invalid("password " + err.Error())
 	}
 	return nil

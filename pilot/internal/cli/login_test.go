@@ -257,8 +257,8 @@ func TestRunAuth(t *testing.T) {
 			// not sent.
 			token:        saved,
 			tokenMode:    0o644,
-			stdin:        "correct horse\n",
-			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse")}},
+			stdin:        "correct horse battery staple\n",
+			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse battery staple")}},
 			wantAuth:     []string{""},
 			wantToken:    initToken + "\n",
 			wantStdout: `SPIKE is initialised and unsealed. Keyring ID: ab12
@@ -278,8 +278,8 @@ Next steps:
 			name:         "init cannot save the token",
 			args:         []string{"operator", "init"},
 			env:          map[string]string{"HOME": ""},
-			stdin:        "correct horse\n",
-			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse")}},
+			stdin:        "correct horse battery staple\n",
+			wantRequests: []proto.Message{&nexusv1.InitRequest{Password: []byte("correct horse battery staple")}},
 			wantStderr:   "spike: warning: SPIKE is initialised, but you are not logged in: " + errNoTokenFile.Error() + "\nLog in with: spike login\n",
 			wantStdout: `SPIKE is initialised and unsealed. Keyring ID: ab12
 

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+	"github.com/spike-dev/spike/shared/password/strength"
 )
 
 func (inv *invocation) operatorCommand() *cobra.Command {
@@ -40,13 +41,18 @@ init also logs you in: it saves the admin token that Nexus returns, as
 'spike login' does (see 'spike login --help' for where it goes). If the
 token cannot be saved, init still succeeds and says so; run 'spike login'.
 
-On a terminal the password is asked twice. ` + passwordHelp,
+On a terminal the password is asked twice. ` + passwordHelp + `
+
+The new password must be 12 to 1024 bytes of UTF-8 text and hard to guess:
+zxcvbn (a password strength estimator) must put it at 10^8 guesses or more,
+counting SPIKE's names and the trust domain as easy words. Four or more
+unrelated words do; a word with digits and symbols usually does not.`,
 		Example: `  spike operator init
   echo 'correct horse battery staple' | spike operator init
   spike operator init < ~/.spike-password`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return inv.withPassword(cmd, passwordUse{confirm: true, noToken: true}, func(ctx context.Context, n *nexus, pw []byte) error {
+			return inv.withPassword(cmd, passwordUse{confirm: true, noToken: true, isNew: true}, func(ctx context.Context, n *nexus, pw []byte) error {
 				resp, err := n.operator.Init(ctx, connect.NewRequest(&nexusv1.InitRequest{Password: pw}))
 				if err != nil {
 					return err
@@ -139,6 +145,9 @@ type passwordUse struct {
 	confirm bool
 	// noToken sends no admin token: the password authenticates the call.
 	noToken bool
+	// isNew checks the password as a new one (strength.Check) before
+	// anything is sent.
+	isNew bool
 }
 
 // withPassword connects to Nexus, reads the admin password and runs fn with
@@ -155,11 +164,20 @@ func (inv *invocation) withPassword(cmd *cobra.Command, use passwordUse, fn func
 		return err
 	}
 	defer n.Close()
-	pw, err := readPassword(ctx, inv.p.Stdin, inv.p.Stderr, use.confirm)
+	var check func([]byte) error
+	if use.isNew {
+		cfg, err := inv.config()
+		if err != nil {
+			return err
+		}
+		check = func(pw []byte) error { return strength.Check(pw, cfg.TrustDomain.Name()) }
+	}
+	pw, err := readPassword(ctx, inv.p.Stdin, inv.p.Stderr, use.confirm, check)
+	var refused *newPasswordError
 	switch {
 	case errors.Is(err, errEmptyPassword):
 		return usageErrorf(cmd, "%w: type it at the prompt, or pipe it in: echo '<password>' | %s", err, cmd.CommandPath())
-	case errors.Is(err, errPasswordTooLong), errors.Is(err, errPasswordsDiffer):
+	case errors.Is(err, errPasswordTooLong), errors.Is(err, errPasswordsDiffer), errors.As(err, &refused):
 		return &usageError{command: cmd.CommandPath(), err: err}
 	case err != nil:
 		return err

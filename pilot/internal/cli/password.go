@@ -18,15 +18,40 @@ var (
 	errPasswordsDiffer = errors.New("the two passwords differ")
 )
 
+// newPasswordError refuses a new password: it says why, never what.
+type newPasswordError struct{ err error }
+
+func (e *newPasswordError) Error() string { return "password " + e.err.Error() }
+
+func (e *newPasswordError) Unwrap() error { return e.err }
+
 // readPassword reads the admin password. On a terminal it prompts on
 // prompt without echo, twice when confirm is set; otherwise it reads exactly
 // one line from stdin, without its line ending, so that scripts can pipe
-// it in. The caller should clear the result when done.
-func readPassword(ctx context.Context, stdin io.Reader, prompt io.Writer, confirm bool) ([]byte, error) {
+// it in. A new password (check not nil) must pass check, before it is
+// asked again on a terminal; a refusal is a *newPasswordError. The caller
+// should clear the result when done.
+func readPassword(ctx context.Context, stdin io.Reader, prompt io.Writer, confirm bool, check func([]byte) error) ([]byte, error) {
 	if fd, ok := terminalFD(stdin); ok {
-		return readTerminalPassword(ctx, fd, prompt, confirm)
+		return readTerminalPassword(ctx, fd, prompt, confirm, check)
 	}
-	return readPasswordLine(stdin)
+	pw, err := readPasswordLine(stdin)
+	if err != nil {
+		return nil, err
+	}
+	return checkNew(pw, check)
+}
+
+// checkNew returns pw if check accepts it, and clears it if not.
+func checkNew(pw []byte, check func([]byte) error) ([]byte, error) {
+	if check == nil {
+		return pw, nil
+	}
+	if err := check(pw); err != nil {
+		clear(pw)
+		return nil, &newPasswordError{err}
+	}
+	return pw, nil
 }
 
 // terminalFD returns the file descriptor of r if r is a terminal.
@@ -81,14 +106,17 @@ func checkPassword(pw []byte) ([]byte, error) {
 	return pw, nil
 }
 
-func readTerminalPassword(ctx context.Context, fd int, prompt io.Writer, confirm bool) ([]byte, error) {
+func readTerminalPassword(ctx context.Context, fd int, prompt io.Writer, confirm bool, check func([]byte) error) ([]byte, error) {
 	fmt.Fprint(prompt, "Admin password: ")
 	pw, err := readNoEcho(ctx, fd)
 	fmt.Fprintln(prompt)
 	if err != nil {
 		return nil, err
 	}
-	if pw, err = checkPassword(pw); err != nil || !confirm {
+	if pw, err = checkPassword(pw); err != nil {
+		return nil, err
+	}
+	if pw, err = checkNew(pw, check); err != nil || !confirm {
 		return pw, err
 	}
 	fmt.Fprint(prompt, "Repeat the password: ")
