@@ -300,7 +300,7 @@ func sharesKEK(unsealKey []byte, id [IDSize]byte, split [splitIDSize]byte) (ciph
 
 // wrapKey encrypts the keyring key under kek with a fresh nonce.
 func wrapKey(kek cipher.AEAD, keyringKey, aad []byte) ([]byte, error) {
-	nonce := make([]byte, kek.NonceSize(), wrappedKeySize)
+	nonce := make([]byte, kek.NonceSize(), kek.NonceSize()+len(keyringKey)+kek.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		return nil, fmt.Errorf("read nonce: %w", err)
 	}

@@ -232,10 +232,13 @@ func newUnsealKey(id [IDSize]byte, spec ShareSpec) (key []byte, split [splitIDSi
 	for i, p := range parts {
 		v, err := p.Value.MarshalBinary()
 		p.Value.SetUint64(0)
-		if err != nil || len(v) != scalarSize {
+		if err == nil && len(v) != scalarSize {
+			err = fmt.Errorf("%d bytes, want %d", len(v), scalarSize)
+		}
+		if err != nil {
 			clear(key)
 			dropShares(shares)
-			return nil, split, nil, fmt.Errorf("encode share %d: %v", i+1, err)
+			return nil, split, nil, fmt.Errorf("encode share %d: %w", i+1, err)
 		}
 		shares[i] = Share{split: split, index: uint8(i + 1), k: uint8(spec.K), n: uint8(spec.N)}
 		copy(shares[i].idPrefix[:], id[:])

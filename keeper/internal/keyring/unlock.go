@@ -91,7 +91,9 @@ func OpenWithPassword(s *Sealed, password []byte) (*Unlocked, error) {
 // share that does not match the slot's k and n is ErrInvalidShare (the
 // message names the share); fewer than k is ErrNotEnoughShares; shares
 // that recover a wrong unseal key, or an altered slot, are
-// ErrWrongCredentials; otherwise as OpenWithPassword.
+// ErrWrongCredentials; otherwise as OpenWithPassword. Only the first k
+// shares enter the recovery: a wrong value in a share beyond them goes
+// unnoticed.
 func OpenWithShares(s *Sealed, shares []Share) (*Unlocked, error) {
 	sh := s.shares
 	if sh == nil {
