@@ -32,21 +32,16 @@ func (k *Keyring) WrapDataKey(dekID []byte) (plaintext, wrapped []byte, rootKeyV
 	if len(k.keys) == 0 {
 		return nil, nil, 0, errDropped
 	}
-	rk := &k.keys[len(k.keys)-1]
-	aead, err := newGCM(rk.key[:])
-	if err != nil {
-		return nil, nil, 0, err
-	}
 	plaintext = make([]byte, KeySize)
-	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+KeySize+aead.Overhead())
 	if _, err := rand.Read(plaintext); err != nil {
 		return nil, nil, 0, fmt.Errorf("read data key: %w", err)
 	}
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, nil, 0, fmt.Errorf("read nonce: %w", err)
+	wrapped, rootKeyVersion, err = k.wrapActive(dekID, plaintext)
+	if err != nil {
+		clear(plaintext)
+		return nil, nil, 0, err
 	}
-	wrapped = aead.Seal(nonce, nonce, plaintext, k.dekAAD(rk.version, dekID))
-	return plaintext, wrapped, rk.version, nil
+	return plaintext, wrapped, rootKeyVersion, nil
 }
 
 // UnwrapDataKey returns the data key that WrapDataKey wrapped for dekID
@@ -75,6 +70,34 @@ func (k *Keyring) UnwrapDataKey(dekID, wrapped []byte, rootKeyVersion uint32) ([
 		return nil, ErrUnwrap
 	}
 	return plaintext, nil
+}
+
+// RewrapDataKey unwraps a data key wrapped for dekID under version and
+// wraps the same key under the active root key version, returning the new
+// wrapped form and version; the key itself never leaves the keyring. A
+// wrapped key that does not unwrap is ErrUnwrap.
+func (k *Keyring) RewrapDataKey(dekID, wrapped []byte, version uint32) (newWrapped []byte, newVersion uint32, err error) {
+	plaintext, err := k.UnwrapDataKey(dekID, wrapped, version)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer clear(plaintext)
+	return k.wrapActive(dekID, plaintext)
+}
+
+// wrapActive wraps plaintext for dekID under the active root key: nonce,
+// then AES-GCM with the data key's additional data.
+func (k *Keyring) wrapActive(dekID, plaintext []byte) ([]byte, uint32, error) {
+	rk := &k.keys[len(k.keys)-1]
+	aead, err := newGCM(rk.key[:])
+	if err != nil {
+		return nil, 0, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plaintext)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, 0, fmt.Errorf("read nonce: %w", err)
+	}
+	return aead.Seal(nonce, nonce, plaintext, k.dekAAD(rk.version, dekID)), rk.version, nil
 }
 
 // dekAAD is the additional data of a wrapped data key: label, keyring ID,

@@ -115,3 +115,48 @@ func TestDataKeyIDLength(t *testing.T) {
 		}
 	}
 }
+
+func TestRewrapDataKey(t *testing.T) {
+	t.Parallel()
+	k := newKeyring(t)
+	want, wrapped, v1, err := k.WrapDataKey(dekID(1))
+	if err != nil {
+		t.Fatalf("WrapDataKey: %v", err)
+	}
+	addVersion(t, k)
+	rewrapped, v2, err := k.RewrapDataKey(dekID(1), wrapped, v1)
+	if err != nil {
+		t.Fatalf("RewrapDataKey: %v", err)
+	}
+	if v2 != k.ActiveVersion() || v2 == v1 {
+		t.Errorf("rewrapped under version %d, want the active %d", v2, k.ActiveVersion())
+	}
+	got, err := k.UnwrapDataKey(dekID(1), rewrapped, v2)
+	if err != nil {
+		t.Fatalf("UnwrapDataKey of the rewrapped key: %v", err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("data key (-want +got):\n%s", diff)
+	}
+	if _, err := k.UnwrapDataKey(dekID(2), rewrapped, v2); !errors.Is(err, ErrUnwrap) {
+		t.Errorf("rewrapped key unwraps for another dek id: %v", err)
+	}
+	tests := []struct {
+		name    string
+		dekID   []byte
+		wrapped []byte
+		version uint32
+		want    error
+	}{
+		{"other dek id", dekID(2), wrapped, v1, ErrUnwrap},
+		{"wrong version", dekID(1), wrapped, v2, ErrUnwrap},
+		{"unknown version", dekID(1), wrapped, v2 + 1, ErrUnwrap},
+		{"truncated", dekID(1), wrapped[1:], v1, ErrUnwrap},
+		{"short dek id", dekID(1)[1:], wrapped, v1, ErrInvalidDEKID},
+	}
+	for _, tt := range tests {
+		if _, _, err := k.RewrapDataKey(tt.dekID, tt.wrapped, tt.version); !errors.Is(err, tt.want) {
+			t.Errorf("%s: RewrapDataKey = %v, want %v", tt.name, err, tt.want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 )
 
 // KeySize is the length of a root key and of a data key: AES-256.
@@ -70,6 +71,16 @@ func (k *Keyring) ActiveVersion() uint32 {
 	return k.keys[len(k.keys)-1].version
 }
 
+// Versions returns the root key versions the keyring holds, ascending; the
+// last is active. It is empty after Drop.
+func (k *Keyring) Versions() []uint32 {
+	v := make([]uint32, len(k.keys))
+	for i := range k.keys {
+		v[i] = k.keys[i].version
+	}
+	return v
+}
+
 // Equal reports whether k and o have the same ID and the same root keys,
 // comparing key material in constant time.
 func (k *Keyring) Equal(o *Keyring) bool {
@@ -90,6 +101,35 @@ func (k *Keyring) Drop() {
 		clear(k.keys[i].key[:])
 	}
 	k.keys = nil
+}
+
+// clone returns a keyring with the same ID and copies of the root keys
+// from index from on, plus room for one more.
+func (k *Keyring) clone(from int) *Keyring {
+	c := &Keyring{id: k.id, keys: make([]rootKey, 0, len(k.keys)-from+1)}
+	c.keys = append(c.keys, k.keys[from:]...)
+	return c
+}
+
+// withNewVersion returns a copy of k with a random root key appended as
+// the new active version.
+func (k *Keyring) withNewVersion() (*Keyring, error) {
+	if len(k.keys) == 0 {
+		return nil, errDropped
+	}
+	active := k.ActiveVersion()
+	if active == math.MaxUint32 || len(k.keys) >= maxKeys {
+		return nil, errors.New("keyring holds its last possible root key version")
+	}
+	c := k.clone(0)
+	rk := rootKey{version: active + 1}
+	if _, err := rand.Read(rk.key[:]); err != nil {
+		c.Drop()
+		return nil, fmt.Errorf("read root key: %w", err)
+	}
+	c.keys = append(c.keys, rk)
+	clear(rk.key[:])
+	return c, nil
 }
 
 // key returns the root key with the given version.
