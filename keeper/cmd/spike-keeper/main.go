@@ -10,9 +10,12 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
+	"strings"
 	"syscall"
 
 	"github.com/spike-dev/spike/keeper/internal/app"
+	"github.com/spike-dev/spike/keeper/internal/harden"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -39,8 +42,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
-	if err := disableCoreDumps(); err != nil {
-		return err
+	// Keys stay out of core files, other processes and (where allowed)
+	// swap. A Keeper that cannot keep them out of core files does not
+	// start; one that cannot lock its memory says so and runs.
+	if h := harden.Apply(log); runtime.GOOS == "linux" && (!h.NoCoreDumps || !h.NotDumpable) {
+		return fmt.Errorf("cannot keep keys out of core dumps: %s", strings.Join(h.Problems, "; "))
 	}
 	log.Info("spike-keeper starting", slog.String("version", version))
 	a, err := app.New(ctx, cfg, log)

@@ -170,7 +170,7 @@ func (s *Server) Init(ctx context.Context, req *connect.Request[keeperv1.InitReq
 	}
 	password := req.Msg.GetPassword()
 	defer clear(password)
-	if err := checkPassword(password); err != nil {
+	if err := s.checkNewPassword(password); err != nil {
 		return nil, err
 	}
 	params, err := keyring.NewParams(s.kdf.Time, s.kdf.MemoryKiB, s.kdf.Threads)

@@ -307,6 +307,7 @@ func TestRefused(t *testing.T) {
 		corrupt  = keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING
 		wrongPw  = keeperv1.ErrorDetail_REASON_WRONG_PASSWORD
 		pwLength = "password must be 8 to 1024 bytes long"
+		newPwLen = "password must be 12 to 1024 bytes long"
 	)
 	tests := []struct {
 		name string
@@ -314,13 +315,17 @@ func TestRefused(t *testing.T) {
 		want rpcErr
 	}{
 		{"Init password too short", func() error {
-			_, err := c.Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: []byte("1234567")}))
+			_, err := c.Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: []byte("12345678901")}))
 			return err
-		}, refused(invalid, pwLength)},
+		}, refused(invalid, newPwLen)},
+		{"Init password too weak", func() error {
+			_, err := c.Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: []byte("password1234")}))
+			return err
+		}, refused(invalid, "password is too easy to guess: estimated 1.1e+04 guesses, want at least 1e+08; add more unrelated words")},
 		{"Init password too long", func() error {
 			_, err := c.Init(t.Context(), connect.NewRequest(&keeperv1.InitRequest{Password: bytes.Repeat([]byte("a"), 1025)}))
 			return err
-		}, refused(invalid, pwLength)},
+		}, refused(invalid, newPwLen)},
 		{"Unseal password too short", unsealWith("", sealed), refused(invalid, pwLength)},
 		{"Unseal without keyring", unsealWith(password, nil), refused(invalid, "keyring is required")},
 		{"GenerateDataKey short dek id", func() error {
