@@ -38,6 +38,12 @@ stop_program() {
 
 stop_program nexus
 stop_program keeper
+for pidfile in "$STATE"/run/keeper-[0-9]*.pid; do
+	[[ -e $pidfile ]] || continue
+	name=${pidfile##*/}
+	stop_program "${name%.pid}"
+done
+rm -f "$STATE/run/keepers"
 # The SVID source Keeper and Nexus ran with (SPIRE mode only).
 rm -f "$STATE/run/spiffe"
 

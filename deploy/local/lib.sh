@@ -23,6 +23,9 @@ esac
 PG_PORT=${SPIKE_PG_PORT:-55432}
 KEEPER_PORT=${SPIKE_KEEPER_PORT:-8443}
 NEXUS_PORT=${SPIKE_NEXUS_PORT:-8553}
+# How many Keepers (make up KEEPERS=3): keeper n listens on
+# KEEPER_PORT + 2(n-1), its ops listener on the port after.
+KEEPERS=${KEEPERS:-${SPIKE_KEEPERS:-1}}
 TRUST_DOMAIN=${SPIKE_TRUST_DOMAIN:-spike.local}
 START_TIMEOUT=${SPIKE_START_TIMEOUT:-30}
 
@@ -75,10 +78,22 @@ live_pid() {
 	pid=$(<"$pidfile")
 	[[ $pid =~ ^[0-9]+$ ]] || return 1
 	kill -0 "$pid" 2>/dev/null || return 1
+	# A killed process that nobody reaped yet (a zombie) is not running.
+	[[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]] || return 1
 	comm=$(ps -o comm= -p "$pid" 2>/dev/null) || return 1
 	comm=${comm//[[:space:]]/}
-	[[ $comm == "spike-$1" ]] || return 1
+	[[ $comm == "spike-${1%%-[0-9]*}" ]] || return 1
 	printf '%s\n' "$pid"
+}
+
+# keeper_name N is the name of Keeper N in run/, log/ and svid/: keeper,
+# keeper-2, keeper-3...
+keeper_name() {
+	if (($1 == 1)); then
+		printf 'keeper\n'
+	else
+		printf 'keeper-%s\n' "$1"
+	fi
 }
 
 # port_open PORT succeeds when something accepts TCP connections on

@@ -27,6 +27,9 @@ check_ports() {
 	done
 }
 check_ports "$PG_PORT" "$KEEPER_PORT" "$NEXUS_PORT"
+[[ $KEEPERS =~ ^[1-9]$ ]] || die "KEEPERS=$KEEPERS: give a number of Keepers from 1 to 9"
+keeper_port() { printf '%s\n' $((KEEPER_PORT + 2 * ($1 - 1))); }
+check_ports "$(keeper_port "$KEEPERS")"
 # Plain-HTTP ops listeners (/healthz, /readyz, /metrics): next to the API
 # ports unless set, so that a second stack on other ports does not collide.
 KEEPER_OPS_PORT=${SPIKE_KEEPER_OPS_PORT:-$((KEEPER_PORT + 1))}
@@ -37,7 +40,12 @@ check_ports "$KEEPER_OPS_PORT" "$NEXUS_OPS_PORT"
 # Where the SVIDs come from: the dev CA (default) or SPIRE.
 case ${SPIFFE:-} in
 "" | devca) USE_SPIRE="" ;;
-spire) USE_SPIRE=1 ;;
+spire)
+	USE_SPIRE=1
+	# SPIRE tells processes apart by their executable and user, which
+	# Keepers of one stack share.
+	((KEEPERS == 1)) || die "KEEPERS=$KEEPERS with SPIFFE=spire: the local SPIRE stack runs one Keeper; use the dev CA for several"
+	;;
 *) die "SPIFFE=$SPIFFE: use SPIFFE=spire for SVIDs from a local SPIRE server and agent, or leave it unset for the dev CA" ;;
 esac
 # Keeper and Nexus keep the SVID source they started with; the mode of the
@@ -46,6 +54,11 @@ MODE_FILE="$STATE/run/spiffe"
 running_mode=devca
 if [[ -f $MODE_FILE && $(<"$MODE_FILE") == spire ]]; then
 	running_mode=spire
+fi
+# The Keepers a running Nexus was started with, in run/keepers.
+KEEPERS_FILE="$STATE/run/keepers"
+if live_pid nexus >/dev/null && [[ $(cat "$KEEPERS_FILE" 2>/dev/null || echo 1) != "$KEEPERS" ]]; then
+	die "the stack runs with $(cat "$KEEPERS_FILE" 2>/dev/null || echo 1) Keeper(s), not KEEPERS=$KEEPERS; 'make down' first"
 fi
 if live_pid keeper >/dev/null || live_pid nexus >/dev/null; then
 	if [[ -n $USE_SPIRE && $running_mode != spire ]]; then
@@ -80,7 +93,8 @@ chmod 0700 "$STATE/ca" "$STATE/svid" "$STATE/run"
 
 # --- SVIDs --------------------------------------------------------------------
 
-KEEPER_ID="spiffe://$TRUST_DOMAIN/spike/keeper/1"
+keeper_id() { printf 'spiffe://%s/spike/keeper/%s\n' "$TRUST_DOMAIN" "$1"; }
+KEEPER_ID=$(keeper_id 1)
 NEXUS_ID="spiffe://$TRUST_DOMAIN/spike/nexus"
 PILOT_ID="spiffe://$TRUST_DOMAIN/spike/pilot"
 
@@ -93,7 +107,9 @@ else
 		"$BIN/spike-devca" -ca "$STATE/ca" -id "$1" -out "$STATE/svid/$2" ||
 			die "cannot mint an SVID for $1 (a CA for another trust domain in $STATE/ca? remove that directory to start over)"
 	}
-	mint "$KEEPER_ID" keeper
+	for ((n = 1; n <= KEEPERS; n++)); do
+		mint "$(keeper_id "$n")" "$(keeper_name "$n")"
+	done
 	mint "$NEXUS_ID" nexus
 	mint "$PILOT_ID" pilot
 fi
@@ -278,7 +294,8 @@ chmod 0600 "$MIGRATE_LOG"
 
 # --- Keeper and Nexus -------------------------------------------------------
 
-# start_program NAME PORT VAR=VALUE... starts bin/spike-NAME in the background
+# start_program NAME PORT VAR=VALUE... starts bin/spike-NAME (without a
+# -N suffix: keeper-2 runs spike-keeper) in the background
 # with the given environment, unless it already runs, and waits until it
 # listens on 127.0.0.1:PORT. Its pid goes to $STATE/run/NAME.pid, its output
 # to $STATE/log/NAME.log.
@@ -286,7 +303,7 @@ start_program() {
 	local name=$1 port=$2
 	shift 2
 	local pidfile="$STATE/run/$name.pid" addrfile="$STATE/run/$name.addr"
-	local log="$STATE/log/$name.log" pid
+	local log="$STATE/log/$name.log" pid prog="spike-${name%%-[0-9]*}"
 
 	if pid=$(live_pid "$name"); then
 		local addr
@@ -294,8 +311,8 @@ start_program() {
 		[[ $addr == "127.0.0.1:$port" ]] ||
 			die "$name (pid $pid) is running on ${addr:-an unknown address}, not 127.0.0.1:$port; run 'make down' first"
 		say "==> $name already running (pid $pid, 127.0.0.1:$port)"
-		if ! cmp -s "/proc/$pid/exe" "$BIN/spike-$name"; then
-			say "    (bin/spike-$name was rebuilt since it started: 'make down && make up' runs the new build)"
+		if ! cmp -s "/proc/$pid/exe" "$BIN/$prog"; then
+			say "    (bin/$prog was rebuilt since it started: 'make down && make up' runs the new build)"
 		fi
 		return 0
 	fi
@@ -314,7 +331,7 @@ start_program() {
 	(
 		unset SPIFFE_ENDPOINT_SOCKET
 		for kv in "$@"; do export "${kv?}"; done
-		exec setsid nohup "$BIN/spike-$name" >>"$log" 2>&1 </dev/null
+		exec setsid nohup "$BIN/$prog" >>"$log" 2>&1 </dev/null
 	) &
 	pid=$!
 	printf '%s\n' "$pid" >"$pidfile"
@@ -347,7 +364,6 @@ svid_env() {
 			"SPIKE_TRUST_BUNDLE=$STATE/svid/$1/bundle.pem"
 	fi
 }
-mapfile -t keeper_svid < <(svid_env keeper)
 mapfile -t nexus_svid < <(svid_env nexus)
 if [[ -n $USE_SPIRE ]]; then
 	printf 'spire\n' >"$MODE_FILE"
@@ -355,20 +371,40 @@ elif ! live_pid keeper >/dev/null && ! live_pid nexus >/dev/null; then
 	rm -f "$MODE_FILE"
 fi
 
-start_program keeper "$KEEPER_PORT" \
-	SPIKE_KEEPER_LISTEN="127.0.0.1:$KEEPER_PORT" \
-	SPIKE_KEEPER_OPS_LISTEN="127.0.0.1:$KEEPER_OPS_PORT" \
-	SPIKE_TRUST_DOMAIN="$TRUST_DOMAIN" \
-	"${keeper_svid[@]}"
+# Each Keeper knows the others as its peers: one that restarts takes the
+# root key from them. Nexus knows all of them.
+KEEPER_URLS=()
+for ((n = 1; n <= KEEPERS; n++)); do
+	KEEPER_URLS+=("https://127.0.0.1:$(keeper_port "$n")")
+done
+for ((n = 1; n <= KEEPERS; n++)); do
+	port=$(keeper_port "$n")
+	ops_port=$((port + 1))
+	if ((n == 1)); then
+		ops_port=$KEEPER_OPS_PORT
+	fi
+	peers=("${KEEPER_URLS[@]:0:n-1}" "${KEEPER_URLS[@]:n}")
+	mapfile -t keeper_svid < <(svid_env "$(keeper_name "$n")")
+	start_program "$(keeper_name "$n")" "$port" \
+		SPIKE_KEEPER_LISTEN="127.0.0.1:$port" \
+		SPIKE_KEEPER_OPS_LISTEN="127.0.0.1:$ops_port" \
+		SPIKE_KEEPER_PEERS="$(IFS=,; printf '%s' "${peers[*]}")" \
+		SPIKE_TRUST_DOMAIN="$TRUST_DOMAIN" \
+		"${keeper_svid[@]}"
+done
+nexus_keepers=(SPIKE_KEEPER_URLS="$(IFS=,; printf '%s' "${KEEPER_URLS[*]}")")
+if ((KEEPERS == 1)); then
+	nexus_keepers+=(SPIKE_KEEPER_ID="$KEEPER_ID")
+fi
 
 start_program nexus "$NEXUS_PORT" \
 	SPIKE_NEXUS_LISTEN="127.0.0.1:$NEXUS_PORT" \
 	SPIKE_NEXUS_OPS_LISTEN="127.0.0.1:$NEXUS_OPS_PORT" \
 	SPIKE_TRUST_DOMAIN="$TRUST_DOMAIN" \
 	SPIKE_DATABASE_URL="$DATABASE_URL" \
-	SPIKE_KEEPER_URL="https://127.0.0.1:$KEEPER_PORT" \
-	SPIKE_KEEPER_ID="$KEEPER_ID" \
+	"${nexus_keepers[@]}" \
 	"${nexus_svid[@]}"
+printf '%s\n' "$KEEPERS" >"$KEEPERS_FILE"
 
 # --- environment for Pilot ----------------------------------------------------
 
@@ -437,7 +473,7 @@ if [[ -n $status_json && -z $initialised ]]; then
 fi
 
 say ""
-say "SPIKE is up: Nexus https://127.0.0.1:$NEXUS_PORT, Keeper https://127.0.0.1:$KEEPER_PORT," \
+say "SPIKE is up: Nexus https://127.0.0.1:$NEXUS_PORT, Keeper(s) ${KEEPER_URLS[*]}," \
 	"PostgreSQL 127.0.0.1:$PG_PORT (state in $STATE, logs in $STATE/log)."
 say "Metrics and health: http://127.0.0.1:$NEXUS_OPS_PORT/{metrics,healthz,readyz} (Nexus)," \
 	"http://127.0.0.1:$KEEPER_OPS_PORT/... (Keeper)."

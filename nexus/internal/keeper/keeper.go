@@ -479,8 +479,9 @@ type SealResult struct {
 }
 
 // Seal has every Keeper forget the keyring and stay sealed until the next
-// unseal. It returns each Keeper's answer; the error is nil only when every
-// Keeper answered.
+// unseal. It returns each Keeper's answer: one that could not be reached
+// may still hold the keyring. The error is Unavailable only when no Keeper
+// was reached, that is when nothing happened.
 func (c *Client) Seal(ctx context.Context) ([]SealResult, error) {
 	results := make([]SealResult, len(c.keepers))
 	errs := c.each(ctx, func(ctx context.Context, k Endpoint) error {
@@ -495,9 +496,11 @@ func (c *Client) Seal(ctx context.Context) ([]SealResult, error) {
 		}
 	}
 	c.Check(ctx)
+	if len(failed) == len(c.keepers) {
+		return results, fault.Wrap(fault.Unavailable, errors.Join(failed...), "no Keeper could be reached: nothing was sealed")
+	}
 	if len(failed) > 0 {
-		return results, fault.Wrap(fault.Unavailable, errors.Join(failed...),
-			"%d of %d Keepers could not be sealed: they may still hold the root key; seal again when they are back", len(failed), len(c.keepers))
+		c.log.Warn("sealed, but some Keepers could not be reached and may still hold the root key", "unreachable", len(failed), "error", errors.Join(failed...))
 	}
 	return results, nil
 }

@@ -108,10 +108,27 @@ still hold the key. Run seal again once it is back.`,
 				if err != nil {
 					return err
 				}
-				return writeSeal(inv.p.Stdout, inv.output, resp.Msg)
+				if err := writeSeal(inv.p.Stdout, inv.output, resp.Msg); err != nil {
+					return err
+				}
+				if n := unreachable(resp.Msg.GetKeepers()); n > 0 {
+					return fmt.Errorf("%d Keeper(s) could not be reached and may still hold the root key: run 'spike operator seal' again once they are back", n)
+				}
+				return nil
 			})
 		},
 	}
+}
+
+// unreachable counts the Keepers that did not answer.
+func unreachable(ks []*nexusv1.KeeperStatus) int {
+	n := 0
+	for _, k := range ks {
+		if !k.GetReachable() {
+			n++
+		}
+	}
+	return n
 }
 
 func (inv *invocation) statusCommand() *cobra.Command {
