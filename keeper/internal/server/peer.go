@@ -134,7 +134,7 @@ func (s *Server) reseedOnce(ctx context.Context, peers []Peer) (string, bool) {
 	s.mu.RLock()
 	want := append([]byte(nil), s.wanted...)
 	s.mu.RUnlock()
-	for _, i := range rand.Perm(len(peers)) {
+	for _, i := range rand.Perm(len(peers)) { //nolint:gosec // the order only spreads the load among peers
 		p := peers[i]
 		ring, err := s.fetch(ctx, p, req, want)
 		if err != nil {

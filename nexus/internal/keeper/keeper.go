@@ -58,8 +58,8 @@ type Endpoint struct {
 	RPC keeperv1connect.KeeperServiceClient
 }
 
-// KeeperState is what Nexus last learned of one Keeper.
-type KeeperState struct {
+// Instance is what Nexus last learned of one Keeper.
+type Instance struct {
 	// Name is the Endpoint's.
 	Name string
 	// Err says why the Keeper could not be asked, if it could not.
@@ -92,7 +92,7 @@ type State struct {
 	// DBErr says why the keyring could not be read, if it could not.
 	DBErr error
 	// Keepers holds each Keeper's state, in configuration order.
-	Keepers []KeeperState
+	Keepers []Instance
 	// reason explains a sealed state to callers.
 	reason string
 }
@@ -162,7 +162,7 @@ func New(keepers []Endpoint, keyrings Keyrings, log *slog.Logger) *Client {
 		state:    State{reason: "Nexus has not reached a Keeper yet"},
 	}
 	for _, k := range keepers {
-		c.state.Keepers = append(c.state.Keepers, KeeperState{Name: k.Name, Err: errors.New("not asked yet")})
+		c.state.Keepers = append(c.state.Keepers, Instance{Name: k.Name, Err: errors.New("not asked yet")})
 	}
 	return c
 }
@@ -262,12 +262,12 @@ func (c *Client) Check(ctx context.Context) State {
 }
 
 // askAll asks every Keeper for its status at once.
-func (c *Client) askAll(ctx context.Context, keyringID []byte) []KeeperState {
-	states := make([]KeeperState, len(c.keepers))
+func (c *Client) askAll(ctx context.Context, keyringID []byte) []Instance {
+	states := make([]Instance, len(c.keepers))
 	var wg sync.WaitGroup
 	for i, k := range c.keepers {
 		wg.Go(func() {
-			st := KeeperState{Name: k.Name}
+			st := Instance{Name: k.Name}
 			kctx, cancel := context.WithTimeout(ctx, keeperCheckTimeout)
 			defer cancel()
 			resp, err := k.RPC.Status(kctx, connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: keyringID}))
@@ -360,7 +360,7 @@ func (c *Client) setState(seq uint64, next State) State {
 func (c *Client) lost(i int, err error) {
 	seq := c.seq.Add(1)
 	st := c.State()
-	st.Keepers = append([]KeeperState(nil), st.Keepers...)
+	st.Keepers = append([]Instance(nil), st.Keepers...)
 	k := &st.Keepers[i]
 	k.Holds = false
 	switch reasonFor(err) {
@@ -404,7 +404,7 @@ func (c *Client) call(ctx context.Context, op string, f func(context.Context, ke
 		err := f(actx, c.keepers[i].RPC)
 		cancel()
 		if err == nil {
-			c.preferred.Store(uint32(i)) //nolint:gosec // i indexes a short slice
+			c.preferred.Store(uint32(i))
 			return nil
 		}
 		if ctx.Err() != nil || !failover(err) {
