@@ -31,6 +31,7 @@ var checks = []check{
 	{"non-root users", checkUsers},
 	{"environment variables", checkEnvironment},
 	{"addresses and ports", checkAddresses},
+	{"Keepers and their peers", checkKeepers},
 	{"volumes", checkVolumes},
 	{"SPIFFE identities", checkIdentities},
 	{"database roles", checkDatabaseRoles},
