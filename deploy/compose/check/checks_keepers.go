@@ -11,7 +11,8 @@ import (
 // checkKeepers: Nexus lists every Keeper of the stack once
 // (SPIKE_KEEPER_URLS, or SPIKE_KEEPER_URL for one); each Keeper lists
 // every other one as its peer (SPIKE_KEEPER_PEERS), and never itself; and
-// with several Keepers, none of them alone can keep Nexus from starting.
+// with several Keepers, Nexus waits for none of them to be healthy, so
+// that none alone can keep it from starting.
 // Which IDs the Keepers get is checkIdentities' part.
 func checkKeepers(s *stack) []string {
 	var out []string
@@ -47,8 +48,8 @@ func (s *stack) checkNexusKeepers(n types.ServiceConfig, keepers []types.Service
 		if !listed[k.Name] {
 			out = append(out, fmt.Sprintf("service %s: %s does not list %s, which runs spike-keeper: Nexus would never call it nor fail over to it", n.Name, name, k.Name))
 		}
-		if dep, ok := n.DependsOn[k.Name]; ok && dep.Required && len(keepers) > 1 {
-			out = append(out, fmt.Sprintf("service %s requires %s (depends_on without required: false): one Keeper that fails to start would keep Nexus down, though the other Keepers serve", n.Name, k.Name))
+		if dep, ok := n.DependsOn[k.Name]; ok && dep.Condition == types.ServiceConditionHealthy && len(keepers) > 1 {
+			out = append(out, fmt.Sprintf("service %s waits for %s to be healthy: one Keeper that never gets healthy would keep Nexus down, though the other Keepers serve; wait with condition service_started", n.Name, k.Name))
 		}
 	}
 	return out
@@ -106,4 +107,12 @@ func (s *stack) checkKeeperList(svc types.ServiceConfig, name, value string) (ma
 func isKeeperID(td, id string) bool {
 	name, ok := strings.CutPrefix(id, "spiffe://"+td+"/"+keeperIDPrefix)
 	return ok && name != "" && !strings.Contains(name, "/")
+}
+
+// startsWithoutHealth reports whether svc may wait only for target to
+// start though target has a health check: Nexus for a Keeper when there
+// are several (checkKeepers says why).
+func (s *stack) startsWithoutHealth(svc, target types.ServiceConfig) bool {
+	p, tp := s.program(svc), s.program(target)
+	return p != nil && tp != nil && p.name == "spike-nexus" && tp.name == "spike-keeper" && len(s.servicesRunning("spike-keeper")) > 1
 }
