@@ -31,6 +31,7 @@ var checks = []check{
 	{"non-root users", checkUsers},
 	{"environment variables", checkEnvironment},
 	{"addresses and ports", checkAddresses},
+	{"Keepers and their peers", checkKeepers},
 	{"volumes", checkVolumes},
 	{"SPIFFE identities", checkIdentities},
 	{"database roles", checkDatabaseRoles},
@@ -90,7 +91,9 @@ func checkHealth(s *stack) []string {
 	return out
 }
 
-// checkDependencies: every depends_on waits for the right condition, and
+// checkDependencies: every depends_on waits for the right condition (for
+// health where there is a health check, but for Nexus on several Keepers),
+// and
 // every one-shot of the default profile is awaited by a long-running
 // service, which `docker compose up --wait` needs to exit 0.
 func checkDependencies(s *stack) []string {
@@ -115,7 +118,7 @@ func checkDependencies(s *stack) []string {
 			default:
 				if isOneShot(target) {
 					out = append(out, fmt.Sprintf("service %s starts as soon as one-shot %s starts: wait with condition service_completed_successfully", svc.Name, name))
-				} else if hasHealthCheck(target) {
+				} else if hasHealthCheck(target) && !s.startsWithoutHealth(svc, target) {
 					out = append(out, fmt.Sprintf("service %s waits only for %s to start: wait with condition service_healthy", svc.Name, name))
 				}
 			}

@@ -19,9 +19,9 @@ import (
 // (README, "Configuration"; shared/identity).
 const (
 	defaultTrustDomain = "spike.local"
-	keeperIDPath       = "spike/keeper/1" // SPIKE_KEEPER_ID
-	nexusIDPath        = "spike/nexus"    // SPIKE_KEEPER_NEXUS_ID, SPIKE_NEXUS_ID
-	pilotIDPath        = "spike/pilot"    // SPIKE_ADMIN_IDS
+	keeperIDPrefix     = "spike/keeper/" // a Keeper's ID: spike/keeper/<name>
+	nexusIDPath        = "spike/nexus"   // SPIKE_KEEPER_NEXUS_ID, SPIKE_NEXUS_ID
+	pilotIDPath        = "spike/pilot"   // SPIKE_ADMIN_IDS
 	postgresPort       = "5432"
 )
 
@@ -47,9 +47,9 @@ func checkEnvironment(s *stack) []string {
 }
 
 // clientURLs are the variables holding the URL of another SPIKE program,
-// whose defaults point at 127.0.0.1: in a container, at itself.
+// whose defaults point at 127.0.0.1: in a container, at itself. The
+// Keepers' URLs are checkKeepers' part.
 var clientURLs = []struct{ name, server string }{
-	{"SPIKE_KEEPER_URL", "spike-keeper"},
 	{"SPIKE_NEXUS_URL", "spike-nexus"},
 }
 
@@ -421,6 +421,32 @@ func checkIdentities(s *stack) []string {
 	return out
 }
 
+// checkKeeperIDs: with several Keepers, each gets a Keeper ID of its own.
+// Keepers take their peers' calls and answers from Keeper IDs only, and
+// register.sh keeps one uid per SPIFFE ID: of two Keepers registered under
+// one ID, it deletes the first one's entry, which then gets no SVID.
+func checkKeeperIDs(td string, keepers []types.ServiceConfig, idOf map[string]string) []string {
+	if len(keepers) < 2 {
+		return nil
+	}
+	var out []string
+	byID := map[string]string{} // SPIFFE ID -> Keeper service
+	for _, k := range keepers {
+		got := idOf[k.Name]
+		if got == "" {
+			continue
+		}
+		if !isKeeperID(td, got) {
+			out = append(out, fmt.Sprintf("service %s gets %s, but its peers take only a Keeper ID, spiffe://%s/%s<name>", k.Name, got, td, keeperIDPrefix))
+		}
+		if other, dup := byID[got]; dup {
+			out = append(out, fmt.Sprintf("services %s and %s both get %s: each Keeper needs an ID of its own (register.sh keeps one uid per ID and deletes the other's entry)", other, k.Name, got))
+		}
+		byID[got] = k.Name
+	}
+	return out
+}
+
 // registrations finds the one-shot that runs register.sh and returns its
 // name and its ID_PATH=UID arguments by uid.
 func (s *stack) registrations() (string, map[string]string) {
@@ -440,7 +466,8 @@ func (s *stack) registrations() (string, map[string]string) {
 }
 
 // checkExpectedIDs compares the SPIFFE IDs the services get with the ones
-// the other programs accept: Nexus's SPIKE_KEEPER_ID and SPIKE_ADMIN_IDS,
+// the other programs accept: Nexus's SPIKE_KEEPER_ID (or, unset, any
+// Keeper ID) and SPIKE_ADMIN_IDS, the Keepers' peers (any Keeper ID),
 // Keeper's SPIKE_KEEPER_NEXUS_ID, the clients' SPIKE_NEXUS_ID.
 func (s *stack) checkExpectedIDs(td string, idOf map[string]string) []string {
 	var out []string
@@ -450,9 +477,18 @@ func (s *stack) checkExpectedIDs(td string, idOf map[string]string) []string {
 			out = append(out, fmt.Sprintf("service %s gets %s, but %s expects %s (%s)", svcName, got, byName, want, variable))
 		}
 	}
+	keepers := s.servicesRunning("spike-keeper")
+	out = append(out, checkKeeperIDs(td, keepers, idOf)...)
 	for _, nexus := range s.servicesRunning("spike-nexus") {
-		for _, keeper := range s.servicesRunning("spike-keeper") {
-			expect(keeper.Name, idOf[keeper.Name], nexus.Name, "SPIKE_KEEPER_ID", envOr(nexus, "SPIKE_KEEPER_ID", id(keeperIDPath)))
+		if isMigrate(s, nexus) {
+			continue // it calls no Keeper and serves no client
+		}
+		for _, keeper := range keepers {
+			if pinned := envOr(nexus, "SPIKE_KEEPER_ID", ""); pinned != "" {
+				expect(keeper.Name, idOf[keeper.Name], nexus.Name, "SPIKE_KEEPER_ID", pinned)
+			} else if got := idOf[keeper.Name]; got != "" && !isKeeperID(td, got) {
+				out = append(out, fmt.Sprintf("service %s gets %s, but %s takes only a Keeper ID, %s<name> (SPIKE_KEEPER_ID unset)", keeper.Name, got, nexus.Name, id(keeperIDPrefix)))
+			}
 			expect(nexus.Name, idOf[nexus.Name], keeper.Name, "SPIKE_KEEPER_NEXUS_ID", envOr(keeper, "SPIKE_KEEPER_NEXUS_ID", id(nexusIDPath)))
 		}
 		for _, client := range append(s.servicesRunning("spike"), s.servicesRunning("spike-example-workload")...) {

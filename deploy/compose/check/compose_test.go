@@ -57,6 +57,8 @@ func TestComposeStack(t *testing.T) {
 func TestChecksCatchMistakes(t *testing.T) {
 	t.Parallel()
 	const compose, dockerfile = "docker-compose.yml", "Dockerfile"
+	// Nexus's list of the Keepers, a line of the Compose file.
+	const keeperURLs = "      SPIKE_KEEPER_URLS: https://keeper:8443,https://keeper-2:8443,https://keeper-3:8443\n"
 	tests := []struct {
 		name     string
 		file     string
@@ -81,15 +83,15 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"      spire-server:\n        condition: service_started\n\n  spire-agent:",
 			"service register waits only for spire-server to start: wait with condition service_healthy"},
 		{"one-shot nobody awaits", compose,
-			"      register:\n        condition: service_completed_successfully\n\n  keeper:",
-			"      register:\n        condition: service_started\n\n  keeper:",
+			"      register:\n        condition: service_completed_successfully\n\n  # Three Keepers",
+			"      register:\n        condition: service_started\n\n  # Three Keepers",
 			"service spire-agent starts as soon as one-shot register starts"},
 		{"one-shot awaited by nobody", compose,
 			"\nvolumes:\n", "\n  setup:\n    image: busybox:1.37.0\n    restart: \"no\"\n\nvolumes:\n",
 			"one-shot setup is awaited by no long-running service"},
 		{"waiting for the health of a one-shot", compose,
-			"      spire-agent:\n        condition: service_healthy\n      register:\n        condition: service_completed_successfully\n\n  nexus:",
-			"      spire-agent:\n        condition: service_healthy\n      register:\n        condition: service_healthy\n\n  nexus:",
+			"    register:\n      condition: service_completed_successfully\n\nx-keeper-env:",
+			"    register:\n      condition: service_healthy\n\nx-keeper-env:",
 			"service keeper waits for register to be healthy, but register has no healthcheck"},
 		{"undeclared volume", compose,
 			"  pilot-home:\n", "",
@@ -98,8 +100,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"SPIKE_NEXUS_LISTEN: 0.0.0.0:8553", "SPIKE_NEXUS_LISTN: 0.0.0.0:8553",
 			"service nexus sets SPIKE_NEXUS_LISTN, which spike-nexus does not read"},
 		{"variable of another program", compose,
-			"      SPIKE_KEEPER_ID: spiffe://spike.local/spike/keeper/1\n",
-			"      SPIKE_KEEPER_ID: spiffe://spike.local/spike/keeper/1\n      SPIKE_KEEPER_KDF_TIME: \"3\"\n",
+			keeperURLs, keeperURLs + "      SPIKE_KEEPER_KDF_TIME: \"3\"\n",
 			"service nexus sets SPIKE_KEEPER_KDF_TIME, which spike-nexus does not read"},
 		{"SPIKE variable on a non-SPIKE service", compose,
 			"      TRUST_DOMAIN: spike.local\n", "      SPIKE_TRUST_DOMAIN: spike.local\n",
@@ -120,15 +121,56 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"SPIKE_KEEPER_LISTEN: 0.0.0.0:8443", "SPIKE_KEEPER_LISTEN: 127.0.0.1:8443",
 			"service keeper: SPIKE_KEEPER_LISTEN=127.0.0.1:8443 listens on loopback only"},
 		{"keeper URL on the wrong port", compose,
-			"SPIKE_KEEPER_URL: https://keeper:8443", "SPIKE_KEEPER_URL: https://keeper:8444",
-			"service nexus: SPIKE_KEEPER_URL=https://keeper:8444, but keeper listens on 0.0.0.0:8443"},
+			"SPIKE_KEEPER_URLS: https://keeper:8443,", "SPIKE_KEEPER_URLS: https://keeper:8444,",
+			"service nexus: SPIKE_KEEPER_URLS=https://keeper:8444, but keeper listens on 0.0.0.0:8443"},
+		{"keeper missing from SPIKE_KEEPER_URLS", compose,
+			keeperURLs, "      SPIKE_KEEPER_URLS: https://keeper:8443,https://keeper-2:8443\n",
+			"service nexus: SPIKE_KEEPER_URLS does not list keeper-3, which runs spike-keeper"},
+		{"keeper listed twice", compose,
+			keeperURLs, "      SPIKE_KEEPER_URLS: https://keeper:8443,https://keeper-2:8443,https://keeper-2:8443/,https://keeper-3:8443\n",
+			"service nexus: SPIKE_KEEPER_URLS names keeper-2 twice"},
+		{"keeper URL naming a non-Keeper service", compose,
+			keeperURLs, "      SPIKE_KEEPER_URLS: https://keeper:8443,https://keeper-2:8443,https://postgres:8443\n",
+			"service nexus: SPIKE_KEEPER_URLS=https://postgres:8443 names service postgres, which does not run spike-keeper"},
+		{"both keeper URL variables", compose,
+			keeperURLs, keeperURLs + "      SPIKE_KEEPER_URL: https://keeper:8443\n",
+			"service nexus sets both SPIKE_KEEPER_URL and SPIKE_KEEPER_URLS"},
+		{"one keeper ID pinned with several keepers", compose,
+			keeperURLs, keeperURLs + "      SPIKE_KEEPER_ID: spiffe://spike.local/spike/keeper/1\n",
+			"service nexus sets SPIKE_KEEPER_ID=spiffe://spike.local/spike/keeper/1, one Keeper's ID, but SPIKE_KEEPER_URLS names several Keepers"},
+		{"keeper other than the pinned one", compose,
+			keeperURLs, keeperURLs + "      SPIKE_KEEPER_ID: spiffe://spike.local/spike/keeper/1\n",
+			"service keeper-2 gets spiffe://spike.local/spike/keeper/2, but nexus expects spiffe://spike.local/spike/keeper/1 (SPIKE_KEEPER_ID)"},
+		{"nexus waiting for a keeper's health", compose,
+			"      keeper-3:\n        condition: service_started\n",
+			"      keeper-3:\n        condition: service_healthy\n",
+			"service nexus waits for keeper-3 to be healthy: one Keeper that never gets healthy would keep Nexus down"},
+		{"nexus waiting for the start of its database", compose,
+			"      postgres:\n        condition: service_healthy\n      db-roles:",
+			"      postgres:\n        condition: service_started\n      db-roles:",
+			"service nexus waits only for postgres to start: wait with condition service_healthy"},
+		{"peer naming a non-Keeper service", compose,
+			"SPIKE_KEEPER_PEERS: https://keeper:8443,https://keeper-3:8443", "SPIKE_KEEPER_PEERS: https://nexus:8553,https://keeper-3:8443",
+			"service keeper-2: SPIKE_KEEPER_PEERS=https://nexus:8553 names service nexus, which does not run spike-keeper"},
+		{"peer naming the keeper itself", compose,
+			"SPIKE_KEEPER_PEERS: https://keeper:8443,https://keeper-3:8443", "SPIKE_KEEPER_PEERS: https://keeper-2:8443,https://keeper-3:8443",
+			"service keeper-2: SPIKE_KEEPER_PEERS lists keeper-2 itself"},
+		{"peer missing", compose,
+			"SPIKE_KEEPER_PEERS: https://keeper:8443,https://keeper-2:8443", "SPIKE_KEEPER_PEERS: https://keeper:8443",
+			"service keeper-3: SPIKE_KEEPER_PEERS does not list keeper-2: after a restart, keeper-3 could not take the root key from it"},
+		{"peer on the wrong port", compose,
+			"SPIKE_KEEPER_PEERS: https://keeper-2:8443,", "SPIKE_KEEPER_PEERS: https://keeper-2:8444,",
+			"service keeper: SPIKE_KEEPER_PEERS=https://keeper-2:8444, but keeper-2 listens on 0.0.0.0:8443"},
+		{"peer URL with a path", compose,
+			"SPIKE_KEEPER_PEERS: https://keeper-2:8443,", "SPIKE_KEEPER_PEERS: https://keeper-2:8443/v1,",
+			"service keeper: SPIKE_KEEPER_PEERS lists https://keeper-2:8443/v1, with a path, which Keeper refuses"},
 		{"nexus URL naming the wrong service", compose,
 			"      SPIKE_NEXUS_URL: https://nexus:8553\n    volumes:\n      - spire-agent-socket:/run/spire/agent/public:ro\n      - pilot-home",
 			"      SPIKE_NEXUS_URL: https://keeper:8553\n    volumes:\n      - spire-agent-socket:/run/spire/agent/public:ro\n      - pilot-home",
 			"service pilot: SPIKE_NEXUS_URL=https://keeper:8553 names service keeper, which does not run spike-nexus"},
-		{"client URL left to its default", compose,
-			"      SPIKE_KEEPER_URL: https://keeper:8443\n", "",
-			"service nexus does not set SPIKE_KEEPER_URL"},
+		{"keeper URLs left to their default", compose,
+			keeperURLs, "",
+			"service nexus sets neither SPIKE_KEEPER_URLS nor SPIKE_KEEPER_URL: the default points at its own container"},
 		{"database URL naming no database", compose,
 			"postgres://spike_nexus@postgres:5432/", "postgres://spike_nexus@db:5432/",
 			`service nexus: SPIKE_DATABASE_URL names host "db", which is no PostgreSQL service`},
@@ -181,7 +223,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"./spire/agent.conf:", "./spire/agent.hcl:",
 			"service spire-agent bind-mounts deploy/compose/spire/agent.hcl, which does not exist"},
 		{"unknown build target", compose,
-			"      target: keeper\n", "      target: kepper\n",
+			"    target: keeper\n", "    target: kepper\n",
 			`service keeper: deploy/compose/Dockerfile has no stage "kepper"`},
 		{"missing Dockerfile", compose,
 			"  dockerfile: deploy/compose/Dockerfile\n", "  dockerfile: deploy/compose/Containerfile\n",
@@ -192,9 +234,15 @@ func TestChecksCatchMistakes(t *testing.T) {
 		{"two services, one uid", compose,
 			"      target: workload\n", "      target: workload\n    user: \"10003:10003\"\n",
 			"services demo and pilot both run as uid 10003"},
-		{"keeper registered under another ID", compose,
-			"      - spike/keeper/1=10001\n", "      - spike/keeper/2=10001\n",
-			"service keeper gets spiffe://spike.local/spike/keeper/2, but nexus expects spiffe://spike.local/spike/keeper/1 (SPIKE_KEEPER_ID)"},
+		{"two keepers, one ID", compose,
+			"      - spike/keeper/3=10013\n", "      - spike/keeper/2=10013\n",
+			"services keeper-2 and keeper-3 both get spiffe://spike.local/spike/keeper/2: each Keeper needs an ID of its own"},
+		{"keeper registered under a non-Keeper ID", compose,
+			"      - spike/keeper/2=10012\n", "      - spike/keeper-2=10012\n",
+			"service keeper-2 gets spiffe://spike.local/spike/keeper-2, but nexus takes only a Keeper ID, spiffe://spike.local/spike/keeper/<name> (SPIKE_KEEPER_ID unset)"},
+		{"keeper registered under an ID its peers refuse", compose,
+			"      - spike/keeper/2=10012\n", "      - spike/keeper/2/a=10012\n",
+			"service keeper-2 gets spiffe://spike.local/spike/keeper/2/a, but its peers take only a Keeper ID"},
 		{"pilot not an admin", compose,
 			"      - spike/pilot=10003\n", "      - app/pilot=10003\n",
 			"service pilot gets spiffe://spike.local/app/pilot, which nexus does not take as an admin"},
@@ -209,8 +257,8 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"      - nexus-db-secret:/run/spike/nexus-db:ro\n",
 			"service nexus: SPIFFE_ENDPOINT_SOCKET=unix:///run/spire/agent/public/api.sock, but it does not mount the agent's socket volume"},
 		{"long-running service as root", compose,
-			"      target: keeper\n", "      target: keeper\n    user: \"0:0\"\n",
-			"service keeper runs as root"},
+			`    user: "10012:10012"`, `    user: "0:0"`,
+			"service keeper-2 runs as root"},
 		{"pilot outside a profile", compose,
 			"    profiles: [tools]\n    restart: \"no\"\n    read_only: true\n    cap_drop: [ALL]\n    security_opt: [\"no-new-privileges:true\"]\n    environment:\n      SPIKE_TRUST_DOMAIN: spike.local\n      SPIFFE_ENDPOINT_SOCKET: unix:///run/spire/agent/public/api.sock\n      SPIKE_NEXUS_URL: https://nexus:8553\n    volumes:\n      - spire-agent-socket:/run/spire/agent/public:ro\n      - pilot-home",
 			"    restart: \"no\"\n    read_only: true\n    cap_drop: [ALL]\n    security_opt: [\"no-new-privileges:true\"]\n    environment:\n      SPIKE_TRUST_DOMAIN: spike.local\n      SPIFFE_ENDPOINT_SOCKET: unix:///run/spire/agent/public/api.sock\n      SPIKE_NEXUS_URL: https://nexus:8553\n    volumes:\n      - spire-agent-socket:/run/spire/agent/public:ro\n      - pilot-home",
@@ -278,7 +326,16 @@ func TestProgramSources(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, v := range []string{"SPIKE_TRUST_DOMAIN", "SPIFFE_ENDPOINT_SOCKET", "SPIKE_SVID_CERT"} {
+			// Every program's SVID settings, and what checkKeepers and
+			// checkExpectedIDs read of Keeper and Nexus.
+			vars := []string{"SPIKE_TRUST_DOMAIN", "SPIFFE_ENDPOINT_SOCKET", "SPIKE_SVID_CERT"}
+			switch name {
+			case "spike-keeper":
+				vars = append(vars, "SPIKE_KEEPER_PEERS", "SPIKE_KEEPER_NEXUS_ID")
+			case "spike-nexus":
+				vars = append(vars, "SPIKE_KEEPER_URLS", "SPIKE_KEEPER_URL", "SPIKE_KEEPER_ID", "SPIKE_ADMIN_IDS")
+			}
+			for _, v := range vars {
 				if !p.env[v] {
 					t.Errorf("%s: %s not found among the variables read: %v", name, v, sortedKeys(p.env))
 				}

@@ -5,9 +5,11 @@
 // file parses; every long-running service has a health check and every other
 // is a one-shot; builds point at Dockerfiles, stages and files that exist;
 // images are pinned; the SPIKE_* and SPIFFE_* variables set are ones the
-// programs read; addresses, ports and URLs agree with each other; volumes
-// are declared; and each program's uid is registered in SPIRE under the
-// SPIFFE ID the other programs expect of it.
+// programs read; addresses, ports and URLs agree with each other (Nexus
+// lists every Keeper, each Keeper every other one as its peer); volumes are
+// declared; and each program's uid is registered in SPIRE under the SPIFFE
+// ID the other programs expect of it (a Keeper ID of its own for each
+// Keeper).
 //
 // The healthprobe command, the containers' health check, lives here too.
 package check
