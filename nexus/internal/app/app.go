@@ -219,13 +219,14 @@ func (a *App) close() {
 	}
 }
 
-// ready reports, for /readyz, whether this Nexus can serve secrets: the
-// database answers, its schema is the one this Nexus embeds, and Keeper
-// holds this database's keyring (as last checked, every
-// SPIKE_KEEPER_CHECK_INTERVAL).
+// ready reports, for /readyz, whether this Nexus can serve secrets now: a
+// write would go through (postgres.Probe: a connection, the tables' write
+// locks and an audit insert, rolled back, within about a second), the
+// schema is the one this Nexus embeds, and a Keeper holds this database's
+// keyring (as last checked, every SPIKE_KEEPER_CHECK_INTERVAL).
 func ready(store *postgres.Store, kc *keeper.Client) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if err := store.Ping(ctx); err != nil {
+		if err := store.Probe(ctx); err != nil {
 			return withCause(err)
 		}
 		if err := store.CheckSchema(ctx); err != nil {

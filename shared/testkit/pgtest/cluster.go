@@ -193,7 +193,16 @@ func (c *Cluster) startServer(port int) error {
 // this is a crash of the server, not of the machine: a cluster from
 // StartDurable loses no acknowledged commit.
 func (c *Cluster) CrashRestart() error {
-	c.kill()
+	c.Crash()
+	return c.Restart()
+}
+
+// Crash stops the server at once, as CrashRestart does, and leaves it down
+// until Restart.
+func (c *Cluster) Crash() { c.kill() }
+
+// Restart starts a crashed server again on the same port.
+func (c *Cluster) Restart() error {
 	var err error
 	for range 50 { // the port may take a moment to be free again
 		if err = c.startServer(c.port); err == nil || !errors.Is(err, errExited) {
