@@ -226,10 +226,10 @@ func (a *App) close() {
 // keyring (as last checked, every SPIKE_KEEPER_CHECK_INTERVAL).
 func ready(store *postgres.Store, kc *keeper.Client) func(context.Context) error {
 	return func(ctx context.Context) error {
-		if err := store.Probe(ctx); err != nil {
+		if err := store.CheckSchema(ctx); err != nil {
 			return withCause(err)
 		}
-		if err := store.CheckSchema(ctx); err != nil {
+		if err := store.Probe(ctx); err != nil {
 			return withCause(err)
 		}
 		return withCause(kc.State().Err())

@@ -34,9 +34,9 @@ func (s *Store) Probe(ctx context.Context) error {
 	cancel()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
-			return dbError(ctx, "probe", errProbeBusy)
+			return dbError(ctx, "database probe", errProbeBusy)
 		}
-		return dbError(ctx, "probe: connect", err)
+		return dbError(ctx, "database probe: connect", err)
 	}
 	defer conn.Release()
 	chain := make([]byte, 16)
@@ -63,7 +63,7 @@ func (s *Store) Probe(ctx context.Context) error {
 	if errors.Is(err, errRollback) {
 		return nil
 	}
-	return dbError(ctx, "probe", err)
+	return dbError(ctx, "database probe", err)
 }
 
 // errRollback ends the probe's transaction with a rollback.
