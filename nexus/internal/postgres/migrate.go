@@ -140,7 +140,7 @@ func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // undefined_table
 		return 0, nil
 	}
-	return version, dbError(ctx, "read schema version", err)
+	return version, dbError(ctx, "read the database schema version", err)
 }
 
 // CheckSchema returns nil when the database's schema is the newest this
