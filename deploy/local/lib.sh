@@ -25,7 +25,8 @@ KEEPER_PORT=${SPIKE_KEEPER_PORT:-8443}
 NEXUS_PORT=${SPIKE_NEXUS_PORT:-8553}
 # How many Keepers (make up KEEPERS=3): keeper n listens on
 # KEEPER_PORT + 2(n-1), its ops listener on the port after.
-KEEPERS=${KEEPERS:-${SPIKE_KEEPERS:-1}}
+# A running stack keeps its count (run/keepers) unless one is given.
+KEEPERS=${KEEPERS:-${SPIKE_KEEPERS:-$(cat "$STATE/run/keepers" 2>/dev/null || echo 1)}}
 TRUST_DOMAIN=${SPIKE_TRUST_DOMAIN:-spike.local}
 START_TIMEOUT=${SPIKE_START_TIMEOUT:-30}
 

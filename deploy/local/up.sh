@@ -29,12 +29,19 @@ check_ports() {
 check_ports "$PG_PORT" "$KEEPER_PORT" "$NEXUS_PORT"
 [[ $KEEPERS =~ ^[1-9]$ ]] || die "KEEPERS=$KEEPERS: give a number of Keepers from 1 to 9"
 keeper_port() { printf '%s\n' $((KEEPER_PORT + 2 * ($1 - 1))); }
-check_ports "$(keeper_port "$KEEPERS")"
 # Plain-HTTP ops listeners (/healthz, /readyz, /metrics): next to the API
 # ports unless set, so that a second stack on other ports does not collide.
 KEEPER_OPS_PORT=${SPIKE_KEEPER_OPS_PORT:-$((KEEPER_PORT + 1))}
 NEXUS_OPS_PORT=${SPIKE_NEXUS_OPS_PORT:-$((NEXUS_PORT + 1))}
 check_ports "$KEEPER_OPS_PORT" "$NEXUS_OPS_PORT"
+# Every port of the stack, each used once.
+all_ports=("$PG_PORT" "$NEXUS_PORT" "$NEXUS_OPS_PORT" "$KEEPER_PORT" "$KEEPER_OPS_PORT")
+for ((n = 2; n <= KEEPERS; n++)); do
+	all_ports+=("$(keeper_port "$n")" $(($(keeper_port "$n") + 1)))
+done
+check_ports "${all_ports[@]}"
+dup=$(printf '%s\n' "${all_ports[@]}" | sort | uniq -d | head -n1)
+[[ -z $dup ]] || die "port $dup would be used twice (PostgreSQL, Nexus and its ops port, and KEEPERS=$KEEPERS Keepers from SPIKE_KEEPER_PORT, two ports each); choose other ports"
 [[ $TRUST_DOMAIN =~ ^[a-z0-9._-]+$ ]] || die "bad SPIKE_TRUST_DOMAIN: $TRUST_DOMAIN"
 
 # Where the SVIDs come from: the dev CA (default) or SPIRE.

@@ -66,6 +66,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	if self.TrustDomain() != cfg.TrustDomain {
 		return nil, fmt.Errorf("svid %s is not in trust domain %s", self, cfg.TrustDomain)
 	}
+	if len(cfg.Peers) > 0 && !identity.IsKeeper(cfg.TrustDomain, self) {
+		return nil, fmt.Errorf("svid %s is not a Keeper ID (spiffe://%s/spike/keeper/<name>): its peers would refuse it (SPIKE_KEEPER_PEERS)", self, cfg.TrustDomain)
+	}
+	if identity.IsKeeper(cfg.TrustDomain, cfg.NexusID) {
+		return nil, fmt.Errorf("SPIKE_KEEPER_NEXUS_ID %s is a Keeper ID: Nexus must not be able to ask for the root key", cfg.NexusID)
+	}
 
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", cfg.Listen.String())

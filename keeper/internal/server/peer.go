@@ -126,20 +126,14 @@ func (s *Server) needsKeyring() bool {
 // reseedOnce asks the peers, in random order, until one gives a keyring,
 // and holds it. It reports which peer gave it.
 func (s *Server) reseedOnce(ctx context.Context, peers []Peer) (string, bool) {
-	req, err := keyring.NewShareRequest()
-	if err != nil {
-		s.log.ErrorContext(ctx, "re-seed: new key pair", slog.String("error", err.Error()))
-		return "", false
-	}
 	s.mu.RLock()
 	want := append([]byte(nil), s.wanted...)
 	s.mu.RUnlock()
 	for _, i := range rand.Perm(len(peers)) { //nolint:gosec // the order only spreads the load among peers
 		p := peers[i]
-		ring, err := s.fetch(ctx, p, req, want)
+		ring, err := s.fetch(ctx, p, want)
 		if err != nil {
-			s.log.DebugContext(ctx, "re-seed: peer has no keyring for us",
-				slog.String("peer", p.Name), slog.String("error", err.Error()))
+			s.peerFailed(ctx, p.Name, err)
 			continue
 		}
 		if s.hold(ring, "peer "+p.Name) {
@@ -151,8 +145,37 @@ func (s *Server) reseedOnce(ctx context.Context, peers []Peer) (string, bool) {
 	return "", false
 }
 
-// fetch asks one peer for the keyring want (nil: any) and opens it.
-func (s *Server) fetch(ctx context.Context, p Peer, req *keyring.ShareRequest, want []byte) (*keyring.Keyring, error) {
+// peerFailed logs why a peer gave no keyring: at debug level when it has
+// none to give (sealed, or another keyring), as a warning otherwise (a
+// peer that cannot be reached or refuses this Keeper is misconfigured),
+// once per peer until its answer changes.
+func (s *Server) peerFailed(ctx context.Context, peer string, err error) {
+	level := slog.LevelWarn
+	switch reasonOf(err) {
+	case keeperv1.ErrorDetail_REASON_SEALED, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH:
+		level = slog.LevelDebug
+	}
+	msg := err.Error()
+	s.mu.Lock()
+	if s.peerErrs == nil {
+		s.peerErrs = map[string]string{}
+	}
+	repeated := s.peerErrs[peer] == msg
+	s.peerErrs[peer] = msg
+	s.mu.Unlock()
+	if repeated && level == slog.LevelWarn {
+		level = slog.LevelDebug
+	}
+	s.log.Log(ctx, level, "re-seed: peer gave no keyring", slog.String("peer", peer), slog.String("error", msg))
+}
+
+// fetch asks one peer for the keyring want (nil: any), sealed to a key
+// pair made for this one request, and opens it.
+func (s *Server) fetch(ctx context.Context, p Peer, want []byte) (*keyring.Keyring, error) {
+	req, err := keyring.NewShareRequest()
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, peerTimeout)
 	defer cancel()
 	resp, err := p.Client.FetchKeyring(ctx, connect.NewRequest(&keeperv1.FetchKeyringRequest{
@@ -182,4 +205,21 @@ func (s *Server) hold(ring *keyring.Keyring, source string) bool {
 	}
 	s.ring, s.source = ring, source
 	return true
+}
+
+// reasonOf is the reason a peer gave for refusing, from the error's
+// details; REASON_UNSPECIFIED when it gave none.
+func reasonOf(err error) keeperv1.ErrorDetail_Reason {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return keeperv1.ErrorDetail_REASON_UNSPECIFIED
+	}
+	for _, d := range ce.Details() {
+		if v, derr := d.Value(); derr == nil {
+			if detail, ok := v.(*keeperv1.ErrorDetail); ok {
+				return detail.GetReason()
+			}
+		}
+	}
+	return keeperv1.ErrorDetail_REASON_UNSPECIFIED
 }

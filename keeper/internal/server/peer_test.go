@@ -167,6 +167,38 @@ func TestReseed(t *testing.T) {
 	}
 }
 
+// A keyring taken from a peer that is not the one Nexus's database stores
+// is dropped as soon as Nexus says which one it expects.
+func TestWrongKeyringFromPeerIsDropped(t *testing.T) {
+	t.Parallel()
+	holder := startKeeper(t, tlsconfig.AuthorizeMemberOf(td))
+	sk := initKeyring(t, holder.nexus(t), password)
+	if err := unseal(t, holder.nexus(t), password, sk); err != nil {
+		t.Fatal(err)
+	}
+	fresh := startKeeperOn(t, holder.ca, identity.Keeper(td, "2"), tlsconfig.AuthorizeMemberOf(td))
+	ctx, cancel := context.WithCancel(t.Context())
+	var loops sync.WaitGroup
+	t.Cleanup(func() { cancel(); loops.Wait() })
+	peers := []server.Peer{{Name: holder.url, Client: fresh.peerClientOf(t, holder)}}
+	loops.Go(func() { fresh.srv.Reseed(ctx, peers, time.Hour) })
+	deadline := time.Now().Add(10 * time.Second)
+	for !fresh.srv.Unsealed() {
+		if time.Now().After(deadline) {
+			t.Fatal("no re-seed at start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	other := bytes.Repeat([]byte{3}, keyring.IDSize)
+	st, err := fresh.nexus(t).Status(t.Context(), connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: other}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Msg.GetUnsealed() || fresh.srv.Unsealed() {
+		t.Errorf("a Keeper holding another keyring from a peer kept it: %v", st.Msg)
+	}
+}
+
 // peerClientOf is k's client of other's PeerService, presenting k's ID.
 func (k *keeper) peerClientOf(t *testing.T, other *keeper) keeperv1connect.PeerServiceClient {
 	t.Helper()

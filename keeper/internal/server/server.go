@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 
 	"connectrpc.com/connect"
@@ -64,6 +65,11 @@ type Server struct {
 	// wanted is the keyring id Nexus last said its database stores; the
 	// re-seed loop asks peers for it.
 	wanted []byte
+	// sealGen counts Seals: an Unseal whose key derivation overlapped one
+	// does not install its keyring.
+	sealGen uint64
+	// peerErrs is the last error each peer gave the re-seed loop.
+	peerErrs map[string]string
 }
 
 var _ keeperv1connect.KeeperServiceHandler = (*Server)(nil)
@@ -130,6 +136,7 @@ func (s *Server) Seal(ctx context.Context, _ *connect.Request[keeperv1.SealReque
 	held := s.ring != nil
 	s.dropLocked()
 	s.onPurpose = true
+	s.sealGen++
 	s.log.InfoContext(ctx, "keeper sealed on request", slog.Bool("was_unsealed", held))
 	return connect.NewResponse(&keeperv1.SealResponse{WasUnsealed: held}), nil
 }
@@ -147,6 +154,13 @@ func (s *Server) Status(ctx context.Context, req *connect.Request[keeperv1.Statu
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.ring != nil && len(expected) != 0 && !bytesEqual(s.ring.ID(), expected) && strings.HasPrefix(s.source, "peer ") {
+		// A keyring taken from a peer that is not this database's (the
+		// peer held a stale one): forget it and ask for the right one.
+		s.log.WarnContext(ctx, "dropping a keyring from a peer that is not the one Nexus expects",
+			slog.String("held", hex.EncodeToString(s.ring.ID())), slog.String("expected", hex.EncodeToString(expected)))
+		s.dropLocked()
+	}
 	resp := &keeperv1.StatusResponse{SealedOnPurpose: s.onPurpose}
 	if s.ring != nil {
 		resp.Unsealed = true
@@ -227,6 +241,9 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 	if err := s.checkHeld(id); err != nil {
 		return nil, err
 	}
+	s.mu.RLock()
+	gen := s.sealGen
+	s.mu.RUnlock()
 	if err := s.acquireKDF(ctx); err != nil {
 		return nil, err
 	}
@@ -246,6 +263,10 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.sealGen != gen {
+		ring.Drop()
+		return nil, keeperError(keeperv1.ErrorDetail_REASON_SEALED, "keeper was sealed while this unseal ran: unseal again")
+	}
 	s.onPurpose = false
 	switch {
 	case s.ring == nil:

@@ -21,6 +21,7 @@ import (
 
 	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
+	"github.com/spike-dev/spike/shared/rpcclient"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
 )
@@ -76,6 +77,10 @@ type Instance struct {
 	SealedOnPurpose bool
 	// Source says how it got its keyring: "unseal" or "peer <url>".
 	Source string
+	// Suspect is set when it held the keyring but did not answer in time
+	// once: it is still counted as holding until it misses again, so that
+	// one slow answer does not seal SPIKE.
+	Suspect bool
 }
 
 // State is what Nexus knows about the Keepers and the root keyring.
@@ -224,12 +229,15 @@ func (c *Client) Watch(ctx context.Context, interval time.Duration) {
 }
 
 // Time limits: the database question of a Check; each Keeper's answer to a
-// Check, so that SPIKE is known sealed within a second when no Keeper
-// answers; and one attempt of a key call before the next Keeper is tried.
+// Check; one attempt of a key call while another Keeper is left to try;
+// one Keeper's answer to Seal, and to Init or Unseal (which derive a key
+// from the password).
 const (
 	dbCheckTimeout     = 3 * time.Second
 	keeperCheckTimeout = 800 * time.Millisecond
 	attemptTimeout     = 700 * time.Millisecond
+	sealTimeout        = 2 * time.Second
+	kdfTimeout         = 20 * time.Second
 )
 
 // Check asks the database and every Keeper (at once) for the current state
@@ -256,13 +264,15 @@ func (c *Client) Check(ctx context.Context) State {
 			next.KeyringID = kr.ID
 		}
 	}
-	next.Keepers = c.askAll(ctx, next.KeyringID)
+	next.Keepers = c.askAll(ctx, next.KeyringID, prev.Keepers)
 	next.summarise()
-	return c.setState(seq, next)
+	return c.setState(seq, next, true)
 }
 
-// askAll asks every Keeper for its status at once.
-func (c *Client) askAll(ctx context.Context, keyringID []byte) []Instance {
+// askAll asks every Keeper for its status at once. A Keeper that held the
+// keyring and does not answer in time keeps its last state once, marked
+// Suspect.
+func (c *Client) askAll(ctx context.Context, keyringID []byte, prev []Instance) []Instance {
 	states := make([]Instance, len(c.keepers))
 	var wg sync.WaitGroup
 	for i, k := range c.keepers {
@@ -271,9 +281,14 @@ func (c *Client) askAll(ctx context.Context, keyringID []byte) []Instance {
 			kctx, cancel := context.WithTimeout(ctx, keeperCheckTimeout)
 			defer cancel()
 			resp, err := k.RPC.Status(kctx, connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: keyringID}))
-			if err != nil {
+			switch {
+			case err != nil && i < len(prev) && prev[i].Holds && !prev[i].Suspect &&
+				connect.CodeOf(err) == connect.CodeDeadlineExceeded && ctx.Err() == nil:
+				st = prev[i]
+				st.Suspect = true
+			case err != nil:
 				st.Err = err
-			} else {
+			default:
 				m := resp.Msg
 				st.Unsealed, st.KeyringID, st.ActiveKeyVersion = m.GetUnsealed(), m.GetKeyringId(), m.GetActiveKeyVersion()
 				st.SealedOnPurpose, st.Source = m.GetSealedOnPurpose(), m.GetSource()
@@ -324,9 +339,9 @@ func (s *State) summarise() {
 
 // setState applies the observation numbered seq unless a newer one was
 // applied already, and returns the state in force. A state that cannot
-// serve runs the OnSeal functions, after the state is in force, so that no
-// key cached from then on survives.
-func (c *Client) setState(seq uint64, next State) State {
+// serve runs the OnSeal functions (when runOnSeal: the Keepers were asked),
+// after the state is in force, so that no key cached from then on survives.
+func (c *Client) setState(seq uint64, next State, runOnSeal bool) State {
 	c.mu.Lock()
 	if seq < c.applied {
 		st := c.state
@@ -339,7 +354,7 @@ func (c *Client) setState(seq uint64, next State) State {
 	onSeal := c.onSeal
 	c.mu.Unlock()
 
-	if !next.Unsealed {
+	if !next.Unsealed && runOnSeal {
 		for _, f := range onSeal {
 			f()
 		}
@@ -355,14 +370,16 @@ func (c *Client) setState(seq uint64, next State) State {
 }
 
 // lost records that Keeper i failed a key call with err (unreachable, or no
-// longer holding the keyring); when it was the last one holding it, SPIKE
-// is sealed.
+// longer holding the keyring), so that calls skip it until the next Check
+// says otherwise. It changes the state in place, under the lock, so that a
+// newer Check is never overwritten; it does not drop cached keys (only the
+// Keepers' own answers to Check do).
 func (c *Client) lost(i int, err error) {
-	seq := c.seq.Add(1)
-	st := c.State()
+	c.mu.Lock()
+	st := c.state
 	st.Keepers = append([]Instance(nil), st.Keepers...)
 	k := &st.Keepers[i]
-	k.Holds = false
+	k.Holds, k.Suspect = false, false
 	switch reasonFor(err) {
 	case keeperv1.ErrorDetail_REASON_SEALED:
 		k.Unsealed = false
@@ -373,7 +390,8 @@ func (c *Client) lost(i int, err error) {
 	}
 	st.KeeperErr = nil
 	st.summarise()
-	c.setState(seq, st)
+	c.state = st
+	c.mu.Unlock()
 	c.log.Warn("keeper failed a call; trying the next one", "keeper", c.keepers[i].Name, "error", err)
 }
 
@@ -399,8 +417,12 @@ func (c *Client) call(ctx context.Context, op string, f func(context.Context, ke
 		}
 	}
 	var lastErr error
-	for _, i := range order {
-		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	for n, i := range order {
+		// Only while another Keeper is left to try is an attempt cut short.
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if n < len(order)-1 {
+			actx, cancel = context.WithTimeout(ctx, attemptTimeout)
+		}
 		err := f(actx, c.keepers[i].RPC)
 		cancel()
 		if err == nil {
@@ -416,7 +438,8 @@ func (c *Client) call(ctx context.Context, op string, f func(context.Context, ke
 	if serr := c.State().Err(); serr != nil {
 		return serr
 	}
-	return c.translate(op, lastErr)
+	// Key calls change nothing: having failed everywhere, nothing happened.
+	return fault.Wrap(fault.Unavailable, lastErr, "%s: no Keeper could answer", op)
 }
 
 // failover reports whether a failed key call should go to the next Keeper:
@@ -443,7 +466,9 @@ func failover(err error) bool {
 func (c *Client) Init(ctx context.Context, password []byte) (Keyring, error) {
 	var lastErr error
 	for _, k := range c.keepers {
-		resp, err := k.RPC.Init(ctx, connect.NewRequest(&keeperv1.InitRequest{Password: password}))
+		actx, cancel := context.WithTimeout(ctx, kdfTimeout)
+		resp, err := k.RPC.Init(actx, connect.NewRequest(&keeperv1.InitRequest{Password: password}))
+		cancel()
 		if err == nil {
 			kr := resp.Msg.GetKeyring()
 			return Keyring{ID: kr.GetKeyringId(), KDFParams: kr.GetKdfParams(), Ciphertext: kr.GetCiphertext()}, nil
@@ -462,7 +487,18 @@ func (c *Client) Init(ctx context.Context, password []byte) (Keyring, error) {
 // they failed); Check then tells whether SPIKE can serve.
 func (c *Client) Unseal(ctx context.Context, password []byte, kr Keyring) error {
 	sealed := &keeperv1.SealedKeyring{KeyringId: kr.ID, KdfParams: kr.KDFParams, Ciphertext: kr.Ciphertext}
-	errs := c.each(ctx, func(ctx context.Context, k Endpoint) error {
+	// Every Keeper without the keyring, and one that holds it (to judge
+	// the password): each derivation costs a Keeper real memory and time.
+	targets := make([]bool, len(c.keepers))
+	judged := false
+	for i, k := range c.State().Keepers {
+		targets[i] = !k.Holds || !judged
+		judged = judged || k.Holds
+	}
+	errs := c.each(ctx, kdfTimeout, func(ctx context.Context, i int, k Endpoint) error {
+		if !targets[i] {
+			return errSkipped
+		}
 		_, err := k.RPC.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: password, Keyring: sealed}))
 		return err
 	})
@@ -472,45 +508,66 @@ func (c *Client) Unseal(ctx context.Context, password []byte, kr Keyring) error 
 // SealResult is one Keeper's answer to Seal.
 type SealResult struct {
 	Name string
-	// WasUnsealed is true when it held a keyring until then.
-	WasUnsealed bool
-	// Err says why it could not be sealed.
+	// Sealed is true when the Keeper confirmed that it holds no keyring
+	// and stays sealed: it answered Seal, or a Check after it says so.
+	Sealed bool
+	// Err says why it did not answer Seal.
 	Err error
 }
 
 // Seal has every Keeper forget the keyring and stay sealed until the next
-// unseal. It returns each Keeper's answer: one that could not be reached
-// may still hold the keyring. The error is Unavailable only when no Keeper
-// was reached, that is when nothing happened.
+// unseal, and returns each Keeper's outcome; one not confirmed sealed may
+// still hold the keyring. The error is Unavailable only when no Keeper was
+// reached (nothing happened) and Unknown when none confirmed but some may
+// have received the request.
 func (c *Client) Seal(ctx context.Context) ([]SealResult, error) {
-	results := make([]SealResult, len(c.keepers))
-	errs := c.each(ctx, func(ctx context.Context, k Endpoint) error {
+	errs := c.each(ctx, sealTimeout, func(ctx context.Context, _ int, k Endpoint) error {
 		_, err := k.RPC.Seal(ctx, connect.NewRequest(&keeperv1.SealRequest{}))
 		return err
 	})
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sealTimeout)
+	st := c.Check(cctx)
+	cancel()
+	results := make([]SealResult, len(c.keepers))
 	var failed []error
+	confirmed, maybeSent := 0, false
 	for i, k := range c.keepers {
-		results[i] = SealResult{Name: k.Name, Err: errs[i]}
+		r := SealResult{Name: k.Name, Err: errs[i]}
+		r.Sealed = errs[i] == nil || (i < len(st.Keepers) && st.Keepers[i].Err == nil && st.Keepers[i].SealedOnPurpose)
+		if r.Sealed {
+			confirmed++
+		}
 		if errs[i] != nil {
 			failed = append(failed, fmt.Errorf("%s: %w", k.Name, errs[i]))
+			maybeSent = maybeSent || errors.As(errs[i], new(*rpcclient.MaybeSentError))
 		}
+		results[i] = r
 	}
-	c.Check(ctx)
-	if len(failed) == len(c.keepers) {
+	switch {
+	case confirmed == 0 && maybeSent:
+		return results, fault.Wrap(fault.Unknown, errors.Join(failed...), "no Keeper confirmed the seal: some may have sealed; look with spike operator status")
+	case confirmed == 0:
 		return results, fault.Wrap(fault.Unavailable, errors.Join(failed...), "no Keeper could be reached: nothing was sealed")
-	}
-	if len(failed) > 0 {
-		c.log.Warn("sealed, but some Keepers could not be reached and may still hold the root key", "unreachable", len(failed), "error", errors.Join(failed...))
+	case confirmed < len(c.keepers):
+		c.log.Warn("sealed, but some Keepers did not confirm and may still hold the root key", "unconfirmed", len(c.keepers)-confirmed, "error", errors.Join(failed...))
 	}
 	return results, nil
 }
 
-// each calls f on every Keeper at once and returns their errors in order.
-func (c *Client) each(ctx context.Context, f func(context.Context, Endpoint) error) []error {
+// errSkipped marks a Keeper that each did not ask.
+var errSkipped = errors.New("not asked")
+
+// each calls f on every Keeper at once, each bounded by timeout, and
+// returns their errors in order.
+func (c *Client) each(ctx context.Context, timeout time.Duration, f func(context.Context, int, Endpoint) error) []error {
 	errs := make([]error, len(c.keepers))
 	var wg sync.WaitGroup
 	for i, k := range c.keepers {
-		wg.Go(func() { errs[i] = f(ctx, k) })
+		wg.Go(func() {
+			kctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			errs[i] = f(kctx, i, k)
+		})
 	}
 	wg.Wait()
 	return errs
@@ -527,6 +584,9 @@ func (c *Client) firstVerdict(op string, errs []error) error {
 		}
 	}
 	for _, err := range errs {
+		if errors.Is(err, errSkipped) {
+			continue
+		}
 		if !failover(err) {
 			return c.translate(op, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -22,8 +23,32 @@ type fakeKeeper struct {
 	keeperv1connect.KeeperServiceClient
 	holds atomic.Bool
 	down  atomic.Pointer[error]
-	calls atomic.Int32
-	seals atomic.Int32
+	// slow delays every answer (a Keeper under load), honouring the
+	// caller's deadline.
+	slow     atomic.Int64
+	sealFail atomic.Bool
+	calls    atomic.Int32
+	seals    atomic.Int32
+	unseals  atomic.Int32
+}
+
+// wait delays an answer by f.slow, or until ctx ends.
+func (f *fakeKeeper) wait(ctx context.Context) error {
+	select {
+	case <-time.After(time.Duration(f.slow.Load())):
+		return nil
+	case <-ctx.Done():
+		return connect.NewError(connect.CodeDeadlineExceeded, ctx.Err())
+	}
+}
+
+func (f *fakeKeeper) Unseal(context.Context, *connect.Request[keeperv1.UnsealRequest]) (*connect.Response[keeperv1.UnsealResponse], error) {
+	f.unseals.Add(1)
+	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	f.holds.Store(true)
+	return connect.NewResponse(&keeperv1.UnsealResponse{KeyringId: []byte("k")}), nil
 }
 
 func (f *fakeKeeper) fail() error {
@@ -33,8 +58,11 @@ func (f *fakeKeeper) fail() error {
 	return nil
 }
 
-func (f *fakeKeeper) Status(context.Context, *connect.Request[keeperv1.StatusRequest]) (*connect.Response[keeperv1.StatusResponse], error) {
+func (f *fakeKeeper) Status(ctx context.Context, _ *connect.Request[keeperv1.StatusRequest]) (*connect.Response[keeperv1.StatusResponse], error) {
 	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	if err := f.wait(ctx); err != nil {
 		return nil, err
 	}
 	resp := &keeperv1.StatusResponse{}
@@ -44,9 +72,12 @@ func (f *fakeKeeper) Status(context.Context, *connect.Request[keeperv1.StatusReq
 	return connect.NewResponse(resp), nil
 }
 
-func (f *fakeKeeper) DecryptDataKey(context.Context, *connect.Request[keeperv1.DecryptDataKeyRequest]) (*connect.Response[keeperv1.DecryptDataKeyResponse], error) {
+func (f *fakeKeeper) DecryptDataKey(ctx context.Context, _ *connect.Request[keeperv1.DecryptDataKeyRequest]) (*connect.Response[keeperv1.DecryptDataKeyResponse], error) {
 	f.calls.Add(1)
 	if err := f.fail(); err != nil {
+		return nil, err
+	}
+	if err := f.wait(ctx); err != nil {
 		return nil, err
 	}
 	if !f.holds.Load() {
@@ -58,6 +89,9 @@ func (f *fakeKeeper) DecryptDataKey(context.Context, *connect.Request[keeperv1.D
 func (f *fakeKeeper) Seal(context.Context, *connect.Request[keeperv1.SealRequest]) (*connect.Response[keeperv1.SealResponse], error) {
 	if err := f.fail(); err != nil {
 		return nil, err
+	}
+	if f.sealFail.Load() {
+		return nil, connect.NewError(connect.CodeInternal, errors.New("internal error"))
 	}
 	f.seals.Add(1)
 	was := f.holds.Swap(false)
@@ -157,5 +191,67 @@ func TestSealEveryKeeper(t *testing.T) {
 	fakes[2].kill()
 	if _, err := c.Seal(t.Context()); fault.CodeOf(err) != fault.Unavailable {
 		t.Errorf("Seal with every Keeper down: %v, want Unavailable", err)
+	}
+}
+
+// A Keeper that is slow is not taken for dead: the last one left gets the
+// caller's whole deadline, one slow answer to Check does not seal SPIKE,
+// and a failed call does not drop the cached keys (only Check can).
+func TestSlowKeeperIsNotSealed(t *testing.T) {
+	t.Parallel()
+	c, fakes := threeKeepers(t)
+	var drops atomic.Int32
+	c.OnSeal(func() { drops.Add(1) })
+	fakes[0].kill()
+	fakes[1].kill()
+	fakes[2].slow.Store(int64(attemptTimeout + 300*time.Millisecond))
+	if _, err := c.DecryptDataKey(t.Context(), []byte("id"), []byte("w"), 1); err != nil {
+		t.Fatalf("the last Keeper, slower than one attempt: %v", err)
+	}
+	if drops.Load() != 0 {
+		t.Error("failed calls dropped the cached keys")
+	}
+	fakes[2].slow.Store(int64(keeperCheckTimeout + 200*time.Millisecond))
+	if st := c.Check(t.Context()); !st.Unsealed || !st.Keepers[2].Suspect {
+		t.Errorf("after one slow answer: %+v, want unsealed with Keeper 3 suspect", st.Keepers[2])
+	}
+	if st := c.Check(t.Context()); st.Unsealed {
+		t.Error("after two slow answers in a row: still unsealed")
+	}
+	if drops.Load() == 0 {
+		t.Error("Check found no Keeper holding the keyring but kept the cached keys")
+	}
+}
+
+// Unseal asks every Keeper without the keyring and one that holds it (to
+// judge the password), not every holder: each asked runs a key derivation.
+func TestUnsealAsksWhoNeedsIt(t *testing.T) {
+	t.Parallel()
+	c, fakes := threeKeepers(t)
+	fakes[1].holds.Store(false)
+	c.Check(t.Context())
+	if err := c.Unseal(t.Context(), []byte("password"), Keyring{ID: []byte("k")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := []int32{fakes[0].unseals.Load(), fakes[1].unseals.Load(), fakes[2].unseals.Load()}; got[0]+got[2] != 1 || got[1] != 1 {
+		t.Errorf("unseals per Keeper = %v, want one holder and the Keeper without the keyring", got)
+	}
+}
+
+// A Keeper that fails Seal but still answers Status holding the keyring is
+// not reported sealed.
+func TestSealNotConfirmed(t *testing.T) {
+	t.Parallel()
+	c, fakes := threeKeepers(t)
+	fakes[2].sealFail.Store(true)
+	results, err := c.Seal(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !results[0].Sealed || !results[1].Sealed || results[2].Sealed {
+		t.Errorf("results = %+v, want the third unconfirmed", results)
+	}
+	if !c.Unsealed() {
+		t.Error("with a Keeper still holding the keyring, the client says sealed")
 	}
 }

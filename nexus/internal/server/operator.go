@@ -50,7 +50,7 @@ func (o operatorServer) init(ctx context.Context, c *call, m *nexusv1.InitReques
 	}
 	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.ID))
 	err = o.keeper.Unseal(ctx, pw, kr)
-	if st := o.keeper.Check(ctx); err == nil && !st.Unsealed {
+	if st := o.checkKeepers(ctx); err == nil && !st.Unsealed {
 		err = st.Err()
 	}
 	if err != nil {
@@ -156,7 +156,7 @@ func (o operatorServer) checkPasswordWithKeeper(ctx context.Context, c *call, pw
 	}
 	// Keeper accepted the password.
 	done(true)
-	if st := o.keeper.Check(ctx); !st.Unsealed {
+	if st := o.checkKeepers(ctx); !st.Unsealed {
 		return nil, st.Err()
 	}
 	return stored.ID, nil
@@ -169,12 +169,26 @@ func (o operatorServer) Seal(ctx context.Context, req *connect.Request[nexusv1.S
 }
 
 func (o operatorServer) seal(ctx context.Context, _ *call, _ *nexusv1.SealRequest) (*nexusv1.SealResponse, error) {
-	_, err := o.keeper.Seal(ctx)
+	results, err := o.keeper.Seal(ctx)
 	if err != nil {
 		return nil, err
 	}
-	o.log.Warn("sealed on request: every Keeper forgot the root key")
-	return &nexusv1.SealResponse{Keepers: keeperStatuses(o.keeper.State())}, nil
+	o.log.Warn("sealed on request")
+	keepers := keeperStatuses(o.keeper.State())
+	for i, r := range results {
+		if i < len(keepers) {
+			keepers[i].SealConfirmed = r.Sealed
+		}
+	}
+	return &nexusv1.SealResponse{Keepers: keepers}, nil
+}
+
+// checkKeepers asks the Keepers for their state after a change, with time
+// of its own: the request's may be nearly spent by the key derivation.
+func (o operatorServer) checkKeepers(ctx context.Context) keeper.State {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	return o.keeper.Check(ctx)
 }
 
 // keeperStatuses reports each Keeper's state; errors only by their code, so

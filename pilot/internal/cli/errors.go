@@ -23,6 +23,11 @@ const (
 // came from Nexus and it is "no".
 var errTrailFailed = errors.New("audit trail failed verification")
 
+// errSealUnconfirmed says that Nexus sealed, but not every Keeper confirmed
+// it: the answer came from Nexus, and it is "not quite", so it exits with
+// exitRefused.
+var errSealUnconfirmed = errors.New("not every Keeper confirmed the seal")
+
 // exitCode maps the error of a command to the process exit code. An
 // Unknown outcome, whether Nexus said so (an uncertain commit) or the
 // connection broke after the request was sent, has a code of its own: a
@@ -37,7 +42,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &connectErr) && connectErr.Code() == connect.CodeUnknown:
 		return exitUnknown
-	case connect.IsWireError(err), errors.Is(err, errTrailFailed):
+	case connect.IsWireError(err), errors.Is(err, errTrailFailed), errors.Is(err, errSealUnconfirmed):
 		return exitRefused
 	default:
 		return exitLocal

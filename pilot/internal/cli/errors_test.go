@@ -45,6 +45,7 @@ func TestExitCode(t *testing.T) {
 			wantMsg: "pair 1 has an empty key\nRun 'spike secret put --help' for usage.",
 		},
 		{name: "audit trail failed verification", err: errTrailFailed, want: 2, wantMsg: "audit trail failed verification"},
+		{name: "seal not confirmed", err: fmt.Errorf("%w: 1 may still hold the root key", errSealUnconfirmed), want: 2, wantMsg: "not every Keeper confirmed the seal: 1 may still hold the root key"},
 		{name: "connection refused", err: dialErr, want: 1},
 		{name: "connection refused, explained", err: transportError(dialErr, closed.URL, time.Second), want: 1},
 		{

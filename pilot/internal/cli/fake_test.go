@@ -177,7 +177,7 @@ func (f *fakeNexus) Seal(_ context.Context, req *connect.Request[nexusv1.SealReq
 		return nil, err
 	}
 	return connect.NewResponse(&nexusv1.SealResponse{Keepers: []*nexusv1.KeeperStatus{
-		{Url: "https://k1:8443", Reachable: true, SealedOnPurpose: true},
+		{Url: "https://k1:8443", Reachable: true, SealedOnPurpose: true, SealConfirmed: true},
 	}}), nil
 }
 

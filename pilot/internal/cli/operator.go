@@ -111,8 +111,8 @@ still hold the key. Run seal again once it is back.`,
 				if err := writeSeal(inv.p.Stdout, inv.output, resp.Msg); err != nil {
 					return err
 				}
-				if n := unreachable(resp.Msg.GetKeepers()); n > 0 {
-					return fmt.Errorf("%d Keeper(s) could not be reached and may still hold the root key: run 'spike operator seal' again once they are back", n)
+				if n := unconfirmed(resp.Msg.GetKeepers()); n > 0 {
+					return fmt.Errorf("%w: %d may still hold the root key; run 'spike operator seal' again once they answer", errSealUnconfirmed, n)
 				}
 				return nil
 			})
@@ -120,11 +120,12 @@ still hold the key. Run seal again once it is back.`,
 	}
 }
 
-// unreachable counts the Keepers that did not answer.
-func unreachable(ks []*nexusv1.KeeperStatus) int {
+// unconfirmed counts the Keepers that did not confirm a seal, or still
+// hold the keyring.
+func unconfirmed(ks []*nexusv1.KeeperStatus) int {
 	n := 0
 	for _, k := range ks {
-		if !k.GetReachable() {
+		if !k.GetSealConfirmed() || k.GetHoldsKeyring() {
 			n++
 		}
 	}

@@ -128,7 +128,11 @@ func writeSeal(w io.Writer, format string, r *nexusv1.SealResponse) error {
 		}{keeperDocs(r.GetKeepers())})
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "SPIKE is sealed: every Keeper that could be reached forgot the root key.\n")
+	if unconfirmed(r.GetKeepers()) == 0 {
+		fmt.Fprintf(tw, "SPIKE is sealed: every Keeper forgot the root key.\n")
+	} else {
+		fmt.Fprintf(tw, "SPIKE may NOT be sealed: not every Keeper confirmed it forgot the root key.\n")
+	}
 	writeKeepers(tw, r.GetKeepers())
 	fmt.Fprintf(tw, "\nUnseal it with: echo '<password>' | spike operator unseal\n")
 	return flush(tw)

@@ -208,6 +208,21 @@ SPIKE is sealed; unseal it with: echo '<password>' | spike operator unseal
 `,
 		},
 		{
+			name: "seal not confirmed by every Keeper",
+			write: func(w io.Writer) error {
+				return writeSeal(w, formatTable, &nexusv1.SealResponse{Keepers: []*nexusv1.KeeperStatus{
+					{Url: "https://k1:8443", Reachable: true, SealedOnPurpose: true, SealConfirmed: true},
+					{Url: "https://k2:8443", Error: "deadline_exceeded: Keeper did not answer"},
+				}})
+			},
+			want: `SPIKE may NOT be sealed: not every Keeper confirmed it forgot the root key.
+Keeper 1:  https://k1:8443  sealed on purpose
+Keeper 2:  https://k2:8443  unreachable (deadline_exceeded: Keeper did not answer)
+
+Unseal it with: echo '<password>' | spike operator unseal
+`,
+		},
+		{
 			name: "status table, three Keepers",
 			write: func(w io.Writer) error {
 				return writeStatus(w, formatTable, &nexusv1.StatusResponse{

@@ -117,7 +117,7 @@ user  admin
 		{
 			name:         "seal",
 			args:         []string{"operator", "seal"},
-			wantStdout:   "SPIKE is sealed: every Keeper that could be reached forgot the root key.\nKeeper 1:  https://k1:8443  sealed on purpose\n\nUnseal it with: echo '<password>' | spike operator unseal\n",
+			wantStdout:   "SPIKE is sealed: every Keeper forgot the root key.\nKeeper 1:  https://k1:8443  sealed on purpose\n\nUnseal it with: echo '<password>' | spike operator unseal\n",
 			wantRequests: []proto.Message{&nexusv1.SealRequest{}},
 		},
 		{

@@ -527,7 +527,10 @@ type KeeperStatus struct {
 	// True after spike operator seal, until the next unseal.
 	SealedOnPurpose bool `protobuf:"varint,7,opt,name=sealed_on_purpose,json=sealedOnPurpose,proto3" json:"sealed_on_purpose,omitempty"`
 	// How it got its keyring: "unseal" or "peer <url>".
-	Source        string `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,8,opt,name=source,proto3" json:"source,omitempty"`
+	// In the answer to Seal: true when this Keeper confirmed it forgot the
+	// root key (it answered Seal, or says it is sealed on purpose).
+	SealConfirmed bool `protobuf:"varint,9,opt,name=seal_confirmed,json=sealConfirmed,proto3" json:"seal_confirmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -616,6 +619,13 @@ func (x *KeeperStatus) GetSource() string {
 		return x.Source
 	}
 	return ""
+}
+
+func (x *KeeperStatus) GetSealConfirmed() bool {
+	if x != nil {
+		return x.SealConfirmed
+	}
+	return false
 }
 
 type StatusRequest struct {
@@ -787,7 +797,7 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"keyring_id\x18\x01 \x01(\tR\tkeyringId\"\r\n" +
 	"\vSealRequest\"F\n" +
 	"\fSealResponse\x126\n" +
-	"\akeepers\x18\x01 \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers\"\x8a\x02\n" +
+	"\akeepers\x18\x01 \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers\"\xb1\x02\n" +
 	"\fKeeperStatus\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1c\n" +
 	"\treachable\x18\x02 \x01(\bR\treachable\x12\x14\n" +
@@ -797,7 +807,8 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"keyring_id\x18\x05 \x01(\tR\tkeyringId\x12,\n" +
 	"\x12active_key_version\x18\x06 \x01(\rR\x10activeKeyVersion\x12*\n" +
 	"\x11sealed_on_purpose\x18\a \x01(\bR\x0fsealedOnPurpose\x12\x16\n" +
-	"\x06source\x18\b \x01(\tR\x06source\"\x0f\n" +
+	"\x06source\x18\b \x01(\tR\x06source\x12%\n" +
+	"\x0eseal_confirmed\x18\t \x01(\bR\rsealConfirmed\"\x0f\n" +
 	"\rStatusRequest\"\xbb\x02\n" +
 	"\x0eStatusResponse\x12 \n" +
 	"\vinitialized\x18\x01 \x01(\bR\vinitialized\x12\x16\n" +
