@@ -151,8 +151,7 @@ func (s *Server) reseedOnce(ctx context.Context, peers []Peer) (string, bool) {
 // once per peer until its answer changes.
 func (s *Server) peerFailed(ctx context.Context, peer string, err error) {
 	level := slog.LevelWarn
-	switch reasonOf(err) {
-	case keeperv1.ErrorDetail_REASON_SEALED, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH:
+	if r := reasonOf(err); r == keeperv1.ErrorDetail_REASON_SEALED || r == keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH {
 		level = slog.LevelDebug
 	}
 	msg := err.Error()

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-
 	"github.com/jackc/pgx/v5"
+
 	keeperv1 "github.com/spike-dev/spike/proto/spike/keeper/v1"
 	"github.com/spike-dev/spike/proto/spike/keeper/v1/keeperv1connect"
 	"github.com/spike-dev/spike/shared/ops"
