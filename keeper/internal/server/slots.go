@@ -237,9 +237,11 @@ type credentials struct {
 // parseCredentials checks and parses a request's current credentials. A
 // share that does not parse is refused with its problem, never its value.
 func parseCredentials(password []byte, texts [][]byte) (credentials, error) {
-	for _, t := range texts {
-		defer clear(t)
-	}
+	defer func() {
+		for _, t := range texts {
+			clear(t)
+		}
+	}()
 	switch {
 	case len(password) > 0 && len(texts) > 0:
 		clear(password)
@@ -364,7 +366,7 @@ func (s *Server) refuseOpen(ctx context.Context, id []byte, creds credentials, e
 	case errors.Is(err, keyring.ErrNotEnoughShares), errors.Is(err, keyring.ErrInvalidShare):
 		return invalid("shares: " + err.Error())
 	case errors.Is(err, keyring.ErrNoSlot):
-		if err == errPasswordOnly {
+		if errors.Is(err, errPasswordOnly) {
 			return invalid(err.Error())
 		}
 		if creds.shares != nil {
