@@ -156,9 +156,13 @@ func TestOptions(t *testing.T) {
 		t.Error("Status as the default Nexus ID succeeded, want it refused")
 	}
 	sealed := initAndUnseal(t, client(t, ca, k, nexusID))
-	var params keyring.Params
-	if err := params.UnmarshalBinary(sealed.GetKdfParams()); err != nil {
-		t.Fatalf("kdf params: %v", err)
+	var sk keyring.Sealed
+	if err := sk.UnmarshalBinary(sealed.GetSealed()); err != nil {
+		t.Fatalf("sealed keyring: %v", err)
+	}
+	params, ok := sk.PasswordParams()
+	if !ok {
+		t.Fatal("sealed keyring has no password slot")
 	}
 	params.Salt = nil
 	if diff := cmp.Diff(keyring.Params{Time: 2, MemoryKiB: 2048, Threads: 2}, params); diff != "" {

@@ -144,7 +144,7 @@ func TestApp(t *testing.T) {
 			t.Errorf("/metrics does not contain %s:\n%s", want, metrics)
 		}
 	}
-	for _, secret := range [][]byte{password, sealed.GetCiphertext()} {
+	for _, secret := range [][]byte{password, sealed.GetSealed()} {
 		if bytes.Contains([]byte(metrics), secret) {
 			t.Error("/metrics contains secret material")
 		}
@@ -163,7 +163,7 @@ func TestApp(t *testing.T) {
 		t.Error("API address still accepts connections after Run returned")
 	}
 	log := logs.String()
-	for _, secret := range [][]byte{password, sealed.GetCiphertext()} {
+	for _, secret := range [][]byte{password, sealed.GetSealed()} {
 		if bytes.Contains([]byte(log), secret) {
 			t.Error("log contains secret material")
 		}

@@ -216,6 +216,16 @@ func (u *Unlocked) next(ring *Keyring) (*Unlocked, error) {
 	return &Unlocked{ring: ring, key: u.key, sealed: s}, nil
 }
 
+// Release zeroes the keyring key and returns the root keys, for a holder
+// that needs only them (to wrap data keys). u cannot be used afterwards;
+// the caller drops the Keyring.
+func (u *Unlocked) Release() *Keyring {
+	clear(u.key[:])
+	ring := u.ring
+	u.ring = nil
+	return ring
+}
+
 // Drop zeroes the keyring key and the root keys. u cannot be used
 // afterwards.
 func (u *Unlocked) Drop() {

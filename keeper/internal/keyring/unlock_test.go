@@ -373,3 +373,24 @@ func TestUnlockedDrop(t *testing.T) {
 		t.Error("Rekey after Drop succeeded")
 	}
 }
+
+func TestUnlockedRelease(t *testing.T) {
+	t.Parallel()
+	u, _, err := Create([]byte("pw"), fastParams(t), ShareSpec{})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	want := u.Keyring()
+	ring := u.Release()
+	t.Cleanup(ring.Drop)
+	if ring != want || ring.ActiveVersion() != 1 {
+		t.Fatalf("Release returned %p (version %d), want the root keys %p", ring, ring.ActiveVersion(), want)
+	}
+	if u.key != [KeySize]byte{} {
+		t.Error("Release left the keyring key")
+	}
+	u.Drop()
+	if ring.ActiveVersion() != 1 {
+		t.Error("Drop after Release dropped the released root keys")
+	}
+}

@@ -43,6 +43,7 @@ var reasonCodes = map[keeperv1.ErrorDetail_Reason]connect.Code{
 	keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY: connect.CodeDataLoss,
 	keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: connect.CodeFailedPrecondition,
 	keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  connect.CodeInvalidArgument,
+	keeperv1.ErrorDetail_REASON_WRONG_SHARES:     connect.CodePermissionDenied,
 }
 
 // keeperError returns the error for a refusal: the code of reason, msg for

@@ -129,6 +129,7 @@ func refused(reason keeperv1.ErrorDetail_Reason, msg string) rpcErr {
 		keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY: connect.CodeDataLoss,
 		keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: connect.CodeFailedPrecondition,
 		keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  connect.CodeInvalidArgument,
+		keeperv1.ErrorDetail_REASON_WRONG_SHARES:     connect.CodePermissionDenied,
 	}
 	return rpcErr{Code: codes[reason], Msg: msg, Reasons: []keeperv1.ErrorDetail_Reason{reason}}
 }
@@ -205,7 +206,8 @@ func TestInitUnsealDataKeyRoundTrip(t *testing.T) {
 
 	wantStatus(t, c, &keeperv1.StatusResponse{})
 	sealed := initKeyring(t, c, password)
-	if len(sealed.GetKeyringId()) != keyring.IDSize || len(sealed.GetKdfParams()) == 0 || len(sealed.GetCiphertext()) == 0 {
+	if len(sealed.GetKeyringId()) != keyring.IDSize || len(sealed.GetSealed()) == 0 || sealed.GetEpoch() != 1 ||
+		len(sealed.GetKdfParams()) != 0 || len(sealed.GetCiphertext()) != 0 {
 		t.Fatalf("Init returned an incomplete keyring: %v", sealed)
 	}
 	wantStatus(t, c, &keeperv1.StatusResponse{}) // Init is stateless.
@@ -292,7 +294,9 @@ func TestDecryptDataKeyDataLoss(t *testing.T) {
 func TestRefused(t *testing.T) {
 	t.Parallel()
 	c := startKeeper(t, tlsconfig.AuthorizeID(nexusID)).nexus(t)
-	sealed := initKeyring(t, c, password)
+	// A keyring in format 1, as stored before format 2: it must keep
+	// unsealing. TestRefusedFormat2 has the format 2 cases.
+	sealed := sealKeyring(t, password)
 	// altered returns a copy of sealed changed by alter.
 	altered := func(alter func(k *keeperv1.SealedKeyring)) *keeperv1.SealedKeyring {
 		k := proto.CloneOf(sealed)

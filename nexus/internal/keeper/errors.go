@@ -15,6 +15,10 @@ import (
 // refused the password.
 var ErrWrongPassword = errors.New("wrong password")
 
+// ErrWrongShares is in the chain of the error Unseal returns when Keeper
+// refused the shares: they recover no unseal key of the keyring.
+var ErrWrongShares = errors.New("wrong shares")
+
 // refusal is what one kind of Keeper refusal means for Nexus.
 type refusal struct {
 	code fault.Code
@@ -35,6 +39,7 @@ var refusals = map[keeperv1.ErrorDetail_Reason]refusal{
 	keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY: {code: fault.DataLoss, msg: "%[1]s: the wrapped data key was altered or is corrupt"},
 	keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: {code: fault.FailedPrecondition, msg: "%[1]s: %[2]s"},
 	keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  {code: fault.Invalid, msg: "%[1]s: %[2]s"},
+	keeperv1.ErrorDetail_REASON_WRONG_SHARES:     {code: fault.Invalid, msg: "%[1]s: wrong shares", cause: ErrWrongShares},
 }
 
 // reasonsByCode gives the reason of a refusal that carries none (a Keeper

@@ -69,6 +69,7 @@ func TestTranslate(t *testing.T) {
 		wrongPW    bool
 	}{
 		{name: "wrong password", err: refusalErr(connect.CodePermissionDenied, keeperv1.ErrorDetail_REASON_WRONG_PASSWORD, anyMsg), want: fault.Invalid, wrongPW: true},
+		{name: "wrong shares", err: refusalErr(connect.CodePermissionDenied, keeperv1.ErrorDetail_REASON_WRONG_SHARES, anyMsg), want: fault.Invalid},
 		{name: "corrupt keyring", err: refusalErr(connect.CodeDataLoss, keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING, anyMsg), want: fault.DataLoss},
 		{name: "corrupt data key", err: refusalErr(connect.CodeDataLoss, keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY, anyMsg), want: fault.DataLoss},
 		{name: "keyring mismatch", err: refusalErr(connect.CodeFailedPrecondition, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, anyMsg), want: fault.FailedPrecondition, wantSealed: true},
@@ -96,7 +97,7 @@ func TestTranslate(t *testing.T) {
 			if sealed := !c.State().Unsealed; sealed != tt.wantSealed {
 				t.Errorf("sealed after the refusal = %v, want %v", sealed, tt.wantSealed)
 			}
-			uerr := c.Unseal(t.Context(), []byte("password"), Keyring{ID: []byte("k")})
+			uerr := c.Unseal(t.Context(), Credentials{Password: []byte("password")}, Keyring{ID: []byte("k")})
 			if errors.Is(uerr, ErrWrongPassword) != tt.wrongPW {
 				t.Errorf("Unseal error %v: is ErrWrongPassword = %v, want %v", uerr, !tt.wrongPW, tt.wrongPW)
 			}

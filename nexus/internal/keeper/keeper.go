@@ -26,17 +26,24 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/fault"
 )
 
-// Keyring is the root keyring as stored: sealed by Keeper under a key
-// derived from the admin password. Nexus cannot open it.
+// Keyring is the root keyring as stored: sealed by Keeper, in format 1
+// (under a key derived from the admin password: KDFParams, Ciphertext) or
+// format 2 (Sealed: slots for the password and/or shares). Nexus cannot
+// open it.
 type Keyring struct {
 	// ID identifies the keyring; Keeper refuses to unseal a different one
 	// while holding this one.
 	ID []byte
 	// KDFParams are the Argon2id salt and parameters that derive the
-	// key-encryption key from the password.
+	// key-encryption key from the password (format 1).
 	KDFParams []byte
-	// Ciphertext is the sealed keyring.
+	// Ciphertext is the sealed keyring (format 1).
 	Ciphertext []byte
+	// Sealed is the sealed keyring in format 2, nil in format 1.
+	Sealed []byte
+	// Epoch is format 2's epoch as Keeper reported it (0 in format 1):
+	// for operators and for compare-and-set, never trusted by Keeper.
+	Epoch uint64
 	// CreatedAt is set by the database.
 	CreatedAt time.Time
 }
@@ -49,7 +56,7 @@ type DataKey struct {
 	RootKeyVersion uint32
 }
 
-const unsealHint = "unseal with: echo '<password>' | spike operator unseal"
+const unsealHint = "unseal with: echo '<password>' | spike operator unseal (or spike operator unseal --shares)"
 
 // Endpoint is one Keeper that Nexus may call.
 type Endpoint struct {
@@ -461,34 +468,108 @@ func failover(err error) bool {
 	return false
 }
 
-// Init has a Keeper create a new root keyring sealed under password. No
-// Keeper holds it yet: store it, then Unseal.
-func (c *Client) Init(ctx context.Context, password []byte) (Keyring, error) {
+// Credentials open a sealed keyring: the admin password, or shares (their
+// text forms). Keeper refuses both at once.
+type Credentials struct {
+	Password []byte
+	Shares   [][]byte
+}
+
+// Slots are what a new or rekeyed keyring is sealed with: a password
+// and/or ShareCount shares of which ShareThreshold open it.
+type Slots struct {
+	Password                   []byte
+	ShareThreshold, ShareCount uint32
+}
+
+// Init has a Keeper create a new root keyring sealed with slots, and
+// returns it and the shares' text forms. No Keeper holds it yet: store it,
+// then Unseal.
+func (c *Client) Init(ctx context.Context, slots Slots) (Keyring, [][]byte, error) {
+	var (
+		kr     Keyring
+		shares [][]byte
+	)
+	err := c.any(ctx, "create keyring", func(ctx context.Context, k Endpoint) error {
+		resp, err := k.RPC.Init(ctx, connect.NewRequest(&keeperv1.InitRequest{
+			Password: slots.Password, ShareThreshold: slots.ShareThreshold, ShareCount: slots.ShareCount,
+		}))
+		if err == nil {
+			kr, shares = keyringOf(resp.Msg.GetKeyring()), resp.Msg.GetShares()
+		}
+		return err
+	})
+	return kr, shares, err
+}
+
+// Rekey has a Keeper open kr with the current credentials and seal its
+// root keys again with slots, and returns the result (store it in place
+// of kr) and the new shares. No Keeper's state changes.
+func (c *Client) Rekey(ctx context.Context, creds Credentials, kr Keyring, slots Slots) (Keyring, [][]byte, error) {
+	var (
+		next   Keyring
+		shares [][]byte
+	)
+	err := c.any(ctx, "rekey", func(ctx context.Context, k Endpoint) error {
+		resp, err := k.RPC.Rekey(ctx, connect.NewRequest(&keeperv1.RekeyRequest{
+			Keyring: sealedOf(kr), Password: creds.Password, Shares: creds.Shares,
+			NewPassword: slots.Password, NewShareThreshold: slots.ShareThreshold, NewShareCount: slots.ShareCount,
+		}))
+		if err == nil {
+			next, shares = keyringOf(resp.Msg.GetKeyring()), resp.Msg.GetShares()
+		}
+		return err
+	})
+	return next, shares, err
+}
+
+// any calls f on one Keeper after another until one answers with success
+// or a verdict; only a Keeper that could not answer is passed over.
+func (c *Client) any(ctx context.Context, op string, f func(context.Context, Endpoint) error) error {
 	var lastErr error
 	for _, k := range c.keepers {
 		actx, cancel := context.WithTimeout(ctx, kdfTimeout)
-		resp, err := k.RPC.Init(actx, connect.NewRequest(&keeperv1.InitRequest{Password: password}))
+		err := f(actx, k)
 		cancel()
 		if err == nil {
-			kr := resp.Msg.GetKeyring()
-			return Keyring{ID: kr.GetKeyringId(), KDFParams: kr.GetKdfParams(), Ciphertext: kr.GetCiphertext()}, nil
+			return nil
 		}
 		if ctx.Err() != nil || !failover(err) {
-			return Keyring{}, c.translate("create keyring", err)
+			return c.translate(op, err)
 		}
 		lastErr = err
 	}
-	return Keyring{}, c.translate("create keyring", lastErr)
+	return c.translate(op, lastErr)
 }
 
-// Unseal sends the stored keyring and password to every Keeper at once;
-// each opens the keyring with it. A nil error is the verdict of at least
-// one Keeper that the password is right (the others re-seed from it if
+// sealedOf is kr as Keeper takes it.
+func sealedOf(kr Keyring) *keeperv1.SealedKeyring {
+	return &keeperv1.SealedKeyring{KeyringId: kr.ID, KdfParams: kr.KDFParams, Ciphertext: kr.Ciphertext, Sealed: kr.Sealed, Epoch: kr.Epoch}
+}
+
+// keyringOf is a sealed keyring from Keeper as stored.
+func keyringOf(m *keeperv1.SealedKeyring) Keyring {
+	kr := Keyring{ID: m.GetKeyringId(), KDFParams: m.GetKdfParams(), Ciphertext: m.GetCiphertext(), Sealed: m.GetSealed(), Epoch: m.GetEpoch()}
+	if len(kr.KDFParams) == 0 {
+		kr.KDFParams = nil
+	}
+	if len(kr.Ciphertext) == 0 {
+		kr.Ciphertext = nil
+	}
+	if len(kr.Sealed) == 0 {
+		kr.Sealed = nil
+	}
+	return kr
+}
+
+// Unseal sends the stored keyring and the credentials to every Keeper at
+// once; each opens the keyring with them. A nil error is the verdict of
+// at least one Keeper that they are right (the others re-seed from it if
 // they failed); Check then tells whether SPIKE can serve.
-func (c *Client) Unseal(ctx context.Context, password []byte, kr Keyring) error {
-	sealed := &keeperv1.SealedKeyring{KeyringId: kr.ID, KdfParams: kr.KDFParams, Ciphertext: kr.Ciphertext}
+func (c *Client) Unseal(ctx context.Context, creds Credentials, kr Keyring) error {
+	sealed := sealedOf(kr)
 	// Every Keeper without the keyring, and one that holds it (to judge
-	// the password): each derivation costs a Keeper real memory and time.
+	// the credentials): each derivation costs a Keeper real memory and time.
 	targets := make([]bool, len(c.keepers))
 	judged := false
 	for i, k := range c.State().Keepers {
@@ -499,7 +580,7 @@ func (c *Client) Unseal(ctx context.Context, password []byte, kr Keyring) error 
 		if !targets[i] {
 			return errSkipped
 		}
-		_, err := k.RPC.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: password, Keyring: sealed}))
+		_, err := k.RPC.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: creds.Password, Shares: creds.Shares, Keyring: sealed}))
 		return err
 	})
 	return c.firstVerdict("unseal keeper", errs)

@@ -230,7 +230,7 @@ func TestUnsealAsksWhoNeedsIt(t *testing.T) {
 	c, fakes := threeKeepers(t)
 	fakes[1].holds.Store(false)
 	c.Check(t.Context())
-	if err := c.Unseal(t.Context(), []byte("password"), Keyring{ID: []byte("k")}); err != nil {
+	if err := c.Unseal(t.Context(), Credentials{Password: []byte("password")}, Keyring{ID: []byte("k")}); err != nil {
 		t.Fatal(err)
 	}
 	if got := []int32{fakes[0].unseals.Load(), fakes[1].unseals.Load(), fakes[2].unseals.Load()}; got[0]+got[2] != 1 || got[1] != 1 {

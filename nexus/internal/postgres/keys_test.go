@@ -122,3 +122,58 @@ func TestDataKey(t *testing.T) {
 		t.Errorf("CreateDataKey with root key version 2^31: error = %v, want an internal error", err)
 	}
 }
+
+// TestUpdateKeyring checks a rekey's write: format 1 becomes format 2 with
+// the format 1 columns emptied, and only a writer that read the keyring as
+// it is stored replaces it.
+func TestUpdateKeyring(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := t.Context()
+	v1 := keeper.Keyring{ID: []byte("id-1"), KDFParams: []byte("argon2id"), Ciphertext: []byte("sealed")}
+	if err := s.CreateKeyring(ctx, auditRec(t, s), v1); err != nil {
+		t.Fatalf("CreateKeyring: %v", err)
+	}
+	e1 := keeper.Keyring{ID: v1.ID, Sealed: []byte("format 2, epoch 1"), Epoch: 1}
+	if err := s.UpdateKeyring(ctx, auditRec(t, s), v1, e1); err != nil {
+		t.Fatalf("UpdateKeyring format 1 → 2: %v", err)
+	}
+	got, err := s.Keyring(ctx)
+	if err != nil {
+		t.Fatalf("Keyring: %v", err)
+	}
+	if diff := cmp.Diff(e1, got, cmpopts.IgnoreFields(keeper.Keyring{}, "CreatedAt")); diff != "" {
+		t.Errorf("Keyring after rekey (-want +got):\n%s", diff)
+	}
+	e2 := keeper.Keyring{ID: v1.ID, Sealed: []byte("format 2, epoch 2"), Epoch: 2}
+	for _, stale := range []keeper.Keyring{v1, {ID: v1.ID, Sealed: []byte("format 2, other"), Epoch: 1}, {ID: v1.ID, Sealed: e1.Sealed, Epoch: 7}} {
+		err := s.UpdateKeyring(ctx, auditRec(t, s), stale, e2)
+		wantCode(t, err, fault.Aborted, "the stored keyring changed meanwhile (another rekey?): read it again and retry")
+	}
+	if err := s.UpdateKeyring(ctx, auditRec(t, s), e1, keeper.Keyring{ID: []byte("id-2"), Sealed: []byte("x"), Epoch: 2}); err == nil {
+		t.Error("UpdateKeyring to another keyring id succeeded")
+	}
+
+	// Of concurrent rekeys from the same keyring, exactly one is stored.
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.UpdateKeyring(ctx, auditRec(t, s), e1, keeper.Keyring{ID: v1.ID, Sealed: []byte{byte(i)}, Epoch: 2})
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case fault.CodeOf(err) != fault.Aborted:
+			t.Errorf("concurrent UpdateKeyring: %v", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d concurrent UpdateKeyring calls succeeded, want 1", won)
+	}
+}

@@ -94,6 +94,8 @@ func TestServingRoleCannotAlterAuditTrail(t *testing.T) {
 		`TRUNCATE secrets`,
 		`TRUNCATE secret_versions, policies`,
 		`INSERT INTO schema_migrations (version) VALUES (999)`,
+		`UPDATE root_keyrings SET keyring_id = '\x01'`,
+		`UPDATE root_keyrings SET created_at = now()`,
 		`DELETE FROM schema_migrations`,
 		`DROP TABLE audit_log`,
 		`DROP TABLE secrets`,

@@ -29,9 +29,9 @@ func (o operatorServer) Init(ctx context.Context, req *connect.Request[nexusv1.I
 }
 
 func (o operatorServer) init(ctx context.Context, c *call, m *nexusv1.InitRequest) (*nexusv1.InitResponse, error) {
-	pw := m.GetPassword()
-	defer clear(pw)
-	if err := checkPassword(pw); err != nil {
+	slots := keeper.Slots{Password: m.GetPassword(), ShareThreshold: m.GetShareThreshold(), ShareCount: m.GetShareCount()}
+	defer clear(slots.Password)
+	if err := checkSlots(slots, "password"); err != nil {
 		return nil, err
 	}
 	initialised, err := o.store.Initialized(ctx)
@@ -41,60 +41,74 @@ func (o operatorServer) init(ctx context.Context, c *call, m *nexusv1.InitReques
 	if initialised {
 		return nil, errAlreadyInitialised
 	}
-	kr, err := o.keeper.Init(ctx, pw)
+	kr, shares, err := o.keeper.Init(ctx, slots)
 	if err != nil {
 		return nil, err
 	}
 	if err := o.store.CreateKeyring(ctx, c.record, kr); err != nil {
 		return nil, err
 	}
-	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.ID))
-	err = o.keeper.Unseal(ctx, pw, kr)
+	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.ID), "password", len(slots.Password) > 0,
+		"share_threshold", slots.ShareThreshold, "share_count", slots.ShareCount)
+	creds := keeper.Credentials{Password: slots.Password}
+	if len(creds.Password) == 0 {
+		creds.Shares = shares
+	}
+	resp := &nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.ID), Shares: shares}
+	err = o.keeper.Unseal(ctx, creds, kr)
 	if st := o.checkKeepers(ctx); err == nil && !st.Unsealed {
 		err = st.Err()
 	}
 	if err != nil {
 		// The keyring is stored: a retry of Init would only say "already
 		// initialised". Say what happened and what to do.
-		return nil, fault.Wrap(fault.FailedPrecondition, err,
+		err = fault.Wrap(fault.FailedPrecondition, err,
 			"SPIKE is initialised, but Keeper could not be unsealed (%s): run `spike operator unseal`", err.Error())
+	} else {
+		resp.Token, err = o.issue(ctx, c, 0)
 	}
-	token, err := o.issue(ctx, c, 0)
+	if err != nil && len(shares) > 0 {
+		// Nothing else holds the shares: they must reach the caller, with
+		// what went wrong.
+		o.log.Warn("initialised with shares, but not unsealed or no token issued", "error", err)
+		resp.Problem = err.Error()
+		return resp, nil
+	}
 	if err != nil {
 		return nil, err
 	}
-	return &nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.ID), Token: token}, nil
+	return resp, nil
 }
 
-// Unseal sends the stored keyring and the password to Keeper.
+// Unseal sends the stored keyring and the password or shares to Keeper.
 func (o operatorServer) Unseal(ctx context.Context, req *connect.Request[nexusv1.UnsealRequest]) (*connect.Response[nexusv1.UnsealResponse], error) {
 	return unary(ctx, o.Server, req, o.unseal)
 }
 
 func (o operatorServer) unseal(ctx context.Context, c *call, m *nexusv1.UnsealRequest) (*nexusv1.UnsealResponse, error) {
-	pw := m.GetPassword()
-	defer clear(pw)
-	id, err := o.checkPasswordWithKeeper(ctx, c, pw)
+	creds := keeper.Credentials{Password: m.GetPassword(), Shares: m.GetShares()}
+	defer clearCredentials(creds)
+	id, err := o.checkCredentialsWithKeeper(ctx, c, creds)
 	if err != nil {
 		return nil, err
 	}
 	return &nexusv1.UnsealResponse{KeyringId: hex.EncodeToString(id)}, nil
 }
 
-// Login checks the admin password (Keeper opens the stored keyring with
-// it, unsealing SPIKE if it was sealed) and issues an admin token bound to
-// the caller's SPIFFE ID.
+// Login checks the admin password or shares (Keeper opens the stored
+// keyring with them, unsealing SPIKE if it was sealed) and issues an admin
+// token bound to the caller's SPIFFE ID.
 func (o operatorServer) Login(ctx context.Context, req *connect.Request[nexusv1.LoginRequest]) (*connect.Response[nexusv1.LoginResponse], error) {
 	return unary(ctx, o.Server, req, o.login)
 }
 
 func (o operatorServer) login(ctx context.Context, c *call, m *nexusv1.LoginRequest) (*nexusv1.LoginResponse, error) {
-	pw := m.GetPassword()
-	defer clear(pw)
+	creds := keeper.Credentials{Password: m.GetPassword(), Shares: m.GetShares()}
+	defer clearCredentials(creds)
 	if m.GetTtlSeconds() < 0 {
 		return nil, fault.New(fault.Invalid, "ttl_seconds: must not be negative")
 	}
-	if _, err := o.checkPasswordWithKeeper(ctx, c, pw); err != nil {
+	if _, err := o.checkCredentialsWithKeeper(ctx, c, creds); err != nil {
 		return nil, err
 	}
 	token, err := o.issue(ctx, c, time.Duration(min(m.GetTtlSeconds(), math.MaxInt64/int64(time.Second)))*time.Second)
@@ -102,6 +116,49 @@ func (o operatorServer) login(ctx context.Context, c *call, m *nexusv1.LoginRequ
 		return nil, err
 	}
 	return &nexusv1.LoginResponse{Token: token}, nil
+}
+
+// Rekey has a Keeper seal the stored keyring again with new credentials,
+// given the current ones, and stores the result in place of the keyring
+// it read (compare-and-set, with the audit record). The root keys do not
+// change, so no Keeper needs to do anything.
+func (o operatorServer) Rekey(ctx context.Context, req *connect.Request[nexusv1.RekeyRequest]) (*connect.Response[nexusv1.RekeyResponse], error) {
+	return unary(ctx, o.Server, req, o.rekey)
+}
+
+func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequest) (*nexusv1.RekeyResponse, error) {
+	creds := keeper.Credentials{Password: m.GetPassword(), Shares: m.GetShares()}
+	defer clearCredentials(creds)
+	slots := keeper.Slots{Password: m.GetNewPassword(), ShareThreshold: m.GetNewShareThreshold(), ShareCount: m.GetNewShareCount()}
+	defer clear(slots.Password)
+	if err := checkCredentials(creds); err != nil {
+		return nil, err
+	}
+	if err := checkSlots(slots, "new_password"); err != nil {
+		return nil, err
+	}
+	stored, err := o.store.Keyring(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.record.SetTarget(hex.EncodeToString(stored.ID))
+	var next keeper.Keyring
+	var shares [][]byte
+	err = o.withBackoff(c, func() error {
+		var err error
+		next, shares, err = o.keeper.Rekey(ctx, creds, stored, slots)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := o.store.UpdateKeyring(ctx, c.record, stored, next); err != nil {
+		return nil, err
+	}
+	o.log.Warn("root keyring rekeyed: the old password and shares no longer open it",
+		"keyring_id", hex.EncodeToString(next.ID), "epoch", next.Epoch, "password", len(slots.Password) > 0,
+		"share_threshold", slots.ShareThreshold, "share_count", slots.ShareCount)
+	return &nexusv1.RekeyResponse{KeyringId: hex.EncodeToString(next.ID), Epoch: next.Epoch, Shares: shares}, nil
 }
 
 // Logout revokes the token the request carries.
@@ -127,39 +184,50 @@ func (o operatorServer) issue(ctx context.Context, c *call, ttl time.Duration) (
 	return &nexusv1.AdminToken{Token: tok, ExpiresAt: timestamppb.New(expires)}, nil
 }
 
-// checkPasswordWithKeeper has Keeper open the stored keyring with pw. Wrong
-// passwords slow the caller down: each failure doubles the wait before its
-// next attempt is even considered, and a caller has one attempt in flight
-// at a time, so parallel guesses cannot all run before the first failure
-// counts. An attempt that ends without Keeper's verdict (Keeper or the
-// database unavailable, request cancelled) counts as a failure too: the
-// backoff fails closed.
-func (o operatorServer) checkPasswordWithKeeper(ctx context.Context, c *call, pw []byte) ([]byte, error) {
-	if err := checkPassword(pw); err != nil {
+// checkCredentialsWithKeeper has Keeper open the stored keyring with the
+// password or shares.
+func (o operatorServer) checkCredentialsWithKeeper(ctx context.Context, c *call, creds keeper.Credentials) ([]byte, error) {
+	if err := checkCredentials(creds); err != nil {
 		return nil, err
 	}
-	caller := c.caller.String()
 	stored, err := o.store.Keyring(ctx)
 	if err != nil {
 		return nil, err
 	}
-	done, wait := o.backoff.Begin(caller)
-	if wait > 0 {
-		return nil, fault.New(fault.TooMany, "too many login attempts from %s: try again in %s", caller, wait.Round(time.Second))
-	}
-	if err := o.keeper.Unseal(ctx, pw, stored); err != nil {
-		done(false)
-		if errors.Is(err, keeper.ErrWrongPassword) {
-			o.log.Warn("wrong admin password", "caller", caller)
-		}
+	if err := o.withBackoff(c, func() error { return o.keeper.Unseal(ctx, creds, stored) }); err != nil {
 		return nil, err
 	}
-	// Keeper accepted the password.
-	done(true)
 	if st := o.checkKeepers(ctx); !st.Unsealed {
 		return nil, st.Err()
 	}
 	return stored.ID, nil
+}
+
+// withBackoff runs try, a check of credentials by Keeper. Wrong
+// credentials slow the caller down: each failure doubles the wait before
+// its next attempt is even considered, and a caller has one attempt in
+// flight at a time, so parallel guesses cannot all run before the first
+// failure counts. An attempt that ends without Keeper's verdict (Keeper or
+// the database unavailable, request cancelled) counts as a failure too:
+// the backoff fails closed.
+func (o operatorServer) withBackoff(c *call, try func() error) error {
+	caller := c.caller.String()
+	done, wait := o.backoff.Begin(caller)
+	if wait > 0 {
+		return fault.New(fault.TooMany, "too many login attempts from %s: try again in %s", caller, wait.Round(time.Second))
+	}
+	if err := try(); err != nil {
+		done(false)
+		switch {
+		case errors.Is(err, keeper.ErrWrongPassword):
+			o.log.Warn("wrong admin password", "caller", caller)
+		case errors.Is(err, keeper.ErrWrongShares):
+			o.log.Warn("wrong unseal shares", "caller", caller)
+		}
+		return err
+	}
+	done(true)
+	return nil
 }
 
 // Seal has every Keeper forget the root key. The audit record names the
@@ -248,4 +316,39 @@ func checkPassword(pw []byte) error {
 		return fault.New(fault.Invalid, "password: must be %d to %d bytes long", password.MinLen, password.MaxLen)
 	}
 	return nil
+}
+
+// checkCredentials checks the form of current credentials: the password
+// or shares, not both. Keeper checks the shares themselves.
+func checkCredentials(creds keeper.Credentials) error {
+	switch {
+	case len(creds.Password) > 0 && len(creds.Shares) > 0:
+		return fault.New(fault.Invalid, "give the password or shares, not both")
+	case len(creds.Shares) > 0:
+		return nil
+	}
+	return checkPassword(creds.Password)
+}
+
+// checkSlots checks the form of new credentials: a password (named field)
+// of the right length and/or shares. Keeper checks the password's strength
+// and the split.
+func checkSlots(slots keeper.Slots, field string) error {
+	switch {
+	case len(slots.Password) > 0:
+		if password.CheckLength(slots.Password) != nil {
+			return fault.New(fault.Invalid, "%s: must be %d to %d bytes long", field, password.MinLen, password.MaxLen)
+		}
+	case slots.ShareThreshold == 0 && slots.ShareCount == 0:
+		return fault.New(fault.Invalid, "%s or shares are required", field)
+	}
+	return nil
+}
+
+// clearCredentials zeroes the credentials of a request.
+func clearCredentials(creds keeper.Credentials) {
+	clear(creds.Password)
+	for _, s := range creds.Shares {
+		clear(s)
+	}
 }

@@ -135,8 +135,12 @@ const OutcomeRetention = 24 * time.Hour
 // by nature (a repeat is refused: already initialised); Unseal and Logout
 // change nothing that a repeat could double, nor does Seal; Login carries the admin
 // password, whose hash must not be kept, and its token could not be shown
-// again anyway (a repeat issues another token, which expires unused).
+// again anyway (a repeat issues another token, which expires unused);
+// Rekey carries credentials too, and its outcome holds new shares, which
+// must never be stored (a repeat is refused: the old credentials no
+// longer open the keyring).
 var unkeyed = map[string]bool{
+	nexusv1connect.OperatorServiceRekeyProcedure:  true,
 	nexusv1connect.OperatorServiceInitProcedure:   true,
 	nexusv1connect.OperatorServiceLoginProcedure:  true,
 	nexusv1connect.OperatorServiceUnsealProcedure: true,
@@ -205,6 +209,7 @@ var rules = map[string]rule{
 	nexusv1connect.OperatorServiceLoginProcedure:  {need: adminSVID},
 	nexusv1connect.OperatorServiceLogoutProcedure: {need: adminToken},
 	nexusv1connect.OperatorServiceSealProcedure:   {need: adminToken},
+	nexusv1connect.OperatorServiceRekeyProcedure:  {need: adminToken},
 
 	nexusv1connect.PolicyServicePutPolicyProcedure:    {need: adminToken},
 	nexusv1connect.PolicyServiceGetPolicyProcedure:    {need: adminToken},

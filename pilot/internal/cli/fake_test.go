@@ -123,7 +123,11 @@ func (f *fakeNexus) Init(_ context.Context, req *connect.Request[nexusv1.InitReq
 	if err := f.record(req.Msg); err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&nexusv1.InitResponse{KeyringId: "ab12", Token: &nexusv1.AdminToken{Token: initToken, ExpiresAt: expires(0)}}), nil
+	resp := &nexusv1.InitResponse{KeyringId: "ab12", Token: &nexusv1.AdminToken{Token: initToken, ExpiresAt: expires(0)}}
+	for i := range req.Msg.GetShareCount() {
+		resp.Shares = append(resp.Shares, []byte(fakeShare(int(i)+1, int(req.Msg.GetShareCount()), int(req.Msg.GetShareThreshold()))))
+	}
+	return connect.NewResponse(resp), nil
 }
 
 // Tokens that the fake hands out.
@@ -161,6 +165,23 @@ func (f *fakeNexus) Unseal(_ context.Context, req *connect.Request[nexusv1.Unsea
 		return nil, err
 	}
 	return connect.NewResponse(&nexusv1.UnsealResponse{KeyringId: "ab12"}), nil
+}
+
+func (f *fakeNexus) Rekey(_ context.Context, req *connect.Request[nexusv1.RekeyRequest]) (*connect.Response[nexusv1.RekeyResponse], error) {
+	if err := f.record(req.Msg); err != nil {
+		return nil, err
+	}
+	resp := &nexusv1.RekeyResponse{KeyringId: "ab12", Epoch: 2}
+	for i := range req.Msg.GetNewShareCount() {
+		resp.Shares = append(resp.Shares, []byte(fakeShare(int(i)+1, int(req.Msg.GetNewShareCount()), int(req.Msg.GetNewShareThreshold()))))
+	}
+	return connect.NewResponse(resp), nil
+}
+
+// fakeShare is the text form of share i of n (threshold k) that the fake
+// hands out; its payload is made up.
+func fakeShare(i, n, k int) string {
+	return "spike-share-v1:ab12cd34:" + strconv.Itoa(i) + "-of-" + strconv.Itoa(n) + ":k" + strconv.Itoa(k) + ":PAYLOAD" + strconv.Itoa(i)
 }
 
 func (f *fakeNexus) Status(_ context.Context, req *connect.Request[nexusv1.StatusRequest]) (*connect.Response[nexusv1.StatusResponse], error) {

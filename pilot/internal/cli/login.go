@@ -17,11 +17,15 @@ sends it to Nexus; spike refuses a token file that other users may read.
 spike never prints the token.`
 
 func (inv *invocation) loginCommand() *cobra.Command {
-	var ttl time.Duration
+	var (
+		ttl        time.Duration
+		withShares bool
+	)
 	cmd := &cobra.Command{
-		Use:   "login [--ttl DURATION]",
-		Short: "Log in as admin with the admin password and save the admin token",
-		Long: `login checks the admin password with Nexus and saves the admin token it
+		Use:   "login [--ttl DURATION] [--shares]",
+		Short: "Log in as admin with the admin password (or unseal key shares) and save the admin token",
+		Long: `login checks the admin password (with --shares: a quorum of unseal key
+shares, for a keyring that has them) with Nexus and saves the admin token it
 returns. Admin commands (secrets, policies) need the token as well as Pilot's
 admin SVID, so a stolen certificate alone is not enough. The token expires
 after --ttl (Nexus's default, 8h unless configured otherwise, and never
@@ -33,6 +37,7 @@ longer than Nexus's maximum); log in again then, or end it early with
 ` + passwordHelp,
 		Example: `  spike login
   spike login --ttl 1h
+  spike login --shares
   echo 'correct horse battery staple' | spike login -o json`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -47,10 +52,9 @@ longer than Nexus's maximum); log in again then, or end it early with
 				return errNoTokenFile
 			}
 			req := &nexusv1.LoginRequest{TtlSeconds: int64(ttl / time.Second)}
-			return inv.withPassword(cmd, passwordUse{noToken: true}, func(ctx context.Context, n *nexus, pw []byte) error {
-				req.Password = pw
+			login := func(ctx context.Context, n *nexus) error {
 				resp, err := n.operator.Login(ctx, connect.NewRequest(req))
-				req.Password = nil
+				req.Password, req.Shares = nil, nil
 				if err != nil {
 					return err
 				}
@@ -59,9 +63,20 @@ longer than Nexus's maximum); log in again then, or end it early with
 					return err
 				}
 				return writeLogin(inv.p.Stdout, inv.output, loginDoc{ExpiresAt: formatTime(token.GetExpiresAt()), TokenFile: cfg.TokenFile})
+			}
+			if withShares {
+				return inv.withShares(cmd, true, func(ctx context.Context, n *nexus, shares [][]byte) error {
+					req.Shares = shares
+					return login(ctx, n)
+				})
+			}
+			return inv.withPassword(cmd, passwordUse{noToken: true}, func(ctx context.Context, n *nexus, pw []byte) error {
+				req.Password = pw
+				return login(ctx, n)
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&withShares, "shares", false, "log in with unseal key shares instead of the password (one a line on stdin)")
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "how long the token stays valid, as a `DURATION` like 8h or 30m (default: Nexus's default)")
 	return cmd
 }

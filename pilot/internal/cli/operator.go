@@ -15,12 +15,16 @@ import (
 func (inv *invocation) operatorCommand() *cobra.Command {
 	return groupCommand("operator", "Initialise, unseal, seal and inspect SPIKE",
 		`  echo 'correct horse battery staple' | spike operator init
+  spike operator init --shares 3/5
   spike operator unseal
+  spike operator unseal --shares < my-share.txt
+  spike operator rekey --shares 2/3
   spike operator status -o json`,
 		inv.initCommand(),
 		inv.unsealCommand(),
 		inv.sealCommand(),
 		inv.statusCommand(),
+		inv.rekeyCommand(),
 	)
 }
 
@@ -28,65 +32,6 @@ const passwordHelp = `The admin password is read without echo when stdin is a te
 exactly one line is read from stdin (the line ending is dropped), so scripts
 can pipe it in; keep it out of shell history, e.g. with a password manager's
 command line or a file readable only by you.`
-
-func (inv *invocation) initCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "init",
-		Short: "Create the root keyring, sealed under a new admin password",
-		Long: `init creates SPIKE's root keyring, stores it sealed under the admin password
-and unseals Keeper, then prints the keyring ID and what to do next. It fails
-if SPIKE is already initialised.
-
-init also logs you in: it saves the admin token that Nexus returns, as
-'spike login' does (see 'spike login --help' for where it goes). If the
-token cannot be saved, init still succeeds and says so; run 'spike login'.
-
-On a terminal the password is asked twice. ` + passwordHelp + `
-
-The new password must be 12 to 1024 bytes of UTF-8 text and hard to guess:
-zxcvbn (a password strength estimator) must put it at 10^8 guesses or more,
-counting SPIKE's names and the trust domain as easy words. Four or more
-unrelated words do; a word with digits and symbols usually does not.`,
-		Example: `  spike operator init
-  echo 'correct horse battery staple' | spike operator init
-  spike operator init < ~/.spike-password`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return inv.withPassword(cmd, passwordUse{confirm: true, noToken: true, isNew: true}, func(ctx context.Context, n *nexus, pw []byte) error {
-				resp, err := n.operator.Init(ctx, connect.NewRequest(&nexusv1.InitRequest{Password: pw}))
-				if err != nil {
-					return err
-				}
-				login := inv.saveInitToken(resp.Msg.GetToken())
-				return writeInit(inv.p.Stdout, inv.output, resp.Msg, login)
-			})
-		},
-	}
-}
-
-func (inv *invocation) unsealCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "unseal",
-		Short: "Unseal SPIKE with the admin password",
-		Long: `unseal loads the sealed root keyring into Keeper with the admin password,
-after all Keepers lost it (for example after a restart). Unsealing an
-unsealed SPIKE with the right password changes nothing.
-
-` + passwordHelp,
-		Example: `  spike operator unseal
-  echo 'correct horse battery staple' | spike operator unseal`,
-		Args: noArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return inv.withPassword(cmd, passwordUse{}, func(ctx context.Context, n *nexus, pw []byte) error {
-				resp, err := n.operator.Unseal(ctx, connect.NewRequest(&nexusv1.UnsealRequest{Password: pw}))
-				if err != nil {
-					return err
-				}
-				return writeUnseal(inv.p.Stdout, inv.output, resp.Msg)
-			})
-		},
-	}
-}
 
 func (inv *invocation) sealCommand() *cobra.Command {
 	return &cobra.Command{
@@ -191,17 +136,26 @@ func (inv *invocation) withPassword(cmd *cobra.Command, use passwordUse, fn func
 		check = func(pw []byte) error { return strength.Check(pw, cfg.TrustDomain.Name()) }
 	}
 	pw, err := readPassword(ctx, inv.p.Stdin, inv.p.Stderr, use.confirm, check)
+	if err != nil {
+		return passwordInputErr(cmd, err)
+	}
+	defer clear(pw)
+	return inv.call(ctx, n, func(ctx context.Context) error { return fn(ctx, n, pw) })
+}
+
+// passwordInputErr explains a password that could not be read or was
+// refused before anything was sent.
+func passwordInputErr(cmd *cobra.Command, err error) error {
 	var refused *newPasswordError
 	switch {
 	case errors.Is(err, errEmptyPassword):
 		return usageErrorf(cmd, "%w: type it at the prompt, or pipe it in: echo '<password>' | %s", err, cmd.CommandPath())
+	case errors.Is(err, errNoShares):
+		return usageErrorf(cmd, "%w: type them at the prompts, or pipe them in, one a line", err)
 	case errors.Is(err, errPasswordTooLong), errors.Is(err, errPasswordsDiffer), errors.As(err, &refused):
 		return &usageError{command: cmd.CommandPath(), err: err}
-	case err != nil:
-		return err
 	}
-	defer clear(pw)
-	return inv.call(ctx, n, func(ctx context.Context) error { return fn(ctx, n, pw) })
+	return err
 }
 
 // saveInitToken saves the token that init returned and says where it went.

@@ -311,43 +311,6 @@ func writeStatus(w io.Writer, format string, s *nexusv1.StatusResponse) error {
 	return flush(tw)
 }
 
-// initDoc is the -o json|yaml form of init: the new keyring and, when the
-// admin token was saved, where and until when.
-type initDoc struct {
-	KeyringID string `json:"keyring_id" yaml:"keyring_id"`
-	ExpiresAt string `json:"expires_at,omitempty" yaml:"expires_at,omitempty"`
-	TokenFile string `json:"token_file,omitempty" yaml:"token_file,omitempty"`
-}
-
-// writeInit renders the keyring id of a new installation, whether the admin
-// is logged in (login is nil when the token was not saved) and what to do
-// next.
-func writeInit(w io.Writer, format string, r *nexusv1.InitResponse, login *loginDoc) error {
-	if encoded(format) {
-		doc := initDoc{KeyringID: r.GetKeyringId()}
-		if login != nil {
-			doc.ExpiresAt, doc.TokenFile = login.ExpiresAt, login.TokenFile
-		}
-		return writeDoc(w, format, doc)
-	}
-	loggedIn := ""
-	loginStep := "  - Log in to manage secrets and policies: spike login"
-	if login != nil {
-		loggedIn = fmt.Sprintf("\nYou are logged in until %s (token in %s).", orDash(login.ExpiresAt), printable(login.TokenFile))
-		loginStep = "  - Log in again when the token expires: spike login"
-	}
-	return writeLine(w, `SPIKE is initialised and unsealed. Keyring ID: %s%s
-
-Next steps:
-  - Keep the admin password safe. Nobody can recover it, and after all
-    Keepers restart SPIKE can only be unsealed with it:
-      echo '<password>' | spike operator unseal
-%s
-  - Check the state:  spike operator status
-  - Store a secret:   spike secret put apps/demo/db user=admin pass=s3cr3t
-  - Read it back:     spike secret get apps/demo/db`, printable(r.GetKeyringId()), loggedIn, loginStep)
-}
-
 // writeUnseal renders the keyring id that Keeper now holds.
 func writeUnseal(w io.Writer, format string, r *nexusv1.UnsealResponse) error {
 	if encoded(format) {

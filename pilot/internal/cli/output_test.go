@@ -282,9 +282,63 @@ Keeper 3:          https://k3:8443  sealed (waiting for a peer or an unseal)
 		{
 			name: "init json",
 			write: func(w io.Writer) error {
-				return writeInit(w, formatJSON, &nexusv1.InitResponse{KeyringId: "ab12"}, nil)
+				return writeInit(w, formatJSON, &nexusv1.InitResponse{KeyringId: "ab12"}, nil, true)
 			},
 			want: "{\n  \"keyring_id\": \"ab12\"\n}\n",
+		},
+		{
+			name: "init with shares only",
+			write: func(w io.Writer) error {
+				return writeInit(w, formatTable, &nexusv1.InitResponse{KeyringId: "ab12", Shares: [][]byte{
+					[]byte(fakeShare(1, 3, 2)), []byte(fakeShare(2, 3, 2)), []byte(fakeShare(3, 3, 2)),
+				}}, &loginDoc{ExpiresAt: "2025-03-04T13:06:07Z", TokenFile: "/t"}, false)
+			},
+			want: `SPIKE is initialised and unsealed. Keyring ID: ab12
+You are logged in until 2025-03-04T13:06:07Z (token in /t).
+
+Next steps:
+  - Hand out the shares below, one per person, and store them apart.
+    After all Keepers restart, any 2 of them unseal SPIKE:
+      spike operator unseal --shares
+  - Log in again when the token expires: spike login --shares
+  - Check the state:  spike operator status
+  - Store a secret:   spike secret put apps/demo/db user=admin pass=s3cr3t
+  - Read it back:     spike secret get apps/demo/db
+
+Unseal key shares: any 2 of these 3 unseal SPIKE. They are shown only this
+once and Nexus does not keep them. Give each to a different person and store
+them apart (never two in one place): fewer than 2 reveal nothing, 2 are
+the key.
+
+  Share 1 of 3: spike-share-v1:ab12cd34:1-of-3:k2:PAYLOAD1
+  Share 2 of 3: spike-share-v1:ab12cd34:2-of-3:k2:PAYLOAD2
+  Share 3 of 3: spike-share-v1:ab12cd34:3-of-3:k2:PAYLOAD3
+`,
+		},
+		{
+			name: "init yaml with shares and a problem",
+			write: func(w io.Writer) error {
+				return writeInit(w, formatYAML, &nexusv1.InitResponse{KeyringId: "ab12", Shares: [][]byte{[]byte(fakeShare(1, 1, 1))}, Problem: "Keeper down"}, nil, true)
+			},
+			want: "keyring_id: ab12\nshares:\n  - spike-share-v1:ab12cd34:1-of-1:k1:PAYLOAD1\nproblem: Keeper down\n",
+		},
+		{
+			name: "rekey to a password",
+			write: func(w io.Writer) error {
+				return writeRekey(w, formatTable, &nexusv1.RekeyResponse{KeyringId: "ab12", Epoch: 2}, true)
+			},
+			want: `SPIKE is rekeyed. Keyring ID: ab12, epoch 2.
+From now on only the new password opens it (unseal, login): the old
+password and every old share are refused. The root keys are unchanged.
+A backup of the database taken before now still opens with the old credentials.
+`,
+		},
+		{
+			name: "rekey json",
+			write: func(w io.Writer) error {
+				return writeRekey(w, formatJSON, &nexusv1.RekeyResponse{KeyringId: "ab12", Epoch: 3, Shares: [][]byte{[]byte(fakeShare(1, 1, 1))}}, false)
+			},
+			want: "{\n  \"keyring_id\": \"ab12\",\n  \"epoch\": 3,\n  \"shares\": [\n    \"spike-share-v1:ab12cd34:1-of-1:k1:PAYLOAD1\"\n  ]\n}\n",
 		},
 		{
 			name: "version",

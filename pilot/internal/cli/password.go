@@ -32,8 +32,13 @@ func (e *newPasswordError) Unwrap() error { return e.err }
 // asked again on a terminal; a refusal is a *newPasswordError. The caller
 // should clear the result when done.
 func readPassword(ctx context.Context, stdin io.Reader, prompt io.Writer, confirm bool, check func([]byte) error) ([]byte, error) {
+	return readPasswordAs(ctx, "Admin password", stdin, prompt, confirm, check)
+}
+
+// readPasswordAs is readPassword prompting with label on a terminal.
+func readPasswordAs(ctx context.Context, label string, stdin io.Reader, prompt io.Writer, confirm bool, check func([]byte) error) ([]byte, error) {
 	if fd, ok := terminalFD(stdin); ok {
-		return readTerminalPassword(ctx, fd, prompt, confirm, check)
+		return readTerminalPassword(ctx, fd, label, prompt, confirm, check)
 	}
 	pw, err := readPasswordLine(stdin)
 	if err != nil {
@@ -106,8 +111,8 @@ func checkPassword(pw []byte) ([]byte, error) {
 	return pw, nil
 }
 
-func readTerminalPassword(ctx context.Context, fd int, prompt io.Writer, confirm bool, check func([]byte) error) ([]byte, error) {
-	fmt.Fprint(prompt, "Admin password: ")
+func readTerminalPassword(ctx context.Context, fd int, label string, prompt io.Writer, confirm bool, check func([]byte) error) ([]byte, error) {
+	fmt.Fprint(prompt, label+": ")
 	pw, err := readNoEcho(ctx, fd)
 	fmt.Fprintln(prompt)
 	if err != nil {

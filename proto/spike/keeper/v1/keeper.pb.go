@@ -44,6 +44,9 @@ const (
 	// A request field is missing or malformed (INVALID_ARGUMENT); the
 	// message names the field.
 	ErrorDetail_REASON_INVALID_REQUEST ErrorDetail_Reason = 6
+	// The shares given recover no unseal key of the keyring
+	// (PERMISSION_DENIED): wrong shares, or an altered slot.
+	ErrorDetail_REASON_WRONG_SHARES ErrorDetail_Reason = 7
 )
 
 // Enum value maps for ErrorDetail_Reason.
@@ -56,6 +59,7 @@ var (
 		4: "REASON_CORRUPT_DATA_KEY",
 		5: "REASON_KEYRING_MISMATCH",
 		6: "REASON_INVALID_REQUEST",
+		7: "REASON_WRONG_SHARES",
 	}
 	ErrorDetail_Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":      0,
@@ -65,6 +69,7 @@ var (
 		"REASON_CORRUPT_DATA_KEY": 4,
 		"REASON_KEYRING_MISMATCH": 5,
 		"REASON_INVALID_REQUEST":  6,
+		"REASON_WRONG_SHARES":     7,
 	}
 )
 
@@ -92,19 +97,29 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{15, 0}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{17, 0}
 }
 
-// SealedKeyring is a root keyring encrypted under an Argon2id key derived
-// from the admin password. Safe to store in untrusted storage.
+// SealedKeyring is a root keyring encrypted under a key only its
+// credentials give. Safe to store in untrusted storage. It is either format
+// 1 (kdf_params and ciphertext: sealed under an Argon2id key derived from
+// the admin password) or format 2 (sealed: a keyring key wrapped in one
+// slot per credential, a password and/or Shamir shares of an unseal key).
 type SealedKeyring struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Random identifier of the keyring (16 bytes), bound into the ciphertext.
 	KeyringId []byte `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
-	// Encoded Argon2id parameters and salt.
+	// Format 1: encoded Argon2id parameters and salt. Empty in format 2.
 	KdfParams []byte `protobuf:"bytes,2,opt,name=kdf_params,json=kdfParams,proto3" json:"kdf_params,omitempty"`
-	// AES-256-GCM nonce followed by the ciphertext.
-	Ciphertext    []byte `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	// Format 1: AES-256-GCM nonce followed by the ciphertext. Empty in
+	// format 2.
+	Ciphertext []byte `protobuf:"bytes,3,opt,name=ciphertext,proto3" json:"ciphertext,omitempty"`
+	// Format 2: the encoded sealed keyring (its own format byte, id, epoch,
+	// slots and root keys, all authenticated once a slot opens).
+	Sealed []byte `protobuf:"bytes,4,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	// Format 2: the epoch encoded in sealed, for information only (Keeper
+	// reads the authenticated one); 0 in format 1.
+	Epoch         uint64 `protobuf:"varint,5,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -158,6 +173,20 @@ func (x *SealedKeyring) GetCiphertext() []byte {
 		return x.Ciphertext
 	}
 	return nil
+}
+
+func (x *SealedKeyring) GetSealed() []byte {
+	if x != nil {
+		return x.Sealed
+	}
+	return nil
+}
+
+func (x *SealedKeyring) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
 }
 
 type StatusRequest struct {
@@ -476,10 +505,15 @@ func (x *FetchKeyringResponse) GetSealed() []byte {
 }
 
 type InitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Password      []byte                 `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The admin password; may be empty only when shares are asked for.
+	Password []byte `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	// Split a random unseal key into share_count shares of which any
+	// share_threshold open the keyring; 0 and 0: no shares.
+	ShareThreshold uint32 `protobuf:"varint,2,opt,name=share_threshold,json=shareThreshold,proto3" json:"share_threshold,omitempty"`
+	ShareCount     uint32 `protobuf:"varint,3,opt,name=share_count,json=shareCount,proto3" json:"share_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InitRequest) Reset() {
@@ -519,9 +553,25 @@ func (x *InitRequest) GetPassword() []byte {
 	return nil
 }
 
+func (x *InitRequest) GetShareThreshold() uint32 {
+	if x != nil {
+		return x.ShareThreshold
+	}
+	return 0
+}
+
+func (x *InitRequest) GetShareCount() uint32 {
+	if x != nil {
+		return x.ShareCount
+	}
+	return 0
+}
+
 type InitResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Keyring       *SealedKeyring         `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Keyring *SealedKeyring         `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	// The shares' text forms, each to be shown once to one operator.
+	Shares        [][]byte `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -563,10 +613,20 @@ func (x *InitResponse) GetKeyring() *SealedKeyring {
 	return nil
 }
 
+func (x *InitResponse) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
 type UnsealRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Password      []byte                 `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
-	Keyring       *SealedKeyring         `protobuf:"bytes,2,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The admin password, or empty when shares are given.
+	Password []byte         `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	Keyring  *SealedKeyring `protobuf:"bytes,2,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	// Shares' text forms: at least the keyring's threshold of them.
+	Shares        [][]byte `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -615,6 +675,13 @@ func (x *UnsealRequest) GetKeyring() *SealedKeyring {
 	return nil
 }
 
+func (x *UnsealRequest) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
 type UnsealResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeyringId     []byte                 `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
@@ -659,6 +726,147 @@ func (x *UnsealResponse) GetKeyringId() []byte {
 	return nil
 }
 
+type RekeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored sealed keyring.
+	Keyring *SealedKeyring `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	// The current credentials: the password, or shares.
+	Password []byte   `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	Shares   [][]byte `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
+	// The new credentials: a new password and/or a new split; at least one.
+	NewPassword       []byte `protobuf:"bytes,4,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	NewShareThreshold uint32 `protobuf:"varint,5,opt,name=new_share_threshold,json=newShareThreshold,proto3" json:"new_share_threshold,omitempty"`
+	NewShareCount     uint32 `protobuf:"varint,6,opt,name=new_share_count,json=newShareCount,proto3" json:"new_share_count,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RekeyRequest) Reset() {
+	*x = RekeyRequest{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RekeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RekeyRequest) ProtoMessage() {}
+
+func (x *RekeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RekeyRequest.ProtoReflect.Descriptor instead.
+func (*RekeyRequest) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RekeyRequest) GetKeyring() *SealedKeyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
+func (x *RekeyRequest) GetPassword() []byte {
+	if x != nil {
+		return x.Password
+	}
+	return nil
+}
+
+func (x *RekeyRequest) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *RekeyRequest) GetNewPassword() []byte {
+	if x != nil {
+		return x.NewPassword
+	}
+	return nil
+}
+
+func (x *RekeyRequest) GetNewShareThreshold() uint32 {
+	if x != nil {
+		return x.NewShareThreshold
+	}
+	return 0
+}
+
+func (x *RekeyRequest) GetNewShareCount() uint32 {
+	if x != nil {
+		return x.NewShareCount
+	}
+	return 0
+}
+
+type RekeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rekeyed keyring (format 2), to store in place of the old one.
+	Keyring *SealedKeyring `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	// The new shares' text forms, if a split was asked for.
+	Shares        [][]byte `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RekeyResponse) Reset() {
+	*x = RekeyResponse{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RekeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RekeyResponse) ProtoMessage() {}
+
+func (x *RekeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RekeyResponse.ProtoReflect.Descriptor instead.
+func (*RekeyResponse) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RekeyResponse) GetKeyring() *SealedKeyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
+func (x *RekeyResponse) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
 type GenerateDataKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifier chosen by Nexus for the new data key (16 bytes).
@@ -669,7 +877,7 @@ type GenerateDataKeyRequest struct {
 
 func (x *GenerateDataKeyRequest) Reset() {
 	*x = GenerateDataKeyRequest{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +889,7 @@ func (x *GenerateDataKeyRequest) String() string {
 func (*GenerateDataKeyRequest) ProtoMessage() {}
 
 func (x *GenerateDataKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[11]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +902,7 @@ func (x *GenerateDataKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateDataKeyRequest.ProtoReflect.Descriptor instead.
 func (*GenerateDataKeyRequest) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{11}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GenerateDataKeyRequest) GetDekId() []byte {
@@ -715,7 +923,7 @@ type GenerateDataKeyResponse struct {
 
 func (x *GenerateDataKeyResponse) Reset() {
 	*x = GenerateDataKeyResponse{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[12]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +935,7 @@ func (x *GenerateDataKeyResponse) String() string {
 func (*GenerateDataKeyResponse) ProtoMessage() {}
 
 func (x *GenerateDataKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[12]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +948,7 @@ func (x *GenerateDataKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateDataKeyResponse.ProtoReflect.Descriptor instead.
 func (*GenerateDataKeyResponse) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{12}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GenerateDataKeyResponse) GetPlaintext() []byte {
@@ -775,7 +983,7 @@ type DecryptDataKeyRequest struct {
 
 func (x *DecryptDataKeyRequest) Reset() {
 	*x = DecryptDataKeyRequest{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[13]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -787,7 +995,7 @@ func (x *DecryptDataKeyRequest) String() string {
 func (*DecryptDataKeyRequest) ProtoMessage() {}
 
 func (x *DecryptDataKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[13]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -800,7 +1008,7 @@ func (x *DecryptDataKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptDataKeyRequest.ProtoReflect.Descriptor instead.
 func (*DecryptDataKeyRequest) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{13}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *DecryptDataKeyRequest) GetDekId() []byte {
@@ -833,7 +1041,7 @@ type DecryptDataKeyResponse struct {
 
 func (x *DecryptDataKeyResponse) Reset() {
 	*x = DecryptDataKeyResponse{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[14]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1053,7 @@ func (x *DecryptDataKeyResponse) String() string {
 func (*DecryptDataKeyResponse) ProtoMessage() {}
 
 func (x *DecryptDataKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[14]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1066,7 @@ func (x *DecryptDataKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecryptDataKeyResponse.ProtoReflect.Descriptor instead.
 func (*DecryptDataKeyResponse) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{14}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DecryptDataKeyResponse) GetPlaintext() []byte {
@@ -879,7 +1087,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[15]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -891,7 +1099,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[15]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -904,7 +1112,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{15}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -918,7 +1126,7 @@ var File_spike_keeper_v1_keeper_proto protoreflect.FileDescriptor
 
 const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\n" +
-	"\x1cspike/keeper/v1/keeper.proto\x12\x0fspike.keeper.v1\"m\n" +
+	"\x1cspike/keeper/v1/keeper.proto\x12\x0fspike.keeper.v1\"\x9b\x01\n" +
 	"\rSealedKeyring\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\fR\tkeyringId\x12\x1d\n" +
@@ -926,7 +1134,9 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"kdf_params\x18\x02 \x01(\fR\tkdfParams\x12\x1e\n" +
 	"\n" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
-	"ciphertext\"?\n" +
+	"ciphertext\x12\x16\n" +
+	"\x06sealed\x18\x04 \x01(\fR\x06sealed\x12\x14\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"?\n" +
 	"\rStatusRequest\x12.\n" +
 	"\x13expected_keyring_id\x18\x01 \x01(\fR\x11expectedKeyringId\"\xbd\x01\n" +
 	"\x0eStatusResponse\x12\x1a\n" +
@@ -947,17 +1157,32 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\x14FetchKeyringResponse\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\fR\tkeyringId\x12\x16\n" +
-	"\x06sealed\x18\x02 \x01(\fR\x06sealed\")\n" +
+	"\x06sealed\x18\x02 \x01(\fR\x06sealed\"s\n" +
 	"\vInitRequest\x12\x1a\n" +
-	"\bpassword\x18\x01 \x01(\fR\bpassword\"H\n" +
+	"\bpassword\x18\x01 \x01(\fR\bpassword\x12'\n" +
+	"\x0fshare_threshold\x18\x02 \x01(\rR\x0eshareThreshold\x12\x1f\n" +
+	"\vshare_count\x18\x03 \x01(\rR\n" +
+	"shareCount\"`\n" +
 	"\fInitResponse\x128\n" +
-	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\"e\n" +
+	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\x12\x16\n" +
+	"\x06shares\x18\x02 \x03(\fR\x06shares\"}\n" +
 	"\rUnsealRequest\x12\x1a\n" +
 	"\bpassword\x18\x01 \x01(\fR\bpassword\x128\n" +
-	"\akeyring\x18\x02 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\"/\n" +
+	"\akeyring\x18\x02 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\x12\x16\n" +
+	"\x06shares\x18\x03 \x03(\fR\x06shares\"/\n" +
 	"\x0eUnsealResponse\x12\x1d\n" +
 	"\n" +
-	"keyring_id\x18\x01 \x01(\fR\tkeyringId\"/\n" +
+	"keyring_id\x18\x01 \x01(\fR\tkeyringId\"\xf7\x01\n" +
+	"\fRekeyRequest\x128\n" +
+	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\x12\x1a\n" +
+	"\bpassword\x18\x02 \x01(\fR\bpassword\x12\x16\n" +
+	"\x06shares\x18\x03 \x03(\fR\x06shares\x12!\n" +
+	"\fnew_password\x18\x04 \x01(\fR\vnewPassword\x12.\n" +
+	"\x13new_share_threshold\x18\x05 \x01(\rR\x11newShareThreshold\x12&\n" +
+	"\x0fnew_share_count\x18\x06 \x01(\rR\rnewShareCount\"a\n" +
+	"\rRekeyResponse\x128\n" +
+	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\x12\x16\n" +
+	"\x06shares\x18\x02 \x03(\fR\x06shares\"/\n" +
 	"\x16GenerateDataKeyRequest\x12\x15\n" +
 	"\x06dek_id\x18\x01 \x01(\fR\x05dekId\"{\n" +
 	"\x17GenerateDataKeyResponse\x12\x1c\n" +
@@ -969,9 +1194,9 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\awrapped\x18\x02 \x01(\fR\awrapped\x12(\n" +
 	"\x10root_key_version\x18\x03 \x01(\rR\x0erootKeyVersion\"6\n" +
 	"\x16DecryptDataKeyResponse\x12\x1c\n" +
-	"\tplaintext\x18\x01 \x01(\fR\tplaintext\"\x8d\x02\n" +
+	"\tplaintext\x18\x01 \x01(\fR\tplaintext\"\xa6\x02\n" +
 	"\vErrorDetail\x12;\n" +
-	"\x06reason\x18\x01 \x01(\x0e2#.spike.keeper.v1.ErrorDetail.ReasonR\x06reason\"\xc0\x01\n" +
+	"\x06reason\x18\x01 \x01(\x0e2#.spike.keeper.v1.ErrorDetail.ReasonR\x06reason\"\xd9\x01\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rREASON_SEALED\x10\x01\x12\x19\n" +
@@ -979,14 +1204,16 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\x16REASON_CORRUPT_KEYRING\x10\x03\x12\x1b\n" +
 	"\x17REASON_CORRUPT_DATA_KEY\x10\x04\x12\x1b\n" +
 	"\x17REASON_KEYRING_MISMATCH\x10\x05\x12\x1a\n" +
-	"\x16REASON_INVALID_REQUEST\x10\x062\x87\x04\n" +
+	"\x16REASON_INVALID_REQUEST\x10\x06\x12\x17\n" +
+	"\x13REASON_WRONG_SHARES\x10\a2\xcf\x04\n" +
 	"\rKeeperService\x12N\n" +
 	"\x06Status\x12\x1e.spike.keeper.v1.StatusRequest\x1a\x1f.spike.keeper.v1.StatusResponse\"\x03\x90\x02\x01\x12C\n" +
 	"\x04Init\x12\x1c.spike.keeper.v1.InitRequest\x1a\x1d.spike.keeper.v1.InitResponse\x12I\n" +
 	"\x06Unseal\x12\x1e.spike.keeper.v1.UnsealRequest\x1a\x1f.spike.keeper.v1.UnsealResponse\x12d\n" +
 	"\x0fGenerateDataKey\x12'.spike.keeper.v1.GenerateDataKeyRequest\x1a(.spike.keeper.v1.GenerateDataKeyResponse\x12f\n" +
 	"\x0eDecryptDataKey\x12&.spike.keeper.v1.DecryptDataKeyRequest\x1a'.spike.keeper.v1.DecryptDataKeyResponse\"\x03\x90\x02\x01\x12H\n" +
-	"\x04Seal\x12\x1c.spike.keeper.v1.SealRequest\x1a\x1d.spike.keeper.v1.SealResponse\"\x03\x90\x02\x022o\n" +
+	"\x04Seal\x12\x1c.spike.keeper.v1.SealRequest\x1a\x1d.spike.keeper.v1.SealResponse\"\x03\x90\x02\x02\x12F\n" +
+	"\x05Rekey\x12\x1d.spike.keeper.v1.RekeyRequest\x1a\x1e.spike.keeper.v1.RekeyResponse2o\n" +
 	"\vPeerService\x12`\n" +
 	"\fFetchKeyring\x12$.spike.keeper.v1.FetchKeyringRequest\x1a%.spike.keeper.v1.FetchKeyringResponse\"\x03\x90\x02\x01B\xbb\x01\n" +
 	"\x13com.spike.keeper.v1B\vKeeperProtoP\x01Z9github.com/spike-dev/spike/proto/spike/keeper/v1;keeperv1\xa2\x02\x03SKX\xaa\x02\x0fSpike.Keeper.V1\xca\x02\x0fSpike\\Keeper\\V1\xe2\x02\x1bSpike\\Keeper\\V1\\GPBMetadata\xea\x02\x11Spike::Keeper::V1b\x06proto3"
@@ -1004,7 +1231,7 @@ func file_spike_keeper_v1_keeper_proto_rawDescGZIP() []byte {
 }
 
 var file_spike_keeper_v1_keeper_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_spike_keeper_v1_keeper_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_spike_keeper_v1_keeper_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_spike_keeper_v1_keeper_proto_goTypes = []any{
 	(ErrorDetail_Reason)(0),         // 0: spike.keeper.v1.ErrorDetail.Reason
 	(*SealedKeyring)(nil),           // 1: spike.keeper.v1.SealedKeyring
@@ -1018,35 +1245,41 @@ var file_spike_keeper_v1_keeper_proto_goTypes = []any{
 	(*InitResponse)(nil),            // 9: spike.keeper.v1.InitResponse
 	(*UnsealRequest)(nil),           // 10: spike.keeper.v1.UnsealRequest
 	(*UnsealResponse)(nil),          // 11: spike.keeper.v1.UnsealResponse
-	(*GenerateDataKeyRequest)(nil),  // 12: spike.keeper.v1.GenerateDataKeyRequest
-	(*GenerateDataKeyResponse)(nil), // 13: spike.keeper.v1.GenerateDataKeyResponse
-	(*DecryptDataKeyRequest)(nil),   // 14: spike.keeper.v1.DecryptDataKeyRequest
-	(*DecryptDataKeyResponse)(nil),  // 15: spike.keeper.v1.DecryptDataKeyResponse
-	(*ErrorDetail)(nil),             // 16: spike.keeper.v1.ErrorDetail
+	(*RekeyRequest)(nil),            // 12: spike.keeper.v1.RekeyRequest
+	(*RekeyResponse)(nil),           // 13: spike.keeper.v1.RekeyResponse
+	(*GenerateDataKeyRequest)(nil),  // 14: spike.keeper.v1.GenerateDataKeyRequest
+	(*GenerateDataKeyResponse)(nil), // 15: spike.keeper.v1.GenerateDataKeyResponse
+	(*DecryptDataKeyRequest)(nil),   // 16: spike.keeper.v1.DecryptDataKeyRequest
+	(*DecryptDataKeyResponse)(nil),  // 17: spike.keeper.v1.DecryptDataKeyResponse
+	(*ErrorDetail)(nil),             // 18: spike.keeper.v1.ErrorDetail
 }
 var file_spike_keeper_v1_keeper_proto_depIdxs = []int32{
 	1,  // 0: spike.keeper.v1.InitResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
 	1,  // 1: spike.keeper.v1.UnsealRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
-	0,  // 2: spike.keeper.v1.ErrorDetail.reason:type_name -> spike.keeper.v1.ErrorDetail.Reason
-	2,  // 3: spike.keeper.v1.KeeperService.Status:input_type -> spike.keeper.v1.StatusRequest
-	8,  // 4: spike.keeper.v1.KeeperService.Init:input_type -> spike.keeper.v1.InitRequest
-	10, // 5: spike.keeper.v1.KeeperService.Unseal:input_type -> spike.keeper.v1.UnsealRequest
-	12, // 6: spike.keeper.v1.KeeperService.GenerateDataKey:input_type -> spike.keeper.v1.GenerateDataKeyRequest
-	14, // 7: spike.keeper.v1.KeeperService.DecryptDataKey:input_type -> spike.keeper.v1.DecryptDataKeyRequest
-	4,  // 8: spike.keeper.v1.KeeperService.Seal:input_type -> spike.keeper.v1.SealRequest
-	6,  // 9: spike.keeper.v1.PeerService.FetchKeyring:input_type -> spike.keeper.v1.FetchKeyringRequest
-	3,  // 10: spike.keeper.v1.KeeperService.Status:output_type -> spike.keeper.v1.StatusResponse
-	9,  // 11: spike.keeper.v1.KeeperService.Init:output_type -> spike.keeper.v1.InitResponse
-	11, // 12: spike.keeper.v1.KeeperService.Unseal:output_type -> spike.keeper.v1.UnsealResponse
-	13, // 13: spike.keeper.v1.KeeperService.GenerateDataKey:output_type -> spike.keeper.v1.GenerateDataKeyResponse
-	15, // 14: spike.keeper.v1.KeeperService.DecryptDataKey:output_type -> spike.keeper.v1.DecryptDataKeyResponse
-	5,  // 15: spike.keeper.v1.KeeperService.Seal:output_type -> spike.keeper.v1.SealResponse
-	7,  // 16: spike.keeper.v1.PeerService.FetchKeyring:output_type -> spike.keeper.v1.FetchKeyringResponse
-	10, // [10:17] is the sub-list for method output_type
-	3,  // [3:10] is the sub-list for method input_type
-	3,  // [3:3] is the sub-list for extension type_name
-	3,  // [3:3] is the sub-list for extension extendee
-	0,  // [0:3] is the sub-list for field type_name
+	1,  // 2: spike.keeper.v1.RekeyRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	1,  // 3: spike.keeper.v1.RekeyResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	0,  // 4: spike.keeper.v1.ErrorDetail.reason:type_name -> spike.keeper.v1.ErrorDetail.Reason
+	2,  // 5: spike.keeper.v1.KeeperService.Status:input_type -> spike.keeper.v1.StatusRequest
+	8,  // 6: spike.keeper.v1.KeeperService.Init:input_type -> spike.keeper.v1.InitRequest
+	10, // 7: spike.keeper.v1.KeeperService.Unseal:input_type -> spike.keeper.v1.UnsealRequest
+	14, // 8: spike.keeper.v1.KeeperService.GenerateDataKey:input_type -> spike.keeper.v1.GenerateDataKeyRequest
+	16, // 9: spike.keeper.v1.KeeperService.DecryptDataKey:input_type -> spike.keeper.v1.DecryptDataKeyRequest
+	4,  // 10: spike.keeper.v1.KeeperService.Seal:input_type -> spike.keeper.v1.SealRequest
+	12, // 11: spike.keeper.v1.KeeperService.Rekey:input_type -> spike.keeper.v1.RekeyRequest
+	6,  // 12: spike.keeper.v1.PeerService.FetchKeyring:input_type -> spike.keeper.v1.FetchKeyringRequest
+	3,  // 13: spike.keeper.v1.KeeperService.Status:output_type -> spike.keeper.v1.StatusResponse
+	9,  // 14: spike.keeper.v1.KeeperService.Init:output_type -> spike.keeper.v1.InitResponse
+	11, // 15: spike.keeper.v1.KeeperService.Unseal:output_type -> spike.keeper.v1.UnsealResponse
+	15, // 16: spike.keeper.v1.KeeperService.GenerateDataKey:output_type -> spike.keeper.v1.GenerateDataKeyResponse
+	17, // 17: spike.keeper.v1.KeeperService.DecryptDataKey:output_type -> spike.keeper.v1.DecryptDataKeyResponse
+	5,  // 18: spike.keeper.v1.KeeperService.Seal:output_type -> spike.keeper.v1.SealResponse
+	13, // 19: spike.keeper.v1.KeeperService.Rekey:output_type -> spike.keeper.v1.RekeyResponse
+	7,  // 20: spike.keeper.v1.PeerService.FetchKeyring:output_type -> spike.keeper.v1.FetchKeyringResponse
+	13, // [13:21] is the sub-list for method output_type
+	5,  // [5:13] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_spike_keeper_v1_keeper_proto_init() }
@@ -1060,7 +1293,7 @@ func file_spike_keeper_v1_keeper_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_keeper_v1_keeper_proto_rawDesc), len(file_spike_keeper_v1_keeper_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -81,7 +81,9 @@ type LoginRequest struct {
 	Password []byte                 `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
 	// Requested lifetime in seconds; 0 means Nexus's default. Capped by
 	// Nexus's maximum.
-	TtlSeconds    int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	TtlSeconds int64 `protobuf:"varint,2,opt,name=ttl_seconds,json=ttlSeconds,proto3" json:"ttl_seconds,omitempty"`
+	// Shares' text forms instead of the password, for a keyring with shares.
+	Shares        [][]byte `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -128,6 +130,13 @@ func (x *LoginRequest) GetTtlSeconds() int64 {
 		return x.TtlSeconds
 	}
 	return 0
+}
+
+func (x *LoginRequest) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
 }
 
 type LoginResponse struct {
@@ -247,10 +256,15 @@ func (*LogoutResponse) Descriptor() ([]byte, []int) {
 }
 
 type InitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Password      []byte                 `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The admin password; may be empty only when shares are asked for.
+	Password []byte `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	// Also (or instead) split a random unseal key into share_count shares,
+	// any share_threshold of which unseal; 0 and 0: no shares.
+	ShareThreshold uint32 `protobuf:"varint,2,opt,name=share_threshold,json=shareThreshold,proto3" json:"share_threshold,omitempty"`
+	ShareCount     uint32 `protobuf:"varint,3,opt,name=share_count,json=shareCount,proto3" json:"share_count,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *InitRequest) Reset() {
@@ -290,12 +304,32 @@ func (x *InitRequest) GetPassword() []byte {
 	return nil
 }
 
+func (x *InitRequest) GetShareThreshold() uint32 {
+	if x != nil {
+		return x.ShareThreshold
+	}
+	return 0
+}
+
+func (x *InitRequest) GetShareCount() uint32 {
+	if x != nil {
+		return x.ShareCount
+	}
+	return 0
+}
+
 type InitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Hex identifier of the new keyring.
 	KeyringId string `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
-	// The caller is logged in: init needs the password anyway.
-	Token         *AdminToken `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// The caller is logged in: init needs the credentials anyway.
+	Token *AdminToken `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// The shares' text forms, shown once: Nexus does not keep them.
+	Shares [][]byte `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
+	// Set when shares were made and SPIKE is initialised, but Keeper could
+	// not be unsealed or no token issued: the call succeeds anyway so that
+	// the shares, held nowhere else, reach the caller.
+	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,9 +378,26 @@ func (x *InitResponse) GetToken() *AdminToken {
 	return nil
 }
 
+func (x *InitResponse) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *InitResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
+}
+
 type UnsealRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Password      []byte                 `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The admin password, or empty when shares are given.
+	Password []byte `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	// Shares' text forms, at least the keyring's threshold of them.
+	Shares        [][]byte `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,6 +439,154 @@ func (x *UnsealRequest) GetPassword() []byte {
 	return nil
 }
 
+func (x *UnsealRequest) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+type RekeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The current credentials: the password, or shares.
+	Password []byte   `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	Shares   [][]byte `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
+	// The new credentials: a new password and/or a new split, at least one.
+	// Every old credential stops working, also those not replaced.
+	NewPassword       []byte `protobuf:"bytes,3,opt,name=new_password,json=newPassword,proto3" json:"new_password,omitempty"`
+	NewShareThreshold uint32 `protobuf:"varint,4,opt,name=new_share_threshold,json=newShareThreshold,proto3" json:"new_share_threshold,omitempty"`
+	NewShareCount     uint32 `protobuf:"varint,5,opt,name=new_share_count,json=newShareCount,proto3" json:"new_share_count,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RekeyRequest) Reset() {
+	*x = RekeyRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RekeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RekeyRequest) ProtoMessage() {}
+
+func (x *RekeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RekeyRequest.ProtoReflect.Descriptor instead.
+func (*RekeyRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RekeyRequest) GetPassword() []byte {
+	if x != nil {
+		return x.Password
+	}
+	return nil
+}
+
+func (x *RekeyRequest) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *RekeyRequest) GetNewPassword() []byte {
+	if x != nil {
+		return x.NewPassword
+	}
+	return nil
+}
+
+func (x *RekeyRequest) GetNewShareThreshold() uint32 {
+	if x != nil {
+		return x.NewShareThreshold
+	}
+	return 0
+}
+
+func (x *RekeyRequest) GetNewShareCount() uint32 {
+	if x != nil {
+		return x.NewShareCount
+	}
+	return 0
+}
+
+type RekeyResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	KeyringId string                 `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
+	// The epoch of the rekeyed keyring.
+	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The new shares' text forms, shown once.
+	Shares        [][]byte `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RekeyResponse) Reset() {
+	*x = RekeyResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RekeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RekeyResponse) ProtoMessage() {}
+
+func (x *RekeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RekeyResponse.ProtoReflect.Descriptor instead.
+func (*RekeyResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RekeyResponse) GetKeyringId() string {
+	if x != nil {
+		return x.KeyringId
+	}
+	return ""
+}
+
+func (x *RekeyResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RekeyResponse) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
 type UnsealResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	KeyringId     string                 `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
@@ -397,7 +596,7 @@ type UnsealResponse struct {
 
 func (x *UnsealResponse) Reset() {
 	*x = UnsealResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +608,7 @@ func (x *UnsealResponse) String() string {
 func (*UnsealResponse) ProtoMessage() {}
 
 func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +621,7 @@ func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealResponse.ProtoReflect.Descriptor instead.
 func (*UnsealResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{8}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UnsealResponse) GetKeyringId() string {
@@ -440,7 +639,7 @@ type SealRequest struct {
 
 func (x *SealRequest) Reset() {
 	*x = SealRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +651,7 @@ func (x *SealRequest) String() string {
 func (*SealRequest) ProtoMessage() {}
 
 func (x *SealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +664,7 @@ func (x *SealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealRequest.ProtoReflect.Descriptor instead.
 func (*SealRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{9}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{11}
 }
 
 type SealResponse struct {
@@ -477,7 +676,7 @@ type SealResponse struct {
 
 func (x *SealResponse) Reset() {
 	*x = SealResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +688,7 @@ func (x *SealResponse) String() string {
 func (*SealResponse) ProtoMessage() {}
 
 func (x *SealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +701,7 @@ func (x *SealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealResponse.ProtoReflect.Descriptor instead.
 func (*SealResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{10}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SealResponse) GetKeepers() []*KeeperStatus {
@@ -537,7 +736,7 @@ type KeeperStatus struct {
 
 func (x *KeeperStatus) Reset() {
 	*x = KeeperStatus{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +748,7 @@ func (x *KeeperStatus) String() string {
 func (*KeeperStatus) ProtoMessage() {}
 
 func (x *KeeperStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +761,7 @@ func (x *KeeperStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeeperStatus.ProtoReflect.Descriptor instead.
 func (*KeeperStatus) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{11}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeeperStatus) GetUrl() string {
@@ -636,7 +835,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +847,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +860,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{12}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{14}
 }
 
 type StatusResponse struct {
@@ -682,7 +881,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +893,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +906,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{13}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StatusResponse) GetInitialized() bool {
@@ -775,23 +974,41 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"AdminToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"K\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"c\n" +
 	"\fLoginRequest\x12\x1a\n" +
 	"\bpassword\x18\x01 \x01(\fR\bpassword\x12\x1f\n" +
 	"\vttl_seconds\x18\x02 \x01(\x03R\n" +
-	"ttlSeconds\"A\n" +
+	"ttlSeconds\x12\x16\n" +
+	"\x06shares\x18\x03 \x03(\fR\x06shares\"A\n" +
 	"\rLoginResponse\x120\n" +
 	"\x05token\x18\x01 \x01(\v2\x1a.spike.nexus.v1.AdminTokenR\x05token\"\x0f\n" +
 	"\rLogoutRequest\"\x10\n" +
-	"\x0eLogoutResponse\")\n" +
+	"\x0eLogoutResponse\"s\n" +
 	"\vInitRequest\x12\x1a\n" +
-	"\bpassword\x18\x01 \x01(\fR\bpassword\"_\n" +
+	"\bpassword\x18\x01 \x01(\fR\bpassword\x12'\n" +
+	"\x0fshare_threshold\x18\x02 \x01(\rR\x0eshareThreshold\x12\x1f\n" +
+	"\vshare_count\x18\x03 \x01(\rR\n" +
+	"shareCount\"\x91\x01\n" +
 	"\fInitResponse\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\tR\tkeyringId\x120\n" +
-	"\x05token\x18\x02 \x01(\v2\x1a.spike.nexus.v1.AdminTokenR\x05token\"+\n" +
+	"\x05token\x18\x02 \x01(\v2\x1a.spike.nexus.v1.AdminTokenR\x05token\x12\x16\n" +
+	"\x06shares\x18\x03 \x03(\fR\x06shares\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"C\n" +
 	"\rUnsealRequest\x12\x1a\n" +
-	"\bpassword\x18\x01 \x01(\fR\bpassword\"/\n" +
+	"\bpassword\x18\x01 \x01(\fR\bpassword\x12\x16\n" +
+	"\x06shares\x18\x02 \x03(\fR\x06shares\"\xbd\x01\n" +
+	"\fRekeyRequest\x12\x1a\n" +
+	"\bpassword\x18\x01 \x01(\fR\bpassword\x12\x16\n" +
+	"\x06shares\x18\x02 \x03(\fR\x06shares\x12!\n" +
+	"\fnew_password\x18\x03 \x01(\fR\vnewPassword\x12.\n" +
+	"\x13new_share_threshold\x18\x04 \x01(\rR\x11newShareThreshold\x12&\n" +
+	"\x0fnew_share_count\x18\x05 \x01(\rR\rnewShareCount\"\\\n" +
+	"\rRekeyResponse\x12\x1d\n" +
+	"\n" +
+	"keyring_id\x18\x01 \x01(\tR\tkeyringId\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
+	"\x06shares\x18\x03 \x03(\fR\x06shares\"/\n" +
 	"\x0eUnsealResponse\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\tR\tkeyringId\"\r\n" +
@@ -819,14 +1036,15 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"keyring_id\x18\x06 \x01(\tR\tkeyringId\x12#\n" +
 	"\rnexus_version\x18\a \x01(\tR\fnexusVersion\x126\n" +
-	"\akeepers\x18\b \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers2\xc2\x03\n" +
+	"\akeepers\x18\b \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers2\x88\x04\n" +
 	"\x0fOperatorService\x12A\n" +
 	"\x04Init\x12\x1b.spike.nexus.v1.InitRequest\x1a\x1c.spike.nexus.v1.InitResponse\x12G\n" +
 	"\x06Unseal\x12\x1d.spike.nexus.v1.UnsealRequest\x1a\x1e.spike.nexus.v1.UnsealResponse\x12F\n" +
 	"\x04Seal\x12\x1b.spike.nexus.v1.SealRequest\x1a\x1c.spike.nexus.v1.SealResponse\"\x03\x90\x02\x02\x12L\n" +
 	"\x06Status\x12\x1d.spike.nexus.v1.StatusRequest\x1a\x1e.spike.nexus.v1.StatusResponse\"\x03\x90\x02\x01\x12D\n" +
 	"\x05Login\x12\x1c.spike.nexus.v1.LoginRequest\x1a\x1d.spike.nexus.v1.LoginResponse\x12G\n" +
-	"\x06Logout\x12\x1d.spike.nexus.v1.LogoutRequest\x1a\x1e.spike.nexus.v1.LogoutResponseB\xb6\x01\n" +
+	"\x06Logout\x12\x1d.spike.nexus.v1.LogoutRequest\x1a\x1e.spike.nexus.v1.LogoutResponse\x12D\n" +
+	"\x05Rekey\x12\x1c.spike.nexus.v1.RekeyRequest\x1a\x1d.spike.nexus.v1.RekeyResponseB\xb6\x01\n" +
 	"\x12com.spike.nexus.v1B\rOperatorProtoP\x01Z7github.com/spike-dev/spike/proto/spike/nexus/v1;nexusv1\xa2\x02\x03SNX\xaa\x02\x0eSpike.Nexus.V1\xca\x02\x0eSpike\\Nexus\\V1\xe2\x02\x1aSpike\\Nexus\\V1\\GPBMetadata\xea\x02\x10Spike::Nexus::V1b\x06proto3"
 
 var (
@@ -841,7 +1059,7 @@ func file_spike_nexus_v1_operator_proto_rawDescGZIP() []byte {
 	return file_spike_nexus_v1_operator_proto_rawDescData
 }
 
-var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_spike_nexus_v1_operator_proto_goTypes = []any{
 	(*AdminToken)(nil),            // 0: spike.nexus.v1.AdminToken
 	(*LoginRequest)(nil),          // 1: spike.nexus.v1.LoginRequest
@@ -851,34 +1069,38 @@ var file_spike_nexus_v1_operator_proto_goTypes = []any{
 	(*InitRequest)(nil),           // 5: spike.nexus.v1.InitRequest
 	(*InitResponse)(nil),          // 6: spike.nexus.v1.InitResponse
 	(*UnsealRequest)(nil),         // 7: spike.nexus.v1.UnsealRequest
-	(*UnsealResponse)(nil),        // 8: spike.nexus.v1.UnsealResponse
-	(*SealRequest)(nil),           // 9: spike.nexus.v1.SealRequest
-	(*SealResponse)(nil),          // 10: spike.nexus.v1.SealResponse
-	(*KeeperStatus)(nil),          // 11: spike.nexus.v1.KeeperStatus
-	(*StatusRequest)(nil),         // 12: spike.nexus.v1.StatusRequest
-	(*StatusResponse)(nil),        // 13: spike.nexus.v1.StatusResponse
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*RekeyRequest)(nil),          // 8: spike.nexus.v1.RekeyRequest
+	(*RekeyResponse)(nil),         // 9: spike.nexus.v1.RekeyResponse
+	(*UnsealResponse)(nil),        // 10: spike.nexus.v1.UnsealResponse
+	(*SealRequest)(nil),           // 11: spike.nexus.v1.SealRequest
+	(*SealResponse)(nil),          // 12: spike.nexus.v1.SealResponse
+	(*KeeperStatus)(nil),          // 13: spike.nexus.v1.KeeperStatus
+	(*StatusRequest)(nil),         // 14: spike.nexus.v1.StatusRequest
+	(*StatusResponse)(nil),        // 15: spike.nexus.v1.StatusResponse
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
-	14, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
+	16, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: spike.nexus.v1.LoginResponse.token:type_name -> spike.nexus.v1.AdminToken
 	0,  // 2: spike.nexus.v1.InitResponse.token:type_name -> spike.nexus.v1.AdminToken
-	11, // 3: spike.nexus.v1.SealResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
-	11, // 4: spike.nexus.v1.StatusResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
+	13, // 3: spike.nexus.v1.SealResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
+	13, // 4: spike.nexus.v1.StatusResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
 	5,  // 5: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
 	7,  // 6: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
-	9,  // 7: spike.nexus.v1.OperatorService.Seal:input_type -> spike.nexus.v1.SealRequest
-	12, // 8: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
+	11, // 7: spike.nexus.v1.OperatorService.Seal:input_type -> spike.nexus.v1.SealRequest
+	14, // 8: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
 	1,  // 9: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
 	3,  // 10: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
-	6,  // 11: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
-	8,  // 12: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
-	10, // 13: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
-	13, // 14: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
-	2,  // 15: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
-	4,  // 16: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
+	8,  // 11: spike.nexus.v1.OperatorService.Rekey:input_type -> spike.nexus.v1.RekeyRequest
+	6,  // 12: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
+	10, // 13: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
+	12, // 14: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
+	15, // 15: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
+	2,  // 16: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
+	4,  // 17: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
+	9,  // 18: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
 	5,  // [5:5] is the sub-list for extension type_name
 	5,  // [5:5] is the sub-list for extension extendee
 	0,  // [0:5] is the sub-list for field type_name
@@ -895,7 +1117,7 @@ func file_spike_nexus_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_nexus_v1_operator_proto_rawDesc), len(file_spike_nexus_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

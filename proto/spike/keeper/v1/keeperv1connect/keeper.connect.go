@@ -49,6 +49,8 @@ const (
 	KeeperServiceDecryptDataKeyProcedure = "/spike.keeper.v1.KeeperService/DecryptDataKey"
 	// KeeperServiceSealProcedure is the fully-qualified name of the KeeperService's Seal RPC.
 	KeeperServiceSealProcedure = "/spike.keeper.v1.KeeperService/Seal"
+	// KeeperServiceRekeyProcedure is the fully-qualified name of the KeeperService's Rekey RPC.
+	KeeperServiceRekeyProcedure = "/spike.keeper.v1.KeeperService/Rekey"
 	// PeerServiceFetchKeyringProcedure is the fully-qualified name of the PeerService's FetchKeyring
 	// RPC.
 	PeerServiceFetchKeyringProcedure = "/spike.keeper.v1.PeerService/FetchKeyring"
@@ -73,6 +75,11 @@ type KeeperServiceClient interface {
 	// until Nexus unseals it again: it neither asks its peers for the
 	// keyring nor gives it to them meanwhile.
 	Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error)
+	// Rekey opens the stored sealed keyring with the current credentials
+	// (password or shares) and returns the same root keys sealed under a new
+	// keyring key with exactly the new slots asked for, at the next epoch.
+	// Keeper's state does not change: Nexus stores the result.
+	Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error)
 }
 
 // NewKeeperServiceClient constructs a client for the spike.keeper.v1.KeeperService service. By
@@ -125,6 +132,12 @@ func NewKeeperServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		rekey: connect.NewClient[v1.RekeyRequest, v1.RekeyResponse](
+			httpClient,
+			baseURL+KeeperServiceRekeyProcedure,
+			connect.WithSchema(keeperServiceMethods.ByName("Rekey")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -136,6 +149,7 @@ type keeperServiceClient struct {
 	generateDataKey *connect.Client[v1.GenerateDataKeyRequest, v1.GenerateDataKeyResponse]
 	decryptDataKey  *connect.Client[v1.DecryptDataKeyRequest, v1.DecryptDataKeyResponse]
 	seal            *connect.Client[v1.SealRequest, v1.SealResponse]
+	rekey           *connect.Client[v1.RekeyRequest, v1.RekeyResponse]
 }
 
 // Status calls spike.keeper.v1.KeeperService.Status.
@@ -168,6 +182,11 @@ func (c *keeperServiceClient) Seal(ctx context.Context, req *connect.Request[v1.
 	return c.seal.CallUnary(ctx, req)
 }
 
+// Rekey calls spike.keeper.v1.KeeperService.Rekey.
+func (c *keeperServiceClient) Rekey(ctx context.Context, req *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error) {
+	return c.rekey.CallUnary(ctx, req)
+}
+
 // KeeperServiceHandler is an implementation of the spike.keeper.v1.KeeperService service.
 type KeeperServiceHandler interface {
 	// Status reports whether Keeper holds an unsealed keyring.
@@ -187,6 +206,11 @@ type KeeperServiceHandler interface {
 	// until Nexus unseals it again: it neither asks its peers for the
 	// keyring nor gives it to them meanwhile.
 	Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error)
+	// Rekey opens the stored sealed keyring with the current credentials
+	// (password or shares) and returns the same root keys sealed under a new
+	// keyring key with exactly the new slots asked for, at the next epoch.
+	// Keeper's state does not change: Nexus stores the result.
+	Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error)
 }
 
 // NewKeeperServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -235,6 +259,12 @@ func NewKeeperServiceHandler(svc KeeperServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	keeperServiceRekeyHandler := connect.NewUnaryHandler(
+		KeeperServiceRekeyProcedure,
+		svc.Rekey,
+		connect.WithSchema(keeperServiceMethods.ByName("Rekey")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.keeper.v1.KeeperService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KeeperServiceStatusProcedure:
@@ -249,6 +279,8 @@ func NewKeeperServiceHandler(svc KeeperServiceHandler, opts ...connect.HandlerOp
 			keeperServiceDecryptDataKeyHandler.ServeHTTP(w, r)
 		case KeeperServiceSealProcedure:
 			keeperServiceSealHandler.ServeHTTP(w, r)
+		case KeeperServiceRekeyProcedure:
+			keeperServiceRekeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -280,6 +312,10 @@ func (UnimplementedKeeperServiceHandler) DecryptDataKey(context.Context, *connec
 
 func (UnimplementedKeeperServiceHandler) Seal(context.Context, *connect.Request[v1.SealRequest]) (*connect.Response[v1.SealResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.Seal is not implemented"))
+}
+
+func (UnimplementedKeeperServiceHandler) Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.Rekey is not implemented"))
 }
 
 // PeerServiceClient is a client for the spike.keeper.v1.PeerService service.

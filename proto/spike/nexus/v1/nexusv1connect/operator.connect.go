@@ -45,6 +45,8 @@ const (
 	OperatorServiceLoginProcedure = "/spike.nexus.v1.OperatorService/Login"
 	// OperatorServiceLogoutProcedure is the fully-qualified name of the OperatorService's Logout RPC.
 	OperatorServiceLogoutProcedure = "/spike.nexus.v1.OperatorService/Logout"
+	// OperatorServiceRekeyProcedure is the fully-qualified name of the OperatorService's Rekey RPC.
+	OperatorServiceRekeyProcedure = "/spike.nexus.v1.OperatorService/Rekey"
 )
 
 // OperatorServiceClient is a client for the spike.nexus.v1.OperatorService service.
@@ -53,7 +55,8 @@ type OperatorServiceClient interface {
 	// unseals Keeper. It fails with FailedPrecondition if SPIKE is already
 	// initialised.
 	Init(context.Context, *connect.Request[v1.InitRequest]) (*connect.Response[v1.InitResponse], error)
-	// Unseal loads the stored keyring into Keeper with the admin password.
+	// Unseal loads the stored keyring into Keeper with the admin password or
+	// a quorum of shares.
 	Unseal(context.Context, *connect.Request[v1.UnsealRequest]) (*connect.Response[v1.UnsealResponse], error)
 	// Seal makes every Keeper forget the root key: requests fail sealed
 	// until an admin unseals (or logs in) again. It answers each Keeper's
@@ -63,11 +66,15 @@ type OperatorServiceClient interface {
 	// Status reports initialisation, seal state, schema version and every
 	// Keeper's state.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
-	// Login checks the admin password and returns an admin token. A sealed
-	// SPIKE is unsealed by a successful login.
+	// Login checks the admin password (or a quorum of shares) and returns
+	// an admin token. A sealed SPIKE is unsealed by a successful login.
 	Login(context.Context, *connect.Request[v1.LoginRequest]) (*connect.Response[v1.LoginResponse], error)
 	// Logout revokes the admin token the call carries.
 	Logout(context.Context, *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error)
+	// Rekey replaces the credentials that open the root keyring: it needs
+	// the current password or a quorum of shares, and afterwards only the
+	// new password and/or shares open it. The root keys do not change.
+	Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the spike.nexus.v1.OperatorService service. By
@@ -119,6 +126,12 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("Logout")),
 			connect.WithClientOptions(opts...),
 		),
+		rekey: connect.NewClient[v1.RekeyRequest, v1.RekeyResponse](
+			httpClient,
+			baseURL+OperatorServiceRekeyProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("Rekey")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -130,6 +143,7 @@ type operatorServiceClient struct {
 	status *connect.Client[v1.StatusRequest, v1.StatusResponse]
 	login  *connect.Client[v1.LoginRequest, v1.LoginResponse]
 	logout *connect.Client[v1.LogoutRequest, v1.LogoutResponse]
+	rekey  *connect.Client[v1.RekeyRequest, v1.RekeyResponse]
 }
 
 // Init calls spike.nexus.v1.OperatorService.Init.
@@ -162,13 +176,19 @@ func (c *operatorServiceClient) Logout(ctx context.Context, req *connect.Request
 	return c.logout.CallUnary(ctx, req)
 }
 
+// Rekey calls spike.nexus.v1.OperatorService.Rekey.
+func (c *operatorServiceClient) Rekey(ctx context.Context, req *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error) {
+	return c.rekey.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the spike.nexus.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// Init creates the root keyring, stores it sealed under the password and
 	// unseals Keeper. It fails with FailedPrecondition if SPIKE is already
 	// initialised.
 	Init(context.Context, *connect.Request[v1.InitRequest]) (*connect.Response[v1.InitResponse], error)
-	// Unseal loads the stored keyring into Keeper with the admin password.
+	// Unseal loads the stored keyring into Keeper with the admin password or
+	// a quorum of shares.
 	Unseal(context.Context, *connect.Request[v1.UnsealRequest]) (*connect.Response[v1.UnsealResponse], error)
 	// Seal makes every Keeper forget the root key: requests fail sealed
 	// until an admin unseals (or logs in) again. It answers each Keeper's
@@ -178,11 +198,15 @@ type OperatorServiceHandler interface {
 	// Status reports initialisation, seal state, schema version and every
 	// Keeper's state.
 	Status(context.Context, *connect.Request[v1.StatusRequest]) (*connect.Response[v1.StatusResponse], error)
-	// Login checks the admin password and returns an admin token. A sealed
-	// SPIKE is unsealed by a successful login.
+	// Login checks the admin password (or a quorum of shares) and returns
+	// an admin token. A sealed SPIKE is unsealed by a successful login.
 	Login(context.Context, *connect.Request[v1.LoginRequest]) (*connect.Response[v1.LoginResponse], error)
 	// Logout revokes the admin token the call carries.
 	Logout(context.Context, *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error)
+	// Rekey replaces the credentials that open the root keyring: it needs
+	// the current password or a quorum of shares, and afterwards only the
+	// new password and/or shares open it. The root keys do not change.
+	Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -230,6 +254,12 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("Logout")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceRekeyHandler := connect.NewUnaryHandler(
+		OperatorServiceRekeyProcedure,
+		svc.Rekey,
+		connect.WithSchema(operatorServiceMethods.ByName("Rekey")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.nexus.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceInitProcedure:
@@ -244,6 +274,8 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceLoginHandler.ServeHTTP(w, r)
 		case OperatorServiceLogoutProcedure:
 			operatorServiceLogoutHandler.ServeHTTP(w, r)
+		case OperatorServiceRekeyProcedure:
+			operatorServiceRekeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -275,4 +307,8 @@ func (UnimplementedOperatorServiceHandler) Login(context.Context, *connect.Reque
 
 func (UnimplementedOperatorServiceHandler) Logout(context.Context, *connect.Request[v1.LogoutRequest]) (*connect.Response[v1.LogoutResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Logout is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Rekey is not implemented"))
 }
