@@ -21,14 +21,21 @@ func TestEditedKDFParamsAreCapped(t *testing.T) {
 	s.init()
 	ctx := t.Context()
 	db := s.db()
-	var params []byte
-	if err := db.QueryRow(ctx, "SELECT kdf_params FROM root_keyrings").Scan(&params); err != nil {
+	// A new keyring (format 2) keeps its Argon2id parameters in its
+	// password slot: format, id (16), epoch (8), slot count, then the slot's
+	// kind (1: password), body length (2) and body, which starts with the
+	// parameters: version, time (4 bytes), memory in KiB (4), threads, salt.
+	var sealed []byte
+	if err := db.QueryRow(ctx, "SELECT sealed FROM root_keyrings").Scan(&sealed); err != nil {
 		t.Fatal(err)
 	}
-	// The encoding: version, time (4 bytes), memory in KiB (4), threads, salt.
-	greedy := append([]byte(nil), params...)
-	binary.BigEndian.PutUint32(greedy[5:9], 4<<20) // 4 GiB
-	if _, err := db.Exec(ctx, "UPDATE root_keyrings SET kdf_params = $1", greedy); err != nil {
+	const slotKind, memory = 1 + 16 + 8 + 1, 1 + 16 + 8 + 1 + 1 + 2 + 5
+	if len(sealed) < memory+4 || sealed[slotKind] != 1 {
+		t.Fatalf("the stored keyring does not start with a password slot: % x", sealed[:min(len(sealed), 40)])
+	}
+	greedy := append([]byte(nil), sealed...)
+	binary.BigEndian.PutUint32(greedy[memory:memory+4], 4<<20) // 4 GiB
+	if _, err := db.Exec(ctx, "UPDATE root_keyrings SET sealed = $1", greedy); err != nil {
 		t.Fatal(err)
 	}
 	s.restartKeeper()
@@ -43,7 +50,7 @@ func TestEditedKDFParamsAreCapped(t *testing.T) {
 		t.Errorf("refusing the edited parameters allocated %d MiB", grew>>20)
 	}
 
-	if _, err := db.Exec(ctx, "UPDATE root_keyrings SET kdf_params = $1", params); err != nil {
+	if _, err := db.Exec(ctx, "UPDATE root_keyrings SET sealed = $1", sealed); err != nil {
 		t.Fatal(err)
 	}
 	// The refused unseal counts as a failed attempt: wait out its backoff.
