@@ -49,7 +49,7 @@ func TestThroughPgBouncer(t *testing.T) {
 		"SPIKE_DATABASE_ROLE=" + db.ServingRole,
 	}), "", "migrate")
 	if r.code != 0 || !strings.Contains(r.stderr, `ALTER ROLE \"`+db.ServingRole+`\" IN DATABASE`) {
-		t.Fatalf("migrate: exit %d, want 0 and the statements to run in its warning\nstderr: %s", r.code, r.stderr)
+		t.Fatalf("migrate: exit %d, want 0 and the statements to run in its log\nstderr: %s", r.code, r.stderr)
 	}
 	ca, err := devca.New(td)
 	if err != nil {

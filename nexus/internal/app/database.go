@@ -19,7 +19,8 @@ const migrateHint = "run, as the role that owns the schema: " +
 // schema, brings the schema up to the newest version this binary embeds,
 // grants cfg.Role what Nexus needs to serve (and no more), makes Nexus's
 // session limits cfg.Role's defaults when the owner may (what a Nexus
-// behind pgbouncer in transaction mode relies on; otherwise it warns), and
+// behind pgbouncer in transaction mode relies on; otherwise it logs the
+// statements to run), and
 // returns the schema version. The serving Nexus never needs the owner's
 // credential. It needs a session of its own (an advisory lock, session
 // settings): connect it to PostgreSQL, not through a transaction-mode
@@ -40,8 +41,10 @@ func Migrate(ctx context.Context, cfg MigrateConfig, log *slog.Logger) (int64, e
 	var denied *postgres.LimitsDeniedError
 	switch err := store.SetServingLimits(ctx, cfg.Role); {
 	case errors.As(err, &denied):
-		log.Warn("could not make the session limits the serving role's defaults (that takes a superuser or CREATEROLE); "+
-			"a Nexus behind pgbouncer in transaction mode (SPIKE_DATABASE_POOLER=pgbouncer-transaction) will refuse to start until they are: "+
+		// Only a Nexus behind pgbouncer needs them, and it refuses to
+		// start without them, saying so: no warning for everyone else.
+		log.Info("could not make the session limits the serving role's defaults (that takes a superuser or CREATEROLE); "+
+			"needed only behind pgbouncer in transaction mode (SPIKE_DATABASE_POOLER=pgbouncer-transaction), where Nexus refuses to start without them: "+
 			"run the statements as a superuser or as the serving role",
 			"role", cfg.Role, "sql", denied.SQL, "error", denied.Err.Error())
 	case err != nil:
