@@ -15,10 +15,10 @@ import (
 type Pooler string
 
 const (
-	// NoPooler: every pooled connection of Nexus is a server session of
+	// NoPooler means that every pooled connection of Nexus is a server session of
 	// its own (PostgreSQL itself, or a pooler in session mode).
 	NoPooler Pooler = ""
-	// PgBouncerTransaction: pgbouncer in transaction mode, which gives a
+	// PgBouncerTransaction is pgbouncer in transaction mode, which gives a
 	// server session to a client for one transaction only.
 	PgBouncerTransaction Pooler = "pgbouncer-transaction"
 )
