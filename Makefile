@@ -44,7 +44,7 @@ build: ## build spike-keeper, spike-nexus, spike, spike-devca and spike-example-
 # A race test binary sleeps 1 s at exit by default (GORACE atexit_sleep_ms)
 # for late race reports; our tests wait for their goroutines, so 100 ms
 # does, and saves about 13 s a run.
-test: ## check/install PostgreSQL, run every Go test of the workspace with -race, fuzz, then the SPIRE end-to-end test
+test: ## check/install PostgreSQL and pgbouncer, run every Go test of the workspace with -race, fuzz, then the SPIRE end-to-end test
 	deploy/local/check-deps.sh
 	@[[ $$($(GO) env CGO_ENABLED) == 1 ]] || { echo "go test -race needs cgo: install gcc (apt-get install gcc)" >&2; exit 1; }
 	GORACE=atexit_sleep_ms=100 $(GO) test -race -count=1 -timeout 20m $(PKGS)

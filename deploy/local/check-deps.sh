@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # check-deps.sh checks that the tools `make test` and `make up` need are
-# installed: Go, and PostgreSQL's initdb, pg_ctl, postgres and psql. When
-# PostgreSQL is missing and we run as root on a machine with apt-get, it
-# installs postgresql-15 (without creating or starting a system cluster).
+# installed: Go, PostgreSQL's initdb, pg_ctl, postgres and psql, and
+# pgbouncer (the end-to-end test through it). When PostgreSQL or pgbouncer
+# is missing and we run as root on a machine with apt-get, it installs
+# postgresql-15 (without creating or starting a system cluster) or
+# pgbouncer (its system service stopped and disabled: tests run their own).
 # As root it also makes sure the OS user postgres exists, because the
 # PostgreSQL server refuses to run as root.
 set -euo pipefail
@@ -32,6 +34,30 @@ install_postgresql() {
 	apt-get install -y -q --no-install-recommends postgresql-15 postgresql-client-15
 }
 
+# pgbouncer lives in /usr/sbin on Debian, which a user's PATH may lack.
+find_pgbouncer() {
+	command -v pgbouncer 2>/dev/null || { [[ -x /usr/sbin/pgbouncer ]] && echo /usr/sbin/pgbouncer; }
+}
+
+install_pgbouncer() {
+	say "check-deps: pgbouncer missing; installing pgbouncer with apt-get"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends pgbouncer
+	# The package may start a system pgbouncer on port 6432: the tests
+	# start their own, so stop it and keep it from starting at boot.
+	# (systemctl disable works without a running systemd too.)
+	if command -v systemctl >/dev/null 2>&1; then
+		systemctl disable pgbouncer.service >/dev/null 2>&1 || true
+	fi
+	if [[ -d /run/systemd/system ]]; then
+		systemctl stop pgbouncer.service >/dev/null 2>&1 || true
+	elif command -v service >/dev/null 2>&1; then
+		service pgbouncer stop >/dev/null 2>&1 || true
+		update-rc.d pgbouncer disable >/dev/null 2>&1 || true
+	fi
+}
+
 command -v go >/dev/null 2>&1 ||
 	die "go is not on PATH; install Go (go.work needs 1.26) and add its bin directory, e.g. export PATH=/usr/local/go/bin:\$PATH"
 
@@ -50,6 +76,16 @@ if [[ -n $missing ]]; then
 	fi
 fi
 
+if [[ -z $(find_pgbouncer) ]]; then
+	if is_root && command -v apt-get >/dev/null 2>&1; then
+		install_pgbouncer
+		hash -r
+		[[ -n $(find_pgbouncer) ]] || die "pgbouncer still missing after installing it (looked on PATH and in /usr/sbin)"
+	else
+		die "pgbouncer not found on PATH or in /usr/sbin; install it (Debian/Ubuntu: sudo apt-get install pgbouncer)"
+	fi
+fi
+
 if is_root && ! getent passwd "$PG_OS_USER" >/dev/null; then
 	# Installing the Debian package creates this user; a PostgreSQL from
 	# elsewhere may not have.
@@ -59,4 +95,4 @@ if is_root && ! getent passwd "$PG_OS_USER" >/dev/null; then
 	useradd --system --user-group --home-dir /var/lib/postgresql --shell /usr/sbin/nologin "$PG_OS_USER"
 fi
 
-say "check-deps: ok: $(go version | cut -d' ' -f3), $(postgres --version)"
+say "check-deps: ok: $(go version | cut -d' ' -f3), $(postgres --version), $("$(find_pgbouncer)" --version | head -1)"

@@ -96,7 +96,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 	}
 	a.self = self.String()
 
-	a.store, err = postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{MaxConns: cfg.MaxConns, DefaultMaxVersions: cfg.MaxVersions})
+	a.store, err = postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{
+		MaxConns: cfg.MaxConns, DefaultMaxVersions: cfg.MaxVersions, Pooler: cfg.DatabasePooler,
+	})
 	if err != nil {
 		return nil, err
 	}

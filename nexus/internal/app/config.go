@@ -16,6 +16,7 @@ import (
 	"github.com/spike-dev/spike/shared/svid"
 
 	"github.com/spike-dev/spike/nexus/internal/envelope"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
@@ -27,6 +28,9 @@ type Config struct {
 	OpsListen   string // "" when turned off
 	Pprof       bool
 	DatabaseURL string
+	// DatabasePooler is what stands between Nexus and PostgreSQL
+	// (SPIKE_DATABASE_POOLER).
+	DatabasePooler postgres.Pooler
 	// DevAllowPrivilegedRole turns the refusal to serve as a database role
 	// that can alter the audit trail into a warning. Unsafe: development
 	// only.
@@ -84,6 +88,14 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	if c.DatabaseURL == "" {
 		errs = append(errs, errors.New("SPIKE_DATABASE_URL: required, e.g. postgres://spike_nexus@127.0.0.1:5432/spike"))
+	}
+	switch p := env("SPIKE_DATABASE_POOLER", "none"); p {
+	case "none":
+		c.DatabasePooler = postgres.NoPooler
+	case string(postgres.PgBouncerTransaction):
+		c.DatabasePooler = postgres.PgBouncerTransaction
+	default:
+		errs = append(errs, fmt.Errorf("SPIKE_DATABASE_POOLER: %q: must be none or %s", p, postgres.PgBouncerTransaction))
 	}
 	if c.DevAllowPrivilegedRole, err = strconv.ParseBool(env("SPIKE_DEV_ALLOW_PRIVILEGED_DB_ROLE", "false")); err != nil {
 		errs = append(errs, errors.New("SPIKE_DEV_ALLOW_PRIVILEGED_DB_ROLE: must be true or false"))

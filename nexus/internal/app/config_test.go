@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/spike-dev/spike/nexus/internal/postgres"
 )
 
 func envFrom(m map[string]string) func(string) string {
@@ -29,6 +31,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if c.Pprof {
 		t.Error("pprof on by default")
+	}
+	if c.DatabasePooler != postgres.NoPooler {
+		t.Errorf("pooler %q by default, want none", c.DatabasePooler)
 	}
 	if c.MaxConns != 16 || c.MaxVersions != 10 {
 		t.Errorf("max conns %d, max versions %d; want 16 and 10", c.MaxConns, c.MaxVersions)
@@ -71,6 +76,11 @@ func TestLoadConfig(t *testing.T) {
 		{name: "one keeper ID", env: map[string]string{"SPIKE_KEEPER_ID": "spiffe://spike.local/spike/keeper/a"},
 			check: func(c Config) bool { return c.KeeperID.String() == "spiffe://spike.local/spike/keeper/a" }},
 		{name: "pool size bounds", env: map[string]string{"SPIKE_DB_MAX_CONNS": "0"}, wantErr: "SPIKE_DB_MAX_CONNS"},
+		{name: "pooler", env: map[string]string{"SPIKE_DATABASE_POOLER": "pgbouncer-transaction"},
+			check: func(c Config) bool { return c.DatabasePooler == postgres.PgBouncerTransaction }},
+		{name: "no pooler", env: map[string]string{"SPIKE_DATABASE_POOLER": "none"},
+			check: func(c Config) bool { return c.DatabasePooler == postgres.NoPooler }},
+		{name: "bad pooler", env: map[string]string{"SPIKE_DATABASE_POOLER": "pgbouncer"}, wantErr: "SPIKE_DATABASE_POOLER: \"pgbouncer\": must be none or pgbouncer-transaction"},
 		{name: "max versions bounds", env: map[string]string{"SPIKE_MAX_VERSIONS": "1001"}, wantErr: "SPIKE_MAX_VERSIONS"},
 		{name: "max versions", env: map[string]string{"SPIKE_MAX_VERSIONS": "3"}, check: func(c Config) bool { return c.MaxVersions == 3 }},
 		{name: "check interval", env: map[string]string{"SPIKE_KEEPER_CHECK_INTERVAL": "250ms"},

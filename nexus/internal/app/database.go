@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -16,8 +17,14 @@ const migrateHint = "run, as the role that owns the schema: " +
 
 // Migrate is spike-nexus migrate: it connects as the owner of SPIKE's
 // schema, brings the schema up to the newest version this binary embeds,
-// grants cfg.Role what Nexus needs to serve (and no more), and returns the
-// schema version. The serving Nexus never needs the owner's credential.
+// grants cfg.Role what Nexus needs to serve (and no more), makes Nexus's
+// session limits cfg.Role's defaults when the owner may (what a Nexus
+// behind pgbouncer in transaction mode relies on; otherwise it logs the
+// statements to run), and
+// returns the schema version. The serving Nexus never needs the owner's
+// credential. It needs a session of its own (an advisory lock, session
+// settings): connect it to PostgreSQL, not through a transaction-mode
+// pooler.
 func Migrate(ctx context.Context, cfg MigrateConfig, log *slog.Logger) (int64, error) {
 	store, err := postgres.Open(ctx, cfg.OwnerURL, postgres.Options{MaxConns: 2})
 	if err != nil {
@@ -29,6 +36,18 @@ func Migrate(ctx context.Context, cfg MigrateConfig, log *slog.Logger) (int64, e
 		return version, fmt.Errorf("migrate: %w", err)
 	}
 	if err := store.GrantServing(ctx, cfg.Role); err != nil {
+		return version, fmt.Errorf("migrate: %w", err)
+	}
+	var denied *postgres.LimitsDeniedError
+	switch err := store.SetServingLimits(ctx, cfg.Role); {
+	case errors.As(err, &denied):
+		// Only a Nexus behind pgbouncer needs them, and it refuses to
+		// start without them, saying so: no warning for everyone else.
+		log.Info("could not make the session limits the serving role's defaults (that takes a superuser or CREATEROLE); "+
+			"needed only behind pgbouncer in transaction mode (SPIKE_DATABASE_POOLER=pgbouncer-transaction), where Nexus refuses to start without them: "+
+			"run the statements as a superuser or as the serving role",
+			"role", cfg.Role, "sql", denied.SQL, "error", denied.Err.Error())
+	case err != nil:
 		return version, fmt.Errorf("migrate: %w", err)
 	}
 	risks, err := store.AuditRisks(ctx, cfg.Role)

@@ -138,8 +138,14 @@ func (s *Store) PolicyGeneration(ctx context.Context) (int64, error) {
 // ListenPolicies calls changed whenever a policy changes, until ctx is
 // done. It holds one connection for LISTEN; when the connection breaks it
 // reconnects and calls changed again, since notifications may have been
-// missed meanwhile.
+// missed meanwhile. Behind a transaction-mode pooler, which cannot keep a
+// session listening, it only waits for ctx: the caller's poll of
+// PolicyGeneration alone brings changes.
 func (s *Store) ListenPolicies(ctx context.Context, changed func()) {
+	if s.pooler != NoPooler {
+		<-ctx.Done()
+		return
+	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		// A broken LISTEN connection is not reported: the caller also polls

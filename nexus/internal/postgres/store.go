@@ -35,16 +35,10 @@ const (
 // is done.
 const commitTimeout = 10 * time.Second
 
-// sessionLimits are PostgreSQL settings for every pooled session.
-var sessionLimits = map[string]string{
-	"statement_timeout":                   "15s",
-	"lock_timeout":                        "10s",
-	"idle_in_transaction_session_timeout": "30s",
-}
-
 // Store is Nexus's PostgreSQL store. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool   *pgxpool.Pool
+	pooler Pooler
 	// defaultMaxVersions applies to secrets whose max_versions is 0.
 	defaultMaxVersions int32
 }
@@ -61,12 +55,19 @@ type Options struct {
 	// no max_versions of its own (1 to MaxMaxVersions; 0 means
 	// DefaultMaxVersions).
 	DefaultMaxVersions int32
+	// Pooler is what stands between Nexus and PostgreSQL (NoPooler:
+	// nothing that shares server sessions between clients).
+	Pooler Pooler
 }
 
 // Open connects to the database at dsn (a libpq key/value string or URL; its
 // sslmode is honoured) with a pool of at most opts.MaxConns connections, and
 // checks that the database answers. An unreachable database is a
-// fault.Unavailable error.
+// fault.Unavailable error. Behind a pooler in transaction mode
+// (opts.Pooler), it uses no named prepared statements unless dsn sets
+// default_query_exec_mode, sends no session settings, and refuses a
+// database whose sessions do not get the limits as defaults (see
+// SetServingLimits).
 func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	maxConns := opts.MaxConns
 	if maxConns < 1 {
@@ -90,21 +91,45 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
-	// Server-side limits, unless the DSN sets its own: no statement, lock
-	// wait or idle transaction can hold a connection for long.
-	for name, value := range sessionLimits {
-		if _, set := cfg.ConnConfig.RuntimeParams[name]; !set {
-			cfg.ConnConfig.RuntimeParams[name] = value
+	switch opts.Pooler {
+	case NoPooler:
+		// Server-side limits, unless the DSN sets its own: no statement,
+		// lock wait or idle transaction can hold a connection for long.
+		for _, l := range sessionLimits {
+			if _, set := cfg.ConnConfig.RuntimeParams[l.name]; !set {
+				cfg.ConnConfig.RuntimeParams[l.name] = l.value()
+			}
 		}
+	case PgBouncerTransaction:
+		// Named prepared statements live in one server session, which a
+		// transaction-mode pooler gives another client after each
+		// transaction. Cached descriptions and the unnamed statement keep
+		// one round trip per query (and batches in one pipeline) and work
+		// on any server session. A DSN that names a mode (pgbouncer 1.21+
+		// with max_prepared_statements can keep cache_statement) wins.
+		if !strings.Contains(dsn, "default_query_exec_mode") {
+			cfg.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheDescribe
+		}
+		// No limits as startup parameters: pgbouncer refuses them, or,
+		// listed in ignore_startup_parameters, drops them silently. They
+		// are the serving role's defaults instead, checked below.
+	default:
+		return nil, fmt.Errorf("open database: unknown pooler %q", opts.Pooler)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)
 	}
-	s := &Store{pool: pool, defaultMaxVersions: opts.DefaultMaxVersions}
+	s := &Store{pool: pool, pooler: opts.Pooler, defaultMaxVersions: opts.DefaultMaxVersions}
 	if err := s.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, err
+	}
+	if opts.Pooler != NoPooler {
+		if err := s.checkLimits(ctx); err != nil {
+			pool.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
