@@ -394,3 +394,33 @@ func TestStreamResetIsUnknown(t *testing.T) {
 		}
 	}
 }
+
+// A procedure named not replayable goes without a key and is never sent
+// twice: a connection that breaks once it may have arrived is Unknown at
+// once, and the server saw one attempt without the internal marker.
+func TestNotReplayableIsSentOnce(t *testing.T) {
+	t.Parallel()
+	s := &scriptedNexus{script: []step{dropConn}}
+	url, ca := s.start(t)
+	src, err := ca.Source(workload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpClient := New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(nexusID)), fastRetry)
+	t.Cleanup(httpClient.CloseIdleConnections)
+	secrets := nexusv1connect.NewSecretServiceClient(httpClient, url,
+		connect.WithInterceptors(Interceptor(nexusv1connect.SecretServicePutSecretProcedure)))
+	_, err = secrets.PutSecret(t.Context(), connect.NewRequest(&nexusv1.PutSecretRequest{Path: "a"}))
+	if connect.CodeOf(err) != connect.CodeUnknown {
+		t.Fatalf("error %v, want Unknown", err)
+	}
+	if keys := s.attempts(); len(keys) != 1 || keys[0] != "" {
+		t.Errorf("the server saw attempts with keys %q, want one without a key", keys)
+	}
+	if _, err := secrets.GetSecret(t.Context(), connect.NewRequest(&nexusv1.GetSecretRequest{Path: "a"})); err != nil {
+		t.Fatalf("a procedure not named keeps its key and works: %v", err)
+	}
+	if keys := s.attempts(); len(keys) != 2 || !validKey.MatchString(keys[1]) {
+		t.Errorf("keys %q: want the get's own key", keys)
+	}
+}

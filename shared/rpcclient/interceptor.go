@@ -15,9 +15,22 @@ import (
 // no side effects, which has nothing to apply and can simply be called
 // again. Other errors pass unchanged. Without it such calls are Unknown
 // whatever the procedure.
-func Interceptor() connect.Interceptor {
+//
+// The procedures named in notReplayable are sent without an idempotency
+// key, so a request of theirs that may have reached the server is never
+// sent again: for procedures whose server does not keep outcomes under
+// keys (an init or a rekey that shows new credentials once, a login), a
+// second attempt would be answered as if the first had not happened.
+func Interceptor(notReplayable ...string) connect.Interceptor {
+	once := make(map[string]bool, len(notReplayable))
+	for _, p := range notReplayable {
+		once[p] = true
+	}
 	return connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
 		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			if once[req.Spec().Procedure] {
+				req.Header().Set(noReplayHeader, "1")
+			}
 			resp, err := next(ctx, req)
 			var maybeSent *MaybeSentError
 			if err != nil && !errors.As(err, &maybeSent) && streamBroke(ctx, err) &&

@@ -22,6 +22,10 @@ import (
 // instead of applying the request again.
 const IdempotencyKeyHeader = "Idempotency-Key"
 
+// noReplayHeader is how Interceptor tells the transport that a request must
+// not be sent twice; it never leaves the client.
+const noReplayHeader = "X-Spike-Rpcclient-No-Replay"
+
 // MaybeSentError reports that a request may have reached the server and
 // that no answer came back: an attempt's connection broke after the request
 // was written, and no later attempt got a definitive answer. Whether the
@@ -65,7 +69,14 @@ func (r *retrying) CloseIdleConnections() { r.conns.CloseIdleConnections() }
 // RoundTrip sends req, retrying as the package documentation describes.
 // It does not modify req: a request that needs a key is cloned.
 func (r *retrying) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Header.Get(IdempotencyKeyHeader) == "" {
+	switch {
+	case req.Header.Get(noReplayHeader) != "":
+		// Not to be sent twice: no key, so no retry once it may have
+		// been sent (see Interceptor).
+		req = req.Clone(req.Context())
+		req.Header.Del(noReplayHeader)
+		req.Header.Del(IdempotencyKeyHeader)
+	case req.Header.Get(IdempotencyKeyHeader) == "":
 		req = req.Clone(req.Context())
 		req.Header.Set(IdempotencyKeyHeader, newIdempotencyKey())
 	}

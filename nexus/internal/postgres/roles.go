@@ -32,8 +32,9 @@ var grantStatements = []string{
 	`REVOKE INSERT ON audit_checkpoints FROM %[1]s`,
 	// The schema version and the audit settings are the owner's to write.
 	`REVOKE INSERT, UPDATE, DELETE ON schema_migrations, audit_settings FROM %[1]s`,
-	// A rekey replaces the sealed keyring; its id and creation time stay.
-	`REVOKE UPDATE ON root_keyrings FROM %[1]s`,
+	// A rekey replaces the sealed keyring; its id and creation time stay,
+	// and the row is never deleted (init inserts it, once).
+	`REVOKE UPDATE, DELETE ON root_keyrings FROM %[1]s`,
 	`GRANT UPDATE (kdf_params, ciphertext, sealed, epoch) ON root_keyrings TO %[1]s`,
 	`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %[1]s`,
 	`GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO %[1]s`,
@@ -42,8 +43,9 @@ var grantStatements = []string{
 // GrantServing gives role, the role Nexus serves as, the privileges it
 // needs on the migrated schema: SELECT, INSERT, UPDATE and DELETE on its
 // tables except the audit trail (SELECT and INSERT on audit_log, SELECT on
-// audit_checkpoints), schema_migrations (SELECT) and root_keyrings (UPDATE
-// of the sealed keyring's columns only, for a rekey), USAGE on sequences and
+// audit_checkpoints), schema_migrations (SELECT) and root_keyrings (SELECT,
+// INSERT, and UPDATE of the sealed keyring's columns only, for a rekey; no
+// DELETE), USAGE on sequences and
 // EXECUTE on SPIKE's functions (the audit pruning functions among them);
 // no TRUNCATE, TRIGGER or CREATE. The store must be connected as the role
 // that owns the schema (the one that ran Migrate), and role must exist and

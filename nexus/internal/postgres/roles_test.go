@@ -96,6 +96,7 @@ func TestServingRoleCannotAlterAuditTrail(t *testing.T) {
 		`INSERT INTO schema_migrations (version) VALUES (999)`,
 		`UPDATE root_keyrings SET keyring_id = '\x01'`,
 		`UPDATE root_keyrings SET created_at = now()`,
+		`DELETE FROM root_keyrings`,
 		`DELETE FROM schema_migrations`,
 		`DROP TABLE audit_log`,
 		`DROP TABLE secrets`,

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -46,7 +47,10 @@ func (o operatorServer) init(ctx context.Context, c *call, m *nexusv1.InitReques
 		return nil, err
 	}
 	if err := o.store.CreateKeyring(ctx, c.record, kr); err != nil {
-		return nil, err
+		if fault.CodeOf(err) != fault.Unknown || !o.stored(ctx, kr) {
+			return nil, err
+		}
+		// The commit's answer was lost, but the keyring is there.
 	}
 	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.ID), "password", len(slots.Password) > 0,
 		"share_threshold", slots.ShareThreshold, "share_count", slots.ShareCount)
@@ -152,13 +156,39 @@ func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequ
 	if err != nil {
 		return nil, err
 	}
+	resp := &nexusv1.RekeyResponse{KeyringId: hex.EncodeToString(next.ID), Epoch: next.Epoch, Shares: shares}
 	if err := o.store.UpdateKeyring(ctx, c.record, stored, next); err != nil {
-		return nil, err
+		switch {
+		case fault.CodeOf(err) != fault.Unknown:
+			return nil, err
+		case o.stored(ctx, next):
+			// The commit's answer was lost, but the new keyring is there.
+		case o.stored(ctx, stored):
+			return nil, fault.Wrap(fault.Unavailable, err, "rekey: the new keyring was not stored; the old credentials still open it")
+		case len(shares) > 0:
+			// Undecided, and the new shares are held nowhere else.
+			resp.Problem = "the database's answer was lost: the new keyring may or may not be stored. Keep these shares AND the old credentials until 'spike operator status' and an unseal tell which opens it"
+			o.log.Warn("rekey outcome unknown; the new shares are returned anyway", "error", err)
+			return resp, nil
+		default:
+			return nil, err
+		}
 	}
 	o.log.Warn("root keyring rekeyed: the old password and shares no longer open it",
 		"keyring_id", hex.EncodeToString(next.ID), "epoch", next.Epoch, "password", len(slots.Password) > 0,
 		"share_threshold", slots.ShareThreshold, "share_count", slots.ShareCount)
-	return &nexusv1.RekeyResponse{KeyringId: hex.EncodeToString(next.ID), Epoch: next.Epoch, Shares: shares}, nil
+	return resp, nil
+}
+
+// stored reports whether the database now holds exactly kr, read with time
+// of its own: after a write whose commit was not answered, this is how to
+// learn whether it was applied.
+func (o operatorServer) stored(ctx context.Context, kr keeper.Keyring) bool {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	got, err := o.store.Keyring(ctx)
+	return err == nil && bytes.Equal(got.ID, kr.ID) && bytes.Equal(got.KDFParams, kr.KDFParams) &&
+		bytes.Equal(got.Ciphertext, kr.Ciphertext) && bytes.Equal(got.Sealed, kr.Sealed) && got.Epoch == kr.Epoch
 }
 
 // Logout revokes the token the request carries.

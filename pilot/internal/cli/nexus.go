@@ -23,12 +23,24 @@ type nexus struct {
 	release  func() error
 }
 
+// notReplayable are the procedures Nexus keeps no outcome for under an
+// idempotency key (it ignores the key): a second attempt after the first
+// may have been applied would be answered as if it had not (init: "already
+// initialised"; rekey: the old credentials refused, and the new shares,
+// shown once, lost). They are sent once; an unanswered one is Unknown.
+var notReplayable = []string{
+	nexusv1connect.OperatorServiceInitProcedure,
+	nexusv1connect.OperatorServiceRekeyProcedure,
+	nexusv1connect.OperatorServiceLoginProcedure,
+	nexusv1connect.OperatorServiceUnsealProcedure,
+}
+
 // newNexus builds the clients of the Nexus at url on httpClient, each
 // with rpcclient's interceptor (a call that may have reached Nexus without
 // an answer is Unknown, or Unavailable for a read) and opts; closeFn
 // releases what the transport holds.
 func newNexus(httpClient connect.HTTPClient, url string, closeFn func() error, opts ...connect.ClientOption) *nexus {
-	opts = append([]connect.ClientOption{connect.WithInterceptors(rpcclient.Interceptor())}, opts...)
+	opts = append([]connect.ClientOption{connect.WithInterceptors(rpcclient.Interceptor(notReplayable...))}, opts...)
 	return &nexus{
 		url:      url,
 		operator: nexusv1connect.NewOperatorServiceClient(httpClient, url, opts...),

@@ -174,9 +174,9 @@ exactly the new ones (--no-password: shares only). The root keys do not
 change, so nothing is re-encrypted and Keepers keep serving.
 
 A copy of the sealed keyring taken before the rekey (a database backup)
-still opens with the credentials of its time. After a leaked password or
-share, rekey AND rotate the root key ('spike operator rotate'), and
-destroy old backups.
+still opens with the credentials of its time, and admin tokens issued
+before it stay valid until they expire. After a leaked password or share,
+rekey and destroy old backups; rotating the root key is not available yet.
 
 Input order: the current password (or shares), then the new password,
 twice on a terminal. From a pipe: one line each, e.g.
@@ -227,7 +227,15 @@ twice on a terminal. From a pipe: one line each, e.g.
 					return err
 				}
 				defer clearAll(resp.Msg.GetShares())
-				return writeRekey(inv.p.Stdout, inv.output, resp.Msg, len(req.NewPassword) > 0)
+				if err := writeRekey(inv.p.Stdout, inv.output, resp.Msg, len(req.NewPassword) > 0); err != nil {
+					return err
+				}
+				if p := resp.Msg.GetProblem(); p != "" {
+					// The shares are printed; whether they or the old
+					// credentials open SPIKE is unknown (exit 3).
+					return connect.NewError(connect.CodeUnknown, errors.New(p))
+				}
+				return nil
 			})
 		},
 	}

@@ -531,7 +531,11 @@ type RekeyResponse struct {
 	// The epoch of the rekeyed keyring.
 	Epoch uint64 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
 	// The new shares' text forms, shown once.
-	Shares        [][]byte `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
+	Shares [][]byte `protobuf:"bytes,3,rep,name=shares,proto3" json:"shares,omitempty"`
+	// Set when the new keyring may or may not have been stored (the
+	// database's answer was lost): the shares are returned anyway, as they
+	// are held nowhere else; keep them until status or an unseal tells.
+	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -585,6 +589,13 @@ func (x *RekeyResponse) GetShares() [][]byte {
 		return x.Shares
 	}
 	return nil
+}
+
+func (x *RekeyResponse) GetProblem() string {
+	if x != nil {
+		return x.Problem
+	}
+	return ""
 }
 
 type UnsealResponse struct {
@@ -1003,12 +1014,13 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\x06shares\x18\x02 \x03(\fR\x06shares\x12!\n" +
 	"\fnew_password\x18\x03 \x01(\fR\vnewPassword\x12.\n" +
 	"\x13new_share_threshold\x18\x04 \x01(\rR\x11newShareThreshold\x12&\n" +
-	"\x0fnew_share_count\x18\x05 \x01(\rR\rnewShareCount\"\\\n" +
+	"\x0fnew_share_count\x18\x05 \x01(\rR\rnewShareCount\"v\n" +
 	"\rRekeyResponse\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\tR\tkeyringId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
-	"\x06shares\x18\x03 \x03(\fR\x06shares\"/\n" +
+	"\x06shares\x18\x03 \x03(\fR\x06shares\x12\x18\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\"/\n" +
 	"\x0eUnsealResponse\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\tR\tkeyringId\"\r\n" +
