@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -69,6 +70,18 @@ func auditColumns(rows []audit.Record, first int) (string, []any) {
 		target[i], dec[i], reason[i], code[i] = r.Target, r.Decision, r.Reason, r.Code
 		dur[i], mac[i] = r.DurationUS, r.MAC
 	}
+	return auditColumnsSQL(first), []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
+}
+
+// auditColumnsText caches auditColumnsSQL by its first placeholder.
+var auditColumnsText sync.Map
+
+// auditColumnsSQL is the text of auditColumns, its placeholders numbered
+// from first.
+func auditColumnsSQL(first int) string {
+	if sql, ok := auditColumnsText.Load(first); ok {
+		return sql.(string)
+	}
 	types := []string{"bytea", "smallint", "bigint", "timestamptz", "text", "text",
 		"text", "text", "text", "text", "text", "text", "bigint", "bytea"}
 	params := make([]string, len(types))
@@ -81,7 +94,8 @@ func auditColumns(rows []audit.Record, first int) (string, []any) {
 	         u.target, u.decision, u.reason, u.code, u.duration_us, u.mac
 	  FROM unnest(` + strings.Join(params, ", ") + `)
 	       AS u(chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac)`
-	return sql, []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
+	auditColumnsText.Store(first, sql)
+	return sql
 }
 
 // AuditKeyID returns the data key id of the audit MAC key, if one exists.

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -455,11 +457,46 @@ type keptOutcome struct {
 // key (kept, when not nil). Only the parts a write needs are in it: each
 // part left out is a scan saved.
 func writeSecretStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome) (string, []any) {
+	// The text depends only on the write's shape; it is built once per
+	// shape, while every write still collects its own arguments below.
+	shape := writeShape(w, records, kept)
+	cached, known := writeStatements.Load(shape)
 	var args []any
 	arg := func(v any, typ string) string {
 		args = append(args, v)
-		return fmt.Sprintf("$%d::%s", len(args), typ)
+		if known {
+			return ""
+		}
+		return "$" + strconv.Itoa(len(args)) + "::" + typ
 	}
+	sql := buildWriteStatement(path, w, records, kept, func() int { return len(args) }, arg)
+	if known {
+		return cached.(string), args
+	}
+	writeStatements.Store(shape, sql)
+	return sql, args
+}
+
+// writeStatements caches the text of writeSecretStatement by shape.
+var writeStatements sync.Map
+
+// writeShape is what the text of a write statement depends on.
+func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint8 {
+	var s uint8
+	for i, b := range []bool{w.Create, w.Insert != nil, len(w.Deleted) > 0, len(w.Undeleted) > 0,
+		len(w.Destroyed) > 0, len(w.Reseal) > 0, len(records) > 0, kept != nil} {
+		if b {
+			s |= 1 << i
+		}
+	}
+	return s
+}
+
+// buildWriteStatement passes the write's arguments to arg, in order, and
+// returns its text (meaningless when arg returns no placeholders); n is the
+// number of arguments passed so far.
+func buildWriteStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome,
+	n func() int, arg func(v any, typ string) string) string {
 	p := arg(path, "text")
 	var head string
 	if w.Create {
@@ -502,8 +539,10 @@ func writeSecretStatement(path string, w secret.Write, records []audit.Record, k
 		  WHERE v.path = `+p+` AND v.version = u.version)`)
 	}
 	if len(records) > 0 {
-		cols, auditArgs := auditColumns(records, len(args)+1)
-		args = append(args, auditArgs...)
+		cols, auditArgs := auditColumns(records, n()+1)
+		for _, a := range auditArgs {
+			arg(a, "") // placeholders are in cols
+		}
 		parts = append(parts, `audited AS (INSERT INTO audit_log `+cols+`)`)
 	}
 	if kept != nil {
@@ -512,7 +551,7 @@ func writeSecretStatement(path string, w secret.Write, records []audit.Record, k
 			arg(kept.outcome, "bytea")+`, `+arg(kept.mac, "bytea")+`))`)
 	}
 	return `WITH ` + strings.Join(parts, ",\n  ") + `
-	  SELECT count(*) FROM head`, args
+	  SELECT count(*) FROM head`
 }
 
 // isAuditError reports whether the statement failed on the audit trail's
