@@ -15,6 +15,8 @@ type dbConn struct {
 	url *url.URL
 	// passwordSecret is the Secret PGPASSWORD comes from.
 	passwordSecret string
+	// caSecret is the Secret sslrootcert is read from.
+	caSecret string
 }
 
 // connection reads a container's database URL variable and password.
@@ -36,10 +38,10 @@ func connection(w workload, urlVar string) (dbConn, []string) {
 	if q.Get("sslmode") != "verify-full" {
 		out = append(out, fmt.Sprintf("%s: %s has sslmode=%q, want verify-full", w, urlVar, q.Get("sslmode")))
 	}
-	if ca := q.Get("sslrootcert"); !mountedFromSecret(w, ca) {
-		out = append(out, fmt.Sprintf("%s: %s's sslrootcert %q is not a file of a mounted Secret", w, urlVar, ca))
+	conn := dbConn{url: u, caSecret: secretMountedAt(w, q.Get("sslrootcert"))}
+	if conn.caSecret == "" {
+		out = append(out, fmt.Sprintf("%s: %s's sslrootcert %q is not a file of a mounted Secret", w, urlVar, q.Get("sslrootcert")))
 	}
-	conn := dbConn{url: u}
 	pw := envVar(c, "PGPASSWORD")
 	if pw == nil || pw.ValueFrom == nil || pw.ValueFrom.SecretKeyRef == nil {
 		out = append(out, fmt.Sprintf("%s: PGPASSWORD does not come from a Secret", w))
@@ -49,12 +51,12 @@ func connection(w workload, urlVar string) (dbConn, []string) {
 	return conn, out
 }
 
-// mountedFromSecret reports whether file lies in a directory where w
-// mounts a Secret volume.
-func mountedFromSecret(w workload, file string) bool {
+// secretMountedAt returns the Secret w mounts in the directory of file,
+// or "".
+func secretMountedAt(w workload, file string) string {
 	c := w.container()
 	if c == nil || file == "" {
-		return false
+		return ""
 	}
 	for _, m := range c.VolumeMounts {
 		if path.Dir(file) != path.Clean(m.MountPath) {
@@ -62,11 +64,11 @@ func mountedFromSecret(w workload, file string) bool {
 		}
 		for _, v := range w.pod.Spec.Volumes {
 			if v.Name == m.Name && v.Secret != nil {
-				return true
+				return v.Secret.SecretName
 			}
 		}
 	}
-	return false
+	return ""
 }
 
 // secretsOf lists every Secret a pod template refers to.
@@ -159,6 +161,9 @@ func checkPostgresCluster(c *PostgresCluster, want Want, serving, owner dbConn) 
 	}
 	if s.EnableSuperuserAccess == nil || *s.EnableSuperuserAccess {
 		out = append(out, fmt.Sprintf("Cluster %s: superuser access is not turned off", c.Name))
+	}
+	if ca := c.Name + "-ca"; serving.caSecret != ca || owner.caSecret != ca {
+		out = append(out, fmt.Sprintf("Nexus and the migration verify the server with the CA of Secrets %q and %q, not the Cluster's %q", serving.caSecret, owner.caSecret, ca))
 	}
 	host := fmt.Sprintf("%s-rw.%s.svc:5432", c.Name, want.Release.Namespace)
 	if serving.url.Host != host {
