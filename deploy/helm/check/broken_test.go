@@ -66,6 +66,8 @@ func TestBrokenValuesRefused(t *testing.T) {
 			"at '/images/nexus/digest': '' does not match pattern"},
 		{"tag inside the repository", set("images.keeper.repository", "registry.example.com/spike/keeper:1.0"),
 			"at '/images/keeper/repository'"},
+		{"pilot by tag only", merge(set("images.pilot.tag", "v1"), set("images.pilot.digest", nil)),
+			"at '/images/pilot': missing property 'digest'"},
 		{"short digest", set("images.pilot.digest", "sha256:abc"),
 			"at '/images/pilot/digest'"},
 		{"unknown top-level key", set("replicaCount", 3),

@@ -95,6 +95,11 @@ func checkIdentities(o *Objects, want Want) []string {
 			}
 		}
 	}
+	for _, sa := range o.ServiceAccounts {
+		if v, ok := sa.Annotations["spike.dev/trust-domain"]; ok && v != td.Name() {
+			out = append(out, fmt.Sprintf("ServiceAccount %s: Pilot's trust domain is %q, want %q", sa.Name, v, td.Name()))
+		}
+	}
 	nexusID := spiffeid.RequireFromSegments(td, "spike", "nexus")
 	for _, k := range byComponent(ws, "keeper") {
 		if c := k.container(); c != nil {

@@ -134,6 +134,11 @@ func checkImages(o *Objects, _ Want) []string {
 			images[w.component] = c.Image
 		}
 	}
+	for _, sa := range o.ServiceAccounts {
+		if img, ok := sa.Annotations["spike.dev/pilot-image"]; ok && !pinned.MatchString(img) {
+			out = append(out, fmt.Sprintf("ServiceAccount %s: Pilot's image %q is not pinned by digest", sa.Name, img))
+		}
+	}
 	if images["migrate"] != images["nexus"] {
 		out = append(out, fmt.Sprintf("the migration runs %q, not Nexus's image %q", images["migrate"], images["nexus"]))
 	}
