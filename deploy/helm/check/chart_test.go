@@ -49,7 +49,7 @@ func renderValues(t *testing.T, vals map[string]any, rel Release, edit func(name
 			f.Data = edit(f.Name, f.Data)
 		}
 	}
-	manifests, err := Render(ch, vals, rel)
+	manifests, err := Render(t.Context(), ch, vals, rel)
 	if err != nil {
 		return nil, err
 	}

@@ -76,10 +76,9 @@ func checkKeepers(o *Objects, want Want) []string {
 	sts := o.StatefulSets[0]
 	k := keepers[0]
 	svc := findService(o, sts.Spec.ServiceName)
-	switch {
-	case svc == nil:
+	if svc == nil {
 		out = append(out, fmt.Sprintf("StatefulSet %s: its service %q does not exist", sts.Name, sts.Spec.ServiceName))
-	default:
+	} else {
 		if svc.Spec.ClusterIP != "None" {
 			out = append(out, fmt.Sprintf("Service %s is not headless: Keepers get no names of their own", svc.Name))
 		}

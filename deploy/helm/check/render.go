@@ -1,6 +1,7 @@
 package check
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -46,7 +47,7 @@ func ReadValues(data []byte) (map[string]any, error) {
 // chart's values.yaml: the values are checked against values.schema.json,
 // then every template is rendered with missing keys as errors. It returns
 // the manifests by template name, without NOTES.txt and empty ones.
-func Render(ch *chart.Chart, vals map[string]any, rel Release) (map[string]string, error) {
+func Render(ctx context.Context, ch *chart.Chart, vals map[string]any, rel Release) (map[string]string, error) {
 	top, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, common.ReleaseOptions{
 		Name: rel.Name, Namespace: rel.Namespace, Revision: 1, IsInstall: true,
 	}, nil, false)
@@ -54,7 +55,7 @@ func Render(ch *chart.Chart, vals map[string]any, rel Release) (map[string]strin
 		return nil, err
 	}
 	e := engine.Engine{Strict: true}
-	out, err := e.Render(ch, top)
+	out, err := e.RenderWithContext(ctx, ch, top)
 	if err != nil {
 		return nil, err
 	}
