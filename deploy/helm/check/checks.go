@@ -3,6 +3,7 @@ package check
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // A rule is one named check of the rendered objects. It returns one
@@ -57,7 +58,7 @@ func checkComponents(o *Objects, _ Want) []string {
 	}
 	want := map[string]string{"nexus": "Deployment", "keeper": "StatefulSet", "migrate": "Job"}
 	for c, kind := range want {
-		if got := count[c]; len(got) != 1 || got[0][:len(kind)] != kind {
+		if got := count[c]; len(got) != 1 || !strings.HasPrefix(got[0], kind+" ") {
 			out = append(out, fmt.Sprintf("component %s: want one %s, got %v", c, kind, got))
 		}
 	}
