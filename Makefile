@@ -21,7 +21,7 @@ FUZZTIME ?= 300000x
 BREAKING_AGAINST ?=
 
 # Go modules of the workspace (go.work); tools/ is separate (GOWORK=off).
-MODULES := keeper nexus pilot proto shared e2e deploy/compose/check
+MODULES := keeper nexus pilot proto shared e2e deploy/compose/check deploy/helm/check
 PKGS := $(foreach m,$(MODULES),./$(m)/...)
 
 # PostgreSQL 15 as Debian/Ubuntu install it (check-deps.sh may install it
