@@ -73,7 +73,9 @@ var errKeyringChanged = fault.New(fault.Aborted, "the stored keyring changed mea
 // stored keyring is no longer old, byte for byte, nothing is written and
 // the error is fault.Aborted, so a concurrent rekey is never overwritten.
 // next must be format 2 of the same keyring; the format 1 columns are
-// emptied, so no copy that the old password opens stays in the row.
+// emptied, so no copy that the old password opens stays in the row. Every
+// admin token is deleted with it: tokens won with the old credentials do
+// not outlive them.
 func (s *Store) UpdateKeyring(ctx context.Context, rec *audit.Entry, old, next keeper.Keyring) error {
 	if len(next.Sealed) == 0 || !bytes.Equal(old.ID, next.ID) {
 		return fmt.Errorf("update root keyring: the new keyring must be format 2 of keyring %x", old.ID)
@@ -99,7 +101,10 @@ func (s *Store) UpdateKeyring(ctx context.Context, rec *audit.Entry, old, next k
 		if tag.RowsAffected() == 0 {
 			return errKeyringChanged
 		}
-		return nil
+		// Credentials changed: every admin token goes with the old ones
+		// (a token not found is refused).
+		_, err = tx.Exec(ctx, `DELETE FROM admin_tokens`)
+		return err
 	})
 	return dbError(ctx, "update root keyring", err)
 }

@@ -162,7 +162,8 @@ func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequ
 		case fault.CodeOf(err) != fault.Unknown:
 			return nil, err
 		case o.stored(ctx, next):
-			// The commit's answer was lost, but the new keyring is there.
+			// The commit's answer was lost, but the new keyring is there
+			// (and the admin tokens are gone with the old one).
 		case o.stored(ctx, stored):
 			return nil, fault.Wrap(fault.Unavailable, err, "rekey: the new keyring was not stored; the old credentials still open it")
 		case len(shares) > 0:
@@ -174,7 +175,13 @@ func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequ
 			return nil, err
 		}
 	}
-	o.log.Warn("root keyring rekeyed: the old password and shares no longer open it",
+	// Every admin token went with the old credentials: the caller gets a
+	// new one.
+	if resp.Token, err = o.issue(ctx, c, 0); err != nil {
+		o.log.Warn("rekeyed, but no new admin token could be issued", "error", err)
+		resp.Token = nil
+	}
+	o.log.Warn("root keyring rekeyed: the old password and shares no longer open it; every admin token revoked",
 		"keyring_id", hex.EncodeToString(next.ID), "epoch", next.Epoch, "password", len(slots.Password) > 0,
 		"share_threshold", slots.ShareThreshold, "share_count", slots.ShareCount)
 	return resp, nil

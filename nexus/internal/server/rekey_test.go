@@ -85,6 +85,17 @@ func TestSharesAndRekey(t *testing.T) {
 	if r.GetEpoch() != 2 || len(r.GetShares()) != 0 || r.GetKeyringId() != initResp.Msg.GetKeyringId() {
 		t.Fatalf("Rekey = %v, want keyring %s at epoch 2, no shares", r, initResp.Msg.GetKeyringId())
 	}
+	// Every admin token went with the old credentials; the caller got a
+	// new one.
+	if _, err := s.get("apps/x", 0); connect.CodeOf(err) != connect.CodeUnauthenticated {
+		t.Errorf("the admin token from before the rekey: %v, want Unauthenticated", err)
+	}
+	if s.token = r.GetToken().GetToken(); s.token == "" {
+		t.Fatal("rekey returned no new admin token")
+	}
+	if _, err := s.get("apps/x", 0); err != nil {
+		t.Fatalf("the new admin token: %v", err)
+	}
 	var kdfParams, ciphertext, sealed []byte
 	var epoch int64
 	if err := s.db().QueryRow(ctx, "SELECT kdf_params, ciphertext, sealed, epoch FROM root_keyrings").Scan(&kdfParams, &ciphertext, &sealed, &epoch); err != nil {
@@ -131,6 +142,7 @@ func TestSharesAndRekey(t *testing.T) {
 	if r.GetEpoch() != 3 || len(r.GetShares()) != 5 || !strings.Contains(string(r.GetShares()[4]), ":5-of-5:k3:") {
 		t.Fatalf("Rekey to shares: epoch %d, %d shares", r.GetEpoch(), len(r.GetShares()))
 	}
+	s.token = r.GetToken().GetToken()
 	wantCode(t, login(&nexusv1.LoginRequest{Password: []byte(newPassword)}), connect.CodeInvalidArgument, "no password slot")
 	if err := login(&nexusv1.LoginRequest{Shares: r.GetShares()[1:4]}); err != nil {
 		t.Fatalf("Login with 3 of the new shares: %v", err)

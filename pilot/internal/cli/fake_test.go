@@ -171,7 +171,7 @@ func (f *fakeNexus) Rekey(_ context.Context, req *connect.Request[nexusv1.RekeyR
 	if err := f.record(req.Msg); err != nil {
 		return nil, err
 	}
-	resp := &nexusv1.RekeyResponse{KeyringId: "ab12", Epoch: 2}
+	resp := &nexusv1.RekeyResponse{KeyringId: "ab12", Epoch: 2, Token: &nexusv1.AdminToken{Token: loginToken, ExpiresAt: expires(0)}}
 	for i := range req.Msg.GetNewShareCount() {
 		resp.Shares = append(resp.Shares, []byte(fakeShare(int(i)+1, int(req.Msg.GetNewShareCount()), int(req.Msg.GetNewShareThreshold()))))
 	}

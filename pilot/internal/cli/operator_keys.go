@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -174,9 +175,10 @@ exactly the new ones (--no-password: shares only). The root keys do not
 change, so nothing is re-encrypted and Keepers keep serving.
 
 A copy of the sealed keyring taken before the rekey (a database backup)
-still opens with the credentials of its time, and admin tokens issued
-before it stay valid until they expire. After a leaked password or share,
-rekey and destroy old backups; rotating the root key is not available yet.
+still opens with the credentials of its time. A rekey revokes every admin
+token; yours is replaced and saved as 'spike login' saves it. After a
+leaked password or share, rekey and destroy old backups; rotating the root
+key is not available yet.
 
 Input order: the current password (or shares), then the new password,
 twice on a terminal. From a pipe: one line each, e.g.
@@ -227,6 +229,11 @@ twice on a terminal. From a pipe: one line each, e.g.
 					return err
 				}
 				defer clearAll(resp.Msg.GetShares())
+				// Every admin token was revoked; keep the new one, as
+				// init does (a failure to save it is a warning).
+				if inv.saveInitToken(resp.Msg.GetToken()) == nil {
+					fmt.Fprintln(inv.p.Stderr, "spike: every admin token was revoked by the rekey; log in again with: spike login")
+				}
 				if err := writeRekey(inv.p.Stdout, inv.output, resp.Msg, len(req.NewPassword) > 0); err != nil {
 					return err
 				}

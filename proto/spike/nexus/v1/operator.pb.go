@@ -535,7 +535,9 @@ type RekeyResponse struct {
 	// Set when the new keyring may or may not have been stored (the
 	// database's answer was lost): the shares are returned anyway, as they
 	// are held nowhere else; keep them until status or an unseal tells.
-	Problem       string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	Problem string `protobuf:"bytes,4,opt,name=problem,proto3" json:"problem,omitempty"`
+	// A rekey revokes every admin token; this one is the caller's new one.
+	Token         *AdminToken `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -596,6 +598,13 @@ func (x *RekeyResponse) GetProblem() string {
 		return x.Problem
 	}
 	return ""
+}
+
+func (x *RekeyResponse) GetToken() *AdminToken {
+	if x != nil {
+		return x.Token
+	}
+	return nil
 }
 
 type UnsealResponse struct {
@@ -1014,13 +1023,14 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\x06shares\x18\x02 \x03(\fR\x06shares\x12!\n" +
 	"\fnew_password\x18\x03 \x01(\fR\vnewPassword\x12.\n" +
 	"\x13new_share_threshold\x18\x04 \x01(\rR\x11newShareThreshold\x12&\n" +
-	"\x0fnew_share_count\x18\x05 \x01(\rR\rnewShareCount\"v\n" +
+	"\x0fnew_share_count\x18\x05 \x01(\rR\rnewShareCount\"\xa8\x01\n" +
 	"\rRekeyResponse\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\tR\tkeyringId\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x16\n" +
 	"\x06shares\x18\x03 \x03(\fR\x06shares\x12\x18\n" +
-	"\aproblem\x18\x04 \x01(\tR\aproblem\"/\n" +
+	"\aproblem\x18\x04 \x01(\tR\aproblem\x120\n" +
+	"\x05token\x18\x05 \x01(\v2\x1a.spike.nexus.v1.AdminTokenR\x05token\"/\n" +
 	"\x0eUnsealResponse\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\tR\tkeyringId\"\r\n" +
@@ -1095,27 +1105,28 @@ var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
 	16, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: spike.nexus.v1.LoginResponse.token:type_name -> spike.nexus.v1.AdminToken
 	0,  // 2: spike.nexus.v1.InitResponse.token:type_name -> spike.nexus.v1.AdminToken
-	13, // 3: spike.nexus.v1.SealResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
-	13, // 4: spike.nexus.v1.StatusResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
-	5,  // 5: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
-	7,  // 6: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
-	11, // 7: spike.nexus.v1.OperatorService.Seal:input_type -> spike.nexus.v1.SealRequest
-	14, // 8: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
-	1,  // 9: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
-	3,  // 10: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
-	8,  // 11: spike.nexus.v1.OperatorService.Rekey:input_type -> spike.nexus.v1.RekeyRequest
-	6,  // 12: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
-	10, // 13: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
-	12, // 14: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
-	15, // 15: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
-	2,  // 16: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
-	4,  // 17: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
-	9,  // 18: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
-	12, // [12:19] is the sub-list for method output_type
-	5,  // [5:12] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	0,  // 3: spike.nexus.v1.RekeyResponse.token:type_name -> spike.nexus.v1.AdminToken
+	13, // 4: spike.nexus.v1.SealResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
+	13, // 5: spike.nexus.v1.StatusResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
+	5,  // 6: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
+	7,  // 7: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
+	11, // 8: spike.nexus.v1.OperatorService.Seal:input_type -> spike.nexus.v1.SealRequest
+	14, // 9: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
+	1,  // 10: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
+	3,  // 11: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
+	8,  // 12: spike.nexus.v1.OperatorService.Rekey:input_type -> spike.nexus.v1.RekeyRequest
+	6,  // 13: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
+	10, // 14: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
+	12, // 15: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
+	15, // 16: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
+	2,  // 17: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
+	4,  // 18: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
+	9,  // 19: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
+	13, // [13:20] is the sub-list for method output_type
+	6,  // [6:13] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_spike_nexus_v1_operator_proto_init() }
