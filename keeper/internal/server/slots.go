@@ -68,6 +68,9 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 	if err != nil {
 		return nil, err
 	}
+	if err := s.checkEpoch(ctx, stored); err != nil {
+		return nil, err
+	}
 	if err := s.checkHeld(stored.id); err != nil {
 		return nil, err
 	}
@@ -98,6 +101,7 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 		return nil, keeperError(keeperv1.ErrorDetail_REASON_SEALED, "keeper was sealed while this unseal ran: unseal again")
 	}
 	s.onPurpose = false
+	s.minEpoch = max(s.minEpoch, stored.epoch())
 	switch {
 	case s.ring == nil:
 		s.ring = ring
@@ -142,6 +146,9 @@ func (s *Server) Rekey(ctx context.Context, req *connect.Request[keeperv1.RekeyR
 	defer creds.drop()
 	stored, err := parseStored(m.GetKeyring())
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkEpoch(ctx, stored); err != nil {
 		return nil, err
 	}
 	if err := s.checkHeld(stored.id); err != nil {
@@ -323,6 +330,28 @@ type stored struct {
 	msg *keeperv1.SealedKeyring
 	id  []byte
 	v2  *keyring.Sealed // nil in format 1
+}
+
+// epoch is the stored keyring's epoch: 0 in format 1.
+func (st stored) epoch() uint64 {
+	if st.v2 == nil {
+		return 0
+	}
+	return st.v2.Epoch()
+}
+
+// checkEpoch refuses a stored keyring older than one Keeper has seen: the
+// database was rolled back, perhaps to bring back replaced credentials.
+func (s *Server) checkEpoch(ctx context.Context, st stored) error {
+	s.mu.RLock()
+	floor := s.minEpoch
+	s.mu.RUnlock()
+	if st.epoch() >= floor {
+		return nil
+	}
+	s.log.WarnContext(ctx, "stored keyring refused: older than one seen before (rolled back?)",
+		slog.String("keyring_id", hex.EncodeToString(st.id)), slog.Uint64("epoch", st.epoch()), slog.Uint64("min_epoch", floor))
+	return corruptKeyring(fmt.Sprintf("keyring: epoch %d is older than epoch %d, seen before: the stored keyring was rolled back", st.epoch(), floor))
 }
 
 // parseStored checks a sealed keyring from storage. It comes from storage

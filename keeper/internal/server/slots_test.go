@@ -274,3 +274,24 @@ func TestRekeyOnReseededKeeper(t *testing.T) {
 		}
 	}
 }
+
+// Told by Nexus that a rekey reached epoch 2, a Keeper refuses to open the
+// stored keyring at epoch 1 (rolled back in the database), and a later
+// Status naming a lower epoch does not lower the floor.
+func TestRolledBackKeyringRefused(t *testing.T) {
+	t.Parallel()
+	k := startKeeper(t, tlsconfig.AuthorizeID(nexusID))
+	c := k.nexus(t)
+	sk := initKeyring(t, c, password)
+	status := func(min uint64) {
+		t.Helper()
+		if _, err := c.Status(t.Context(), connect.NewRequest(&keeperv1.StatusRequest{MinEpoch: min})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status(2)
+	status(0)
+	err := unseal(t, c, password, sk)
+	wantErr(t, "unseal of a rolled-back keyring", err,
+		refused(keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING, "keyring: epoch 1 is older than epoch 2, seen before: the stored keyring was rolled back"))
+}

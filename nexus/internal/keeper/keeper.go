@@ -152,6 +152,9 @@ type Client struct {
 	log      *slog.Logger
 	// preferred is the Keeper that answered last: calls go there first.
 	preferred atomic.Uint32
+	// epoch is the highest epoch of the stored keyring this Nexus has
+	// seen committed; Keepers are told it, and refuse older keyrings.
+	epoch atomic.Uint64
 	// seq numbers state observations; applied is the newest one applied,
 	// so a slow Check never overwrites what a later one saw.
 	seq atomic.Uint64
@@ -193,6 +196,27 @@ func (c *Client) State() State {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.state
+}
+
+// Committed records that the stored keyring reached epoch e (a rekey was
+// committed): from the next Check on, Keepers refuse a stored keyring of a
+// lower epoch, one rolled back in the database.
+func (c *Client) Committed(e uint64) {
+	for {
+		cur := c.epoch.Load()
+		if e <= cur || c.epoch.CompareAndSwap(cur, e) {
+			return
+		}
+	}
+}
+
+// RolledBack returns an error when kr is older than a keyring this Nexus
+// has seen committed.
+func (c *Client) RolledBack(kr Keyring) error {
+	if seen := c.epoch.Load(); kr.Epoch < seen {
+		return fault.New(fault.DataLoss, "the stored root keyring is at epoch %d, older than epoch %d committed before: it was rolled back in the database", kr.Epoch, seen)
+	}
+	return nil
 }
 
 // Unsealed reports whether a Keeper held this database's keyring when last
@@ -287,7 +311,7 @@ func (c *Client) askAll(ctx context.Context, keyringID []byte, prev []Instance) 
 			st := Instance{Name: k.Name}
 			kctx, cancel := context.WithTimeout(ctx, keeperCheckTimeout)
 			defer cancel()
-			resp, err := k.RPC.Status(kctx, connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: keyringID}))
+			resp, err := k.RPC.Status(kctx, connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: keyringID, MinEpoch: c.epoch.Load()}))
 			switch {
 			case err != nil && i < len(prev) && prev[i].Holds && !prev[i].Suspect &&
 				connect.CodeOf(err) == connect.CodeDeadlineExceeded && ctx.Err() == nil:

@@ -145,6 +145,9 @@ func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequ
 	if err != nil {
 		return nil, err
 	}
+	if err := o.keeper.RolledBack(stored); err != nil {
+		return nil, err
+	}
 	c.record.SetTarget(hex.EncodeToString(stored.ID))
 	var next keeper.Keyring
 	var shares [][]byte
@@ -175,6 +178,9 @@ func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequ
 			return nil, err
 		}
 	}
+	// Keepers refuse the old keyring from now on (told at the check).
+	o.keeper.Committed(next.Epoch)
+	o.checkKeepers(ctx)
 	// Every admin token went with the old credentials: the caller gets a
 	// new one.
 	if resp.Token, err = o.issue(ctx, c, 0); err != nil {
@@ -229,6 +235,9 @@ func (o operatorServer) checkCredentialsWithKeeper(ctx context.Context, c *call,
 	}
 	stored, err := o.store.Keyring(ctx)
 	if err != nil {
+		return nil, err
+	}
+	if err := o.keeper.RolledBack(stored); err != nil {
 		return nil, err
 	}
 	if err := o.withBackoff(c, func() error { return o.keeper.Unseal(ctx, creds, stored) }); err != nil {

@@ -194,8 +194,13 @@ type StatusRequest struct {
 	// The keyring id Nexus's database stores, when it stores one. A Keeper
 	// that holds no keyring asks its peers for this one.
 	ExpectedKeyringId []byte `protobuf:"bytes,1,opt,name=expected_keyring_id,json=expectedKeyringId,proto3" json:"expected_keyring_id,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The highest epoch of the stored keyring that Nexus has seen committed.
+	// Keeper refuses, from then on, to open a stored keyring of a lower epoch
+	// (or of format 1, epoch 0): one rolled back in the database to bring
+	// back credentials that a rekey replaced.
+	MinEpoch      uint64 `protobuf:"varint,2,opt,name=min_epoch,json=minEpoch,proto3" json:"min_epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusRequest) Reset() {
@@ -233,6 +238,13 @@ func (x *StatusRequest) GetExpectedKeyringId() []byte {
 		return x.ExpectedKeyringId
 	}
 	return nil
+}
+
+func (x *StatusRequest) GetMinEpoch() uint64 {
+	if x != nil {
+		return x.MinEpoch
+	}
+	return 0
 }
 
 type StatusResponse struct {
@@ -1136,9 +1148,10 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"ciphertext\x18\x03 \x01(\fR\n" +
 	"ciphertext\x12\x16\n" +
 	"\x06sealed\x18\x04 \x01(\fR\x06sealed\x12\x14\n" +
-	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"?\n" +
+	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"\\\n" +
 	"\rStatusRequest\x12.\n" +
-	"\x13expected_keyring_id\x18\x01 \x01(\fR\x11expectedKeyringId\"\xbd\x01\n" +
+	"\x13expected_keyring_id\x18\x01 \x01(\fR\x11expectedKeyringId\x12\x1b\n" +
+	"\tmin_epoch\x18\x02 \x01(\x04R\bminEpoch\"\xbd\x01\n" +
 	"\x0eStatusResponse\x12\x1a\n" +
 	"\bunsealed\x18\x01 \x01(\bR\bunsealed\x12\x1d\n" +
 	"\n" +
