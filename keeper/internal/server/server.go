@@ -70,9 +70,10 @@ type Server struct {
 	sealGen uint64
 	// peerErrs is the last error each peer gave the re-seed loop.
 	peerErrs map[string]string
-	// minEpoch is the lowest epoch of a stored keyring that Keeper still
-	// opens: the highest one Nexus or an unseal has shown it (in memory
-	// only, like the keys).
+	// minEpoch is the lowest epoch of keyring floorID that Keeper still
+	// opens when stored: the highest one Nexus or an unseal has shown it
+	// (in memory only, like the keys).
+	floorID  []byte
 	minEpoch uint64
 }
 
@@ -158,7 +159,7 @@ func (s *Server) Status(ctx context.Context, req *connect.Request[keeperv1.Statu
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.minEpoch = max(s.minEpoch, req.Msg.GetMinEpoch())
+	s.raiseFloor(expected, req.Msg.GetMinEpoch())
 	if s.ring != nil && len(expected) != 0 && !bytesEqual(s.ring.ID(), expected) && strings.HasPrefix(s.source, "peer ") {
 		// A keyring taken from a peer that is not this database's (the
 		// peer held a stale one): forget it and ask for the right one.

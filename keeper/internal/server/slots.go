@@ -68,10 +68,10 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkEpoch(ctx, stored); err != nil {
+	if err := s.checkHeld(stored.id); err != nil {
 		return nil, err
 	}
-	if err := s.checkHeld(stored.id); err != nil {
+	if err := s.checkEpoch(ctx, stored); err != nil {
 		return nil, err
 	}
 	s.mu.RLock()
@@ -101,7 +101,7 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 		return nil, keeperError(keeperv1.ErrorDetail_REASON_SEALED, "keeper was sealed while this unseal ran: unseal again")
 	}
 	s.onPurpose = false
-	s.minEpoch = max(s.minEpoch, stored.epoch())
+	s.raiseFloor(stored.id, stored.epoch())
 	switch {
 	case s.ring == nil:
 		s.ring = ring
@@ -148,10 +148,10 @@ func (s *Server) Rekey(ctx context.Context, req *connect.Request[keeperv1.RekeyR
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkEpoch(ctx, stored); err != nil {
+	if err := s.checkHeld(stored.id); err != nil {
 		return nil, err
 	}
-	if err := s.checkHeld(stored.id); err != nil {
+	if err := s.checkEpoch(ctx, stored); err != nil {
 		return nil, err
 	}
 	params, err := keyring.NewParams(s.kdf.Time, s.kdf.MemoryKiB, s.kdf.Threads)
@@ -345,6 +345,9 @@ func (st stored) epoch() uint64 {
 func (s *Server) checkEpoch(ctx context.Context, st stored) error {
 	s.mu.RLock()
 	floor := s.minEpoch
+	if !bytesEqual(s.floorID, st.id) {
+		floor = 0 // a floor is per keyring
+	}
 	s.mu.RUnlock()
 	if st.epoch() >= floor {
 		return nil
@@ -417,4 +420,17 @@ func (s *Server) refuseOpen(ctx context.Context, id []byte, creds credentials, e
 		return corruptKeyring("keyring: " + err.Error())
 	}
 	return s.internal(ctx, "open keyring", err)
+}
+
+// raiseFloor raises the epoch floor of keyring id to e; a floor of another
+// keyring is replaced. The caller holds s.mu.
+func (s *Server) raiseFloor(id []byte, e uint64) {
+	if len(id) == 0 {
+		return
+	}
+	if !bytesEqual(s.floorID, id) {
+		s.floorID, s.minEpoch = append([]byte(nil), id...), e
+		return
+	}
+	s.minEpoch = max(s.minEpoch, e)
 }

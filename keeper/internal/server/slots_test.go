@@ -207,10 +207,10 @@ func TestRekey(t *testing.T) {
 	if err := unsealShares(t, c, newShares[2:], third); err != nil {
 		t.Fatalf("Unseal with new shares: %v", err)
 	}
-	// Same root keys: the first keyring unseals the same Keeper as a no-op.
-	if err := unseal(t, c, password, sealed); err != nil {
-		t.Errorf("Unseal of the first sealed keyring with its password: %v", err)
-	}
+	// The first keyring, older than one this Keeper opened, is refused:
+	// put back in the database, it would bring back the old password.
+	wantErr(t, "Unseal of the first sealed keyring with its password", unseal(t, c, password, sealed),
+		refused(keeperv1.ErrorDetail_REASON_CORRUPT_KEYRING, "keyring: epoch 1 is older than epoch 3, seen before: the stored keyring was rolled back"))
 }
 
 // TestRekeyFormat1 checks that a keyring stored in format 1 is rekeyed
@@ -285,7 +285,7 @@ func TestRolledBackKeyringRefused(t *testing.T) {
 	sk := initKeyring(t, c, password)
 	status := func(min uint64) {
 		t.Helper()
-		if _, err := c.Status(t.Context(), connect.NewRequest(&keeperv1.StatusRequest{MinEpoch: min})); err != nil {
+		if _, err := c.Status(t.Context(), connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: sk.GetKeyringId(), MinEpoch: min})); err != nil {
 			t.Fatal(err)
 		}
 	}
