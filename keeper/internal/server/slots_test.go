@@ -283,9 +283,9 @@ func TestRolledBackKeyringRefused(t *testing.T) {
 	k := startKeeper(t, tlsconfig.AuthorizeID(nexusID))
 	c := k.nexus(t)
 	sk := initKeyring(t, c, password)
-	status := func(min uint64) {
+	status := func(floor uint64) {
 		t.Helper()
-		if _, err := c.Status(t.Context(), connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: sk.GetKeyringId(), MinEpoch: min})); err != nil {
+		if _, err := c.Status(t.Context(), connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: sk.GetKeyringId(), MinEpoch: floor})); err != nil {
 			t.Fatal(err)
 		}
 	}
