@@ -80,7 +80,9 @@ func TestReady(t *testing.T) {
 // 200 again within 2 seconds after the cause is gone.
 func TestReadinessFollowsTheDatabase(t *testing.T) {
 	t.Parallel()
-	cl, err := pgtest.Start(filepath.Join(t.TempDir(), "pg"))
+	// Durable: the database is crashed below, after the other causes were
+	// undone; an undone cause must not be lost with unflushed commits.
+	cl, err := pgtest.StartDurable(filepath.Join(t.TempDir(), "pg"))
 	if err != nil {
 		t.Fatal(err)
 	}
