@@ -142,7 +142,9 @@ func (c *call) checkRetry(ctx context.Context, resp *http.Response, err error) (
 		return false, ctx.Err()
 	}
 	if err == nil {
-		return resp.StatusCode == http.StatusServiceUnavailable, nil
+		// A request sent without a key (not to be replayed) is not sent
+		// again even after a 503: its caller decides.
+		return resp.StatusCode == http.StatusServiceUnavailable && c.keyed, nil
 	}
 	if !wrote || isHandshakeRefusal(err) || (!reused && isWriteError(err)) {
 		return isDialError(err), nil

@@ -429,6 +429,9 @@ func (s *Server) raiseFloor(id []byte, e uint64) {
 		return
 	}
 	if !bytesEqual(s.floorID, id) {
+		if s.ring != nil && bytesEqual(s.floorID, s.ring.ID()) {
+			return // the floor of the keyring held stays, whatever is claimed
+		}
 		s.floorID, s.minEpoch = append([]byte(nil), id...), e
 		return
 	}

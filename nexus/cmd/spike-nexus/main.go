@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -29,14 +31,23 @@ func main() {
 
 // tuneGC trades memory that Nexus has to spare for CPU: the garbage
 // collector runs when the heap has grown by 300% rather than Go's default
-// 100% (per request Nexus allocates much and keeps little), under a soft
-// limit of 96 MiB past which it collects as often as it must. GOGC and
-// GOMEMLIMIT in the environment win, as for any Go program.
+// 100% (per request Nexus allocates much and keeps little). In a container
+// with a memory limit (cgroup v2 memory.max), a soft limit at three
+// quarters of it makes Go collect as often as it must before the limit is
+// reached. GOGC and GOMEMLIMIT in the environment win, as for any Go
+// program.
 func tuneGC(getenv func(string) string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(300)
 	}
-	if getenv("GOMEMLIMIT") == "" {
-		debug.SetMemoryLimit(96 << 20)
+	if getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	b, err := os.ReadFile("/sys/fs/cgroup/memory.max")
+	if err != nil {
+		return
+	}
+	if limit, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && limit > 0 {
+		debug.SetMemoryLimit(limit / 4 * 3)
 	}
 }

@@ -152,9 +152,10 @@ type Client struct {
 	log      *slog.Logger
 	// preferred is the Keeper that answered last: calls go there first.
 	preferred atomic.Uint32
-	// epoch is the highest epoch of the stored keyring this Nexus has
-	// seen committed; Keepers are told it, and refuse older keyrings.
-	epoch atomic.Uint64
+	// committed is the highest epoch of a keyring this Nexus has seen
+	// committed, and that keyring's id; Keepers are told it, and refuse an
+	// older copy of that keyring.
+	committed atomic.Pointer[committedKeyring]
 	// seq numbers state observations; applied is the newest one applied,
 	// so a slow Check never overwrites what a later one saw.
 	seq atomic.Uint64
@@ -198,22 +199,40 @@ func (c *Client) State() State {
 	return c.state
 }
 
-// Committed records that the stored keyring reached epoch e (a rekey was
-// committed): from the next Check on, Keepers refuse a stored keyring of a
-// lower epoch, one rolled back in the database.
-func (c *Client) Committed(e uint64) {
+// committedKeyring is a keyring's id and the epoch it was committed at.
+type committedKeyring struct {
+	id    []byte
+	epoch uint64
+}
+
+// Committed records that keyring id reached epoch e (a rekey was
+// committed): from the next Check on, Keepers refuse a stored copy of it
+// at a lower epoch, one rolled back in the database.
+func (c *Client) Committed(id []byte, e uint64) {
 	for {
-		cur := c.epoch.Load()
-		if e <= cur || c.epoch.CompareAndSwap(cur, e) {
+		cur := c.committed.Load()
+		if cur != nil && bytes.Equal(cur.id, id) && e <= cur.epoch {
+			return
+		}
+		if c.committed.CompareAndSwap(cur, &committedKeyring{id: bytes.Clone(id), epoch: e}) {
 			return
 		}
 	}
 }
 
-// RolledBack returns an error when kr is older than a keyring this Nexus
-// has seen committed.
+// floor is the epoch below which keyring id was rolled back: 0 unless this
+// Nexus saw a rekey of it committed.
+func (c *Client) floor(id []byte) uint64 {
+	if cur := c.committed.Load(); cur != nil && bytes.Equal(cur.id, id) {
+		return cur.epoch
+	}
+	return 0
+}
+
+// RolledBack returns an error when kr is older than the same keyring as
+// this Nexus saw it committed.
 func (c *Client) RolledBack(kr Keyring) error {
-	if seen := c.epoch.Load(); kr.Epoch < seen {
+	if seen := c.floor(kr.ID); kr.Epoch < seen {
 		return fault.New(fault.DataLoss, "the stored root keyring is at epoch %d, older than epoch %d committed before: it was rolled back in the database", kr.Epoch, seen)
 	}
 	return nil
@@ -311,7 +330,7 @@ func (c *Client) askAll(ctx context.Context, keyringID []byte, prev []Instance) 
 			st := Instance{Name: k.Name}
 			kctx, cancel := context.WithTimeout(ctx, keeperCheckTimeout)
 			defer cancel()
-			resp, err := k.RPC.Status(kctx, connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: keyringID, MinEpoch: c.epoch.Load()}))
+			resp, err := k.RPC.Status(kctx, connect.NewRequest(&keeperv1.StatusRequest{ExpectedKeyringId: keyringID, MinEpoch: c.floor(keyringID)}))
 			switch {
 			case err != nil && i < len(prev) && prev[i].Holds && !prev[i].Suspect &&
 				connect.CodeOf(err) == connect.CodeDeadlineExceeded && ctx.Err() == nil:

@@ -46,11 +46,21 @@ func (o operatorServer) init(ctx context.Context, c *call, m *nexusv1.InitReques
 	if err != nil {
 		return nil, err
 	}
+	c.mustDeliver = len(shares) > 0
 	if err := o.store.CreateKeyring(ctx, c.record, kr); err != nil {
-		if fault.CodeOf(err) != fault.Unknown || !o.stored(ctx, kr) {
+		switch {
+		case fault.CodeOf(err) != fault.Unknown:
+			return nil, err
+		case o.stored(ctx, kr):
+			// The commit's answer was lost, but the keyring is there.
+		case len(shares) > 0:
+			// Undecided (a commit may still land): the shares, held
+			// nowhere else, must reach the caller.
+			return &nexusv1.InitResponse{KeyringId: hex.EncodeToString(kr.ID), Shares: shares,
+				Problem: "the database's answer was lost: SPIKE may or may not be initialised with these shares; keep them and look with 'spike operator status'"}, nil
+		default:
 			return nil, err
 		}
-		// The commit's answer was lost, but the keyring is there.
 	}
 	o.log.Info("initialised", "keyring_id", hex.EncodeToString(kr.ID), "password", len(slots.Password) > 0,
 		"share_threshold", slots.ShareThreshold, "share_count", slots.ShareCount)
@@ -167,9 +177,13 @@ func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequ
 		case o.stored(ctx, next):
 			// The commit's answer was lost, but the new keyring is there
 			// (and the admin tokens are gone with the old one).
-		case o.stored(ctx, stored):
+		case len(shares) == 0 && o.stored(ctx, stored):
 			return nil, fault.Wrap(fault.Unavailable, err, "rekey: the new keyring was not stored; the old credentials still open it")
 		case len(shares) > 0:
+			// Even if the old row is still there, a commit waiting for a
+			// synchronous standby may land later: the shares must reach
+			// the caller whatever happens.
+			c.mustDeliver = true
 			// Undecided, and the new shares are held nowhere else.
 			resp.Problem = "the database's answer was lost: the new keyring may or may not be stored. Keep these shares AND the old credentials until 'spike operator status' and an unseal tell which opens it"
 			o.log.Warn("rekey outcome unknown; the new shares are returned anyway", "error", err)
@@ -178,8 +192,9 @@ func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequ
 			return nil, err
 		}
 	}
+	c.mustDeliver = len(shares) > 0
 	// Keepers refuse the old keyring from now on (told at the check).
-	o.keeper.Committed(next.Epoch)
+	o.keeper.Committed(next.ID, next.Epoch)
 	o.checkKeepers(ctx)
 	// Every admin token went with the old credentials: the caller gets a
 	// new one.

@@ -55,6 +55,10 @@ type call struct {
 	token string
 	// record is the request's audit record.
 	record *audit.Entry
+	// mustDeliver is set by a handler whose answer holds something shown
+	// only once (new unseal shares): it is answered even when its audit
+	// record cannot be written, as an uncertain outcome is.
+	mustDeliver bool
 }
 
 // unary runs one unary RPC through the pipeline; handle does the work of
@@ -92,8 +96,8 @@ func unary[Req, Res any](ctx context.Context, s *Server, req *connect.Request[Re
 		// An uncertain outcome stays Unknown (an error that carries no
 		// data): Unavailable would tell the client that nothing happened,
 		// and a retry could apply the change twice.
-		if code == connect.CodeUnknown.String() {
-			s.log.Error("audit record not written: the uncertain outcome is answered all the same", "request_id", c.id, "error", aerr.Error())
+		if code == connect.CodeUnknown.String() || c.mustDeliver {
+			s.log.Error("audit record not written: the answer (an uncertain outcome, or new unseal shares) is sent all the same", "request_id", c.id, "error", aerr.Error())
 		} else {
 			s.log.Error("audit record not written: response withheld", "request_id", c.id, "error", aerr.Error())
 			res, err = nil, connect.NewError(connect.CodeUnavailable, errors.New(withheld(aerr)))

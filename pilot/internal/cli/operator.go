@@ -162,6 +162,12 @@ func passwordInputErr(cmd *cobra.Command, err error) error {
 // SPIKE is initialised whatever happens here, so a failure is a warning on
 // stderr, not an error: the admin can still log in with 'spike login'.
 func (inv *invocation) saveInitToken(token *nexusv1.AdminToken) *loginDoc {
+	return inv.saveToken(token, "SPIKE is initialised")
+}
+
+// saveToken saves a token that an operator command returned (done says
+// what the command did, for the warning when it cannot be saved).
+func (inv *invocation) saveToken(token *nexusv1.AdminToken, done string) *loginDoc {
 	if token.GetToken() == "" {
 		return nil
 	}
@@ -170,7 +176,7 @@ func (inv *invocation) saveInitToken(token *nexusv1.AdminToken) *loginDoc {
 		err = saveToken(cfg.TokenFile, token.GetToken())
 	}
 	if err != nil {
-		fmt.Fprintf(inv.p.Stderr, "spike: warning: SPIKE is initialised, but you are not logged in: %v\nLog in with: spike login\n", err)
+		fmt.Fprintf(inv.p.Stderr, "spike: warning: %s, but you are not logged in: %v\nLog in with: spike login\n", done, err)
 		return nil
 	}
 	return &loginDoc{ExpiresAt: formatTime(token.GetExpiresAt()), TokenFile: cfg.TokenFile}

@@ -231,7 +231,7 @@ twice on a terminal. From a pipe: one line each, e.g.
 				defer clearAll(resp.Msg.GetShares())
 				// Every admin token was revoked; keep the new one, as
 				// init does (a failure to save it is a warning).
-				if inv.saveInitToken(resp.Msg.GetToken()) == nil {
+				if resp.Msg.GetProblem() == "" && inv.saveToken(resp.Msg.GetToken(), "SPIKE is rekeyed") == nil {
 					fmt.Fprintln(inv.p.Stderr, "spike: every admin token was revoked by the rekey; log in again with: spike login")
 				}
 				if err := writeRekey(inv.p.Stdout, inv.output, resp.Msg, len(req.NewPassword) > 0); err != nil {
