@@ -26,7 +26,13 @@ const childEnv = "SPIKE_HARDEN_TEST_CHILD"
 // reportPrefix marks the line on which the child prints its Report.
 const reportPrefix = "harden report: "
 
+// TestApply runs the test binary again, once per scenario, as a child
+// that calls Apply (applyInChild), and checks the Report it prints.
 func TestApply(t *testing.T) {
+	if scenario := os.Getenv(childEnv); scenario != "" {
+		applyInChild(t, scenario)
+		return
+	}
 	t.Parallel()
 	tests := []struct {
 		scenario string
@@ -39,7 +45,7 @@ func TestApply(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.scenario, func(t *testing.T) {
 			t.Parallel()
-			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestApplyInChild$", "-test.v")
+			cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestApply$", "-test.v")
 			cmd.Env = append(os.Environ(), childEnv+"="+tt.scenario)
 			out, err := cmd.CombinedOutput()
 			if err != nil {
@@ -82,13 +88,9 @@ func childReport(t *testing.T, out []byte) Report {
 	return Report{}
 }
 
-// TestApplyInChild is the child of TestApply: it sets the scenario up,
-// calls Apply, checks the process and prints the Report.
-func TestApplyInChild(t *testing.T) {
-	scenario := os.Getenv(childEnv)
-	if scenario == "" {
-		t.Skip("run by TestApply in a process of its own")
-	}
+// applyInChild is TestApply in the child: it sets the scenario up, calls
+// Apply, checks the process and prints the Report.
+func applyInChild(t *testing.T, scenario string) {
 	// Capabilities belong to a thread: keep Apply on the one set up here.
 	runtime.LockOSThread()
 	if scenario == "memlock limited" {
