@@ -91,6 +91,7 @@ func childReport(t *testing.T, out []byte) Report {
 // applyInChild is TestApply in the child: it sets the scenario up, calls
 // Apply, checks the process and prints the Report.
 func applyInChild(t *testing.T, scenario string) {
+	t.Helper()
 	// Capabilities belong to a thread: keep Apply on the one set up here.
 	runtime.LockOSThread()
 	if scenario == "memlock limited" {
