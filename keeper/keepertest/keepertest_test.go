@@ -92,7 +92,7 @@ func TestStartRestartStop(t *testing.T) {
 
 	wantStatus(t, "after Start", c, &keeperv1.StatusResponse{})
 	sealed := initAndUnseal(t, c)
-	unsealed := &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, Source: "unseal"}
+	unsealed := &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, OldestKeyVersion: 1, Epoch: sealed.GetEpoch(), Source: "unseal"}
 	wantStatus(t, "after Unseal", c, unsealed)
 
 	url := k.URL()

@@ -11,6 +11,10 @@ import (
 // not open as another.
 const shareInfo = "spike keyring share v1"
 
+// unlockedShareInfo is the HPKE info of an unlocked keyring (keyring key
+// and sealed form, MarshalSecret) handed to a peer.
+const unlockedShareInfo = "spike unlocked keyring share v2"
+
 // ErrShare reports a keyring from a peer that does not open with the
 // request's private key, is not the keyring asked for, or does not decode.
 var ErrShare = errors.New("keyring from peer does not open")
@@ -76,4 +80,43 @@ func (r *ShareRequest) Open(id, sealed []byte) (*Keyring, error) {
 
 func shareInfoFor(id []byte) []byte {
 	return append([]byte(shareInfo), id...)
+}
+
+// Share seals u (its keyring key and sealed form, so the peer learns the
+// epoch and can follow later rotations) to a peer's public key, bound to
+// its id.
+func (u *Unlocked) Share(publicKey []byte) ([]byte, error) {
+	pub, err := shareKEM.NewPublicKey(publicKey)
+	if err != nil {
+		return nil, fmt.Errorf("peer public key: %w", err)
+	}
+	secret, err := u.MarshalSecret()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(secret)
+	return hpke.Seal(pub, shareKDF, shareAEAD, append([]byte(unlockedShareInfo), u.sealed.id[:]...), secret)
+}
+
+// OpenUnlocked opens what a peer sealed to this request with
+// Unlocked.Share, and checks that it is keyring id. A share made by
+// Keyring.Share (a peer holding a format 1 keyring) is ErrShare: use Open.
+func (r *ShareRequest) OpenUnlocked(id, sealed []byte) (*Unlocked, error) {
+	if len(id) != IDSize {
+		return nil, fmt.Errorf("%w: id is %d bytes, want %d", ErrShare, len(id), IDSize)
+	}
+	secret, err := hpke.Open(r.priv, shareKDF, shareAEAD, append([]byte(unlockedShareInfo), id...), sealed)
+	if err != nil {
+		return nil, ErrShare
+	}
+	defer clear(secret)
+	u, err := UnmarshalSecret(secret)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrShare, err)
+	}
+	if [IDSize]byte(id) != u.sealed.id {
+		u.Drop()
+		return nil, fmt.Errorf("%w: another keyring than asked for", ErrShare)
+	}
+	return u, nil
 }

@@ -186,3 +186,18 @@ func (k *Keyring) decodeKeys(b []byte) error {
 	k.keys = keys
 	return nil
 }
+
+// OldestVersion returns the lowest root key version the keyring holds, or
+// 0 after Drop.
+func (k *Keyring) OldestVersion() uint32 {
+	if len(k.keys) == 0 {
+		return 0
+	}
+	return k.keys[0].version
+}
+
+// Holds reports whether the keyring holds root key version v.
+func (k *Keyring) Holds(v uint32) bool {
+	_, ok := k.key(v)
+	return ok
+}

@@ -183,6 +183,37 @@ func (u *Unlocked) DestroyBelow(version uint32) (*Unlocked, error) {
 	return u.next(u.ring.clone(from))
 }
 
+// ErrNotNewer reports an Advance to a sealed keyring that is not a newer
+// epoch of the keyring held.
+var ErrNotNewer = errors.New("not a newer epoch of the keyring held")
+
+// Advance opens s, a newer epoch of u's keyring made by Rotate or
+// DestroyBelow (on any Keeper holding the same keyring key), with u's
+// keyring key, and returns it unlocked; u is unchanged. Another keyring
+// or an epoch not above u's is ErrNotNewer; a keyring whose root keys u's
+// keyring key does not open (a rekey replaced the keyring key, or s was
+// altered) is ErrTampered.
+func (u *Unlocked) Advance(s *Sealed) (*Unlocked, error) {
+	if s.id != u.sealed.id || s.epoch <= u.sealed.epoch {
+		return nil, fmt.Errorf("%w: epoch %d, holding %d", ErrNotNewer, s.epoch, u.sealed.epoch)
+	}
+	return u.Reopen(s)
+}
+
+// Reopen opens s, a sealed form of u's keyring at any epoch, with u's
+// keyring key; u is unchanged. Another keyring is ErrNotNewer; root keys
+// that u's keyring key does not open are ErrTampered.
+func (u *Unlocked) Reopen(s *Sealed) (*Unlocked, error) {
+	if s.id != u.sealed.id {
+		return nil, fmt.Errorf("%w: another keyring", ErrNotNewer)
+	}
+	ring, err := s.openKeys(u.key[:])
+	if err != nil {
+		return nil, err
+	}
+	return &Unlocked{ring: ring, key: u.key, sealed: s}, nil
+}
+
 // Rekey returns u's root keys sealed under a new keyring key with new
 // slots, as Create makes them, at the next epoch. The old slots wrap the
 // old keyring key, so neither they nor the old credentials open the result.

@@ -44,6 +44,7 @@ var reasonCodes = map[keeperv1.ErrorDetail_Reason]connect.Code{
 	keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: connect.CodeFailedPrecondition,
 	keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  connect.CodeInvalidArgument,
 	keeperv1.ErrorDetail_REASON_WRONG_SHARES:     connect.CodePermissionDenied,
+	keeperv1.ErrorDetail_REASON_STALE_KEYRING:    connect.CodeFailedPrecondition,
 }
 
 // keeperError returns the error for a refusal: the code of reason, msg for
@@ -93,6 +94,12 @@ func sealedErr() error {
 // heldOther is returned by Unseal when another keyring is already held.
 func heldOther() error {
 	return keeperError(keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, "keeper is unsealed with a different keyring")
+}
+
+// staleErr refuses a request that needs a newer epoch of the keyring than
+// the one held; msg says what was missing.
+func staleErr(msg string) error {
+	return keeperError(keeperv1.ErrorDetail_REASON_STALE_KEYRING, msg+": this Keeper is fetching the newer keyring from its peers; ask another")
 }
 
 // corruptKeyring refuses a sealed keyring that is malformed: msg says which

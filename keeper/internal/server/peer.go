@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -52,19 +53,27 @@ func (s *Server) FetchKeyring(ctx context.Context, req *connect.Request[keeperv1
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	h := s.held
 	switch {
-	case s.ring == nil || s.onPurpose:
+	case h == nil || s.onPurpose:
 		return nil, sealedErr()
-	case len(want) != 0 && !bytesEqual(s.ring.ID(), want):
+	case len(want) != 0 && !bytesEqual(h.id(), want):
 		return nil, heldOther()
+	case h.epoch() < req.Msg.GetMinEpoch():
+		return nil, staleErr(fmt.Sprintf("holding epoch %d, below the %d asked for", h.epoch(), req.Msg.GetMinEpoch()))
 	}
-	sealed, err := s.ring.Share(req.Msg.GetPublicKey())
+	var sealed []byte
+	if h.u != nil {
+		sealed, err = h.u.Share(req.Msg.GetPublicKey())
+	} else {
+		sealed, err = h.ring.Share(req.Msg.GetPublicKey())
+	}
 	if err != nil {
 		return nil, invalid("public_key: not an HPKE public key of the expected suite")
 	}
 	s.log.InfoContext(ctx, "keyring given to peer",
-		slog.String("peer", caller), slog.String("keyring_id", hex.EncodeToString(s.ring.ID())))
-	return connect.NewResponse(&keeperv1.FetchKeyringResponse{KeyringId: s.ring.ID(), Sealed: sealed}), nil
+		slog.String("peer", caller), slog.String("keyring_id", hex.EncodeToString(h.id())), slog.Uint64("epoch", h.epoch()))
+	return connect.NewResponse(&keeperv1.FetchKeyringResponse{KeyringId: h.id(), Sealed: sealed}), nil
 }
 
 // Peer is another Keeper this one may ask for the keyring.
@@ -116,32 +125,88 @@ func (s *Server) wakeReseed() {
 	}
 }
 
-// needsKeyring reports whether the re-seed loop should ask peers.
+// needsKeyring reports whether the re-seed loop should ask peers: Keeper
+// holds no keyring, or an older epoch than one it has learnt of.
 func (s *Server) needsKeyring() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.ring == nil && !s.onPurpose
+	return !s.onPurpose && (s.held == nil || s.staleLocked())
+}
+
+// staleLocked reports whether a newer epoch of the held keyring is known
+// to exist. The caller holds s.mu.
+func (s *Server) staleLocked() bool {
+	return s.held != nil && (s.newer || bytesEqual(s.floorID, s.held.id()) && s.minEpoch > s.held.epoch())
+}
+
+// wanted returns what the re-seed loop asks peers for: the keyring id (nil:
+// any) and the lowest epoch.
+func (s *Server) wantedKeyring() ([]byte, uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.held != nil {
+		floor := s.held.epoch() + 1
+		if bytesEqual(s.floorID, s.held.id()) {
+			floor = max(floor, s.minEpoch)
+		}
+		return s.held.id(), floor
+	}
+	want := append([]byte(nil), s.wanted...)
+	var floor uint64
+	if len(want) != 0 && bytesEqual(s.floorID, want) {
+		floor = s.minEpoch
+	}
+	return want, floor
+}
+
+// wantEpoch records that Nexus has seen epoch min of the held keyring
+// committed: Keeper refuses older stored copies from now on, and asks its
+// peers for that epoch.
+func (s *Server) wantEpoch(ctx context.Context, min uint64) {
+	s.mu.Lock()
+	if s.held != nil {
+		s.raiseFloor(s.held.id(), min)
+	}
+	s.mu.Unlock()
+	s.wantNewer(ctx, min)
+}
+
+// wantNewer records that a newer epoch than the held one may exist (min
+// is its lowest possible epoch; it may be inferred from a root key version
+// the keyring lacks, which the database names, so it raises no floor), and
+// wakes the re-seed loop to fetch it. A round of the loop in which no peer
+// has a newer one clears it.
+func (s *Server) wantNewer(ctx context.Context, min uint64) {
+	s.mu.Lock()
+	if s.held != nil && !s.newer {
+		s.newer = true
+		s.log.InfoContext(ctx, "a newer epoch of the keyring exists; asking peers for it",
+			slog.Uint64("epoch", s.held.epoch()), slog.Uint64("wanted", min))
+	}
+	s.mu.Unlock()
+	s.wakeReseed()
 }
 
 // reseedOnce asks the peers, in random order, until one gives a keyring,
 // and holds it. It reports which peer gave it.
 func (s *Server) reseedOnce(ctx context.Context, peers []Peer) (string, bool) {
-	s.mu.RLock()
-	want := append([]byte(nil), s.wanted...)
-	s.mu.RUnlock()
+	want, minEpoch := s.wantedKeyring()
 	for _, i := range rand.Perm(len(peers)) { //nolint:gosec // the order only spreads the load among peers
 		p := peers[i]
-		ring, err := s.fetch(ctx, p, want)
+		h, err := s.fetch(ctx, p, want, minEpoch)
 		if err != nil {
 			s.peerFailed(ctx, p.Name, err)
 			continue
 		}
-		if s.hold(ring, "peer "+p.Name) {
+		if s.hold(h, "peer "+p.Name) {
 			return p.Name, true
 		}
-		ring.Drop()
+		h.drop()
 		return "", false
 	}
+	s.mu.Lock()
+	s.newer = false // no peer has a newer epoch: a hint, not a floor
+	s.mu.Unlock()
 	return "", false
 }
 
@@ -151,7 +216,8 @@ func (s *Server) reseedOnce(ctx context.Context, peers []Peer) (string, bool) {
 // once per peer until its answer changes.
 func (s *Server) peerFailed(ctx context.Context, peer string, err error) {
 	level := slog.LevelWarn
-	if r := reasonOf(err); r == keeperv1.ErrorDetail_REASON_SEALED || r == keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH {
+	if r := reasonOf(err); r == keeperv1.ErrorDetail_REASON_SEALED || r == keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH ||
+		r == keeperv1.ErrorDetail_REASON_STALE_KEYRING {
 		level = slog.LevelDebug
 	}
 	msg := err.Error()
@@ -168,9 +234,11 @@ func (s *Server) peerFailed(ctx context.Context, peer string, err error) {
 	s.log.Log(ctx, level, "re-seed: peer gave no keyring", slog.String("peer", peer), slog.String("error", msg))
 }
 
-// fetch asks one peer for the keyring want (nil: any), sealed to a key
-// pair made for this one request, and opens it.
-func (s *Server) fetch(ctx context.Context, p Peer, want []byte) (*keyring.Keyring, error) {
+// fetch asks one peer for the keyring want (nil: any) at minEpoch or
+// newer, sealed to a key pair made for this one request, and opens it: in
+// its unlocked form, or as bare root keys from a peer holding a format 1
+// keyring.
+func (s *Server) fetch(ctx context.Context, p Peer, want []byte, minEpoch uint64) (*holding, error) {
 	req, err := keyring.NewShareRequest()
 	if err != nil {
 		return nil, err
@@ -180,6 +248,7 @@ func (s *Server) fetch(ctx context.Context, p Peer, want []byte) (*keyring.Keyri
 	resp, err := p.Client.FetchKeyring(ctx, connect.NewRequest(&keeperv1.FetchKeyringRequest{
 		KeyringId: want,
 		PublicKey: req.PublicKey(),
+		MinEpoch:  minEpoch,
 	}))
 	if err != nil {
 		return nil, err
@@ -188,21 +257,42 @@ func (s *Server) fetch(ctx context.Context, p Peer, want []byte) (*keyring.Keyri
 	if len(want) != 0 && !bytesEqual(id, want) {
 		return nil, errors.New("peer gave another keyring than the one asked for")
 	}
-	return req.Open(id, resp.Msg.GetSealed())
+	h := &holding{}
+	if h.u, err = req.OpenUnlocked(id, resp.Msg.GetSealed()); err == nil {
+		h.ring = h.u.Keyring()
+	} else if h.ring, err = req.Open(id, resp.Msg.GetSealed()); err != nil {
+		return nil, err
+	}
+	if h.epoch() < minEpoch {
+		h.drop()
+		return nil, fmt.Errorf("peer gave epoch %d, below the %d asked for", h.epoch(), minEpoch)
+	}
+	return h, nil
 }
 
-// hold installs a keyring from a peer unless, meanwhile, Keeper got one or
-// was sealed on purpose. It reports whether ring is now held.
-func (s *Server) hold(ring *keyring.Keyring, source string) bool {
+// hold installs a keyring from a peer unless, meanwhile, Keeper was sealed
+// on purpose or got the same or a newer one, or the keyring is older than
+// the floor. It reports whether h is now held.
+func (s *Server) hold(h *holding, source string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ring != nil || s.onPurpose {
+	if s.onPurpose {
 		return false
 	}
-	if len(s.wanted) != 0 && !bytesEqual(ring.ID(), s.wanted) {
+	if bytesEqual(s.floorID, h.id()) && h.epoch() < s.minEpoch {
 		return false
 	}
-	s.ring, s.source = ring, source
+	switch {
+	case s.held == nil:
+		if len(s.wanted) != 0 && !bytesEqual(h.id(), s.wanted) {
+			return false
+		}
+	case h.supersedes(s.held):
+		s.held.drop()
+	default:
+		return false
+	}
+	s.held, s.source, s.newer = h, source, false
 	return true
 }
 

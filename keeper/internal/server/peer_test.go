@@ -52,7 +52,11 @@ func fetch(t *testing.T, k *keeper, id spiffeid.ID, want []byte) (*keyring.Keyri
 	if err != nil {
 		return nil, err
 	}
-	return req.Open(resp.Msg.GetKeyringId(), resp.Msg.GetSealed())
+	u, err := req.OpenUnlocked(resp.Msg.GetKeyringId(), resp.Msg.GetSealed())
+	if err != nil {
+		return nil, err
+	}
+	return u.Release(), nil
 }
 
 // Only Keepers may ask for the keyring, only one that holds it gives it,
@@ -95,7 +99,7 @@ func TestFetchKeyring(t *testing.T) {
 	if err := unseal(t, k.nexus(t), password, sk); err != nil {
 		t.Fatal(err)
 	}
-	wantStatus(t, k.nexus(t), &keeperv1.StatusResponse{Unsealed: true, KeyringId: sk.GetKeyringId(), ActiveKeyVersion: 1, Source: "unseal"})
+	wantStatus(t, k.nexus(t), &keeperv1.StatusResponse{Unsealed: true, KeyringId: sk.GetKeyringId(), ActiveKeyVersion: 1, OldestKeyVersion: 1, Epoch: 1, Source: "unseal"})
 }
 
 // A Keeper without the keyring takes it from a peer; one sealed on purpose

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -56,8 +57,8 @@ type Server struct {
 	reseed chan struct{}
 
 	mu   sync.RWMutex
-	ring *keyring.Keyring // nil while sealed
-	// source says how ring was obtained: "unseal" or "peer <id>".
+	held *holding // nil while sealed
+	// source says how held was obtained: "unseal" or "peer <id>".
 	source string
 	// onPurpose is set by Seal and cleared by Unseal: meanwhile Keeper
 	// neither asks its peers for the keyring nor gives it to them.
@@ -75,6 +76,10 @@ type Server struct {
 	// (in memory only, like the keys).
 	floorID  []byte
 	minEpoch uint64
+	// newer is set when a request showed that a newer epoch of the held
+	// keyring exists (a root key version it lacks): the re-seed loop asks
+	// peers for an epoch above the held one.
+	newer bool
 }
 
 var _ keeperv1connect.KeeperServiceHandler = (*Server)(nil)
@@ -112,7 +117,7 @@ func (s *Server) Handler() (string, http.Handler) {
 func (s *Server) Unsealed() bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.ring != nil
+	return s.held != nil
 }
 
 // Drop forgets the keyring, zeroing its keys. Keeper calls it on shutdown.
@@ -123,10 +128,11 @@ func (s *Server) Drop() {
 }
 
 func (s *Server) dropLocked() {
-	if s.ring != nil {
-		s.ring.Drop()
-		s.ring = nil
+	if s.held != nil {
+		s.held.drop()
+		s.held = nil
 		s.source = ""
+		s.newer = false
 	}
 }
 
@@ -138,7 +144,7 @@ func (s *Server) Seal(ctx context.Context, _ *connect.Request[keeperv1.SealReque
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	held := s.ring != nil
+	held := s.held != nil
 	s.dropLocked()
 	s.onPurpose = true
 	s.sealGen++
@@ -160,19 +166,24 @@ func (s *Server) Status(ctx context.Context, req *connect.Request[keeperv1.Statu
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.raiseFloor(expected, req.Msg.GetMinEpoch())
-	if s.ring != nil && len(expected) != 0 && !bytesEqual(s.ring.ID(), expected) && strings.HasPrefix(s.source, "peer ") {
+	if s.held != nil && len(expected) != 0 && !bytesEqual(s.held.id(), expected) && strings.HasPrefix(s.source, "peer ") {
 		// A keyring taken from a peer that is not this database's (the
 		// peer held a stale one): forget it and ask for the right one.
 		s.log.WarnContext(ctx, "dropping a keyring from a peer that is not the one Nexus expects",
-			slog.String("held", hex.EncodeToString(s.ring.ID())), slog.String("expected", hex.EncodeToString(expected)))
+			slog.String("held", hex.EncodeToString(s.held.id())), slog.String("expected", hex.EncodeToString(expected)))
 		s.dropLocked()
 	}
 	resp := &keeperv1.StatusResponse{SealedOnPurpose: s.onPurpose}
-	if s.ring != nil {
+	if s.held != nil {
 		resp.Unsealed = true
-		resp.KeyringId = s.ring.ID()
-		resp.ActiveKeyVersion = s.ring.ActiveVersion()
+		resp.KeyringId = s.held.id()
+		resp.ActiveKeyVersion = s.held.ring.ActiveVersion()
+		resp.OldestKeyVersion = s.held.ring.OldestVersion()
+		resp.Epoch = s.held.epoch()
 		resp.Source = s.source
+		if s.staleLocked() {
+			s.wakeReseed()
+		}
 		return connect.NewResponse(resp), nil
 	}
 	if len(expected) != 0 && !s.onPurpose {
@@ -185,7 +196,7 @@ func (s *Server) Status(ctx context.Context, req *connect.Request[keeperv1.Statu
 // dataKeyRing checks a data key request naming dekID (the caller is Nexus,
 // the id is well-formed, a keyring is held) and returns the keyring, held
 // until release is called.
-func (s *Server) dataKeyRing(ctx context.Context, dekID []byte) (ring *keyring.Keyring, release func(), err error) {
+func (s *Server) dataKeyRing(ctx context.Context, dekID []byte) (h *holding, release func(), err error) {
 	if err := s.authorize(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -193,23 +204,28 @@ func (s *Server) dataKeyRing(ctx context.Context, dekID []byte) (ring *keyring.K
 		return nil, nil, invalid("dek_id must be 16 bytes")
 	}
 	s.mu.RLock()
-	if s.ring == nil {
+	if s.held == nil {
 		s.mu.RUnlock()
 		return nil, nil, sealedErr()
 	}
-	return s.ring, s.mu.RUnlock, nil
+	return s.held, s.mu.RUnlock, nil
 }
 
 // GenerateDataKey returns a new data key in the clear and wrapped under the
 // active root key.
 func (s *Server) GenerateDataKey(ctx context.Context, req *connect.Request[keeperv1.GenerateDataKeyRequest]) (*connect.Response[keeperv1.GenerateDataKeyResponse], error) {
 	dekID := req.Msg.GetDekId()
-	ring, release, err := s.dataKeyRing(ctx, dekID)
+	h, release, err := s.dataKeyRing(ctx, dekID)
 	if err != nil {
 		return nil, err
 	}
+	if epoch, min := h.epoch(), req.Msg.GetMinEpoch(); epoch < min {
+		release()
+		s.wantEpoch(ctx, min)
+		return nil, staleErr(fmt.Sprintf("keyring epoch %d is older than epoch %d, committed", epoch, min))
+	}
 	defer release()
-	plaintext, wrapped, version, err := ring.WrapDataKey(dekID)
+	plaintext, wrapped, version, err := h.ring.WrapDataKey(dekID)
 	if err != nil {
 		return nil, s.internal(ctx, "wrap data key", err)
 	}
@@ -224,22 +240,39 @@ func (s *Server) GenerateDataKey(ctx context.Context, req *connect.Request[keepe
 // that does not authenticate is reported as data loss.
 func (s *Server) DecryptDataKey(ctx context.Context, req *connect.Request[keeperv1.DecryptDataKeyRequest]) (*connect.Response[keeperv1.DecryptDataKeyResponse], error) {
 	dekID := req.Msg.GetDekId()
-	ring, release, err := s.dataKeyRing(ctx, dekID)
+	h, release, err := s.dataKeyRing(ctx, dekID)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
-	plaintext, err := ring.UnwrapDataKey(dekID, req.Msg.GetWrapped(), req.Msg.GetRootKeyVersion())
-	switch {
-	case errors.Is(err, keyring.ErrUnwrap):
-		s.log.WarnContext(ctx, "data key does not unwrap",
-			slog.String("dek_id", hex.EncodeToString(dekID)),
-			slog.Uint64("root_key_version", uint64(req.Msg.GetRootKeyVersion())))
-		return nil, keeperError(keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY, "data key does not unwrap: tampered or from another keyring")
-	case err != nil:
-		return nil, s.internal(ctx, "unwrap data key", err)
+	version := req.Msg.GetRootKeyVersion()
+	plaintext, err := h.ring.UnwrapDataKey(dekID, req.Msg.GetWrapped(), version)
+	held := h.versions()
+	release()
+	if err != nil {
+		return nil, s.unwrapErr(ctx, held, dekID, version, err)
 	}
 	return connect.NewResponse(&keeperv1.DecryptDataKeyResponse{Plaintext: plaintext}), nil
+}
+
+// unwrapErr is the refusal of a wrapped data key that did not unwrap under
+// h: a root key version above the held ones is a newer epoch this Keeper
+// missed (stale, and it asks its peers); otherwise the key was tampered
+// with, belongs to another keyring or names a destroyed version.
+func (s *Server) unwrapErr(ctx context.Context, h heldVersions, dekID []byte, version uint32, err error) error {
+	if !errors.Is(err, keyring.ErrUnwrap) {
+		return s.internal(ctx, "unwrap data key", err)
+	}
+	if version > h.active {
+		s.wantNewer(ctx, h.epoch+1)
+		return staleErr(fmt.Sprintf("root key version %d is newer than the keyring held", version))
+	}
+	s.log.WarnContext(ctx, "data key does not unwrap",
+		slog.String("dek_id", hex.EncodeToString(dekID)),
+		slog.Uint64("root_key_version", uint64(version)))
+	if version != 0 && version < h.oldest {
+		return keeperError(keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY, fmt.Sprintf("data key is wrapped under root key version %d, which was destroyed", version))
+	}
+	return keeperError(keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY, "data key does not unwrap: tampered or from another keyring")
 }
 
 // checkHeld refuses a keyring other than the one held, before spending an
@@ -247,7 +280,7 @@ func (s *Server) DecryptDataKey(ctx context.Context, req *connect.Request[keeper
 func (s *Server) checkHeld(id []byte) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.ring != nil && !bytesEqual(s.ring.ID(), id) {
+	if s.held != nil && !bytesEqual(s.held.id(), id) {
 		return heldOther()
 	}
 	return nil

@@ -130,6 +130,7 @@ func refused(reason keeperv1.ErrorDetail_Reason, msg string) rpcErr {
 		keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: connect.CodeFailedPrecondition,
 		keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  connect.CodeInvalidArgument,
 		keeperv1.ErrorDetail_REASON_WRONG_SHARES:     connect.CodePermissionDenied,
+		keeperv1.ErrorDetail_REASON_STALE_KEYRING:    connect.CodeFailedPrecondition,
 	}
 	return rpcErr{Code: codes[reason], Msg: msg, Reasons: []keeperv1.ErrorDetail_Reason{reason}}
 }
@@ -219,7 +220,7 @@ func TestInitUnsealDataKeyRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(sealed.GetKeyringId(), resp.Msg.GetKeyringId()); diff != "" {
 		t.Errorf("Unseal keyring id (-want +got):\n%s", diff)
 	}
-	unsealed := &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, Source: "unseal"}
+	unsealed := &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, OldestKeyVersion: 1, Epoch: 1, Source: "unseal"}
 	wantStatus(t, c, unsealed)
 
 	gen, err := c.GenerateDataKey(t.Context(), connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: dekID}))
@@ -279,13 +280,18 @@ func TestDecryptDataKeyDataLoss(t *testing.T) {
 	}{
 		{"flipped byte", &keeperv1.DecryptDataKeyRequest{DekId: dekID, Wrapped: flipped, RootKeyVersion: 1}},
 		{"other dek id", &keeperv1.DecryptDataKeyRequest{DekId: make([]byte, keyring.DEKIDSize), Wrapped: gen.Msg.GetWrapped(), RootKeyVersion: 1}},
-		{"unknown version", &keeperv1.DecryptDataKeyRequest{DekId: dekID, Wrapped: gen.Msg.GetWrapped(), RootKeyVersion: 2}},
+		{"version 0", &keeperv1.DecryptDataKeyRequest{DekId: dekID, Wrapped: gen.Msg.GetWrapped(), RootKeyVersion: 0}},
 		{"empty", &keeperv1.DecryptDataKeyRequest{DekId: dekID, RootKeyVersion: 1}},
 	}
 	for _, tt := range tests {
 		_, err := c.DecryptDataKey(t.Context(), connect.NewRequest(tt.req))
 		wantErr(t, tt.name, err, refused(keeperv1.ErrorDetail_REASON_CORRUPT_DATA_KEY, "data key does not unwrap: tampered or from another keyring"))
 	}
+	// A version above the active one is a rotation this Keeper missed: it
+	// says so, so that Nexus asks another Keeper.
+	_, err = c.DecryptDataKey(t.Context(), connect.NewRequest(&keeperv1.DecryptDataKeyRequest{DekId: dekID, Wrapped: gen.Msg.GetWrapped(), RootKeyVersion: 2}))
+	wantErr(t, "newer version", err, refused(keeperv1.ErrorDetail_REASON_STALE_KEYRING,
+		"root key version 2 is newer than the keyring held: this Keeper is fetching the newer keyring from its peers; ask another"))
 }
 
 // TestRefused checks the code, message and ErrorDetail reason of each
@@ -381,7 +387,7 @@ func TestRefused(t *testing.T) {
 	}
 	wantErr(t, "unsealed: Unseal another keyring", unseal(t, c, password, initKeyring(t, c, password)),
 		refused(keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, "keeper is unsealed with a different keyring"))
-	wantStatus(t, c, &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, Source: "unseal"})
+	wantStatus(t, c, &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, OldestKeyVersion: 1, Epoch: sealed.GetEpoch(), Source: "unseal"})
 }
 
 // TestPasswordLengthBounds checks that Unseal takes the shortest and

@@ -80,14 +80,17 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 	if err := s.acquireKDF(ctx); err != nil {
 		return nil, err
 	}
-	var ring *keyring.Keyring
+	var h *holding
 	if stored.v2 != nil {
 		var u *keyring.Unlocked
 		if u, err = creds.open(stored.v2); err == nil {
-			ring = u.Release()
+			h = holdingOf(u)
 		}
 	} else {
-		ring, err = creds.openV1(stored.msg)
+		var ring *keyring.Keyring
+		if ring, err = creds.openV1(stored.msg); err == nil {
+			h = &holding{ring: ring}
+		}
 	}
 	s.releaseKDF()
 	if err != nil {
@@ -97,26 +100,30 @@ func (s *Server) Unseal(ctx context.Context, req *connect.Request[keeperv1.Unsea
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.sealGen != gen {
-		ring.Drop()
+		h.drop()
 		return nil, keeperError(keeperv1.ErrorDetail_REASON_SEALED, "keeper was sealed while this unseal ran: unseal again")
 	}
 	s.onPurpose = false
 	s.raiseFloor(stored.id, stored.epoch())
 	switch {
-	case s.ring == nil:
-		s.ring = ring
-		s.source = "unseal"
+	case s.held == nil || h.supersedes(s.held):
+		// Nothing held, or an older epoch of this keyring (a rekey or a
+		// rotation this Keeper missed): hold the one just opened.
+		if s.held != nil {
+			s.held.drop()
+		}
+		s.held, s.source, s.newer = h, "unseal", false
 		s.log.InfoContext(ctx, "keeper unsealed",
 			slog.String("keyring_id", hex.EncodeToString(stored.id)),
-			slog.String("with", creds.kind()),
-			slog.Uint64("active_key_version", uint64(ring.ActiveVersion())))
-	case s.ring.Equal(ring):
-		ring.Drop()
+			slog.String("with", creds.kind()), slog.Uint64("epoch", h.epoch()),
+			slog.Uint64("active_key_version", uint64(h.ring.ActiveVersion())))
+	case bytesEqual(s.held.id(), h.id()):
+		h.drop() // the same keyring, held already at this epoch or a newer one
 	default:
-		ring.Drop()
+		h.drop()
 		return nil, heldOther()
 	}
-	return connect.NewResponse(&keeperv1.UnsealResponse{KeyringId: s.ring.ID()}), nil
+	return connect.NewResponse(&keeperv1.UnsealResponse{KeyringId: s.held.id()}), nil
 }
 
 // Rekey opens the stored keyring with the current credentials and seals
@@ -429,7 +436,7 @@ func (s *Server) raiseFloor(id []byte, e uint64) {
 		return
 	}
 	if !bytesEqual(s.floorID, id) {
-		if s.ring != nil && bytesEqual(s.floorID, s.ring.ID()) {
+		if s.held != nil && bytesEqual(s.floorID, s.held.id()) {
 			return // the floor of the keyring held stays, whatever is claimed
 		}
 		s.floorID, s.minEpoch = append([]byte(nil), id...), e

@@ -88,7 +88,7 @@ func TestInitWithShares(t *testing.T) {
 	if err := unsealShares(t, c, [][]byte{shares[2], shares[0]}, sealed); err != nil {
 		t.Fatalf("Unseal with shares 3 and 1: %v", err)
 	}
-	wantStatus(t, c, &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, Source: "unseal"})
+	wantStatus(t, c, &keeperv1.StatusResponse{Unsealed: true, KeyringId: sealed.GetKeyringId(), ActiveKeyVersion: 1, OldestKeyVersion: 1, Epoch: 1, Source: "unseal"})
 }
 
 // TestInitRefused checks the credentials Init refuses.

@@ -47,6 +47,11 @@ const (
 	// The shares given recover no unseal key of the keyring
 	// (PERMISSION_DENIED): wrong shares, or an altered slot.
 	ErrorDetail_REASON_WRONG_SHARES ErrorDetail_Reason = 7
+	// Keeper holds an older epoch of the keyring than the request needs
+	// (it missed a rotation, or lacks the root key version named): it is
+	// fetching the newer one from its peers; ask another Keeper
+	// (FAILED_PRECONDITION).
+	ErrorDetail_REASON_STALE_KEYRING ErrorDetail_Reason = 8
 )
 
 // Enum value maps for ErrorDetail_Reason.
@@ -60,6 +65,7 @@ var (
 		5: "REASON_KEYRING_MISMATCH",
 		6: "REASON_INVALID_REQUEST",
 		7: "REASON_WRONG_SHARES",
+		8: "REASON_STALE_KEYRING",
 	}
 	ErrorDetail_Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED":      0,
@@ -70,6 +76,7 @@ var (
 		"REASON_KEYRING_MISMATCH": 5,
 		"REASON_INVALID_REQUEST":  6,
 		"REASON_WRONG_SHARES":     7,
+		"REASON_STALE_KEYRING":    8,
 	}
 )
 
@@ -97,7 +104,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{17, 0}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{25, 0}
 }
 
 // SealedKeyring is a root keyring encrypted under a key only its
@@ -256,9 +263,13 @@ type StatusResponse struct {
 	// True when Keeper was sealed on purpose (Seal) and waits for an unseal.
 	SealedOnPurpose bool `protobuf:"varint,4,opt,name=sealed_on_purpose,json=sealedOnPurpose,proto3" json:"sealed_on_purpose,omitempty"`
 	// How this Keeper got the keyring it holds: "unseal" or "peer".
-	Source        string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Source string `protobuf:"bytes,5,opt,name=source,proto3" json:"source,omitempty"`
+	// The epoch of the keyring held (0: format 1), and its oldest root key
+	// version; 0 while sealed.
+	Epoch            uint64 `protobuf:"varint,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	OldestKeyVersion uint32 `protobuf:"varint,7,opt,name=oldest_key_version,json=oldestKeyVersion,proto3" json:"oldest_key_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -324,6 +335,20 @@ func (x *StatusResponse) GetSource() string {
 		return x.Source
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetOldestKeyVersion() uint32 {
+	if x != nil {
+		return x.OldestKeyVersion
+	}
+	return 0
 }
 
 type SealRequest struct {
@@ -412,7 +437,10 @@ type FetchKeyringRequest struct {
 	// The keyring wanted; empty: whichever the peer holds.
 	KeyringId []byte `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
 	// HPKE public key (KEM MLKEM768-X25519) to seal the keyring to.
-	PublicKey     []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	PublicKey []byte `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The lowest epoch wanted: a peer holding an older one answers
+	// REASON_STALE_KEYRING.
+	MinEpoch      uint64 `protobuf:"varint,3,opt,name=min_epoch,json=minEpoch,proto3" json:"min_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -461,12 +489,20 @@ func (x *FetchKeyringRequest) GetPublicKey() []byte {
 	return nil
 }
 
+func (x *FetchKeyringRequest) GetMinEpoch() uint64 {
+	if x != nil {
+		return x.MinEpoch
+	}
+	return 0
+}
+
 type FetchKeyringResponse struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	KeyringId []byte                 `protobuf:"bytes,1,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
 	// HPKE ciphertext (encapsulated key followed by the AES-256-GCM
-	// ciphertext, HKDF-SHA256) of the encoded keyring; info binds the
-	// keyring id.
+	// ciphertext, HKDF-SHA256) of the unlocked keyring: its keyring key and
+	// its sealed form, whose root keys and epoch the keyring key
+	// authenticates; info binds the keyring id.
 	Sealed        []byte `protobuf:"bytes,2,opt,name=sealed,proto3" json:"sealed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -882,7 +918,11 @@ func (x *RekeyResponse) GetShares() [][]byte {
 type GenerateDataKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Identifier chosen by Nexus for the new data key (16 bytes).
-	DekId         []byte `protobuf:"bytes,1,opt,name=dek_id,json=dekId,proto3" json:"dek_id,omitempty"`
+	DekId []byte `protobuf:"bytes,1,opt,name=dek_id,json=dekId,proto3" json:"dek_id,omitempty"`
+	// The lowest keyring epoch Nexus has seen committed: a Keeper holding an
+	// older one (it missed a rotation) answers REASON_STALE_KEYRING rather
+	// than wrap under a root key version that may be destroyed.
+	MinEpoch      uint64 `protobuf:"varint,2,opt,name=min_epoch,json=minEpoch,proto3" json:"min_epoch,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -922,6 +962,13 @@ func (x *GenerateDataKeyRequest) GetDekId() []byte {
 		return x.DekId
 	}
 	return nil
+}
+
+func (x *GenerateDataKeyRequest) GetMinEpoch() uint64 {
+	if x != nil {
+		return x.MinEpoch
+	}
+	return 0
 }
 
 type GenerateDataKeyResponse struct {
@@ -1088,6 +1135,445 @@ func (x *DecryptDataKeyResponse) GetPlaintext() []byte {
 	return nil
 }
 
+type RotateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored sealed keyring (format 2).
+	Keyring       *SealedKeyring `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotateRequest) Reset() {
+	*x = RotateRequest{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRequest) ProtoMessage() {}
+
+func (x *RotateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRequest.ProtoReflect.Descriptor instead.
+func (*RotateRequest) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RotateRequest) GetKeyring() *SealedKeyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
+type RotateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The rotated keyring, to store in place of the old one.
+	Keyring          *SealedKeyring `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	ActiveKeyVersion uint32         `protobuf:"varint,2,opt,name=active_key_version,json=activeKeyVersion,proto3" json:"active_key_version,omitempty"`
+	OldestKeyVersion uint32         `protobuf:"varint,3,opt,name=oldest_key_version,json=oldestKeyVersion,proto3" json:"oldest_key_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RotateResponse) Reset() {
+	*x = RotateResponse{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateResponse) ProtoMessage() {}
+
+func (x *RotateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateResponse.ProtoReflect.Descriptor instead.
+func (*RotateResponse) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *RotateResponse) GetKeyring() *SealedKeyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
+func (x *RotateResponse) GetActiveKeyVersion() uint32 {
+	if x != nil {
+		return x.ActiveKeyVersion
+	}
+	return 0
+}
+
+func (x *RotateResponse) GetOldestKeyVersion() uint32 {
+	if x != nil {
+		return x.OldestKeyVersion
+	}
+	return 0
+}
+
+type DestroyRootKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored sealed keyring (format 2).
+	Keyring *SealedKeyring `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	// Versions below this one are destroyed; it must not exceed the active
+	// version, and some version must lie below it.
+	BelowVersion  uint32 `protobuf:"varint,2,opt,name=below_version,json=belowVersion,proto3" json:"below_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DestroyRootKeysRequest) Reset() {
+	*x = DestroyRootKeysRequest{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroyRootKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroyRootKeysRequest) ProtoMessage() {}
+
+func (x *DestroyRootKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroyRootKeysRequest.ProtoReflect.Descriptor instead.
+func (*DestroyRootKeysRequest) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DestroyRootKeysRequest) GetKeyring() *SealedKeyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
+func (x *DestroyRootKeysRequest) GetBelowVersion() uint32 {
+	if x != nil {
+		return x.BelowVersion
+	}
+	return 0
+}
+
+type DestroyRootKeysResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Keyring          *SealedKeyring         `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	ActiveKeyVersion uint32                 `protobuf:"varint,2,opt,name=active_key_version,json=activeKeyVersion,proto3" json:"active_key_version,omitempty"`
+	OldestKeyVersion uint32                 `protobuf:"varint,3,opt,name=oldest_key_version,json=oldestKeyVersion,proto3" json:"oldest_key_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DestroyRootKeysResponse) Reset() {
+	*x = DestroyRootKeysResponse{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroyRootKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroyRootKeysResponse) ProtoMessage() {}
+
+func (x *DestroyRootKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroyRootKeysResponse.ProtoReflect.Descriptor instead.
+func (*DestroyRootKeysResponse) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DestroyRootKeysResponse) GetKeyring() *SealedKeyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
+func (x *DestroyRootKeysResponse) GetActiveKeyVersion() uint32 {
+	if x != nil {
+		return x.ActiveKeyVersion
+	}
+	return 0
+}
+
+func (x *DestroyRootKeysResponse) GetOldestKeyVersion() uint32 {
+	if x != nil {
+		return x.OldestKeyVersion
+	}
+	return 0
+}
+
+type AdvanceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The stored sealed keyring, at a higher epoch than the one held.
+	Keyring       *SealedKeyring `protobuf:"bytes,1,opt,name=keyring,proto3" json:"keyring,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AdvanceRequest) Reset() {
+	*x = AdvanceRequest{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceRequest) ProtoMessage() {}
+
+func (x *AdvanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceRequest.ProtoReflect.Descriptor instead.
+func (*AdvanceRequest) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *AdvanceRequest) GetKeyring() *SealedKeyring {
+	if x != nil {
+		return x.Keyring
+	}
+	return nil
+}
+
+type AdvanceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The epoch and versions now held.
+	Epoch            uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	ActiveKeyVersion uint32 `protobuf:"varint,2,opt,name=active_key_version,json=activeKeyVersion,proto3" json:"active_key_version,omitempty"`
+	OldestKeyVersion uint32 `protobuf:"varint,3,opt,name=oldest_key_version,json=oldestKeyVersion,proto3" json:"oldest_key_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AdvanceResponse) Reset() {
+	*x = AdvanceResponse{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AdvanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AdvanceResponse) ProtoMessage() {}
+
+func (x *AdvanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AdvanceResponse.ProtoReflect.Descriptor instead.
+func (*AdvanceResponse) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AdvanceResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *AdvanceResponse) GetActiveKeyVersion() uint32 {
+	if x != nil {
+		return x.ActiveKeyVersion
+	}
+	return 0
+}
+
+func (x *AdvanceResponse) GetOldestKeyVersion() uint32 {
+	if x != nil {
+		return x.OldestKeyVersion
+	}
+	return 0
+}
+
+type RewrapDataKeyRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	DekId          []byte                 `protobuf:"bytes,1,opt,name=dek_id,json=dekId,proto3" json:"dek_id,omitempty"`
+	Wrapped        []byte                 `protobuf:"bytes,2,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	RootKeyVersion uint32                 `protobuf:"varint,3,opt,name=root_key_version,json=rootKeyVersion,proto3" json:"root_key_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RewrapDataKeyRequest) Reset() {
+	*x = RewrapDataKeyRequest{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapDataKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapDataKeyRequest) ProtoMessage() {}
+
+func (x *RewrapDataKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapDataKeyRequest.ProtoReflect.Descriptor instead.
+func (*RewrapDataKeyRequest) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RewrapDataKeyRequest) GetDekId() []byte {
+	if x != nil {
+		return x.DekId
+	}
+	return nil
+}
+
+func (x *RewrapDataKeyRequest) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
+func (x *RewrapDataKeyRequest) GetRootKeyVersion() uint32 {
+	if x != nil {
+		return x.RootKeyVersion
+	}
+	return 0
+}
+
+type RewrapDataKeyResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Wrapped        []byte                 `protobuf:"bytes,1,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
+	RootKeyVersion uint32                 `protobuf:"varint,2,opt,name=root_key_version,json=rootKeyVersion,proto3" json:"root_key_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RewrapDataKeyResponse) Reset() {
+	*x = RewrapDataKeyResponse{}
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapDataKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapDataKeyResponse) ProtoMessage() {}
+
+func (x *RewrapDataKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapDataKeyResponse.ProtoReflect.Descriptor instead.
+func (*RewrapDataKeyResponse) Descriptor() ([]byte, []int) {
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *RewrapDataKeyResponse) GetWrapped() []byte {
+	if x != nil {
+		return x.Wrapped
+	}
+	return nil
+}
+
+func (x *RewrapDataKeyResponse) GetRootKeyVersion() uint32 {
+	if x != nil {
+		return x.RootKeyVersion
+	}
+	return 0
+}
+
 // ErrorDetail is attached to Keeper's errors so that a caller acts on the
 // reason, never on the message text. It carries no key material.
 type ErrorDetail struct {
@@ -1099,7 +1585,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[17]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1597,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[17]
+	mi := &file_spike_keeper_v1_keeper_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1610,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{17}
+	return file_spike_keeper_v1_keeper_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -1151,22 +1637,25 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\x05epoch\x18\x05 \x01(\x04R\x05epoch\"\\\n" +
 	"\rStatusRequest\x12.\n" +
 	"\x13expected_keyring_id\x18\x01 \x01(\fR\x11expectedKeyringId\x12\x1b\n" +
-	"\tmin_epoch\x18\x02 \x01(\x04R\bminEpoch\"\xbd\x01\n" +
+	"\tmin_epoch\x18\x02 \x01(\x04R\bminEpoch\"\x81\x02\n" +
 	"\x0eStatusResponse\x12\x1a\n" +
 	"\bunsealed\x18\x01 \x01(\bR\bunsealed\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x02 \x01(\fR\tkeyringId\x12,\n" +
 	"\x12active_key_version\x18\x03 \x01(\rR\x10activeKeyVersion\x12*\n" +
 	"\x11sealed_on_purpose\x18\x04 \x01(\bR\x0fsealedOnPurpose\x12\x16\n" +
-	"\x06source\x18\x05 \x01(\tR\x06source\"\r\n" +
+	"\x06source\x18\x05 \x01(\tR\x06source\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\x04R\x05epoch\x12,\n" +
+	"\x12oldest_key_version\x18\a \x01(\rR\x10oldestKeyVersion\"\r\n" +
 	"\vSealRequest\"1\n" +
 	"\fSealResponse\x12!\n" +
-	"\fwas_unsealed\x18\x01 \x01(\bR\vwasUnsealed\"S\n" +
+	"\fwas_unsealed\x18\x01 \x01(\bR\vwasUnsealed\"p\n" +
 	"\x13FetchKeyringRequest\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\fR\tkeyringId\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"M\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\x12\x1b\n" +
+	"\tmin_epoch\x18\x03 \x01(\x04R\bminEpoch\"M\n" +
 	"\x14FetchKeyringResponse\x12\x1d\n" +
 	"\n" +
 	"keyring_id\x18\x01 \x01(\fR\tkeyringId\x12\x16\n" +
@@ -1195,9 +1684,10 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\x0fnew_share_count\x18\x06 \x01(\rR\rnewShareCount\"a\n" +
 	"\rRekeyResponse\x128\n" +
 	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\x12\x16\n" +
-	"\x06shares\x18\x02 \x03(\fR\x06shares\"/\n" +
+	"\x06shares\x18\x02 \x03(\fR\x06shares\"L\n" +
 	"\x16GenerateDataKeyRequest\x12\x15\n" +
-	"\x06dek_id\x18\x01 \x01(\fR\x05dekId\"{\n" +
+	"\x06dek_id\x18\x01 \x01(\fR\x05dekId\x12\x1b\n" +
+	"\tmin_epoch\x18\x02 \x01(\x04R\bminEpoch\"{\n" +
 	"\x17GenerateDataKeyResponse\x12\x1c\n" +
 	"\tplaintext\x18\x01 \x01(\fR\tplaintext\x12\x18\n" +
 	"\awrapped\x18\x02 \x01(\fR\awrapped\x12(\n" +
@@ -1207,9 +1697,35 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\awrapped\x18\x02 \x01(\fR\awrapped\x12(\n" +
 	"\x10root_key_version\x18\x03 \x01(\rR\x0erootKeyVersion\"6\n" +
 	"\x16DecryptDataKeyResponse\x12\x1c\n" +
-	"\tplaintext\x18\x01 \x01(\fR\tplaintext\"\xa6\x02\n" +
+	"\tplaintext\x18\x01 \x01(\fR\tplaintext\"I\n" +
+	"\rRotateRequest\x128\n" +
+	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\"\xa6\x01\n" +
+	"\x0eRotateResponse\x128\n" +
+	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\x12,\n" +
+	"\x12active_key_version\x18\x02 \x01(\rR\x10activeKeyVersion\x12,\n" +
+	"\x12oldest_key_version\x18\x03 \x01(\rR\x10oldestKeyVersion\"w\n" +
+	"\x16DestroyRootKeysRequest\x128\n" +
+	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\x12#\n" +
+	"\rbelow_version\x18\x02 \x01(\rR\fbelowVersion\"\xaf\x01\n" +
+	"\x17DestroyRootKeysResponse\x128\n" +
+	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\x12,\n" +
+	"\x12active_key_version\x18\x02 \x01(\rR\x10activeKeyVersion\x12,\n" +
+	"\x12oldest_key_version\x18\x03 \x01(\rR\x10oldestKeyVersion\"J\n" +
+	"\x0eAdvanceRequest\x128\n" +
+	"\akeyring\x18\x01 \x01(\v2\x1e.spike.keeper.v1.SealedKeyringR\akeyring\"\x83\x01\n" +
+	"\x0fAdvanceResponse\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12,\n" +
+	"\x12active_key_version\x18\x02 \x01(\rR\x10activeKeyVersion\x12,\n" +
+	"\x12oldest_key_version\x18\x03 \x01(\rR\x10oldestKeyVersion\"q\n" +
+	"\x14RewrapDataKeyRequest\x12\x15\n" +
+	"\x06dek_id\x18\x01 \x01(\fR\x05dekId\x12\x18\n" +
+	"\awrapped\x18\x02 \x01(\fR\awrapped\x12(\n" +
+	"\x10root_key_version\x18\x03 \x01(\rR\x0erootKeyVersion\"[\n" +
+	"\x15RewrapDataKeyResponse\x12\x18\n" +
+	"\awrapped\x18\x01 \x01(\fR\awrapped\x12(\n" +
+	"\x10root_key_version\x18\x02 \x01(\rR\x0erootKeyVersion\"\xc0\x02\n" +
 	"\vErrorDetail\x12;\n" +
-	"\x06reason\x18\x01 \x01(\x0e2#.spike.keeper.v1.ErrorDetail.ReasonR\x06reason\"\xd9\x01\n" +
+	"\x06reason\x18\x01 \x01(\x0e2#.spike.keeper.v1.ErrorDetail.ReasonR\x06reason\"\xf3\x01\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rREASON_SEALED\x10\x01\x12\x19\n" +
@@ -1218,7 +1734,8 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\x17REASON_CORRUPT_DATA_KEY\x10\x04\x12\x1b\n" +
 	"\x17REASON_KEYRING_MISMATCH\x10\x05\x12\x1a\n" +
 	"\x16REASON_INVALID_REQUEST\x10\x06\x12\x17\n" +
-	"\x13REASON_WRONG_SHARES\x10\a2\xcf\x04\n" +
+	"\x13REASON_WRONG_SHARES\x10\a\x12\x18\n" +
+	"\x14REASON_STALE_KEYRING\x10\b2\xb8\a\n" +
 	"\rKeeperService\x12N\n" +
 	"\x06Status\x12\x1e.spike.keeper.v1.StatusRequest\x1a\x1f.spike.keeper.v1.StatusResponse\"\x03\x90\x02\x01\x12C\n" +
 	"\x04Init\x12\x1c.spike.keeper.v1.InitRequest\x1a\x1d.spike.keeper.v1.InitResponse\x12I\n" +
@@ -1226,7 +1743,11 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\x0fGenerateDataKey\x12'.spike.keeper.v1.GenerateDataKeyRequest\x1a(.spike.keeper.v1.GenerateDataKeyResponse\x12f\n" +
 	"\x0eDecryptDataKey\x12&.spike.keeper.v1.DecryptDataKeyRequest\x1a'.spike.keeper.v1.DecryptDataKeyResponse\"\x03\x90\x02\x01\x12H\n" +
 	"\x04Seal\x12\x1c.spike.keeper.v1.SealRequest\x1a\x1d.spike.keeper.v1.SealResponse\"\x03\x90\x02\x02\x12F\n" +
-	"\x05Rekey\x12\x1d.spike.keeper.v1.RekeyRequest\x1a\x1e.spike.keeper.v1.RekeyResponse2o\n" +
+	"\x05Rekey\x12\x1d.spike.keeper.v1.RekeyRequest\x1a\x1e.spike.keeper.v1.RekeyResponse\x12I\n" +
+	"\x06Rotate\x12\x1e.spike.keeper.v1.RotateRequest\x1a\x1f.spike.keeper.v1.RotateResponse\x12d\n" +
+	"\x0fDestroyRootKeys\x12'.spike.keeper.v1.DestroyRootKeysRequest\x1a(.spike.keeper.v1.DestroyRootKeysResponse\x12Q\n" +
+	"\aAdvance\x12\x1f.spike.keeper.v1.AdvanceRequest\x1a .spike.keeper.v1.AdvanceResponse\"\x03\x90\x02\x02\x12c\n" +
+	"\rRewrapDataKey\x12%.spike.keeper.v1.RewrapDataKeyRequest\x1a&.spike.keeper.v1.RewrapDataKeyResponse\"\x03\x90\x02\x012o\n" +
 	"\vPeerService\x12`\n" +
 	"\fFetchKeyring\x12$.spike.keeper.v1.FetchKeyringRequest\x1a%.spike.keeper.v1.FetchKeyringResponse\"\x03\x90\x02\x01B\xbb\x01\n" +
 	"\x13com.spike.keeper.v1B\vKeeperProtoP\x01Z9github.com/spike-dev/spike/proto/spike/keeper/v1;keeperv1\xa2\x02\x03SKX\xaa\x02\x0fSpike.Keeper.V1\xca\x02\x0fSpike\\Keeper\\V1\xe2\x02\x1bSpike\\Keeper\\V1\\GPBMetadata\xea\x02\x11Spike::Keeper::V1b\x06proto3"
@@ -1244,7 +1765,7 @@ func file_spike_keeper_v1_keeper_proto_rawDescGZIP() []byte {
 }
 
 var file_spike_keeper_v1_keeper_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_spike_keeper_v1_keeper_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_spike_keeper_v1_keeper_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_spike_keeper_v1_keeper_proto_goTypes = []any{
 	(ErrorDetail_Reason)(0),         // 0: spike.keeper.v1.ErrorDetail.Reason
 	(*SealedKeyring)(nil),           // 1: spike.keeper.v1.SealedKeyring
@@ -1264,35 +1785,56 @@ var file_spike_keeper_v1_keeper_proto_goTypes = []any{
 	(*GenerateDataKeyResponse)(nil), // 15: spike.keeper.v1.GenerateDataKeyResponse
 	(*DecryptDataKeyRequest)(nil),   // 16: spike.keeper.v1.DecryptDataKeyRequest
 	(*DecryptDataKeyResponse)(nil),  // 17: spike.keeper.v1.DecryptDataKeyResponse
-	(*ErrorDetail)(nil),             // 18: spike.keeper.v1.ErrorDetail
+	(*RotateRequest)(nil),           // 18: spike.keeper.v1.RotateRequest
+	(*RotateResponse)(nil),          // 19: spike.keeper.v1.RotateResponse
+	(*DestroyRootKeysRequest)(nil),  // 20: spike.keeper.v1.DestroyRootKeysRequest
+	(*DestroyRootKeysResponse)(nil), // 21: spike.keeper.v1.DestroyRootKeysResponse
+	(*AdvanceRequest)(nil),          // 22: spike.keeper.v1.AdvanceRequest
+	(*AdvanceResponse)(nil),         // 23: spike.keeper.v1.AdvanceResponse
+	(*RewrapDataKeyRequest)(nil),    // 24: spike.keeper.v1.RewrapDataKeyRequest
+	(*RewrapDataKeyResponse)(nil),   // 25: spike.keeper.v1.RewrapDataKeyResponse
+	(*ErrorDetail)(nil),             // 26: spike.keeper.v1.ErrorDetail
 }
 var file_spike_keeper_v1_keeper_proto_depIdxs = []int32{
 	1,  // 0: spike.keeper.v1.InitResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
 	1,  // 1: spike.keeper.v1.UnsealRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
 	1,  // 2: spike.keeper.v1.RekeyRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
 	1,  // 3: spike.keeper.v1.RekeyResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
-	0,  // 4: spike.keeper.v1.ErrorDetail.reason:type_name -> spike.keeper.v1.ErrorDetail.Reason
-	2,  // 5: spike.keeper.v1.KeeperService.Status:input_type -> spike.keeper.v1.StatusRequest
-	8,  // 6: spike.keeper.v1.KeeperService.Init:input_type -> spike.keeper.v1.InitRequest
-	10, // 7: spike.keeper.v1.KeeperService.Unseal:input_type -> spike.keeper.v1.UnsealRequest
-	14, // 8: spike.keeper.v1.KeeperService.GenerateDataKey:input_type -> spike.keeper.v1.GenerateDataKeyRequest
-	16, // 9: spike.keeper.v1.KeeperService.DecryptDataKey:input_type -> spike.keeper.v1.DecryptDataKeyRequest
-	4,  // 10: spike.keeper.v1.KeeperService.Seal:input_type -> spike.keeper.v1.SealRequest
-	12, // 11: spike.keeper.v1.KeeperService.Rekey:input_type -> spike.keeper.v1.RekeyRequest
-	6,  // 12: spike.keeper.v1.PeerService.FetchKeyring:input_type -> spike.keeper.v1.FetchKeyringRequest
-	3,  // 13: spike.keeper.v1.KeeperService.Status:output_type -> spike.keeper.v1.StatusResponse
-	9,  // 14: spike.keeper.v1.KeeperService.Init:output_type -> spike.keeper.v1.InitResponse
-	11, // 15: spike.keeper.v1.KeeperService.Unseal:output_type -> spike.keeper.v1.UnsealResponse
-	15, // 16: spike.keeper.v1.KeeperService.GenerateDataKey:output_type -> spike.keeper.v1.GenerateDataKeyResponse
-	17, // 17: spike.keeper.v1.KeeperService.DecryptDataKey:output_type -> spike.keeper.v1.DecryptDataKeyResponse
-	5,  // 18: spike.keeper.v1.KeeperService.Seal:output_type -> spike.keeper.v1.SealResponse
-	13, // 19: spike.keeper.v1.KeeperService.Rekey:output_type -> spike.keeper.v1.RekeyResponse
-	7,  // 20: spike.keeper.v1.PeerService.FetchKeyring:output_type -> spike.keeper.v1.FetchKeyringResponse
-	13, // [13:21] is the sub-list for method output_type
-	5,  // [5:13] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	1,  // 4: spike.keeper.v1.RotateRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	1,  // 5: spike.keeper.v1.RotateResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	1,  // 6: spike.keeper.v1.DestroyRootKeysRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	1,  // 7: spike.keeper.v1.DestroyRootKeysResponse.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	1,  // 8: spike.keeper.v1.AdvanceRequest.keyring:type_name -> spike.keeper.v1.SealedKeyring
+	0,  // 9: spike.keeper.v1.ErrorDetail.reason:type_name -> spike.keeper.v1.ErrorDetail.Reason
+	2,  // 10: spike.keeper.v1.KeeperService.Status:input_type -> spike.keeper.v1.StatusRequest
+	8,  // 11: spike.keeper.v1.KeeperService.Init:input_type -> spike.keeper.v1.InitRequest
+	10, // 12: spike.keeper.v1.KeeperService.Unseal:input_type -> spike.keeper.v1.UnsealRequest
+	14, // 13: spike.keeper.v1.KeeperService.GenerateDataKey:input_type -> spike.keeper.v1.GenerateDataKeyRequest
+	16, // 14: spike.keeper.v1.KeeperService.DecryptDataKey:input_type -> spike.keeper.v1.DecryptDataKeyRequest
+	4,  // 15: spike.keeper.v1.KeeperService.Seal:input_type -> spike.keeper.v1.SealRequest
+	12, // 16: spike.keeper.v1.KeeperService.Rekey:input_type -> spike.keeper.v1.RekeyRequest
+	18, // 17: spike.keeper.v1.KeeperService.Rotate:input_type -> spike.keeper.v1.RotateRequest
+	20, // 18: spike.keeper.v1.KeeperService.DestroyRootKeys:input_type -> spike.keeper.v1.DestroyRootKeysRequest
+	22, // 19: spike.keeper.v1.KeeperService.Advance:input_type -> spike.keeper.v1.AdvanceRequest
+	24, // 20: spike.keeper.v1.KeeperService.RewrapDataKey:input_type -> spike.keeper.v1.RewrapDataKeyRequest
+	6,  // 21: spike.keeper.v1.PeerService.FetchKeyring:input_type -> spike.keeper.v1.FetchKeyringRequest
+	3,  // 22: spike.keeper.v1.KeeperService.Status:output_type -> spike.keeper.v1.StatusResponse
+	9,  // 23: spike.keeper.v1.KeeperService.Init:output_type -> spike.keeper.v1.InitResponse
+	11, // 24: spike.keeper.v1.KeeperService.Unseal:output_type -> spike.keeper.v1.UnsealResponse
+	15, // 25: spike.keeper.v1.KeeperService.GenerateDataKey:output_type -> spike.keeper.v1.GenerateDataKeyResponse
+	17, // 26: spike.keeper.v1.KeeperService.DecryptDataKey:output_type -> spike.keeper.v1.DecryptDataKeyResponse
+	5,  // 27: spike.keeper.v1.KeeperService.Seal:output_type -> spike.keeper.v1.SealResponse
+	13, // 28: spike.keeper.v1.KeeperService.Rekey:output_type -> spike.keeper.v1.RekeyResponse
+	19, // 29: spike.keeper.v1.KeeperService.Rotate:output_type -> spike.keeper.v1.RotateResponse
+	21, // 30: spike.keeper.v1.KeeperService.DestroyRootKeys:output_type -> spike.keeper.v1.DestroyRootKeysResponse
+	23, // 31: spike.keeper.v1.KeeperService.Advance:output_type -> spike.keeper.v1.AdvanceResponse
+	25, // 32: spike.keeper.v1.KeeperService.RewrapDataKey:output_type -> spike.keeper.v1.RewrapDataKeyResponse
+	7,  // 33: spike.keeper.v1.PeerService.FetchKeyring:output_type -> spike.keeper.v1.FetchKeyringResponse
+	22, // [22:34] is the sub-list for method output_type
+	10, // [10:22] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_spike_keeper_v1_keeper_proto_init() }
@@ -1306,7 +1848,7 @@ func file_spike_keeper_v1_keeper_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_keeper_v1_keeper_proto_rawDesc), len(file_spike_keeper_v1_keeper_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -750,8 +750,11 @@ type KeeperStatus struct {
 	// In the answer to Seal: true when this Keeper confirmed it forgot the
 	// root key (it answered Seal, or says it is sealed on purpose).
 	SealConfirmed bool `protobuf:"varint,9,opt,name=seal_confirmed,json=sealConfirmed,proto3" json:"seal_confirmed,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The oldest root key version it holds, and its keyring's epoch.
+	OldestKeyVersion uint32 `protobuf:"varint,10,opt,name=oldest_key_version,json=oldestKeyVersion,proto3" json:"oldest_key_version,omitempty"`
+	Epoch            uint64 `protobuf:"varint,11,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *KeeperStatus) Reset() {
@@ -847,6 +850,340 @@ func (x *KeeperStatus) GetSealConfirmed() bool {
 	return false
 }
 
+func (x *KeeperStatus) GetOldestKeyVersion() uint32 {
+	if x != nil {
+		return x.OldestKeyVersion
+	}
+	return 0
+}
+
+func (x *KeeperStatus) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type RotateRootKeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The active root key version the caller saw (status): the rotation is
+	// refused (FailedPrecondition) when it is another, so a repeated request
+	// never adds two versions. 0: whatever it is.
+	ExpectedActiveVersion uint32 `protobuf:"varint,1,opt,name=expected_active_version,json=expectedActiveVersion,proto3" json:"expected_active_version,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *RotateRootKeyRequest) Reset() {
+	*x = RotateRootKeyRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRootKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRootKeyRequest) ProtoMessage() {}
+
+func (x *RotateRootKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRootKeyRequest.ProtoReflect.Descriptor instead.
+func (*RotateRootKeyRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RotateRootKeyRequest) GetExpectedActiveVersion() uint32 {
+	if x != nil {
+		return x.ExpectedActiveVersion
+	}
+	return 0
+}
+
+type RotateRootKeyResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ActiveKeyVersion uint32                 `protobuf:"varint,1,opt,name=active_key_version,json=activeKeyVersion,proto3" json:"active_key_version,omitempty"`
+	OldestKeyVersion uint32                 `protobuf:"varint,2,opt,name=oldest_key_version,json=oldestKeyVersion,proto3" json:"oldest_key_version,omitempty"`
+	Epoch            uint64                 `protobuf:"varint,3,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// Data keys still wrapped under an older version.
+	DataKeysBehind int64 `protobuf:"varint,4,opt,name=data_keys_behind,json=dataKeysBehind,proto3" json:"data_keys_behind,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RotateRootKeyResponse) Reset() {
+	*x = RotateRootKeyResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotateRootKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotateRootKeyResponse) ProtoMessage() {}
+
+func (x *RotateRootKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotateRootKeyResponse.ProtoReflect.Descriptor instead.
+func (*RotateRootKeyResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *RotateRootKeyResponse) GetActiveKeyVersion() uint32 {
+	if x != nil {
+		return x.ActiveKeyVersion
+	}
+	return 0
+}
+
+func (x *RotateRootKeyResponse) GetOldestKeyVersion() uint32 {
+	if x != nil {
+		return x.OldestKeyVersion
+	}
+	return 0
+}
+
+func (x *RotateRootKeyResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RotateRootKeyResponse) GetDataKeysBehind() int64 {
+	if x != nil {
+		return x.DataKeysBehind
+	}
+	return 0
+}
+
+type RewrapDataKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many data keys in this call; 0 means 500, at most 5000.
+	Limit         uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapDataKeysRequest) Reset() {
+	*x = RewrapDataKeysRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapDataKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapDataKeysRequest) ProtoMessage() {}
+
+func (x *RewrapDataKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapDataKeysRequest.ProtoReflect.Descriptor instead.
+func (*RewrapDataKeysRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RewrapDataKeysRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type RewrapDataKeysResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Rewrapped int64                  `protobuf:"varint,1,opt,name=rewrapped,proto3" json:"rewrapped,omitempty"`
+	// Data keys still wrapped under an older version than the active one.
+	Remaining        int64  `protobuf:"varint,2,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	ActiveKeyVersion uint32 `protobuf:"varint,3,opt,name=active_key_version,json=activeKeyVersion,proto3" json:"active_key_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RewrapDataKeysResponse) Reset() {
+	*x = RewrapDataKeysResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapDataKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapDataKeysResponse) ProtoMessage() {}
+
+func (x *RewrapDataKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapDataKeysResponse.ProtoReflect.Descriptor instead.
+func (*RewrapDataKeysResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RewrapDataKeysResponse) GetRewrapped() int64 {
+	if x != nil {
+		return x.Rewrapped
+	}
+	return 0
+}
+
+func (x *RewrapDataKeysResponse) GetRemaining() int64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *RewrapDataKeysResponse) GetActiveKeyVersion() uint32 {
+	if x != nil {
+		return x.ActiveKeyVersion
+	}
+	return 0
+}
+
+type DestroyOldRootKeysRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The active root key version the caller saw: versions below it are
+	// destroyed; refused when it is no longer the active one.
+	ExpectedActiveVersion uint32 `protobuf:"varint,1,opt,name=expected_active_version,json=expectedActiveVersion,proto3" json:"expected_active_version,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
+}
+
+func (x *DestroyOldRootKeysRequest) Reset() {
+	*x = DestroyOldRootKeysRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroyOldRootKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroyOldRootKeysRequest) ProtoMessage() {}
+
+func (x *DestroyOldRootKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroyOldRootKeysRequest.ProtoReflect.Descriptor instead.
+func (*DestroyOldRootKeysRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DestroyOldRootKeysRequest) GetExpectedActiveVersion() uint32 {
+	if x != nil {
+		return x.ExpectedActiveVersion
+	}
+	return 0
+}
+
+type DestroyOldRootKeysResponse struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	OldestKeyVersion uint32                 `protobuf:"varint,1,opt,name=oldest_key_version,json=oldestKeyVersion,proto3" json:"oldest_key_version,omitempty"`
+	Epoch            uint64                 `protobuf:"varint,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *DestroyOldRootKeysResponse) Reset() {
+	*x = DestroyOldRootKeysResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DestroyOldRootKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DestroyOldRootKeysResponse) ProtoMessage() {}
+
+func (x *DestroyOldRootKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DestroyOldRootKeysResponse.ProtoReflect.Descriptor instead.
+func (*DestroyOldRootKeysResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DestroyOldRootKeysResponse) GetOldestKeyVersion() uint32 {
+	if x != nil {
+		return x.OldestKeyVersion
+	}
+	return 0
+}
+
+func (x *DestroyOldRootKeysResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -855,7 +1192,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -867,7 +1204,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -880,7 +1217,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{14}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{20}
 }
 
 type StatusResponse struct {
@@ -901,7 +1238,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1250,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1263,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{15}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *StatusResponse) GetInitialized() bool {
@@ -1036,7 +1373,7 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"keyring_id\x18\x01 \x01(\tR\tkeyringId\"\r\n" +
 	"\vSealRequest\"F\n" +
 	"\fSealResponse\x126\n" +
-	"\akeepers\x18\x01 \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers\"\xb1\x02\n" +
+	"\akeepers\x18\x01 \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers\"\xf5\x02\n" +
 	"\fKeeperStatus\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1c\n" +
 	"\treachable\x18\x02 \x01(\bR\treachable\x12\x14\n" +
@@ -1047,7 +1384,28 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\x12active_key_version\x18\x06 \x01(\rR\x10activeKeyVersion\x12*\n" +
 	"\x11sealed_on_purpose\x18\a \x01(\bR\x0fsealedOnPurpose\x12\x16\n" +
 	"\x06source\x18\b \x01(\tR\x06source\x12%\n" +
-	"\x0eseal_confirmed\x18\t \x01(\bR\rsealConfirmed\"\x0f\n" +
+	"\x0eseal_confirmed\x18\t \x01(\bR\rsealConfirmed\x12,\n" +
+	"\x12oldest_key_version\x18\n" +
+	" \x01(\rR\x10oldestKeyVersion\x12\x14\n" +
+	"\x05epoch\x18\v \x01(\x04R\x05epoch\"N\n" +
+	"\x14RotateRootKeyRequest\x126\n" +
+	"\x17expected_active_version\x18\x01 \x01(\rR\x15expectedActiveVersion\"\xb3\x01\n" +
+	"\x15RotateRootKeyResponse\x12,\n" +
+	"\x12active_key_version\x18\x01 \x01(\rR\x10activeKeyVersion\x12,\n" +
+	"\x12oldest_key_version\x18\x02 \x01(\rR\x10oldestKeyVersion\x12\x14\n" +
+	"\x05epoch\x18\x03 \x01(\x04R\x05epoch\x12(\n" +
+	"\x10data_keys_behind\x18\x04 \x01(\x03R\x0edataKeysBehind\"-\n" +
+	"\x15RewrapDataKeysRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\"\x82\x01\n" +
+	"\x16RewrapDataKeysResponse\x12\x1c\n" +
+	"\trewrapped\x18\x01 \x01(\x03R\trewrapped\x12\x1c\n" +
+	"\tremaining\x18\x02 \x01(\x03R\tremaining\x12,\n" +
+	"\x12active_key_version\x18\x03 \x01(\rR\x10activeKeyVersion\"S\n" +
+	"\x19DestroyOldRootKeysRequest\x126\n" +
+	"\x17expected_active_version\x18\x01 \x01(\rR\x15expectedActiveVersion\"`\n" +
+	"\x1aDestroyOldRootKeysResponse\x12,\n" +
+	"\x12oldest_key_version\x18\x01 \x01(\rR\x10oldestKeyVersion\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\"\x0f\n" +
 	"\rStatusRequest\"\xbb\x02\n" +
 	"\x0eStatusResponse\x12 \n" +
 	"\vinitialized\x18\x01 \x01(\bR\vinitialized\x12\x16\n" +
@@ -1058,7 +1416,7 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"keyring_id\x18\x06 \x01(\tR\tkeyringId\x12#\n" +
 	"\rnexus_version\x18\a \x01(\tR\fnexusVersion\x126\n" +
-	"\akeepers\x18\b \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers2\x88\x04\n" +
+	"\akeepers\x18\b \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers2\xb4\x06\n" +
 	"\x0fOperatorService\x12A\n" +
 	"\x04Init\x12\x1b.spike.nexus.v1.InitRequest\x1a\x1c.spike.nexus.v1.InitResponse\x12G\n" +
 	"\x06Unseal\x12\x1d.spike.nexus.v1.UnsealRequest\x1a\x1e.spike.nexus.v1.UnsealResponse\x12F\n" +
@@ -1066,7 +1424,10 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\x06Status\x12\x1d.spike.nexus.v1.StatusRequest\x1a\x1e.spike.nexus.v1.StatusResponse\"\x03\x90\x02\x01\x12D\n" +
 	"\x05Login\x12\x1c.spike.nexus.v1.LoginRequest\x1a\x1d.spike.nexus.v1.LoginResponse\x12G\n" +
 	"\x06Logout\x12\x1d.spike.nexus.v1.LogoutRequest\x1a\x1e.spike.nexus.v1.LogoutResponse\x12D\n" +
-	"\x05Rekey\x12\x1c.spike.nexus.v1.RekeyRequest\x1a\x1d.spike.nexus.v1.RekeyResponseB\xb6\x01\n" +
+	"\x05Rekey\x12\x1c.spike.nexus.v1.RekeyRequest\x1a\x1d.spike.nexus.v1.RekeyResponse\x12\\\n" +
+	"\rRotateRootKey\x12$.spike.nexus.v1.RotateRootKeyRequest\x1a%.spike.nexus.v1.RotateRootKeyResponse\x12_\n" +
+	"\x0eRewrapDataKeys\x12%.spike.nexus.v1.RewrapDataKeysRequest\x1a&.spike.nexus.v1.RewrapDataKeysResponse\x12k\n" +
+	"\x12DestroyOldRootKeys\x12).spike.nexus.v1.DestroyOldRootKeysRequest\x1a*.spike.nexus.v1.DestroyOldRootKeysResponseB\xb6\x01\n" +
 	"\x12com.spike.nexus.v1B\rOperatorProtoP\x01Z7github.com/spike-dev/spike/proto/spike/nexus/v1;nexusv1\xa2\x02\x03SNX\xaa\x02\x0eSpike.Nexus.V1\xca\x02\x0eSpike\\Nexus\\V1\xe2\x02\x1aSpike\\Nexus\\V1\\GPBMetadata\xea\x02\x10Spike::Nexus::V1b\x06proto3"
 
 var (
@@ -1081,28 +1442,34 @@ func file_spike_nexus_v1_operator_proto_rawDescGZIP() []byte {
 	return file_spike_nexus_v1_operator_proto_rawDescData
 }
 
-var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_spike_nexus_v1_operator_proto_goTypes = []any{
-	(*AdminToken)(nil),            // 0: spike.nexus.v1.AdminToken
-	(*LoginRequest)(nil),          // 1: spike.nexus.v1.LoginRequest
-	(*LoginResponse)(nil),         // 2: spike.nexus.v1.LoginResponse
-	(*LogoutRequest)(nil),         // 3: spike.nexus.v1.LogoutRequest
-	(*LogoutResponse)(nil),        // 4: spike.nexus.v1.LogoutResponse
-	(*InitRequest)(nil),           // 5: spike.nexus.v1.InitRequest
-	(*InitResponse)(nil),          // 6: spike.nexus.v1.InitResponse
-	(*UnsealRequest)(nil),         // 7: spike.nexus.v1.UnsealRequest
-	(*RekeyRequest)(nil),          // 8: spike.nexus.v1.RekeyRequest
-	(*RekeyResponse)(nil),         // 9: spike.nexus.v1.RekeyResponse
-	(*UnsealResponse)(nil),        // 10: spike.nexus.v1.UnsealResponse
-	(*SealRequest)(nil),           // 11: spike.nexus.v1.SealRequest
-	(*SealResponse)(nil),          // 12: spike.nexus.v1.SealResponse
-	(*KeeperStatus)(nil),          // 13: spike.nexus.v1.KeeperStatus
-	(*StatusRequest)(nil),         // 14: spike.nexus.v1.StatusRequest
-	(*StatusResponse)(nil),        // 15: spike.nexus.v1.StatusResponse
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(*AdminToken)(nil),                 // 0: spike.nexus.v1.AdminToken
+	(*LoginRequest)(nil),               // 1: spike.nexus.v1.LoginRequest
+	(*LoginResponse)(nil),              // 2: spike.nexus.v1.LoginResponse
+	(*LogoutRequest)(nil),              // 3: spike.nexus.v1.LogoutRequest
+	(*LogoutResponse)(nil),             // 4: spike.nexus.v1.LogoutResponse
+	(*InitRequest)(nil),                // 5: spike.nexus.v1.InitRequest
+	(*InitResponse)(nil),               // 6: spike.nexus.v1.InitResponse
+	(*UnsealRequest)(nil),              // 7: spike.nexus.v1.UnsealRequest
+	(*RekeyRequest)(nil),               // 8: spike.nexus.v1.RekeyRequest
+	(*RekeyResponse)(nil),              // 9: spike.nexus.v1.RekeyResponse
+	(*UnsealResponse)(nil),             // 10: spike.nexus.v1.UnsealResponse
+	(*SealRequest)(nil),                // 11: spike.nexus.v1.SealRequest
+	(*SealResponse)(nil),               // 12: spike.nexus.v1.SealResponse
+	(*KeeperStatus)(nil),               // 13: spike.nexus.v1.KeeperStatus
+	(*RotateRootKeyRequest)(nil),       // 14: spike.nexus.v1.RotateRootKeyRequest
+	(*RotateRootKeyResponse)(nil),      // 15: spike.nexus.v1.RotateRootKeyResponse
+	(*RewrapDataKeysRequest)(nil),      // 16: spike.nexus.v1.RewrapDataKeysRequest
+	(*RewrapDataKeysResponse)(nil),     // 17: spike.nexus.v1.RewrapDataKeysResponse
+	(*DestroyOldRootKeysRequest)(nil),  // 18: spike.nexus.v1.DestroyOldRootKeysRequest
+	(*DestroyOldRootKeysResponse)(nil), // 19: spike.nexus.v1.DestroyOldRootKeysResponse
+	(*StatusRequest)(nil),              // 20: spike.nexus.v1.StatusRequest
+	(*StatusResponse)(nil),             // 21: spike.nexus.v1.StatusResponse
+	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
 }
 var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
-	16, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
+	22, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: spike.nexus.v1.LoginResponse.token:type_name -> spike.nexus.v1.AdminToken
 	0,  // 2: spike.nexus.v1.InitResponse.token:type_name -> spike.nexus.v1.AdminToken
 	0,  // 3: spike.nexus.v1.RekeyResponse.token:type_name -> spike.nexus.v1.AdminToken
@@ -1111,19 +1478,25 @@ var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
 	5,  // 6: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
 	7,  // 7: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
 	11, // 8: spike.nexus.v1.OperatorService.Seal:input_type -> spike.nexus.v1.SealRequest
-	14, // 9: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
+	20, // 9: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
 	1,  // 10: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
 	3,  // 11: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
 	8,  // 12: spike.nexus.v1.OperatorService.Rekey:input_type -> spike.nexus.v1.RekeyRequest
-	6,  // 13: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
-	10, // 14: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
-	12, // 15: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
-	15, // 16: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
-	2,  // 17: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
-	4,  // 18: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
-	9,  // 19: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
-	13, // [13:20] is the sub-list for method output_type
-	6,  // [6:13] is the sub-list for method input_type
+	14, // 13: spike.nexus.v1.OperatorService.RotateRootKey:input_type -> spike.nexus.v1.RotateRootKeyRequest
+	16, // 14: spike.nexus.v1.OperatorService.RewrapDataKeys:input_type -> spike.nexus.v1.RewrapDataKeysRequest
+	18, // 15: spike.nexus.v1.OperatorService.DestroyOldRootKeys:input_type -> spike.nexus.v1.DestroyOldRootKeysRequest
+	6,  // 16: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
+	10, // 17: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
+	12, // 18: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
+	21, // 19: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
+	2,  // 20: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
+	4,  // 21: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
+	9,  // 22: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
+	15, // 23: spike.nexus.v1.OperatorService.RotateRootKey:output_type -> spike.nexus.v1.RotateRootKeyResponse
+	17, // 24: spike.nexus.v1.OperatorService.RewrapDataKeys:output_type -> spike.nexus.v1.RewrapDataKeysResponse
+	19, // 25: spike.nexus.v1.OperatorService.DestroyOldRootKeys:output_type -> spike.nexus.v1.DestroyOldRootKeysResponse
+	16, // [16:26] is the sub-list for method output_type
+	6,  // [6:16] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1140,7 +1513,7 @@ func file_spike_nexus_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_nexus_v1_operator_proto_rawDesc), len(file_spike_nexus_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

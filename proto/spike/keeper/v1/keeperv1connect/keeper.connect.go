@@ -51,6 +51,16 @@ const (
 	KeeperServiceSealProcedure = "/spike.keeper.v1.KeeperService/Seal"
 	// KeeperServiceRekeyProcedure is the fully-qualified name of the KeeperService's Rekey RPC.
 	KeeperServiceRekeyProcedure = "/spike.keeper.v1.KeeperService/Rekey"
+	// KeeperServiceRotateProcedure is the fully-qualified name of the KeeperService's Rotate RPC.
+	KeeperServiceRotateProcedure = "/spike.keeper.v1.KeeperService/Rotate"
+	// KeeperServiceDestroyRootKeysProcedure is the fully-qualified name of the KeeperService's
+	// DestroyRootKeys RPC.
+	KeeperServiceDestroyRootKeysProcedure = "/spike.keeper.v1.KeeperService/DestroyRootKeys"
+	// KeeperServiceAdvanceProcedure is the fully-qualified name of the KeeperService's Advance RPC.
+	KeeperServiceAdvanceProcedure = "/spike.keeper.v1.KeeperService/Advance"
+	// KeeperServiceRewrapDataKeyProcedure is the fully-qualified name of the KeeperService's
+	// RewrapDataKey RPC.
+	KeeperServiceRewrapDataKeyProcedure = "/spike.keeper.v1.KeeperService/RewrapDataKey"
 	// PeerServiceFetchKeyringProcedure is the fully-qualified name of the PeerService's FetchKeyring
 	// RPC.
 	PeerServiceFetchKeyringProcedure = "/spike.keeper.v1.PeerService/FetchKeyring"
@@ -80,6 +90,24 @@ type KeeperServiceClient interface {
 	// keyring key with exactly the new slots asked for, at the next epoch.
 	// Keeper's state does not change: Nexus stores the result.
 	Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error)
+	// Rotate returns the stored keyring with a new random root key version
+	// as the active one, at the next epoch, sealed under the same keyring key
+	// and slots. Keeper's state does not change: Nexus stores the result and
+	// then has every Keeper Advance to it.
+	Rotate(context.Context, *connect.Request[v1.RotateRequest]) (*connect.Response[v1.RotateResponse], error)
+	// DestroyRootKeys returns the stored keyring without the root key
+	// versions below below_version, at the next epoch. Keeper's state does
+	// not change: Nexus stores the result and has every Keeper Advance.
+	DestroyRootKeys(context.Context, *connect.Request[v1.DestroyRootKeysRequest]) (*connect.Response[v1.DestroyRootKeysResponse], error)
+	// Advance has Keeper hold a newer epoch of the keyring it holds (after a
+	// rotation or a destruction): it opens it with the keyring key it holds,
+	// so no credentials are needed. A Keeper that cannot (its keyring key was
+	// replaced by a rekey) answers REASON_STALE_KEYRING and fetches the new
+	// epoch from its peers.
+	Advance(context.Context, *connect.Request[v1.AdvanceRequest]) (*connect.Response[v1.AdvanceResponse], error)
+	// RewrapDataKey unwraps a data key and wraps the same key under the
+	// active root key version; the key never leaves Keeper.
+	RewrapDataKey(context.Context, *connect.Request[v1.RewrapDataKeyRequest]) (*connect.Response[v1.RewrapDataKeyResponse], error)
 }
 
 // NewKeeperServiceClient constructs a client for the spike.keeper.v1.KeeperService service. By
@@ -138,6 +166,32 @@ func NewKeeperServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(keeperServiceMethods.ByName("Rekey")),
 			connect.WithClientOptions(opts...),
 		),
+		rotate: connect.NewClient[v1.RotateRequest, v1.RotateResponse](
+			httpClient,
+			baseURL+KeeperServiceRotateProcedure,
+			connect.WithSchema(keeperServiceMethods.ByName("Rotate")),
+			connect.WithClientOptions(opts...),
+		),
+		destroyRootKeys: connect.NewClient[v1.DestroyRootKeysRequest, v1.DestroyRootKeysResponse](
+			httpClient,
+			baseURL+KeeperServiceDestroyRootKeysProcedure,
+			connect.WithSchema(keeperServiceMethods.ByName("DestroyRootKeys")),
+			connect.WithClientOptions(opts...),
+		),
+		advance: connect.NewClient[v1.AdvanceRequest, v1.AdvanceResponse](
+			httpClient,
+			baseURL+KeeperServiceAdvanceProcedure,
+			connect.WithSchema(keeperServiceMethods.ByName("Advance")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
+		rewrapDataKey: connect.NewClient[v1.RewrapDataKeyRequest, v1.RewrapDataKeyResponse](
+			httpClient,
+			baseURL+KeeperServiceRewrapDataKeyProcedure,
+			connect.WithSchema(keeperServiceMethods.ByName("RewrapDataKey")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -150,6 +204,10 @@ type keeperServiceClient struct {
 	decryptDataKey  *connect.Client[v1.DecryptDataKeyRequest, v1.DecryptDataKeyResponse]
 	seal            *connect.Client[v1.SealRequest, v1.SealResponse]
 	rekey           *connect.Client[v1.RekeyRequest, v1.RekeyResponse]
+	rotate          *connect.Client[v1.RotateRequest, v1.RotateResponse]
+	destroyRootKeys *connect.Client[v1.DestroyRootKeysRequest, v1.DestroyRootKeysResponse]
+	advance         *connect.Client[v1.AdvanceRequest, v1.AdvanceResponse]
+	rewrapDataKey   *connect.Client[v1.RewrapDataKeyRequest, v1.RewrapDataKeyResponse]
 }
 
 // Status calls spike.keeper.v1.KeeperService.Status.
@@ -187,6 +245,26 @@ func (c *keeperServiceClient) Rekey(ctx context.Context, req *connect.Request[v1
 	return c.rekey.CallUnary(ctx, req)
 }
 
+// Rotate calls spike.keeper.v1.KeeperService.Rotate.
+func (c *keeperServiceClient) Rotate(ctx context.Context, req *connect.Request[v1.RotateRequest]) (*connect.Response[v1.RotateResponse], error) {
+	return c.rotate.CallUnary(ctx, req)
+}
+
+// DestroyRootKeys calls spike.keeper.v1.KeeperService.DestroyRootKeys.
+func (c *keeperServiceClient) DestroyRootKeys(ctx context.Context, req *connect.Request[v1.DestroyRootKeysRequest]) (*connect.Response[v1.DestroyRootKeysResponse], error) {
+	return c.destroyRootKeys.CallUnary(ctx, req)
+}
+
+// Advance calls spike.keeper.v1.KeeperService.Advance.
+func (c *keeperServiceClient) Advance(ctx context.Context, req *connect.Request[v1.AdvanceRequest]) (*connect.Response[v1.AdvanceResponse], error) {
+	return c.advance.CallUnary(ctx, req)
+}
+
+// RewrapDataKey calls spike.keeper.v1.KeeperService.RewrapDataKey.
+func (c *keeperServiceClient) RewrapDataKey(ctx context.Context, req *connect.Request[v1.RewrapDataKeyRequest]) (*connect.Response[v1.RewrapDataKeyResponse], error) {
+	return c.rewrapDataKey.CallUnary(ctx, req)
+}
+
 // KeeperServiceHandler is an implementation of the spike.keeper.v1.KeeperService service.
 type KeeperServiceHandler interface {
 	// Status reports whether Keeper holds an unsealed keyring.
@@ -211,6 +289,24 @@ type KeeperServiceHandler interface {
 	// keyring key with exactly the new slots asked for, at the next epoch.
 	// Keeper's state does not change: Nexus stores the result.
 	Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error)
+	// Rotate returns the stored keyring with a new random root key version
+	// as the active one, at the next epoch, sealed under the same keyring key
+	// and slots. Keeper's state does not change: Nexus stores the result and
+	// then has every Keeper Advance to it.
+	Rotate(context.Context, *connect.Request[v1.RotateRequest]) (*connect.Response[v1.RotateResponse], error)
+	// DestroyRootKeys returns the stored keyring without the root key
+	// versions below below_version, at the next epoch. Keeper's state does
+	// not change: Nexus stores the result and has every Keeper Advance.
+	DestroyRootKeys(context.Context, *connect.Request[v1.DestroyRootKeysRequest]) (*connect.Response[v1.DestroyRootKeysResponse], error)
+	// Advance has Keeper hold a newer epoch of the keyring it holds (after a
+	// rotation or a destruction): it opens it with the keyring key it holds,
+	// so no credentials are needed. A Keeper that cannot (its keyring key was
+	// replaced by a rekey) answers REASON_STALE_KEYRING and fetches the new
+	// epoch from its peers.
+	Advance(context.Context, *connect.Request[v1.AdvanceRequest]) (*connect.Response[v1.AdvanceResponse], error)
+	// RewrapDataKey unwraps a data key and wraps the same key under the
+	// active root key version; the key never leaves Keeper.
+	RewrapDataKey(context.Context, *connect.Request[v1.RewrapDataKeyRequest]) (*connect.Response[v1.RewrapDataKeyResponse], error)
 }
 
 // NewKeeperServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -265,6 +361,32 @@ func NewKeeperServiceHandler(svc KeeperServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(keeperServiceMethods.ByName("Rekey")),
 		connect.WithHandlerOptions(opts...),
 	)
+	keeperServiceRotateHandler := connect.NewUnaryHandler(
+		KeeperServiceRotateProcedure,
+		svc.Rotate,
+		connect.WithSchema(keeperServiceMethods.ByName("Rotate")),
+		connect.WithHandlerOptions(opts...),
+	)
+	keeperServiceDestroyRootKeysHandler := connect.NewUnaryHandler(
+		KeeperServiceDestroyRootKeysProcedure,
+		svc.DestroyRootKeys,
+		connect.WithSchema(keeperServiceMethods.ByName("DestroyRootKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
+	keeperServiceAdvanceHandler := connect.NewUnaryHandler(
+		KeeperServiceAdvanceProcedure,
+		svc.Advance,
+		connect.WithSchema(keeperServiceMethods.ByName("Advance")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
+	keeperServiceRewrapDataKeyHandler := connect.NewUnaryHandler(
+		KeeperServiceRewrapDataKeyProcedure,
+		svc.RewrapDataKey,
+		connect.WithSchema(keeperServiceMethods.ByName("RewrapDataKey")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.keeper.v1.KeeperService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case KeeperServiceStatusProcedure:
@@ -281,6 +403,14 @@ func NewKeeperServiceHandler(svc KeeperServiceHandler, opts ...connect.HandlerOp
 			keeperServiceSealHandler.ServeHTTP(w, r)
 		case KeeperServiceRekeyProcedure:
 			keeperServiceRekeyHandler.ServeHTTP(w, r)
+		case KeeperServiceRotateProcedure:
+			keeperServiceRotateHandler.ServeHTTP(w, r)
+		case KeeperServiceDestroyRootKeysProcedure:
+			keeperServiceDestroyRootKeysHandler.ServeHTTP(w, r)
+		case KeeperServiceAdvanceProcedure:
+			keeperServiceAdvanceHandler.ServeHTTP(w, r)
+		case KeeperServiceRewrapDataKeyProcedure:
+			keeperServiceRewrapDataKeyHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -316,6 +446,22 @@ func (UnimplementedKeeperServiceHandler) Seal(context.Context, *connect.Request[
 
 func (UnimplementedKeeperServiceHandler) Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.Rekey is not implemented"))
+}
+
+func (UnimplementedKeeperServiceHandler) Rotate(context.Context, *connect.Request[v1.RotateRequest]) (*connect.Response[v1.RotateResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.Rotate is not implemented"))
+}
+
+func (UnimplementedKeeperServiceHandler) DestroyRootKeys(context.Context, *connect.Request[v1.DestroyRootKeysRequest]) (*connect.Response[v1.DestroyRootKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.DestroyRootKeys is not implemented"))
+}
+
+func (UnimplementedKeeperServiceHandler) Advance(context.Context, *connect.Request[v1.AdvanceRequest]) (*connect.Response[v1.AdvanceResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.Advance is not implemented"))
+}
+
+func (UnimplementedKeeperServiceHandler) RewrapDataKey(context.Context, *connect.Request[v1.RewrapDataKeyRequest]) (*connect.Response[v1.RewrapDataKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.keeper.v1.KeeperService.RewrapDataKey is not implemented"))
 }
 
 // PeerServiceClient is a client for the spike.keeper.v1.PeerService service.

@@ -47,6 +47,15 @@ const (
 	OperatorServiceLogoutProcedure = "/spike.nexus.v1.OperatorService/Logout"
 	// OperatorServiceRekeyProcedure is the fully-qualified name of the OperatorService's Rekey RPC.
 	OperatorServiceRekeyProcedure = "/spike.nexus.v1.OperatorService/Rekey"
+	// OperatorServiceRotateRootKeyProcedure is the fully-qualified name of the OperatorService's
+	// RotateRootKey RPC.
+	OperatorServiceRotateRootKeyProcedure = "/spike.nexus.v1.OperatorService/RotateRootKey"
+	// OperatorServiceRewrapDataKeysProcedure is the fully-qualified name of the OperatorService's
+	// RewrapDataKeys RPC.
+	OperatorServiceRewrapDataKeysProcedure = "/spike.nexus.v1.OperatorService/RewrapDataKeys"
+	// OperatorServiceDestroyOldRootKeysProcedure is the fully-qualified name of the OperatorService's
+	// DestroyOldRootKeys RPC.
+	OperatorServiceDestroyOldRootKeysProcedure = "/spike.nexus.v1.OperatorService/DestroyOldRootKeys"
 )
 
 // OperatorServiceClient is a client for the spike.nexus.v1.OperatorService service.
@@ -75,6 +84,19 @@ type OperatorServiceClient interface {
 	// the current password or a quorum of shares, and afterwards only the
 	// new password and/or shares open it. The root keys do not change.
 	Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error)
+	// RotateRootKey adds a new random root key version, which wraps every
+	// data key made from then on, and has every Keeper take it. It is the
+	// first of three steps (spike operator rotate runs them): then
+	// RewrapDataKeys until none is left under an older version, then
+	// DestroyOldRootKeys.
+	RotateRootKey(context.Context, *connect.Request[v1.RotateRootKeyRequest]) (*connect.Response[v1.RotateRootKeyResponse], error)
+	// RewrapDataKeys re-wraps up to limit data keys that are wrapped under an
+	// older root key version than the active one, online; call it until
+	// remaining is 0. Safe to repeat and to run beside requests.
+	RewrapDataKeys(context.Context, *connect.Request[v1.RewrapDataKeysRequest]) (*connect.Response[v1.RewrapDataKeysResponse], error)
+	// DestroyOldRootKeys destroys the root key versions below the active
+	// one, once no data key is wrapped under them.
+	DestroyOldRootKeys(context.Context, *connect.Request[v1.DestroyOldRootKeysRequest]) (*connect.Response[v1.DestroyOldRootKeysResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the spike.nexus.v1.OperatorService service. By
@@ -132,18 +154,39 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("Rekey")),
 			connect.WithClientOptions(opts...),
 		),
+		rotateRootKey: connect.NewClient[v1.RotateRootKeyRequest, v1.RotateRootKeyResponse](
+			httpClient,
+			baseURL+OperatorServiceRotateRootKeyProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RotateRootKey")),
+			connect.WithClientOptions(opts...),
+		),
+		rewrapDataKeys: connect.NewClient[v1.RewrapDataKeysRequest, v1.RewrapDataKeysResponse](
+			httpClient,
+			baseURL+OperatorServiceRewrapDataKeysProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RewrapDataKeys")),
+			connect.WithClientOptions(opts...),
+		),
+		destroyOldRootKeys: connect.NewClient[v1.DestroyOldRootKeysRequest, v1.DestroyOldRootKeysResponse](
+			httpClient,
+			baseURL+OperatorServiceDestroyOldRootKeysProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("DestroyOldRootKeys")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // operatorServiceClient implements OperatorServiceClient.
 type operatorServiceClient struct {
-	init   *connect.Client[v1.InitRequest, v1.InitResponse]
-	unseal *connect.Client[v1.UnsealRequest, v1.UnsealResponse]
-	seal   *connect.Client[v1.SealRequest, v1.SealResponse]
-	status *connect.Client[v1.StatusRequest, v1.StatusResponse]
-	login  *connect.Client[v1.LoginRequest, v1.LoginResponse]
-	logout *connect.Client[v1.LogoutRequest, v1.LogoutResponse]
-	rekey  *connect.Client[v1.RekeyRequest, v1.RekeyResponse]
+	init               *connect.Client[v1.InitRequest, v1.InitResponse]
+	unseal             *connect.Client[v1.UnsealRequest, v1.UnsealResponse]
+	seal               *connect.Client[v1.SealRequest, v1.SealResponse]
+	status             *connect.Client[v1.StatusRequest, v1.StatusResponse]
+	login              *connect.Client[v1.LoginRequest, v1.LoginResponse]
+	logout             *connect.Client[v1.LogoutRequest, v1.LogoutResponse]
+	rekey              *connect.Client[v1.RekeyRequest, v1.RekeyResponse]
+	rotateRootKey      *connect.Client[v1.RotateRootKeyRequest, v1.RotateRootKeyResponse]
+	rewrapDataKeys     *connect.Client[v1.RewrapDataKeysRequest, v1.RewrapDataKeysResponse]
+	destroyOldRootKeys *connect.Client[v1.DestroyOldRootKeysRequest, v1.DestroyOldRootKeysResponse]
 }
 
 // Init calls spike.nexus.v1.OperatorService.Init.
@@ -181,6 +224,21 @@ func (c *operatorServiceClient) Rekey(ctx context.Context, req *connect.Request[
 	return c.rekey.CallUnary(ctx, req)
 }
 
+// RotateRootKey calls spike.nexus.v1.OperatorService.RotateRootKey.
+func (c *operatorServiceClient) RotateRootKey(ctx context.Context, req *connect.Request[v1.RotateRootKeyRequest]) (*connect.Response[v1.RotateRootKeyResponse], error) {
+	return c.rotateRootKey.CallUnary(ctx, req)
+}
+
+// RewrapDataKeys calls spike.nexus.v1.OperatorService.RewrapDataKeys.
+func (c *operatorServiceClient) RewrapDataKeys(ctx context.Context, req *connect.Request[v1.RewrapDataKeysRequest]) (*connect.Response[v1.RewrapDataKeysResponse], error) {
+	return c.rewrapDataKeys.CallUnary(ctx, req)
+}
+
+// DestroyOldRootKeys calls spike.nexus.v1.OperatorService.DestroyOldRootKeys.
+func (c *operatorServiceClient) DestroyOldRootKeys(ctx context.Context, req *connect.Request[v1.DestroyOldRootKeysRequest]) (*connect.Response[v1.DestroyOldRootKeysResponse], error) {
+	return c.destroyOldRootKeys.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the spike.nexus.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// Init creates the root keyring, stores it sealed under the password and
@@ -207,6 +265,19 @@ type OperatorServiceHandler interface {
 	// the current password or a quorum of shares, and afterwards only the
 	// new password and/or shares open it. The root keys do not change.
 	Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error)
+	// RotateRootKey adds a new random root key version, which wraps every
+	// data key made from then on, and has every Keeper take it. It is the
+	// first of three steps (spike operator rotate runs them): then
+	// RewrapDataKeys until none is left under an older version, then
+	// DestroyOldRootKeys.
+	RotateRootKey(context.Context, *connect.Request[v1.RotateRootKeyRequest]) (*connect.Response[v1.RotateRootKeyResponse], error)
+	// RewrapDataKeys re-wraps up to limit data keys that are wrapped under an
+	// older root key version than the active one, online; call it until
+	// remaining is 0. Safe to repeat and to run beside requests.
+	RewrapDataKeys(context.Context, *connect.Request[v1.RewrapDataKeysRequest]) (*connect.Response[v1.RewrapDataKeysResponse], error)
+	// DestroyOldRootKeys destroys the root key versions below the active
+	// one, once no data key is wrapped under them.
+	DestroyOldRootKeys(context.Context, *connect.Request[v1.DestroyOldRootKeysRequest]) (*connect.Response[v1.DestroyOldRootKeysResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -260,6 +331,24 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("Rekey")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceRotateRootKeyHandler := connect.NewUnaryHandler(
+		OperatorServiceRotateRootKeyProcedure,
+		svc.RotateRootKey,
+		connect.WithSchema(operatorServiceMethods.ByName("RotateRootKey")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRewrapDataKeysHandler := connect.NewUnaryHandler(
+		OperatorServiceRewrapDataKeysProcedure,
+		svc.RewrapDataKeys,
+		connect.WithSchema(operatorServiceMethods.ByName("RewrapDataKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceDestroyOldRootKeysHandler := connect.NewUnaryHandler(
+		OperatorServiceDestroyOldRootKeysProcedure,
+		svc.DestroyOldRootKeys,
+		connect.WithSchema(operatorServiceMethods.ByName("DestroyOldRootKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.nexus.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceInitProcedure:
@@ -276,6 +365,12 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceLogoutHandler.ServeHTTP(w, r)
 		case OperatorServiceRekeyProcedure:
 			operatorServiceRekeyHandler.ServeHTTP(w, r)
+		case OperatorServiceRotateRootKeyProcedure:
+			operatorServiceRotateRootKeyHandler.ServeHTTP(w, r)
+		case OperatorServiceRewrapDataKeysProcedure:
+			operatorServiceRewrapDataKeysHandler.ServeHTTP(w, r)
+		case OperatorServiceDestroyOldRootKeysProcedure:
+			operatorServiceDestroyOldRootKeysHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -311,4 +406,16 @@ func (UnimplementedOperatorServiceHandler) Logout(context.Context, *connect.Requ
 
 func (UnimplementedOperatorServiceHandler) Rekey(context.Context, *connect.Request[v1.RekeyRequest]) (*connect.Response[v1.RekeyResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Rekey is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RotateRootKey(context.Context, *connect.Request[v1.RotateRootKeyRequest]) (*connect.Response[v1.RotateRootKeyResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.RotateRootKey is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RewrapDataKeys(context.Context, *connect.Request[v1.RewrapDataKeysRequest]) (*connect.Response[v1.RewrapDataKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.RewrapDataKeys is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) DestroyOldRootKeys(context.Context, *connect.Request[v1.DestroyOldRootKeysRequest]) (*connect.Response[v1.DestroyOldRootKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.DestroyOldRootKeys is not implemented"))
 }
