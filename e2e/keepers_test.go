@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -88,41 +87,7 @@ func TestKeepersWithoutASinglePointOfFailure(t *testing.T) {
 	}
 
 	// The storm: each worker writes its own secret and reads it back.
-	var (
-		mu       sync.Mutex
-		ok       int
-		failures []string
-		stop     = make(chan struct{})
-		wg       sync.WaitGroup
-	)
-	for w := range 4 {
-		wg.Go(func() {
-			path := fmt.Sprintf("keepers/w%d", w)
-			for n := 0; ; n++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				value := fmt.Sprint(n)
-				_, err := secrets.PutSecret(ctx, connect.NewRequest(&nexusv1.PutSecretRequest{Path: path, Data: map[string]string{"n": value}}))
-				if err == nil {
-					var got *connect.Response[nexusv1.GetSecretResponse]
-					got, err = secrets.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: path}))
-					if err == nil && got.Msg.GetSecret().GetData()["n"] != value {
-						err = fmt.Errorf("read %q after writing %q", got.Msg.GetSecret().GetData()["n"], value)
-					}
-				}
-				mu.Lock()
-				if err != nil {
-					failures = append(failures, err.Error())
-				} else {
-					ok++
-				}
-				mu.Unlock()
-			}
-		})
-	}
+	st := startStorm(ctx, []nexusv1connect.SecretServiceClient{secrets}, 4, "keepers/w", nil)
 	// Each phase outlives the data key cache.
 	pause := func() { time.Sleep(1500 * time.Millisecond) }
 
@@ -142,8 +107,7 @@ func TestKeepersWithoutASinglePointOfFailure(t *testing.T) {
 	s.keepers[1].WaitListening(s.keeperAddrs[1])
 	waitReseeded(t, op, 1, time.Now())
 	pause()
-	close(stop)
-	wg.Wait()
+	ok, failures := st.finish()
 	t.Logf("%d reads and writes succeeded while Keepers were killed and restarted; %d failed", ok, len(failures))
 	if len(failures) > 0 {
 		t.Errorf("requests failed while a Keeper held the root key:\n%s", strings.Join(failures[:min(len(failures), 10)], "\n"))

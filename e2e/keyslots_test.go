@@ -144,6 +144,8 @@ func TestRekeyFormat1Keyring(t *testing.T) {
 	if c, sealed, epoch := storedKeyring(t, s.dsn); c == 0 || sealed != 0 || epoch != 0 {
 		t.Fatalf("fixture keyring: ciphertext %d bytes, sealed %d, epoch %d; want format 1", c, sealed, epoch)
 	}
+	// A format 1 keyring cannot rotate: the refusal says how to move on.
+	wantRefused(t, "rotate of a format 1 keyring", spike(t, admin, "", "operator", "rotate"), "rekey it once")
 	out := mustSpike(t, admin, oldPassword+newPassword, "operator", "rekey", "--shares", "1/2", "-o", "json")
 	var doc struct {
 		Epoch  uint64   `json:"epoch"`
@@ -154,6 +156,11 @@ func TestRekeyFormat1Keyring(t *testing.T) {
 	}
 	if c, sealed, epoch := storedKeyring(t, s.dsn); c != 0 || sealed == 0 || epoch != 2 {
 		t.Errorf("after rekey: ciphertext %d bytes, sealed %d, epoch %d; want format 2 at epoch 2", c, sealed, epoch)
+	}
+	// The Keeper took the rekeyed keyring (its new keyring key) without
+	// an unseal, so the root key rotates right away.
+	if out := mustSpike(t, admin, "", "operator", "rotate"); !strings.Contains(out, "version 2 is the only one left") {
+		t.Errorf("rotate after the rekey printed %q", out)
 	}
 	mustSpike(t, admin, "", "operator", "seal")
 	wantRefused(t, "unseal with the old password", spike(t, admin, oldPassword, "operator", "unseal"), "wrong password")

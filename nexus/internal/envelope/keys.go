@@ -340,7 +340,17 @@ func (k *Keys) unwrap(ctx context.Context, id DEKID) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return k.keeper.DecryptDataKey(ctx, id[:], row.Wrapped, row.RootKeyVersion)
+	plain, err := k.keeper.DecryptDataKey(ctx, id[:], row.Wrapped, row.RootKeyVersion)
+	if fault.CodeOf(err) != fault.DataLoss {
+		return plain, err
+	}
+	// A rotation may have re-wrapped the key and destroyed the version it
+	// was read under, between the read and the unwrap: read it again once.
+	again, rerr := k.store.DataKey(ctx, id[:])
+	if rerr != nil || again.RootKeyVersion == row.RootKeyVersion && bytes.Equal(again.Wrapped, row.Wrapped) {
+		return nil, err
+	}
+	return k.keeper.DecryptDataKey(ctx, id[:], again.Wrapped, again.RootKeyVersion)
 }
 
 // MACKey returns a copy of the audit MAC key, creating it (a data key like

@@ -40,6 +40,9 @@ var refusals = map[keeperv1.ErrorDetail_Reason]refusal{
 	keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH: {code: fault.FailedPrecondition, msg: "%[1]s: %[2]s"},
 	keeperv1.ErrorDetail_REASON_INVALID_REQUEST:  {code: fault.Invalid, msg: "%[1]s: %[2]s"},
 	keeperv1.ErrorDetail_REASON_WRONG_SHARES:     {code: fault.Invalid, msg: "%[1]s: wrong shares", cause: ErrWrongShares},
+	// Every Keeper asked holds an older epoch than needed: they are
+	// fetching the newer one from each other; nothing happened.
+	keeperv1.ErrorDetail_REASON_STALE_KEYRING: {code: fault.Unavailable, msg: "%[1]s: %[2]s"},
 }
 
 // reasonsByCode gives the reason of a refusal that carries none (a Keeper

@@ -77,9 +77,12 @@ type Instance struct {
 	Unsealed bool
 	// Holds is true when it holds this database's keyring.
 	Holds bool
-	// KeyringID and ActiveKeyVersion describe the keyring it holds.
+	// KeyringID, Epoch, ActiveKeyVersion and OldestKeyVersion describe
+	// the keyring it holds.
 	KeyringID        []byte
+	Epoch            uint64
 	ActiveKeyVersion uint32
+	OldestKeyVersion uint32
 	// SealedOnPurpose is true after spike operator seal, until an unseal.
 	SealedOnPurpose bool
 	// Source says how it got its keyring: "unseal" or "peer <url>".
@@ -341,6 +344,7 @@ func (c *Client) askAll(ctx context.Context, keyringID []byte, prev []Instance) 
 			default:
 				m := resp.Msg
 				st.Unsealed, st.KeyringID, st.ActiveKeyVersion = m.GetUnsealed(), m.GetKeyringId(), m.GetActiveKeyVersion()
+				st.Epoch, st.OldestKeyVersion = m.GetEpoch(), m.GetOldestKeyVersion()
 				st.SealedOnPurpose, st.Source = m.GetSealedOnPurpose(), m.GetSource()
 				st.Holds = st.Unsealed && keyringID != nil && bytes.Equal(st.KeyringID, keyringID)
 			}
@@ -348,6 +352,20 @@ func (c *Client) askAll(ctx context.Context, keyringID []byte, prev []Instance) 
 		})
 	}
 	wg.Wait()
+	// The newest epoch a Keeper holds was committed (Keepers advance only
+	// to stored epochs): from now on it is the floor, and a Keeper below
+	// it (it missed a rotation) does not count as holding the keyring.
+	for _, st := range states {
+		if st.Holds {
+			c.Committed(keyringID, st.Epoch)
+		}
+	}
+	floor := c.floor(keyringID)
+	for i := range states {
+		if states[i].Holds && states[i].Epoch < floor {
+			states[i].Holds = false
+		}
+	}
 	return states
 }
 
@@ -433,7 +451,7 @@ func (c *Client) lost(i int, err error) {
 	switch reasonFor(err) {
 	case keeperv1.ErrorDetail_REASON_SEALED:
 		k.Unsealed = false
-	case keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH:
+	case keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, keeperv1.ErrorDetail_REASON_STALE_KEYRING:
 		k.Unsealed = true
 	default:
 		k.Err = err
@@ -497,7 +515,8 @@ func (c *Client) call(ctx context.Context, op string, f func(context.Context, ke
 // (any more).
 func failover(err error) bool {
 	switch reasonFor(err) {
-	case keeperv1.ErrorDetail_REASON_SEALED, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH:
+	case keeperv1.ErrorDetail_REASON_SEALED, keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH,
+		keeperv1.ErrorDetail_REASON_STALE_KEYRING:
 		return true
 	case keeperv1.ErrorDetail_REASON_UNSPECIFIED:
 	default:
@@ -725,8 +744,9 @@ func (c *Client) firstVerdict(op string, errs []error) error {
 // owns (and should clear) the plaintext.
 func (c *Client) GenerateDataKey(ctx context.Context, id []byte) (DataKey, error) {
 	var dk DataKey
+	minEpoch := c.floor(c.State().KeyringID)
 	err := c.call(ctx, "generate data key", func(ctx context.Context, rpc keeperv1connect.KeeperServiceClient) error {
-		resp, err := rpc.GenerateDataKey(ctx, connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: id}))
+		resp, err := rpc.GenerateDataKey(ctx, connect.NewRequest(&keeperv1.GenerateDataKeyRequest{DekId: id, MinEpoch: minEpoch}))
 		if err != nil {
 			return err
 		}

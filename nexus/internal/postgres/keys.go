@@ -77,8 +77,49 @@ var errKeyringChanged = fault.New(fault.Aborted, "the stored keyring changed mea
 // admin token is deleted with it: tokens won with the old credentials do
 // not outlive them.
 func (s *Store) UpdateKeyring(ctx context.Context, rec *audit.Entry, old, next keeper.Keyring) error {
+	return s.replaceKeyring(ctx, "update root keyring", rec, old, next, func(tx pgx.Tx) error {
+		// Credentials changed: every admin token goes with the old ones
+		// (a token not found is refused).
+		_, err := tx.Exec(ctx, `DELETE FROM admin_tokens`)
+		return err
+	})
+}
+
+// AdvanceKeyring replaces the stored keyring old with next, a rotation of
+// it (same keyring key and slots, a new root key version), in one
+// transaction with rec; a compare-and-set like UpdateKeyring. Admin tokens
+// stay: the credentials did not change.
+func (s *Store) AdvanceKeyring(ctx context.Context, rec *audit.Entry, old, next keeper.Keyring) error {
+	return s.replaceKeyring(ctx, "rotate root keyring", rec, old, next, nil)
+}
+
+// RetireRootKeys replaces the stored keyring old with next, which lacks
+// the root key versions below below, in one transaction with rec and only
+// if no data key is still wrapped under one of them (checked in the same
+// transaction, under a lock that holds off new data keys until it
+// commits): otherwise nothing is written and the error is
+// fault.FailedPrecondition.
+func (s *Store) RetireRootKeys(ctx context.Context, rec *audit.Entry, old, next keeper.Keyring, below uint32) error {
+	return s.replaceKeyring(ctx, "destroy old root keys", rec, old, next, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `LOCK TABLE data_keys IN SHARE MODE`); err != nil {
+			return err
+		}
+		var n int64
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM data_keys WHERE root_key_version < $1`, int64(below)).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
+			return fault.New(fault.FailedPrecondition, "%d data keys are still wrapped under a root key version below %d: rewrap them first (spike operator rotate does)", n, below)
+		}
+		return nil
+	})
+}
+
+// replaceKeyring is the compare-and-set of the stored keyring old with
+// next, with then run in the same transaction.
+func (s *Store) replaceKeyring(ctx context.Context, op string, rec *audit.Entry, old, next keeper.Keyring, then func(pgx.Tx) error) error {
 	if len(next.Sealed) == 0 || !bytes.Equal(old.ID, next.ID) {
-		return fmt.Errorf("update root keyring: the new keyring must be format 2 of keyring %x", old.ID)
+		return fmt.Errorf("%s: the new keyring must be format 2 of keyring %x", op, old.ID)
 	}
 	oldEpoch, err := storedEpoch(old)
 	if err != nil {
@@ -101,12 +142,71 @@ func (s *Store) UpdateKeyring(ctx context.Context, rec *audit.Entry, old, next k
 		if tag.RowsAffected() == 0 {
 			return errKeyringChanged
 		}
-		// Credentials changed: every admin token goes with the old ones
-		// (a token not found is refused).
-		_, err = tx.Exec(ctx, `DELETE FROM admin_tokens`)
-		return err
+		if then != nil {
+			return then(tx)
+		}
+		return nil
 	})
-	return dbError(ctx, "update root keyring", err)
+	return dbError(ctx, op, err)
+}
+
+// DataKeysBelow returns up to limit wrapped data keys whose root key
+// version is below version, and how many there are in all.
+func (s *Store) DataKeysBelow(ctx context.Context, version uint32, limit int) ([]envelope.WrappedKey, int64, error) {
+	var total int64
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM data_keys WHERE root_key_version < $1`, int64(version)).Scan(&total); err != nil {
+		return nil, 0, dbError(ctx, "count data keys to rewrap", err)
+	}
+	if total == 0 || limit <= 0 {
+		return nil, total, nil
+	}
+	rows, err := s.pool.Query(ctx,
+		`SELECT id, root_key_version, wrapped FROM data_keys WHERE root_key_version < $1 ORDER BY id LIMIT $2`,
+		int64(version), limit)
+	if err != nil {
+		return nil, 0, dbError(ctx, "read data keys to rewrap", err)
+	}
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (envelope.WrappedKey, error) {
+		var k envelope.WrappedKey
+		var v int32
+		err := r.Scan(&k.ID, &v, &k.Wrapped)
+		k.RootKeyVersion = uint32(v) //nolint:gosec // a negative version fails to unwrap, as any altered one
+		return k, err
+	})
+	return keys, total, dbError(ctx, "read data keys to rewrap", err)
+}
+
+// Rewrapped is one data key wrapped anew: Old as read, Wrapped and
+// RootKeyVersion its new form.
+type Rewrapped struct {
+	Old            envelope.WrappedKey
+	Wrapped        []byte
+	RootKeyVersion uint32
+}
+
+// RewrapDataKeys stores the new forms of data keys, each only if its row
+// is still as read (compare-and-set), in one transaction with rec, and
+// returns how many were stored.
+func (s *Store) RewrapDataKeys(ctx context.Context, rec *audit.Entry, keys []Rewrapped) (int64, error) {
+	var n int64
+	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
+		n = 0
+		for _, k := range keys {
+			if k.RootKeyVersion > math.MaxInt32 {
+				return fmt.Errorf("root key version %d out of range", k.RootKeyVersion)
+			}
+			tag, err := tx.Exec(ctx,
+				`UPDATE data_keys SET wrapped = $1, root_key_version = $2
+				 WHERE id = $3 AND root_key_version = $4 AND wrapped = $5`,
+				k.Wrapped, int32(k.RootKeyVersion), k.Old.ID, int64(k.Old.RootKeyVersion), k.Old.Wrapped)
+			if err != nil {
+				return err
+			}
+			n += tag.RowsAffected()
+		}
+		return nil
+	})
+	return n, dbError(ctx, "store rewrapped data keys", err)
 }
 
 // storedEpoch is k's epoch as the database stores it.

@@ -193,8 +193,16 @@ func (o operatorServer) rekey(ctx context.Context, c *call, m *nexusv1.RekeyRequ
 		}
 	}
 	c.mustDeliver = len(shares) > 0
-	// Keepers refuse the old keyring from now on (told at the check).
+	// Keepers refuse the old keyring from now on, and hold the new one:
+	// only the new credentials open its keyring key, which rotations need.
 	o.keeper.Committed(next.ID, next.Epoch)
+	adopt := keeper.Credentials{Password: slots.Password}
+	if len(shares) > 0 {
+		adopt = keeper.Credentials{Shares: shares} // no key derivation
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 25*time.Second)
+	o.keeper.Adopt(actx, adopt, next)
+	cancel()
 	o.checkKeepers(ctx)
 	// Every admin token went with the old credentials: the caller gets a
 	// new one.
@@ -330,6 +338,8 @@ func keeperStatuses(st keeper.State) []*nexusv1.KeeperStatus {
 			Reachable:        k.Err == nil,
 			HoldsKeyring:     k.Holds,
 			ActiveKeyVersion: k.ActiveKeyVersion,
+			OldestKeyVersion: k.OldestKeyVersion,
+			Epoch:            k.Epoch,
 			SealedOnPurpose:  k.SealedOnPurpose,
 			Source:           k.Source,
 		}

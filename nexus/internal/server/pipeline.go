@@ -215,6 +215,10 @@ var rules = map[string]rule{
 	nexusv1connect.OperatorServiceSealProcedure:   {need: adminToken},
 	nexusv1connect.OperatorServiceRekeyProcedure:  {need: adminToken},
 
+	nexusv1connect.OperatorServiceRotateRootKeyProcedure:      {need: adminToken},
+	nexusv1connect.OperatorServiceRewrapDataKeysProcedure:     {need: adminToken},
+	nexusv1connect.OperatorServiceDestroyOldRootKeysProcedure: {need: adminToken},
+
 	nexusv1connect.PolicyServicePutPolicyProcedure:    {need: adminToken},
 	nexusv1connect.PolicyServiceGetPolicyProcedure:    {need: adminToken},
 	nexusv1connect.PolicyServiceListPoliciesProcedure: {need: adminToken},

@@ -27,6 +27,9 @@ import (
 // returns it, lists a fixed tree of paths a page at a time, and answers
 // every request with err when set.
 type fakeNexus struct {
+	// Rotation is tried end to end (e2e/rotate_test.go), not against this
+	// fake.
+	nexusv1connect.UnimplementedOperatorServiceHandler
 	err error
 	// pageSize is how many entries one ListSecrets page holds, whatever the
 	// request asks; 0 means all.

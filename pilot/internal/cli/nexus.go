@@ -33,6 +33,11 @@ var notReplayable = []string{
 	nexusv1connect.OperatorServiceRekeyProcedure,
 	nexusv1connect.OperatorServiceLoginProcedure,
 	nexusv1connect.OperatorServiceUnsealProcedure,
+	// Each step of a rotation checks the version it expects, so a
+	// repeat is refused rather than applied twice; spike operator rotate
+	// resumes from the state it finds.
+	nexusv1connect.OperatorServiceRotateRootKeyProcedure,
+	nexusv1connect.OperatorServiceDestroyOldRootKeysProcedure,
 }
 
 // newNexus builds the clients of the Nexus at url on httpClient, each

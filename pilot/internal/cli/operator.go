@@ -25,6 +25,7 @@ func (inv *invocation) operatorCommand() *cobra.Command {
 		inv.sealCommand(),
 		inv.statusCommand(),
 		inv.rekeyCommand(),
+		inv.rotateCommand(),
 	)
 }
 

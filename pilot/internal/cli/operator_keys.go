@@ -177,8 +177,8 @@ change, so nothing is re-encrypted and Keepers keep serving.
 A copy of the sealed keyring taken before the rekey (a database backup)
 still opens with the credentials of its time. A rekey revokes every admin
 token; yours is replaced and saved as 'spike login' saves it. After a
-leaked password or share, rekey and destroy old backups; rotating the root
-key is not available yet.
+leaked password or share, rekey, then rotate (spike operator rotate: the
+root keys an old backup opens are destroyed), and destroy old backups.
 
 Input order: the current password (or shares), then the new password,
 twice on a terminal. From a pipe: one line each, e.g.
