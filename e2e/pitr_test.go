@@ -196,6 +196,41 @@ func TestPointInTimeRecovery(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &report); err != nil || !report.OK {
 		t.Errorf("audit verify after recovery printed %s (%v)", out, err)
 	}
+
+	t.Run("a Keeper that saw the rekey refuses the recovered keyring until restarted", func(t *testing.T) {
+		// The runbook's warning: the old Keeper, still running, is given
+		// the recovered database by a Nexus of the old deployment.
+		src.nexus[0].Stop()
+		stale := &stack{ca: src.ca, adminTokenFile: filepath.Join(t.TempDir(), "admin-token")}
+		stale.startNexus(t, svidEnv(t, src.ca, identity.Nexus(td)), db.On(restored).Serving, []string{"https://" + src.keeperAddr})
+		token, err := os.ReadFile(dst.adminTokenFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(stale.adminTokenFile, token, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		old := stale.pilotEnv(t, 0, identity.Pilot(td))
+		// It still holds the keyring (the same one, rekeyed): the
+		// recovered database is served without any credentials...
+		waitStatus(t, old, func(s statusJSON) bool { return !s.Sealed })
+		if s := getJSON(t, old, "apps/db"); s.Version != 4 {
+			t.Errorf("apps/db through the old Keeper: version %d, want 4", s.Version)
+		}
+		// ...and the credentials of the restore point's time are refused:
+		// the stored keyring is older than the one it saw.
+		wantRefused(t, "login with the old password through the old Keeper",
+			spike(t, old, oldPassword, "login"), "epoch 1 is older than epoch 2, seen before: the stored keyring was rolled back")
+		// Restarted, it has forgotten both.
+		src.keeper.Stop()
+		src.keeper.Restart()
+		src.keeper.WaitListening(src.keeperAddr)
+		waitStatus(t, old, func(s statusJSON) bool { return s.Sealed && s.KeeperReachable })
+		mustAfterBackoff(t, old, oldPassword, "operator", "unseal")
+		if s := getJSON(t, old, "apps/db"); s.Version != 4 || s.Data["pass"] != "v4" {
+			t.Errorf("apps/db through the restarted Keeper: version %d %v, want version 4", s.Version, s.Data)
+		}
+	})
 }
 
 // runServerTool runs a program as the OS user the clusters run as (see
