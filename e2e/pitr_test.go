@@ -50,7 +50,8 @@ func TestPointInTimeRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(archiveWAL, script, 0o755); err != nil { //nolint:gosec // the server's OS user runs it
+	// 0755: the server's OS user runs it.
+	if err := os.WriteFile(archiveWAL, script, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	cl, err := pgtest.StartWith(filepath.Join(root, "primary"), pgtest.Options{Settings: []string{

@@ -345,7 +345,7 @@ func findBinary(name string) (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
-	return "", fmt.Errorf("pgtest: PostgreSQL server binary %q not found on PATH: %s", name, installHint)
+	return "", fmt.Errorf("pgtest: %q not found on PATH or in /usr/lib/postgresql/15/bin: %s", name, installHint)
 }
 
 // serverCredential returns the OS user the server runs as: nil (the current
