@@ -164,18 +164,25 @@ func startCluster(t *testing.T, db pgtest.Roles, replicas, keepers int, nexusEnv
 	s.keeper, s.keeperAddr = s.keepers[0], s.keeperAddrs[0]
 	nexusSVID := svidEnv(t, ca, identity.Nexus(td))
 	for range replicas {
-		addr := proctest.FreeAddr(t)
-		p := proctest.Start(t, filepath.Join(binDir, "spike-nexus"), env(baseEnv(), nexusSVID, []string{
-			"SPIKE_NEXUS_LISTEN=" + addr,
-			"SPIKE_DATABASE_URL=" + db.Serving,
-			"SPIKE_KEEPER_URLS=" + strings.Join(urls, ","),
-			"SPIKE_KEEPER_CHECK_INTERVAL=200ms",
-		}, nexusEnv)) // later entries win: nexusEnv overrides
-		p.WaitListening(addr)
-		s.nexus = append(s.nexus, p)
-		s.nexusAddrs = append(s.nexusAddrs, addr)
+		s.startNexus(t, nexusSVID, db.Serving, urls, nexusEnv...)
 	}
 	return s
+}
+
+// startNexus starts one more Nexus replica of s, with the SVID of
+// nexusSVID, serving the database at dsn with the Keepers at keeperURLs.
+func (s *stack) startNexus(t *testing.T, nexusSVID []string, dsn string, keeperURLs []string, nexusEnv ...string) {
+	t.Helper()
+	addr := proctest.FreeAddr(t)
+	p := proctest.Start(t, filepath.Join(binDir, "spike-nexus"), env(baseEnv(), nexusSVID, []string{
+		"SPIKE_NEXUS_LISTEN=" + addr,
+		"SPIKE_DATABASE_URL=" + dsn,
+		"SPIKE_KEEPER_URLS=" + strings.Join(keeperURLs, ","),
+		"SPIKE_KEEPER_CHECK_INTERVAL=200ms",
+	}, nexusEnv)) // later entries win: nexusEnv overrides
+	p.WaitListening(addr)
+	s.nexus = append(s.nexus, p)
+	s.nexusAddrs = append(s.nexusAddrs, addr)
 }
 
 // migrate runs spike-nexus migrate as db's owner for db's serving role.

@@ -44,7 +44,17 @@ type Cluster struct {
 	// What CrashRestart needs to start the server again.
 	postgres, data string
 	cred           *syscall.Credential
-	durable        bool
+	opts           Options
+}
+
+// Options configure StartWith and StartOnData.
+type Options struct {
+	// Durable turns synchronous_commit on: the cluster loses no
+	// acknowledged commit when its server crashes (see CrashRestart).
+	Durable bool
+	// Settings are more server settings, "name=value" each, given to the
+	// server after the package's own (so they win), e.g. archive_mode=on.
+	Settings []string
 }
 
 // Start initialises a new cluster in dir (created if missing, must otherwise be
@@ -53,17 +63,18 @@ type Cluster struct {
 // user and, if dir lies under the system temporary directory, its ancestors
 // there are made searchable (o+x) by that user.
 func Start(dir string) (*Cluster, error) {
-	return start(dir, false)
+	return StartWith(dir, Options{})
 }
 
 // StartDurable is Start for a cluster that loses no acknowledged commit
 // when its server crashes (synchronous_commit on), for tests that crash it
 // with CrashRestart.
 func StartDurable(dir string) (*Cluster, error) {
-	return start(dir, true)
+	return StartWith(dir, Options{Durable: true})
 }
 
-func start(dir string, durable bool) (*Cluster, error) {
+// StartWith is Start with options.
+func StartWith(dir string, opts Options) (*Cluster, error) {
 	dir, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: cluster dir: %w", err)
@@ -83,7 +94,7 @@ func start(dir string, durable bool) (*Cluster, error) {
 	if err := prepareDir(dir, cred); err != nil {
 		return nil, err
 	}
-	c, err := initAndStart(dir, initdb, postgres, cred, durable)
+	c, err := initAndStart(dir, initdb, postgres, cred, opts)
 	if err != nil {
 		_ = os.RemoveAll(dir)
 		return nil, err
@@ -91,9 +102,33 @@ func start(dir string, durable bool) (*Cluster, error) {
 	return c, nil
 }
 
-// initAndStart runs initdb in dir and starts a server on the new cluster.
-func initAndStart(dir, initdb, postgres string, cred *syscall.Credential, durable bool) (*Cluster, error) {
+// StartOnData starts a server, without initdb, on the data directory
+// dir/data that the caller put there: a base backup restored into a
+// directory made by ServerDir, say, with a recovery.signal and the
+// recovery settings in opts. It returns once the server accepts
+// connections, which may be while it still recovers (a hot standby). Stop
+// removes dir.
+func StartOnData(dir string, opts Options) (*Cluster, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("pgtest: cluster dir: %w", err)
+	}
+	postgres, err := findBinary("postgres")
+	if err != nil {
+		return nil, err
+	}
+	cred, err := serverCredential()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "PG_VERSION")); err != nil {
+		return nil, fmt.Errorf("pgtest: no data directory in %s: %w", dir, err)
+	}
+	return startWithRetries(dir, postgres, cred, opts)
+}
 
+// initAndStart runs initdb in dir and starts a server on the new cluster.
+func initAndStart(dir, initdb, postgres string, cred *syscall.Credential, opts Options) (*Cluster, error) {
 	data := filepath.Join(dir, "data")
 	initCmd := exec.Command(initdb, "-D", data, "-U", "postgres", "--auth=trust",
 		"-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions")
@@ -103,12 +138,16 @@ func initAndStart(dir, initdb, postgres string, cred *syscall.Credential, durabl
 	if out, err := initCmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("pgtest: initdb: %w\n%s", err, out)
 	}
+	return startWithRetries(dir, postgres, cred, opts)
+}
 
+// startWithRetries starts a server on dir/data at a free port.
+func startWithRetries(dir, postgres string, cred *syscall.Credential, opts Options) (*Cluster, error) {
 	// A free port can be taken by someone else between our probe and the
 	// server's bind, so try a few.
 	var lastErr error
 	for range 3 {
-		c := &Cluster{dir: dir, postgres: postgres, data: data, cred: cred, durable: durable}
+		c := &Cluster{dir: dir, postgres: postgres, data: filepath.Join(dir, "data"), cred: cred, opts: opts}
 		err := c.startServer(0)
 		if err == nil {
 			return c, nil
@@ -153,19 +192,23 @@ func (c *Cluster) startServer(port int) error {
 	defer logFile.Close() // the child holds its own copy of the descriptor
 
 	syncCommit := "off"
-	if c.durable {
+	if c.opts.Durable {
 		syncCommit = "on"
 	}
-	cmd := exec.Command(c.postgres, "-D", c.data,
+	args := []string{"-D", c.data,
 		"-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories="+sockDir,
+		"-c", "unix_socket_directories=" + sockDir,
 		"-c", "fsync=off",
-		"-c", "synchronous_commit="+syncCommit,
+		"-c", "synchronous_commit=" + syncCommit,
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=200",
 		"-c", "shared_buffers=32MB",
-	)
+	}
+	for _, setting := range c.opts.Settings {
+		args = append(args, "-c", setting)
+	}
+	cmd := exec.Command(c.postgres, args...)
 	cmd.Dir = c.dir
 	cmd.Env = serverEnv()
 	cmd.Stdout = logFile
@@ -270,6 +313,15 @@ func (c *Cluster) kill() {
 	<-c.done
 }
 
+// Log returns the server's log so far (or why it cannot be read).
+func (c *Cluster) Log() string {
+	b, err := os.ReadFile(c.log)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", c.log, err)
+	}
+	return string(b)
+}
+
 // logTail returns the last lines of the server log for error messages.
 func (c *Cluster) logTail() string {
 	b, err := os.ReadFile(c.log)
@@ -293,7 +345,7 @@ func findBinary(name string) (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return p, nil
 	}
-	return "", fmt.Errorf("pgtest: PostgreSQL server binary %q not found on PATH: %s", name, installHint)
+	return "", fmt.Errorf("pgtest: %q not found on PATH or in /usr/lib/postgresql/15/bin: %s", name, installHint)
 }
 
 // serverCredential returns the OS user the server runs as: nil (the current
@@ -316,6 +368,38 @@ func serverCredential() (*syscall.Credential, error) {
 		return nil, fmt.Errorf("pgtest: gid of postgres: %w", err)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
+}
+
+// ServerDir creates dir, which must not exist or be empty, for the OS
+// user the clusters' servers run as (see Start): a WAL archive, a base
+// backup's target, a cluster directory for StartOnData.
+func ServerDir(dir string) error {
+	cred, err := serverCredential()
+	if err != nil {
+		return err
+	}
+	return prepareDir(dir, cred)
+}
+
+// Command returns a command that runs program name (looked up as the
+// server binaries are: on PATH, then in PostgreSQL 15's bin directory) as
+// the OS user the servers run as, in their environment and in /, so that
+// what it writes belongs to that user (pg_basebackup, pg_verifybackup, a
+// copy of a base backup).
+func Command(ctx context.Context, name string, args ...string) (*exec.Cmd, error) {
+	bin, err := findBinary(name)
+	if err != nil {
+		return nil, err
+	}
+	cred, err := serverCredential()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = "/"
+	cmd.Env = serverEnv()
+	cmd.SysProcAttr = procAttr(cred)
+	return cmd, nil
 }
 
 // prepareDir creates dir, checks that it is empty and, when the server runs as

@@ -142,6 +142,18 @@ type Roles struct {
 	// Serving connects as ServingRole.
 	Serving     string
 	ServingRole string
+	// Database is the database's name.
+	Database string
+}
+
+// On returns r on the server of cluster c: the same database and roles,
+// there. Roles and databases belong to a cluster: this is for a cluster
+// that has them too, such as one restored from a physical backup of r's.
+func (r Roles) On(c *Cluster) Roles {
+	r.Admin = c.DSN(r.Database)
+	r.Owner = c.DSNAs(r.Database, r.OwnerRole)
+	r.Serving = c.DSNAs(r.Database, r.ServingRole)
+	return r
 }
 
 // NewRoles creates a fresh database owned by a new role, and a new login
@@ -193,10 +205,8 @@ func (c *Cluster) NewRoles(t testing.TB, serving string) Roles {
 			t.Errorf("pgtest: drop database %s: %v", name, err)
 		}
 	})
-	r.Admin = c.DSN(name)
-	r.Owner = c.DSNAs(name, r.OwnerRole)
-	r.Serving = c.DSNAs(name, r.ServingRole)
-	return r
+	r.Database = name
+	return r.On(c)
 }
 
 // adminExec runs one statement on the postgres database. Database names

@@ -168,3 +168,65 @@ func TestNewRoles(t *testing.T) {
 		t.Errorf("%d of the test's roles left after it (%v)", n, err)
 	}
 }
+
+// StartWith passes its settings to the server (durable: the commit below
+// survives the crash). StartOnData starts a server on a copy of a crashed
+// cluster's data directory (made by Command, in a directory from
+// ServerDir), which recovers and has the data; a directory without one is
+// refused.
+func TestStartWithAndStartOnData(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	root := t.TempDir()
+	a, err := pgtest.StartWith(filepath.Join(root, "a"), pgtest.Options{Durable: true, Settings: []string{"work_mem=7MB"}})
+	if err != nil {
+		t.Fatalf("StartWith: %v", err)
+	}
+	t.Cleanup(func() { _ = a.Stop() })
+	conn, err := pgx.Connect(ctx, a.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var workMem string
+	if err := conn.QueryRow(ctx, "SHOW work_mem").Scan(&workMem); err != nil || workMem != "7MB" {
+		t.Errorf("work_mem = %q (%v), want the 7MB of the settings", workMem, err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('here')"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.Close(ctx)
+	a.Crash()
+
+	if _, err := pgtest.StartOnData(t.TempDir(), pgtest.Options{}); err == nil || !strings.Contains(err.Error(), "no data directory") {
+		t.Errorf("StartOnData on an empty directory: %v, want no data directory", err)
+	}
+	bDir := filepath.Join(root, "b")
+	if err := pgtest.ServerDir(bDir); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := pgtest.Command(ctx, "cp", "-a", filepath.Join(root, "a", "data"), filepath.Join(bDir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cp.CombinedOutput(); err != nil {
+		t.Fatalf("copy the data directory: %v\n%s", err, out)
+	}
+	_ = os.Remove(filepath.Join(bDir, "data", "postmaster.pid")) // the crashed server's
+	b, err := pgtest.StartOnData(bDir, pgtest.Options{})
+	if err != nil {
+		t.Fatalf("StartOnData: %v", err)
+	}
+	t.Cleanup(func() { _ = b.Stop() })
+	conn, err = pgx.Connect(ctx, b.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var v string
+	if err := conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&v); err != nil || v != "here" {
+		t.Errorf("the copy's table: %q (%v), want here", v, err)
+	}
+	if log := b.Log(); !strings.Contains(log, "database system was interrupted") {
+		t.Errorf("the copy did not recover from a crash; its log:\n%s", log)
+	}
+}
