@@ -198,7 +198,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 		t.Errorf("audit verify after recovery printed %s (%v)", out, err)
 	}
 
-	t.Run("a Keeper that saw the rekey refuses the recovered keyring until restarted", func(t *testing.T) {
+	t.Run("a deployment that saw the rekey refuses the recovered keyring until restarted", func(t *testing.T) {
 		// The runbook's warning: the old Keeper, still running, is given
 		// the recovered database by a Nexus of the old deployment.
 		src.nexus[0].Stop()
@@ -219,13 +219,17 @@ func TestPointInTimeRecovery(t *testing.T) {
 			t.Errorf("apps/db through the old Keeper: version %d, want 4", s.Version)
 		}
 		// ...and the credentials of the restore point's time are refused:
-		// the stored keyring is older than the one it saw.
+		// the stored keyring is older than the one the Keeper holds, which
+		// Nexus learnt from it.
 		wantRefused(t, "login with the old password through the old Keeper",
-			spike(t, old, oldPassword, "login"), "epoch 1 is older than epoch 2, seen before: the stored keyring was rolled back")
-		// Restarted, it has forgotten both.
+			spike(t, old, oldPassword, "login"), "the stored root keyring is at epoch 1, older than epoch 2 committed before: it was rolled back in the database")
+		// Restarted, both have forgotten it.
 		src.keeper.Stop()
+		stale.nexus[0].Stop()
 		src.keeper.Restart()
 		src.keeper.WaitListening(src.keeperAddr)
+		stale.nexus[0].Restart()
+		stale.nexus[0].WaitListening(stale.nexusAddrs[0])
 		waitStatus(t, old, func(s statusJSON) bool { return s.Sealed && s.KeeperReachable })
 		mustAfterBackoff(t, old, oldPassword, "operator", "unseal")
 		if s := getJSON(t, old, "apps/db"); s.Version != 4 || s.Data["pass"] != "v4" {
