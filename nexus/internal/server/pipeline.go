@@ -142,14 +142,20 @@ const OutcomeRetention = 24 * time.Hour
 // again anyway (a repeat issues another token, which expires unused);
 // Rekey carries credentials too, and its outcome holds new shares, which
 // must never be stored (a repeat is refused: the old credentials no
-// longer open the keyring).
+// longer open the keyring). The steps of a rotation check the version
+// they expect, so a repeat is refused or finds nothing left to do; a
+// replayed outcome would let RotateRootKey hand the Keepers a keyring
+// that was never stored.
 var unkeyed = map[string]bool{
-	nexusv1connect.OperatorServiceRekeyProcedure:  true,
-	nexusv1connect.OperatorServiceInitProcedure:   true,
-	nexusv1connect.OperatorServiceLoginProcedure:  true,
-	nexusv1connect.OperatorServiceUnsealProcedure: true,
-	nexusv1connect.OperatorServiceLogoutProcedure: true,
-	nexusv1connect.OperatorServiceSealProcedure:   true,
+	nexusv1connect.OperatorServiceRotateRootKeyProcedure:      true,
+	nexusv1connect.OperatorServiceRewrapDataKeysProcedure:     true,
+	nexusv1connect.OperatorServiceDestroyOldRootKeysProcedure: true,
+	nexusv1connect.OperatorServiceRekeyProcedure:              true,
+	nexusv1connect.OperatorServiceInitProcedure:               true,
+	nexusv1connect.OperatorServiceLoginProcedure:              true,
+	nexusv1connect.OperatorServiceUnsealProcedure:             true,
+	nexusv1connect.OperatorServiceLogoutProcedure:             true,
+	nexusv1connect.OperatorServiceSealProcedure:               true,
 }
 
 // replayKey validates the request's idempotency key, if any, and gives it
