@@ -132,3 +132,133 @@ func TestRotateUnderLoad(t *testing.T) {
 		t.Errorf("audit verify: %s", out)
 	}
 }
+
+// dataKeyRefs returns the data key ids that secret heads and retained
+// versions name.
+func dataKeyRefs(t *testing.T, dsn string) map[string]bool {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	rows, err := conn.Query(t.Context(), `SELECT encode(substring(head FROM 2 FOR 16), 'hex') FROM secrets
+		UNION SELECT encode(dek_id, 'hex') FROM secret_versions WHERE sealed IS NOT NULL`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out
+}
+
+// spike operator rewrap under a storm: secrets sealed under an older data
+// key (the one a previous Nexus process used) are sealed again under the
+// one in use, with no failed request; every version still reads; and once
+// the old key is old enough it is retired (deleted), while the audit key
+// and the key in use stay.
+func TestRewrapUnderLoad(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewRoles(t, "")
+	s := startCluster(t, db, 1, 2, "SPIKE_DATA_KEY_CACHE_TTL=1s")
+	s.initialise(t)
+	admin := s.pilotEnv(t, 0, identity.Pilot(td))
+	fixed := map[string]string{}
+	for i := range 20 {
+		path := fmt.Sprintf("rewrap/old%d", i)
+		for v := 1; v <= 2; v++ {
+			mustSpike(t, admin, "", "secret", "put", path, fmt.Sprintf("n=old%d.%d", i, v))
+		}
+		fixed[path] = fmt.Sprintf("old%d.2", i)
+	}
+	mustSpike(t, admin, "", "secret", "delete", "rewrap/old0", "--versions", "1")
+	mustSpike(t, admin, "", "secret", "destroy", "rewrap/old1", "--versions", "1")
+	oldRefs := dataKeyRefs(t, db.Admin)
+
+	// A new Nexus process seals with a data key of its own.
+	s.nexus[0].Stop()
+	s.nexus[0].Restart()
+	s.nexus[0].WaitListening(s.nexusAddrs[0])
+	secrets, _ := s.noRetryClients(t, 0)
+	ctx := t.Context()
+	st := startStorm(ctx, []nexusv1connect.SecretServiceClient{secrets}, 3, "rewrap/w", fixed)
+	time.Sleep(time.Second)
+	out := mustSpike(t, admin, "", "operator", "rewrap", "--batch", "3", "--rate", "100")
+	time.Sleep(time.Second)
+	ok, failures := st.finish()
+	t.Logf("%d rounds of writes and reads succeeded during the rewrap; %d failed", ok, len(failures))
+	if len(failures) > 0 {
+		t.Errorf("requests failed during the rewrap:\n%s", strings.Join(failures[:min(len(failures), 10)], "\n"))
+	}
+	if ok == 0 {
+		t.Fatal("no request succeeded")
+	}
+	if !strings.Contains(out, "Sealed 20 secrets again") {
+		t.Errorf("rewrap printed %q, want 20 secrets sealed again", out)
+	}
+	newRefs := dataKeyRefs(t, db.Admin)
+	for id := range newRefs {
+		if oldRefs[id] {
+			t.Errorf("data key %s, used before the restart, is still named by a secret after the rewrap", id)
+		}
+	}
+	if len(newRefs) != 1 {
+		t.Errorf("after the rewrap secrets name %d data keys, want the one in use only", len(newRefs))
+	}
+	for path, want := range fixed {
+		if err := readBack(ctx, secrets, path, want); err != nil {
+			t.Error(err)
+		}
+	}
+	if got := mustSpike(t, admin, "", "secret", "get", "rewrap/old2", "--version", "1"); !strings.Contains(got, "old2.1") {
+		t.Errorf("an older version reads %q after the rewrap", got)
+	}
+	if r := spike(t, admin, "", "secret", "get", "rewrap/old1", "--version", "1"); r.code == 0 {
+		t.Errorf("a destroyed version reads after the rewrap: %s", r.stdout)
+	}
+
+	// The old keys are too young to retire yet; aged (as if an hour and a
+	// quarter had passed), they go, except the audit key.
+	before := dataKeyCount(t, db.Admin)
+	conn, err := pgx.Connect(ctx, db.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `UPDATE data_keys SET created_at = created_at - interval '75 minutes'`); err != nil {
+		t.Fatal(err)
+	}
+	out = mustSpike(t, admin, "", "operator", "rewrap")
+	after := dataKeyCount(t, db.Admin)
+	if after >= before || !strings.Contains(out, fmt.Sprintf("Retired %d data keys", before-after)) {
+		t.Errorf("retire: %d data keys before, %d after; rewrap printed %q", before, after, out)
+	}
+	var auditKey int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM data_keys d JOIN audit_keys a ON a.dek_id = d.id`).Scan(&auditKey); err != nil || auditKey != 1 {
+		t.Errorf("the audit key was retired (%d left, %v)", auditKey, err)
+	}
+	for path, want := range fixed {
+		if err := readBack(ctx, secrets, path, want); err != nil {
+			t.Error(err)
+		}
+	}
+	if out := mustSpike(t, admin, "", "audit", "verify"); !strings.Contains(strings.ToLower(out), "ok") {
+		t.Errorf("audit verify: %s", out)
+	}
+}
+
+// dataKeyCount is the number of stored data keys.
+func dataKeyCount(t *testing.T, dsn string) int {
+	t.Helper()
+	n := 0
+	for _, c := range dataKeyVersions(t, dsn) {
+		n += c
+	}
+	return n
+}

@@ -48,6 +48,12 @@ type TokenStore interface {
 	CreateToken(ctx context.Context, rec *audit.Entry, t token.Record) error
 	Token(ctx context.Context, lookup []byte) (token.Record, error)
 	RevokeToken(ctx context.Context, rec *audit.Entry, lookup, sealed []byte) error
+	// TokensNotSealedUnder returns the tokens sealed under another data
+	// key than active.
+	TokensNotSealedUnder(ctx context.Context, active []byte) ([]token.Record, error)
+	// ResealToken replaces a token's sealed details old with sealed,
+	// unless they changed meanwhile (then it does nothing).
+	ResealToken(ctx context.Context, lookup, old, sealed []byte) error
 }
 
 // NewTokens returns a token service issuing tokens valid for defaultTTL
@@ -158,4 +164,42 @@ func (t *Tokens) seal(ctx context.Context, d tokenDetails) ([]byte, error) {
 		return nil, err
 	}
 	return key.Seal(plain, envelope.TokenAAD(d.Lookup))
+}
+
+// Reseal seals every admin token's details again under the data key in
+// use (spike operator rewrap), so that older data keys can be retired; it
+// returns how many it sealed. A token whose details do not authenticate is
+// data loss, as when it is used.
+func (t *Tokens) Reseal(ctx context.Context) (int, error) {
+	key, err := t.keys.ActiveKey(ctx)
+	if err != nil {
+		return 0, err
+	}
+	rows, err := t.store.TokensNotSealedUnder(ctx, key.ID[:])
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, row := range rows {
+		plain, err := t.keys.Open(ctx, row.Sealed, envelope.TokenAAD(row.Lookup), "admin token")
+		if err != nil {
+			return n, err
+		}
+		var d tokenDetails
+		err = json.Unmarshal(plain, &d)
+		if err != nil || subtle.ConstantTimeCompare(d.Lookup, row.Lookup) != 1 {
+			clear(plain)
+			return n, fault.New(fault.DataLoss, "admin token record failed authentication")
+		}
+		sealed, err := key.Seal(plain, envelope.TokenAAD(row.Lookup))
+		clear(plain)
+		if err != nil {
+			return n, err
+		}
+		if err := t.store.ResealToken(ctx, row.Lookup, row.Sealed, sealed); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
 }

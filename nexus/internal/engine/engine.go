@@ -30,6 +30,7 @@ type Store interface {
 	SecretRows(ctx context.Context, path string) (secret.Stored, []secret.Row, error)
 	WriteSecret(ctx context.Context, rec *audit.Entry, path string, change postgres.Change) ([]byte, bool, error)
 	AdoptSecret(ctx context.Context, path string, change postgres.Change) error
+	ResealSecret(ctx context.Context, path string, change postgres.Change) error
 	Outcome(ctx context.Context, rec *audit.Entry) ([]byte, bool, error)
 }
 
@@ -470,6 +471,21 @@ func (e *Engine) Read(ctx context.Context, path string, version int64) (secret.R
 // openValue opens a version's value with its own key (or, for a legacy
 // version, the data key) and decodes it.
 func (e *Engine) openValue(path string, h *secret.Head, hv secret.HeadVersion, row secret.Row) (map[string]string, error) {
+	plain, err := e.openPlain(path, h, hv, row)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(plain)
+	var data map[string]string
+	if err := json.Unmarshal(plain, &data); err != nil {
+		return nil, fault.Wrap(fault.DataLoss, err, "version %d of %s does not decode", hv.Version, path)
+	}
+	return data, nil
+}
+
+// openPlain opens a version's value with its own key, undecoded. The
+// caller clears it.
+func (e *Engine) openPlain(path string, h *secret.Head, hv secret.HeadVersion, row secret.Row) ([]byte, error) {
 	what := fmt.Sprintf("version %d of %s", hv.Version, path)
 	if id, err := envelope.KeyID(row.Sealed); err != nil || string(id[:]) != string(row.DEKID) {
 		return nil, fault.New(fault.DataLoss, "%s failed authentication: its data key reference was altered", what)
@@ -483,12 +499,7 @@ func (e *Engine) openValue(path string, h *secret.Head, hv secret.HeadVersion, r
 	if err != nil {
 		return nil, fault.Wrap(fault.DataLoss, err, "%s failed authentication: the stored data was altered or is corrupt", what)
 	}
-	defer clear(plain)
-	var data map[string]string
-	if err := json.Unmarshal(plain, &data); err != nil {
-		return nil, fault.Wrap(fault.DataLoss, err, "%s does not decode", what)
-	}
-	return data, nil
+	return plain, nil
 }
 
 // Change deletes, undeletes or destroys versions of path (the current one

@@ -154,7 +154,7 @@ func (s *Store) WriteSecret(ctx context.Context, rec *audit.Entry, path string, 
 	if rec == nil {
 		return nil, false, errNoRecord
 	}
-	return s.writeSecretRetrying(ctx, rec, path, change)
+	return s.writeSecretRetrying(ctx, rec, path, change, false)
 }
 
 // AdoptSecret is WriteSecret for sealing a head for a secret written before
@@ -162,13 +162,23 @@ func (s *Store) WriteSecret(ctx context.Context, rec *audit.Entry, path string, 
 // idempotency key. The rows given to change carry the sealed values of a
 // secret without a head.
 func (s *Store) AdoptSecret(ctx context.Context, path string, change Change) error {
-	_, _, err := s.writeSecretRetrying(ctx, nil, path, change)
+	_, _, err := s.writeSecretRetrying(ctx, nil, path, change, false)
 	return err
 }
 
-func (s *Store) writeSecretRetrying(ctx context.Context, rec *audit.Entry, path string, change Change) ([]byte, bool, error) {
+// ResealSecret is WriteSecret for sealing a secret's head and values again
+// under another data key (spike operator rewrap): maintenance, without an
+// audit record of its own (the rewrap request has one) or idempotency
+// key. The rows given to change carry their sealed values and data key
+// ids, also when the secret has a head.
+func (s *Store) ResealSecret(ctx context.Context, path string, change Change) error {
+	_, _, err := s.writeSecretRetrying(ctx, nil, path, change, true)
+	return err
+}
+
+func (s *Store) writeSecretRetrying(ctx context.Context, rec *audit.Entry, path string, change Change, values bool) ([]byte, bool, error) {
 	for attempt := 1; ; attempt++ {
-		outcome, replayed, err := s.writeSecret(ctx, rec, path, change)
+		outcome, replayed, err := s.writeSecret(ctx, rec, path, change, values)
 		// Lost a race to create the secret, or to apply the same key.
 		raced := errors.Is(err, errCreatedMeanwhile) ||
 			isUniqueViolation(err, "secrets_pkey") || isUniqueViolation(err, "idempotency_keys_pkey")
@@ -195,7 +205,7 @@ type headRead struct {
 	stored *storedOutcome
 }
 
-func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, change Change) ([]byte, bool, error) {
+func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, change Change, values bool) ([]byte, bool, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return nil, false, err
@@ -215,7 +225,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 	if rec != nil {
 		r, keyed = rec.Replay()
 	}
-	hr, err := readHead(ctx, conn, path, r, keyed)
+	hr, err := readHead(ctx, conn, path, r, keyed, values)
 	if err != nil {
 		return nil, false, err
 	}
@@ -317,8 +327,9 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 
 // readHead is the first round trip of a write: begin, lock and read the
 // secret's row, read its version rows (with their sealed values when it
-// has no head yet), and look up the idempotency key.
-func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Replay, keyed bool) (headRead, error) {
+// has no head yet, or when values asks for them), and look up the
+// idempotency key.
+func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Replay, keyed, values bool) (headRead, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
@@ -328,9 +339,9 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 	// the wait). Their values only for a secret without a head (adoption).
 	b.Queue(`SELECT v.version, v.deleted_at IS NOT NULL, v.destroyed_at IS NOT NULL, v.created_by,
 	                coalesce(get_byte(v.sealed, 0), 0)::smallint,
-	                CASE WHEN s.head IS NULL THEN v.sealed END, CASE WHEN s.head IS NULL THEN v.dek_id END
+	                CASE WHEN s.head IS NULL OR $2 THEN v.sealed END, CASE WHEN s.head IS NULL OR $2 THEN v.dek_id END
 	         FROM secret_versions v LEFT JOIN secrets s ON s.path = v.path
-	         WHERE v.path = $1 ORDER BY v.version`, path)
+	         WHERE v.path = $1 ORDER BY v.version`, path, values)
 	if keyed {
 		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
 	}

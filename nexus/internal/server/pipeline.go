@@ -142,14 +142,16 @@ const OutcomeRetention = 24 * time.Hour
 // again anyway (a repeat issues another token, which expires unused);
 // Rekey carries credentials too, and its outcome holds new shares, which
 // must never be stored (a repeat is refused: the old credentials no
-// longer open the keyring). The steps of a rotation check the version
-// they expect, so a repeat is refused or finds nothing left to do; a
-// replayed outcome would let RotateRootKey hand the Keepers a keyring
-// that was never stored.
+// longer open the keyring). The steps of a rotation and of a rewrap check
+// the version they expect or do only what is left, so a repeat is refused
+// or finds nothing left to do; a replayed outcome would let RotateRootKey
+// hand the Keepers a keyring that was never stored.
 var unkeyed = map[string]bool{
 	nexusv1connect.OperatorServiceRotateRootKeyProcedure:      true,
 	nexusv1connect.OperatorServiceRewrapDataKeysProcedure:     true,
 	nexusv1connect.OperatorServiceDestroyOldRootKeysProcedure: true,
+	nexusv1connect.OperatorServiceRewrapSecretsProcedure:      true,
+	nexusv1connect.OperatorServiceRetireDataKeysProcedure:     true,
 	nexusv1connect.OperatorServiceRekeyProcedure:              true,
 	nexusv1connect.OperatorServiceInitProcedure:               true,
 	nexusv1connect.OperatorServiceLoginProcedure:              true,
@@ -224,6 +226,8 @@ var rules = map[string]rule{
 	nexusv1connect.OperatorServiceRotateRootKeyProcedure:      {need: adminToken},
 	nexusv1connect.OperatorServiceRewrapDataKeysProcedure:     {need: adminToken},
 	nexusv1connect.OperatorServiceDestroyOldRootKeysProcedure: {need: adminToken},
+	nexusv1connect.OperatorServiceRewrapSecretsProcedure:      {need: adminToken},
+	nexusv1connect.OperatorServiceRetireDataKeysProcedure:     {need: adminToken},
 
 	nexusv1connect.PolicyServicePutPolicyProcedure:    {need: adminToken},
 	nexusv1connect.PolicyServiceGetPolicyProcedure:    {need: adminToken},

@@ -161,3 +161,73 @@ func (o operatorServer) replace(ctx context.Context, stored, next keeper.Keyring
 	}
 	return err
 }
+
+// Reseal batch sizes: the default, and the most one call may ask for.
+const (
+	defaultResealBatch = 100
+	maxResealBatch     = 1000
+)
+
+// RewrapSecrets seals a batch of secrets again under the data key in use.
+func (o operatorServer) RewrapSecrets(ctx context.Context, req *connect.Request[nexusv1.RewrapSecretsRequest]) (*connect.Response[nexusv1.RewrapSecretsResponse], error) {
+	return unary(ctx, o.Server, req, o.rewrapSecrets)
+}
+
+func (o operatorServer) rewrapSecrets(ctx context.Context, c *call, m *nexusv1.RewrapSecretsRequest) (*nexusv1.RewrapSecretsResponse, error) {
+	limit := int(m.GetLimit())
+	switch {
+	case limit == 0:
+		limit = defaultResealBatch
+	case limit > maxResealBatch:
+		return nil, fault.New(fault.Invalid, "limit: at most %d secrets per call", maxResealBatch)
+	}
+	active, err := o.keys.ActiveKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.record.SetTarget(m.GetAfter())
+	paths, total, err := o.store.SecretsToReseal(ctx, active.ID[:], m.GetAfter(), limit)
+	if err != nil {
+		return nil, err
+	}
+	resp := &nexusv1.RewrapSecretsResponse{}
+	for _, path := range paths {
+		resealed, err := o.engine.Reseal(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		if resealed {
+			resp.Resealed++
+		}
+		resp.Next = path
+	}
+	resp.Remaining = total - int64(len(paths))
+	if resp.Remaining == 0 {
+		resp.Next = ""
+	}
+	return resp, nil
+}
+
+// RetireDataKeys deletes the data keys nothing refers to any more.
+func (o operatorServer) RetireDataKeys(ctx context.Context, req *connect.Request[nexusv1.RetireDataKeysRequest]) (*connect.Response[nexusv1.RetireDataKeysResponse], error) {
+	return unary(ctx, o.Server, req, o.retireDataKeys)
+}
+
+func (o operatorServer) retireDataKeys(ctx context.Context, _ *call, _ *nexusv1.RetireDataKeysRequest) (*nexusv1.RetireDataKeysResponse, error) {
+	// Admin tokens are few: they are sealed again here, not in batches.
+	if _, err := o.tokens.Reseal(ctx); err != nil {
+		return nil, err
+	}
+	active, err := o.keys.ActiveKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	retired, kept, err := o.store.RetireDataKeys(ctx, active.ID[:])
+	if err != nil {
+		return nil, err
+	}
+	if retired > 0 {
+		o.log.Warn("data keys retired", "retired", retired, "kept", kept)
+	}
+	return &nexusv1.RetireDataKeysResponse{Retired: retired, Kept: kept}, nil
+}

@@ -26,6 +26,7 @@ func (inv *invocation) operatorCommand() *cobra.Command {
 		inv.statusCommand(),
 		inv.rekeyCommand(),
 		inv.rotateCommand(),
+		inv.rewrapCommand(),
 	)
 }
 

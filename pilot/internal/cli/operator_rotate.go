@@ -109,8 +109,7 @@ func (inv *invocation) rotate(ctx context.Context, n *nexus, batch uint32, keepO
 // version, showing progress on a terminal, and returns how many it
 // re-wrapped.
 func (inv *invocation) rewrapAll(ctx context.Context, n *nexus, batch uint32) (int64, error) {
-	f, tty := inv.p.Stderr.(interface{ Fd() uintptr })
-	tty = tty && term.IsTerminal(int(f.Fd())) //nolint:gosec // a file descriptor fits in an int
+	tty := inv.stderrIsTerminal()
 	start := time.Now()
 	var done, total int64
 	for {
@@ -158,4 +157,11 @@ func heldVersions(st *nexusv1.StatusResponse) (active, oldest uint32) {
 		}
 	}
 	return active, oldest
+}
+
+// stderrIsTerminal reports whether Pilot's standard error is a terminal,
+// where progress is shown.
+func (inv *invocation) stderrIsTerminal() bool {
+	f, ok := inv.p.Stderr.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd())) //nolint:gosec // a file descriptor fits in an int
 }

@@ -1322,6 +1322,215 @@ func (x *StatusResponse) GetKeepers() []*KeeperStatus {
 	return nil
 }
 
+type RewrapSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many secrets in this call; 0 means 100, at most 1000.
+	Limit uint32 `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Start after this path (the previous call's next); empty: from the
+	// first.
+	After         string `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapSecretsRequest) Reset() {
+	*x = RewrapSecretsRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapSecretsRequest) ProtoMessage() {}
+
+func (x *RewrapSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapSecretsRequest.ProtoReflect.Descriptor instead.
+func (*RewrapSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RewrapSecretsRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *RewrapSecretsRequest) GetAfter() string {
+	if x != nil {
+		return x.After
+	}
+	return ""
+}
+
+type RewrapSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Secrets sealed again in this call.
+	Resealed int64 `protobuf:"varint,1,opt,name=resealed,proto3" json:"resealed,omitempty"`
+	// Secrets after next that still name another data key.
+	Remaining int64 `protobuf:"varint,2,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	// The last path looked at: pass it as after; empty when there is
+	// nothing left.
+	Next          string `protobuf:"bytes,3,opt,name=next,proto3" json:"next,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RewrapSecretsResponse) Reset() {
+	*x = RewrapSecretsResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RewrapSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RewrapSecretsResponse) ProtoMessage() {}
+
+func (x *RewrapSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RewrapSecretsResponse.ProtoReflect.Descriptor instead.
+func (*RewrapSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RewrapSecretsResponse) GetResealed() int64 {
+	if x != nil {
+		return x.Resealed
+	}
+	return 0
+}
+
+func (x *RewrapSecretsResponse) GetRemaining() int64 {
+	if x != nil {
+		return x.Remaining
+	}
+	return 0
+}
+
+func (x *RewrapSecretsResponse) GetNext() string {
+	if x != nil {
+		return x.Next
+	}
+	return ""
+}
+
+type RetireDataKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireDataKeysRequest) Reset() {
+	*x = RetireDataKeysRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireDataKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireDataKeysRequest) ProtoMessage() {}
+
+func (x *RetireDataKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireDataKeysRequest.ProtoReflect.Descriptor instead.
+func (*RetireDataKeysRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{24}
+}
+
+type RetireDataKeysResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Data keys deleted.
+	Retired int64 `protobuf:"varint,1,opt,name=retired,proto3" json:"retired,omitempty"`
+	// Data keys kept: in use, referred to, or too young to be sure.
+	Kept          int64 `protobuf:"varint,2,opt,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetireDataKeysResponse) Reset() {
+	*x = RetireDataKeysResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetireDataKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetireDataKeysResponse) ProtoMessage() {}
+
+func (x *RetireDataKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetireDataKeysResponse.ProtoReflect.Descriptor instead.
+func (*RetireDataKeysResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *RetireDataKeysResponse) GetRetired() int64 {
+	if x != nil {
+		return x.Retired
+	}
+	return 0
+}
+
+func (x *RetireDataKeysResponse) GetKept() int64 {
+	if x != nil {
+		return x.Kept
+	}
+	return 0
+}
+
 var File_spike_nexus_v1_operator_proto protoreflect.FileDescriptor
 
 const file_spike_nexus_v1_operator_proto_rawDesc = "" +
@@ -1416,7 +1625,18 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\n" +
 	"keyring_id\x18\x06 \x01(\tR\tkeyringId\x12#\n" +
 	"\rnexus_version\x18\a \x01(\tR\fnexusVersion\x126\n" +
-	"\akeepers\x18\b \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers2\xb4\x06\n" +
+	"\akeepers\x18\b \x03(\v2\x1c.spike.nexus.v1.KeeperStatusR\akeepers\"B\n" +
+	"\x14RewrapSecretsRequest\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\rR\x05limit\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\tR\x05after\"e\n" +
+	"\x15RewrapSecretsResponse\x12\x1a\n" +
+	"\bresealed\x18\x01 \x01(\x03R\bresealed\x12\x1c\n" +
+	"\tremaining\x18\x02 \x01(\x03R\tremaining\x12\x12\n" +
+	"\x04next\x18\x03 \x01(\tR\x04next\"\x17\n" +
+	"\x15RetireDataKeysRequest\"F\n" +
+	"\x16RetireDataKeysResponse\x12\x18\n" +
+	"\aretired\x18\x01 \x01(\x03R\aretired\x12\x12\n" +
+	"\x04kept\x18\x02 \x01(\x03R\x04kept2\xf3\a\n" +
 	"\x0fOperatorService\x12A\n" +
 	"\x04Init\x12\x1b.spike.nexus.v1.InitRequest\x1a\x1c.spike.nexus.v1.InitResponse\x12G\n" +
 	"\x06Unseal\x12\x1d.spike.nexus.v1.UnsealRequest\x1a\x1e.spike.nexus.v1.UnsealResponse\x12F\n" +
@@ -1427,7 +1647,9 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\x05Rekey\x12\x1c.spike.nexus.v1.RekeyRequest\x1a\x1d.spike.nexus.v1.RekeyResponse\x12\\\n" +
 	"\rRotateRootKey\x12$.spike.nexus.v1.RotateRootKeyRequest\x1a%.spike.nexus.v1.RotateRootKeyResponse\x12_\n" +
 	"\x0eRewrapDataKeys\x12%.spike.nexus.v1.RewrapDataKeysRequest\x1a&.spike.nexus.v1.RewrapDataKeysResponse\x12k\n" +
-	"\x12DestroyOldRootKeys\x12).spike.nexus.v1.DestroyOldRootKeysRequest\x1a*.spike.nexus.v1.DestroyOldRootKeysResponseB\xb6\x01\n" +
+	"\x12DestroyOldRootKeys\x12).spike.nexus.v1.DestroyOldRootKeysRequest\x1a*.spike.nexus.v1.DestroyOldRootKeysResponse\x12\\\n" +
+	"\rRewrapSecrets\x12$.spike.nexus.v1.RewrapSecretsRequest\x1a%.spike.nexus.v1.RewrapSecretsResponse\x12_\n" +
+	"\x0eRetireDataKeys\x12%.spike.nexus.v1.RetireDataKeysRequest\x1a&.spike.nexus.v1.RetireDataKeysResponseB\xb6\x01\n" +
 	"\x12com.spike.nexus.v1B\rOperatorProtoP\x01Z7github.com/spike-dev/spike/proto/spike/nexus/v1;nexusv1\xa2\x02\x03SNX\xaa\x02\x0eSpike.Nexus.V1\xca\x02\x0eSpike\\Nexus\\V1\xe2\x02\x1aSpike\\Nexus\\V1\\GPBMetadata\xea\x02\x10Spike::Nexus::V1b\x06proto3"
 
 var (
@@ -1442,7 +1664,7 @@ func file_spike_nexus_v1_operator_proto_rawDescGZIP() []byte {
 	return file_spike_nexus_v1_operator_proto_rawDescData
 }
 
-var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_spike_nexus_v1_operator_proto_goTypes = []any{
 	(*AdminToken)(nil),                 // 0: spike.nexus.v1.AdminToken
 	(*LoginRequest)(nil),               // 1: spike.nexus.v1.LoginRequest
@@ -1466,10 +1688,14 @@ var file_spike_nexus_v1_operator_proto_goTypes = []any{
 	(*DestroyOldRootKeysResponse)(nil), // 19: spike.nexus.v1.DestroyOldRootKeysResponse
 	(*StatusRequest)(nil),              // 20: spike.nexus.v1.StatusRequest
 	(*StatusResponse)(nil),             // 21: spike.nexus.v1.StatusResponse
-	(*timestamppb.Timestamp)(nil),      // 22: google.protobuf.Timestamp
+	(*RewrapSecretsRequest)(nil),       // 22: spike.nexus.v1.RewrapSecretsRequest
+	(*RewrapSecretsResponse)(nil),      // 23: spike.nexus.v1.RewrapSecretsResponse
+	(*RetireDataKeysRequest)(nil),      // 24: spike.nexus.v1.RetireDataKeysRequest
+	(*RetireDataKeysResponse)(nil),     // 25: spike.nexus.v1.RetireDataKeysResponse
+	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
 }
 var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
-	22, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
+	26, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: spike.nexus.v1.LoginResponse.token:type_name -> spike.nexus.v1.AdminToken
 	0,  // 2: spike.nexus.v1.InitResponse.token:type_name -> spike.nexus.v1.AdminToken
 	0,  // 3: spike.nexus.v1.RekeyResponse.token:type_name -> spike.nexus.v1.AdminToken
@@ -1485,18 +1711,22 @@ var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
 	14, // 13: spike.nexus.v1.OperatorService.RotateRootKey:input_type -> spike.nexus.v1.RotateRootKeyRequest
 	16, // 14: spike.nexus.v1.OperatorService.RewrapDataKeys:input_type -> spike.nexus.v1.RewrapDataKeysRequest
 	18, // 15: spike.nexus.v1.OperatorService.DestroyOldRootKeys:input_type -> spike.nexus.v1.DestroyOldRootKeysRequest
-	6,  // 16: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
-	10, // 17: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
-	12, // 18: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
-	21, // 19: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
-	2,  // 20: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
-	4,  // 21: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
-	9,  // 22: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
-	15, // 23: spike.nexus.v1.OperatorService.RotateRootKey:output_type -> spike.nexus.v1.RotateRootKeyResponse
-	17, // 24: spike.nexus.v1.OperatorService.RewrapDataKeys:output_type -> spike.nexus.v1.RewrapDataKeysResponse
-	19, // 25: spike.nexus.v1.OperatorService.DestroyOldRootKeys:output_type -> spike.nexus.v1.DestroyOldRootKeysResponse
-	16, // [16:26] is the sub-list for method output_type
-	6,  // [6:16] is the sub-list for method input_type
+	22, // 16: spike.nexus.v1.OperatorService.RewrapSecrets:input_type -> spike.nexus.v1.RewrapSecretsRequest
+	24, // 17: spike.nexus.v1.OperatorService.RetireDataKeys:input_type -> spike.nexus.v1.RetireDataKeysRequest
+	6,  // 18: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
+	10, // 19: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
+	12, // 20: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
+	21, // 21: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
+	2,  // 22: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
+	4,  // 23: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
+	9,  // 24: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
+	15, // 25: spike.nexus.v1.OperatorService.RotateRootKey:output_type -> spike.nexus.v1.RotateRootKeyResponse
+	17, // 26: spike.nexus.v1.OperatorService.RewrapDataKeys:output_type -> spike.nexus.v1.RewrapDataKeysResponse
+	19, // 27: spike.nexus.v1.OperatorService.DestroyOldRootKeys:output_type -> spike.nexus.v1.DestroyOldRootKeysResponse
+	23, // 28: spike.nexus.v1.OperatorService.RewrapSecrets:output_type -> spike.nexus.v1.RewrapSecretsResponse
+	25, // 29: spike.nexus.v1.OperatorService.RetireDataKeys:output_type -> spike.nexus.v1.RetireDataKeysResponse
+	18, // [18:30] is the sub-list for method output_type
+	6,  // [6:18] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -1513,7 +1743,7 @@ func file_spike_nexus_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_nexus_v1_operator_proto_rawDesc), len(file_spike_nexus_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -56,6 +56,12 @@ const (
 	// OperatorServiceDestroyOldRootKeysProcedure is the fully-qualified name of the OperatorService's
 	// DestroyOldRootKeys RPC.
 	OperatorServiceDestroyOldRootKeysProcedure = "/spike.nexus.v1.OperatorService/DestroyOldRootKeys"
+	// OperatorServiceRewrapSecretsProcedure is the fully-qualified name of the OperatorService's
+	// RewrapSecrets RPC.
+	OperatorServiceRewrapSecretsProcedure = "/spike.nexus.v1.OperatorService/RewrapSecrets"
+	// OperatorServiceRetireDataKeysProcedure is the fully-qualified name of the OperatorService's
+	// RetireDataKeys RPC.
+	OperatorServiceRetireDataKeysProcedure = "/spike.nexus.v1.OperatorService/RetireDataKeys"
 )
 
 // OperatorServiceClient is a client for the spike.nexus.v1.OperatorService service.
@@ -97,6 +103,17 @@ type OperatorServiceClient interface {
 	// DestroyOldRootKeys destroys the root key versions below the active
 	// one, once no data key is wrapped under them.
 	DestroyOldRootKeys(context.Context, *connect.Request[v1.DestroyOldRootKeysRequest]) (*connect.Response[v1.DestroyOldRootKeysResponse], error)
+	// RewrapSecrets seals up to limit secrets again under the data key in
+	// use now, in path order after after: the head, and every version that
+	// names another data key. Values and their keys do not change. Call it
+	// until next is empty (spike operator rewrap does); safe to repeat and
+	// to run beside requests.
+	RewrapSecrets(context.Context, *connect.Request[v1.RewrapSecretsRequest]) (*connect.Response[v1.RewrapSecretsResponse], error)
+	// RetireDataKeys seals every admin token again under the data key in
+	// use, then deletes the wrapped data keys that nothing stored refers to
+	// any more and that no Nexus can be sealing with (older than an hour and
+	// ten minutes), except the audit MAC key.
+	RetireDataKeys(context.Context, *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error)
 }
 
 // NewOperatorServiceClient constructs a client for the spike.nexus.v1.OperatorService service. By
@@ -172,6 +189,18 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("DestroyOldRootKeys")),
 			connect.WithClientOptions(opts...),
 		),
+		rewrapSecrets: connect.NewClient[v1.RewrapSecretsRequest, v1.RewrapSecretsResponse](
+			httpClient,
+			baseURL+OperatorServiceRewrapSecretsProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RewrapSecrets")),
+			connect.WithClientOptions(opts...),
+		),
+		retireDataKeys: connect.NewClient[v1.RetireDataKeysRequest, v1.RetireDataKeysResponse](
+			httpClient,
+			baseURL+OperatorServiceRetireDataKeysProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("RetireDataKeys")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -187,6 +216,8 @@ type operatorServiceClient struct {
 	rotateRootKey      *connect.Client[v1.RotateRootKeyRequest, v1.RotateRootKeyResponse]
 	rewrapDataKeys     *connect.Client[v1.RewrapDataKeysRequest, v1.RewrapDataKeysResponse]
 	destroyOldRootKeys *connect.Client[v1.DestroyOldRootKeysRequest, v1.DestroyOldRootKeysResponse]
+	rewrapSecrets      *connect.Client[v1.RewrapSecretsRequest, v1.RewrapSecretsResponse]
+	retireDataKeys     *connect.Client[v1.RetireDataKeysRequest, v1.RetireDataKeysResponse]
 }
 
 // Init calls spike.nexus.v1.OperatorService.Init.
@@ -239,6 +270,16 @@ func (c *operatorServiceClient) DestroyOldRootKeys(ctx context.Context, req *con
 	return c.destroyOldRootKeys.CallUnary(ctx, req)
 }
 
+// RewrapSecrets calls spike.nexus.v1.OperatorService.RewrapSecrets.
+func (c *operatorServiceClient) RewrapSecrets(ctx context.Context, req *connect.Request[v1.RewrapSecretsRequest]) (*connect.Response[v1.RewrapSecretsResponse], error) {
+	return c.rewrapSecrets.CallUnary(ctx, req)
+}
+
+// RetireDataKeys calls spike.nexus.v1.OperatorService.RetireDataKeys.
+func (c *operatorServiceClient) RetireDataKeys(ctx context.Context, req *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error) {
+	return c.retireDataKeys.CallUnary(ctx, req)
+}
+
 // OperatorServiceHandler is an implementation of the spike.nexus.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// Init creates the root keyring, stores it sealed under the password and
@@ -278,6 +319,17 @@ type OperatorServiceHandler interface {
 	// DestroyOldRootKeys destroys the root key versions below the active
 	// one, once no data key is wrapped under them.
 	DestroyOldRootKeys(context.Context, *connect.Request[v1.DestroyOldRootKeysRequest]) (*connect.Response[v1.DestroyOldRootKeysResponse], error)
+	// RewrapSecrets seals up to limit secrets again under the data key in
+	// use now, in path order after after: the head, and every version that
+	// names another data key. Values and their keys do not change. Call it
+	// until next is empty (spike operator rewrap does); safe to repeat and
+	// to run beside requests.
+	RewrapSecrets(context.Context, *connect.Request[v1.RewrapSecretsRequest]) (*connect.Response[v1.RewrapSecretsResponse], error)
+	// RetireDataKeys seals every admin token again under the data key in
+	// use, then deletes the wrapped data keys that nothing stored refers to
+	// any more and that no Nexus can be sealing with (older than an hour and
+	// ten minutes), except the audit MAC key.
+	RetireDataKeys(context.Context, *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -349,6 +401,18 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("DestroyOldRootKeys")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceRewrapSecretsHandler := connect.NewUnaryHandler(
+		OperatorServiceRewrapSecretsProcedure,
+		svc.RewrapSecrets,
+		connect.WithSchema(operatorServiceMethods.ByName("RewrapSecrets")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRetireDataKeysHandler := connect.NewUnaryHandler(
+		OperatorServiceRetireDataKeysProcedure,
+		svc.RetireDataKeys,
+		connect.WithSchema(operatorServiceMethods.ByName("RetireDataKeys")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.nexus.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceInitProcedure:
@@ -371,6 +435,10 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceRewrapDataKeysHandler.ServeHTTP(w, r)
 		case OperatorServiceDestroyOldRootKeysProcedure:
 			operatorServiceDestroyOldRootKeysHandler.ServeHTTP(w, r)
+		case OperatorServiceRewrapSecretsProcedure:
+			operatorServiceRewrapSecretsHandler.ServeHTTP(w, r)
+		case OperatorServiceRetireDataKeysProcedure:
+			operatorServiceRetireDataKeysHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -418,4 +486,12 @@ func (UnimplementedOperatorServiceHandler) RewrapDataKeys(context.Context, *conn
 
 func (UnimplementedOperatorServiceHandler) DestroyOldRootKeys(context.Context, *connect.Request[v1.DestroyOldRootKeysRequest]) (*connect.Response[v1.DestroyOldRootKeysResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.DestroyOldRootKeys is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RewrapSecrets(context.Context, *connect.Request[v1.RewrapSecretsRequest]) (*connect.Response[v1.RewrapSecretsResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.RewrapSecrets is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) RetireDataKeys(context.Context, *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.RetireDataKeys is not implemented"))
 }
