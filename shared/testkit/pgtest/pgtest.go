@@ -158,7 +158,15 @@ func NewRoles(t testing.TB, serving string) Roles {
 // NewRoles is the package's NewRoles on cluster c.
 func (c *Cluster) NewRoles(t testing.TB, serving string) Roles {
 	t.Helper()
-	adminExec := c.adminExec
+	return newRoles(t, serving, c.DSNAs, c.adminExec)
+}
+
+// newRoles is NewRoles on the server that dsnAs (the DSN of a database as
+// a role) reaches, running statements on its postgres database with
+// adminExec.
+func newRoles(t testing.TB, serving string, dsnAs func(db, role string) string,
+	adminExec func(ctx context.Context, sql string) error) Roles {
+	t.Helper()
 	suffix := randomHex(6)
 	r := Roles{OwnerRole: "spike_owner_" + suffix, ServingRole: serving}
 	if r.ServingRole == "" {
@@ -193,9 +201,9 @@ func (c *Cluster) NewRoles(t testing.TB, serving string) Roles {
 			t.Errorf("pgtest: drop database %s: %v", name, err)
 		}
 	})
-	r.Admin = c.DSN(name)
-	r.Owner = c.DSNAs(name, r.OwnerRole)
-	r.Serving = c.DSNAs(name, r.ServingRole)
+	r.Admin = dsnAs(name, "postgres")
+	r.Owner = dsnAs(name, r.OwnerRole)
+	r.Serving = dsnAs(name, r.ServingRole)
 	return r
 }
 
