@@ -153,11 +153,11 @@ func serverBinDir() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	real, err := filepath.EvalSymlinks(postgres)
+	resolved, err := filepath.EvalSymlinks(postgres)
 	if err != nil {
 		return "", fmt.Errorf("pgtest: resolve %s: %w", postgres, err)
 	}
-	dir := filepath.Dir(real)
+	dir := filepath.Dir(resolved)
 	for _, name := range []string{"pg_controldata", "pg_basebackup", "pg_rewind", "initdb", "pg_ctl"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return "", fmt.Errorf("pgtest: %s is not beside postgres in %s, where Patroni looks for it: %s", name, dir, installHint)
