@@ -60,13 +60,13 @@ fuzz: ## run each fuzz target FUZZTIME (default 300000x executions; make fuzz FU
 	$(GO) test -run='^$$' -fuzz='^FuzzMatch$$' -fuzztime=$(FUZZTIME) ./nexus/internal/policy
 	$(GO) test -run='^$$' -fuzz='^FuzzMayMatchUnder$$' -fuzztime=$(FUZZTIME) ./nexus/internal/policy
 
-up: ## start PostgreSQL, Keeper and Nexus locally (state in .spike/)
+up: ## start PostgreSQL, Keeper and Nexus locally (state in .spike/); PG=ha: PostgreSQL under Patroni + etcd (docs/ha.md)
 	deploy/local/up.sh
 
 svid: ## mint a dev SVID for a workload: make svid ID=spiffe://spike.local/app/web [NAME=web]
 	@GO="$(GO)" deploy/local/svid.sh "$(ID)" $(if $(filter command line,$(origin NAME)),"$(NAME)")
 
-down: ## stop the local stack (state stays in .spike/)
+down: ## stop the local stack, Patroni and etcd included (state stays in .spike/)
 	deploy/local/down.sh
 
 psql: ## open psql on the local stack's database

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # down.sh stops the SPIKE development stack started by up.sh: Nexus, then
 # Keeper, then the SPIRE agent and server if they run (SPIFFE=spire), then
-# PostgreSQL. State stays in $SPIKE_STATE (default .spike), so
+# PostgreSQL (and with PG=ha the Patroni members and etcd). State stays in $SPIKE_STATE (default .spike), so
 # `make up` brings the same stack back. Running it when nothing runs is fine.
 set -euo pipefail
 # shellcheck source=deploy/local/lib.sh
@@ -49,6 +49,10 @@ rm -f "$STATE/run/spiffe"
 
 if [[ -e $STATE/run/spire-agent.pid || -e $STATE/run/spire-server.pid ]]; then
 	"$REPO_ROOT/deploy/local/spire.sh" stop
+fi
+
+if [[ -d $HA_DIR ]]; then
+	"$REPO_ROOT/deploy/local/patroni.sh" stop
 fi
 
 if [[ -f "$PGDATA_DIR/PG_VERSION" ]] && command -v pg_ctl >/dev/null 2>&1 && pg_running; then

@@ -45,6 +45,17 @@ SVID_TTL=${SPIKE_SVID_TTL:-1h}
 # The OS user PostgreSQL runs as: itself refuses to run as root.
 PG_OS_USER=postgres
 
+# HA mode (make up PG=ha; deploy/local/patroni.sh): one etcd and two
+# PostgreSQL members under Patroni. Member n listens on PG_PORT + n - 1
+# and its Patroni REST API on PATRONI_PORT + n - 1.
+HA_DIR="$STATE/ha"
+HA_MEMBERS=2
+ETCD_PORT=${SPIKE_ETCD_PORT:-52379}
+ETCD_PEER_PORT=$((ETCD_PORT + 1))
+PATRONI_PORT=${SPIKE_PATRONI_PORT:-58008}
+# The PostgreSQL mode of the running stack (ha), if any, is in this file.
+PG_MODE_FILE="$STATE/run/pg"
+
 say() { printf '%s\n' "$*"; }
 warn() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
 die() {
@@ -101,6 +112,35 @@ keeper_name() {
 # 127.0.0.1:PORT.
 port_open() {
 	(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# read_password FILE creates FILE (0600) with a random hex password if it
+# is missing or empty, and prints the password.
+read_password() {
+	if [[ ! -s $1 ]]; then
+		(
+			umask 077
+			od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$1"
+		)
+	fi
+	chmod 0600 "$1"
+	local pw
+	pw=$(<"$1")
+	[[ $pw =~ ^[0-9a-f]+$ ]] || die "$1 must hold a hex password; remove it to generate a new one"
+	printf '%s' "$pw"
+}
+
+# http_status PORT PATH prints the status code of GET
+# http://127.0.0.1:PORT/PATH (curl-free: bash's /dev/tcp), or fails.
+http_status() {
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+		printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+		IFS=' ' read -r -t 3 _ code _ <&3 || exit 1
+		# Read the rest: a client that hangs up early makes servers log.
+		timeout 3 cat <&3 >/dev/null || true
+		printf '%s\n' "$code"
+	) 2>/dev/null
 }
 
 # log_tail FILE prints the last 20 lines of a log file to stderr.

@@ -4,6 +4,9 @@
 # Nexus. State lives in $SPIKE_STATE (default: .spike in the repository).
 # With SPIFFE=spire (make up SPIFFE=spire) the SVIDs come from a local SPIRE
 # server and agent instead (deploy/local/spire.sh), over the Workload API.
+# With PG=ha (make up PG=ha) PostgreSQL is a primary and a synchronous
+# standby under Patroni with etcd (deploy/local/patroni.sh), and Nexus
+# connects with a multi-host connection string.
 # Running it again starts whatever is not running and changes nothing else.
 # `make down` (deploy/local/down.sh) stops it all.
 set -euo pipefail
@@ -43,6 +46,33 @@ check_ports "${all_ports[@]}"
 dup=$(printf '%s\n' "${all_ports[@]}" | sort | uniq -d | head -n1)
 [[ -z $dup ]] || die "port $dup would be used twice (PostgreSQL, Nexus and its ops port, and KEEPERS=$KEEPERS Keepers from SPIKE_KEEPER_PORT, two ports each); choose other ports"
 [[ $TRUST_DOMAIN =~ ^[a-z0-9._-]+$ ]] || die "bad SPIKE_TRUST_DOMAIN: $TRUST_DOMAIN"
+
+# PostgreSQL: one cluster (default) or HA under Patroni (PG=ha). A running
+# stack keeps its mode (run/pg) unless one is given.
+PG_MODE=${PG:-$(cat "$PG_MODE_FILE" 2>/dev/null || echo single)}
+case $PG_MODE in
+single) ;;
+ha)
+	ha_ports=("$ETCD_PORT" "$ETCD_PEER_PORT")
+	for ((n = 1; n <= HA_MEMBERS; n++)); do
+		ha_ports+=($((PG_PORT + n - 1)) $((PATRONI_PORT + n - 1)))
+	done
+	check_ports "${ha_ports[@]}"
+	# all_ports[0] is PG_PORT, member 1's port.
+	dup=$(printf '%s\n' "${all_ports[@]:1}" "${ha_ports[@]}" | sort | uniq -d | head -n1)
+	[[ -z $dup ]] || die "port $dup would be used twice (PG=ha: PostgreSQL on SPIKE_PG_PORT and the next, Patroni on SPIKE_PATRONI_PORT and the next, etcd on SPIKE_ETCD_PORT and the next); choose other ports"
+	;;
+*) die "PG=$PG: use PG=ha for PostgreSQL under Patroni, or leave it unset for a single cluster" ;;
+esac
+if [[ $PG_MODE == ha ]] && pg_running; then
+	die "the stack runs a single PostgreSQL; 'make down' first to switch to PG=ha"
+fi
+if [[ $PG_MODE == single && -f $PG_MODE_FILE ]]; then
+	die "the stack runs PostgreSQL under Patroni (PG=ha); 'make down' first to switch to a single cluster"
+fi
+if [[ $PG_MODE == single && -d $HA_DIR && ! -f "$PGDATA_DIR/PG_VERSION" ]]; then
+	warn "$STATE holds the databases of PG=ha, not of a single cluster: 'make up PG=ha' uses them; starting an empty single cluster"
+fi
 
 # Where the SVIDs come from: the dev CA (default) or SPIRE.
 case ${SPIFFE:-} in
@@ -123,40 +153,7 @@ fi
 
 # --- PostgreSQL ---------------------------------------------------------------
 
-PG_LOG="$STATE/log/postgres.log"
 PG_PASSWORD_FILE="$STATE/pg/password"
-
-# Linux limits a Unix socket path to 107 bytes (108 with the NUL).
-sock_path="$PGRUN_DIR/.s.PGSQL.$PG_PORT"
-((${#sock_path} <= 107)) ||
-	die "state directory path too long for PostgreSQL's Unix socket ($sock_path); set SPIKE_STATE to a shorter path"
-
-mkdir -p "$PGDATA_DIR" "$PGRUN_DIR"
-chmod 0700 "$PGDATA_DIR" "$PGRUN_DIR"
-touch "$PG_LOG"
-chmod 0600 "$PG_LOG"
-if is_root; then
-	chown "$PG_OS_USER:" "$PGDATA_DIR" "$PGRUN_DIR" "$PG_LOG"
-	as_pg test -w "$PGDATA_DIR" ||
-		die "OS user $PG_OS_USER cannot reach $PGDATA_DIR: every parent directory must be searchable (o+x) by it; chmod o+x them or set SPIKE_STATE elsewhere"
-fi
-
-if [[ ! -f "$PGDATA_DIR/PG_VERSION" ]]; then
-	if [[ -n $(ls -A "$PGDATA_DIR") ]]; then
-		die "$PGDATA_DIR is not empty but holds no PostgreSQL cluster; remove it to start over"
-	fi
-	say "==> initdb $PGDATA_DIR"
-	# Local (Unix socket) connections are trusted: the socket directory is
-	# 0700 and owned by the server's OS user. TCP needs a password.
-	as_pg "$INITDB" -D "$PGDATA_DIR" -U postgres -E UTF8 --locale=C \
-		--auth-local=trust --auth-host=scram-sha-256 --no-instructions \
-		>"$STATE/log/initdb.log" 2>&1 || {
-		log_tail "$STATE/log/initdb.log"
-		die "initdb failed"
-	}
-	printf "\n# Settings of the SPIKE dev stack (deploy/local/up.sh).\ninclude_if_exists = 'spike.conf'\n" \
-		>>"$PGDATA_DIR/postgresql.conf"
-fi
 
 # TLS: a CA of the stack's database (pg/ca, not the SPIFFE CA) and a server
 # certificate for 127.0.0.1 and localhost (pg/tls), minted once. Clients
@@ -173,10 +170,59 @@ if is_root; then
 	chown -R "$PG_OS_USER:" "$PG_TLS_DIR"
 fi
 
-# Rewritten on every run; takes effect when the server (re)starts or
-# reloads (below).
-sq() { printf '%s' "${1//\'/\'\'}"; } # quote for a postgresql.conf string
-cat >"$PGDATA_DIR/spike.conf" <<EOF
+if [[ $PG_MODE == ha ]]; then
+	# etcd and the Patroni members; returns once there is a primary and a
+	# synchronous standby. The stack's clients reach the members through
+	# their Unix sockets, as in the single-node stack: one host (socket
+	# directory) and port per member, and only the primary will do.
+	"$REPO_ROOT/deploy/local/patroni.sh" start
+	PG_HOSTS="" PG_PORTS="" TCP_HOSTS=""
+	for ((n = 1; n <= HA_MEMBERS; n++)); do
+		PG_HOSTS+="${PG_HOSTS:+,}$HA_DIR/m$n/run"
+		PG_PORTS+="${PG_PORTS:+,}$((PG_PORT + n - 1))"
+		TCP_HOSTS+="${TCP_HOSTS:+,}127.0.0.1:$((PG_PORT + n - 1))"
+	done
+	TARGET_ATTRS=read-write
+	TARGET_PARAM="&target_session_attrs=$TARGET_ATTRS"
+else
+	PG_LOG="$STATE/log/postgres.log"
+
+	# Linux limits a Unix socket path to 107 bytes (108 with the NUL).
+	sock_path="$PGRUN_DIR/.s.PGSQL.$PG_PORT"
+	((${#sock_path} <= 107)) ||
+		die "state directory path too long for PostgreSQL's Unix socket ($sock_path); set SPIKE_STATE to a shorter path"
+
+	mkdir -p "$PGDATA_DIR" "$PGRUN_DIR"
+	chmod 0700 "$PGDATA_DIR" "$PGRUN_DIR"
+	touch "$PG_LOG"
+	chmod 0600 "$PG_LOG"
+	if is_root; then
+		chown "$PG_OS_USER:" "$PGDATA_DIR" "$PGRUN_DIR" "$PG_LOG"
+		as_pg test -w "$PGDATA_DIR" ||
+			die "OS user $PG_OS_USER cannot reach $PGDATA_DIR: every parent directory must be searchable (o+x) by it; chmod o+x them or set SPIKE_STATE elsewhere"
+	fi
+
+	if [[ ! -f "$PGDATA_DIR/PG_VERSION" ]]; then
+		if [[ -n $(ls -A "$PGDATA_DIR") ]]; then
+			die "$PGDATA_DIR is not empty but holds no PostgreSQL cluster; remove it to start over"
+		fi
+		say "==> initdb $PGDATA_DIR"
+		# Local (Unix socket) connections are trusted: the socket directory is
+		# 0700 and owned by the server's OS user. TCP needs a password.
+		as_pg "$INITDB" -D "$PGDATA_DIR" -U postgres -E UTF8 --locale=C \
+			--auth-local=trust --auth-host=scram-sha-256 --no-instructions \
+			>"$STATE/log/initdb.log" 2>&1 || {
+			log_tail "$STATE/log/initdb.log"
+			die "initdb failed"
+		}
+		printf "\n# Settings of the SPIKE dev stack (deploy/local/up.sh).\ninclude_if_exists = 'spike.conf'\n" \
+			>>"$PGDATA_DIR/postgresql.conf"
+	fi
+
+	# Rewritten on every run; takes effect when the server (re)starts or
+	# reloads (below).
+	sq() { printf '%s' "${1//\'/\'\'}"; } # quote for a postgresql.conf string
+	cat >"$PGDATA_DIR/spike.conf" <<EOF
 # Written by deploy/local/up.sh on every run; edit SPIKE_PG_PORT instead.
 listen_addresses = '127.0.0.1'
 port = $PG_PORT
@@ -187,40 +233,42 @@ ssl = on
 ssl_cert_file = '$(sq "$PG_TLS_DIR/server.pem")'
 ssl_key_file = '$(sq "$PG_TLS_DIR/server-key.pem")'
 EOF
-# Who may connect how, also rewritten on every run. The stack's own
-# clients (Nexus, spike-nexus migrate, make psql, make bench) use the Unix
-# socket: no network, no TLS to pay for, and the socket's directory is 0700
-# (only the server's OS user and root reach it). There the superuser needs
-# no password (up.sh bootstraps with it) and every other role needs its own.
-# Over TCP, TLS and a password are required.
-cat >"$PGDATA_DIR/pg_hba.conf" <<EOF
+	# Who may connect how, also rewritten on every run. The stack's own
+	# clients (Nexus, spike-nexus migrate, make psql, make bench) use the Unix
+	# socket: no network, no TLS to pay for, and the socket's directory is 0700
+	# (only the server's OS user and root reach it). There the superuser needs
+	# no password (up.sh bootstraps with it) and every other role needs its own.
+	# Over TCP, TLS and a password are required.
+	cat >"$PGDATA_DIR/pg_hba.conf" <<EOF
 # Written by deploy/local/up.sh on every run.
 # TYPE  DATABASE USER     ADDRESS       METHOD
 local   all      postgres               trust
 local   all      all                    scram-sha-256
 hostssl all      all      127.0.0.1/32  scram-sha-256
 EOF
-chmod 0600 "$PGDATA_DIR/spike.conf" "$PGDATA_DIR/pg_hba.conf"
-if is_root; then
-	chown "$PG_OS_USER:" "$PGDATA_DIR/spike.conf" "$PGDATA_DIR/pg_hba.conf"
-fi
-
-if pg_running; then
-	running_port=$(sed -n 4p "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
-	[[ $running_port == "$PG_PORT" ]] ||
-		die "PostgreSQL of this stack is running on port ${running_port:-?}, not SPIKE_PG_PORT=$PG_PORT; run 'make down' first"
-	say "==> PostgreSQL already running on 127.0.0.1:$PG_PORT"
-	# TLS settings (and others that need no restart) take effect now.
-	as_pg "$PG_CTL" -D "$PGDATA_DIR" reload >/dev/null || die "PostgreSQL did not reload its settings"
-else
-	if port_open "$PG_PORT"; then
-		die "port 127.0.0.1:$PG_PORT is taken by another program; set SPIKE_PG_PORT"
+	chmod 0600 "$PGDATA_DIR/spike.conf" "$PGDATA_DIR/pg_hba.conf"
+	if is_root; then
+		chown "$PG_OS_USER:" "$PGDATA_DIR/spike.conf" "$PGDATA_DIR/pg_hba.conf"
 	fi
-	say "==> starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
-	as_pg "$PG_CTL" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 60 start >/dev/null || {
-		log_tail "$PG_LOG"
-		die "PostgreSQL did not start"
-	}
+
+	if pg_running; then
+		running_port=$(sed -n 4p "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
+		[[ $running_port == "$PG_PORT" ]] ||
+			die "PostgreSQL of this stack is running on port ${running_port:-?}, not SPIKE_PG_PORT=$PG_PORT; run 'make down' first"
+		say "==> PostgreSQL already running on 127.0.0.1:$PG_PORT"
+		# TLS settings (and others that need no restart) take effect now.
+		as_pg "$PG_CTL" -D "$PGDATA_DIR" reload >/dev/null || die "PostgreSQL did not reload its settings"
+	else
+		if port_open "$PG_PORT"; then
+			die "port 127.0.0.1:$PG_PORT is taken by another program; set SPIKE_PG_PORT"
+		fi
+		say "==> starting PostgreSQL on 127.0.0.1:$PG_PORT (log: $PG_LOG)"
+		as_pg "$PG_CTL" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 60 start >/dev/null || {
+			log_tail "$PG_LOG"
+			die "PostgreSQL did not start"
+		}
+	fi
+	PG_HOSTS=$PGRUN_DIR PG_PORTS=$PG_PORT TCP_HOSTS="127.0.0.1:$PG_PORT" TARGET_ATTRS=any TARGET_PARAM=""
 fi
 
 # Two roles: spike owns the database and its schema and runs the
@@ -229,19 +277,6 @@ fi
 # the audit trail append-only). Each has its own password file.
 NEXUS_ROLE=spike_nexus
 NEXUS_PASSWORD_FILE="$STATE/pg/nexus-password"
-read_password() { # read_password FILE: creates FILE if missing, prints its hex password
-	if [[ ! -s $1 ]]; then
-		(
-			umask 077
-			od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$1"
-		)
-	fi
-	chmod 0600 "$1"
-	local pw
-	pw=$(<"$1")
-	[[ $pw =~ ^[0-9a-f]+$ ]] || die "$1 must hold a hex password; remove it to generate a new one"
-	printf '%s' "$pw"
-}
 PG_PASSWORD=$(read_password "$PG_PASSWORD_FILE")
 NEXUS_PASSWORD=$(read_password "$NEXUS_PASSWORD_FILE")
 
@@ -251,7 +286,7 @@ NEXUS_PASSWORD=$(read_password "$NEXUS_PASSWORD_FILE")
 # start otherwise). SQL goes through stdin, so no password shows up in a
 # process list. A stack made before the roles were split keeps its data:
 # spike already owns everything and becomes the owner role.
-as_pg "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PGRUN_DIR" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<EOF
+PGTARGETSESSIONATTRS=$TARGET_ATTRS as_pg "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PG_HOSTS" -p "$PG_PORTS" -U postgres -d postgres >/dev/null <<EOF
 DO \$\$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'spike') THEN
@@ -277,10 +312,10 @@ urlq() { # urlq STRING: percent-encodes what a URL query value cannot hold as is
 }
 # The stack's own clients connect through the Unix socket (see pg_hba.conf
 # above); TCP_URL is the same database over TCP and TLS, for other tools.
-SOCKET_PARAMS="host=$(urlq "$PGRUN_DIR")&port=$PG_PORT"
+SOCKET_PARAMS="host=$(urlq "$PG_HOSTS")&port=$PG_PORTS$TARGET_PARAM"
 OWNER_URL="postgres://spike:$PG_PASSWORD@/spike?$SOCKET_PARAMS"
 DATABASE_URL="postgres://$NEXUS_ROLE:$NEXUS_PASSWORD@/spike?$SOCKET_PARAMS"
-TCP_URL="postgres://spike:$PG_PASSWORD@127.0.0.1:$PG_PORT/spike?sslmode=verify-full&sslrootcert=$(urlq "$PG_CA_DIR/ca.pem")"
+TCP_URL="postgres://spike:$PG_PASSWORD@$TCP_HOSTS/spike?sslmode=verify-full&sslrootcert=$(urlq "$PG_CA_DIR/ca.pem")$TARGET_PARAM"
 say "==> database spike ready (owner spike, password in $PG_PASSWORD_FILE;" \
 	"Nexus serves as $NEXUS_ROLE, password in $NEXUS_PASSWORD_FILE)"
 
@@ -480,8 +515,13 @@ if [[ -n $status_json && -z $initialised ]]; then
 fi
 
 say ""
+if [[ $PG_MODE == ha ]]; then
+	pg_where="PostgreSQL under Patroni $TCP_HOSTS (deploy/local/patroni.sh status shows the roles)"
+else
+	pg_where="PostgreSQL 127.0.0.1:$PG_PORT"
+fi
 say "SPIKE is up: Nexus https://127.0.0.1:$NEXUS_PORT, Keeper(s) ${KEEPER_URLS[*]}," \
-	"PostgreSQL 127.0.0.1:$PG_PORT (state in $STATE, logs in $STATE/log)."
+	"$pg_where (state in $STATE, logs in $STATE/log)."
 say "Metrics and health: http://127.0.0.1:$NEXUS_OPS_PORT/{metrics,healthz,readyz} (Nexus)," \
 	"http://127.0.0.1:$KEEPER_OPS_PORT/... (Keeper)."
 if [[ -n $USE_SPIRE ]]; then

@@ -170,7 +170,15 @@ func NewRoles(t testing.TB, serving string) Roles {
 // NewRoles is the package's NewRoles on cluster c.
 func (c *Cluster) NewRoles(t testing.TB, serving string) Roles {
 	t.Helper()
-	adminExec := c.adminExec
+	return newRoles(t, serving, c.DSNAs, c.adminExec)
+}
+
+// newRoles is NewRoles on the server that dsnAs (the DSN of a database as
+// a role) reaches, running statements on its postgres database with
+// adminExec.
+func newRoles(t testing.TB, serving string, dsnAs func(db, role string) string,
+	adminExec func(ctx context.Context, sql string) error) Roles {
+	t.Helper()
 	suffix := randomHex(6)
 	r := Roles{OwnerRole: "spike_owner_" + suffix, ServingRole: serving}
 	if r.ServingRole == "" {
@@ -206,7 +214,10 @@ func (c *Cluster) NewRoles(t testing.TB, serving string) Roles {
 		}
 	})
 	r.Database = name
-	return r.On(c)
+	r.Admin = dsnAs(name, "postgres")
+	r.Owner = dsnAs(name, r.OwnerRole)
+	r.Serving = dsnAs(name, r.ServingRole)
+	return r
 }
 
 // adminExec runs one statement on the postgres database. Database names
