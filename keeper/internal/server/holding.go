@@ -35,16 +35,16 @@ func (h *holding) drop() {
 	h.ring.Drop()
 }
 
-// supersedes reports whether n should replace h: the same keyring at a
+// supersedes reports whether h should replace old: the same keyring at a
 // newer epoch, or the same root keys now with their unlocked form.
-func (n *holding) supersedes(h *holding) bool {
-	if !bytesEqual(n.id(), h.id()) {
+func (h *holding) supersedes(old *holding) bool {
+	if !bytesEqual(h.id(), old.id()) {
 		return false
 	}
-	if n.epoch() != h.epoch() {
-		return n.epoch() > h.epoch()
+	if h.epoch() != old.epoch() {
+		return h.epoch() > old.epoch()
 	}
-	return h.u == nil && n.u != nil && n.ring.Equal(h.ring)
+	return old.u == nil && h.u != nil && h.ring.Equal(old.ring)
 }
 
 // heldVersions is what a refusal needs to know of a holding after its

@@ -159,29 +159,29 @@ func (s *Server) wantedKeyring() ([]byte, uint64) {
 	return want, floor
 }
 
-// wantEpoch records that Nexus has seen epoch min of the held keyring
+// wantEpoch records that Nexus has seen epoch epoch of the held keyring
 // committed: Keeper refuses older stored copies from now on, and asks its
 // peers for that epoch.
-func (s *Server) wantEpoch(ctx context.Context, min uint64) {
+func (s *Server) wantEpoch(ctx context.Context, epoch uint64) {
 	s.mu.Lock()
 	if s.held != nil {
-		s.raiseFloor(s.held.id(), min)
+		s.raiseFloor(s.held.id(), epoch)
 	}
 	s.mu.Unlock()
-	s.wantNewer(ctx, min)
+	s.wantNewer(ctx, epoch)
 }
 
-// wantNewer records that a newer epoch than the held one may exist (min
-// is its lowest possible epoch; it may be inferred from a root key version
+// wantNewer records that a newer epoch than the held one may exist (epoch
+// is its lowest possible one; it may be inferred from a root key version
 // the keyring lacks, which the database names, so it raises no floor), and
 // wakes the re-seed loop to fetch it. A round of the loop in which no peer
 // has a newer one clears it.
-func (s *Server) wantNewer(ctx context.Context, min uint64) {
+func (s *Server) wantNewer(ctx context.Context, epoch uint64) {
 	s.mu.Lock()
 	if s.held != nil && !s.newer {
 		s.newer = true
 		s.log.InfoContext(ctx, "a newer epoch of the keyring exists; asking peers for it",
-			slog.Uint64("epoch", s.held.epoch()), slog.Uint64("wanted", min))
+			slog.Uint64("epoch", s.held.epoch()), slog.Uint64("wanted", epoch))
 	}
 	s.mu.Unlock()
 	s.wakeReseed()

@@ -219,10 +219,10 @@ func (s *Server) GenerateDataKey(ctx context.Context, req *connect.Request[keepe
 	if err != nil {
 		return nil, err
 	}
-	if epoch, min := h.epoch(), req.Msg.GetMinEpoch(); epoch < min {
+	if held, committed := h.epoch(), req.Msg.GetMinEpoch(); held < committed {
 		release()
-		s.wantEpoch(ctx, min)
-		return nil, staleErr(fmt.Sprintf("keyring epoch %d is older than epoch %d, committed", epoch, min))
+		s.wantEpoch(ctx, committed)
+		return nil, staleErr(fmt.Sprintf("keyring epoch %d is older than epoch %d, committed", held, committed))
 	}
 	defer release()
 	plaintext, wrapped, version, err := h.ring.WrapDataKey(dekID)

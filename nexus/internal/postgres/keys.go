@@ -170,7 +170,7 @@ func (s *Store) DataKeysBelow(ctx context.Context, version uint32, limit int) ([
 		var k envelope.WrappedKey
 		var v int32
 		err := r.Scan(&k.ID, &v, &k.Wrapped)
-		k.RootKeyVersion = uint32(v) //nolint:gosec // a negative version fails to unwrap, as any altered one
+		k.RootKeyVersion = uint32(v)
 		return k, err
 	})
 	return keys, total, dbError(ctx, "read data keys to rewrap", err)

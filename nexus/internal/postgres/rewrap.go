@@ -9,10 +9,10 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/token"
 )
 
-// staleSecrets selects the secrets after $2 whose head, custom metadata
-// (before heads) or a retained version names another data key than $1. A
+// resealCandidates selects the secrets after $2 without a sealed head yet,
+// or whose head or a retained version names another data key than $1. A
 // sealed value's data key id is its bytes 2 to 17 (envelope's layout).
-const staleSecrets = `FROM secrets s WHERE s.path > $2 AND (
+const resealCandidates = `FROM secrets s WHERE s.path > $2 AND (
 	    s.head IS NULL OR substring(s.head FROM 2 FOR 16) <> $1
 	    OR EXISTS (SELECT 1 FROM secret_versions v WHERE v.path = s.path AND v.sealed IS NOT NULL AND v.dek_id <> $1))`
 
@@ -21,13 +21,13 @@ const staleSecrets = `FROM secrets s WHERE s.path > $2 AND (
 // secrets follow after in all.
 func (s *Store) SecretsToReseal(ctx context.Context, active []byte, after string, limit int) ([]string, int64, error) {
 	var total int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) `+staleSecrets, active, after).Scan(&total); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) `+resealCandidates, active, after).Scan(&total); err != nil {
 		return nil, 0, dbError(ctx, "count secrets to reseal", err)
 	}
 	if total == 0 {
 		return nil, 0, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT s.path `+staleSecrets+` ORDER BY s.path LIMIT $3`, active, after, limit)
+	rows, err := s.pool.Query(ctx, `SELECT s.path `+resealCandidates+` ORDER BY s.path LIMIT $3`, active, after, limit)
 	if err != nil {
 		return nil, 0, dbError(ctx, "list secrets to reseal", err)
 	}

@@ -163,5 +163,5 @@ func heldVersions(st *nexusv1.StatusResponse) (active, oldest uint32) {
 // where progress is shown.
 func (inv *invocation) stderrIsTerminal() bool {
 	f, ok := inv.p.Stderr.(interface{ Fd() uintptr })
-	return ok && term.IsTerminal(int(f.Fd())) //nolint:gosec // a file descriptor fits in an int
+	return ok && term.IsTerminal(int(f.Fd()))
 }
