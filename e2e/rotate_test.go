@@ -6,8 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/jackc/pgx/v5"
 
+	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
 	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/testkit/pgtest"
@@ -261,4 +263,134 @@ func dataKeyCount(t *testing.T, dsn string) int {
 		n += c
 	}
 	return n
+}
+
+// The version a data key's row names is a plain column: a database writer
+// who makes a key still wrapped under the old version claim the new one
+// cannot make rotate destroy the old version (which would lose that key
+// for good). The destruction is refused, nothing is destroyed, and once
+// the row is repaired rotate finishes.
+func TestDestroyRefusesAForgedVersion(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewRoles(t, "")
+	s := startCluster(t, db, 1, 1)
+	s.initialise(t)
+	admin := s.pilotEnv(t, 0, identity.Pilot(td))
+	mustSpike(t, admin, "", "secret", "put", "forged/a", "n=1")
+	conn, err := pgx.Connect(t.Context(), db.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	type row struct{ id, wrapped []byte }
+	var before []row
+	rows, err := conn.Query(t.Context(), `SELECT id, wrapped FROM data_keys`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.wrapped); err != nil {
+			t.Fatal(err)
+		}
+		before = append(before, r)
+	}
+	rows.Close()
+
+	mustSpike(t, admin, "", "operator", "rotate", "--keep-old")
+	// Put one key's old wrapping (under version 1) back, claiming 2.
+	if _, err := conn.Exec(t.Context(), `UPDATE data_keys SET wrapped = $2 WHERE id = $1`, before[0].id, before[0].wrapped); err != nil {
+		t.Fatal(err)
+	}
+	r := spike(t, admin, "", "operator", "rotate")
+	if r.code == 0 || !strings.Contains(r.stderr, "does not unwrap under root key version 2, which its row names: nothing destroyed") {
+		t.Errorf("rotate with a forged version column: exit %d, stderr %q; want a refusal", r.code, r.stderr)
+	}
+	_, op := s.noRetryClients(t, 0)
+	if k := keeperStatus(t, op, 0); k.GetOldestKeyVersion() != 1 {
+		t.Errorf("version 1 was destroyed although a data key is still wrapped under it: %v", k)
+	}
+	// Repaired (the row says what it is wrapped under), rotate re-wraps it
+	// and finishes.
+	if _, err := conn.Exec(t.Context(), `UPDATE data_keys SET root_key_version = 1 WHERE id = $1`, before[0].id); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustSpike(t, admin, "", "operator", "rotate"); !strings.Contains(out, "version 2 is the only one left") {
+		t.Errorf("rotate after the repair printed %q", out)
+	}
+	if got := mustSpike(t, admin, "", "secret", "get", "forged/a", "--field", "n"); strings.TrimSpace(got) != "1" {
+		t.Errorf("forged/a reads %q after the rotation", got)
+	}
+}
+
+// A rotation committed in the database that never reached the Keepers
+// (Nexus stopped right after the commit) needs no human: the first new
+// data key a Keeper wraps at the old epoch is refused by the database, and
+// Nexus hands the Keepers the stored keyring, which they open with the
+// keyring key they hold; the write, retried, succeeds.
+func TestRotationThatNeverReachedTheKeepersHeals(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewRoles(t, "")
+	s := startCluster(t, db, 1, 1)
+	s.initialise(t)
+	admin := s.pilotEnv(t, 0, identity.Pilot(td))
+	mustSpike(t, admin, "", "secret", "put", "heal/a", "n=1")
+	conn, err := pgx.Connect(t.Context(), db.Admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	keyring := func() (sealed []byte, epoch int64) {
+		t.Helper()
+		if err := conn.QueryRow(t.Context(), `SELECT sealed, epoch FROM root_keyrings`).Scan(&sealed, &epoch); err != nil {
+			t.Fatal(err)
+		}
+		return sealed, epoch
+	}
+	setKeyring := func(sealed []byte, epoch int64) {
+		t.Helper()
+		if _, err := conn.Exec(t.Context(), `UPDATE root_keyrings SET sealed = $1, epoch = $2`, sealed, epoch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldSealed, oldEpoch := keyring()
+	// The rotation's first step only: every data key stays under version 1.
+	_, op := s.noRetryClients(t, 0)
+	if _, err := op.RotateRootKey(t.Context(), connect.NewRequest(&nexusv1.RotateRootKeyRequest{ExpectedActiveVersion: 1})); err != nil {
+		t.Fatal(err)
+	}
+	newSealed, newEpoch := keyring()
+
+	// Fresh processes holding the epoch before the rotation...
+	setKeyring(oldSealed, oldEpoch)
+	s.nexus[0].Stop()
+	s.keeper.Stop()
+	s.keeper.Restart()
+	s.keeper.WaitListening(s.keeperAddr)
+	s.nexus[0].Restart()
+	s.nexus[0].WaitListening(s.nexusAddrs[0])
+	mustSpike(t, admin, "correct horse battery\n", "operator", "unseal")
+	_, op = s.noRetryClients(t, 0)
+	if k := keeperStatus(t, op, 0); k.GetEpoch() != uint64(oldEpoch) {
+		t.Fatalf("Keeper holds epoch %d, want %d", k.GetEpoch(), oldEpoch)
+	}
+	// ...while the database holds the rotation, committed.
+	setKeyring(newSealed, newEpoch)
+
+	mustSpike(t, admin, "", "secret", "put", "heal/b", "n=2")
+	if k := keeperStatus(t, op, 0); k.GetEpoch() != uint64(newEpoch) || k.GetActiveKeyVersion() != 2 {
+		t.Errorf("after the write, Keeper holds epoch %d version %d; want epoch %d version 2", k.GetEpoch(), k.GetActiveKeyVersion(), newEpoch)
+	}
+	if v := dataKeyVersions(t, db.Admin); v[1] == 0 || v[2] == 0 {
+		t.Errorf("data keys by version: %v; want the old ones under 1 and the new one under 2", v)
+	}
+	for path, want := range map[string]string{"heal/a": "1", "heal/b": "2"} {
+		if got := mustSpike(t, admin, "", "secret", "get", path, "--field", "n"); strings.TrimSpace(got) != want {
+			t.Errorf("%s reads %q, want %q", path, got, want)
+		}
+	}
+	// The rotation then finishes as usual.
+	if out := mustSpike(t, admin, "", "operator", "rotate"); !strings.Contains(out, "version 2 is the only one left") {
+		t.Errorf("rotate printed %q", out)
+	}
 }

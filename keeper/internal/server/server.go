@@ -233,6 +233,7 @@ func (s *Server) GenerateDataKey(ctx context.Context, req *connect.Request[keepe
 		Plaintext:      plaintext,
 		Wrapped:        wrapped,
 		RootKeyVersion: version,
+		Epoch:          h.epoch(),
 	}), nil
 }
 

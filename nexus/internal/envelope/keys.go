@@ -81,6 +81,9 @@ type WrappedKey struct {
 	ID []byte
 	// RootKeyVersion is the root key version that wrapped the key.
 	RootKeyVersion uint32
+	// Epoch is the epoch of the keyring that wrapped it (when created):
+	// the key is stored only if the stored keyring is not newer.
+	Epoch uint64
 	// Wrapped is the key sealed under that root key version.
 	Wrapped []byte
 	// CreatedAt is set by the database.
@@ -325,9 +328,14 @@ func (k *Keys) generate(ctx context.Context) (DEKID, []byte, error) {
 	if err != nil {
 		return id, nil, err
 	}
-	err = k.store.CreateDataKey(ctx, WrappedKey{ID: id[:], RootKeyVersion: dk.RootKeyVersion, Wrapped: dk.Wrapped})
+	err = k.store.CreateDataKey(ctx, WrappedKey{ID: id[:], RootKeyVersion: dk.RootKeyVersion, Wrapped: dk.Wrapped, Epoch: dk.Epoch})
 	if err != nil {
 		clear(dk.Plaintext)
+		if fault.CodeOf(err) == fault.Unavailable {
+			// The Keeper missed a rotation: bring the Keepers to the
+			// stored keyring, so that the retry finds one that has it.
+			k.keeper.Resync(context.WithoutCancel(ctx))
+		}
 		return id, nil, fmt.Errorf("store data key: %w", err)
 	}
 	return id, dk.Plaintext, nil

@@ -54,6 +54,8 @@ type DataKey struct {
 	Plaintext      []byte
 	Wrapped        []byte
 	RootKeyVersion uint32
+	// Epoch is the epoch of the keyring that wrapped it.
+	Epoch uint64
 }
 
 const unsealHint = "unseal with: echo '<password>' | spike operator unseal (or spike operator unseal --shares)"
@@ -353,17 +355,14 @@ func (c *Client) askAll(ctx context.Context, keyringID []byte, prev []Instance) 
 	}
 	wg.Wait()
 	// The newest epoch a Keeper holds was committed (Keepers advance only
-	// to stored epochs): from now on it is the floor, and a Keeper below
-	// it (it missed a rotation) does not count as holding the keyring.
+	// to stored epochs): from now on it is the floor, told to the Keepers
+	// and sent with every request for a new data key. A Keeper below it
+	// (it missed a rotation) still counts as holding: it serves what its
+	// versions can, answers stale to the rest (and the next Keeper is
+	// asked), and catches up from a peer.
 	for _, st := range states {
 		if st.Holds {
 			c.Committed(keyringID, st.Epoch)
-		}
-	}
-	floor := c.floor(keyringID)
-	for i := range states {
-		if states[i].Holds && states[i].Epoch < floor {
-			states[i].Holds = false
 		}
 	}
 	return states
@@ -451,7 +450,7 @@ func (c *Client) lost(i int, err error) {
 	switch reasonFor(err) {
 	case keeperv1.ErrorDetail_REASON_SEALED:
 		k.Unsealed = false
-	case keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH, keeperv1.ErrorDetail_REASON_STALE_KEYRING:
+	case keeperv1.ErrorDetail_REASON_KEYRING_MISMATCH:
 		k.Unsealed = true
 	default:
 		k.Err = err
@@ -500,7 +499,11 @@ func (c *Client) call(ctx context.Context, op string, f func(context.Context, ke
 		if ctx.Err() != nil || !failover(err) {
 			return c.translate(op, err)
 		}
-		c.lost(i, err)
+		// A stale answer is about what this request named (a root key
+		// version, an epoch): the Keeper still serves the rest.
+		if reasonFor(err) != keeperv1.ErrorDetail_REASON_STALE_KEYRING {
+			c.lost(i, err)
+		}
 		lastErr = err
 	}
 	if serr := c.State().Err(); serr != nil {
@@ -754,6 +757,7 @@ func (c *Client) GenerateDataKey(ctx context.Context, id []byte) (DataKey, error
 			Plaintext:      resp.Msg.GetPlaintext(),
 			Wrapped:        resp.Msg.GetWrapped(),
 			RootKeyVersion: resp.Msg.GetRootKeyVersion(),
+			Epoch:          resp.Msg.GetEpoch(),
 		}
 		return nil
 	})

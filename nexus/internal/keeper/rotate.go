@@ -55,12 +55,15 @@ func (c *Client) DestroyRootKeys(ctx context.Context, kr Keyring, below uint32) 
 
 // Advance tells every Keeper at once that kr, a newer epoch of the keyring
 // they hold, is committed: each opens it with its keyring key and holds
-// it, and none wraps a data key under an older epoch from now on. It
-// returns how many Keepers hold kr's epoch afterwards; one that could not
-// (unreachable, restarting, rekeyed since it was unsealed) takes it from a
-// peer once it learns of it.
+// it. It returns how many Keepers hold kr's epoch afterwards; once one
+// does, Nexus asks for new data keys at that epoch only. It runs with time
+// of its own, whatever is left of ctx's: the epoch is committed, and
+// Keepers that do not take it now are brought to it by Resync. One that
+// could not (unreachable, restarting, rekeyed since it was unsealed) also
+// takes it from a peer once it learns of it.
 func (c *Client) Advance(ctx context.Context, kr Keyring) int {
-	c.Committed(kr.ID, kr.Epoch)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sealTimeout)
+	defer cancel()
 	sealed := sealedOf(kr)
 	errs := c.each(ctx, sealTimeout, func(ctx context.Context, _ int, k Endpoint) error {
 		resp, err := k.RPC.Advance(ctx, connect.NewRequest(&keeperv1.AdvanceRequest{Keyring: sealed}))
@@ -72,13 +75,40 @@ func (c *Client) Advance(ctx context.Context, kr Keyring) int {
 	n := 0
 	for i, err := range errs {
 		if err != nil {
-			c.log.Warn("keeper did not advance to the new keyring epoch; it will fetch it from a peer",
+			c.log.Warn("keeper did not advance to the new keyring epoch; it will fetch it from a peer or be advanced again",
 				"keeper", c.keepers[i].Name, "keyring_id", hex.EncodeToString(kr.ID), "epoch", kr.Epoch, "error", err)
 			continue
 		}
 		n++
 	}
+	if n > 0 {
+		c.Committed(kr.ID, kr.Epoch)
+	}
 	return n
+}
+
+// Resync reads the stored keyring and has every Keeper advance to it:
+// after a rotation whose Advance reached no Keeper (Nexus stopped after
+// the commit, or the Keepers were unreachable), so that nobody has to
+// unseal. Concurrent calls share one. It returns how many Keepers hold the
+// stored epoch.
+func (c *Client) Resync(ctx context.Context) int {
+	v, _, _ := c.recheck.Do("resync", func() (any, error) {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dbCheckTimeout)
+		kr, err := c.keyrings.Keyring(ctx)
+		cancel()
+		if err == nil {
+			err = c.RolledBack(kr)
+		}
+		if err != nil || len(kr.Sealed) == 0 {
+			if err != nil {
+				c.log.Warn("resync: cannot read the stored keyring", "error", err)
+			}
+			return 0, nil
+		}
+		return c.Advance(ctx, kr), nil
+	})
+	return v.(int)
 }
 
 // RewrapDataKey has a Keeper re-wrap a data key under the active root key
@@ -115,7 +145,6 @@ func (c *Client) VersionsAt(st State, epoch uint64) (Versions, bool) {
 // returns how many did; the others take it from a peer when they learn of
 // the new epoch.
 func (c *Client) Adopt(ctx context.Context, creds Credentials, kr Keyring) int {
-	c.Committed(kr.ID, kr.Epoch)
 	sealed := sealedOf(kr)
 	errs := c.each(ctx, kdfTimeout, func(ctx context.Context, _ int, k Endpoint) error {
 		_, err := k.RPC.Unseal(ctx, connect.NewRequest(&keeperv1.UnsealRequest{Password: creds.Password, Shares: creds.Shares, Keyring: sealed}))
@@ -128,6 +157,9 @@ func (c *Client) Adopt(ctx context.Context, creds Credentials, kr Keyring) int {
 			continue
 		}
 		n++
+	}
+	if n > 0 {
+		c.Committed(kr.ID, kr.Epoch)
 	}
 	return n
 }

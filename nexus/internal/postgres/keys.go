@@ -94,14 +94,18 @@ func (s *Store) AdvanceKeyring(ctx context.Context, rec *audit.Entry, old, next 
 }
 
 // RetireRootKeys replaces the stored keyring old with next, which lacks
-// the root key versions below below, in one transaction with rec and only
-// if no data key is still wrapped under one of them (checked in the same
-// transaction, under a lock that holds off new data keys until it
-// commits): otherwise nothing is written and the error is
-// fault.FailedPrecondition.
-func (s *Store) RetireRootKeys(ctx context.Context, rec *audit.Entry, old, next keeper.Keyring, below uint32) error {
-	return s.replaceKeyring(ctx, "destroy old root keys", rec, old, next, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `LOCK TABLE data_keys IN SHARE MODE`); err != nil {
+// the root key versions below below, in one transaction with rec, only if
+// no data key is wrapped under one of them. The keyring row is locked
+// first: a new data key is stored only under a share lock of it (see
+// CreateDataKey), so none is being stored meanwhile, and none at the old
+// epoch after. The version a row names is a plain column: verify gets
+// every row claiming a version not below below and must check, with a
+// Keeper, that each really unwraps under it. Otherwise nothing is written
+// (not even next) and the error is fault.FailedPrecondition or verify's.
+func (s *Store) RetireRootKeys(ctx context.Context, rec *audit.Entry, old, next keeper.Keyring, below uint32,
+	verify func(context.Context, []envelope.WrappedKey) error) error {
+	return s.replaceKeyringChecked(ctx, "destroy old root keys", rec, old, next, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM root_keyrings WHERE id = 1 FOR UPDATE`); err != nil {
 			return err
 		}
 		var n int64
@@ -111,13 +115,40 @@ func (s *Store) RetireRootKeys(ctx context.Context, rec *audit.Entry, old, next 
 		if n > 0 {
 			return fault.New(fault.FailedPrecondition, "%d data keys are still wrapped under a root key version below %d: rewrap them first (spike operator rotate does)", n, below)
 		}
-		return nil
-	})
+		rows, err := tx.Query(ctx, `SELECT id, root_key_version, wrapped FROM data_keys`)
+		if err != nil {
+			return err
+		}
+		keys, err := pgx.CollectRows(rows, scanWrappedKey)
+		if err != nil {
+			return err
+		}
+		return verify(ctx, keys)
+	}, nil)
+}
+
+// scanWrappedKey reads id, root_key_version, wrapped. A version outside
+// uint32 (the column is plain) becomes one no Keeper holds.
+func scanWrappedKey(r pgx.CollectableRow) (envelope.WrappedKey, error) {
+	var k envelope.WrappedKey
+	var v int64
+	err := r.Scan(&k.ID, &v, &k.Wrapped)
+	if v < 0 || v > math.MaxUint32 {
+		v = math.MaxUint32
+	}
+	k.RootKeyVersion = uint32(v)
+	return k, err
 }
 
 // replaceKeyring is the compare-and-set of the stored keyring old with
-// next, with then run in the same transaction.
+// next, with then run after it in the same transaction.
 func (s *Store) replaceKeyring(ctx context.Context, op string, rec *audit.Entry, old, next keeper.Keyring, then func(pgx.Tx) error) error {
+	return s.replaceKeyringChecked(ctx, op, rec, old, next, nil, then)
+}
+
+// replaceKeyringChecked is replaceKeyring with before run first: an error
+// from it writes nothing.
+func (s *Store) replaceKeyringChecked(ctx context.Context, op string, rec *audit.Entry, old, next keeper.Keyring, before, then func(pgx.Tx) error) error {
 	if len(next.Sealed) == 0 || !bytes.Equal(old.ID, next.ID) {
 		return fmt.Errorf("%s: the new keyring must be format 2 of keyring %x", op, old.ID)
 	}
@@ -130,6 +161,11 @@ func (s *Store) replaceKeyring(ctx context.Context, op string, rec *audit.Entry,
 		return err
 	}
 	err = s.mutate(ctx, rec, func(tx pgx.Tx) error {
+		if before != nil {
+			if err := before(tx); err != nil {
+				return err
+			}
+		}
 		tag, err := tx.Exec(ctx,
 			`UPDATE root_keyrings SET kdf_params = '', ciphertext = '', sealed = $1, epoch = $2
 			 WHERE id = 1 AND keyring_id = $3 AND epoch = $4
@@ -166,13 +202,7 @@ func (s *Store) DataKeysBelow(ctx context.Context, version uint32, limit int) ([
 	if err != nil {
 		return nil, 0, dbError(ctx, "read data keys to rewrap", err)
 	}
-	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (envelope.WrappedKey, error) {
-		var k envelope.WrappedKey
-		var v int32
-		err := r.Scan(&k.ID, &v, &k.Wrapped)
-		k.RootKeyVersion = uint32(v)
-		return k, err
-	})
+	keys, err := pgx.CollectRows(rows, scanWrappedKey)
 	return keys, total, dbError(ctx, "read data keys to rewrap", err)
 }
 
@@ -224,15 +254,33 @@ func (s *Store) Initialized(ctx context.Context) (bool, error) {
 	return ok, dbError(ctx, "check initialisation", err)
 }
 
-// CreateDataKey stores a wrapped data key. k.CreatedAt is ignored.
+// CreateDataKey stores a wrapped data key, in one statement with a check
+// that the stored keyring is not at a newer epoch than the one that
+// wrapped it (share-locking the keyring row, so that a destruction of old
+// root key versions, which updates that row, runs entirely before or
+// after): a Keeper that missed a rotation must not wrap a key under a
+// version that is, or is about to be, destroyed (without a keyring row,
+// as in tests of the store alone, epoch 0 is assumed). Otherwise nothing is
+// stored and the error is fault.Unavailable. k.CreatedAt is ignored.
 func (s *Store) CreateDataKey(ctx context.Context, k envelope.WrappedKey) error {
-	if k.RootKeyVersion > math.MaxInt32 {
-		return fmt.Errorf("store data key: root key version %d out of range", k.RootKeyVersion)
+	if k.RootKeyVersion > math.MaxInt32 || k.Epoch > math.MaxInt64 {
+		return fmt.Errorf("store data key: root key version %d or epoch %d out of range", k.RootKeyVersion, k.Epoch)
 	}
-	_, err := s.pool.Exec(ctx,
-		"INSERT INTO data_keys (id, root_key_version, wrapped) VALUES ($1, $2, $3)",
-		k.ID, int32(k.RootKeyVersion), k.Wrapped)
-	return dbError(ctx, "store data key", err)
+	var stored int64
+	var inserted bool
+	err := s.pool.QueryRow(ctx,
+		`WITH ring AS (SELECT epoch FROM root_keyrings WHERE id = 1 FOR SHARE),
+		      ins AS (INSERT INTO data_keys (id, root_key_version, wrapped)
+		              SELECT $1, $2, $3 WHERE coalesce((SELECT epoch FROM ring), 0) <= $4 RETURNING 1)
+		 SELECT coalesce((SELECT epoch FROM ring), -1), EXISTS (SELECT 1 FROM ins)`,
+		k.ID, int32(k.RootKeyVersion), k.Wrapped, int64(k.Epoch)).Scan(&stored, &inserted)
+	if err != nil {
+		return dbError(ctx, "store data key", err)
+	}
+	if !inserted {
+		return fault.New(fault.Unavailable, "the Keeper wrapped the data key at keyring epoch %d, older than the stored keyring's %d (it missed a rotation): nothing was stored; retry", k.Epoch, stored)
+	}
+	return nil
 }
 
 // DataKey returns the wrapped data key with the given id. Stored values

@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -120,6 +121,36 @@ func TestDataKey(t *testing.T) {
 	err = s.CreateDataKey(ctx, envelope.WrappedKey{ID: bytes.Repeat([]byte{9}, 16), RootKeyVersion: 1 << 31, Wrapped: []byte("w")})
 	if err == nil || errors.As(err, new(*fault.Error)) {
 		t.Errorf("CreateDataKey with root key version 2^31: error = %v, want an internal error", err)
+	}
+}
+
+// A data key wrapped by a Keeper at an older epoch than the stored
+// keyring's (it missed a rotation) is not stored: its version may be
+// destroyed. One at the stored epoch, or a newer one, is.
+func TestDataKeyFromAStaleKeeperIsRefused(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := t.Context()
+	if err := s.CreateKeyring(ctx, auditRec(t, s), keeper.Keyring{ID: []byte("id-1"), Sealed: []byte("sealed"), Epoch: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		epoch  uint64
+		stored bool
+	}{{2, false}, {0, false}, {3, true}, {4, true}} {
+		id := bytes.Repeat([]byte{byte(tt.epoch + 1)}, 16)
+		err := s.CreateDataKey(ctx, envelope.WrappedKey{ID: id, RootKeyVersion: 1, Wrapped: []byte("w"), Epoch: tt.epoch})
+		_, rerr := s.DataKey(ctx, id)
+		if tt.stored {
+			if err != nil || rerr != nil {
+				t.Errorf("epoch %d: CreateDataKey = %v, DataKey = %v; want stored", tt.epoch, err, rerr)
+			}
+			continue
+		}
+		wantCode(t, err, fault.Unavailable, fmt.Sprintf("the Keeper wrapped the data key at keyring epoch %d, older than the stored keyring's 3 (it missed a rotation): nothing was stored; retry", tt.epoch))
+		if rerr == nil {
+			t.Errorf("epoch %d: the refused data key was stored", tt.epoch)
+		}
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/token"
 )
 
@@ -17,15 +18,18 @@ const resealCandidates = `FROM secrets s WHERE s.path > $2 AND (
 	    OR EXISTS (SELECT 1 FROM secret_versions v WHERE v.path = s.path AND v.sealed IS NOT NULL AND v.dek_id <> $1))`
 
 // SecretsToReseal returns up to limit paths, in order after after, of
-// secrets that name another data key than active, and how many such
-// secrets follow after in all.
-func (s *Store) SecretsToReseal(ctx context.Context, active []byte, after string, limit int) ([]string, int64, error) {
-	var total int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) `+resealCandidates, active, after).Scan(&total); err != nil {
-		return nil, 0, dbError(ctx, "count secrets to reseal", err)
-	}
-	if total == 0 {
-		return nil, 0, nil
+// secrets that name another data key than active, and, when count is set,
+// how many such secrets follow after in all (a scan of every secret: ask
+// once, not per batch); -1 otherwise.
+func (s *Store) SecretsToReseal(ctx context.Context, active []byte, after string, limit int, count bool) ([]string, int64, error) {
+	total := int64(-1)
+	if count {
+		if err := s.pool.QueryRow(ctx, `SELECT count(*) `+resealCandidates, active, after).Scan(&total); err != nil {
+			return nil, 0, dbError(ctx, "count secrets to reseal", err)
+		}
+		if total == 0 {
+			return nil, 0, nil
+		}
 	}
 	rows, err := s.pool.Query(ctx, `SELECT s.path `+resealCandidates+` ORDER BY s.path LIMIT $3`, active, after, limit)
 	if err != nil {
@@ -43,12 +47,12 @@ const RetireAfter = time.Hour + 10*time.Minute
 // RetireDataKeys deletes the data keys that nothing stored names (no
 // secret head, version, legacy custom metadata, policy, policy manifest,
 // admin token or audit record), that are not the audit MAC key and that
-// were created more than RetireAfter ago (active, the data key in use, is
+// were created more than RetireAfter ago, in one transaction with rec, (active, the data key in use, is
 // never older), and returns how many it deleted
 // and kept. A deleted key is gone for good: anything still sealed under
 // it, in a backup for instance, no longer opens.
-func (s *Store) RetireDataKeys(ctx context.Context, active []byte) (retired, kept int64, err error) {
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+func (s *Store) RetireDataKeys(ctx context.Context, rec *audit.Entry, active []byte) (retired, kept int64, err error) {
+	err = s.mutate(ctx, rec, func(tx pgx.Tx) error {
 		// A destroyed version has no value, so the data key its row names
 		// means nothing; it names the one in use from now on, so that it
 		// holds no older key back.

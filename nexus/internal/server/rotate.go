@@ -8,6 +8,7 @@ import (
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 
+	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/keeper"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
@@ -25,6 +26,10 @@ func (o operatorServer) RotateRootKey(ctx context.Context, req *connect.Request[
 }
 
 func (o operatorServer) rotateRootKey(ctx context.Context, c *call, m *nexusv1.RotateRootKeyRequest) (*nexusv1.RotateRootKeyResponse, error) {
+	if m.GetExpectedActiveVersion() == 0 {
+		// Without it a retried request could add two versions.
+		return nil, fault.New(fault.Invalid, "expected_active_version: required (the active root key version, from status)")
+	}
 	stored, v, err := o.rotatable(ctx, c, m.GetExpectedActiveVersion())
 	if err != nil {
 		return nil, err
@@ -106,7 +111,7 @@ func (o operatorServer) destroyOldRootKeys(ctx context.Context, c *call, m *nexu
 	if err != nil {
 		return nil, err
 	}
-	if err := o.replace(ctx, stored, next, o.store.RetireRootKeys(ctx, c.record, stored, next, v.Active)); err != nil {
+	if err := o.replace(ctx, stored, next, o.store.RetireRootKeys(ctx, c.record, stored, next, v.Active, o.checkDataKeys)); err != nil {
 		return nil, err
 	}
 	held := o.keeper.Advance(ctx, next)
@@ -132,12 +137,17 @@ func (o operatorServer) rotatable(ctx context.Context, c *call, expected uint32)
 			"the stored keyring is in format 1, which cannot rotate: rekey it once (spike operator rekey; the same password will do), then rotate")
 	}
 	v, ok := o.keeper.VersionsAt(o.checkKeepers(ctx), stored.Epoch)
+	if !ok && o.keeper.Resync(ctx) > 0 {
+		// A rotation's last step did not reach the Keepers (this or
+		// another Nexus stopped after its commit): they have it now.
+		v, ok = o.keeper.VersionsAt(o.checkKeepers(ctx), stored.Epoch)
+	}
 	if !ok {
 		if err := o.keeper.State().Err(); err != nil {
 			return keeper.Keyring{}, keeper.Versions{}, err
 		}
-		return keeper.Keyring{}, keeper.Versions{}, fault.New(fault.Unavailable,
-			"no Keeper holds epoch %d of the keyring yet (they fetch it from each other): retry", stored.Epoch)
+		return keeper.Keyring{}, keeper.Versions{}, fault.New(fault.FailedPrecondition,
+			"no Keeper holds epoch %d of the keyring, the one stored, nor can take it: unseal (spike operator unseal), then try again", stored.Epoch)
 	}
 	if expected != 0 && expected != v.Active {
 		return keeper.Keyring{}, keeper.Versions{}, fault.New(fault.FailedPrecondition,
@@ -186,7 +196,7 @@ func (o operatorServer) rewrapSecrets(ctx context.Context, c *call, m *nexusv1.R
 		return nil, err
 	}
 	c.record.SetTarget(m.GetAfter())
-	paths, total, err := o.store.SecretsToReseal(ctx, active.ID[:], m.GetAfter(), limit)
+	paths, total, err := o.store.SecretsToReseal(ctx, active.ID[:], m.GetAfter(), limit, m.GetAfter() == "")
 	if err != nil {
 		return nil, err
 	}
@@ -201,9 +211,12 @@ func (o operatorServer) rewrapSecrets(ctx context.Context, c *call, m *nexusv1.R
 		}
 		resp.Next = path
 	}
-	resp.Remaining = total - int64(len(paths))
-	if resp.Remaining == 0 {
-		resp.Next = ""
+	resp.Remaining = -1 // counted on the first call only
+	if total >= 0 {
+		resp.Remaining = total - int64(len(paths))
+	}
+	if len(paths) < limit {
+		resp.Next, resp.Remaining = "", 0 // the last batch
 	}
 	return resp, nil
 }
@@ -213,7 +226,7 @@ func (o operatorServer) RetireDataKeys(ctx context.Context, req *connect.Request
 	return unary(ctx, o.Server, req, o.retireDataKeys)
 }
 
-func (o operatorServer) retireDataKeys(ctx context.Context, _ *call, _ *nexusv1.RetireDataKeysRequest) (*nexusv1.RetireDataKeysResponse, error) {
+func (o operatorServer) retireDataKeys(ctx context.Context, c *call, _ *nexusv1.RetireDataKeysRequest) (*nexusv1.RetireDataKeysResponse, error) {
 	// Admin tokens are few: they are sealed again here, not in batches.
 	if _, err := o.tokens.Reseal(ctx); err != nil {
 		return nil, err
@@ -222,7 +235,7 @@ func (o operatorServer) retireDataKeys(ctx context.Context, _ *call, _ *nexusv1.
 	if err != nil {
 		return nil, err
 	}
-	retired, kept, err := o.store.RetireDataKeys(ctx, active.ID[:])
+	retired, kept, err := o.store.RetireDataKeys(ctx, c.record, active.ID[:])
 	if err != nil {
 		return nil, err
 	}
@@ -230,4 +243,19 @@ func (o operatorServer) retireDataKeys(ctx context.Context, _ *call, _ *nexusv1.
 		o.log.Warn("data keys retired", "retired", retired, "kept", kept)
 	}
 	return &nexusv1.RetireDataKeysResponse{Retired: retired, Kept: kept}, nil
+}
+
+// checkDataKeys has a Keeper unwrap every data key under the root key
+// version its row names, before older versions are destroyed: the version
+// column is plain, and a row that names a version it is not wrapped under
+// would otherwise lose its key for good.
+func (o operatorServer) checkDataKeys(ctx context.Context, keys []envelope.WrappedKey) error {
+	for _, k := range keys {
+		plain, err := o.keeper.DecryptDataKey(ctx, k.ID, k.Wrapped, k.RootKeyVersion)
+		clear(plain)
+		if err != nil {
+			return fault.Wrap(fault.CodeOf(err), err, "data key %x does not unwrap under root key version %d, which its row names: nothing destroyed", k.ID, k.RootKeyVersion)
+		}
+	}
+	return nil
 }

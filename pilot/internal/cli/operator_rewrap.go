@@ -57,8 +57,8 @@ func (inv *invocation) rewrap(ctx context.Context, n *nexus, batch uint32, rate 
 	tty := inv.stderrIsTerminal()
 	start := time.Now()
 	var (
-		after            string
-		looked, resealed int64
+		after                   string
+		looked, resealed, total int64
 	)
 	for {
 		var resp *nexusv1.RewrapSecretsResponse
@@ -77,8 +77,11 @@ func (inv *invocation) rewrap(ctx context.Context, n *nexus, batch uint32, rate 
 		}
 		resealed += resp.GetResealed()
 		looked += int64(batch)
+		if after == "" {
+			total = resp.GetRemaining() + resp.GetResealed()
+		}
 		if tty {
-			fmt.Fprintf(inv.p.Stderr, "\rsealed %d secrets again; %d left   ", resealed, resp.GetRemaining())
+			fmt.Fprintf(inv.p.Stderr, "\rsealed %d of %d secrets again   ", resealed, total)
 		}
 		if resp.GetNext() == "" {
 			break

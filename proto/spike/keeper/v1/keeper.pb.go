@@ -976,8 +976,12 @@ type GenerateDataKeyResponse struct {
 	Plaintext      []byte                 `protobuf:"bytes,1,opt,name=plaintext,proto3" json:"plaintext,omitempty"`
 	Wrapped        []byte                 `protobuf:"bytes,2,opt,name=wrapped,proto3" json:"wrapped,omitempty"`
 	RootKeyVersion uint32                 `protobuf:"varint,3,opt,name=root_key_version,json=rootKeyVersion,proto3" json:"root_key_version,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The epoch of the keyring that wrapped it: Nexus stores the data key
+	// only if the stored keyring is not newer (a rotation this Keeper
+	// missed may destroy the version it used).
+	Epoch         uint64 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GenerateDataKeyResponse) Reset() {
@@ -1027,6 +1031,13 @@ func (x *GenerateDataKeyResponse) GetWrapped() []byte {
 func (x *GenerateDataKeyResponse) GetRootKeyVersion() uint32 {
 	if x != nil {
 		return x.RootKeyVersion
+	}
+	return 0
+}
+
+func (x *GenerateDataKeyResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
 	}
 	return 0
 }
@@ -1687,11 +1698,12 @@ const file_spike_keeper_v1_keeper_proto_rawDesc = "" +
 	"\x06shares\x18\x02 \x03(\fR\x06shares\"L\n" +
 	"\x16GenerateDataKeyRequest\x12\x15\n" +
 	"\x06dek_id\x18\x01 \x01(\fR\x05dekId\x12\x1b\n" +
-	"\tmin_epoch\x18\x02 \x01(\x04R\bminEpoch\"{\n" +
+	"\tmin_epoch\x18\x02 \x01(\x04R\bminEpoch\"\x91\x01\n" +
 	"\x17GenerateDataKeyResponse\x12\x1c\n" +
 	"\tplaintext\x18\x01 \x01(\fR\tplaintext\x12\x18\n" +
 	"\awrapped\x18\x02 \x01(\fR\awrapped\x12(\n" +
-	"\x10root_key_version\x18\x03 \x01(\rR\x0erootKeyVersion\"r\n" +
+	"\x10root_key_version\x18\x03 \x01(\rR\x0erootKeyVersion\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\"r\n" +
 	"\x15DecryptDataKeyRequest\x12\x15\n" +
 	"\x06dek_id\x18\x01 \x01(\fR\x05dekId\x12\x18\n" +
 	"\awrapped\x18\x02 \x01(\fR\awrapped\x12(\n" +

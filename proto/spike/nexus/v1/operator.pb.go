@@ -1381,7 +1381,9 @@ type RewrapSecretsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Secrets sealed again in this call.
 	Resealed int64 `protobuf:"varint,1,opt,name=resealed,proto3" json:"resealed,omitempty"`
-	// Secrets after next that still name another data key.
+	// Secrets after next that still name another data key, counted on the
+	// first call (after empty); -1 on later ones (a count scans every
+	// secret), 0 once next is empty.
 	Remaining int64 `protobuf:"varint,2,opt,name=remaining,proto3" json:"remaining,omitempty"`
 	// The last path looked at: pass it as after; empty when there is
 	// nothing left.
