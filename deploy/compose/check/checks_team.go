@@ -25,7 +25,7 @@ var digestRef = regexp.MustCompile(`^([^@\s]+):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127
 // CLI must match the server).
 func checkImageDigests(s *stack) []string {
 	var out []string
-	byName := map[string]string{}   // image name -> reference
+	byName := map[string]string{}    // image name -> reference
 	firstUser := map[string]string{} // image name -> first service pulling it
 	for _, svc := range s.services {
 		if svc.Build != nil || svc.Image == "" {
