@@ -17,22 +17,28 @@
 # and on stdin, never on a command line.
 set -eu
 
-PGPASSWORD=$(cat /run/spike/postgres/password)
-NEXUS_PASSWORD=$(cat /run/spike/nexus-db/password)
-BACKUP_PASSWORD=$(cat /run/spike/backup-db/password)
+# Where bootstrap.sh's files are, and the server: the Compose stack's
+# unless set (e2e/compose_backup_test.go runs this script against a
+# throwaway cluster).
+SECRETS_DIR=${SECRETS_DIR:-/run/spike}
+PGPASSWORD=$(cat "$SECRETS_DIR/postgres/password")
+NEXUS_PASSWORD=$(cat "$SECRETS_DIR/nexus-db/password")
+BACKUP_PASSWORD=$(cat "$SECRETS_DIR/backup-db/password")
 # Both go into SQL text below: hex only.
 for pw in "$NEXUS_PASSWORD" "$BACKUP_PASSWORD"; do
 	case $pw in
 	*[!0-9a-f]* | "")
-		echo "db-roles: /run/spike/nexus-db/password and /run/spike/backup-db/password must hold hex passwords" >&2
+		echo "db-roles: $SECRETS_DIR/nexus-db/password and $SECRETS_DIR/backup-db/password must hold hex passwords" >&2
 		exit 1
 		;;
 	esac
 done
-export PGPASSWORD PGHOST=postgres PGPORT=5432 PGUSER=spike PGDATABASE=spike \
-	PGSSLMODE=verify-full PGSSLROOTCERT=/run/spike/postgres-tls/ca.pem
+export PGPASSWORD PGHOST="${PGHOST:-postgres}" PGPORT="${PGPORT:-5432}" \
+	PGUSER="${PGUSER:-spike}" PGDATABASE="${PGDATABASE:-spike}" \
+	PGSSLMODE="${PGSSLMODE:-verify-full}" PGSSLROOTCERT="${PGSSLROOTCERT:-$SECRETS_DIR/postgres-tls/ca.pem}"
 
 psql -X -q -v ON_ERROR_STOP=1 <<SQL
+SET client_min_messages = warning;
 DO \$\$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'spike_nexus') THEN
