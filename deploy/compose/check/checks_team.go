@@ -119,8 +119,8 @@ func rawPublished(p any) string {
 	case map[string]any:
 		return fmt.Sprint(v["published"])
 	case string:
-		// The variable's default may hold no colon; split on the colons
-		// outside ${...}.
+		// A ${VAR:-default} holds colons of its own: split on the colons
+		// outside it.
 		var parts []string
 		depth, start := 0, 0
 		for i := 0; i < len(v); i++ {
@@ -312,12 +312,12 @@ func checkBackup(s *stack) []string {
 		}
 		s.checkBackupConnection(b, problem)
 		user := envOr(b, "PGUSER", "")
-		switch {
-		case user == "":
+		switch user {
+		case "":
 			problem("sets no PGUSER: connect as a read-only role of its own")
-		case user == owner:
+		case owner:
 			problem("connects as %s, the owner of SPIKE's schema: connect as a read-only role of its own", user)
-		case user == nexusRole:
+		case nexusRole:
 			problem("connects as %s, Nexus's role: connect as a read-only role of its own", user)
 		default:
 			out = append(out, s.checkBackupRole(b.Name, user)...)

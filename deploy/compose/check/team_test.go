@@ -46,91 +46,91 @@ func TestTeamChecksCatchMistakes(t *testing.T) {
 	otherDigest := "@sha256:" + strings.Repeat("0", 64)
 	tests := []struct {
 		name   string
-		mutate func(t *testing.T, s *stack)
+		mutate func(svc func(name string) *types.ServiceConfig)
 		want   string // a problem must contain this
 	}{
-		{"image by tag only", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "spire-server").Image = "ghcr.io/spiffe/spire-server:1.13.3"
+		{"image by tag only", func(svc func(string) *types.ServiceConfig) {
+			svc("spire-server").Image = "ghcr.io/spiffe/spire-server:1.13.3"
 		}, "service spire-server: image ghcr.io/spiffe/spire-server:1.13.3 is not pinned by digest: write name:tag@sha256:<digest> (`docker buildx imagetools inspect ghcr.io/spiffe/spire-server:1.13.3` prints the digest"},
-		{"image by digest without a tag", func(t *testing.T, s *stack) {
-			svc := serviceOf(t, s, "postgres")
-			svc.Image = strings.Replace(svc.Image, ":15.12@", "@", 1)
+		{"image by digest without a tag", func(svc func(string) *types.ServiceConfig) {
+			pg := svc("postgres")
+			pg.Image = strings.Replace(pg.Image, ":15.12@", "@", 1)
 		}, "service postgres: image postgres@sha256:8f6fbd24a12304d2adc332a2162ee9ff9d6044045a0b07f94d6e53e73125e11c has a digest but no tag"},
-		{"truncated digest", func(t *testing.T, s *stack) {
-			svc := serviceOf(t, s, "spire-agent")
-			svc.Image = svc.Image[:len(svc.Image)-8]
+		{"truncated digest", func(svc func(string) *types.ServiceConfig) {
+			agent := svc("spire-agent")
+			agent.Image = agent.Image[:len(agent.Image)-8]
 		}, "service spire-agent: image ghcr.io/spiffe/spire-agent:1.13.3@sha256:df9502625d910710f48b27eb861345ffeb3cd91c79a874f989f2150c: sha256:df9502625d910710f48b27eb861345ffeb3cd91c79a874f989f2150c is not a sha256 digest (sha256: and 64 hex digits)"},
-		{"one image, two references", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "db-roles").Image = "postgres:15.12" + otherDigest
+		{"one image, two references", func(svc func(string) *types.ServiceConfig) {
+			svc("db-roles").Image = "postgres:15.12" + otherDigest
 		}, "services backup and db-roles pull postgres as postgres:15.12@sha256:8f6fbd24a12304d2adc332a2162ee9ff9d6044045a0b07f94d6e53e73125e11c and postgres:15.12" + otherDigest + ": pull one reference"},
-		{"no memory limit", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "nexus").Deploy.Resources.Limits.MemoryBytes = 0
+		{"no memory limit", func(svc func(string) *types.ServiceConfig) {
+			svc("nexus").Deploy.Resources.Limits.MemoryBytes = 0
 		}, "service nexus has no memory limit: set deploy.resources.limits.memory"},
-		{"no limits at all", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "postgres").Deploy = nil
+		{"no limits at all", func(svc func(string) *types.ServiceConfig) {
+			svc("postgres").Deploy = nil
 		}, "service postgres has no CPU limit: set deploy.resources.limits.cpus"},
-		{"keeper too small to unseal", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "keeper-2").Deploy.Resources.Limits.MemoryBytes = 128 << 20
+		{"keeper too small to unseal", func(svc func(string) *types.ServiceConfig) {
+			svc("keeper-2").Deploy.Resources.Limits.MemoryBytes = 128 << 20
 		}, "service keeper-2: memory limit 128 MiB leaves no room for an Argon2id derivation of up to 256 MiB (keyring.MaxMemoryKiB) plus the program: unseal would be killed; allow at least 320 MiB"},
-		{"backup without limits", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "backup").Deploy = nil
+		{"backup without limits", func(svc func(string) *types.ServiceConfig) {
+			svc("backup").Deploy = nil
 		}, "service backup has no memory limit"},
-		{"no logging", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "spire-agent").Logging = nil
+		{"no logging", func(svc func(string) *types.ServiceConfig) {
+			svc("spire-agent").Logging = nil
 		}, "service spire-agent sets no logging driver: use driver json-file with options max-size and max-file"},
-		{"logs to syslog", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "keeper").Logging = &types.LoggingConfig{Driver: "syslog"}
+		{"logs to syslog", func(svc func(string) *types.ServiceConfig) {
+			svc("keeper").Logging = &types.LoggingConfig{Driver: "syslog"}
 		}, "service keeper logs with driver syslog: use json-file (or local) with max-size and max-file"},
-		{"logs without max-size", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "nexus").Logging = &types.LoggingConfig{Driver: "json-file", Options: types.Options{"max-file": "3"}}
+		{"logs without max-size", func(svc func(string) *types.ServiceConfig) {
+			svc("nexus").Logging = &types.LoggingConfig{Driver: "json-file", Options: types.Options{"max-file": "3"}}
 		}, `service nexus: logging option max-size="": set a size such as 10m`},
-		{"logs without max-file", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "postgres").Logging = &types.LoggingConfig{Driver: "json-file", Options: types.Options{"max-size": "10m", "max-file": "0"}}
+		{"logs without max-file", func(svc func(string) *types.ServiceConfig) {
+			svc("postgres").Logging = &types.LoggingConfig{Driver: "json-file", Options: types.Options{"max-size": "10m", "max-file": "0"}}
 		}, `service postgres: logging option max-file="0": set how many rotated files to keep`},
-		{"no backup service", func(t *testing.T, s *stack) {
-			b := serviceOf(t, s, "backup")
+		{"no backup service", func(svc func(string) *types.ServiceConfig) {
+			b := svc("backup")
 			b.Command = []string{"sh", "-c", "echo no backup"}
 			b.Volumes = b.Volumes[1:]
 		}, "the stack has no backup service: a one-shot in a profile running pg_dump --format=custom into a volume"},
-		{"backup as a plain-text dump", func(t *testing.T, s *stack) {
-			b := serviceOf(t, s, "backup")
+		{"backup as a plain-text dump", func(svc func(string) *types.ServiceConfig) {
+			b := svc("backup")
 			b.Command = []string{"pg_dump", "--format=plain", "--file=/backups/x.sql"}
 		}, "backup service backup: pg_dump without --format=custom"},
-		{"backup started by up", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "backup").Profiles = nil
+		{"backup started by up", func(svc func(string) *types.ServiceConfig) {
+			svc("backup").Profiles = nil
 		}, "backup service backup: not in a profile: `docker compose up` would run it with the stack"},
-		{"backup restarting", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "backup").Restart = types.RestartPolicyUnlessStopped
+		{"backup restarting", func(svc func(string) *types.ServiceConfig) {
+			svc("backup").Restart = types.RestartPolicyUnlessStopped
 		}, `backup service backup: restart is "unless-stopped": a backup runs once and exits`},
-		{"backup as root", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "backup").User = ""
+		{"backup as root", func(svc func(string) *types.ServiceConfig) {
+			svc("backup").User = ""
 		}, "backup service backup: runs as root or as the image's default user"},
-		{"backup with a writable root", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "backup").ReadOnly = false
+		{"backup with a writable root", func(svc func(string) *types.ServiceConfig) {
+			svc("backup").ReadOnly = false
 		}, "backup service backup: read_only is not set"},
-		{"backup keeping its capabilities", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "backup").CapDrop = nil
+		{"backup keeping its capabilities", func(svc func(string) *types.ServiceConfig) {
+			svc("backup").CapDrop = nil
 		}, "backup service backup: cap_drop does not drop ALL capabilities"},
-		{"backup allowed new privileges", func(t *testing.T, s *stack) {
-			serviceOf(t, s, "backup").SecurityOpt = nil
+		{"backup allowed new privileges", func(svc func(string) *types.ServiceConfig) {
+			svc("backup").SecurityOpt = nil
 		}, "backup service backup: security_opt lacks no-new-privileges:true"},
-		{"backup as the owner", func(t *testing.T, s *stack) {
-			setEnv(serviceOf(t, s, "backup"), "PGUSER", ptr("spike"))
+		{"backup as the owner", func(svc func(string) *types.ServiceConfig) {
+			setEnv(svc("backup"), "PGUSER", ptr("spike"))
 		}, "backup service backup: connects as spike, the owner of SPIKE's schema"},
-		{"backup as nexus", func(t *testing.T, s *stack) {
-			setEnv(serviceOf(t, s, "backup"), "PGUSER", ptr("spike_nexus"))
+		{"backup as nexus", func(svc func(string) *types.ServiceConfig) {
+			setEnv(svc("backup"), "PGUSER", ptr("spike_nexus"))
 		}, "backup service backup: connects as spike_nexus, Nexus's role"},
-		{"backup as a role nobody made read-only", func(t *testing.T, s *stack) {
-			setEnv(serviceOf(t, s, "backup"), "PGUSER", ptr("backup_admin"))
+		{"backup as a role nobody made read-only", func(svc func(string) *types.ServiceConfig) {
+			setEnv(svc("backup"), "PGUSER", ptr("backup_admin"))
 		}, "backup service backup connects as backup_admin, but no one-shot grants it pg_read_all_data"},
-		{"backup with a password in its environment", func(t *testing.T, s *stack) {
-			setEnv(serviceOf(t, s, "backup"), "PGPASSWORD", ptr("hunter2"))
+		{"backup with a password in its environment", func(svc func(string) *types.ServiceConfig) {
+			setEnv(svc("backup"), "PGPASSWORD", ptr("hunter2"))
 		}, "backup service backup: sets PGPASSWORD"},
-		{"backup without TLS verification", func(t *testing.T, s *stack) {
-			setEnv(serviceOf(t, s, "backup"), "PGSSLMODE", ptr("require"))
+		{"backup without TLS verification", func(svc func(string) *types.ServiceConfig) {
+			setEnv(svc("backup"), "PGSSLMODE", ptr("require"))
 		}, `backup service backup: PGSSLMODE="require": use verify-full`},
-		{"backup without the CA", func(t *testing.T, s *stack) {
-			b := serviceOf(t, s, "backup")
+		{"backup without the CA", func(svc func(string) *types.ServiceConfig) {
+			b := svc("backup")
 			var kept []types.ServiceVolumeConfig
 			for _, v := range b.Volumes {
 				if v.Source != "postgres-tls" {
@@ -139,26 +139,26 @@ func TestTeamChecksCatchMistakes(t *testing.T) {
 			}
 			b.Volumes = kept
 		}, `backup service backup: PGSSLROOTCERT="/run/spike/postgres-tls/ca.pem" is not on a mounted volume`},
-		{"backup to another host", func(t *testing.T, s *stack) {
-			setEnv(serviceOf(t, s, "backup"), "PGHOST", ptr("db.example.org"))
+		{"backup to another host", func(svc func(string) *types.ServiceConfig) {
+			setEnv(svc("backup"), "PGHOST", ptr("db.example.org"))
 		}, `backup service backup: PGHOST="db.example.org" names no PostgreSQL service of the stack`},
-		{"backup not waiting for the database", func(t *testing.T, s *stack) {
-			b := serviceOf(t, s, "backup")
+		{"backup not waiting for the database", func(svc func(string) *types.ServiceConfig) {
+			b := svc("backup")
 			b.DependsOn = types.DependsOnConfig{"db-roles": b.DependsOn["db-roles"]}
 		}, "backup service backup: does not wait for postgres to be healthy"},
-		{"backup holding the owner's password", func(t *testing.T, s *stack) {
-			b := serviceOf(t, s, "backup")
+		{"backup holding the owner's password", func(svc func(string) *types.ServiceConfig) {
+			b := svc("backup")
 			b.Volumes = append(b.Volumes, types.ServiceVolumeConfig{Type: types.VolumeTypeVolume, Source: "postgres-secret", Target: "/run/spike/postgres", ReadOnly: true})
 		}, "backup service backup: mounts volume postgres-secret, which holds the owner's passfile"},
-		{"backup holding nexus's password", func(t *testing.T, s *stack) {
-			b := serviceOf(t, s, "backup")
+		{"backup holding nexus's password", func(svc func(string) *types.ServiceConfig) {
+			b := svc("backup")
 			b.Volumes = append(b.Volumes, types.ServiceVolumeConfig{Type: types.VolumeTypeVolume, Source: "nexus-db-secret", Target: "/run/spike/nexus-db", ReadOnly: true})
 		}, "backup service backup: mounts volume nexus-db-secret, which holds Nexus's passfile"},
-		{"backup into the container", func(t *testing.T, s *stack) {
-			setEnv(serviceOf(t, s, "backup"), "BACKUP_DIR", ptr("/tmp/backups"))
+		{"backup into the container", func(svc func(string) *types.ServiceConfig) {
+			setEnv(svc("backup"), "BACKUP_DIR", ptr("/tmp/backups"))
 		}, "backup service backup: BACKUP_DIR=/tmp/backups is no named volume's mount point"},
-		{"backup into a read-only volume", func(t *testing.T, s *stack) {
-			b := serviceOf(t, s, "backup")
+		{"backup into a read-only volume", func(svc func(string) *types.ServiceConfig) {
+			b := svc("backup")
 			for i := range b.Volumes {
 				if b.Volumes[i].Source == "backups" {
 					b.Volumes[i].ReadOnly = true
@@ -173,7 +173,7 @@ func TestTeamChecksCatchMistakes(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tt.mutate(t, s)
+			tt.mutate(func(name string) *types.ServiceConfig { return serviceOf(t, s, name) })
 			got := problems(s)
 			for _, p := range got {
 				if strings.Contains(p, tt.want) {
