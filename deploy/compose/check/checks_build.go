@@ -40,6 +40,7 @@ var checks = []check{
 	{"resource limits", checkLimits},
 	{"log rotation", checkLogRotation},
 	{"backup service", checkBackup},
+	{"TLS required by PostgreSQL", checkDatabaseTLS},
 }
 
 // checkContents: the stack holds what the design names: PostgreSQL, a

@@ -451,3 +451,73 @@ func containsFold(list []string, want string) bool {
 	}
 	return false
 }
+
+// checkDatabaseTLS: the PostgreSQL server refuses clients that do not use
+// TLS, whatever they ask for: it runs with an hba_file of its own, a
+// bind-mounted file whose TCP lines are hostssl, or hostnossl with reject
+// (the image's pg_hba.conf accepts plain connections with a password).
+func checkDatabaseTLS(s *stack) []string {
+	var out []string
+	for _, svc := range s.services {
+		if !strings.HasPrefix(svc.Image, "postgres:") || len(svc.Command) == 0 || svc.Command[0] != "postgres" {
+			continue // not the server (db-roles and backup run clients)
+		}
+		hba := ""
+		for _, arg := range svc.Command {
+			if v, ok := strings.CutPrefix(arg, "hba_file="); ok {
+				hba = v
+			}
+		}
+		if hba == "" {
+			out = append(out, fmt.Sprintf("service %s runs with the image's pg_hba.conf, which accepts clients that do not ask for TLS: run it with -c hba_file= naming a file of hostssl lines (and hostnossl ... reject)", svc.Name))
+			continue
+		}
+		var source string
+		for _, v := range svc.Volumes {
+			if v.Type == types.VolumeTypeBind && path.Clean(v.Target) == path.Clean(hba) {
+				source = v.Source
+			}
+		}
+		if source == "" {
+			out = append(out, fmt.Sprintf("service %s: hba_file=%s is not a file bind-mounted from the repository", svc.Name, hba))
+			continue
+		}
+		data, err := s.files(source)
+		if err != nil {
+			out = append(out, fmt.Sprintf("service %s: hba_file: %v", svc.Name, err))
+			continue
+		}
+		out = append(out, checkHBA(svc.Name, s.rel(source), string(data))...)
+	}
+	return out
+}
+
+// checkHBA checks the lines of a pg_hba.conf: every TCP line but
+// `hostnossl ... reject` is hostssl, and one is.
+func checkHBA(service, name, content string) []string {
+	var out []string
+	ssl := false
+	for i, line := range strings.Split(content, "\n") {
+		if c := strings.Index(line, "#"); c >= 0 {
+			line = line[:c]
+		}
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch f[0] {
+		case "hostssl":
+			ssl = true
+		case "host", "hostgssenc", "hostnogssenc":
+			out = append(out, fmt.Sprintf("service %s: %s:%d accepts connections without TLS (%s): use hostssl", service, name, i+1, strings.Join(f, " ")))
+		case "hostnossl":
+			if f[len(f)-1] != "reject" {
+				out = append(out, fmt.Sprintf("service %s: %s:%d accepts connections without TLS (%s): end hostnossl lines with reject", service, name, i+1, strings.Join(f, " ")))
+			}
+		}
+	}
+	if !ssl {
+		out = append(out, fmt.Sprintf("service %s: %s has no hostssl line: no client could connect over TCP", service, name))
+	}
+	return out
+}

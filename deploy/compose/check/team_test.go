@@ -190,7 +190,7 @@ func TestTeamChecksCatchMistakes(t *testing.T) {
 // script the stack runs.
 func TestTeamChecksCatchFileMistakes(t *testing.T) {
 	t.Parallel()
-	const compose, roles = "docker-compose.yml", "scripts/db-roles.sh"
+	const compose, roles, hba = "docker-compose.yml", "scripts/db-roles.sh", "postgres/pg_hba.conf"
 	const nexusPort = `"127.0.0.1:${SPIKE_NEXUS_HOST_PORT:-8553}:8553"`
 	tests := []struct {
 		name     string
@@ -230,6 +230,21 @@ func TestTeamChecksCatchFileMistakes(t *testing.T) {
 		{"backup role writable by default", roles,
 			"ALTER ROLE spike_backup SET default_transaction_read_only = on;\n", "",
 			"backup service backup: its role spike_backup is not read-only by default"},
+		{"server with the image's pg_hba.conf", compose,
+			"      - -c\n      - hba_file=/etc/spike/pg_hba.conf\n", "",
+			"service postgres runs with the image's pg_hba.conf, which accepts clients that do not ask for TLS"},
+		{"hba_file not mounted", compose,
+			"      - ./postgres/pg_hba.conf:/etc/spike/pg_hba.conf:ro\n", "",
+			"service postgres: hba_file=/etc/spike/pg_hba.conf is not a file bind-mounted from the repository"},
+		{"server accepting plain TCP", hba,
+			"hostssl     all       all   all      scram-sha-256", "host        all       all   all      scram-sha-256",
+			"service postgres: deploy/compose/postgres/pg_hba.conf:10 accepts connections without TLS (host all all all scram-sha-256): use hostssl"},
+		{"server trusting plain TCP", hba,
+			"hostnossl   all       all   all      reject", "hostnossl   all       all   all      trust",
+			"service postgres: deploy/compose/postgres/pg_hba.conf:11 accepts connections without TLS (hostnossl all all all trust): end hostnossl lines with reject"},
+		{"server refusing every TCP client", hba,
+			"hostssl     all       all   all      scram-sha-256\n", "",
+			"service postgres: deploy/compose/postgres/pg_hba.conf has no hostssl line"},
 		{"backup role a superuser", roles,
 			"ALTER ROLE spike_backup WITH LOGIN NOSUPERUSER", "ALTER ROLE spike_backup WITH LOGIN SUPERUSER",
 			"backup service backup: its role spike_backup gets SUPERUSER"},
