@@ -18,40 +18,42 @@ import (
 // reader: name:tag@sha256:<64 hex digits>.
 var digestRef = regexp.MustCompile(`^([^@\s]+):([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})@sha256:[0-9a-f]{64}$`)
 
-// checkImageDigests: every image a service pulls is name:tag@sha256:digest
-// (a tag alone can be moved to other content), services pulling the same
-// image pull the same reference, and a Dockerfile stage built FROM an image
-// the stack pulls uses that reference too (the tools image's spire-server
-// CLI must match the server).
+// checkImageDigests: every image pulled, by a service or by the
+// Dockerfile (FROM, COPY --from), is name:tag@sha256:digest (a tag alone
+// can be moved to other content), and every place pulling the same image
+// pulls the same reference (the tools image's spire-server CLI must match
+// the server; the four distroless stages one base).
 func checkImageDigests(s *stack) []string {
 	var out []string
-	byName := map[string]string{}    // image name -> reference
-	firstUser := map[string]string{} // image name -> first service pulling it
-	for _, svc := range s.services {
-		if svc.Build != nil || svc.Image == "" {
-			continue // built here; or reported by checkPinnedImages
-		}
-		ref := svc.Image
+	type seen struct{ ref, where string }
+	byName := map[string]seen{} // image name -> first reference and where
+	pin := func(where, ref string) {
 		m := digestRef.FindStringSubmatch(ref)
 		name, digest, hasDigest := strings.Cut(ref, "@")
 		switch {
 		case m != nil:
 		case !hasDigest:
-			out = append(out, fmt.Sprintf("service %s: image %s is not pinned by digest: write name:tag@sha256:<digest> (`docker buildx imagetools inspect %s` prints the digest; README.md, \"Images\")", svc.Name, ref, name))
+			out = append(out, fmt.Sprintf("%s: image %s is not pinned by digest: write name:tag@sha256:<digest> (`docker buildx imagetools inspect %s` prints the digest; README.md, \"Images\")", where, ref, name))
 		case !regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest):
-			out = append(out, fmt.Sprintf("service %s: image %s: %s is not a sha256 digest (sha256: and 64 hex digits)", svc.Name, ref, digest))
+			out = append(out, fmt.Sprintf("%s: image %s: %s is not a sha256 digest (sha256: and 64 hex digits)", where, ref, digest))
 		default:
-			out = append(out, fmt.Sprintf("service %s: image %s has a digest but no tag: write name:tag@%s, so that a reader knows which release it is", svc.Name, ref, digest))
+			out = append(out, fmt.Sprintf("%s: image %s has a digest but no tag: write name:tag@%s, so that a reader knows which release it is", where, ref, digest))
 		}
 		if m == nil {
-			continue
+			return
 		}
-		name = m[1]
-		if prev, ok := byName[name]; ok && prev != ref {
-			out = append(out, fmt.Sprintf("services %s and %s pull %s as %s and %s: pull one reference", firstUser[name], svc.Name, name, prev, ref))
-			continue
+		if prev, ok := byName[m[1]]; ok && prev.ref != ref {
+			out = append(out, fmt.Sprintf("%s pulls %s as %s, but %s as %s: pull one reference", prev.where, m[1], prev.ref, where, ref))
+			return
 		}
-		byName[name], firstUser[name] = ref, svc.Name
+		if _, ok := byName[m[1]]; !ok {
+			byName[m[1]] = seen{ref, where}
+		}
+	}
+	for _, svc := range s.services {
+		if svc.Build == nil && svc.Image != "" { // else built here, or reported by checkPinnedImages
+			pin("service "+svc.Name, svc.Image)
+		}
 	}
 	for _, dfPath := range sortedKeys(s.dockerfiles) {
 		df := s.dockerfiles[dfPath]
@@ -59,18 +61,13 @@ func checkImageDigests(s *stack) []string {
 			continue
 		}
 		for _, st := range df.stages {
-			if df.isStage(st.from, st.line) {
-				continue
+			if !df.isStage(st.from, st.line) && st.from != "scratch" {
+				pin(fmt.Sprintf("%s:%d: FROM", s.rel(dfPath), st.line), st.from)
 			}
-			name := st.from
-			if at := strings.Index(name, "@"); at >= 0 {
-				name = name[:at]
-			}
-			if colon := strings.LastIndex(name, ":"); colon > strings.LastIndex(name, "/") {
-				name = name[:colon]
-			}
-			if ref, ok := byName[name]; ok && st.from != ref {
-				out = append(out, fmt.Sprintf("%s:%d: FROM %s, but service %s pulls %s: use the same reference", s.rel(dfPath), st.line, st.from, firstUser[name], ref))
+			for _, c := range st.copies {
+				if c.from != "" && !df.isStage(c.from, c.line) {
+					pin(fmt.Sprintf("%s:%d: COPY --from", s.rel(dfPath), c.line), c.from)
+				}
 			}
 		}
 	}

@@ -62,7 +62,7 @@ func TestTeamChecksCatchMistakes(t *testing.T) {
 		}, "service spire-agent: image ghcr.io/spiffe/spire-agent:1.13.3@sha256:df9502625d910710f48b27eb861345ffeb3cd91c79a874f989f2150c: sha256:df9502625d910710f48b27eb861345ffeb3cd91c79a874f989f2150c is not a sha256 digest (sha256: and 64 hex digits)"},
 		{"one image, two references", func(svc func(string) *types.ServiceConfig) {
 			svc("db-roles").Image = "postgres:15.12" + otherDigest
-		}, "services backup and db-roles pull postgres as postgres:15.12@sha256:8f6fbd24a12304d2adc332a2162ee9ff9d6044045a0b07f94d6e53e73125e11c and postgres:15.12" + otherDigest + ": pull one reference"},
+		}, "service backup pulls postgres as postgres:15.12@sha256:8f6fbd24a12304d2adc332a2162ee9ff9d6044045a0b07f94d6e53e73125e11c, but service db-roles as postgres:15.12" + otherDigest + ": pull one reference"},
 		{"no memory limit", func(svc func(string) *types.ServiceConfig) {
 			svc("nexus").Deploy.Resources.Limits.MemoryBytes = 0
 		}, "service nexus has no memory limit: set deploy.resources.limits.memory"},
@@ -192,6 +192,7 @@ func TestTeamChecksCatchFileMistakes(t *testing.T) {
 	t.Parallel()
 	const compose, roles, hba = "docker-compose.yml", "scripts/db-roles.sh", "postgres/pg_hba.conf"
 	const nexusPort = `"127.0.0.1:${SPIKE_NEXUS_HOST_PORT:-8553}:8553"`
+	zeros := strings.Repeat("0", 64)
 	tests := []struct {
 		name     string
 		file     string // relative to deploy/compose
@@ -213,8 +214,19 @@ func TestTeamChecksCatchFileMistakes(t *testing.T) {
 			"service backup: image postgres:15.12 is not pinned by digest"},
 		{"builder's SPIRE server of another release", "Dockerfile",
 			"FROM ghcr.io/spiffe/spire-server:1.13.3@sha256:16607dd148640cecbfba5cc620d0ba346350eacd5bc4105448fed867f6c08c77 AS spire-server",
-			"FROM ghcr.io/spiffe/spire-server:1.13.2 AS spire-server",
-			"deploy/compose/Dockerfile:79: FROM ghcr.io/spiffe/spire-server:1.13.2, but service spire-server pulls ghcr.io/spiffe/spire-server:1.13.3@sha256:16607dd148640cecbfba5cc620d0ba346350eacd5bc4105448fed867f6c08c77: use the same reference"},
+			"FROM ghcr.io/spiffe/spire-server:1.13.2@sha256:" + zeros + " AS spire-server",
+			"service spire-server pulls ghcr.io/spiffe/spire-server as ghcr.io/spiffe/spire-server:1.13.3@sha256:16607dd148640cecbfba5cc620d0ba346350eacd5bc4105448fed867f6c08c77, but deploy/compose/Dockerfile:87: FROM as ghcr.io/spiffe/spire-server:1.13.2@sha256:" + zeros + ": pull one reference"},
+		{"base image without a digest", "Dockerfile",
+			"FROM busybox:1.37.0@sha256:9db7b59979c38555a39def84a31fb98b5296952f9e3afd4f6f11f05b07adfab0 AS tools",
+			"FROM busybox:1.37.0 AS tools",
+			"deploy/compose/Dockerfile:88: FROM: image busybox:1.37.0 is not pinned by digest"},
+		{"two bases for the program images", "Dockerfile",
+			"FROM gcr.io/distroless/static-debian12:nonroot@sha256:b7bb25d9f7c31d2bdd1982feb4dafcaf137703c7075dbe2febb41c24212b946f AS pilot",
+			"FROM gcr.io/distroless/static-debian12:nonroot@sha256:" + zeros + " AS pilot",
+			"deploy/compose/Dockerfile:52: FROM pulls gcr.io/distroless/static-debian12 as gcr.io/distroless/static-debian12:nonroot@sha256:b7bb25d9f7c31d2bdd1982feb4dafcaf137703c7075dbe2febb41c24212b946f, but deploy/compose/Dockerfile:68: FROM as gcr.io/distroless/static-debian12:nonroot@sha256:" + zeros + ": pull one reference"},
+		{"COPY --from an image without a digest", "Dockerfile",
+			"COPY --from=spire-server /opt", "COPY --from=ghcr.io/spiffe/spire-server:1.13.3 /opt",
+			"deploy/compose/Dockerfile:89: COPY --from: image ghcr.io/spiffe/spire-server:1.13.3 is not pinned by digest"},
 		{"backup script dumping plain SQL", "scripts/backup.sh",
 			"pg_dump --format=custom ", "pg_dump --format=plain ",
 			"backup service backup: pg_dump without --format=custom"},
