@@ -35,6 +35,12 @@ var checks = []check{
 	{"volumes", checkVolumes},
 	{"SPIFFE identities", checkIdentities},
 	{"database roles", checkDatabaseRoles},
+	{"images pinned by digest", checkImageDigests},
+	{"host ports in variables", checkHostPorts},
+	{"resource limits", checkLimits},
+	{"log rotation", checkLogRotation},
+	{"backup service", checkBackup},
+	{"TLS required by PostgreSQL", checkDatabaseTLS},
 }
 
 // checkContents: the stack holds what the design names: PostgreSQL, a

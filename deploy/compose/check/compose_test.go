@@ -61,7 +61,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 	const keeperURLs = "      SPIKE_KEEPER_URLS: https://keeper:8443,https://keeper-2:8443,https://keeper-3:8443\n"
 	tests := []struct {
 		name     string
-		file     string
+		file     string // relative to deploy/compose
 		old, new string // old must occur exactly once in file
 		want     string // a problem must contain this
 	}{
@@ -106,16 +106,16 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"      TRUST_DOMAIN: spike.local\n", "      SPIKE_TRUST_DOMAIN: spike.local\n",
 			"service register sets SPIKE_TRUST_DOMAIN but runs no SPIKE program"},
 		{"unpinned image", compose,
-			"  postgres:\n    image: postgres:15", "  postgres:\n    image: postgres:latest",
+			"${SPIKE_POSTGRES_IMAGE:-postgres:15.12@sha256:8f6fbd24a12304d2adc332a2162ee9ff9d6044045a0b07f94d6e53e73125e11c}", "${SPIKE_POSTGRES_IMAGE:-postgres:latest}",
 			"service postgres: image postgres:latest is tagged latest: pin a version"},
 		{"untagged image", compose,
-			"image: ghcr.io/spiffe/spire-agent:1.13.3", "image: ghcr.io/spiffe/spire-agent",
+			"${SPIKE_SPIRE_AGENT_IMAGE:-ghcr.io/spiffe/spire-agent:1.13.3@sha256:df9502625d910710f48b27eb861345ffeb3cd91c79a874f989f2150c391fd9f9}", "${SPIKE_SPIRE_AGENT_IMAGE:-ghcr.io/spiffe/spire-agent}",
 			"image ghcr.io/spiffe/spire-agent has no tag"},
 		{"published on all interfaces", compose,
-			`"127.0.0.1:8553:8553"`, `"8553:8553"`,
+			`"127.0.0.1:${SPIKE_NEXUS_HOST_PORT:-8553}:8553"`, `"${SPIKE_NEXUS_HOST_PORT:-8553}:8553"`,
 			`service nexus publishes port 8553 on "": publish on 127.0.0.1 only`},
 		{"published port nothing listens on", compose,
-			`"127.0.0.1:8553:8553"`, `"127.0.0.1:8553:9999"`,
+			`"127.0.0.1:${SPIKE_NEXUS_HOST_PORT:-8553}:8553"`, `"127.0.0.1:${SPIKE_NEXUS_HOST_PORT:-8553}:9999"`,
 			"service nexus publishes container port 9999, where nothing listens"},
 		{"keeper on loopback", compose,
 			"SPIKE_KEEPER_LISTEN: 0.0.0.0:8443", "SPIKE_KEEPER_LISTEN: 127.0.0.1:8443",
@@ -146,8 +146,8 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"      keeper-3:\n        condition: service_healthy\n",
 			"service nexus waits for keeper-3 to be healthy: one Keeper that never gets healthy would keep Nexus down"},
 		{"nexus waiting for the start of its database", compose,
-			"      postgres:\n        condition: service_healthy\n      db-roles:",
-			"      postgres:\n        condition: service_started\n      db-roles:",
+			"      postgres:\n        condition: service_healthy\n      db-roles:\n        condition: service_completed_successfully\n      migrate:",
+			"      postgres:\n        condition: service_started\n      db-roles:\n        condition: service_completed_successfully\n      migrate:",
 			"service nexus waits only for postgres to start: wait with condition service_healthy"},
 		{"peer naming a non-Keeper service", compose,
 			"SPIKE_KEEPER_PEERS: https://keeper:8443,https://keeper-3:8443", "SPIKE_KEEPER_PEERS: https://nexus:8553,https://keeper-3:8443",
@@ -265,7 +265,7 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"the stack has no Pilot (spike) in a profile"},
 		{"COPY of a missing file", dockerfile,
 			"COPY proto proto\n", "COPY proto proto\nCOPY no-such-dir no-such-dir\n",
-			"deploy/compose/Dockerfile:25: COPY source no-such-dir does not exist in the build context (the repository root)"},
+			"deploy/compose/Dockerfile:33: COPY source no-such-dir does not exist in the build context (the repository root)"},
 		{"COPY of an ignored directory", dockerfile,
 			"COPY proto proto\n", "COPY proto proto\nCOPY tools tools\n",
 			"COPY source tools is left out of the build context by deploy/compose/Dockerfile.dockerignore"},
@@ -273,8 +273,8 @@ func TestChecksCatchMistakes(t *testing.T) {
 			"COPY proto proto\n", "",
 			"stage builder copies go.work, which uses ./proto, but does not copy proto"},
 		{"unpinned base image", dockerfile,
-			"FROM golang:1.26 AS builder", "FROM golang AS builder",
-			"deploy/compose/Dockerfile:16: FROM golang has no tag, which means latest: pin a version"},
+			"FROM golang:1.26.8@sha256:3c3e25a4da13fd0478eed2df1eb35a0e667094a7124d3993a6a1d30f71c17e79 AS builder", "FROM golang AS builder",
+			"deploy/compose/Dockerfile:24: FROM golang has no tag, which means latest: pin a version"},
 		{"unpinned COPY --from image", dockerfile,
 			"COPY --from=spire-server /opt", "COPY --from=ghcr.io/spiffe/spire-server:latest /opt",
 			"COPY --from=ghcr.io/spiffe/spire-server:latest is tagged latest"},

@@ -9,7 +9,11 @@
 // lists every Keeper, each Keeper every other one as its peer); volumes are
 // declared; and each program's uid is registered in SPIRE under the SPIFFE
 // ID the other programs expect of it (a Keeper ID of its own for each
-// Keeper).
+// Keeper). For a team's installation it also checks that pulled images are
+// pinned by digest, the published host port is a variable, every
+// long-running service has resource limits and rotated logs, PostgreSQL
+// refuses clients without TLS, and a backup service dumps the database as
+// a read-only role of its own (checks_team.go).
 //
 // The healthprobe command, the containers' health check, lives here too.
 package check

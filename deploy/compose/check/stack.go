@@ -25,6 +25,9 @@ type stack struct {
 	dir      string // the deployment directory, deploy/compose
 	project  *types.Project
 	services []types.ServiceConfig // sorted by name
+	// raw is the same file before interpolation (anchors and merges
+	// resolved): where a value comes from a ${VARIABLE}, it says so.
+	raw map[string]any
 	// dockerfiles and ignores are keyed by absolute path; an ignore file
 	// may be nil (none).
 	dockerfiles map[string]*dockerfile
@@ -62,10 +65,23 @@ func loadStack(ctx context.Context, root, dir string, overrides map[string]strin
 	if err != nil {
 		return nil, fmt.Errorf("load %s: %w", composePath, err)
 	}
+	raw, err := loader.LoadModelWithContext(ctx, types.ConfigDetails{
+		WorkingDir:  dir,
+		ConfigFiles: []types.ConfigFile{{Filename: composePath, Content: content}},
+		Environment: types.Mapping{},
+	}, func(o *loader.Options) {
+		o.SkipInterpolation = true
+		o.SetProjectName(project.Name, true)
+		o.Profiles = []string{"*"}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("load %s without interpolation: %w", composePath, err)
+	}
 	s := &stack{
 		root:        root,
 		dir:         dir,
 		project:     project,
+		raw:         raw,
 		dockerfiles: map[string]*dockerfile{},
 		ignores:     map[string]*ignoreFile{},
 		programs:    map[string]*program{},
@@ -233,6 +249,13 @@ func (s *stack) servicesRunning(name string) []types.ServiceConfig {
 		}
 	}
 	return out
+}
+
+// rawService returns a service's definition before interpolation, or nil.
+func (s *stack) rawService(name string) map[string]any {
+	services, _ := s.raw["services"].(map[string]any)
+	svc, _ := services[name].(map[string]any)
+	return svc
 }
 
 // service returns a service by name.

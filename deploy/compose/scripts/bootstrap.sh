@@ -8,6 +8,11 @@
 #                         migrate (passfile= in its database URL);
 #   /run/spike/nexus-db   the password of spike_nexus, the role Nexus serves
 #                         as: `password` for db-roles, `pgpass` for Nexus;
+#   /run/spike/backup-db  the password of spike_backup, the backup's
+#                         read-only role: `password` for db-roles, `pgpass`
+#                         for the backup service;
+#   /run/spike/backups    the backups volume, handed to the backup service's
+#                         user;
 #   /run/spike/db-ca      a CA for PostgreSQL's TLS certificate (its key
 #                         never leaves this volume, which only bootstrap
 #                         mounts);
@@ -26,9 +31,12 @@ umask 077
 
 PG_DIR=/run/spike/postgres
 NEXUS_DB_DIR=/run/spike/nexus-db
+BACKUP_DB_DIR=/run/spike/backup-db
+BACKUPS_DIR=/run/spike/backups
 DB_CA_DIR=/run/spike/db-ca
 PG_TLS_DIR=/run/spike/postgres-tls
-# The postgres user of the official postgres image, which reads the key.
+# The postgres user of the official postgres image, which reads the key
+# and runs the backup service.
 POSTGRES_UID=999
 # The user of the nexus image (deploy/compose/Dockerfile).
 NEXUS_UID=10002
@@ -61,6 +69,7 @@ new_password() {
 }
 new_password "$PG_DIR" spike
 new_password "$NEXUS_DB_DIR" spike_nexus
+new_password "$BACKUP_DB_DIR" spike_backup
 # The owner's: readable by whoever mounts the volume: the postgres container
 # (as root, then as its postgres user), db-roles and migrate.
 chmod 0755 "$PG_DIR"
@@ -70,6 +79,14 @@ chmod 0444 "$PG_DIR/password" "$PG_DIR/pgpass"
 chmod 0755 "$NEXUS_DB_DIR"
 chown "$NEXUS_UID:$NEXUS_UID" "$NEXUS_DB_DIR/pgpass"
 chmod 0400 "$NEXUS_DB_DIR/pgpass" "$NEXUS_DB_DIR/password"
+# The backup role's: its pgpass for the backup service (the postgres image's
+# uid; libpq ignores a pgpass that others can read), the password for
+# db-roles. The backups themselves: that uid's alone.
+chmod 0755 "$BACKUP_DB_DIR"
+chown "$POSTGRES_UID:$POSTGRES_UID" "$BACKUP_DB_DIR/pgpass"
+chmod 0400 "$BACKUP_DB_DIR/pgpass" "$BACKUP_DB_DIR/password"
+chown "$POSTGRES_UID:$POSTGRES_UID" "$BACKUPS_DIR"
+chmod 0700 "$BACKUPS_DIR"
 
 # --- PostgreSQL TLS -------------------------------------------------------------
 if [ ! -s "$PG_TLS_DIR/server.pem" ] || [ ! -s "$PG_TLS_DIR/server-key.pem" ] || [ ! -s "$PG_TLS_DIR/ca.pem" ]; then
