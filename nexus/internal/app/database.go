@@ -75,7 +75,15 @@ func checkDatabase(ctx context.Context, store *postgres.Store, allowPrivileged b
 	case current < latest:
 		return current, fmt.Errorf("database schema version %d is behind this Nexus (%d): %s", current, latest, migrateHint)
 	case current > latest:
-		return current, fmt.Errorf("database schema version %d is newer than this Nexus supports (%d): upgrade Nexus", current, latest)
+		ok, err := store.Serves(ctx, latest)
+		if err != nil {
+			return current, err
+		}
+		if !ok {
+			return current, fmt.Errorf("database schema version %d is newer than this Nexus supports (%d): upgrade Nexus", current, latest)
+		}
+		log.Warn("serving a newer database schema, which declares that this Nexus may (a rolling upgrade): upgrade Nexus",
+			"schema_version", current, "nexus_schema_version", latest)
 	}
 	role, err := store.CurrentRole(ctx)
 	if err != nil {

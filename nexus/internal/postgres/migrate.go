@@ -32,6 +32,33 @@ type migration struct {
 	version int64
 	name    string
 	sql     string
+	// servesFrom is the oldest schema version whose Nexus may serve this
+	// one: the migration's own version unless its file says, in a line
+	// "-- serves-from: N", that it only adds what a Nexus built for N
+	// ignores (a rolling upgrade: old replicas keep serving the migrated
+	// database while new ones roll out).
+	servesFrom int64
+}
+
+// servesFromMarker starts the line of a migration that declares itself
+// compatible with an older Nexus.
+const servesFromMarker = "-- serves-from:"
+
+// parseServesFrom reads a migration's serves-from line, if any.
+func parseServesFrom(m *migration) error {
+	m.servesFrom = m.version
+	for line := range strings.Lines(m.sql) {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), servesFromMarker)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(rest), 10, 64)
+		if err != nil || n < 1 || n > m.version {
+			return fmt.Errorf("migration %s: %s wants a schema version from 1 to %d", m.name, servesFromMarker, m.version)
+		}
+		m.servesFrom = n
+	}
+	return nil
 }
 
 // migrations returns the embedded migrations in version order.
@@ -52,7 +79,11 @@ func migrations() ([]migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", base, err)
 		}
-		ms = append(ms, migration{version: version, name: base, sql: string(sql)})
+		m := migration{version: version, name: base, sql: string(sql)}
+		if err := parseServesFrom(&m); err != nil {
+			return nil, err
+		}
+		ms = append(ms, m)
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
 	for i, m := range ms {
@@ -105,6 +136,11 @@ func (s *Store) Migrate(ctx context.Context) (int64, error) {
 	if _, err := conn.Exec(ctx, createTable); err != nil {
 		return 0, dbError(ctx, "migrate: create schema_migrations", err)
 	}
+	// Which Nexus may serve each version (NULL before this column: only
+	// its own).
+	if _, err := conn.Exec(ctx, `ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS serves_from bigint`); err != nil {
+		return 0, dbError(ctx, "migrate: add schema_migrations.serves_from", err)
+	}
 	var current int64
 	err = conn.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM schema_migrations").Scan(&current)
 	if err != nil {
@@ -120,7 +156,7 @@ func (s *Store) Migrate(ctx context.Context) (int64, error) {
 			if _, err := tx.Exec(ctx, m.sql); err != nil {
 				return err
 			}
-			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, now())", m.version)
+			_, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, applied_at, serves_from) VALUES ($1, now(), $2)", m.version, m.servesFrom)
 			return err
 		})
 		if err != nil {
@@ -143,20 +179,45 @@ func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
 	return version, dbError(ctx, "read the database schema version", err)
 }
 
-// CheckSchema returns nil when the database's schema is the newest this
-// Nexus embeds, and otherwise an error saying how it differs: a database
-// behind (not migrated yet) or ahead (migrated by a newer Nexus).
+// CheckSchema returns nil when this Nexus may serve the database's
+// schema: the newest it embeds, or a newer one whose every newer migration
+// declares that a Nexus of this schema may serve it (a rolling upgrade).
+// Otherwise the error says how it differs: a database behind (not
+// migrated yet) or ahead (migrated by a newer Nexus that this one cannot
+// serve).
 func (s *Store) CheckSchema(ctx context.Context) error {
-	ms, err := migrations()
+	current, latest, err := s.SchemaVersions(ctx)
 	if err != nil {
 		return err
 	}
-	current, err := s.SchemaVersion(ctx)
-	if err != nil {
-		return err
-	}
-	if want := ms[len(ms)-1].version; current != want {
-		return fmt.Errorf("database schema version is %d, this Nexus expects %d", current, want)
+	switch {
+	case current < latest:
+		return fmt.Errorf("database schema version is %d, this Nexus expects %d", current, latest)
+	case current > latest:
+		ok, err := s.Serves(ctx, latest)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("database schema version is %d, newer than this Nexus (%d) can serve", current, latest)
+		}
 	}
 	return nil
+}
+
+// Serves reports whether a Nexus built for schema version latest may
+// serve the database: every migration applied after latest says so (its
+// serves_from is at most latest). The column is plain, as the schema
+// version itself is: a database writer can make Nexus serve a schema it
+// does not understand, as they can alter the schema.
+func (s *Store) Serves(ctx context.Context, latest int64) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx,
+		`SELECT coalesce(bool_and(coalesce(serves_from, version) <= $1), true) FROM schema_migrations WHERE version > $1`,
+		latest).Scan(&ok)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42703" { // undefined_column: written before serves_from
+		return false, nil
+	}
+	return ok, dbError(ctx, "read which Nexus may serve the schema", err)
 }

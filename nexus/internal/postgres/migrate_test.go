@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"fmt"
 	"sync"
 	"testing"
 
@@ -116,5 +117,66 @@ func TestMigrateRefusesNewerSchema(t *testing.T) {
 	_, err = s.Migrate(t.Context())
 	if fault.CodeOf(err) != fault.FailedPrecondition {
 		t.Errorf("Migrate on a newer schema: error = %v, want fault.FailedPrecondition", err)
+	}
+}
+
+// A Nexus serves a newer schema only when every newer migration declares
+// that a Nexus of its schema may (a rolling upgrade); it never migrates
+// one.
+func TestServesACompatibleNewerSchema(t *testing.T) {
+	t.Parallel()
+	s, dsn := newStore(t)
+	_, latest, err := s.SchemaVersions(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(t.Context()); err != nil {
+		t.Fatalf("CheckSchema on the schema this Nexus embeds: %v", err)
+	}
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	// The next release's expand-only migration.
+	if _, err := conn.Exec(t.Context(), "INSERT INTO schema_migrations (version, serves_from) VALUES ($1, $2)", latest+1, latest); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckSchema(t.Context()); err != nil {
+		t.Errorf("CheckSchema on a newer schema that this Nexus may serve: %v", err)
+	}
+	if _, err := s.Migrate(t.Context()); fault.CodeOf(err) != fault.FailedPrecondition {
+		t.Errorf("Migrate on a newer schema: error = %v, want fault.FailedPrecondition", err)
+	}
+	// One after it that only its own Nexus may serve.
+	if _, err := conn.Exec(t.Context(), "INSERT INTO schema_migrations (version, serves_from) VALUES ($1, $1)", latest+2); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("database schema version is %d, newer than this Nexus (%d) can serve", latest+2, latest)
+	if err := s.CheckSchema(t.Context()); err == nil || err.Error() != want {
+		t.Errorf("CheckSchema = %v, want %q", err, want)
+	}
+}
+
+func TestParseServesFrom(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		sql     string
+		want    int64
+		wantErr bool
+	}{
+		{"CREATE TABLE x ();", 7, false},
+		{"-- Adds a column.\n-- serves-from: 6\nALTER TABLE x ADD COLUMN y int;", 6, false},
+		{"  -- serves-from:   5  \n", 5, false},
+		{"-- serves-from: 8\n", 0, true},
+		{"-- serves-from: 0\n", 0, true},
+		{"-- serves-from: six\n", 0, true},
+	}
+	for _, tt := range tests {
+		m := migration{version: 7, name: "0007_x.sql", sql: tt.sql}
+		err := parseServesFrom(&m)
+		if (err != nil) != tt.wantErr || (!tt.wantErr && m.servesFrom != tt.want) {
+			t.Errorf("parseServesFrom(%q) = %d, %v; want %d (error %v)", tt.sql, m.servesFrom, err, tt.want, tt.wantErr)
+		}
 	}
 }
