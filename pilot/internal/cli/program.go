@@ -4,6 +4,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -29,6 +30,9 @@ type Program struct {
 	Stdout io.Writer
 	// Stderr receives prompts and error messages.
 	Stderr io.Writer
+	// Environ is the environment `spike run` passes on to its command.
+	// Nil means os.Environ.
+	Environ func() []string
 
 	// dial connects to Nexus, building the clients with opts. Nil means
 	// the real transport: SVID and mutual TLS from the environment. Tests
@@ -47,6 +51,10 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 	root := inv.rootCommand()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	var child childExit
+	if errors.As(err, &child) {
+		return child.code // spike run: the command's own exit code
+	}
 	if err != nil {
 		fmt.Fprintf(p.Stderr, "spike: %s\n", errorMessage(err))
 	}
@@ -139,6 +147,7 @@ func (inv *invocation) rootCommand() *cobra.Command {
 		inv.logoutCommand(),
 		inv.operatorCommand(),
 		inv.policyCommand(),
+		inv.runCommand(),
 		inv.secretCommand(),
 		inv.versionCommand(),
 	)
