@@ -19,16 +19,18 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Environ, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run executes one spike invocation and returns its exit code.
-func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, getenv func(string) string, environ func() []string,
+	stdin io.Reader, stdout, stderr io.Writer) int {
 	p := &cli.Program{
 		Version: version,
 		Getenv:  getenv,
+		Environ: environ,
 		Stdin:   stdin,
 		Stdout:  stdout,
 		Stderr:  stderr,

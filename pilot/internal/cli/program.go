@@ -30,8 +30,8 @@ type Program struct {
 	Stdout io.Writer
 	// Stderr receives prompts and error messages.
 	Stderr io.Writer
-	// Environ is the environment `spike run` passes on to its command.
-	// Nil means os.Environ.
+	// Environ is the environment `spike run` passes on to its command;
+	// nil passes none.
 	Environ func() []string
 
 	// dial connects to Nexus, building the clients with opts. Nil means
@@ -51,7 +51,7 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 	root := inv.rootCommand()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	var child childExit
+	var child childExitError
 	if errors.As(err, &child) {
 		return child.code // spike run: the command's own exit code
 	}

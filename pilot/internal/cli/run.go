@@ -18,11 +18,11 @@ import (
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 )
 
-// childExit is how `spike run` passes on its command's exit code: not an
+// childExitError is how `spike run` passes on its command's exit code: not an
 // error of spike's, so nothing is printed for it.
-type childExit struct{ code int }
+type childExitError struct{ code int }
 
-func (e childExit) Error() string { return fmt.Sprintf("command exited with code %d", e.code) }
+func (e childExitError) Error() string { return fmt.Sprintf("command exited with code %d", e.code) }
 
 // forwarded are the signals `spike run` passes on to its command.
 var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
@@ -111,14 +111,14 @@ func (inv *invocation) secretEnv(ctx context.Context, specs []string) (map[strin
 }
 
 // runChild starts args with vars added to the environment, passes signals
-// on, and returns its exit as a childExit.
+// on, and returns its exit as a childExitError.
 func (inv *invocation) runChild(args []string, vars map[string]string) error {
-	environ := os.Environ
+	var inherited []string
 	if inv.p.Environ != nil {
-		environ = inv.p.Environ
+		inherited = inv.p.Environ()
 	}
 	var env []string
-	for _, kv := range environ() {
+	for _, kv := range inherited {
 		name, _, _ := strings.Cut(kv, "=")
 		if _, set := vars[name]; !set {
 			env = append(env, kv)
@@ -156,9 +156,9 @@ func childResult(err error) error {
 		return nil
 	case errors.As(err, &exit):
 		if status, ok := exit.Sys().(syscall.WaitStatus); ok && status.Signaled() {
-			return childExit{code: 128 + int(status.Signal())}
+			return childExitError{code: 128 + int(status.Signal())}
 		}
-		return childExit{code: exit.ExitCode()}
+		return childExitError{code: exit.ExitCode()}
 	}
 	return fmt.Errorf("wait for the command: %w", err)
 }
