@@ -71,7 +71,8 @@ func (t *Tokens) Issue(ctx context.Context, rec *audit.Entry, admin spiffeid.ID,
 	case ttl == 0:
 		ttl = t.defaultTTL
 	case ttl < time.Second || ttl > t.maxTTL:
-		return "", time.Time{}, fault.New(fault.Invalid, "ttl_seconds: must be 1 to %d seconds (0: %d)", int64(t.maxTTL.Seconds()), int64(t.defaultTTL.Seconds()))
+		return "", time.Time{}, fault.New(fault.Invalid, "token lifetime %s is out of range: at least 1s and at most %s (ttl_seconds %d to %d; 0 for the default, %s)",
+			ttl, t.maxTTL, 1, int64(t.maxTTL.Seconds()), t.defaultTTL)
 	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {

@@ -182,6 +182,11 @@ func TestAdminCredentials(t *testing.T) {
 	// A made-up token.
 	wantCode(t, get(s.secretsWith(adminID, "spike_at_forged")), connect.CodeUnauthenticated, "admin token is unknown")
 
+	// A lifetime beyond the maximum is refused in duration terms, which a
+	// --ttl flag speaks.
+	_, err := s.operatorWith(adminID, "").Login(ctx, connect.NewRequest(&nexusv1.LoginRequest{Password: []byte(password), TtlSeconds: 48 * 3600}))
+	wantCode(t, err, connect.CodeInvalidArgument, "token lifetime 48h0m0s is out of range: at least 1s and at most")
+
 	// An expired token. A 1s token lives a full second after it was
 	// issued (its expiry is not truncated to the second), and is refused
 	// once that second is over.
