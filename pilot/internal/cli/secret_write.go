@@ -19,6 +19,7 @@ const valuesHelp = `Values:
   KEY=-       all of stdin, byte for byte; only one key can read stdin
   -           instead of pairs: stdin holds one JSON object of string
               values, e.g. {"user":"admin","pass":"s3cr3t"}
+  @FILE       instead of pairs: FILE holds one such JSON object
 
 Values must be UTF-8 text; encode binary data first (e.g. with base64).
 A value that starts with '@' or is exactly '-' can be given with KEY=- or
@@ -32,7 +33,7 @@ secret requires one (see 'spike secret metadata put --cas-required').`
 func (inv *invocation) putCommand() *cobra.Command {
 	var cas int64
 	cmd := &cobra.Command{
-		Use:   "put PATH {KEY=VALUE | KEY=@FILE | KEY=-}... | put PATH -",
+		Use:   "put PATH {KEY=VALUE | KEY=@FILE | KEY=-}... | put PATH - | put PATH @FILE",
 		Short: "Store key/value pairs as a new version of a secret",
 		Long: `put stores the given key/value pairs as a new version of the secret at PATH
 and prints the version number. The new version holds exactly the given
@@ -76,7 +77,7 @@ older ones.
 func (inv *invocation) patchCommand() *cobra.Command {
 	var cas int64
 	cmd := &cobra.Command{
-		Use:   "patch PATH {KEY=VALUE | KEY=@FILE | KEY=-}... | patch PATH -",
+		Use:   "patch PATH {KEY=VALUE | KEY=@FILE | KEY=-}... | patch PATH - | patch PATH @FILE",
 		Short: "Change some keys of a secret, keeping the others, as a new version",
 		Long: `patch merges the given key/value pairs into the latest version of the secret
 at PATH and stores the result as a new version: given keys are set, all

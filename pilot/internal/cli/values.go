@@ -42,18 +42,28 @@ type valueSpec struct {
 
 // readValues turns the arguments after PATH into the data of a secret
 // version. Either args is the single argument "-" and stdin holds a JSON
-// object of string values, or each argument is KEY=VALUE, KEY=@FILE (the
+// object of string values, or the single argument @FILE and the file
+// holds one, or each argument is KEY=VALUE, KEY=@FILE (the
 // file's contents) or KEY=- (all of stdin; one key at most). Values are
 // taken byte for byte, without trimming; they must be UTF-8 text. A terminal
 // on stdin gets a hint on prompt that spike is waiting for input.
 func readValues(args []string, stdin io.Reader, prompt io.Writer) (map[string]string, error) {
+	if len(args) == 1 && strings.HasPrefix(args[0], "@") && len(args[0]) > 1 {
+		// @FILE: a JSON object of string values from a file, as "-" reads
+		// one from stdin.
+		b, err := readFile(args[0][1:])
+		if err != nil {
+			return nil, inputErrorf("read %s: %v", args[0][1:], err)
+		}
+		return parseJSONObject(b, args[0][1:])
+	}
 	if len(args) == 1 && args[0] == stdinArg {
 		hint(stdin, prompt, "Reading a JSON object of string values from stdin; end it with Ctrl-D.")
 		b, err := readAllLimited(stdin, "stdin")
 		if err != nil {
 			return nil, err
 		}
-		return parseJSONObject(b)
+		return parseJSONObject(b, "stdin")
 	}
 	specs, err := parsePairs(args)
 	if err != nil {
@@ -171,75 +181,79 @@ func readAllLimited(r io.Reader, what string) ([]byte, error) {
 // {"user":"admin","pass":"s3cr3t"}. It rejects duplicate keys, which
 // encoding/json would silently merge, and invalid UTF-8, which it would
 // silently replace. Errors never quote the input, which holds secrets.
-func parseJSONObject(b []byte) (map[string]string, error) {
+func parseJSONObject(b []byte, from string) (map[string]string, error) {
+	in := "in " + from
+	if from == "stdin" {
+		in = "on stdin"
+	}
 	const want = `one JSON object of string values, such as {"user":"admin","token":"abc"}`
 	if len(bytes.TrimSpace(b)) == 0 {
-		return nil, inputErrorf("stdin is empty; it must hold %s", want)
+		return nil, inputErrorf("%s is empty; it must hold %s", from, want)
 	}
 	if !utf8.Valid(b) {
-		return nil, inputErrorf("stdin is not valid UTF-8 text; SPIKE stores text, so encode binary data first (e.g. with base64)")
+		return nil, inputErrorf("%s is not valid UTF-8 text; SPIKE stores text, so encode binary data first (e.g. with base64)", from)
 	}
 	var raw json.RawMessage // a full syntax check first: its errors have exact offsets
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, jsonError(err, len(b))
+		return nil, jsonError(err, len(b), from)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	tok, err := dec.Token()
 	if err != nil {
-		return nil, jsonError(err, len(b))
+		return nil, jsonError(err, len(b), from)
 	}
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, inputErrorf("stdin must hold %s; it holds %s", want, jsonKind(tok))
+		return nil, inputErrorf("%s must hold %s; it holds %s", from, want, jsonKind(tok))
 	}
 	data := make(map[string]string)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return nil, jsonError(err, len(b))
+			return nil, jsonError(err, len(b), from)
 		}
 		key := tok.(string) // inside an object, Token returns keys as strings
 		if key == "" {
-			return nil, inputErrorf("the JSON object on stdin has an empty key")
+			return nil, inputErrorf("the JSON object %s has an empty key", in)
 		}
 		if _, dup := data[key]; dup {
-			return nil, inputErrorf("key %q is given twice in the JSON object on stdin", key)
+			return nil, inputErrorf("key %q is given twice in the JSON object %s", key, in)
 		}
 		tok, err = dec.Token()
 		if err != nil {
-			return nil, jsonError(err, len(b))
+			return nil, jsonError(err, len(b), from)
 		}
 		value, ok := tok.(string)
 		if !ok {
-			return nil, inputErrorf("the value of key %q in the JSON object on stdin is %s, not a string; put it in quotes", key, jsonKind(tok))
+			return nil, inputErrorf("the value of key %q in the JSON object %s is %s, not a string; put it in quotes", key, in, jsonKind(tok))
 		}
 		data[key] = value
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, jsonError(err, len(b))
+		return nil, jsonError(err, len(b), from)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, inputErrorf("stdin holds more than one JSON value; it must hold %s", want)
+		return nil, inputErrorf("%s holds more than one JSON value; it must hold %s", from, want)
 	}
 	if len(data) == 0 {
-		return nil, inputErrorf("the JSON object on stdin has no keys")
+		return nil, inputErrorf("the JSON object %s has no keys", in)
 	}
 	return data, nil
 }
 
 // jsonError describes a JSON syntax error in n bytes of input by position
 // only, never quoting the input.
-func jsonError(err error, n int) error {
+func jsonError(err error, n int, from string) error {
 	var syntax *json.SyntaxError
 	switch {
 	case errors.As(err, &syntax) && syntax.Offset >= int64(n):
-		return inputErrorf("stdin is not valid JSON: it ends in the middle of the object")
+		return inputErrorf("%s is not valid JSON: it ends in the middle of the object", from)
 	case errors.As(err, &syntax):
-		return inputErrorf("stdin is not valid JSON: syntax error at byte %d", syntax.Offset)
+		return inputErrorf("%s is not valid JSON: syntax error at byte %d", from, syntax.Offset)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return inputErrorf("stdin is not valid JSON: it ends in the middle of the object")
+		return inputErrorf("%s is not valid JSON: it ends in the middle of the object", from)
 	default:
-		return inputErrorf("stdin is not valid JSON")
+		return inputErrorf("%s is not valid JSON", from)
 	}
 }
 

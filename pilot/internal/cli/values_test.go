@@ -31,6 +31,7 @@ func TestReadValues(t *testing.T) {
 	empty := writeFile("empty", "")
 	binary := writeFile("binary", "\xff\xfe\x00s3cr3t")
 	missing := filepath.Join(dir, "missing.txt")
+	object := writeFile("data.json", `{"user":"admin","pass":"s3cr3t"}`)
 
 	tests := []struct {
 		name      string
@@ -41,6 +42,9 @@ func TestReadValues(t *testing.T) {
 		wantUsage bool // the error is an input mistake (usage error)
 	}{
 		{name: "k=v", args: []string{"user=admin", "pass=s3cr3t"}, want: map[string]string{"user": "admin", "pass": "s3cr3t"}},
+		{name: "@FILE, a JSON object", args: []string{"@" + object}, want: map[string]string{"user": "admin", "pass": "s3cr3t"}},
+		{name: "@FILE missing", args: []string{"@" + missing}, wantErr: "read " + missing + ": open " + missing + ": no such file or directory", wantUsage: true},
+		{name: "@FILE not JSON", args: []string{"@" + trickyFile}, wantErr: trickyFile + " is not valid JSON: syntax error at byte 1", wantUsage: true},
 		{
 			name: "split at the first equals sign",
 			args: []string{"dsn=postgres://db?sslmode=require&x=y", "b64=YWJj==", "eq=="},
