@@ -465,7 +465,7 @@ note: 1 record was written while SPIKE was sealed: recorded, but without a MAC, 
 }
 `,
 			wantCode:     2,
-			wantStderr:   failedMsg,
+			wantStderr:   `{"code":"audit_trail_failed","message":"audit trail failed verification","exit":2}` + "\n",
 			wantRequests: verifyReq,
 		},
 		{

@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -147,5 +149,38 @@ func transportError(err error, url string, timeout time.Duration) error {
 		return fmt.Errorf("no answer from Nexus at %s: %w\n%s", url, err, unknownHint)
 	default:
 		return fmt.Errorf("cannot reach Nexus at %s: %w\n%s", url, err, connectionHint)
+	}
+}
+
+// errorDoc is an error as -o json prints it on stderr.
+type errorDoc struct {
+	// Code is Nexus's code for a refusal ("not_found", "unknown"...),
+	// "audit_trail_failed" or "seal_unconfirmed" for those verdicts, or
+	// "usage" or "local" for a mistake or failure on this side.
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Exit is the process's exit code.
+	Exit int `json:"exit"`
+}
+
+// writeJSONError prints err as one JSON object on w.
+func writeJSONError(w io.Writer, err error, exit int) {
+	e := errorDoc{Code: "local", Message: errorMessage(err), Exit: exit}
+	var connectErr *connect.Error
+	var usage *usageError
+	switch {
+	case errors.As(err, &connectErr) && (connect.IsWireError(err) || connectErr.Code() == connect.CodeUnknown):
+		e.Code = connectErr.Code().String()
+	case errors.As(err, &usage):
+		e.Code = "usage"
+	case errors.Is(err, errTrailFailed):
+		e.Code = "audit_trail_failed"
+	case errors.Is(err, errSealUnconfirmed):
+		e.Code = "seal_unconfirmed"
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	if enc.Encode(e) != nil {
+		fmt.Fprintf(w, "spike: %s\n", e.Message)
 	}
 }

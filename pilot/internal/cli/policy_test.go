@@ -363,7 +363,7 @@ Remove them with 'spike policy delete NAME' and put again any that you need.
 			name:         "delete missing",
 			args:         []string{"policy", "delete", "nope", "-o", "json"},
 			wantCode:     2,
-			wantStderr:   "spike: policy nope not found\n",
+			wantStderr:   `{"code":"not_found","message":"policy nope not found","exit":2}` + "\n",
 			wantRequests: []proto.Message{&nexusv1.DeletePolicyRequest{Name: "nope"}},
 		},
 

@@ -55,10 +55,16 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 	if errors.As(err, &child) {
 		return child.code // spike run: the command's own exit code
 	}
-	if err != nil {
+	code := exitCode(err)
+	switch {
+	case err == nil:
+	case inv.output == formatJSON:
+		// A program reading -o json reads the error the same way.
+		writeJSONError(p.Stderr, err, code)
+	default:
 		fmt.Fprintf(p.Stderr, "spike: %s\n", errorMessage(err))
 	}
-	return exitCode(err)
+	return code
 }
 
 // invocation holds the state of one Run: the program, the values of the
@@ -82,6 +88,9 @@ and revoked by 'spike logout'.
 
 Output is a table for people by default; -o json and -o yaml print the same
 data for programs, and 'spike secret get' also has -o env and --field.
+With -o json an error is one JSON object on stderr:
+{"code": "not_found", "message": "...", "exit": 2} (code: Nexus's, or
+"usage" or "local" for a mistake or failure on this side).
 
 Environment:
   SPIKE_NEXUS_URL         Nexus API URL (default https://127.0.0.1:8553)

@@ -270,6 +270,20 @@ user  admin
 			wantRequests: []proto.Message{&nexusv1.GetSecretRequest{Path: "apps/demo/db"}},
 		},
 		{
+			name:         "sealed, -o json",
+			args:         []string{"-o", "json", "secret", "get", "apps/demo/db"},
+			serverErr:    connect.NewError(connect.CodeFailedPrecondition, errors.New(sealed)),
+			wantCode:     2,
+			wantStderr:   `{"code":"failed_precondition","message":"SPIKE is sealed: unseal with: echo '<password>' | spike operator unseal","exit":2}` + "\n",
+			wantRequests: []proto.Message{&nexusv1.GetSecretRequest{Path: "apps/demo/db"}},
+		},
+		{
+			name:       "usage mistake, -o json",
+			args:       []string{"-o", "json", "secret", "put", "apps/demo/db", "=s3cr3t"},
+			wantCode:   1,
+			wantStderr: `{"code":"usage","message":"pair 1 has an empty key\nRun 'spike secret put --help' for usage.","exit":1}` + "\n",
+		},
+		{
 			name:         "wrong password",
 			args:         []string{"operator", "unseal"},
 			stdin:        "wrong horse\n",

@@ -118,7 +118,7 @@ func TestRunSecret(t *testing.T) {
 			name:       "get --field with -o",
 			args:       []string{"secret", "get", "apps/demo/db", "--field", "dsn", "-o", "json"},
 			wantCode:   1,
-			wantStderr: "spike: --field prints one raw value, so it cannot be combined with -o\nRun 'spike secret get --help' for usage.\n",
+			wantStderr: `{"code":"usage","message":"--field prints one raw value, so it cannot be combined with -o\nRun 'spike secret get --help' for usage.","exit":1}` + "\n",
 		},
 		{
 			name:       "get empty --field",
