@@ -370,7 +370,8 @@ func waitStatus(t *testing.T, pilot []string, ok func(statusJSON) bool) {
 		r := spike(t, pilot, "", "operator", "status", "-o", "json")
 		last = r.stdout + r.stderr
 		var s statusJSON
-		if r.code == 0 && json.Unmarshal([]byte(r.stdout), &s) == nil && ok(s) {
+		// 2: sealed or not initialised, which the JSON says too.
+		if (r.code == 0 || r.code == 2) && json.Unmarshal([]byte(r.stdout), &s) == nil && ok(s) {
 			return
 		}
 	}

@@ -502,7 +502,8 @@ fi
 status_json=$(
 	# shellcheck disable=SC1090
 	. "$ENV_FILE"
-	timeout 20 "$BIN/spike" operator status -o json 2>/dev/null
+	# 2: sealed or not initialised, which the JSON says too.
+	timeout 20 "$BIN/spike" operator status -o json 2>/dev/null || [[ $? == 2 ]]
 ) || status_json=""
 json_bool() { # json_bool FIELD: prints true, false or nothing
 	local re="\"$1\"[[:space:]]*:[[:space:]]*(true|false)"

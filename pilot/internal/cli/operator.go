@@ -87,7 +87,10 @@ func (inv *invocation) statusCommand() *cobra.Command {
 version, whether Nexus can reach a Keeper, the keyring ID and the Nexus
 version, and for every Keeper: whether it is reachable (and why not), holds
 the root key (which version, from an unseal or from a peer), or was sealed
-on purpose.`,
+on purpose.
+
+It exits 0 when SPIKE can serve secrets, 2 when it is sealed or not
+initialised (as Vault's status does), and 1 when Nexus cannot be reached.`,
 		Example: `  spike operator status
   spike operator status -o json`,
 		Args: noArgs,
@@ -97,7 +100,13 @@ on purpose.`,
 				if err != nil {
 					return err
 				}
-				return writeStatus(inv.p.Stdout, inv.output, resp.Msg)
+				if err := writeStatus(inv.p.Stdout, inv.output, resp.Msg); err != nil {
+					return err
+				}
+				if resp.Msg.GetSealed() || !resp.Msg.GetInitialized() {
+					return exitCodeError{code: exitRefused}
+				}
+				return nil
 			})
 		},
 	}

@@ -51,9 +51,9 @@ func (p *Program) Run(ctx context.Context, args []string) int {
 	root := inv.rootCommand()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	var child childExitError
+	var child exitCodeError
 	if errors.As(err, &child) {
-		return child.code // spike run: the command's own exit code
+		return child.code // spike run's command's, or status while sealed
 	}
 	code := exitCode(err)
 	switch {

@@ -18,11 +18,12 @@ import (
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 )
 
-// childExitError is how `spike run` passes on its command's exit code: not an
-// error of spike's, so nothing is printed for it.
-type childExitError struct{ code int }
+// exitCodeError is an exit code that is not an error of spike's, so
+// nothing is printed for it: `spike run` passes on its command's, and
+// `spike operator status` exits 2 while SPIKE is sealed.
+type exitCodeError struct{ code int }
 
-func (e childExitError) Error() string { return fmt.Sprintf("command exited with code %d", e.code) }
+func (e exitCodeError) Error() string { return fmt.Sprintf("command exited with code %d", e.code) }
 
 // forwarded are the signals `spike run` passes on to its command.
 var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
@@ -111,7 +112,7 @@ func (inv *invocation) secretEnv(ctx context.Context, specs []string) (map[strin
 }
 
 // runChild starts args with vars added to the environment, passes signals
-// on, and returns its exit as a childExitError.
+// on, and returns its exit as a exitCodeError.
 func (inv *invocation) runChild(args []string, vars map[string]string) error {
 	var inherited []string
 	if inv.p.Environ != nil {
@@ -156,9 +157,9 @@ func childResult(err error) error {
 		return nil
 	case errors.As(err, &exit):
 		if status, ok := exit.Sys().(syscall.WaitStatus); ok && status.Signaled() {
-			return childExitError{code: 128 + int(status.Signal())}
+			return exitCodeError{code: 128 + int(status.Signal())}
 		}
-		return childExitError{code: exit.ExitCode()}
+		return exitCodeError{code: exit.ExitCode()}
 	}
 	return fmt.Errorf("wait for the command: %w", err)
 }
