@@ -462,6 +462,11 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh
 		else
 			printf '# Pilot (bin/spike) talks to the local Nexus with the pilot SVID.\n'
 		fi
+		printf '# bin/ first on PATH (once), so that spike is this stack'"'"'s.\n'
+		printf 'case ":$PATH:" in *:%s:*) ;; *) export PATH=%s:"$PATH" ;; esac\n' "$(shq "$BIN")" "$(shq "$BIN")"
+		printf '# This stack'"'"'s admin token, apart from other stacks'"'"' (~/.spike/token is the\n'
+		printf '# default only outside a stack).\n'
+		printf 'export SPIKE_TOKEN_FILE=%s\n' "$(shq "${SPIKE_TOKEN_FILE:-$STATE/token}")"
 		printf 'export SPIKE_NEXUS_URL=%s\n' "$(shq "https://127.0.0.1:$NEXUS_PORT")"
 		printf 'export SPIKE_TRUST_DOMAIN=%s\n' "$(shq "$TRUST_DOMAIN")"
 		if [[ -n $USE_SPIRE ]]; then
