@@ -66,6 +66,15 @@ DIR="$STATE/svid/$NAME"
 "$BIN/spike-devca" -ca "$STATE/ca" -id "$ID" -out "$DIR" >/dev/null ||
 	die "cannot mint an SVID for $ID (a CA for another trust domain in $STATE/ca? remove that directory, and 'make down' first, to start over)"
 
+# The Nexus URL: the stack's own (from its .spike/env, written by up.sh)
+# unless SPIKE_NEXUS_PORT says otherwise, so that an SVID minted without
+# the port variables of a stack on other ports still reaches that stack.
+NEXUS_URL="https://127.0.0.1:$NEXUS_PORT"
+if [[ -z ${SPIKE_NEXUS_PORT:-} && -f $STATE/env ]]; then
+	stack_url=$(sed -n "s/^export SPIKE_NEXUS_URL='\([^']*\)'\$/\1/p" "$STATE/env")
+	NEXUS_URL=${stack_url:-$NEXUS_URL}
+fi
+
 # A token file that does not exist: bin/spike run with this env sends no
 # admin token, as a workload would not have one.
 TOKEN_FILE="$DIR/token"
@@ -78,7 +87,7 @@ shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh
 	{
 		printf '# Written by deploy/local/svid.sh. Source it: . %s\n' "$(shq "$ENV_FILE")"
 		printf '# Calls the local Nexus as the workload %s.\n' "$ID"
-		printf 'export SPIKE_NEXUS_URL=%s\n' "$(shq "https://127.0.0.1:$NEXUS_PORT")"
+		printf 'export SPIKE_NEXUS_URL=%s\n' "$(shq "$NEXUS_URL")"
 		printf 'export SPIKE_TRUST_DOMAIN=%s\n' "$(shq "$TRUST_DOMAIN")"
 		printf 'export SPIKE_SVID_CERT=%s\n' "$(shq "$DIR/svid.pem")"
 		printf 'export SPIKE_SVID_KEY=%s\n' "$(shq "$DIR/key.pem")"

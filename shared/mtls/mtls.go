@@ -5,6 +5,7 @@ package mtls
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,13 +30,35 @@ func ServerConfig(src *svid.Source, authorize tlsconfig.Authorizer) *tls.Config 
 }
 
 // ClientConfig returns a TLS config that presents src's SVID and accepts
-// only servers that authorize accepts.
+// only servers that authorize accepts. A server refused by it fails the
+// handshake with a *ServerRefusedError.
 func ClientConfig(src *svid.Source, authorize tlsconfig.Authorizer) *tls.Config {
 	c := tlsconfig.MTLSClientConfig(src, src, authorize)
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{"h2"}
+	if verify := c.VerifyPeerCertificate; verify != nil {
+		c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
+			if err := verify(raw, chains); err != nil {
+				return &ServerRefusedError{Err: err}
+			}
+			return nil
+		}
+	}
 	return c
 }
+
+// ServerRefusedError is a TLS handshake that this client ended because the
+// server's certificate is not an SVID it accepts: not signed by the trust
+// bundle, or another SPIFFE ID than the one expected. Nothing was sent;
+// trying again reaches the same server: it is a configuration mistake (a
+// wrong URL, bundle or expected ID), not an outage.
+type ServerRefusedError struct{ Err error }
+
+func (e *ServerRefusedError) Error() string {
+	return "the server's certificate is not an SVID this client accepts (wrong URL, trust bundle or expected SPIFFE ID?): " + e.Err.Error()
+}
+
+func (e *ServerRefusedError) Unwrap() error { return e.Err }
 
 type callerKey struct{}
 

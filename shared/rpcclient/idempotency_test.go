@@ -424,3 +424,29 @@ func TestNotReplayableIsSentOnce(t *testing.T) {
 		t.Errorf("keys %q: want the get's own key", keys)
 	}
 }
+
+// A server whose certificate the client refuses (another SPIFFE ID than
+// expected: a wrong URL or configuration) is not an outage: the call fails
+// Unauthenticated, saying why, and is not tried again; the server never
+// sees the request.
+func TestRefusedServerIsNotUnavailable(t *testing.T) {
+	t.Parallel()
+	s := &scriptedNexus{}
+	url, ca := s.start(t)
+	src, err := ca.Source(workload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := spiffeid.RequireFromPath(testTD, "/somewhere/else")
+	httpClient := New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(other)), fastRetry)
+	t.Cleanup(httpClient.CloseIdleConnections)
+	client := nexusv1connect.NewSecretServiceClient(httpClient, url, connect.WithInterceptors(Interceptor()))
+	_, err = client.PutSecret(t.Context(), connect.NewRequest(&nexusv1.PutSecretRequest{Path: "a", Data: map[string]string{"k": "v"}}))
+	var refused *mtls.ServerRefusedError
+	if connect.CodeOf(err) != connect.CodeUnauthenticated || !errors.As(err, &refused) {
+		t.Fatalf("put to a server the client refuses: %v; want Unauthenticated with a *mtls.ServerRefusedError", err)
+	}
+	if n := len(s.keys); n != 0 {
+		t.Errorf("the server saw %d requests, want none", n)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"connectrpc.com/connect"
+
+	"github.com/spike-dev/spike/shared/mtls"
 )
 
 // Interceptor returns the client interceptor that gives a call whose
@@ -13,8 +15,10 @@ import (
 // *MaybeSentError) its Connect code: Unknown ("may or may not have been
 // applied") for a procedure that may change state, Unavailable for one with
 // no side effects, which has nothing to apply and can simply be called
-// again. Other errors pass unchanged. Without it such calls are Unknown
-// whatever the procedure.
+// again. A server this client refused in the TLS handshake (a
+// *mtls.ServerRefusedError: a wrong URL, bundle or expected ID) is
+// Unauthenticated, not Unavailable: retrying cannot help. Other errors pass
+// unchanged. Without it such calls are Unknown whatever the procedure.
 //
 // The procedures named in notReplayable are sent without an idempotency
 // key, so a request of theirs that may have reached the server is never
@@ -32,6 +36,11 @@ func Interceptor(notReplayable ...string) connect.Interceptor {
 				req.Header().Set(noReplayHeader, "1")
 			}
 			resp, err := next(ctx, req)
+			if refused := (*mtls.ServerRefusedError)(nil); err != nil && errors.As(err, &refused) && !connect.IsWireError(err) {
+				// Not an outage, nothing to retry: the client refused the
+				// server it reached.
+				return resp, connect.NewError(connect.CodeUnauthenticated, refused)
+			}
 			var maybeSent *MaybeSentError
 			if err != nil && !errors.As(err, &maybeSent) && streamBroke(ctx, err) &&
 				req.Spec().IdempotencyLevel != connect.IdempotencyNoSideEffects {
