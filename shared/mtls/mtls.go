@@ -36,6 +36,8 @@ func ClientConfig(src *svid.Source, authorize tlsconfig.Authorizer) *tls.Config 
 	c := tlsconfig.MTLSClientConfig(src, src, authorize)
 	c.MinVersion = tls.VersionTLS13
 	c.NextProtos = []string{"h2"}
+	// Every connection verifies the server's SVID: no session resumption.
+	c.SessionTicketsDisabled = true
 	if verify := c.VerifyPeerCertificate; verify != nil {
 		c.VerifyPeerCertificate = func(raw [][]byte, chains [][]*x509.Certificate) error {
 			if err := verify(raw, chains); err != nil {
