@@ -83,6 +83,7 @@ SPIRE_PKGS := github.com/spiffe/spire/cmd/spire-server github.com/spiffe/spire/c
 
 spire: ## build the pinned SPIRE server and agent (v1.13.3) into bin/spire/
 	@mkdir -p $(BIN)/spire
+	@[ -x $(BIN)/spire/spire-server ] || echo "make spire: building SPIRE v1.13.3 (server and agent) from source; the first build takes 5-10 minutes, later ones seconds" >&2
 	cd tools/spire && GOWORK=off $(GO) build -o $(BIN)/spire/ $(SPIRE_PKGS)
 
 # Last step of `make test`. The first SPIRE build takes minutes (then it

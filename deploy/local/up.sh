@@ -360,7 +360,9 @@ start_program() {
 	fi
 	rm -f "$pidfile" "$addrfile"
 	if port_open "$port"; then
-		die "port 127.0.0.1:$port is taken by another program; cannot start $name"
+		local var=SPIKE_NEXUS_PORT
+		[[ $name == keeper* ]] && var=SPIKE_KEEPER_PORT
+		die "port 127.0.0.1:$port is taken by another program; cannot start $name: set $var (and SPIKE_STATE for a second stack)"
 	fi
 
 	say "==> starting $name on 127.0.0.1:$port (log: $log)"

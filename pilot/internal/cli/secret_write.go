@@ -16,7 +16,11 @@ const valuesHelp = `Values:
               KEY="$VARIABLE" or the forms below for real secrets)
   KEY=@FILE   the exact contents of FILE, byte for byte (a PEM file keeps
               its final newline)
-  KEY=-       all of stdin, byte for byte; only one key can read stdin
+  KEY=-       all of stdin, byte for byte, a final newline included
+              (echo adds one; printf '%s' "$V" does not); only one key
+              can read stdin. A password piped to init, unseal or login
+              is different: it is one line, and its newline is not part
+              of it.
   -           instead of pairs: stdin holds one JSON object of string
               values, e.g. {"user":"admin","pass":"s3cr3t"}
   @FILE       instead of pairs: FILE holds one such JSON object
