@@ -145,6 +145,16 @@ func TestSPIKEUnderSPIRE(t *testing.T) {
 	if got.Version != 1 || got.Data["user"] != "admin" || got.Data["pass"] != "s3cr3t" || got.CreatedBy != pilotID.String() {
 		t.Fatalf("get apps/demo/db = %+v; want version 1, user=admin pass=s3cr3t, created by %s", got, pilotID)
 	}
+	// A copy of spike at a path no entry names gets no SVID: it says so,
+	// and what to register, instead of waiting for its whole timeout.
+	unregistered := filepath.Join(t.TempDir(), "spike")
+	if raw, err := os.ReadFile(bin("spike")); err != nil || os.WriteFile(unregistered, raw, 0o755) != nil {
+		t.Fatalf("copy spike: %v", err)
+	}
+	if r := runBin(t, unregistered, pilot, "", "operator", "status"); r.code != 1 ||
+		!strings.Contains(r.stderr, "gave Pilot no SVID") || !strings.Contains(r.stderr, "unix:path:"+unregistered) {
+		t.Errorf("spike at an unregistered path: exit %d, stderr %q; want a message naming the path to register", r.code, r.stderr)
+	}
 	if r := run("workload", "", "apps/demo/db", "pass"); r.code != 2 || !strings.Contains(r.stderr, demoID.String()) {
 		t.Fatalf("workload before any policy: exit %d, stderr %q; want 2, refused as %s", r.code, r.stderr, demoID)
 	}

@@ -3,6 +3,8 @@ package cli
 import (
 	"context"
 	"fmt"
+	"os"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -67,13 +69,26 @@ func (n *nexus) Close() error {
 // mutual TLS to the Nexus that cfg names. Nothing goes over the network
 // until the first call.
 func dialNexus(ctx context.Context, cfg Config, opts ...connect.ClientOption) (*nexus, error) {
-	src, err := svid.NewSource(ctx, cfg.SVID)
+	sctx, cancel := context.WithTimeout(ctx, svidWait)
+	src, err := svid.NewSource(sctx, cfg.SVID)
+	cancel()
+	if err != nil && cfg.SVID.EndpointSocket != "" && sctx.Err() != nil && ctx.Err() == nil {
+		// A SPIRE agent answers at once; an agent that keeps Pilot
+		// waiting has no registration entry for it.
+		exe, _ := os.Executable()
+		return nil, fmt.Errorf("the SPIRE agent at %s gave Pilot no SVID within %s: is this program registered? "+
+			"Its entry must match this binary's path (unix:path:%s) and your uid; %s", cfg.SVID.EndpointSocket, svidWait, exe, svidHint)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("load Pilot's SVID: %w\n%s", err, svidHint)
 	}
 	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)))
 	return newNexus(httpClient, cfg.NexusURL, src.Close, opts...), nil
 }
+
+// svidWait bounds the wait for Pilot's SVID: from files it is immediate,
+// and a SPIRE agent that has one for Pilot gives it within a second.
+const svidWait = 5 * time.Second
 
 // config returns the configuration from the environment, read once per
 // invocation.
