@@ -257,6 +257,13 @@ func (r *Restoring) Load(ctx context.Context, t BackupTable, rows [][]any) error
 	if isUniqueViolation(err, "root_keyrings_pkey") {
 		return fault.New(fault.FailedPrecondition, "restore refused: SPIKE was initialised while the restore ran")
 	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
+		// Data that does not fit the schema (a value out of range, a
+		// broken reference or constraint): the hashes will not match
+		// either, but the database said it first.
+		return fault.Wrap(fault.DataLoss, err, "backup refused: rows of %s do not fit the schema (%s): the file is damaged or was altered", t.Name, pgErr.Code)
+	}
 	return dbError(ctx, "restore "+t.Name, err)
 }
 
