@@ -424,6 +424,11 @@ func (o operatorServer) verifyBackup(ctx context.Context, c *call, r io.Reader) 
 			"the backup is of keyring %x, this SPIKE's is %x: only the SPIKE it was taken from can check its MAC (restore checks it with the backup's own keyring)",
 			rb.header.GetKeyringId(), running)
 	}
+	if oldest, active, ok := heldSpan(o.keeper.State()); ok && (rb.auditKeyVer < oldest || rb.auditKeyVer > active) {
+		return nil, fault.New(fault.FailedPrecondition,
+			"this backup's audit key is wrapped under root key version %d, and the running keyring holds versions %d to %d: a rotation since the backup destroyed that version, so its MAC cannot be checked here. Restore still checks it, with the backup's own keyring",
+			rb.auditKeyVer, oldest, active)
+	}
 	key, err := o.manifestKey(ctx, rb.header.GetAuditKeyId(), rb.auditKey, rb.auditKeyVer, o.keeper.DecryptDataKey)
 	if err != nil {
 		if fault.CodeOf(err) == fault.Unavailable {
@@ -564,4 +569,16 @@ func compatible(h *backupv1.Header, version int64) error {
 		}
 	}
 	return nil
+}
+
+// heldSpan is the span of root key versions of the newest epoch a Keeper
+// holds; ok is false when none holds the keyring.
+func heldSpan(st keeper.State) (oldest, active uint32, ok bool) {
+	var epoch uint64
+	for _, k := range st.Keepers {
+		if k.Holds && (!ok || k.Epoch > epoch) {
+			epoch, oldest, active, ok = k.Epoch, k.OldestKeyVersion, k.ActiveKeyVersion, true
+		}
+	}
+	return oldest, active, ok
 }
