@@ -87,10 +87,12 @@ func BackupTables() []BackupTable { return backupTables }
 type Snapshot struct{ tx pgx.Tx }
 
 // snapshotLimits replace the serving limits inside a backup's or a
-// restore's transaction, which may run long: the stream's own deadline
-// bounds it, and the connection is given back when it ends.
+// restore's transaction, which may run as long as its stream (an hour at
+// most: a backup's SELECT streams a whole table to a client that may be
+// slow); a restore waiting for its next piece is cut after a few minutes
+// (the stream itself after two).
 var snapshotLimits = []string{
-	"SET LOCAL statement_timeout = '10min'",
+	"SET LOCAL statement_timeout = '1h'",
 	"SET LOCAL idle_in_transaction_session_timeout = '5min'",
 }
 
