@@ -159,4 +159,3 @@ func normal(v []any) []any {
 	}
 	return out
 }
-
