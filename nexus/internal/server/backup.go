@@ -560,13 +560,13 @@ func compatible(h *backupv1.Header, version int64) error {
 	}
 	want := postgres.BackupTables()
 	got := h.GetTables()
-	if len(got) != len(want) {
-		return backup.Damaged("it lists %d tables, schema %d has %d", len(got), version, len(want))
+	same := len(got) == len(want)
+	for i := 0; same && i < len(want); i++ {
+		same = got[i].GetName() == want[i].Name && slices.Equal(got[i].GetColumns(), want[i].Columns)
 	}
-	for i, t := range want {
-		if got[i].GetName() != t.Name || !slices.Equal(got[i].GetColumns(), t.Columns) {
-			return backup.Damaged("table %d is %s(%v), schema %d's is %s(%v)", i, got[i].GetName(), got[i].GetColumns(), version, t.Name, t.Columns)
-		}
+	if !same {
+		return fault.New(fault.FailedPrecondition,
+			"restore refused: the backup's tables and columns are not the ones this Nexus restores (it was taken by another release, or the file was altered): restore with the Nexus release that took it")
 	}
 	return nil
 }

@@ -4,6 +4,8 @@
 -- keyring and no authenticated audit record: a database that was never
 -- initialised, where there is no trail to forge a checkpoint for. A restore
 -- loads the checkpoints first, in the transaction that then loads the rest.
+-- A Nexus of schema 8 ignores the function: it may serve this schema.
+-- serves-from: 8
 CREATE FUNCTION restore_audit_checkpoint(p_chain_id bytea, p_lane smallint, p_seq bigint,
                                          p_last_mac bytea, p_mac bytea, p_created_at timestamptz)
 RETURNS void
