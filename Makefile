@@ -29,7 +29,7 @@ PKGS := $(foreach m,$(MODULES),./$(m)/...)
 PG_BINDIR := /usr/lib/postgresql/15/bin
 export PATH := $(PATH):$(PG_BINDIR)
 
-.PHONY: help build test fuzz up svid down psql bench proto tools lint clean spire test-spire
+.PHONY: help build test fuzz up svid down psql bench bench-backup proto tools lint clean spire test-spire
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -76,6 +76,13 @@ psql: ## open psql on the local stack's database
 # Not part of `make test`: it takes minutes and its figures depend on the machine.
 bench: ## measure get/put on a fresh stack of its own vs raw PostgreSQL; writes docs/benchmarks.md
 	GO="$(GO)" deploy/local/bench.sh
+
+# Not part of `make test` either (build tag benchbackup): minutes to populate.
+BENCH_SECRETS ?= 100000
+bench-backup: ## backup, verify and restore throughput and size for BENCH_SECRETS secrets x 3 versions; writes docs/benchmarks-backup.md
+	deploy/local/check-deps.sh
+	BENCH_SECRETS=$(BENCH_SECRETS) BENCH_OUT=$(CURDIR)/docs/benchmarks-backup.md \
+		$(GO) test -tags benchbackup -count=1 -timeout 3h -run '^TestBenchBackup$$' -v ./e2e/
 
 # The pinned SPIRE (tools/spire/go.mod) outside the workspace. The first
 # build takes several minutes; later ones come from the Go build cache.

@@ -228,6 +228,12 @@ var rules = map[string]rule{
 	nexusv1connect.OperatorServiceDestroyOldRootKeysProcedure: {need: adminToken},
 	nexusv1connect.OperatorServiceRewrapSecretsProcedure:      {need: adminToken},
 	nexusv1connect.OperatorServiceRetireDataKeysProcedure:     {need: adminToken},
+	// Backups hold every sealed row; restore runs on an uninitialised
+	// Nexus, where no token can exist (like Init), and needs the
+	// credentials of the backup's time.
+	nexusv1connect.OperatorServiceBackupProcedure:       {need: adminToken},
+	nexusv1connect.OperatorServiceVerifyBackupProcedure: {need: adminToken},
+	nexusv1connect.OperatorServiceRestoreProcedure:      {need: adminSVID},
 
 	nexusv1connect.PolicyServicePutPolicyProcedure:    {need: adminToken},
 	nexusv1connect.PolicyServiceGetPolicyProcedure:    {need: adminToken},

@@ -54,6 +54,7 @@ func testPipeline(t *testing.T, opts []connect.ClientOption) {
 	}
 
 	var procedures []string
+	streaming := map[string]protoreflect.MethodDescriptor{}
 	for _, file := range []protoreflect.FileDescriptor{
 		nexusv1.File_spike_nexus_v1_secret_proto, nexusv1.File_spike_nexus_v1_policy_proto,
 		nexusv1.File_spike_nexus_v1_operator_proto, nexusv1.File_spike_nexus_v1_audit_proto,
@@ -61,7 +62,12 @@ func testPipeline(t *testing.T, opts []connect.ClientOption) {
 		for i := range file.Services().Len() {
 			svc := file.Services().Get(i)
 			for j := range svc.Methods().Len() {
-				procedures = append(procedures, "/"+string(svc.FullName())+"/"+string(svc.Methods().Get(j).Name()))
+				m := svc.Methods().Get(j)
+				p := "/" + string(svc.FullName()) + "/" + string(m.Name())
+				procedures = append(procedures, p)
+				if m.IsStreamingClient() || m.IsStreamingServer() {
+					streaming[p] = m
+				}
 			}
 		}
 	}
@@ -72,7 +78,7 @@ func testPipeline(t *testing.T, opts []connect.ClientOption) {
 	for _, p := range procedures {
 		// An empty message decodes as any request message.
 		c := connect.NewClient[emptypb.Empty, emptypb.Empty](nobody, s.url+p, opts...)
-		_, err := c.CallUnary(t.Context(), connect.NewRequest(&emptypb.Empty{}))
+		err := callEmpty(t, c, streaming[p])
 		var ce *connect.Error
 		if !errors.As(err, &ce) {
 			t.Errorf("%s: %v, want a refusal", p, err)
@@ -105,4 +111,28 @@ func testPipeline(t *testing.T, opts []connect.ClientOption) {
 	for id, p := range ids {
 		t.Errorf("%s (request %s): no audit record of the refusal", p, id)
 	}
+}
+
+// callEmpty calls a procedure with empty messages, as the kind of call
+// (unary or streaming) its method is.
+func callEmpty(t *testing.T, c *connect.Client[emptypb.Empty, emptypb.Empty], m protoreflect.MethodDescriptor) error {
+	t.Helper()
+	switch {
+	case m == nil:
+		_, err := c.CallUnary(t.Context(), connect.NewRequest(&emptypb.Empty{}))
+		return err
+	case m.IsStreamingServer():
+		stream, err := c.CallServerStream(t.Context(), connect.NewRequest(&emptypb.Empty{}))
+		if err != nil {
+			return err
+		}
+		for stream.Receive() {
+		}
+		_ = stream.Close()
+		return stream.Err()
+	}
+	stream := c.CallClientStream(t.Context())
+	_ = stream.Send(&emptypb.Empty{})
+	_, err := stream.CloseAndReceive()
+	return err
 }

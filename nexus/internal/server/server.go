@@ -109,5 +109,5 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(
 		nexusv1connect.OperatorServiceName, nexusv1connect.SecretServiceName, nexusv1connect.PolicyServiceName,
 		nexusv1connect.AuditServiceName)))
-	return s.auditRefused(mux)
+	return s.auditRefused(streamDeadlines(mux))
 }

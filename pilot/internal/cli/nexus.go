@@ -22,7 +22,11 @@ type nexus struct {
 	secrets  nexusv1connect.SecretServiceClient
 	policies nexusv1connect.PolicyServiceClient
 	audit    nexusv1connect.AuditServiceClient
-	release  func() error
+	// streams serves the streaming operator calls (backup, verify,
+	// restore): over a transport that neither buffers nor retries a
+	// request (see streamClient).
+	streams nexusv1connect.OperatorServiceClient
+	release func() error
 }
 
 // notReplayable are the procedures Nexus keeps no outcome for under an
@@ -47,10 +51,12 @@ var notReplayable = []string{
 // an answer is Unknown, or Unavailable for a read) and opts; closeFn
 // releases what the transport holds.
 func newNexus(httpClient connect.HTTPClient, url string, closeFn func() error, opts ...connect.ClientOption) *nexus {
+	streamOpts := opts
 	opts = append([]connect.ClientOption{connect.WithInterceptors(rpcclient.Interceptor(notReplayable...))}, opts...)
 	return &nexus{
 		url:      url,
 		operator: nexusv1connect.NewOperatorServiceClient(httpClient, url, opts...),
+		streams:  nexusv1connect.NewOperatorServiceClient(httpClient, url, streamOpts...),
 		secrets:  nexusv1connect.NewSecretServiceClient(httpClient, url, opts...),
 		policies: nexusv1connect.NewPolicyServiceClient(httpClient, url, opts...),
 		audit:    nexusv1connect.NewAuditServiceClient(httpClient, url, opts...),
@@ -82,8 +88,10 @@ func dialNexus(ctx context.Context, cfg Config, opts ...connect.ClientOption) (*
 	if err != nil {
 		return nil, fmt.Errorf("load Pilot's SVID: %w\n%s", err, svidHint)
 	}
-	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)))
-	return newNexus(httpClient, cfg.NexusURL, src.Close, opts...), nil
+	tlsConf := mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.NexusID))
+	n := newNexus(rpcclient.New(tlsConf), cfg.NexusURL, src.Close, opts...)
+	n.streams = nexusv1connect.NewOperatorServiceClient(streamClient(tlsConf), cfg.NexusURL, opts...)
+	return n, nil
 }
 
 // svidWait bounds the wait for Pilot's SVID: from files it is immediate,

@@ -27,6 +27,8 @@ func (inv *invocation) operatorCommand() *cobra.Command {
 		inv.rekeyCommand(),
 		inv.rotateCommand(),
 		inv.rewrapCommand(),
+		inv.backupCommand(),
+		inv.restoreCommand(),
 	)
 }
 

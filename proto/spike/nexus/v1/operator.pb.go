@@ -22,6 +22,454 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type BackupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupRequest) Reset() {
+	*x = BackupRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupRequest) ProtoMessage() {}
+
+func (x *BackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupRequest.ProtoReflect.Descriptor instead.
+func (*BackupRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{0}
+}
+
+type BackupResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the backup file.
+	Chunk []byte `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	// Progress: rows and bytes written so far, and the rows counted in the
+	// snapshot at the start.
+	RowsDone      int64 `protobuf:"varint,2,opt,name=rows_done,json=rowsDone,proto3" json:"rows_done,omitempty"`
+	RowsTotal     int64 `protobuf:"varint,3,opt,name=rows_total,json=rowsTotal,proto3" json:"rows_total,omitempty"`
+	BytesDone     int64 `protobuf:"varint,4,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupResponse) Reset() {
+	*x = BackupResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupResponse) ProtoMessage() {}
+
+func (x *BackupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupResponse.ProtoReflect.Descriptor instead.
+func (*BackupResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BackupResponse) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+func (x *BackupResponse) GetRowsDone() int64 {
+	if x != nil {
+		return x.RowsDone
+	}
+	return 0
+}
+
+func (x *BackupResponse) GetRowsTotal() int64 {
+	if x != nil {
+		return x.RowsTotal
+	}
+	return 0
+}
+
+func (x *BackupResponse) GetBytesDone() int64 {
+	if x != nil {
+		return x.BytesDone
+	}
+	return 0
+}
+
+type VerifyBackupRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The next bytes of the backup file.
+	Chunk         []byte `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyBackupRequest) Reset() {
+	*x = VerifyBackupRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyBackupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyBackupRequest) ProtoMessage() {}
+
+func (x *VerifyBackupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyBackupRequest.ProtoReflect.Descriptor instead.
+func (*VerifyBackupRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *VerifyBackupRequest) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+// BackupSummary describes a backup file that checked out.
+type BackupSummary struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	SchemaVersion int64                  `protobuf:"varint,2,opt,name=schema_version,json=schemaVersion,proto3" json:"schema_version,omitempty"`
+	KeyringId     string                 `protobuf:"bytes,3,opt,name=keyring_id,json=keyringId,proto3" json:"keyring_id,omitempty"`
+	Epoch         uint64                 `protobuf:"varint,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Tables        []*BackupTableCount    `protobuf:"bytes,5,rep,name=tables,proto3" json:"tables,omitempty"`
+	Bytes         int64                  `protobuf:"varint,6,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupSummary) Reset() {
+	*x = BackupSummary{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupSummary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupSummary) ProtoMessage() {}
+
+func (x *BackupSummary) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupSummary.ProtoReflect.Descriptor instead.
+func (*BackupSummary) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *BackupSummary) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *BackupSummary) GetSchemaVersion() int64 {
+	if x != nil {
+		return x.SchemaVersion
+	}
+	return 0
+}
+
+func (x *BackupSummary) GetKeyringId() string {
+	if x != nil {
+		return x.KeyringId
+	}
+	return ""
+}
+
+func (x *BackupSummary) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *BackupSummary) GetTables() []*BackupTableCount {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+func (x *BackupSummary) GetBytes() int64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+type BackupTableCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Table         string                 `protobuf:"bytes,1,opt,name=table,proto3" json:"table,omitempty"`
+	Rows          int64                  `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BackupTableCount) Reset() {
+	*x = BackupTableCount{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BackupTableCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BackupTableCount) ProtoMessage() {}
+
+func (x *BackupTableCount) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BackupTableCount.ProtoReflect.Descriptor instead.
+func (*BackupTableCount) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *BackupTableCount) GetTable() string {
+	if x != nil {
+		return x.Table
+	}
+	return ""
+}
+
+func (x *BackupTableCount) GetRows() int64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
+type VerifyBackupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Backup        *BackupSummary         `protobuf:"bytes,1,opt,name=backup,proto3" json:"backup,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyBackupResponse) Reset() {
+	*x = VerifyBackupResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyBackupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyBackupResponse) ProtoMessage() {}
+
+func (x *VerifyBackupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyBackupResponse.ProtoReflect.Descriptor instead.
+func (*VerifyBackupResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *VerifyBackupResponse) GetBackup() *BackupSummary {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+type RestoreRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The first message carries the credentials valid at backup time (the
+	// password, or shares) and no chunk; every later one a chunk only.
+	Password      []byte   `protobuf:"bytes,1,opt,name=password,proto3" json:"password,omitempty"`
+	Shares        [][]byte `protobuf:"bytes,2,rep,name=shares,proto3" json:"shares,omitempty"`
+	Chunk         []byte   `protobuf:"bytes,3,opt,name=chunk,proto3" json:"chunk,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreRequest) Reset() {
+	*x = RestoreRequest{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreRequest) ProtoMessage() {}
+
+func (x *RestoreRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreRequest.ProtoReflect.Descriptor instead.
+func (*RestoreRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RestoreRequest) GetPassword() []byte {
+	if x != nil {
+		return x.Password
+	}
+	return nil
+}
+
+func (x *RestoreRequest) GetShares() [][]byte {
+	if x != nil {
+		return x.Shares
+	}
+	return nil
+}
+
+func (x *RestoreRequest) GetChunk() []byte {
+	if x != nil {
+		return x.Chunk
+	}
+	return nil
+}
+
+type RestoreResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Backup *BackupSummary         `protobuf:"bytes,1,opt,name=backup,proto3" json:"backup,omitempty"`
+	// Audit settings are the database owner's: the target keeps its own.
+	Note          string `protobuf:"bytes,2,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreResponse) Reset() {
+	*x = RestoreResponse{}
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreResponse) ProtoMessage() {}
+
+func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
+func (*RestoreResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RestoreResponse) GetBackup() *BackupSummary {
+	if x != nil {
+		return x.Backup
+	}
+	return nil
+}
+
+func (x *RestoreResponse) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
 // AdminToken is a bearer token that, together with an admin SVID, lets an
 // admin call admin RPCs. Send it as "Authorization: Bearer <token>".
 type AdminToken struct {
@@ -34,7 +482,7 @@ type AdminToken struct {
 
 func (x *AdminToken) Reset() {
 	*x = AdminToken{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[0]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -46,7 +494,7 @@ func (x *AdminToken) String() string {
 func (*AdminToken) ProtoMessage() {}
 
 func (x *AdminToken) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[0]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -59,7 +507,7 @@ func (x *AdminToken) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AdminToken.ProtoReflect.Descriptor instead.
 func (*AdminToken) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{0}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AdminToken) GetToken() string {
@@ -90,7 +538,7 @@ type LoginRequest struct {
 
 func (x *LoginRequest) Reset() {
 	*x = LoginRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[1]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +550,7 @@ func (x *LoginRequest) String() string {
 func (*LoginRequest) ProtoMessage() {}
 
 func (x *LoginRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[1]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +563,7 @@ func (x *LoginRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginRequest.ProtoReflect.Descriptor instead.
 func (*LoginRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{1}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LoginRequest) GetPassword() []byte {
@@ -148,7 +596,7 @@ type LoginResponse struct {
 
 func (x *LoginResponse) Reset() {
 	*x = LoginResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[2]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -160,7 +608,7 @@ func (x *LoginResponse) String() string {
 func (*LoginResponse) ProtoMessage() {}
 
 func (x *LoginResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[2]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -173,7 +621,7 @@ func (x *LoginResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LoginResponse.ProtoReflect.Descriptor instead.
 func (*LoginResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{2}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LoginResponse) GetToken() *AdminToken {
@@ -191,7 +639,7 @@ type LogoutRequest struct {
 
 func (x *LogoutRequest) Reset() {
 	*x = LogoutRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[3]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +651,7 @@ func (x *LogoutRequest) String() string {
 func (*LogoutRequest) ProtoMessage() {}
 
 func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[3]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +664,7 @@ func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
 func (*LogoutRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{3}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{11}
 }
 
 type LogoutResponse struct {
@@ -227,7 +675,7 @@ type LogoutResponse struct {
 
 func (x *LogoutResponse) Reset() {
 	*x = LogoutResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[4]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -239,7 +687,7 @@ func (x *LogoutResponse) String() string {
 func (*LogoutResponse) ProtoMessage() {}
 
 func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[4]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -252,7 +700,7 @@ func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
 func (*LogoutResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{4}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{12}
 }
 
 type InitRequest struct {
@@ -269,7 +717,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[5]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +729,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[5]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +742,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{5}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InitRequest) GetPassword() []byte {
@@ -336,7 +784,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[6]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +796,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[6]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +809,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{6}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InitResponse) GetKeyringId() string {
@@ -404,7 +852,7 @@ type UnsealRequest struct {
 
 func (x *UnsealRequest) Reset() {
 	*x = UnsealRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[7]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -416,7 +864,7 @@ func (x *UnsealRequest) String() string {
 func (*UnsealRequest) ProtoMessage() {}
 
 func (x *UnsealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[7]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -429,7 +877,7 @@ func (x *UnsealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealRequest.ProtoReflect.Descriptor instead.
 func (*UnsealRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{7}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UnsealRequest) GetPassword() []byte {
@@ -462,7 +910,7 @@ type RekeyRequest struct {
 
 func (x *RekeyRequest) Reset() {
 	*x = RekeyRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +922,7 @@ func (x *RekeyRequest) String() string {
 func (*RekeyRequest) ProtoMessage() {}
 
 func (x *RekeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[8]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +935,7 @@ func (x *RekeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RekeyRequest.ProtoReflect.Descriptor instead.
 func (*RekeyRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{8}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RekeyRequest) GetPassword() []byte {
@@ -544,7 +992,7 @@ type RekeyResponse struct {
 
 func (x *RekeyResponse) Reset() {
 	*x = RekeyResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +1004,7 @@ func (x *RekeyResponse) String() string {
 func (*RekeyResponse) ProtoMessage() {}
 
 func (x *RekeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[9]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +1017,7 @@ func (x *RekeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RekeyResponse.ProtoReflect.Descriptor instead.
 func (*RekeyResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{9}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RekeyResponse) GetKeyringId() string {
@@ -616,7 +1064,7 @@ type UnsealResponse struct {
 
 func (x *UnsealResponse) Reset() {
 	*x = UnsealResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -628,7 +1076,7 @@ func (x *UnsealResponse) String() string {
 func (*UnsealResponse) ProtoMessage() {}
 
 func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[10]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -641,7 +1089,7 @@ func (x *UnsealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnsealResponse.ProtoReflect.Descriptor instead.
 func (*UnsealResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{10}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UnsealResponse) GetKeyringId() string {
@@ -659,7 +1107,7 @@ type SealRequest struct {
 
 func (x *SealRequest) Reset() {
 	*x = SealRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -671,7 +1119,7 @@ func (x *SealRequest) String() string {
 func (*SealRequest) ProtoMessage() {}
 
 func (x *SealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[11]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -684,7 +1132,7 @@ func (x *SealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealRequest.ProtoReflect.Descriptor instead.
 func (*SealRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{11}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{19}
 }
 
 type SealResponse struct {
@@ -696,7 +1144,7 @@ type SealResponse struct {
 
 func (x *SealResponse) Reset() {
 	*x = SealResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +1156,7 @@ func (x *SealResponse) String() string {
 func (*SealResponse) ProtoMessage() {}
 
 func (x *SealResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[12]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +1169,7 @@ func (x *SealResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealResponse.ProtoReflect.Descriptor instead.
 func (*SealResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{12}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SealResponse) GetKeepers() []*KeeperStatus {
@@ -759,7 +1207,7 @@ type KeeperStatus struct {
 
 func (x *KeeperStatus) Reset() {
 	*x = KeeperStatus{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -771,7 +1219,7 @@ func (x *KeeperStatus) String() string {
 func (*KeeperStatus) ProtoMessage() {}
 
 func (x *KeeperStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[13]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -784,7 +1232,7 @@ func (x *KeeperStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeeperStatus.ProtoReflect.Descriptor instead.
 func (*KeeperStatus) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{13}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeeperStatus) GetUrl() string {
@@ -876,7 +1324,7 @@ type RotateRootKeyRequest struct {
 
 func (x *RotateRootKeyRequest) Reset() {
 	*x = RotateRootKeyRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1336,7 @@ func (x *RotateRootKeyRequest) String() string {
 func (*RotateRootKeyRequest) ProtoMessage() {}
 
 func (x *RotateRootKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[14]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1349,7 @@ func (x *RotateRootKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRootKeyRequest.ProtoReflect.Descriptor instead.
 func (*RotateRootKeyRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{14}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RotateRootKeyRequest) GetExpectedActiveVersion() uint32 {
@@ -924,7 +1372,7 @@ type RotateRootKeyResponse struct {
 
 func (x *RotateRootKeyResponse) Reset() {
 	*x = RotateRootKeyResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -936,7 +1384,7 @@ func (x *RotateRootKeyResponse) String() string {
 func (*RotateRootKeyResponse) ProtoMessage() {}
 
 func (x *RotateRootKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[15]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -949,7 +1397,7 @@ func (x *RotateRootKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RotateRootKeyResponse.ProtoReflect.Descriptor instead.
 func (*RotateRootKeyResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{15}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RotateRootKeyResponse) GetActiveKeyVersion() uint32 {
@@ -990,7 +1438,7 @@ type RewrapDataKeysRequest struct {
 
 func (x *RewrapDataKeysRequest) Reset() {
 	*x = RewrapDataKeysRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[16]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1450,7 @@ func (x *RewrapDataKeysRequest) String() string {
 func (*RewrapDataKeysRequest) ProtoMessage() {}
 
 func (x *RewrapDataKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[16]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1463,7 @@ func (x *RewrapDataKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapDataKeysRequest.ProtoReflect.Descriptor instead.
 func (*RewrapDataKeysRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{16}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RewrapDataKeysRequest) GetLimit() uint32 {
@@ -1037,7 +1485,7 @@ type RewrapDataKeysResponse struct {
 
 func (x *RewrapDataKeysResponse) Reset() {
 	*x = RewrapDataKeysResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[17]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1497,7 @@ func (x *RewrapDataKeysResponse) String() string {
 func (*RewrapDataKeysResponse) ProtoMessage() {}
 
 func (x *RewrapDataKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[17]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1510,7 @@ func (x *RewrapDataKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapDataKeysResponse.ProtoReflect.Descriptor instead.
 func (*RewrapDataKeysResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{17}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *RewrapDataKeysResponse) GetRewrapped() int64 {
@@ -1097,7 +1545,7 @@ type DestroyOldRootKeysRequest struct {
 
 func (x *DestroyOldRootKeysRequest) Reset() {
 	*x = DestroyOldRootKeysRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[18]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1109,7 +1557,7 @@ func (x *DestroyOldRootKeysRequest) String() string {
 func (*DestroyOldRootKeysRequest) ProtoMessage() {}
 
 func (x *DestroyOldRootKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[18]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1122,7 +1570,7 @@ func (x *DestroyOldRootKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyOldRootKeysRequest.ProtoReflect.Descriptor instead.
 func (*DestroyOldRootKeysRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{18}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *DestroyOldRootKeysRequest) GetExpectedActiveVersion() uint32 {
@@ -1142,7 +1590,7 @@ type DestroyOldRootKeysResponse struct {
 
 func (x *DestroyOldRootKeysResponse) Reset() {
 	*x = DestroyOldRootKeysResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[19]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1154,7 +1602,7 @@ func (x *DestroyOldRootKeysResponse) String() string {
 func (*DestroyOldRootKeysResponse) ProtoMessage() {}
 
 func (x *DestroyOldRootKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[19]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1167,7 +1615,7 @@ func (x *DestroyOldRootKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DestroyOldRootKeysResponse.ProtoReflect.Descriptor instead.
 func (*DestroyOldRootKeysResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{19}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DestroyOldRootKeysResponse) GetOldestKeyVersion() uint32 {
@@ -1192,7 +1640,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[20]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1652,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[20]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1665,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{20}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{28}
 }
 
 type StatusResponse struct {
@@ -1238,7 +1686,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[21]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1698,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[21]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1711,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{21}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StatusResponse) GetInitialized() bool {
@@ -1335,7 +1783,7 @@ type RewrapSecretsRequest struct {
 
 func (x *RewrapSecretsRequest) Reset() {
 	*x = RewrapSecretsRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[22]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1347,7 +1795,7 @@ func (x *RewrapSecretsRequest) String() string {
 func (*RewrapSecretsRequest) ProtoMessage() {}
 
 func (x *RewrapSecretsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[22]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1360,7 +1808,7 @@ func (x *RewrapSecretsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapSecretsRequest.ProtoReflect.Descriptor instead.
 func (*RewrapSecretsRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{22}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RewrapSecretsRequest) GetLimit() uint32 {
@@ -1394,7 +1842,7 @@ type RewrapSecretsResponse struct {
 
 func (x *RewrapSecretsResponse) Reset() {
 	*x = RewrapSecretsResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[23]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1854,7 @@ func (x *RewrapSecretsResponse) String() string {
 func (*RewrapSecretsResponse) ProtoMessage() {}
 
 func (x *RewrapSecretsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[23]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1867,7 @@ func (x *RewrapSecretsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RewrapSecretsResponse.ProtoReflect.Descriptor instead.
 func (*RewrapSecretsResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{23}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RewrapSecretsResponse) GetResealed() int64 {
@@ -1451,7 +1899,7 @@ type RetireDataKeysRequest struct {
 
 func (x *RetireDataKeysRequest) Reset() {
 	*x = RetireDataKeysRequest{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[24]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1463,7 +1911,7 @@ func (x *RetireDataKeysRequest) String() string {
 func (*RetireDataKeysRequest) ProtoMessage() {}
 
 func (x *RetireDataKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[24]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1476,7 +1924,7 @@ func (x *RetireDataKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireDataKeysRequest.ProtoReflect.Descriptor instead.
 func (*RetireDataKeysRequest) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{24}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{32}
 }
 
 type RetireDataKeysResponse struct {
@@ -1491,7 +1939,7 @@ type RetireDataKeysResponse struct {
 
 func (x *RetireDataKeysResponse) Reset() {
 	*x = RetireDataKeysResponse{}
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[25]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1951,7 @@ func (x *RetireDataKeysResponse) String() string {
 func (*RetireDataKeysResponse) ProtoMessage() {}
 
 func (x *RetireDataKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_spike_nexus_v1_operator_proto_msgTypes[25]
+	mi := &file_spike_nexus_v1_operator_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1964,7 @@ func (x *RetireDataKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetireDataKeysResponse.ProtoReflect.Descriptor instead.
 func (*RetireDataKeysResponse) Descriptor() ([]byte, []int) {
-	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{25}
+	return file_spike_nexus_v1_operator_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RetireDataKeysResponse) GetRetired() int64 {
@@ -1537,7 +1985,38 @@ var File_spike_nexus_v1_operator_proto protoreflect.FileDescriptor
 
 const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\n" +
-	"\x1dspike/nexus/v1/operator.proto\x12\x0espike.nexus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n" +
+	"\x1dspike/nexus/v1/operator.proto\x12\x0espike.nexus.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x0f\n" +
+	"\rBackupRequest\"\x81\x01\n" +
+	"\x0eBackupResponse\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x1b\n" +
+	"\trows_done\x18\x02 \x01(\x03R\browsDone\x12\x1d\n" +
+	"\n" +
+	"rows_total\x18\x03 \x01(\x03R\trowsTotal\x12\x1d\n" +
+	"\n" +
+	"bytes_done\x18\x04 \x01(\x03R\tbytesDone\"+\n" +
+	"\x13VerifyBackupRequest\x12\x14\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\"\xf6\x01\n" +
+	"\rBackupSummary\x129\n" +
+	"\n" +
+	"created_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12%\n" +
+	"\x0eschema_version\x18\x02 \x01(\x03R\rschemaVersion\x12\x1d\n" +
+	"\n" +
+	"keyring_id\x18\x03 \x01(\tR\tkeyringId\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\x04R\x05epoch\x128\n" +
+	"\x06tables\x18\x05 \x03(\v2 .spike.nexus.v1.BackupTableCountR\x06tables\x12\x14\n" +
+	"\x05bytes\x18\x06 \x01(\x03R\x05bytes\"<\n" +
+	"\x10BackupTableCount\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\tR\x05table\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x03R\x04rows\"M\n" +
+	"\x14VerifyBackupResponse\x125\n" +
+	"\x06backup\x18\x01 \x01(\v2\x1d.spike.nexus.v1.BackupSummaryR\x06backup\"Z\n" +
+	"\x0eRestoreRequest\x12\x1a\n" +
+	"\bpassword\x18\x01 \x01(\fR\bpassword\x12\x16\n" +
+	"\x06shares\x18\x02 \x03(\fR\x06shares\x12\x14\n" +
+	"\x05chunk\x18\x03 \x01(\fR\x05chunk\"\\\n" +
+	"\x0fRestoreResponse\x125\n" +
+	"\x06backup\x18\x01 \x01(\v2\x1d.spike.nexus.v1.BackupSummaryR\x06backup\x12\x12\n" +
+	"\x04note\x18\x02 \x01(\tR\x04note\"]\n" +
 	"\n" +
 	"AdminToken\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
@@ -1638,7 +2117,7 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\x15RetireDataKeysRequest\"F\n" +
 	"\x16RetireDataKeysResponse\x12\x18\n" +
 	"\aretired\x18\x01 \x01(\x03R\aretired\x12\x12\n" +
-	"\x04kept\x18\x02 \x01(\x03R\x04kept2\xf3\a\n" +
+	"\x04kept\x18\x02 \x01(\x03R\x04kept2\xee\t\n" +
 	"\x0fOperatorService\x12A\n" +
 	"\x04Init\x12\x1b.spike.nexus.v1.InitRequest\x1a\x1c.spike.nexus.v1.InitResponse\x12G\n" +
 	"\x06Unseal\x12\x1d.spike.nexus.v1.UnsealRequest\x1a\x1e.spike.nexus.v1.UnsealResponse\x12F\n" +
@@ -1651,7 +2130,10 @@ const file_spike_nexus_v1_operator_proto_rawDesc = "" +
 	"\x0eRewrapDataKeys\x12%.spike.nexus.v1.RewrapDataKeysRequest\x1a&.spike.nexus.v1.RewrapDataKeysResponse\x12k\n" +
 	"\x12DestroyOldRootKeys\x12).spike.nexus.v1.DestroyOldRootKeysRequest\x1a*.spike.nexus.v1.DestroyOldRootKeysResponse\x12\\\n" +
 	"\rRewrapSecrets\x12$.spike.nexus.v1.RewrapSecretsRequest\x1a%.spike.nexus.v1.RewrapSecretsResponse\x12_\n" +
-	"\x0eRetireDataKeys\x12%.spike.nexus.v1.RetireDataKeysRequest\x1a&.spike.nexus.v1.RetireDataKeysResponseB\xb6\x01\n" +
+	"\x0eRetireDataKeys\x12%.spike.nexus.v1.RetireDataKeysRequest\x1a&.spike.nexus.v1.RetireDataKeysResponse\x12N\n" +
+	"\x06Backup\x12\x1d.spike.nexus.v1.BackupRequest\x1a\x1e.spike.nexus.v1.BackupResponse\"\x03\x90\x02\x010\x01\x12[\n" +
+	"\fVerifyBackup\x12#.spike.nexus.v1.VerifyBackupRequest\x1a$.spike.nexus.v1.VerifyBackupResponse(\x01\x12L\n" +
+	"\aRestore\x12\x1e.spike.nexus.v1.RestoreRequest\x1a\x1f.spike.nexus.v1.RestoreResponse(\x01B\xb6\x01\n" +
 	"\x12com.spike.nexus.v1B\rOperatorProtoP\x01Z7github.com/spike-dev/spike/proto/spike/nexus/v1;nexusv1\xa2\x02\x03SNX\xaa\x02\x0eSpike.Nexus.V1\xca\x02\x0eSpike\\Nexus\\V1\xe2\x02\x1aSpike\\Nexus\\V1\\GPBMetadata\xea\x02\x10Spike::Nexus::V1b\x06proto3"
 
 var (
@@ -1666,72 +2148,90 @@ func file_spike_nexus_v1_operator_proto_rawDescGZIP() []byte {
 	return file_spike_nexus_v1_operator_proto_rawDescData
 }
 
-var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_spike_nexus_v1_operator_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_spike_nexus_v1_operator_proto_goTypes = []any{
-	(*AdminToken)(nil),                 // 0: spike.nexus.v1.AdminToken
-	(*LoginRequest)(nil),               // 1: spike.nexus.v1.LoginRequest
-	(*LoginResponse)(nil),              // 2: spike.nexus.v1.LoginResponse
-	(*LogoutRequest)(nil),              // 3: spike.nexus.v1.LogoutRequest
-	(*LogoutResponse)(nil),             // 4: spike.nexus.v1.LogoutResponse
-	(*InitRequest)(nil),                // 5: spike.nexus.v1.InitRequest
-	(*InitResponse)(nil),               // 6: spike.nexus.v1.InitResponse
-	(*UnsealRequest)(nil),              // 7: spike.nexus.v1.UnsealRequest
-	(*RekeyRequest)(nil),               // 8: spike.nexus.v1.RekeyRequest
-	(*RekeyResponse)(nil),              // 9: spike.nexus.v1.RekeyResponse
-	(*UnsealResponse)(nil),             // 10: spike.nexus.v1.UnsealResponse
-	(*SealRequest)(nil),                // 11: spike.nexus.v1.SealRequest
-	(*SealResponse)(nil),               // 12: spike.nexus.v1.SealResponse
-	(*KeeperStatus)(nil),               // 13: spike.nexus.v1.KeeperStatus
-	(*RotateRootKeyRequest)(nil),       // 14: spike.nexus.v1.RotateRootKeyRequest
-	(*RotateRootKeyResponse)(nil),      // 15: spike.nexus.v1.RotateRootKeyResponse
-	(*RewrapDataKeysRequest)(nil),      // 16: spike.nexus.v1.RewrapDataKeysRequest
-	(*RewrapDataKeysResponse)(nil),     // 17: spike.nexus.v1.RewrapDataKeysResponse
-	(*DestroyOldRootKeysRequest)(nil),  // 18: spike.nexus.v1.DestroyOldRootKeysRequest
-	(*DestroyOldRootKeysResponse)(nil), // 19: spike.nexus.v1.DestroyOldRootKeysResponse
-	(*StatusRequest)(nil),              // 20: spike.nexus.v1.StatusRequest
-	(*StatusResponse)(nil),             // 21: spike.nexus.v1.StatusResponse
-	(*RewrapSecretsRequest)(nil),       // 22: spike.nexus.v1.RewrapSecretsRequest
-	(*RewrapSecretsResponse)(nil),      // 23: spike.nexus.v1.RewrapSecretsResponse
-	(*RetireDataKeysRequest)(nil),      // 24: spike.nexus.v1.RetireDataKeysRequest
-	(*RetireDataKeysResponse)(nil),     // 25: spike.nexus.v1.RetireDataKeysResponse
-	(*timestamppb.Timestamp)(nil),      // 26: google.protobuf.Timestamp
+	(*BackupRequest)(nil),              // 0: spike.nexus.v1.BackupRequest
+	(*BackupResponse)(nil),             // 1: spike.nexus.v1.BackupResponse
+	(*VerifyBackupRequest)(nil),        // 2: spike.nexus.v1.VerifyBackupRequest
+	(*BackupSummary)(nil),              // 3: spike.nexus.v1.BackupSummary
+	(*BackupTableCount)(nil),           // 4: spike.nexus.v1.BackupTableCount
+	(*VerifyBackupResponse)(nil),       // 5: spike.nexus.v1.VerifyBackupResponse
+	(*RestoreRequest)(nil),             // 6: spike.nexus.v1.RestoreRequest
+	(*RestoreResponse)(nil),            // 7: spike.nexus.v1.RestoreResponse
+	(*AdminToken)(nil),                 // 8: spike.nexus.v1.AdminToken
+	(*LoginRequest)(nil),               // 9: spike.nexus.v1.LoginRequest
+	(*LoginResponse)(nil),              // 10: spike.nexus.v1.LoginResponse
+	(*LogoutRequest)(nil),              // 11: spike.nexus.v1.LogoutRequest
+	(*LogoutResponse)(nil),             // 12: spike.nexus.v1.LogoutResponse
+	(*InitRequest)(nil),                // 13: spike.nexus.v1.InitRequest
+	(*InitResponse)(nil),               // 14: spike.nexus.v1.InitResponse
+	(*UnsealRequest)(nil),              // 15: spike.nexus.v1.UnsealRequest
+	(*RekeyRequest)(nil),               // 16: spike.nexus.v1.RekeyRequest
+	(*RekeyResponse)(nil),              // 17: spike.nexus.v1.RekeyResponse
+	(*UnsealResponse)(nil),             // 18: spike.nexus.v1.UnsealResponse
+	(*SealRequest)(nil),                // 19: spike.nexus.v1.SealRequest
+	(*SealResponse)(nil),               // 20: spike.nexus.v1.SealResponse
+	(*KeeperStatus)(nil),               // 21: spike.nexus.v1.KeeperStatus
+	(*RotateRootKeyRequest)(nil),       // 22: spike.nexus.v1.RotateRootKeyRequest
+	(*RotateRootKeyResponse)(nil),      // 23: spike.nexus.v1.RotateRootKeyResponse
+	(*RewrapDataKeysRequest)(nil),      // 24: spike.nexus.v1.RewrapDataKeysRequest
+	(*RewrapDataKeysResponse)(nil),     // 25: spike.nexus.v1.RewrapDataKeysResponse
+	(*DestroyOldRootKeysRequest)(nil),  // 26: spike.nexus.v1.DestroyOldRootKeysRequest
+	(*DestroyOldRootKeysResponse)(nil), // 27: spike.nexus.v1.DestroyOldRootKeysResponse
+	(*StatusRequest)(nil),              // 28: spike.nexus.v1.StatusRequest
+	(*StatusResponse)(nil),             // 29: spike.nexus.v1.StatusResponse
+	(*RewrapSecretsRequest)(nil),       // 30: spike.nexus.v1.RewrapSecretsRequest
+	(*RewrapSecretsResponse)(nil),      // 31: spike.nexus.v1.RewrapSecretsResponse
+	(*RetireDataKeysRequest)(nil),      // 32: spike.nexus.v1.RetireDataKeysRequest
+	(*RetireDataKeysResponse)(nil),     // 33: spike.nexus.v1.RetireDataKeysResponse
+	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
 }
 var file_spike_nexus_v1_operator_proto_depIdxs = []int32{
-	26, // 0: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 1: spike.nexus.v1.LoginResponse.token:type_name -> spike.nexus.v1.AdminToken
-	0,  // 2: spike.nexus.v1.InitResponse.token:type_name -> spike.nexus.v1.AdminToken
-	0,  // 3: spike.nexus.v1.RekeyResponse.token:type_name -> spike.nexus.v1.AdminToken
-	13, // 4: spike.nexus.v1.SealResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
-	13, // 5: spike.nexus.v1.StatusResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
-	5,  // 6: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
-	7,  // 7: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
-	11, // 8: spike.nexus.v1.OperatorService.Seal:input_type -> spike.nexus.v1.SealRequest
-	20, // 9: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
-	1,  // 10: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
-	3,  // 11: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
-	8,  // 12: spike.nexus.v1.OperatorService.Rekey:input_type -> spike.nexus.v1.RekeyRequest
-	14, // 13: spike.nexus.v1.OperatorService.RotateRootKey:input_type -> spike.nexus.v1.RotateRootKeyRequest
-	16, // 14: spike.nexus.v1.OperatorService.RewrapDataKeys:input_type -> spike.nexus.v1.RewrapDataKeysRequest
-	18, // 15: spike.nexus.v1.OperatorService.DestroyOldRootKeys:input_type -> spike.nexus.v1.DestroyOldRootKeysRequest
-	22, // 16: spike.nexus.v1.OperatorService.RewrapSecrets:input_type -> spike.nexus.v1.RewrapSecretsRequest
-	24, // 17: spike.nexus.v1.OperatorService.RetireDataKeys:input_type -> spike.nexus.v1.RetireDataKeysRequest
-	6,  // 18: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
-	10, // 19: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
-	12, // 20: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
-	21, // 21: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
-	2,  // 22: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
-	4,  // 23: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
-	9,  // 24: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
-	15, // 25: spike.nexus.v1.OperatorService.RotateRootKey:output_type -> spike.nexus.v1.RotateRootKeyResponse
-	17, // 26: spike.nexus.v1.OperatorService.RewrapDataKeys:output_type -> spike.nexus.v1.RewrapDataKeysResponse
-	19, // 27: spike.nexus.v1.OperatorService.DestroyOldRootKeys:output_type -> spike.nexus.v1.DestroyOldRootKeysResponse
-	23, // 28: spike.nexus.v1.OperatorService.RewrapSecrets:output_type -> spike.nexus.v1.RewrapSecretsResponse
-	25, // 29: spike.nexus.v1.OperatorService.RetireDataKeys:output_type -> spike.nexus.v1.RetireDataKeysResponse
-	18, // [18:30] is the sub-list for method output_type
-	6,  // [6:18] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	34, // 0: spike.nexus.v1.BackupSummary.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 1: spike.nexus.v1.BackupSummary.tables:type_name -> spike.nexus.v1.BackupTableCount
+	3,  // 2: spike.nexus.v1.VerifyBackupResponse.backup:type_name -> spike.nexus.v1.BackupSummary
+	3,  // 3: spike.nexus.v1.RestoreResponse.backup:type_name -> spike.nexus.v1.BackupSummary
+	34, // 4: spike.nexus.v1.AdminToken.expires_at:type_name -> google.protobuf.Timestamp
+	8,  // 5: spike.nexus.v1.LoginResponse.token:type_name -> spike.nexus.v1.AdminToken
+	8,  // 6: spike.nexus.v1.InitResponse.token:type_name -> spike.nexus.v1.AdminToken
+	8,  // 7: spike.nexus.v1.RekeyResponse.token:type_name -> spike.nexus.v1.AdminToken
+	21, // 8: spike.nexus.v1.SealResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
+	21, // 9: spike.nexus.v1.StatusResponse.keepers:type_name -> spike.nexus.v1.KeeperStatus
+	13, // 10: spike.nexus.v1.OperatorService.Init:input_type -> spike.nexus.v1.InitRequest
+	15, // 11: spike.nexus.v1.OperatorService.Unseal:input_type -> spike.nexus.v1.UnsealRequest
+	19, // 12: spike.nexus.v1.OperatorService.Seal:input_type -> spike.nexus.v1.SealRequest
+	28, // 13: spike.nexus.v1.OperatorService.Status:input_type -> spike.nexus.v1.StatusRequest
+	9,  // 14: spike.nexus.v1.OperatorService.Login:input_type -> spike.nexus.v1.LoginRequest
+	11, // 15: spike.nexus.v1.OperatorService.Logout:input_type -> spike.nexus.v1.LogoutRequest
+	16, // 16: spike.nexus.v1.OperatorService.Rekey:input_type -> spike.nexus.v1.RekeyRequest
+	22, // 17: spike.nexus.v1.OperatorService.RotateRootKey:input_type -> spike.nexus.v1.RotateRootKeyRequest
+	24, // 18: spike.nexus.v1.OperatorService.RewrapDataKeys:input_type -> spike.nexus.v1.RewrapDataKeysRequest
+	26, // 19: spike.nexus.v1.OperatorService.DestroyOldRootKeys:input_type -> spike.nexus.v1.DestroyOldRootKeysRequest
+	30, // 20: spike.nexus.v1.OperatorService.RewrapSecrets:input_type -> spike.nexus.v1.RewrapSecretsRequest
+	32, // 21: spike.nexus.v1.OperatorService.RetireDataKeys:input_type -> spike.nexus.v1.RetireDataKeysRequest
+	0,  // 22: spike.nexus.v1.OperatorService.Backup:input_type -> spike.nexus.v1.BackupRequest
+	2,  // 23: spike.nexus.v1.OperatorService.VerifyBackup:input_type -> spike.nexus.v1.VerifyBackupRequest
+	6,  // 24: spike.nexus.v1.OperatorService.Restore:input_type -> spike.nexus.v1.RestoreRequest
+	14, // 25: spike.nexus.v1.OperatorService.Init:output_type -> spike.nexus.v1.InitResponse
+	18, // 26: spike.nexus.v1.OperatorService.Unseal:output_type -> spike.nexus.v1.UnsealResponse
+	20, // 27: spike.nexus.v1.OperatorService.Seal:output_type -> spike.nexus.v1.SealResponse
+	29, // 28: spike.nexus.v1.OperatorService.Status:output_type -> spike.nexus.v1.StatusResponse
+	10, // 29: spike.nexus.v1.OperatorService.Login:output_type -> spike.nexus.v1.LoginResponse
+	12, // 30: spike.nexus.v1.OperatorService.Logout:output_type -> spike.nexus.v1.LogoutResponse
+	17, // 31: spike.nexus.v1.OperatorService.Rekey:output_type -> spike.nexus.v1.RekeyResponse
+	23, // 32: spike.nexus.v1.OperatorService.RotateRootKey:output_type -> spike.nexus.v1.RotateRootKeyResponse
+	25, // 33: spike.nexus.v1.OperatorService.RewrapDataKeys:output_type -> spike.nexus.v1.RewrapDataKeysResponse
+	27, // 34: spike.nexus.v1.OperatorService.DestroyOldRootKeys:output_type -> spike.nexus.v1.DestroyOldRootKeysResponse
+	31, // 35: spike.nexus.v1.OperatorService.RewrapSecrets:output_type -> spike.nexus.v1.RewrapSecretsResponse
+	33, // 36: spike.nexus.v1.OperatorService.RetireDataKeys:output_type -> spike.nexus.v1.RetireDataKeysResponse
+	1,  // 37: spike.nexus.v1.OperatorService.Backup:output_type -> spike.nexus.v1.BackupResponse
+	5,  // 38: spike.nexus.v1.OperatorService.VerifyBackup:output_type -> spike.nexus.v1.VerifyBackupResponse
+	7,  // 39: spike.nexus.v1.OperatorService.Restore:output_type -> spike.nexus.v1.RestoreResponse
+	25, // [25:40] is the sub-list for method output_type
+	10, // [10:25] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_spike_nexus_v1_operator_proto_init() }
@@ -1745,7 +2245,7 @@ func file_spike_nexus_v1_operator_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_nexus_v1_operator_proto_rawDesc), len(file_spike_nexus_v1_operator_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

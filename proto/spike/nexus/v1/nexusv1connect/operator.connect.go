@@ -62,6 +62,13 @@ const (
 	// OperatorServiceRetireDataKeysProcedure is the fully-qualified name of the OperatorService's
 	// RetireDataKeys RPC.
 	OperatorServiceRetireDataKeysProcedure = "/spike.nexus.v1.OperatorService/RetireDataKeys"
+	// OperatorServiceBackupProcedure is the fully-qualified name of the OperatorService's Backup RPC.
+	OperatorServiceBackupProcedure = "/spike.nexus.v1.OperatorService/Backup"
+	// OperatorServiceVerifyBackupProcedure is the fully-qualified name of the OperatorService's
+	// VerifyBackup RPC.
+	OperatorServiceVerifyBackupProcedure = "/spike.nexus.v1.OperatorService/VerifyBackup"
+	// OperatorServiceRestoreProcedure is the fully-qualified name of the OperatorService's Restore RPC.
+	OperatorServiceRestoreProcedure = "/spike.nexus.v1.OperatorService/Restore"
 )
 
 // OperatorServiceClient is a client for the spike.nexus.v1.OperatorService service.
@@ -114,6 +121,23 @@ type OperatorServiceClient interface {
 	// any more and that no Nexus can be sealing with (older than an hour and
 	// ten minutes), except the audit MAC key.
 	RetireDataKeys(context.Context, *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error)
+	// Backup streams a consistent snapshot of the database (one read-only
+	// repeatable-read transaction) in the backup file format of
+	// docs/backup.md: ciphertext only, with a manifest of counts and
+	// SHA-256 hashes per table, MACed under a key derived from the audit
+	// MAC key (which only the root key unwraps). Each message carries the
+	// next bytes of the file and the progress.
+	Backup(context.Context, *connect.Request[v1.BackupRequest]) (*connect.ServerStreamForClient[v1.BackupResponse], error)
+	// VerifyBackup reads a backup file and checks every hash and the MAC;
+	// the running keyring must hold the root key version that wraps the
+	// backup's audit key.
+	VerifyBackup(context.Context) *connect.ClientStreamForClient[v1.VerifyBackupRequest, v1.VerifyBackupResponse]
+	// Restore loads a backup file into an empty database, in one
+	// transaction committed only after every hash and the MAC checked out
+	// (the Keepers are unsealed with the backup's keyring and the
+	// credentials of the first message, then sealed again). SPIKE stays
+	// sealed afterwards; admin tokens are not restored.
+	Restore(context.Context) *connect.ClientStreamForClient[v1.RestoreRequest, v1.RestoreResponse]
 }
 
 // NewOperatorServiceClient constructs a client for the spike.nexus.v1.OperatorService service. By
@@ -201,6 +225,25 @@ func NewOperatorServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithSchema(operatorServiceMethods.ByName("RetireDataKeys")),
 			connect.WithClientOptions(opts...),
 		),
+		backup: connect.NewClient[v1.BackupRequest, v1.BackupResponse](
+			httpClient,
+			baseURL+OperatorServiceBackupProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("Backup")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		verifyBackup: connect.NewClient[v1.VerifyBackupRequest, v1.VerifyBackupResponse](
+			httpClient,
+			baseURL+OperatorServiceVerifyBackupProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("VerifyBackup")),
+			connect.WithClientOptions(opts...),
+		),
+		restore: connect.NewClient[v1.RestoreRequest, v1.RestoreResponse](
+			httpClient,
+			baseURL+OperatorServiceRestoreProcedure,
+			connect.WithSchema(operatorServiceMethods.ByName("Restore")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -218,6 +261,9 @@ type operatorServiceClient struct {
 	destroyOldRootKeys *connect.Client[v1.DestroyOldRootKeysRequest, v1.DestroyOldRootKeysResponse]
 	rewrapSecrets      *connect.Client[v1.RewrapSecretsRequest, v1.RewrapSecretsResponse]
 	retireDataKeys     *connect.Client[v1.RetireDataKeysRequest, v1.RetireDataKeysResponse]
+	backup             *connect.Client[v1.BackupRequest, v1.BackupResponse]
+	verifyBackup       *connect.Client[v1.VerifyBackupRequest, v1.VerifyBackupResponse]
+	restore            *connect.Client[v1.RestoreRequest, v1.RestoreResponse]
 }
 
 // Init calls spike.nexus.v1.OperatorService.Init.
@@ -280,6 +326,21 @@ func (c *operatorServiceClient) RetireDataKeys(ctx context.Context, req *connect
 	return c.retireDataKeys.CallUnary(ctx, req)
 }
 
+// Backup calls spike.nexus.v1.OperatorService.Backup.
+func (c *operatorServiceClient) Backup(ctx context.Context, req *connect.Request[v1.BackupRequest]) (*connect.ServerStreamForClient[v1.BackupResponse], error) {
+	return c.backup.CallServerStream(ctx, req)
+}
+
+// VerifyBackup calls spike.nexus.v1.OperatorService.VerifyBackup.
+func (c *operatorServiceClient) VerifyBackup(ctx context.Context) *connect.ClientStreamForClient[v1.VerifyBackupRequest, v1.VerifyBackupResponse] {
+	return c.verifyBackup.CallClientStream(ctx)
+}
+
+// Restore calls spike.nexus.v1.OperatorService.Restore.
+func (c *operatorServiceClient) Restore(ctx context.Context) *connect.ClientStreamForClient[v1.RestoreRequest, v1.RestoreResponse] {
+	return c.restore.CallClientStream(ctx)
+}
+
 // OperatorServiceHandler is an implementation of the spike.nexus.v1.OperatorService service.
 type OperatorServiceHandler interface {
 	// Init creates the root keyring, stores it sealed under the password and
@@ -330,6 +391,23 @@ type OperatorServiceHandler interface {
 	// any more and that no Nexus can be sealing with (older than an hour and
 	// ten minutes), except the audit MAC key.
 	RetireDataKeys(context.Context, *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error)
+	// Backup streams a consistent snapshot of the database (one read-only
+	// repeatable-read transaction) in the backup file format of
+	// docs/backup.md: ciphertext only, with a manifest of counts and
+	// SHA-256 hashes per table, MACed under a key derived from the audit
+	// MAC key (which only the root key unwraps). Each message carries the
+	// next bytes of the file and the progress.
+	Backup(context.Context, *connect.Request[v1.BackupRequest], *connect.ServerStream[v1.BackupResponse]) error
+	// VerifyBackup reads a backup file and checks every hash and the MAC;
+	// the running keyring must hold the root key version that wraps the
+	// backup's audit key.
+	VerifyBackup(context.Context, *connect.ClientStream[v1.VerifyBackupRequest]) (*connect.Response[v1.VerifyBackupResponse], error)
+	// Restore loads a backup file into an empty database, in one
+	// transaction committed only after every hash and the MAC checked out
+	// (the Keepers are unsealed with the backup's keyring and the
+	// credentials of the first message, then sealed again). SPIKE stays
+	// sealed afterwards; admin tokens are not restored.
+	Restore(context.Context, *connect.ClientStream[v1.RestoreRequest]) (*connect.Response[v1.RestoreResponse], error)
 }
 
 // NewOperatorServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -413,6 +491,25 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 		connect.WithSchema(operatorServiceMethods.ByName("RetireDataKeys")),
 		connect.WithHandlerOptions(opts...),
 	)
+	operatorServiceBackupHandler := connect.NewServerStreamHandler(
+		OperatorServiceBackupProcedure,
+		svc.Backup,
+		connect.WithSchema(operatorServiceMethods.ByName("Backup")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceVerifyBackupHandler := connect.NewClientStreamHandler(
+		OperatorServiceVerifyBackupProcedure,
+		svc.VerifyBackup,
+		connect.WithSchema(operatorServiceMethods.ByName("VerifyBackup")),
+		connect.WithHandlerOptions(opts...),
+	)
+	operatorServiceRestoreHandler := connect.NewClientStreamHandler(
+		OperatorServiceRestoreProcedure,
+		svc.Restore,
+		connect.WithSchema(operatorServiceMethods.ByName("Restore")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.nexus.v1.OperatorService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case OperatorServiceInitProcedure:
@@ -439,6 +536,12 @@ func NewOperatorServiceHandler(svc OperatorServiceHandler, opts ...connect.Handl
 			operatorServiceRewrapSecretsHandler.ServeHTTP(w, r)
 		case OperatorServiceRetireDataKeysProcedure:
 			operatorServiceRetireDataKeysHandler.ServeHTTP(w, r)
+		case OperatorServiceBackupProcedure:
+			operatorServiceBackupHandler.ServeHTTP(w, r)
+		case OperatorServiceVerifyBackupProcedure:
+			operatorServiceVerifyBackupHandler.ServeHTTP(w, r)
+		case OperatorServiceRestoreProcedure:
+			operatorServiceRestoreHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -494,4 +597,16 @@ func (UnimplementedOperatorServiceHandler) RewrapSecrets(context.Context, *conne
 
 func (UnimplementedOperatorServiceHandler) RetireDataKeys(context.Context, *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.RetireDataKeys is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) Backup(context.Context, *connect.Request[v1.BackupRequest], *connect.ServerStream[v1.BackupResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Backup is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) VerifyBackup(context.Context, *connect.ClientStream[v1.VerifyBackupRequest]) (*connect.Response[v1.VerifyBackupResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.VerifyBackup is not implemented"))
+}
+
+func (UnimplementedOperatorServiceHandler) Restore(context.Context, *connect.ClientStream[v1.RestoreRequest]) (*connect.Response[v1.RestoreResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.OperatorService.Restore is not implemented"))
 }
