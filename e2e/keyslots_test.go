@@ -2,7 +2,6 @@ package e2e_test
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -128,19 +127,13 @@ func TestRekeyFormat1Keyring(t *testing.T) {
 		t.Fatalf("load testdata/schema5.sql: %v\n%s", err, out)
 	}
 	s := startStackOn(t, db, 1)
-	token, err := os.ReadFile("testdata/schema5.token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(s.adminTokenFile, token, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	admin := s.pilotEnv(t, 0, identity.Pilot(td))
 	const (
 		oldPassword = "upgrade fixture password\n"
 		newPassword = "purple elephant umbrella quarry\n"
 	)
 	mustSpike(t, admin, oldPassword, "operator", "unseal")
+	useFixtureToken(t, s, admin, oldPassword)
 	if c, sealed, epoch := storedKeyring(t, s.dsn); c == 0 || sealed != 0 || epoch != 0 {
 		t.Fatalf("fixture keyring: ciphertext %d bytes, sealed %d, epoch %d; want format 1", c, sealed, epoch)
 	}

@@ -18,7 +18,8 @@ import (
 // testdata/schema5.sql is a database at schema version 5 written by the
 // binaries of the release before (see testdata/make-schema5.sh). The
 // current binaries migrate it in place; after an unseal every secret,
-// version state, setting, policy and token reads as written, the audit
+// version state, setting and policy reads as written, the old release's
+// admin token authenticates (accepted, or refused only as expired), the audit
 // trail verifies, and writes seal heads for the old secrets.
 func TestUpgradeFromSchema5(t *testing.T) {
 	t.Parallel()
@@ -29,15 +30,9 @@ func TestUpgradeFromSchema5(t *testing.T) {
 		t.Fatalf("load testdata/schema5.sql: %v\n%s", err, out)
 	}
 	s := startStackOn(t, db, 1)
-	token, err := os.ReadFile("testdata/schema5.token")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(s.adminTokenFile, token, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	admin := s.pilotEnv(t, 0, identity.Pilot(td))
 	mustSpike(t, admin, "upgrade fixture password\n", "operator", "unseal")
+	useFixtureToken(t, s, admin, "upgrade fixture password\n")
 
 	// Values and version states as they were.
 	if got := getJSON(t, admin, "apps/a"); got.Version != 4 || got.Data["pass"] != "a-v4" || got.Data["user"] != "alice" {
@@ -152,4 +147,25 @@ func TestUpgradeFromSchema5(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &report); err != nil || !report.OK {
 		t.Errorf("audit verify = %s, %v", out, err)
 	}
+}
+
+// useFixtureToken checks the admin token that the old release issued with
+// the fixture (testdata/schema5.token): it must authenticate under the
+// current release, so a call with it either works or, once the token's
+// lifetime has passed (it was issued when the fixture was made), is
+// refused as expired, never as unknown or altered. Then it logs in with
+// the password, for a token that outlives the test.
+func useFixtureToken(t *testing.T, s *stack, admin []string, password string) {
+	t.Helper()
+	token, err := os.ReadFile("testdata/schema5.token")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.adminTokenFile, token, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := spike(t, admin, "", "secret", "list"); r.code != 0 && !strings.Contains(r.stderr, "admin token expired at") {
+		t.Errorf("the old release's admin token: exit %d, stderr %q; want it accepted, or refused as expired", r.code, r.stderr)
+	}
+	mustSpike(t, admin, password, "login")
 }
