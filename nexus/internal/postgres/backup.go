@@ -256,10 +256,12 @@ func (r *Restoring) Load(ctx context.Context, t BackupTable, rows [][]any) error
 		return nil
 	}
 	err := r.load(ctx, t, rows)
-	if isUniqueViolation(err, "root_keyrings_pkey") {
-		return fault.New(fault.FailedPrecondition, "restore refused: SPIKE was initialised while the restore ran")
-	}
 	var pgErr *pgconn.PgError
+	switch {
+	case isUniqueViolation(err, "root_keyrings_pkey"), isUniqueViolation(err, "audit_checkpoints_pkey"),
+		errors.As(err, &pgErr) && pgErr.Code == "55000": // restore_audit_checkpoint: initialised meanwhile
+		return fault.New(fault.FailedPrecondition, "restore refused: SPIKE was initialised, or restored by another request, while this restore ran; nothing was restored by this one")
+	}
 	if errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "22") || strings.HasPrefix(pgErr.Code, "23")) {
 		// Data that does not fit the schema (a value out of range, a
 		// broken reference or constraint): the hashes will not match

@@ -89,7 +89,16 @@ func streamed(ctx context.Context, s *Server, spec connect.Spec, peer connect.Pe
 		c.record.Deny(err.Error())
 	} else {
 		c.record.Allow(reason)
-		last, err = handle(ctx, c)
+		// One stream of each kind at a time on this Nexus: each holds a
+		// database connection (and a backup a snapshot) for minutes.
+		slot, _ := s.streamSlots.LoadOrStore(procedure, make(chan struct{}, 1))
+		select {
+		case slot.(chan struct{}) <- struct{}{}:
+			last, err = handle(ctx, c)
+			<-slot.(chan struct{})
+		default:
+			err = fault.New(fault.TooMany, "another %s runs on this Nexus: one at a time; try again when it is done", rpcLabel(procedure))
+		}
 	}
 	err = s.toConnect(err, c.id)
 	code := "ok"
@@ -283,7 +292,7 @@ func (r *streamReader[T]) Read(p []byte) (int, error) {
 				return 0, io.EOF
 			}
 		case <-time.After(streamIdle):
-			return 0, fault.New(fault.Invalid, "no part of the backup file arrived for %s: the stream was cut", streamIdle)
+			return 0, fault.New(fault.Aborted, "no part of the backup file arrived for %s: the stream was cut", streamIdle)
 		}
 		r.buf = r.stream.Msg().GetChunk()
 	}
@@ -507,32 +516,41 @@ func (o operatorServer) restore(ctx context.Context, c *call, stream *connect.Cl
 	}
 	// Every hash checked out. The MAC needs the backup's own keyring,
 	// opened by the Keepers with the credentials of the backup's time.
-	if err := o.withBackoff(c, func() error { return o.keeper.Unseal(ctx, creds, rb.keyring) }); err != nil {
-		return nil, err
+	uerr := o.withBackoff(c, func() error { return o.keeper.Unseal(ctx, creds, rb.keyring) })
+	var key []byte
+	kerr := uerr
+	if uerr == nil {
+		key, kerr = o.manifestKey(ctx, rb.header.GetAuditKeyId(), rb.auditKey, rb.auditKeyVer, o.keeper.UnwrapRestoring)
 	}
-	key, kerr := o.manifestKey(ctx, rb.header.GetAuditKeyId(), rb.auditKey, rb.auditKeyVer, o.keeper.UnwrapRestoring)
-	// The Keepers forget the keyring before the rows become visible:
-	// SPIKE stays sealed until an operator unseals.
+	defer clear(key)
+	// Once an unseal was sent, whatever came of it, the Keepers forget
+	// the keyring again before the rows become visible: SPIKE stays sealed
+	// until an operator unseals. A Keeper that does not confirm may hold
+	// it: then nothing is restored.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	results, serr := o.keeper.Seal(sctx)
 	cancel()
-	if kerr != nil {
+	switch {
+	case uerr != nil:
+		return nil, uerr
+	case kerr != nil && fault.CodeOf(kerr) == fault.DataLoss:
 		return nil, fault.Wrap(fault.DataLoss, kerr, "restore refused: the backup's keyring does not unwrap its audit key: the file was altered")
+	case kerr != nil:
+		return nil, fault.Wrap(fault.CodeOf(kerr), kerr, "restore abandoned: no Keeper unwrapped the backup's audit key; nothing was restored")
 	}
-	defer clear(key)
 	if err := rb.r.CheckMAC(key); err != nil {
 		return nil, err
 	}
 	if serr != nil {
-		return nil, fault.Wrap(fault.Unavailable, serr, "restore abandoned: the Keepers could not be sealed again after the check; nothing was restored")
+		return nil, fault.Wrap(fault.Unavailable, serr, "restore abandoned: the Keepers could not be sealed again after the check; nothing was restored (a Keeper may still hold the backup's keyring: spike operator status)")
 	}
-	resp := &nexusv1.RestoreResponse{Backup: rb.summary(), Note: tx.Note()}
 	for _, r := range results {
 		if !r.Sealed {
 			o.log.Warn("restore: a Keeper did not confirm the seal", "keeper", r.Name)
-			resp.Note = joinNote(resp.Note, "Keeper "+r.Name+" did not confirm the seal: run spike operator seal when it answers")
+			return nil, fault.New(fault.Unavailable, "restore abandoned: Keeper %s did not confirm that it forgot the backup's keyring; nothing was restored: retry when every Keeper answers", r.Name)
 		}
 	}
+	resp := &nexusv1.RestoreResponse{Backup: rb.summary(), Note: tx.Note()}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
@@ -541,13 +559,6 @@ func (o operatorServer) restore(ctx context.Context, c *call, stream *connect.Cl
 	o.log.Warn("database restored from a backup; SPIKE is sealed until unsealed with the credentials of the backup's time",
 		"keyring_id", hex.EncodeToString(rb.header.GetKeyringId()), "backup_created_at", rb.header.GetCreatedAt().AsTime())
 	return resp, nil
-}
-
-func joinNote(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "; " + b
 }
 
 // compatible checks that a backup's tables are this schema's, column for

@@ -7,6 +7,7 @@ package server
 import (
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -56,6 +57,9 @@ type Server struct {
 	version  string
 	metrics  *metrics.Nexus
 	log      *slog.Logger
+	// streamSlots holds, per streaming procedure, a one-slot channel: one
+	// backup, verify or restore at a time.
+	streamSlots sync.Map
 }
 
 // New returns a Server. The caller keeps the Keeper state and the policies
