@@ -16,8 +16,10 @@ func (s *Store) ListSecrets(ctx context.Context, l secret.Listing) ([]string, bo
 	// starts_with makes the match exact whatever the bound. A valid prefix
 	// ends in an ASCII byte, so an upper bound always exists unless empty.
 	upper, bounded := prefixEnd(l.Prefix)
-	live := `EXISTS (SELECT 1 FROM secret_versions v
-	                 WHERE v.path = s.path AND v.deleted_at IS NULL AND v.destroyed_at IS NULL)`
+	live := liveVersion
+	if l.IncludeDeleted {
+		live = `EXISTS (SELECT 1 FROM secret_versions v WHERE v.path = s.path AND v.destroyed_at IS NULL)`
+	}
 	inRange := `s.path >= $1 AND ($2::text IS NULL OR s.path < $2) AND starts_with(s.path, $1)`
 	var query string
 	if l.Recursive {
@@ -63,4 +65,30 @@ func prefixEnd(prefix string) (string, bool) {
 	b := []byte(prefix)
 	b[len(b)-1]++
 	return string(b), true
+}
+
+// liveVersion says that secret s has a version neither deleted nor
+// destroyed.
+const liveVersion = `EXISTS (SELECT 1 FROM secret_versions v
+	                 WHERE v.path = s.path AND v.deleted_at IS NULL AND v.destroyed_at IS NULL)`
+
+// Deleted returns which of paths are secrets without a live version: every
+// retained version deleted (or destroyed).
+func (s *Store) Deleted(ctx context.Context, paths []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(paths) == 0 {
+		return out, nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT s.path FROM secrets s WHERE s.path = ANY($1) AND NOT `+liveVersion, paths)
+	if err != nil {
+		return nil, dbError(ctx, "list deleted secrets", err)
+	}
+	gone, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, dbError(ctx, "list deleted secrets", err)
+	}
+	for _, p := range gone {
+		out[p] = true
+	}
+	return out, nil
 }

@@ -93,6 +93,9 @@ type Listing struct {
 	// level deep: each entry is Prefix plus one segment, ending with "/"
 	// when it is a directory holding more secrets.
 	Recursive bool
+	// IncludeDeleted lists secrets whose retained versions are all
+	// deleted (not destroyed) too.
+	IncludeDeleted bool
 	// After is the last entry of the previous page ("" for the first).
 	After string
 	// Limit is the page size.

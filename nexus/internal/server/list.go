@@ -80,7 +80,7 @@ func (s secretServer) listSecrets(ctx context.Context, c *call, m *nexusv1.ListS
 scan:
 	for scans := 0; more && len(paths) < limit && scans < maxFilteredScans; scans++ {
 		var page []string
-		page, more, err = s.store.ListSecrets(ctx, secret.Listing{Prefix: prefix, Recursive: recursive, After: after, Limit: limit - len(paths)})
+		page, more, err = s.store.ListSecrets(ctx, secret.Listing{Prefix: prefix, Recursive: recursive, IncludeDeleted: m.GetIncludeDeleted(), After: after, Limit: limit - len(paths)})
 		if err != nil {
 			return nil, err
 		}
@@ -101,6 +101,17 @@ scan:
 		}
 	}
 	resp := &nexusv1.ListSecretsResponse{Paths: paths}
+	if m.GetIncludeDeleted() {
+		deleted, err := s.store.Deleted(ctx, paths)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			if deleted[p] {
+				resp.Deleted = append(resp.Deleted, p)
+			}
+		}
+	}
 	if more {
 		if resp.NextPageToken, err = s.sealPageToken(ctx, c, prefix, recursive, after); err != nil {
 			return nil, err

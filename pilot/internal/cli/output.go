@@ -54,7 +54,8 @@ type versionsDoc struct {
 
 // listDoc is the -o json|yaml form of a list of secret paths.
 type listDoc struct {
-	Paths []string `json:"paths" yaml:"paths"`
+	Paths   []string `json:"paths" yaml:"paths"`
+	Deleted []string `json:"deleted,omitempty" yaml:"deleted,omitempty"`
 }
 
 // statusDoc is the -o json|yaml form of the operator status.
@@ -257,16 +258,23 @@ func writeVersions(w io.Writer, format, verb, path string, versions []int64) err
 // writePaths renders list entries: paths holds the full paths Nexus
 // returned, shown holds what the table prints for each (relative to the
 // listed directory, or the full path).
-func writePaths(w io.Writer, format string, paths, shown []string) error {
+func writePaths(w io.Writer, format string, paths, shown, deleted []string) error {
 	if paths == nil {
 		paths = []string{}
 	}
 	if encoded(format) {
-		return writeDoc(w, format, listDoc{Paths: paths})
+		return writeDoc(w, format, listDoc{Paths: paths, Deleted: deleted})
+	}
+	gone := make(map[string]bool, len(deleted))
+	for _, p := range deleted {
+		gone[p] = true
 	}
 	var b strings.Builder
-	for _, p := range shown {
+	for i, p := range shown {
 		b.WriteString(printable(p))
+		if gone[paths[i]] {
+			b.WriteString("  (deleted)")
+		}
 		b.WriteByte('\n')
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {

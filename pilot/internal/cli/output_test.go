@@ -120,25 +120,39 @@ esc         "\x1b[31mred"
 		{
 			name: "list table",
 			write: func(w io.Writer) error {
-				return writePaths(w, formatTable, []string{"apps/a", "apps/b"}, []string{"a", "b"})
+				return writePaths(w, formatTable, []string{"apps/a", "apps/b"}, []string{"a", "b"}, nil)
 			},
 			want: "a\nb\n",
 		},
 		{
+			name: "list table, a deleted secret",
+			write: func(w io.Writer) error {
+				return writePaths(w, formatTable, []string{"apps/a", "apps/b"}, []string{"a", "b"}, []string{"apps/b"})
+			},
+			want: "a\nb  (deleted)\n",
+		},
+		{
+			name: "list json, a deleted secret",
+			write: func(w io.Writer) error {
+				return writePaths(w, formatJSON, []string{"apps/a", "apps/b"}, []string{"a", "b"}, []string{"apps/b"})
+			},
+			want: "{\n  \"paths\": [\n    \"apps/a\",\n    \"apps/b\"\n  ],\n  \"deleted\": [\n    \"apps/b\"\n  ]\n}\n",
+		},
+		{
 			name:  "list table empty",
-			write: func(w io.Writer) error { return writePaths(w, formatTable, nil, nil) },
+			write: func(w io.Writer) error { return writePaths(w, formatTable, nil, nil, nil) },
 			want:  "",
 		},
 		{
 			name: "list json",
 			write: func(w io.Writer) error {
-				return writePaths(w, formatJSON, []string{"apps/a", "apps/b"}, []string{"a", "b"})
+				return writePaths(w, formatJSON, []string{"apps/a", "apps/b"}, []string{"a", "b"}, nil)
 			},
 			want: "{\n  \"paths\": [\n    \"apps/a\",\n    \"apps/b\"\n  ]\n}\n",
 		},
 		{
 			name:  "list json empty",
-			write: func(w io.Writer) error { return writePaths(w, formatJSON, nil, nil) },
+			write: func(w io.Writer) error { return writePaths(w, formatJSON, nil, nil, nil) },
 			want:  "{\n  \"paths\": []\n}\n",
 		},
 		{
@@ -429,13 +443,13 @@ created_by: spiffe://spike.local/spike/pilot
 		{
 			name: "list yaml",
 			write: func(w io.Writer) error {
-				return writePaths(w, formatYAML, []string{"apps/a", "apps/b/"}, []string{"a", "b/"})
+				return writePaths(w, formatYAML, []string{"apps/a", "apps/b/"}, []string{"a", "b/"}, nil)
 			},
 			want: "paths:\n  - apps/a\n  - apps/b/\n",
 		},
 		{
 			name:  "list yaml empty",
-			write: func(w io.Writer) error { return writePaths(w, formatYAML, nil, nil) },
+			write: func(w io.Writer) error { return writePaths(w, formatYAML, nil, nil, nil) },
 			want:  "paths: []\n",
 		},
 		{

@@ -101,7 +101,7 @@ Reading a deleted or destroyed version fails and says so; see
 }
 
 func (inv *invocation) listCommand() *cobra.Command {
-	var recursive bool
+	var recursive, deleted bool
 	cmd := &cobra.Command{
 		Use:   "list [PREFIX]",
 		Short: "List secrets one directory level at a time, or recursively",
@@ -114,11 +114,17 @@ PREFIX, list starts at the top.
 With -r, list prints the full path of every secret whose path starts with
 PREFIX, at any depth.
 
--o json and -o yaml give the full paths in both modes, as {"paths": [...]}.`,
+With --deleted, list also shows secrets whose every version is deleted
+(soft deleted: 'spike secret undelete' brings them back), marked
+"(deleted)"; destroyed versions never count.
+
+-o json and -o yaml give the full paths in both modes, as {"paths": [...]},
+and with --deleted the deleted ones again in "deleted".`,
 		Example: `  spike secret list
   spike secret list apps/
   spike secret list apps/demo
   spike secret list -r apps/
+  spike secret list -r --deleted apps/
   spike secret list -r -o json | jq -r '.paths[]'`,
 		Args:              argCount(0, 1, "at most one PREFIX"),
 		ValidArgsFunction: inv.completePath,
@@ -131,7 +137,7 @@ PREFIX, at any depth.
 				prefix += "/"
 			}
 			return inv.withNexus(cmd.Context(), func(ctx context.Context, n *nexus) error {
-				paths, err := listAll(ctx, n, prefix, recursive)
+				paths, gone, err := listAll(ctx, n, prefix, recursive, deleted)
 				if err != nil {
 					return err
 				}
@@ -139,35 +145,39 @@ PREFIX, at any depth.
 				if !recursive {
 					shown = relativeTo(prefix, paths)
 				}
-				return writePaths(inv.p.Stdout, inv.output, paths, shown)
+				return writePaths(inv.p.Stdout, inv.output, paths, shown, gone)
 			})
 		},
 	}
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "list every secret below PREFIX, with full paths")
+	cmd.Flags().BoolVar(&deleted, "deleted", false, "also list secrets whose every version is deleted, marked (deleted)")
 	return cmd
 }
 
-// listAll fetches every page of a listing.
-func listAll(ctx context.Context, n *nexus, prefix string, recursive bool) ([]string, error) {
-	var paths []string
+// listAll fetches every page of a listing, and with deleted the entries
+// that are deleted secrets.
+func listAll(ctx context.Context, n *nexus, prefix string, recursive, deleted bool) ([]string, []string, error) {
+	var paths, gone []string
 	token := ""
 	for {
 		resp, err := n.secrets.ListSecrets(ctx, connect.NewRequest(&nexusv1.ListSecretsRequest{
-			Prefix:    prefix,
-			Recursive: recursive,
-			PageSize:  listPageSize,
-			PageToken: token,
+			Prefix:         prefix,
+			Recursive:      recursive,
+			PageSize:       listPageSize,
+			PageToken:      token,
+			IncludeDeleted: deleted,
 		}))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		paths = append(paths, resp.Msg.GetPaths()...)
+		gone = append(gone, resp.Msg.GetDeleted()...)
 		next := resp.Msg.GetNextPageToken()
 		if next == "" {
-			return paths, nil
+			return paths, gone, nil
 		}
 		if next == token {
-			return nil, errors.New("the listing does not advance: Nexus returned the same page token twice")
+			return nil, nil, errors.New("the listing does not advance: Nexus returned the same page token twice")
 		}
 		token = next
 	}
@@ -203,7 +213,7 @@ func (inv *invocation) completePath(cmd *cobra.Command, args []string, toComplet
 	dir := toComplete[:strings.LastIndexByte(toComplete, '/')+1]
 	var matches []cobra.Completion
 	_ = inv.withNexus(ctx, func(ctx context.Context, n *nexus) error {
-		paths, err := listAll(ctx, n, dir, false)
+		paths, _, err := listAll(ctx, n, dir, false, false)
 		for _, p := range paths {
 			if strings.HasPrefix(p, toComplete) {
 				matches = append(matches, p)

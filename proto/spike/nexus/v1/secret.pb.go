@@ -592,9 +592,13 @@ type ListSecretsRequest struct {
 	// Entries per page, 1 to 1000; 0 means 100.
 	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// Token from a previous response's next_page_token.
-	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Also list secrets whose every retained version is deleted (soft
+	// deleted, so undelete can bring them back); they are named in the
+	// response's deleted too. Destroyed versions never count.
+	IncludeDeleted bool `protobuf:"varint,5,opt,name=include_deleted,json=includeDeleted,proto3" json:"include_deleted,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListSecretsRequest) Reset() {
@@ -655,6 +659,13 @@ func (x *ListSecretsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListSecretsRequest) GetIncludeDeleted() bool {
+	if x != nil {
+		return x.IncludeDeleted
+	}
+	return false
+}
+
 type ListSecretsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Full paths. In directory mode, an entry ending in "/" is a directory
@@ -662,6 +673,9 @@ type ListSecretsResponse struct {
 	Paths []string `protobuf:"bytes,1,rep,name=paths,proto3" json:"paths,omitempty"`
 	// Pass as page_token to get the next page; empty on the last page.
 	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	// With include_deleted: the entries of paths that are secrets with no
+	// live version.
+	Deleted       []string `protobuf:"bytes,3,rep,name=deleted,proto3" json:"deleted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -708,6 +722,13 @@ func (x *ListSecretsResponse) GetNextPageToken() string {
 		return x.NextPageToken
 	}
 	return ""
+}
+
+func (x *ListSecretsResponse) GetDeleted() []string {
+	if x != nil {
+		return x.Deleted
+	}
+	return nil
 }
 
 type DeleteSecretRequest struct {
@@ -1632,16 +1653,18 @@ const file_spike_nexus_v1_secret_proto_rawDesc = "" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\"C\n" +
 	"\x11GetSecretResponse\x12.\n" +
-	"\x06secret\x18\x01 \x01(\v2\x16.spike.nexus.v1.SecretR\x06secret\"\x86\x01\n" +
+	"\x06secret\x18\x01 \x01(\v2\x16.spike.nexus.v1.SecretR\x06secret\"\xaf\x01\n" +
 	"\x12ListSecretsRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x1c\n" +
 	"\trecursive\x18\x02 \x01(\bR\trecursive\x12\x1b\n" +
 	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x04 \x01(\tR\tpageToken\"S\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\x12'\n" +
+	"\x0finclude_deleted\x18\x05 \x01(\bR\x0eincludeDeleted\"m\n" +
 	"\x13ListSecretsResponse\x12\x14\n" +
 	"\x05paths\x18\x01 \x03(\tR\x05paths\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\x12\x18\n" +
+	"\adeleted\x18\x03 \x03(\tR\adeleted\"E\n" +
 	"\x13DeleteSecretRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x1a\n" +
 	"\bversions\x18\x02 \x03(\x03R\bversions\"2\n" +
