@@ -85,11 +85,7 @@ var backupViews = [][]string{
 
 func viewsOf(t *testing.T, env []string) map[string]string {
 	t.Helper()
-	got := map[string]string{}
-	for _, v := range backupViews {
-		got[fmt.Sprint(v)] = mustSpike(t, env, "", append(v, "-o", "json")...)
-	}
-	return got
+	return snapshotViews(t, env, backupViews)
 }
 
 // populate writes what a restore must bring back: versions, a deleted and

@@ -96,13 +96,7 @@ func TestComposeBackupAsReadOnlyRole(t *testing.T) {
 		{"secret", "list"},
 		{"policy", "list"},
 	}
-	snapshot := func(env []string) map[string]string {
-		got := map[string]string{}
-		for _, v := range views {
-			got[fmt.Sprint(v)] = mustSpike(t, env, "", append(v, "-o", "json")...)
-		}
-		return got
-	}
+	snapshot := func(env []string) map[string]string { return snapshotViews(t, env, views) }
 	want := snapshot(adminEnv)
 
 	// The role: a member of pg_read_all_data only, no attribute that

@@ -136,56 +136,12 @@ func TestWritesSurviveCrashes(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	// What is stored: value -> versions.
-	stored := map[string][]int64{}
-	for w := range writers {
-		path := fmt.Sprintf("storm/w%d", w)
-		md, err := clients[1].GetSecretMetadata(ctx, connect.NewRequest(&nexusv1.GetSecretMetadataRequest{Path: path}))
-		if err != nil {
-			t.Fatalf("metadata of %s: %v", path, err)
-		}
-		for _, v := range md.Msg.GetMetadata().GetVersions() {
-			got, err := clients[1].GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: path, Version: v.GetVersion()}))
-			if err != nil {
-				t.Fatalf("version %d of %s: %v", v.GetVersion(), path, err)
-			}
-			key := path + "=" + got.Msg.GetSecret().GetData()["v"]
-			stored[key] = append(stored[key], v.GetVersion())
-		}
-	}
-
-	counts := map[string]int{}
+	counts := checkExactlyOnce(t, writes, storedValues(ctx, t, clients[1], writers))
 	okAfterCalm := 0
-	for i, wr := range writes {
-		key := wr.path + "=" + wr.value
-		versions := stored[key]
-		if len(versions) > 1 {
-			t.Errorf("%s stored %d times, at versions %v", key, len(versions), versions)
+	for _, wr := range writes[calm:] {
+		if wr.code == 0 {
+			okAfterCalm++
 		}
-		switch wr.code {
-		case 0:
-			counts["ok"]++
-			if i >= calm {
-				okAfterCalm++
-			}
-			if len(versions) != 1 || versions[0] != wr.version {
-				t.Errorf("%s was acknowledged at version %d, stored at %v", key, wr.version, versions)
-			}
-		case connect.CodeUnknown:
-			counts["unknown"]++
-			if len(versions) > 0 {
-				counts["unknown, applied"]++
-			}
-		default:
-			counts[wr.code.String()]++
-			if len(versions) > 0 {
-				t.Errorf("%s failed with %s but was applied, at version %v", key, wr.code, versions)
-			}
-		}
-		delete(stored, key)
-	}
-	for key, versions := range stored {
-		t.Errorf("%s stored at %v by no write of the storm", key, versions)
 	}
 	t.Logf("%d writes through %d crashes of PostgreSQL and one of Nexus: %v", len(writes), crashes, counts)
 	if okAfterCalm == 0 {
@@ -208,3 +164,65 @@ func (s *stack) stormClient(t *testing.T, i int) nexusv1connect.SecretServiceCli
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// storedValues reads every version of the storm's secrets storm/w0 ..
+// storm/w<writers-1>: path=value -> the versions that hold it.
+func storedValues(ctx context.Context, t *testing.T, client nexusv1connect.SecretServiceClient, writers int) map[string][]int64 {
+	t.Helper()
+	stored := map[string][]int64{}
+	for w := range writers {
+		path := fmt.Sprintf("storm/w%d", w)
+		md, err := client.GetSecretMetadata(ctx, connect.NewRequest(&nexusv1.GetSecretMetadataRequest{Path: path}))
+		if err != nil {
+			t.Fatalf("metadata of %s: %v", path, err)
+		}
+		for _, v := range md.Msg.GetMetadata().GetVersions() {
+			got, err := client.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: path, Version: v.GetVersion()}))
+			if err != nil {
+				t.Fatalf("version %d of %s: %v", v.GetVersion(), path, err)
+			}
+			key := path + "=" + got.Msg.GetSecret().GetData()["v"]
+			stored[key] = append(stored[key], v.GetVersion())
+		}
+	}
+	return stored
+}
+
+// checkExactlyOnce checks the storm's writes against what is stored: no
+// value stored twice, every acknowledged write stored at the version it
+// was told, no write that failed with anything but Unknown applied, and
+// nothing stored that no write sent. It returns the writes counted by
+// outcome.
+func checkExactlyOnce(t *testing.T, writes []write, stored map[string][]int64) map[string]int {
+	t.Helper()
+	counts := map[string]int{}
+	for _, wr := range writes {
+		key := wr.path + "=" + wr.value
+		versions := stored[key]
+		if len(versions) > 1 {
+			t.Errorf("%s stored %d times, at versions %v", key, len(versions), versions)
+		}
+		switch wr.code {
+		case 0:
+			counts["ok"]++
+			if len(versions) != 1 || versions[0] != wr.version {
+				t.Errorf("%s was acknowledged at version %d, stored at %v", key, wr.version, versions)
+			}
+		case connect.CodeUnknown:
+			counts["unknown"]++
+			if len(versions) > 0 {
+				counts["unknown, applied"]++
+			}
+		default:
+			counts[wr.code.String()]++
+			if len(versions) > 0 {
+				t.Errorf("%s failed with %s but was applied, at version %v", key, wr.code, versions)
+			}
+		}
+		delete(stored, key)
+	}
+	for key, versions := range stored {
+		t.Errorf("%s stored at %v by no write of the storm", key, versions)
+	}
+	return counts
+}

@@ -132,52 +132,11 @@ func TestPatroniFailover(t *testing.T) {
 	waitWithin(t, 30*time.Second, "the storm to go on after the failover", func() bool { return acked(calm) >= 100 })
 	endStorm()
 
-	// What is stored: path=value -> versions.
-	stored := map[string][]int64{}
-	for w := range writers {
-		path := fmt.Sprintf("storm/w%d", w)
-		md, err := client.GetSecretMetadata(ctx, connect.NewRequest(&nexusv1.GetSecretMetadataRequest{Path: path}))
-		if err != nil {
-			t.Fatalf("metadata of %s: %v", path, err)
-		}
-		for _, v := range md.Msg.GetMetadata().GetVersions() {
-			got, err := client.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: path, Version: v.GetVersion()}))
-			if err != nil {
-				t.Fatalf("version %d of %s: %v", v.GetVersion(), path, err)
-			}
-			key := path + "=" + got.Msg.GetSecret().GetData()["v"]
-			stored[key] = append(stored[key], v.GetVersion())
-		}
+	plain := make([]write, len(writes))
+	for i, wr := range writes {
+		plain[i] = wr.write
 	}
-	counts := map[string]int{}
-	for _, wr := range writes {
-		key := wr.path + "=" + wr.value
-		versions := stored[key]
-		if len(versions) > 1 {
-			t.Errorf("%s stored %d times, at versions %v", key, len(versions), versions)
-		}
-		switch wr.code {
-		case 0:
-			counts["ok"]++
-			if len(versions) != 1 || versions[0] != wr.version {
-				t.Errorf("%s was acknowledged at version %d, stored at %v", key, wr.version, versions)
-			}
-		case connect.CodeUnknown:
-			counts["unknown"]++
-			if len(versions) > 0 {
-				counts["unknown, applied"]++
-			}
-		default:
-			counts[wr.code.String()]++
-			if len(versions) > 0 {
-				t.Errorf("%s failed with %s but was applied, at version %v", key, wr.code, versions)
-			}
-		}
-		delete(stored, key)
-	}
-	for key, versions := range stored {
-		t.Errorf("%s stored at %v by no write of the storm", key, versions)
-	}
+	counts := checkExactlyOnce(t, plain, storedValues(ctx, t, client, writers))
 
 	// The longest time without an acknowledged write, as clients saw the
 	// failover.

@@ -46,13 +46,7 @@ func TestPgDumpRestoresEverything(t *testing.T) {
 		{"secret", "list"},
 		{"policy", "list"},
 	}
-	snapshot := func(env []string) map[string]string {
-		got := map[string]string{}
-		for _, v := range views {
-			got[fmt.Sprint(v)] = mustSpike(t, env, "", append(v, "-o", "json")...)
-		}
-		return got
-	}
+	snapshot := func(env []string) map[string]string { return snapshotViews(t, env, views) }
 	want := snapshot(admin)
 
 	dump := filepath.Join(t.TempDir(), "spike.dump")
@@ -92,4 +86,15 @@ func TestPgDumpRestoresEverything(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &report); err != nil || !report.OK {
 		t.Errorf("audit verify after restore printed %s (%v)", out, err)
 	}
+}
+
+// snapshotViews runs each of views (spike arguments) with -o json as env,
+// keyed by the arguments: what a restored copy must show the same.
+func snapshotViews(t *testing.T, env []string, views [][]string) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for _, v := range views {
+		got[fmt.Sprint(v)] = mustSpike(t, env, "", append(v, "-o", "json")...)
+	}
+	return got
 }

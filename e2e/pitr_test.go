@@ -117,13 +117,7 @@ func TestPointInTimeRecovery(t *testing.T) {
 		{"secret", "list"},
 		{"policy", "list"},
 	}
-	snapshot := func(env []string) map[string]string {
-		got := map[string]string{}
-		for _, v := range views {
-			got[fmt.Sprint(v)] = mustSpike(t, env, "", append(v, "-o", "json")...)
-		}
-		return got
-	}
+	snapshot := func(env []string) map[string]string { return snapshotViews(t, env, views) }
 	want := snapshot(admin)
 	sqlExec(t, backupDSN, "SELECT pg_create_restore_point('"+restorePoint+"')")
 

@@ -82,8 +82,9 @@ pg_running() {
 	as_pg "$(command -v pg_ctl)" -D "$PGDATA_DIR" status >/dev/null 2>&1
 }
 
-# live_pid NAME prints the pid from $STATE/run/NAME.pid if that process is
-# alive and runs bin/spike-NAME (not a recycled pid); it fails otherwise.
+# live_pid NAME [COMM] prints the pid from $STATE/run/NAME.pid if that
+# process is alive and its command is COMM (default: spike-NAME without a
+# -N suffix, i.e. bin/spike-NAME; not a recycled pid); it fails otherwise.
 live_pid() {
 	local pidfile="$STATE/run/$1.pid" pid comm
 	[[ -f $pidfile ]] || return 1
@@ -94,7 +95,7 @@ live_pid() {
 	[[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]] || return 1
 	comm=$(ps -o comm= -p "$pid" 2>/dev/null) || return 1
 	comm=${comm//[[:space:]]/}
-	[[ $comm == "spike-${1%%-[0-9]*}" ]] || return 1
+	[[ $comm == "${2:-spike-${1%%-[0-9]*}}" ]] || return 1
 	printf '%s\n' "$pid"
 }
 

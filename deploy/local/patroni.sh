@@ -31,21 +31,6 @@ member_dir() { printf '%s/m%s\n' "$HA_DIR" "$1"; }
 member_port() { printf '%s\n' $((PG_PORT + $1 - 1)); }
 rest_port() { printf '%s\n' $((PATRONI_PORT + $1 - 1)); }
 
-# ha_pid NAME COMM prints the pid in $STATE/run/NAME.pid if that process is
-# alive and its command is COMM (not a recycled pid); it fails otherwise.
-ha_pid() {
-	local pidfile="$STATE/run/$1.pid" pid comm
-	[[ -f $pidfile ]] || return 1
-	pid=$(<"$pidfile")
-	[[ $pid =~ ^[0-9]+$ ]] || return 1
-	kill -0 "$pid" 2>/dev/null || return 1
-	[[ $(ps -o stat= -p "$pid" 2>/dev/null) != Z* ]] || return 1
-	comm=$(ps -o comm= -p "$pid" 2>/dev/null) || return 1
-	comm=${comm//[[:space:]]/}
-	[[ $comm == "$2" ]] || return 1
-	printf '%s\n' "$pid"
-}
-
 # start_bg NAME COMM CMD... starts CMD in the background in a session of
 # its own, as the PostgreSQL OS user when we are root (setpriv execs, so
 # the pid is CMD's), with a minimal environment; its pid goes to
@@ -78,7 +63,7 @@ start_bg() {
 # SIGKILL after STOP_TIMEOUT seconds.
 stop_pid() {
 	local name=$1 pid
-	if ! pid=$(ha_pid "$name" "$2"); then
+	if ! pid=$(live_pid "$name" "$2"); then
 		say "$name: not running"
 		rm -f "$STATE/run/$name.pid"
 		return 0
@@ -258,7 +243,7 @@ start() {
 		chown root: "$HA_DIR"/*-password
 	fi
 
-	if ha_pid etcd etcd >/dev/null; then
+	if live_pid etcd etcd >/dev/null; then
 		say "==> etcd already running on 127.0.0.1:$ETCD_PORT"
 	else
 		port_open "$ETCD_PORT" && die "port 127.0.0.1:$ETCD_PORT is taken by another program; set SPIKE_ETCD_PORT"
@@ -272,10 +257,10 @@ start() {
 
 	for n in $(seq "$HA_MEMBERS"); do
 		write_config "$n"
-		if ha_pid "patroni-$n" patroni >/dev/null; then
+		if live_pid "patroni-$n" patroni >/dev/null; then
 			say "==> patroni-$n already running (PostgreSQL 127.0.0.1:$(member_port "$n"))"
 			# The configuration file may have changed: Patroni rereads it.
-			kill -HUP "$(ha_pid "patroni-$n" patroni)"
+			kill -HUP "$(live_pid "patroni-$n" patroni)"
 			continue
 		fi
 		port_open "$(member_port "$n")" && die "port 127.0.0.1:$(member_port "$n") is taken by another program; set SPIKE_PG_PORT"
