@@ -39,6 +39,9 @@ export PGPASSWORD PGHOST="${PGHOST:-postgres}" PGPORT="${PGPORT:-5432}" \
 
 psql -X -q -v ON_ERROR_STOP=1 <<SQL
 SET client_min_messages = warning;
+-- The statements below carry passwords: a failed one must not be logged
+-- whole by the server (as log_min_error_statement = error would).
+SET log_min_error_statement = panic;
 DO \$\$
 BEGIN
   IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'spike_nexus') THEN

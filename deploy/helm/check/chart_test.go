@@ -167,7 +167,7 @@ func TestRulesRun(t *testing.T) {
 	}
 	want := map[string]int{
 		"Deployment": 1, "StatefulSet": 1, "Job": 1, "Service": 2, "ServiceAccount": 3, "PodDisruptionBudget": 2,
-		"NetworkPolicy": 3, "ClusterSPIFFEID": 3, "Cluster": 1, "ServiceMonitor": 2,
+		"NetworkPolicy": 4, "ClusterSPIFFEID": 3, "Cluster": 1, "ServiceMonitor": 2,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("objects by kind (-want +got):\n%s", diff)

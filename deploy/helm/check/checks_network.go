@@ -174,8 +174,40 @@ func checkNetworkPolicies(o *Objects, _ Want) []string {
 			out = append(out, fmt.Sprintf("does not admit %s %s %s %s", r.component, r.dir, r.peer, r.port))
 		}
 	}
+	for _, c := range o.PostgresClusters {
+		if !ingressRestricted(o, map[string]string{"cnpg.io/cluster": c.Name}) {
+			out = append(out, fmt.Sprintf("PostgreSQL cluster %s: no NetworkPolicy restricts who reaches its pods", c.Name))
+		}
+	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// ingressRestricted reports whether a NetworkPolicy of Ingress type selects
+// pods labelled labels and admits only listed peers (no rule without a
+// peer, which would admit everyone).
+func ingressRestricted(o *Objects, labels map[string]string) bool {
+	for _, np := range o.NetworkPolicies {
+		sel := np.Spec.PodSelector.MatchLabels
+		if len(sel) == 0 || !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			continue
+		}
+		match := true
+		for k, v := range sel {
+			match = match && labels[k] == v
+		}
+		if !match {
+			continue
+		}
+		open := false
+		for _, r := range np.Spec.Ingress {
+			open = open || len(r.From) == 0
+		}
+		if !open {
+			return true
+		}
+	}
+	return false
 }
 
 // isComponent reports whether a peer name is one of the chart's pods.
