@@ -75,6 +75,74 @@ func (VersionState) EnumDescriptor() ([]byte, []int) {
 	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{0}
 }
 
+// ChangeKind says what a change did to a secret.
+type ChangeKind int32
+
+const (
+	ChangeKind_CHANGE_KIND_UNSPECIFIED ChangeKind = 0
+	// A new version was written (put, patch or rollback).
+	ChangeKind_CHANGE_KIND_WRITTEN ChangeKind = 1
+	// Versions were soft-deleted.
+	ChangeKind_CHANGE_KIND_DELETED ChangeKind = 2
+	// Soft-deleted versions were restored.
+	ChangeKind_CHANGE_KIND_UNDELETED ChangeKind = 3
+	// Versions were destroyed.
+	ChangeKind_CHANGE_KIND_DESTROYED ChangeKind = 4
+	// Settings or custom metadata changed.
+	ChangeKind_CHANGE_KIND_METADATA_UPDATED ChangeKind = 5
+	// The secret and all its versions were removed.
+	ChangeKind_CHANGE_KIND_REMOVED ChangeKind = 6
+)
+
+// Enum value maps for ChangeKind.
+var (
+	ChangeKind_name = map[int32]string{
+		0: "CHANGE_KIND_UNSPECIFIED",
+		1: "CHANGE_KIND_WRITTEN",
+		2: "CHANGE_KIND_DELETED",
+		3: "CHANGE_KIND_UNDELETED",
+		4: "CHANGE_KIND_DESTROYED",
+		5: "CHANGE_KIND_METADATA_UPDATED",
+		6: "CHANGE_KIND_REMOVED",
+	}
+	ChangeKind_value = map[string]int32{
+		"CHANGE_KIND_UNSPECIFIED":      0,
+		"CHANGE_KIND_WRITTEN":          1,
+		"CHANGE_KIND_DELETED":          2,
+		"CHANGE_KIND_UNDELETED":        3,
+		"CHANGE_KIND_DESTROYED":        4,
+		"CHANGE_KIND_METADATA_UPDATED": 5,
+		"CHANGE_KIND_REMOVED":          6,
+	}
+)
+
+func (x ChangeKind) Enum() *ChangeKind {
+	p := new(ChangeKind)
+	*p = x
+	return p
+}
+
+func (x ChangeKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChangeKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_spike_nexus_v1_secret_proto_enumTypes[1].Descriptor()
+}
+
+func (ChangeKind) Type() protoreflect.EnumType {
+	return &file_spike_nexus_v1_secret_proto_enumTypes[1]
+}
+
+func (x ChangeKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChangeKind.Descriptor instead.
+func (ChangeKind) EnumDescriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{1}
+}
+
 // Secret is one version of a secret.
 type Secret struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1593,6 +1661,215 @@ func (*DeleteSecretMetadataResponse) Descriptor() ([]byte, []int) {
 	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{25}
 }
 
+type WatchSecretsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Path prefix, matched as ListSecrets matches it recursively; empty
+	// watches every path the caller may read.
+	Prefix string `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// Resume after this cursor (from an earlier response); empty starts
+	// with the changes that commit from now on.
+	Cursor string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	// Send the data of each new version with its event (read permission is
+	// required for every event either way).
+	IncludeData   bool `protobuf:"varint,3,opt,name=include_data,json=includeData,proto3" json:"include_data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSecretsRequest) Reset() {
+	*x = WatchSecretsRequest{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSecretsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSecretsRequest) ProtoMessage() {}
+
+func (x *WatchSecretsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSecretsRequest.ProtoReflect.Descriptor instead.
+func (*WatchSecretsRequest) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *WatchSecretsRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *WatchSecretsRequest) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
+func (x *WatchSecretsRequest) GetIncludeData() bool {
+	if x != nil {
+		return x.IncludeData
+	}
+	return false
+}
+
+// SecretEvent is one committed change to one secret.
+type SecretEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
+	Kind  ChangeKind             `protobuf:"varint,2,opt,name=kind,proto3,enum=spike.nexus.v1.ChangeKind" json:"kind,omitempty"`
+	// The secret's current version once the change committed (0 when it
+	// has none, or was removed).
+	Version int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// The versions the change touched; for CHANGE_KIND_WRITTEN the new one.
+	Versions    []int64                `protobuf:"varint,4,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	CommittedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=committed_at,json=committedAt,proto3" json:"committed_at,omitempty"`
+	// With include_data, for CHANGE_KIND_WRITTEN: the new version's data.
+	Data          map[string]string `protobuf:"bytes,6,rep,name=data,proto3" json:"data,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SecretEvent) Reset() {
+	*x = SecretEvent{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SecretEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SecretEvent) ProtoMessage() {}
+
+func (x *SecretEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SecretEvent.ProtoReflect.Descriptor instead.
+func (*SecretEvent) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SecretEvent) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *SecretEvent) GetKind() ChangeKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ChangeKind_CHANGE_KIND_UNSPECIFIED
+}
+
+func (x *SecretEvent) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *SecretEvent) GetVersions() []int64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+func (x *SecretEvent) GetCommittedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CommittedAt
+	}
+	return nil
+}
+
+func (x *SecretEvent) GetData() map[string]string {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type WatchSecretsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Changes in commit order; empty in a heartbeat.
+	Events []*SecretEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Pass as WatchSecretsRequest.cursor to resume after these events.
+	Cursor        string `protobuf:"bytes,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchSecretsResponse) Reset() {
+	*x = WatchSecretsResponse{}
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchSecretsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchSecretsResponse) ProtoMessage() {}
+
+func (x *WatchSecretsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_spike_nexus_v1_secret_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchSecretsResponse.ProtoReflect.Descriptor instead.
+func (*WatchSecretsResponse) Descriptor() ([]byte, []int) {
+	return file_spike_nexus_v1_secret_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WatchSecretsResponse) GetEvents() []*SecretEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchSecretsResponse) GetCursor() string {
+	if x != nil {
+		return x.Cursor
+	}
+	return ""
+}
+
 var File_spike_nexus_v1_secret_proto protoreflect.FileDescriptor
 
 const file_spike_nexus_v1_secret_proto_rawDesc = "" +
@@ -1723,12 +2000,38 @@ const file_spike_nexus_v1_secret_proto_rawDesc = "" +
 	"\bmetadata\x18\x01 \x01(\v2\x1e.spike.nexus.v1.SecretMetadataR\bmetadata\"1\n" +
 	"\x1bDeleteSecretMetadataRequest\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\"\x1e\n" +
-	"\x1cDeleteSecretMetadataResponse*\x7f\n" +
+	"\x1cDeleteSecretMetadataResponse\"h\n" +
+	"\x13WatchSecretsRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor\x12!\n" +
+	"\finclude_data\x18\x03 \x01(\bR\vincludeData\"\xba\x02\n" +
+	"\vSecretEvent\x12\x12\n" +
+	"\x04path\x18\x01 \x01(\tR\x04path\x12.\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1a.spike.nexus.v1.ChangeKindR\x04kind\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x03R\aversion\x12\x1a\n" +
+	"\bversions\x18\x04 \x03(\x03R\bversions\x12=\n" +
+	"\fcommitted_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcommittedAt\x129\n" +
+	"\x04data\x18\x06 \x03(\v2%.spike.nexus.v1.SecretEvent.DataEntryR\x04data\x1a7\n" +
+	"\tDataEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"c\n" +
+	"\x14WatchSecretsResponse\x123\n" +
+	"\x06events\x18\x01 \x03(\v2\x1b.spike.nexus.v1.SecretEventR\x06events\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\tR\x06cursor*\x7f\n" +
 	"\fVersionState\x12\x1d\n" +
 	"\x19VERSION_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14VERSION_STATE_ACTIVE\x10\x01\x12\x19\n" +
 	"\x15VERSION_STATE_DELETED\x10\x02\x12\x1b\n" +
-	"\x17VERSION_STATE_DESTROYED\x10\x032\xd1\b\n" +
+	"\x17VERSION_STATE_DESTROYED\x10\x03*\xcc\x01\n" +
+	"\n" +
+	"ChangeKind\x12\x1b\n" +
+	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CHANGE_KIND_WRITTEN\x10\x01\x12\x17\n" +
+	"\x13CHANGE_KIND_DELETED\x10\x02\x12\x19\n" +
+	"\x15CHANGE_KIND_UNDELETED\x10\x03\x12\x19\n" +
+	"\x15CHANGE_KIND_DESTROYED\x10\x04\x12 \n" +
+	"\x1cCHANGE_KIND_METADATA_UPDATED\x10\x05\x12\x17\n" +
+	"\x13CHANGE_KIND_REMOVED\x10\x062\xb3\t\n" +
 	"\rSecretService\x12P\n" +
 	"\tPutSecret\x12 .spike.nexus.v1.PutSecretRequest\x1a!.spike.nexus.v1.PutSecretResponse\x12U\n" +
 	"\tGetSecret\x12 .spike.nexus.v1.GetSecretRequest\x1a!.spike.nexus.v1.GetSecretResponse\"\x03\x90\x02\x01\x12[\n" +
@@ -1740,7 +2043,8 @@ const file_spike_nexus_v1_secret_proto_rawDesc = "" +
 	"\x0eRollbackSecret\x12%.spike.nexus.v1.RollbackSecretRequest\x1a&.spike.nexus.v1.RollbackSecretResponse\x12m\n" +
 	"\x11GetSecretMetadata\x12(.spike.nexus.v1.GetSecretMetadataRequest\x1a).spike.nexus.v1.GetSecretMetadataResponse\"\x03\x90\x02\x01\x12q\n" +
 	"\x14UpdateSecretMetadata\x12+.spike.nexus.v1.UpdateSecretMetadataRequest\x1a,.spike.nexus.v1.UpdateSecretMetadataResponse\x12v\n" +
-	"\x14DeleteSecretMetadata\x12+.spike.nexus.v1.DeleteSecretMetadataRequest\x1a,.spike.nexus.v1.DeleteSecretMetadataResponse\"\x03\x90\x02\x02B\xb4\x01\n" +
+	"\x14DeleteSecretMetadata\x12+.spike.nexus.v1.DeleteSecretMetadataRequest\x1a,.spike.nexus.v1.DeleteSecretMetadataResponse\"\x03\x90\x02\x02\x12`\n" +
+	"\fWatchSecrets\x12#.spike.nexus.v1.WatchSecretsRequest\x1a$.spike.nexus.v1.WatchSecretsResponse\"\x03\x90\x02\x010\x01B\xb4\x01\n" +
 	"\x12com.spike.nexus.v1B\vSecretProtoP\x01Z7github.com/spike-dev/spike/proto/spike/nexus/v1;nexusv1\xa2\x02\x03SNX\xaa\x02\x0eSpike.Nexus.V1\xca\x02\x0eSpike\\Nexus\\V1\xe2\x02\x1aSpike\\Nexus\\V1\\GPBMetadata\xea\x02\x10Spike::Nexus::V1b\x06proto3"
 
 var (
@@ -1755,91 +2059,102 @@ func file_spike_nexus_v1_secret_proto_rawDescGZIP() []byte {
 	return file_spike_nexus_v1_secret_proto_rawDescData
 }
 
-var file_spike_nexus_v1_secret_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_spike_nexus_v1_secret_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_spike_nexus_v1_secret_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_spike_nexus_v1_secret_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_spike_nexus_v1_secret_proto_goTypes = []any{
 	(VersionState)(0),                    // 0: spike.nexus.v1.VersionState
-	(*Secret)(nil),                       // 1: spike.nexus.v1.Secret
-	(*VersionMetadata)(nil),              // 2: spike.nexus.v1.VersionMetadata
-	(*SecretMetadata)(nil),               // 3: spike.nexus.v1.SecretMetadata
-	(*PutSecretRequest)(nil),             // 4: spike.nexus.v1.PutSecretRequest
-	(*PutSecretResponse)(nil),            // 5: spike.nexus.v1.PutSecretResponse
-	(*GetSecretRequest)(nil),             // 6: spike.nexus.v1.GetSecretRequest
-	(*GetSecretResponse)(nil),            // 7: spike.nexus.v1.GetSecretResponse
-	(*ListSecretsRequest)(nil),           // 8: spike.nexus.v1.ListSecretsRequest
-	(*ListSecretsResponse)(nil),          // 9: spike.nexus.v1.ListSecretsResponse
-	(*DeleteSecretRequest)(nil),          // 10: spike.nexus.v1.DeleteSecretRequest
-	(*DeleteSecretResponse)(nil),         // 11: spike.nexus.v1.DeleteSecretResponse
-	(*UndeleteSecretRequest)(nil),        // 12: spike.nexus.v1.UndeleteSecretRequest
-	(*UndeleteSecretResponse)(nil),       // 13: spike.nexus.v1.UndeleteSecretResponse
-	(*DestroySecretRequest)(nil),         // 14: spike.nexus.v1.DestroySecretRequest
-	(*DestroySecretResponse)(nil),        // 15: spike.nexus.v1.DestroySecretResponse
-	(*PatchSecretRequest)(nil),           // 16: spike.nexus.v1.PatchSecretRequest
-	(*PatchSecretResponse)(nil),          // 17: spike.nexus.v1.PatchSecretResponse
-	(*RollbackSecretRequest)(nil),        // 18: spike.nexus.v1.RollbackSecretRequest
-	(*RollbackSecretResponse)(nil),       // 19: spike.nexus.v1.RollbackSecretResponse
-	(*GetSecretMetadataRequest)(nil),     // 20: spike.nexus.v1.GetSecretMetadataRequest
-	(*GetSecretMetadataResponse)(nil),    // 21: spike.nexus.v1.GetSecretMetadataResponse
-	(*CustomMetadata)(nil),               // 22: spike.nexus.v1.CustomMetadata
-	(*UpdateSecretMetadataRequest)(nil),  // 23: spike.nexus.v1.UpdateSecretMetadataRequest
-	(*UpdateSecretMetadataResponse)(nil), // 24: spike.nexus.v1.UpdateSecretMetadataResponse
-	(*DeleteSecretMetadataRequest)(nil),  // 25: spike.nexus.v1.DeleteSecretMetadataRequest
-	(*DeleteSecretMetadataResponse)(nil), // 26: spike.nexus.v1.DeleteSecretMetadataResponse
-	nil,                                  // 27: spike.nexus.v1.Secret.DataEntry
-	nil,                                  // 28: spike.nexus.v1.SecretMetadata.CustomMetadataEntry
-	nil,                                  // 29: spike.nexus.v1.PutSecretRequest.DataEntry
-	nil,                                  // 30: spike.nexus.v1.PatchSecretRequest.DataEntry
-	nil,                                  // 31: spike.nexus.v1.CustomMetadata.EntriesEntry
-	(*timestamppb.Timestamp)(nil),        // 32: google.protobuf.Timestamp
+	(ChangeKind)(0),                      // 1: spike.nexus.v1.ChangeKind
+	(*Secret)(nil),                       // 2: spike.nexus.v1.Secret
+	(*VersionMetadata)(nil),              // 3: spike.nexus.v1.VersionMetadata
+	(*SecretMetadata)(nil),               // 4: spike.nexus.v1.SecretMetadata
+	(*PutSecretRequest)(nil),             // 5: spike.nexus.v1.PutSecretRequest
+	(*PutSecretResponse)(nil),            // 6: spike.nexus.v1.PutSecretResponse
+	(*GetSecretRequest)(nil),             // 7: spike.nexus.v1.GetSecretRequest
+	(*GetSecretResponse)(nil),            // 8: spike.nexus.v1.GetSecretResponse
+	(*ListSecretsRequest)(nil),           // 9: spike.nexus.v1.ListSecretsRequest
+	(*ListSecretsResponse)(nil),          // 10: spike.nexus.v1.ListSecretsResponse
+	(*DeleteSecretRequest)(nil),          // 11: spike.nexus.v1.DeleteSecretRequest
+	(*DeleteSecretResponse)(nil),         // 12: spike.nexus.v1.DeleteSecretResponse
+	(*UndeleteSecretRequest)(nil),        // 13: spike.nexus.v1.UndeleteSecretRequest
+	(*UndeleteSecretResponse)(nil),       // 14: spike.nexus.v1.UndeleteSecretResponse
+	(*DestroySecretRequest)(nil),         // 15: spike.nexus.v1.DestroySecretRequest
+	(*DestroySecretResponse)(nil),        // 16: spike.nexus.v1.DestroySecretResponse
+	(*PatchSecretRequest)(nil),           // 17: spike.nexus.v1.PatchSecretRequest
+	(*PatchSecretResponse)(nil),          // 18: spike.nexus.v1.PatchSecretResponse
+	(*RollbackSecretRequest)(nil),        // 19: spike.nexus.v1.RollbackSecretRequest
+	(*RollbackSecretResponse)(nil),       // 20: spike.nexus.v1.RollbackSecretResponse
+	(*GetSecretMetadataRequest)(nil),     // 21: spike.nexus.v1.GetSecretMetadataRequest
+	(*GetSecretMetadataResponse)(nil),    // 22: spike.nexus.v1.GetSecretMetadataResponse
+	(*CustomMetadata)(nil),               // 23: spike.nexus.v1.CustomMetadata
+	(*UpdateSecretMetadataRequest)(nil),  // 24: spike.nexus.v1.UpdateSecretMetadataRequest
+	(*UpdateSecretMetadataResponse)(nil), // 25: spike.nexus.v1.UpdateSecretMetadataResponse
+	(*DeleteSecretMetadataRequest)(nil),  // 26: spike.nexus.v1.DeleteSecretMetadataRequest
+	(*DeleteSecretMetadataResponse)(nil), // 27: spike.nexus.v1.DeleteSecretMetadataResponse
+	(*WatchSecretsRequest)(nil),          // 28: spike.nexus.v1.WatchSecretsRequest
+	(*SecretEvent)(nil),                  // 29: spike.nexus.v1.SecretEvent
+	(*WatchSecretsResponse)(nil),         // 30: spike.nexus.v1.WatchSecretsResponse
+	nil,                                  // 31: spike.nexus.v1.Secret.DataEntry
+	nil,                                  // 32: spike.nexus.v1.SecretMetadata.CustomMetadataEntry
+	nil,                                  // 33: spike.nexus.v1.PutSecretRequest.DataEntry
+	nil,                                  // 34: spike.nexus.v1.PatchSecretRequest.DataEntry
+	nil,                                  // 35: spike.nexus.v1.CustomMetadata.EntriesEntry
+	nil,                                  // 36: spike.nexus.v1.SecretEvent.DataEntry
+	(*timestamppb.Timestamp)(nil),        // 37: google.protobuf.Timestamp
 }
 var file_spike_nexus_v1_secret_proto_depIdxs = []int32{
-	27, // 0: spike.nexus.v1.Secret.data:type_name -> spike.nexus.v1.Secret.DataEntry
-	32, // 1: spike.nexus.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
+	31, // 0: spike.nexus.v1.Secret.data:type_name -> spike.nexus.v1.Secret.DataEntry
+	37, // 1: spike.nexus.v1.Secret.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 2: spike.nexus.v1.VersionMetadata.state:type_name -> spike.nexus.v1.VersionState
-	32, // 3: spike.nexus.v1.VersionMetadata.created_at:type_name -> google.protobuf.Timestamp
-	32, // 4: spike.nexus.v1.VersionMetadata.deleted_at:type_name -> google.protobuf.Timestamp
-	32, // 5: spike.nexus.v1.VersionMetadata.destroyed_at:type_name -> google.protobuf.Timestamp
-	28, // 6: spike.nexus.v1.SecretMetadata.custom_metadata:type_name -> spike.nexus.v1.SecretMetadata.CustomMetadataEntry
-	32, // 7: spike.nexus.v1.SecretMetadata.created_at:type_name -> google.protobuf.Timestamp
-	32, // 8: spike.nexus.v1.SecretMetadata.updated_at:type_name -> google.protobuf.Timestamp
-	2,  // 9: spike.nexus.v1.SecretMetadata.versions:type_name -> spike.nexus.v1.VersionMetadata
-	29, // 10: spike.nexus.v1.PutSecretRequest.data:type_name -> spike.nexus.v1.PutSecretRequest.DataEntry
-	32, // 11: spike.nexus.v1.PutSecretResponse.created_at:type_name -> google.protobuf.Timestamp
-	1,  // 12: spike.nexus.v1.GetSecretResponse.secret:type_name -> spike.nexus.v1.Secret
-	30, // 13: spike.nexus.v1.PatchSecretRequest.data:type_name -> spike.nexus.v1.PatchSecretRequest.DataEntry
-	32, // 14: spike.nexus.v1.PatchSecretResponse.created_at:type_name -> google.protobuf.Timestamp
-	32, // 15: spike.nexus.v1.RollbackSecretResponse.created_at:type_name -> google.protobuf.Timestamp
-	3,  // 16: spike.nexus.v1.GetSecretMetadataResponse.metadata:type_name -> spike.nexus.v1.SecretMetadata
-	31, // 17: spike.nexus.v1.CustomMetadata.entries:type_name -> spike.nexus.v1.CustomMetadata.EntriesEntry
-	22, // 18: spike.nexus.v1.UpdateSecretMetadataRequest.custom_metadata:type_name -> spike.nexus.v1.CustomMetadata
-	3,  // 19: spike.nexus.v1.UpdateSecretMetadataResponse.metadata:type_name -> spike.nexus.v1.SecretMetadata
-	4,  // 20: spike.nexus.v1.SecretService.PutSecret:input_type -> spike.nexus.v1.PutSecretRequest
-	6,  // 21: spike.nexus.v1.SecretService.GetSecret:input_type -> spike.nexus.v1.GetSecretRequest
-	8,  // 22: spike.nexus.v1.SecretService.ListSecrets:input_type -> spike.nexus.v1.ListSecretsRequest
-	10, // 23: spike.nexus.v1.SecretService.DeleteSecret:input_type -> spike.nexus.v1.DeleteSecretRequest
-	12, // 24: spike.nexus.v1.SecretService.UndeleteSecret:input_type -> spike.nexus.v1.UndeleteSecretRequest
-	14, // 25: spike.nexus.v1.SecretService.DestroySecret:input_type -> spike.nexus.v1.DestroySecretRequest
-	16, // 26: spike.nexus.v1.SecretService.PatchSecret:input_type -> spike.nexus.v1.PatchSecretRequest
-	18, // 27: spike.nexus.v1.SecretService.RollbackSecret:input_type -> spike.nexus.v1.RollbackSecretRequest
-	20, // 28: spike.nexus.v1.SecretService.GetSecretMetadata:input_type -> spike.nexus.v1.GetSecretMetadataRequest
-	23, // 29: spike.nexus.v1.SecretService.UpdateSecretMetadata:input_type -> spike.nexus.v1.UpdateSecretMetadataRequest
-	25, // 30: spike.nexus.v1.SecretService.DeleteSecretMetadata:input_type -> spike.nexus.v1.DeleteSecretMetadataRequest
-	5,  // 31: spike.nexus.v1.SecretService.PutSecret:output_type -> spike.nexus.v1.PutSecretResponse
-	7,  // 32: spike.nexus.v1.SecretService.GetSecret:output_type -> spike.nexus.v1.GetSecretResponse
-	9,  // 33: spike.nexus.v1.SecretService.ListSecrets:output_type -> spike.nexus.v1.ListSecretsResponse
-	11, // 34: spike.nexus.v1.SecretService.DeleteSecret:output_type -> spike.nexus.v1.DeleteSecretResponse
-	13, // 35: spike.nexus.v1.SecretService.UndeleteSecret:output_type -> spike.nexus.v1.UndeleteSecretResponse
-	15, // 36: spike.nexus.v1.SecretService.DestroySecret:output_type -> spike.nexus.v1.DestroySecretResponse
-	17, // 37: spike.nexus.v1.SecretService.PatchSecret:output_type -> spike.nexus.v1.PatchSecretResponse
-	19, // 38: spike.nexus.v1.SecretService.RollbackSecret:output_type -> spike.nexus.v1.RollbackSecretResponse
-	21, // 39: spike.nexus.v1.SecretService.GetSecretMetadata:output_type -> spike.nexus.v1.GetSecretMetadataResponse
-	24, // 40: spike.nexus.v1.SecretService.UpdateSecretMetadata:output_type -> spike.nexus.v1.UpdateSecretMetadataResponse
-	26, // 41: spike.nexus.v1.SecretService.DeleteSecretMetadata:output_type -> spike.nexus.v1.DeleteSecretMetadataResponse
-	31, // [31:42] is the sub-list for method output_type
-	20, // [20:31] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	37, // 3: spike.nexus.v1.VersionMetadata.created_at:type_name -> google.protobuf.Timestamp
+	37, // 4: spike.nexus.v1.VersionMetadata.deleted_at:type_name -> google.protobuf.Timestamp
+	37, // 5: spike.nexus.v1.VersionMetadata.destroyed_at:type_name -> google.protobuf.Timestamp
+	32, // 6: spike.nexus.v1.SecretMetadata.custom_metadata:type_name -> spike.nexus.v1.SecretMetadata.CustomMetadataEntry
+	37, // 7: spike.nexus.v1.SecretMetadata.created_at:type_name -> google.protobuf.Timestamp
+	37, // 8: spike.nexus.v1.SecretMetadata.updated_at:type_name -> google.protobuf.Timestamp
+	3,  // 9: spike.nexus.v1.SecretMetadata.versions:type_name -> spike.nexus.v1.VersionMetadata
+	33, // 10: spike.nexus.v1.PutSecretRequest.data:type_name -> spike.nexus.v1.PutSecretRequest.DataEntry
+	37, // 11: spike.nexus.v1.PutSecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	2,  // 12: spike.nexus.v1.GetSecretResponse.secret:type_name -> spike.nexus.v1.Secret
+	34, // 13: spike.nexus.v1.PatchSecretRequest.data:type_name -> spike.nexus.v1.PatchSecretRequest.DataEntry
+	37, // 14: spike.nexus.v1.PatchSecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	37, // 15: spike.nexus.v1.RollbackSecretResponse.created_at:type_name -> google.protobuf.Timestamp
+	4,  // 16: spike.nexus.v1.GetSecretMetadataResponse.metadata:type_name -> spike.nexus.v1.SecretMetadata
+	35, // 17: spike.nexus.v1.CustomMetadata.entries:type_name -> spike.nexus.v1.CustomMetadata.EntriesEntry
+	23, // 18: spike.nexus.v1.UpdateSecretMetadataRequest.custom_metadata:type_name -> spike.nexus.v1.CustomMetadata
+	4,  // 19: spike.nexus.v1.UpdateSecretMetadataResponse.metadata:type_name -> spike.nexus.v1.SecretMetadata
+	1,  // 20: spike.nexus.v1.SecretEvent.kind:type_name -> spike.nexus.v1.ChangeKind
+	37, // 21: spike.nexus.v1.SecretEvent.committed_at:type_name -> google.protobuf.Timestamp
+	36, // 22: spike.nexus.v1.SecretEvent.data:type_name -> spike.nexus.v1.SecretEvent.DataEntry
+	29, // 23: spike.nexus.v1.WatchSecretsResponse.events:type_name -> spike.nexus.v1.SecretEvent
+	5,  // 24: spike.nexus.v1.SecretService.PutSecret:input_type -> spike.nexus.v1.PutSecretRequest
+	7,  // 25: spike.nexus.v1.SecretService.GetSecret:input_type -> spike.nexus.v1.GetSecretRequest
+	9,  // 26: spike.nexus.v1.SecretService.ListSecrets:input_type -> spike.nexus.v1.ListSecretsRequest
+	11, // 27: spike.nexus.v1.SecretService.DeleteSecret:input_type -> spike.nexus.v1.DeleteSecretRequest
+	13, // 28: spike.nexus.v1.SecretService.UndeleteSecret:input_type -> spike.nexus.v1.UndeleteSecretRequest
+	15, // 29: spike.nexus.v1.SecretService.DestroySecret:input_type -> spike.nexus.v1.DestroySecretRequest
+	17, // 30: spike.nexus.v1.SecretService.PatchSecret:input_type -> spike.nexus.v1.PatchSecretRequest
+	19, // 31: spike.nexus.v1.SecretService.RollbackSecret:input_type -> spike.nexus.v1.RollbackSecretRequest
+	21, // 32: spike.nexus.v1.SecretService.GetSecretMetadata:input_type -> spike.nexus.v1.GetSecretMetadataRequest
+	24, // 33: spike.nexus.v1.SecretService.UpdateSecretMetadata:input_type -> spike.nexus.v1.UpdateSecretMetadataRequest
+	26, // 34: spike.nexus.v1.SecretService.DeleteSecretMetadata:input_type -> spike.nexus.v1.DeleteSecretMetadataRequest
+	28, // 35: spike.nexus.v1.SecretService.WatchSecrets:input_type -> spike.nexus.v1.WatchSecretsRequest
+	6,  // 36: spike.nexus.v1.SecretService.PutSecret:output_type -> spike.nexus.v1.PutSecretResponse
+	8,  // 37: spike.nexus.v1.SecretService.GetSecret:output_type -> spike.nexus.v1.GetSecretResponse
+	10, // 38: spike.nexus.v1.SecretService.ListSecrets:output_type -> spike.nexus.v1.ListSecretsResponse
+	12, // 39: spike.nexus.v1.SecretService.DeleteSecret:output_type -> spike.nexus.v1.DeleteSecretResponse
+	14, // 40: spike.nexus.v1.SecretService.UndeleteSecret:output_type -> spike.nexus.v1.UndeleteSecretResponse
+	16, // 41: spike.nexus.v1.SecretService.DestroySecret:output_type -> spike.nexus.v1.DestroySecretResponse
+	18, // 42: spike.nexus.v1.SecretService.PatchSecret:output_type -> spike.nexus.v1.PatchSecretResponse
+	20, // 43: spike.nexus.v1.SecretService.RollbackSecret:output_type -> spike.nexus.v1.RollbackSecretResponse
+	22, // 44: spike.nexus.v1.SecretService.GetSecretMetadata:output_type -> spike.nexus.v1.GetSecretMetadataResponse
+	25, // 45: spike.nexus.v1.SecretService.UpdateSecretMetadata:output_type -> spike.nexus.v1.UpdateSecretMetadataResponse
+	27, // 46: spike.nexus.v1.SecretService.DeleteSecretMetadata:output_type -> spike.nexus.v1.DeleteSecretMetadataResponse
+	30, // 47: spike.nexus.v1.SecretService.WatchSecrets:output_type -> spike.nexus.v1.WatchSecretsResponse
+	36, // [36:48] is the sub-list for method output_type
+	24, // [24:36] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_spike_nexus_v1_secret_proto_init() }
@@ -1856,8 +2171,8 @@ func file_spike_nexus_v1_secret_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_spike_nexus_v1_secret_proto_rawDesc), len(file_spike_nexus_v1_secret_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   31,
+			NumEnums:      2,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

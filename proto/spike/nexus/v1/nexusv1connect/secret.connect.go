@@ -64,6 +64,9 @@ const (
 	// SecretServiceDeleteSecretMetadataProcedure is the fully-qualified name of the SecretService's
 	// DeleteSecretMetadata RPC.
 	SecretServiceDeleteSecretMetadataProcedure = "/spike.nexus.v1.SecretService/DeleteSecretMetadata"
+	// SecretServiceWatchSecretsProcedure is the fully-qualified name of the SecretService's
+	// WatchSecrets RPC.
+	SecretServiceWatchSecretsProcedure = "/spike.nexus.v1.SecretService/WatchSecrets"
 )
 
 // SecretServiceClient is a client for the spike.nexus.v1.SecretService service.
@@ -98,6 +101,16 @@ type SecretServiceClient interface {
 	UpdateSecretMetadata(context.Context, *connect.Request[v1.UpdateSecretMetadataRequest]) (*connect.Response[v1.UpdateSecretMetadataResponse], error)
 	// DeleteSecretMetadata removes a secret and all its versions.
 	DeleteSecretMetadata(context.Context, *connect.Request[v1.DeleteSecretMetadataRequest]) (*connect.Response[v1.DeleteSecretMetadataResponse], error)
+	// WatchSecrets streams the changes to the secrets under a prefix, in the
+	// order they committed, whichever Nexus replica made them. The stream
+	// starts now, or after the cursor of an earlier response, so that a
+	// watcher that reconnects misses nothing and sees nothing twice (while
+	// the changes are retained: a cursor older than that is refused with
+	// OutOfRange). Each event is sent only if the caller may read its path
+	// at the time it is sent, and audited. Streams are bounded per caller
+	// and end after an idle timeout; heartbeats (responses without events)
+	// carry the cursor forward.
+	WatchSecrets(context.Context, *connect.Request[v1.WatchSecretsRequest]) (*connect.ServerStreamForClient[v1.WatchSecretsResponse], error)
 }
 
 // NewSecretServiceClient constructs a client for the spike.nexus.v1.SecretService service. By
@@ -184,6 +197,13 @@ func NewSecretServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithIdempotency(connect.IdempotencyIdempotent),
 			connect.WithClientOptions(opts...),
 		),
+		watchSecrets: connect.NewClient[v1.WatchSecretsRequest, v1.WatchSecretsResponse](
+			httpClient,
+			baseURL+SecretServiceWatchSecretsProcedure,
+			connect.WithSchema(secretServiceMethods.ByName("WatchSecrets")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -200,6 +220,7 @@ type secretServiceClient struct {
 	getSecretMetadata    *connect.Client[v1.GetSecretMetadataRequest, v1.GetSecretMetadataResponse]
 	updateSecretMetadata *connect.Client[v1.UpdateSecretMetadataRequest, v1.UpdateSecretMetadataResponse]
 	deleteSecretMetadata *connect.Client[v1.DeleteSecretMetadataRequest, v1.DeleteSecretMetadataResponse]
+	watchSecrets         *connect.Client[v1.WatchSecretsRequest, v1.WatchSecretsResponse]
 }
 
 // PutSecret calls spike.nexus.v1.SecretService.PutSecret.
@@ -257,6 +278,11 @@ func (c *secretServiceClient) DeleteSecretMetadata(ctx context.Context, req *con
 	return c.deleteSecretMetadata.CallUnary(ctx, req)
 }
 
+// WatchSecrets calls spike.nexus.v1.SecretService.WatchSecrets.
+func (c *secretServiceClient) WatchSecrets(ctx context.Context, req *connect.Request[v1.WatchSecretsRequest]) (*connect.ServerStreamForClient[v1.WatchSecretsResponse], error) {
+	return c.watchSecrets.CallServerStream(ctx, req)
+}
+
 // SecretServiceHandler is an implementation of the spike.nexus.v1.SecretService service.
 type SecretServiceHandler interface {
 	// PutSecret stores data as a new version of the secret at path. With cas
@@ -289,6 +315,16 @@ type SecretServiceHandler interface {
 	UpdateSecretMetadata(context.Context, *connect.Request[v1.UpdateSecretMetadataRequest]) (*connect.Response[v1.UpdateSecretMetadataResponse], error)
 	// DeleteSecretMetadata removes a secret and all its versions.
 	DeleteSecretMetadata(context.Context, *connect.Request[v1.DeleteSecretMetadataRequest]) (*connect.Response[v1.DeleteSecretMetadataResponse], error)
+	// WatchSecrets streams the changes to the secrets under a prefix, in the
+	// order they committed, whichever Nexus replica made them. The stream
+	// starts now, or after the cursor of an earlier response, so that a
+	// watcher that reconnects misses nothing and sees nothing twice (while
+	// the changes are retained: a cursor older than that is refused with
+	// OutOfRange). Each event is sent only if the caller may read its path
+	// at the time it is sent, and audited. Streams are bounded per caller
+	// and end after an idle timeout; heartbeats (responses without events)
+	// carry the cursor forward.
+	WatchSecrets(context.Context, *connect.Request[v1.WatchSecretsRequest], *connect.ServerStream[v1.WatchSecretsResponse]) error
 }
 
 // NewSecretServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -371,6 +407,13 @@ func NewSecretServiceHandler(svc SecretServiceHandler, opts ...connect.HandlerOp
 		connect.WithIdempotency(connect.IdempotencyIdempotent),
 		connect.WithHandlerOptions(opts...),
 	)
+	secretServiceWatchSecretsHandler := connect.NewServerStreamHandler(
+		SecretServiceWatchSecretsProcedure,
+		svc.WatchSecrets,
+		connect.WithSchema(secretServiceMethods.ByName("WatchSecrets")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/spike.nexus.v1.SecretService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SecretServicePutSecretProcedure:
@@ -395,6 +438,8 @@ func NewSecretServiceHandler(svc SecretServiceHandler, opts ...connect.HandlerOp
 			secretServiceUpdateSecretMetadataHandler.ServeHTTP(w, r)
 		case SecretServiceDeleteSecretMetadataProcedure:
 			secretServiceDeleteSecretMetadataHandler.ServeHTTP(w, r)
+		case SecretServiceWatchSecretsProcedure:
+			secretServiceWatchSecretsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -446,4 +491,8 @@ func (UnimplementedSecretServiceHandler) UpdateSecretMetadata(context.Context, *
 
 func (UnimplementedSecretServiceHandler) DeleteSecretMetadata(context.Context, *connect.Request[v1.DeleteSecretMetadataRequest]) (*connect.Response[v1.DeleteSecretMetadataResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.DeleteSecretMetadata is not implemented"))
+}
+
+func (UnimplementedSecretServiceHandler) WatchSecrets(context.Context, *connect.Request[v1.WatchSecretsRequest], *connect.ServerStream[v1.WatchSecretsResponse]) error {
+	return connect.NewError(connect.CodeUnimplemented, errors.New("spike.nexus.v1.SecretService.WatchSecrets is not implemented"))
 }
