@@ -11,6 +11,9 @@
 #   BENCH_OUT=docs/benchmarks.md
 #   BENCH_STATE=.spike-bench state folder, wiped at the start of each run
 #   BENCH_PG_PORT=55532 BENCH_KEEPER_PORT=8643 BENCH_NEXUS_PORT=8653
+#   BENCH_FLOOR_PORT=8663    the protocol floor (spike-nexus floor): a Connect
+#                            server with Nexus's TLS and HTTP settings whose
+#                            handlers do no work, measured beside SPIKE
 #                            (the ops listeners take the next ports up)
 #   BENCH_KEEP_STATE=1       keep the state folder after a successful run
 #   BENCH_PROFILE=dir        CPU profiles of Nexus and spike-bench for each
@@ -46,6 +49,8 @@ if [[ -n $PROFILE ]]; then
 	[[ $PROFILE == /* ]] || PROFILE="$PWD/$PROFILE"
 	export SPIKE_NEXUS_PPROF=true
 fi
+FLOOR_PORT=${BENCH_FLOOR_PORT:-8663}
+FLOOR_OPS_PORT=$((FLOOR_PORT + 1))
 KEEPER_OPS_PORT=$((SPIKE_KEEPER_PORT + 1))
 NEXUS_OPS_PORT=$((SPIKE_NEXUS_PORT + 1))
 
@@ -78,7 +83,12 @@ mkdir -p "$STATE"
 touch "$STATE/$MARKER"
 
 ok=false
+floor_pid=
 finish() {
+	if [[ -n $floor_pid ]]; then
+		kill "$floor_pid" 2>/dev/null || true
+		wait "$floor_pid" 2>/dev/null || true
+	fi
 	say "stopping the bench stack"
 	stack down >/dev/null || printf 'bench: make down failed for %s\n' "$STATE" >&2
 	if [[ $ok == true && ${BENCH_KEEP_STATE:-} != 1 ]]; then
@@ -94,6 +104,27 @@ if ! stack up >"$STATE/up.log" 2>&1; then
 	tail -n 20 "$STATE/up.log" >&2
 	die "make up failed (log: $STATE/up.log)"
 fi
+
+# The protocol floor serves with Nexus's own SVID, so the client that calls
+# Nexus calls it unchanged.
+say "starting the protocol floor on 127.0.0.1:$FLOOR_PORT"
+SPIKE_TRUST_DOMAIN=${SPIKE_TRUST_DOMAIN:-spike.local} \
+	SPIKE_SVID_CERT=$STATE/svid/nexus/svid.pem SPIKE_SVID_KEY=$STATE/svid/nexus/key.pem \
+	SPIKE_TRUST_BUNDLE=$STATE/svid/nexus/bundle.pem \
+	SPIKE_FLOOR_LISTEN=127.0.0.1:$FLOOR_PORT SPIKE_FLOOR_OPS_LISTEN=127.0.0.1:$FLOOR_OPS_PORT \
+	SPIKE_FLOOR_VALUE_SIZE=${BENCH_VALUE_SIZE:-256} \
+	"$REPO_ROOT/bin/spike-nexus" floor >"$STATE/floor.log" 2>&1 &
+floor_pid=$!
+for _ in $(seq 1 50); do
+	if (exec 3<>"/dev/tcp/127.0.0.1/$FLOOR_OPS_PORT") 2>/dev/null; then
+		break
+	fi
+	kill -0 "$floor_pid" 2>/dev/null || {
+		cat "$STATE/floor.log" >&2
+		die "spike-nexus floor exited (log: $STATE/floor.log)"
+	}
+	sleep 0.1
+done
 
 say "building spike-bench"
 "$GO" build -trimpath -o "$REPO_ROOT/bin/spike-bench" "$REPO_ROOT/e2e/cmd/spike-bench"
@@ -136,5 +167,7 @@ say "running spike-bench"
 	-out "$OUT" \
 	-profile "$PROFILE" \
 	-nexus-metrics "http://127.0.0.1:$NEXUS_OPS_PORT/metrics" \
-	-keeper-metrics "http://127.0.0.1:$KEEPER_OPS_PORT/metrics"
+	-keeper-metrics "http://127.0.0.1:$KEEPER_OPS_PORT/metrics" \
+	-floor "https://127.0.0.1:$FLOOR_PORT" \
+	-floor-metrics "http://127.0.0.1:$FLOOR_OPS_PORT/metrics"
 ok=true

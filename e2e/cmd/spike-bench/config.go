@@ -44,6 +44,10 @@ type config struct {
 	NexusMetrics, KeeperMetrics string
 	// Profile is where CPU profiles of the SPIKE cells go; "" takes none.
 	Profile string
+	// FloorURL is the protocol floor (spike-nexus floor), called with the
+	// same client as Nexus; "" measures no floor. FloorMetrics is its
+	// /metrics URL, for its CPU.
+	FloorURL, FloorMetrics string
 }
 
 // parseConfig reads the flags in args. Flags left unset fall back to the
@@ -62,6 +66,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	out := fl.String("out", "docs/benchmarks.md", "Markdown report to write; empty: none")
 	nexusMetrics := fl.String("nexus-metrics", "", "Nexus's Prometheus /metrics URL, for its peak RSS and CPU")
 	keeperMetrics := fl.String("keeper-metrics", "", "Keeper's Prometheus /metrics URL, for its peak RSS and CPU")
+	floor := fl.String("floor", "", "URL of the protocol floor (spike-nexus floor), measured beside SPIKE with the same client; empty: none")
+	floorMetrics := fl.String("floor-metrics", "", "the floor's Prometheus /metrics URL, for its CPU")
 	profile := fl.String("profile", "", "write CPU profiles of each SPIKE cell (spike-bench's, and Nexus's through -nexus-metrics's listener) to this folder")
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), `usage: spike-bench [flags]
@@ -102,6 +108,8 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 		NexusMetrics:  *nexusMetrics,
 		KeeperMetrics: *keeperMetrics,
 		Profile:       *profile,
+		FloorURL:      *floor,
+		FloorMetrics:  *floorMetrics,
 	}
 	var errs []error
 	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))
@@ -116,6 +124,9 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 	}
 	if !strings.HasPrefix(cfg.NexusURL, "https://") {
 		errs = append(errs, fmt.Errorf("-nexus: %q is not an https URL", cfg.NexusURL))
+	}
+	if cfg.FloorURL != "" && !strings.HasPrefix(cfg.FloorURL, "https://") {
+		errs = append(errs, fmt.Errorf("-floor: %q is not an https URL", cfg.FloorURL))
 	}
 	if cfg.DatabaseURL == "" {
 		errs = append(errs, errors.New("-database-url: required (or SPIKE_DATABASE_URL) for the raw reference"))

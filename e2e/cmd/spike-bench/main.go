@@ -91,7 +91,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cfg.KeeperMetrics != "" {
 		keeperPeak = watchPeak(sampling, sc, cfg.KeeperMetrics, metricRSS, rssInterval)
 	}
-	pr := probe{scraper: sc, nexusURL: cfg.NexusMetrics, keeperURL: cfg.KeeperMetrics}
+	pr := probe{scraper: sc, nexusURL: cfg.NexusMetrics, keeperURL: cfg.KeeperMetrics, floorURL: cfg.FloorMetrics}
+	var floor spikeTarget
+	if cfg.FloorURL != "" {
+		// The floor serves with Nexus's SVID and ignores the token.
+		floor = newSpikeTarget(src, cfg.FloorURL, cfg.NexusID, "", cfg.ValueSize, cfg.Paths)
+		progress("measuring the protocol floor at %s beside SPIKE", cfg.FloorURL)
+	}
 	prof, err := newProfiler(cfg.Profile, cfg.NexusMetrics)
 	if err != nil {
 		return err
@@ -118,17 +124,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	var rows []row
 	for _, op := range []struct {
-		op, ref        string
-		spikeOp, rawOp func(context.Context) error
+		op, ref                 string
+		spikeOp, floorOp, rawOp func(context.Context) error
 	}{
-		{"get", "SELECT", spike.get, raw.selectRow},
-		{"put", "INSERT", spike.put, raw.insertRow},
+		{"get", "SELECT", spike.get, floor.get, raw.selectRow},
+		{"put", "INSERT", spike.put, floor.put, raw.insertRow},
 	} {
 		for _, c := range cfg.Concurrency {
 			r := row{Op: op.op, Ref: op.ref, Concurrency: c}
 			var err error
 			if r.SPIKE, r.SPIKEUse, err = cell("SPIKE "+op.op, c, op.spikeOp, true); err != nil {
 				return err
+			}
+			if cfg.FloorURL != "" {
+				if r.Floor, r.FloorUse, err = cell("floor "+op.op, c, op.floorOp, false); err != nil {
+					return err
+				}
 			}
 			if r.Raw, r.RawUse, err = cell("raw "+op.ref, c, op.rawOp, false); err != nil {
 				return err

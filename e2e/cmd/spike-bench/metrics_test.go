@@ -75,26 +75,31 @@ func TestUsageBetween(t *testing.T) {
 		nexus: map[string]float64{metricCPU: 10, metricAuditRecords: 100, metricAuditBatches: 50,
 			metricAuditWaitSum: 1, metricAuditWaits: 100, metricAcquires: 1000, metricAcquireWait: 0},
 		keeper: map[string]float64{metricCPU: 5},
+		floor:  map[string]float64{metricCPU: 2},
 	}
 	b := snapshot{
 		at: t0.Add(2 * time.Second), machineBusy: 1300, machineTotal: 2400, self: 2 * time.Second,
 		nexus: map[string]float64{metricCPU: 11.5, metricAuditRecords: 400, metricAuditBatches: 150,
 			metricAuditWaitSum: 1.6, metricAuditWaits: 400, metricAcquires: 2000, metricAcquireWait: 0.5},
 		keeper: map[string]float64{metricCPU: 5.1},
+		floor:  map[string]float64{metricCPU: 2.1},
 	}
 	got := usageBetween(a, b, 2)
-	want := usage{Machine: 1.5, Nexus: 0.75, Keeper: 0.05, Bench: 0.5, AuditBatch: 3, AuditWait: 0.002, PoolWait: 0.0005}
+	want := usage{Machine: 1.5, Nexus: 0.75, Keeper: 0.05, Floor: 0.05, Bench: 0.5, AuditBatch: 3, AuditWait: 0.002, PoolWait: 0.0005}
 	if diff := cmp.Diff(want, got, cmpopts.EquateApprox(0, 1e-9)); diff != "" {
 		t.Errorf("usageBetween (-want +got):\n%s", diff)
 	}
-	if r := got.rest(); math.Abs(r-0.2) > 1e-9 {
-		t.Errorf("rest = %v, want 0.2", r)
+	if r := got.rest(); math.Abs(r-0.15) > 1e-9 {
+		t.Errorf("rest = %v, want 0.15", r)
+	}
+	if s := got.server(); math.Abs(s-1.0) > 1e-9 {
+		t.Errorf("server = %v, want 1.0 (busy less spike-bench)", s)
 	}
 
 	// Nothing scraped, no /proc/stat, no rusage: all unknown.
 	blank := usageBetween(snapshot{at: t0, self: -1}, snapshot{at: t0.Add(time.Second), self: -1}, 2)
 	for name, v := range map[string]float64{"machine": blank.Machine, "nexus": blank.Nexus, "keeper": blank.Keeper,
-		"bench": blank.Bench, "audit batch": blank.AuditBatch, "audit wait": blank.AuditWait, "pool wait": blank.PoolWait, "rest": blank.rest()} {
+		"floor": blank.Floor, "server": blank.server(), "bench": blank.Bench, "audit batch": blank.AuditBatch, "audit wait": blank.AuditWait, "pool wait": blank.PoolWait, "rest": blank.rest()} {
 		if !math.IsNaN(v) {
 			t.Errorf("%s = %v without measurements, want NaN", name, v)
 		}

@@ -41,6 +41,11 @@ func (r report) sections() []section {
 					"Raw: pgx on the same database, one connection per caller: a primary-key " +
 					"`SELECT` of a bytea of the value size, and a single-row `INSERT` of one, " +
 					"each committed on its own (scratch table `" + rawTable + "`, dropped afterwards).",
+				"Floor: the same client calling `spike-nexus floor`, a Connect server with Nexus's " +
+					"TLS, SVID check, HTTP and Connect settings whose GetSecret and PutSecret do no " +
+					"work (no policy, database, Keeper or audit): the most any Connect-over-mTLS " +
+					"server could do here, so SPIKE/floor is what SPIKE's own work leaves of it. " +
+					"Columns about the floor are empty when it was not measured.",
 				"c is the number of concurrent callers. Throughput counts the successful requests " +
 					"over the cell's wall time; latencies are per request (nearest rank). " +
 					"A cell in which any request failed shows no figures.",
@@ -59,10 +64,11 @@ func (r report) sections() []section {
 		}
 	}
 	secs = append(secs, section{
-		title:  "Targets",
-		before: []string{"From issue 6, for a 2-core machine with audit on."},
-		table:  tt,
-		after:  []string{fmt.Sprintf("%d of %d targets pass.", passed, len(targets))},
+		title: "Targets",
+		before: []string{"From issue 16, for a 2-core machine with audit on. Server CPU is the machine's busy " +
+			"time less spike-bench's: Nexus, Keeper, PostgreSQL and the kernel (and anything else running)."},
+		table: tt,
+		after: []string{fmt.Sprintf("%d of %d targets pass.", passed, len(targets))},
 	}, section{
 		title:  "Memory",
 		before: []string{"Peak of `" + metricRSS + "`, sampled every 200 ms during the run."},
@@ -75,8 +81,8 @@ func (r report) sections() []section {
 		title: "Where the CPU went",
 		before: []string{
 			fmt.Sprintf("Cores used during each cell (%d cores in all): the machine's busy time from "+
-				"`/proc/stat`, Nexus's and Keeper's `%s`, spike-bench's own; \"rest\" is the "+
-				"busy time left, mostly PostgreSQL. From Nexus's metrics: records per audit "+
+				"`/proc/stat`, Nexus's, Keeper's and the floor's `%s`, spike-bench's own; \"rest\" is the "+
+				"busy time left, mostly PostgreSQL and the kernel. From Nexus's metrics: records per audit "+
 				"batch, mean audit wait, and mean wait for a database connection per acquire "+
 				"(Nexus's pool; the raw reference has one connection per caller).",
 				r.CPUs, metricCPU),
@@ -91,7 +97,8 @@ func (r report) sections() []section {
 				"Nexus, Keeper and PostgreSQL free, the cores could do at most cores ÷ " +
 				"(spike-bench µs per request) requests a second. \"ceiling\" is that bound over " +
 				"the raw throughput of the same row: no server behind this client could show a " +
-				"higher SPIKE/raw on this machine.",
+				"higher SPIKE/raw on this machine. \"server\" is everything but spike-bench: " +
+				"what serving one request cost the machine.",
 		},
 		table: r.perOpTable(),
 	})
@@ -102,7 +109,7 @@ func (r report) sections() []section {
 			for _, c := range []struct {
 				name string
 				s    summary
-			}{{"SPIKE " + row.Op, row.SPIKE}, {"raw " + row.Ref, row.Raw}} {
+			}{{"SPIKE " + row.Op, row.SPIKE}, {"floor " + row.Op, row.Floor}, {"raw " + row.Ref, row.Raw}} {
 				if c.s.Errors > 0 {
 					et = append(et, []string{fmt.Sprintf("%s c=%d", c.name, row.Concurrency),
 						strconv.Itoa(c.s.Errors), c.s.FirstError})
@@ -117,10 +124,19 @@ func (r report) sections() []section {
 func (r report) resultTable() [][]string {
 	t := [][]string{{"operation", "c",
 		"SPIKE ops/s", "p50", "p90", "p99",
+		"floor ops/s", "floor p50", "SPIKE/floor",
 		"raw ops/s", "raw p50", "raw p90", "raw p99", "SPIKE/raw"}}
 	for _, row := range r.Rows {
 		line := []string{row.Op + " vs " + row.Ref, strconv.Itoa(row.Concurrency)}
 		line = append(line, figures(row.SPIKE)...)
+		switch ratio, ok := row.floorRatio(); {
+		case row.Floor == (summary{}):
+			line = append(line, "–", "–", "–")
+		case ok:
+			line = append(line, figures(row.Floor)[0], ms(row.Floor.P50), percent(ratio))
+		default:
+			line = append(line, row.Floor.refusal(), "n/a", "n/a")
+		}
 		line = append(line, figures(row.Raw)...)
 		if ratio, ok := row.ratio(); ok {
 			line = append(line, percent(ratio))
@@ -141,15 +157,18 @@ func figures(s summary) []string {
 }
 
 func (r report) usageTable() [][]string {
-	t := [][]string{{"cell", "busy", "Nexus", "Keeper", "spike-bench", "rest",
+	t := [][]string{{"cell", "busy", "Nexus", "Keeper", "floor", "spike-bench", "rest",
 		"audit records/batch", "audit wait ms", "DB pool wait ms"}}
 	add := func(name string, c int, u usage) {
 		t = append(t, []string{fmt.Sprintf("%s c=%d", name, c),
-			cores(u.Machine), cores(u.Nexus), cores(u.Keeper), cores(u.Bench), cores(u.rest()),
+			cores(u.Machine), cores(u.Nexus), cores(u.Keeper), cores(u.Floor), cores(u.Bench), cores(u.rest()),
 			cores(u.AuditBatch), seconds(u.AuditWait), seconds(u.PoolWait)})
 	}
 	for _, row := range r.Rows {
 		add("SPIKE "+row.Op, row.Concurrency, row.SPIKEUse)
+		if row.Floor != (summary{}) {
+			add("floor "+row.Op, row.Concurrency, row.FloorUse)
+		}
 		add("raw "+row.Ref, row.Concurrency, row.RawUse)
 	}
 	return t
@@ -158,7 +177,7 @@ func (r report) usageTable() [][]string {
 // perOpTable is CPU per operation, in µs, for each cell, and the ratio a
 // free server would reach: the client-bound ceiling.
 func (r report) perOpTable() [][]string {
-	t := [][]string{{"cell", "total µs/op", "Nexus", "Keeper", "spike-bench", "rest", "ceiling"}}
+	t := [][]string{{"cell", "total µs/op", "server", "Nexus", "Keeper", "floor", "spike-bench", "rest", "ceiling"}}
 	for _, row := range r.Rows {
 		for _, c := range []struct {
 			name    string
@@ -167,11 +186,15 @@ func (r report) perOpTable() [][]string {
 			ceiling bool
 		}{
 			{"SPIKE " + row.Op, row.SPIKE, row.SPIKEUse, true},
+			{"floor " + row.Op, row.Floor, row.FloorUse, false},
 			{"raw " + row.Ref, row.Raw, row.RawUse, false},
 		} {
+			if c.name == "floor "+row.Op && c.s == (summary{}) {
+				continue // not measured
+			}
 			name := fmt.Sprintf("%s c=%d", c.name, row.Concurrency)
 			if !c.s.valid() {
-				t = append(t, []string{name, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"})
+				t = append(t, []string{name, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a"})
 				continue
 			}
 			per := func(cores float64) string { return micros(cores / c.s.throughput()) }
@@ -182,8 +205,8 @@ func (r report) perOpTable() [][]string {
 					ceiling = percent(float64(r.CPUs) / bench / row.Raw.throughput())
 				}
 			}
-			t = append(t, []string{name, per(c.u.Machine), per(c.u.Nexus), per(c.u.Keeper), per(c.u.Bench),
-				per(c.u.rest()), ceiling})
+			t = append(t, []string{name, per(c.u.Machine), per(c.u.server()), per(c.u.Nexus), per(c.u.Keeper),
+				per(c.u.Floor), per(c.u.Bench), per(c.u.rest()), ceiling})
 		}
 	}
 	return t

@@ -14,6 +14,8 @@ import (
 // about its waits. NaN means not measured.
 type usage struct {
 	Machine, Nexus, Keeper, Bench float64
+	// Floor is the protocol floor's process (spike-nexus floor).
+	Floor float64
 	// AuditBatch is the mean number of records per audit batch write.
 	AuditBatch float64
 	// AuditWait is the mean time from queueing an audit record to the end
@@ -24,10 +26,17 @@ type usage struct {
 	PoolWait float64
 }
 
-// rest is the busy CPU not used by Nexus, Keeper or spike-bench: mostly
-// PostgreSQL.
+// rest is the busy CPU not used by Nexus, Keeper, the floor or
+// spike-bench: mostly PostgreSQL and the kernel's work for the servers.
 func (u usage) rest() float64 {
-	return math.Max(u.Machine-nz(u.Nexus)-nz(u.Keeper)-nz(u.Bench), 0) // NaN when Machine is
+	return math.Max(u.Machine-nz(u.Nexus)-nz(u.Keeper)-nz(u.Floor)-nz(u.Bench), 0) // NaN when Machine is
+}
+
+// server is the busy CPU not used by spike-bench: what serving the
+// requests cost (Nexus, Keeper, PostgreSQL and the kernel, or the floor
+// and the kernel). NaN when either is unknown.
+func (u usage) server() float64 {
+	return math.Max(u.Machine-u.Bench, 0)
 }
 
 func nz(v float64) float64 {
@@ -45,14 +54,14 @@ type snapshot struct {
 	machineBusy, machineTotal float64
 	// self is spike-bench's CPU time; negative when unknown.
 	self time.Duration
-	// nexus and keeper are their metrics; nil when not scraped.
-	nexus, keeper map[string]float64
+	// nexus, keeper and floor are their metrics; nil when not scraped.
+	nexus, keeper, floor map[string]float64
 }
 
 // probe takes snapshots, scraping the metrics endpoints that are set.
 type probe struct {
-	scraper             scraper
-	nexusURL, keeperURL string
+	scraper                       scraper
+	nexusURL, keeperURL, floorURL string
 }
 
 func (p probe) take(ctx context.Context) snapshot {
@@ -66,6 +75,9 @@ func (p probe) take(ctx context.Context) snapshot {
 	if p.keeperURL != "" {
 		s.keeper, _ = p.scraper.scrape(ctx, p.keeperURL)
 	}
+	if p.floorURL != "" {
+		s.floor, _ = p.scraper.scrape(ctx, p.floorURL)
+	}
 	s.at = time.Now()
 	return s
 }
@@ -73,7 +85,7 @@ func (p probe) take(ctx context.Context) snapshot {
 // usageBetween is the usage from a to b on a machine with cpus cores.
 func usageBetween(a, b snapshot, cpus int) usage {
 	nan := math.NaN()
-	u := usage{Machine: nan, Nexus: nan, Keeper: nan, Bench: nan, AuditBatch: nan, AuditWait: nan, PoolWait: nan}
+	u := usage{Machine: nan, Nexus: nan, Keeper: nan, Floor: nan, Bench: nan, AuditBatch: nan, AuditWait: nan, PoolWait: nan}
 	wall := b.at.Sub(a.at).Seconds()
 	if wall <= 0 {
 		return u
@@ -100,6 +112,7 @@ func usageBetween(a, b snapshot, cpus int) usage {
 	}
 	u.Nexus = delta(a.nexus, b.nexus, metricCPU) / wall
 	u.Keeper = delta(a.keeper, b.keeper, metricCPU) / wall
+	u.Floor = delta(a.floor, b.floor, metricCPU) / wall
 	u.AuditBatch = ratio(delta(a.nexus, b.nexus, metricAuditRecords), delta(a.nexus, b.nexus, metricAuditBatches))
 	u.AuditWait = ratio(delta(a.nexus, b.nexus, metricAuditWaitSum), delta(a.nexus, b.nexus, metricAuditWaits))
 	u.PoolWait = ratio(delta(a.nexus, b.nexus, metricAcquireWait), delta(a.nexus, b.nexus, metricAcquires))

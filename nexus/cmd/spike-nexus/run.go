@@ -15,7 +15,10 @@ import (
 const usage = `usage:
   spike-nexus           serve (configuration from SPIKE_* environment variables)
   spike-nexus migrate   migrate the database as its owner (SPIKE_DATABASE_OWNER_URL)
-                        and grant the serving role (SPIKE_DATABASE_ROLE) what it needs, then exit`
+                        and grant the serving role (SPIKE_DATABASE_ROLE) what it needs, then exit
+  spike-nexus floor     serve the protocol floor of make bench: GetSecret and PutSecret doing
+                        no work, with Nexus's TLS and HTTP settings (SPIKE_FLOOR_LISTEN,
+                        SPIKE_FLOOR_OPS_LISTEN, SPIKE_FLOOR_VALUE_SIZE; the SVID as for serving)`
 
 // run is main without the process: configuration from getenv, logs to
 // stderr, serving until ctx is done, or migrating with args "migrate".
@@ -25,6 +28,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return serve(ctx, getenv, stderr)
 	case len(args) == 1 && args[0] == "migrate":
 		return migrate(ctx, getenv, stderr)
+	case len(args) == 1 && args[0] == "floor":
+		return floor(ctx, getenv, stderr)
 	}
 	return fmt.Errorf("unknown arguments %q\n%s", args, usage)
 }
@@ -38,6 +43,16 @@ func migrate(ctx context.Context, getenv func(string) string, stderr io.Writer) 
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	_, err = app.Migrate(ctx, cfg, log)
 	return err
+}
+
+// floor is spike-nexus floor: the protocol floor `make bench` measures
+// SPIKE against (app.Floor).
+func floor(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	cfg, err := app.LoadFloorConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	return app.Floor(ctx, cfg, slog.New(slog.NewJSONHandler(stderr, nil)))
 }
 
 // serve is spike-nexus serving.

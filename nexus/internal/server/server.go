@@ -93,11 +93,10 @@ func New(cfg Config, store *postgres.Store, kc *keeper.Client, keys *envelope.Ke
 	}
 }
 
-// Handler returns the HTTP handler serving every Nexus service and the
-// gRPC health service. It expects mtls.WithCaller to run before it. Every
-// RPC goes through the pipeline in pipeline.go.
-func (s *Server) Handler() http.Handler {
-	opts := []connect.HandlerOption{
+// handlerOptions are the Connect options of every Nexus service (and of
+// the protocol floor, FloorHandler).
+func handlerOptions() []connect.HandlerOption {
+	return []connect.HandlerOption{
 		connect.WithReadMaxBytes(maxRequestBytes),
 		// No compression: a response that compresses a secret together
 		// with what the caller chose (its path) would leak the secret
@@ -105,6 +104,13 @@ func (s *Server) Handler() http.Handler {
 		// CPU than it saves.
 		connect.WithCompression("gzip", nil, nil),
 	}
+}
+
+// Handler returns the HTTP handler serving every Nexus service and the
+// gRPC health service. It expects mtls.WithCaller to run before it. Every
+// RPC goes through the pipeline in pipeline.go.
+func (s *Server) Handler() http.Handler {
+	opts := handlerOptions()
 	mux := http.NewServeMux()
 	mux.Handle(nexusv1connect.NewOperatorServiceHandler(operatorServer{s}, opts...))
 	mux.Handle(nexusv1connect.NewSecretServiceHandler(secretServer{s}, opts...))
