@@ -6,6 +6,7 @@
 #
 #   BENCH_DURATION=5s        how long each cell runs
 #   BENCH_CONCURRENCY=1,16,64
+#   BENCH_PROTOCOLS=h2,h1    HTTP versions SPIKE and the floor are called over
 #   BENCH_VALUE_SIZE=256     bytes per secret value
 #   BENCH_PATHS=100          distinct secret paths
 #   BENCH_OUT=docs/benchmarks.md
@@ -161,6 +162,7 @@ say "running spike-bench"
 "$REPO_ROOT/bin/spike-bench" \
 	-token-file "" \
 	-concurrency "${BENCH_CONCURRENCY:-1,16,64}" \
+	-protocols "${BENCH_PROTOCOLS:-h2,h1}" \
 	-duration "${BENCH_DURATION:-5s}" \
 	-value-size "${BENCH_VALUE_SIZE:-256}" \
 	-paths "${BENCH_PATHS:-100}" \

@@ -50,13 +50,17 @@ type Options struct {
 	MaxRetries int
 	// MinWait and MaxWait bound the exponential backoff (default 100ms, 2s).
 	MinWait, MaxWait time.Duration
+	// HTTP1 speaks HTTP/1.1 only, one connection per concurrent call,
+	// instead of HTTP/2 (for `make bench`, which measures both, and for
+	// proxies that do not speak HTTP/2).
+	HTTP1 bool
 }
 
 // NoRetries as Options.MaxRetries makes one attempt only: for callers that
 // have somewhere else to go (another Keeper) rather than a reason to wait.
 const NoRetries = -1
 
-// New returns an HTTP/2 client over tlsConf that sets an idempotency key on
+// New returns an HTTP/2 client (HTTP/1.1 with Options.HTTP1) over tlsConf that sets an idempotency key on
 // every request and retries as the package documentation describes, with
 // exponential backoff. It uses a copy of tlsConf, so clients built from one
 // configuration can run side by side.
@@ -72,6 +76,7 @@ func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 		if opts[0].MaxWait > 0 {
 			o.MaxWait = opts[0].MaxWait
 		}
+		o.HTTP1 = opts[0].HTTP1
 	}
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	transport := &http.Transport{
@@ -82,6 +87,13 @@ func New(tlsConf *tls.Config, opts ...Options) *http.Client {
 		ResponseHeaderTimeout: 60 * time.Second,
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   64,
+	}
+	if o.HTTP1 {
+		// Offer only HTTP/1.1 in ALPN, whatever tlsConf offered.
+		transport.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		transport.ForceAttemptHTTP2 = false
+		transport.Protocols = new(http.Protocols)
+		transport.Protocols.SetHTTP1(true)
 	}
 	return &http.Client{Transport: &retrying{attempt: &http.Client{Transport: transport}, conns: transport, opts: o}}
 }

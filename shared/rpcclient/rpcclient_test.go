@@ -184,3 +184,24 @@ func TestTLSConfigIsCopied(t *testing.T) {
 		t.Errorf("the caller's configuration was changed: NextProtos %q", conf.NextProtos)
 	}
 }
+
+// Options.HTTP1 speaks HTTP/1.1 to a server that offers HTTP/2 too, even
+// with a TLS configuration that offers only h2 (as mtls.ClientConfig's).
+func TestHTTP1(t *testing.T) {
+	t.Parallel()
+	srv, conf := newTLSServer(t, http.NotFoundHandler(), nil)
+	conf.NextProtos = []string{"h2"}
+	for _, tc := range []struct {
+		opts  Options
+		major int
+	}{{Options{}, 2}, {Options{HTTP1: true}, 1}} {
+		resp, err := New(conf, tc.opts).Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.ProtoMajor != tc.major {
+			t.Errorf("with %+v: protocol %s, want HTTP/%d", tc.opts, resp.Proto, tc.major)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,7 +49,16 @@ type config struct {
 	// same client as Nexus; "" measures no floor. FloorMetrics is its
 	// /metrics URL, for its CPU.
 	FloorURL, FloorMetrics string
+	// Protocols are the HTTP versions SPIKE and the floor are called over,
+	// in order: protoH2, protoH1.
+	Protocols []string
 }
+
+// The HTTP versions spike-bench can call over.
+const (
+	protoH2 = "h2"
+	protoH1 = "h1"
+)
 
 // parseConfig reads the flags in args. Flags left unset fall back to the
 // variables the other SPIKE programs read (through getenv), so the
@@ -66,6 +76,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	out := fl.String("out", "docs/benchmarks.md", "Markdown report to write; empty: none")
 	nexusMetrics := fl.String("nexus-metrics", "", "Nexus's Prometheus /metrics URL, for its peak RSS and CPU")
 	keeperMetrics := fl.String("keeper-metrics", "", "Keeper's Prometheus /metrics URL, for its peak RSS and CPU")
+	protocols := fl.String("protocols", "h2,h1", "comma-separated HTTP versions to call SPIKE and the floor over: h2 (what workloads' client speaks), h1")
 	floor := fl.String("floor", "", "URL of the protocol floor (spike-nexus floor), measured beside SPIKE with the same client; empty: none")
 	floorMetrics := fl.String("floor-metrics", "", "the floor's Prometheus /metrics URL, for its CPU")
 	profile := fl.String("profile", "", "write CPU profiles of each SPIKE cell (spike-bench's, and Nexus's through -nexus-metrics's listener) to this folder")
@@ -125,6 +136,9 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 	if !strings.HasPrefix(cfg.NexusURL, "https://") {
 		errs = append(errs, fmt.Errorf("-nexus: %q is not an https URL", cfg.NexusURL))
 	}
+	if cfg.Protocols, err = parseProtocols(*protocols); err != nil {
+		errs = append(errs, fmt.Errorf("-protocols: %w", err))
+	}
 	if cfg.FloorURL != "" && !strings.HasPrefix(cfg.FloorURL, "https://") {
 		errs = append(errs, fmt.Errorf("-floor: %q is not an https URL", cfg.FloorURL))
 	}
@@ -144,6 +158,22 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 		errs = append(errs, errors.New("-paths: must be 1 to 1000000"))
 	}
 	return cfg, errors.Join(errs...)
+}
+
+// parseProtocols reads a comma-separated list of h2 and h1, each once.
+func parseProtocols(s string) ([]string, error) {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		p = strings.TrimSpace(p)
+		switch {
+		case p != protoH2 && p != protoH1:
+			return nil, fmt.Errorf("%q is not h2 or h1", p)
+		case slices.Contains(out, p):
+			return nil, fmt.Errorf("%s is given twice", p)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 // parseConcurrency reads a comma-separated list of positive numbers, such

@@ -42,6 +42,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		ValueSize:   256,
 		Paths:       100,
 		Out:         "docs/benchmarks.md",
+		Protocols:   []string{"h2", "h1"},
 	}
 	sameID := cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })
 	if diff := cmp.Diff(want, got, sameID); diff != "" {
@@ -80,6 +81,10 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"-value-size", "600000"}, "-value-size"},
 		{[]string{"-paths", "0"}, "-paths"},
 		{[]string{"-nexus", "http://plain"}, "not an https URL"},
+		{[]string{"-floor", "http://plain"}, "-floor"},
+		{[]string{"-protocols", "h3"}, "-protocols"},
+		{[]string{"-protocols", "h2,h2"}, "twice"},
+		{[]string{"-protocols", ""}, "-protocols"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
 		_, err := parseConfig(tc.args, env(map[string]string{"SPIKE_DATABASE_URL": "postgres://x"}), io.Discard)

@@ -66,9 +66,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "spike-bench: "+format+"\n", a...) }
 
 	progress("calling %s as %s", cfg.NexusURL, caller(self.String(), token != ""))
-	spike := newSpikeTarget(src, cfg.NexusURL, cfg.NexusID, token, cfg.ValueSize, cfg.Paths)
+	spike := map[string]spikeTarget{}
+	floor := map[string]spikeTarget{}
+	for _, p := range cfg.Protocols {
+		spike[p] = newSpikeTarget(src, cfg.NexusURL, cfg.NexusID, token, cfg.ValueSize, cfg.Paths, p == protoH1)
+		if cfg.FloorURL != "" {
+			// The floor serves with Nexus's SVID and ignores the token.
+			floor[p] = newSpikeTarget(src, cfg.FloorURL, cfg.NexusID, "", cfg.ValueSize, cfg.Paths, p == protoH1)
+		}
+	}
 	progress("writing %d secrets under %s", cfg.Paths, pathPrefix)
-	if err := spike.seed(ctx); err != nil {
+	if err := spike[cfg.Protocols[0]].seed(ctx); err != nil {
 		return fmt.Errorf("write the benchmark's secrets: %w", err)
 	}
 	raw, err := openRaw(ctx, cfg.DatabaseURL, slices.Max(cfg.Concurrency), cfg.ValueSize, cfg.Paths)
@@ -92,10 +100,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		keeperPeak = watchPeak(sampling, sc, cfg.KeeperMetrics, metricRSS, rssInterval)
 	}
 	pr := probe{scraper: sc, nexusURL: cfg.NexusMetrics, keeperURL: cfg.KeeperMetrics, floorURL: cfg.FloorMetrics}
-	var floor spikeTarget
 	if cfg.FloorURL != "" {
-		// The floor serves with Nexus's SVID and ignores the token.
-		floor = newSpikeTarget(src, cfg.FloorURL, cfg.NexusID, "", cfg.ValueSize, cfg.Paths)
 		progress("measuring the protocol floor at %s beside SPIKE", cfg.FloorURL)
 	}
 	prof, err := newProfiler(cfg.Profile, cfg.NexusMetrics)
@@ -116,38 +121,48 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		u := usageBetween(before, pr.take(ctx), runtime.NumCPU())
 		if s.valid() {
-			progress("%-12s c=%-3d %8.0f ops/s  p50 %s  p90 %s  p99 %s", name, c, s.throughput(), ms(s.P50), ms(s.P90), ms(s.P99))
+			progress("%-15s c=%-3d %8.0f ops/s  p50 %s  p90 %s  p99 %s", name, c, s.throughput(), ms(s.P50), ms(s.P90), ms(s.P99))
 		} else {
-			progress("%-12s c=%-3d %s (first: %s)", name, c, s.refusal(), s.FirstError)
+			progress("%-15s c=%-3d %s (first: %s)", name, c, s.refusal(), s.FirstError)
 		}
 		return s, u, nil
 	}
 	var rows []row
 	for _, op := range []struct {
-		op, ref                 string
-		spikeOp, floorOp, rawOp func(context.Context) error
+		op, ref string
+		target  func(spikeTarget) func(context.Context) error
+		rawOp   func(context.Context) error
 	}{
-		{"get", "SELECT", spike.get, floor.get, raw.selectRow},
-		{"put", "INSERT", spike.put, floor.put, raw.insertRow},
+		{"get", "SELECT", func(t spikeTarget) func(context.Context) error { return t.get }, raw.selectRow},
+		{"put", "INSERT", func(t spikeTarget) func(context.Context) error { return t.put }, raw.insertRow},
 	} {
 		for _, c := range cfg.Concurrency {
-			r := row{Op: op.op, Ref: op.ref, Concurrency: c}
-			var err error
-			if r.SPIKE, r.SPIKEUse, err = cell("SPIKE "+op.op, c, op.spikeOp, true); err != nil {
-				return err
-			}
-			if cfg.FloorURL != "" {
-				if r.Floor, r.FloorUse, err = cell("floor "+op.op, c, op.floorOp, false); err != nil {
+			var byProto []row
+			for _, p := range cfg.Protocols {
+				r := row{Op: op.op, Ref: op.ref, Concurrency: c, Proto: p}
+				var err error
+				if r.SPIKE, r.SPIKEUse, err = cell("SPIKE "+op.op+" "+p, c, op.target(spike[p]), true); err != nil {
 					return err
 				}
+				if cfg.FloorURL != "" {
+					if r.Floor, r.FloorUse, err = cell("floor "+op.op+" "+p, c, op.target(floor[p]), false); err != nil {
+						return err
+					}
+				}
+				byProto = append(byProto, r)
 			}
-			if r.Raw, r.RawUse, err = cell("raw "+op.ref, c, op.rawOp, false); err != nil {
+			// One raw reference for the row of each protocol.
+			rawSum, rawUse, err := cell("raw "+op.ref, c, op.rawOp, false)
+			if err != nil {
 				return err
 			}
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			rows = append(rows, r)
+			for _, r := range byProto {
+				r.Raw, r.RawUse = rawSum, rawUse
+				rows = append(rows, r)
+			}
 		}
 	}
 	stopSampling()

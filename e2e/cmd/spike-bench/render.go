@@ -122,12 +122,12 @@ func (r report) sections() []section {
 }
 
 func (r report) resultTable() [][]string {
-	t := [][]string{{"operation", "c",
+	t := [][]string{{"operation", "c", "HTTP",
 		"SPIKE ops/s", "p50", "p90", "p99",
 		"floor ops/s", "floor p50", "SPIKE/floor",
 		"raw ops/s", "raw p50", "raw p90", "raw p99", "SPIKE/raw"}}
 	for _, row := range r.Rows {
-		line := []string{row.Op + " vs " + row.Ref, strconv.Itoa(row.Concurrency)}
+		line := []string{row.Op + " vs " + row.Ref, strconv.Itoa(row.Concurrency), protoName(row.Proto)}
 		line = append(line, figures(row.SPIKE)...)
 		switch ratio, ok := row.floorRatio(); {
 		case row.Floor == (summary{}):
@@ -164,12 +164,14 @@ func (r report) usageTable() [][]string {
 			cores(u.Machine), cores(u.Nexus), cores(u.Keeper), cores(u.Floor), cores(u.Bench), cores(u.rest()),
 			cores(u.AuditBatch), seconds(u.AuditWait), seconds(u.PoolWait)})
 	}
-	for _, row := range r.Rows {
-		add("SPIKE "+row.Op, row.Concurrency, row.SPIKEUse)
+	for i, row := range r.Rows {
+		add("SPIKE "+row.Op+protoSuffix(row.Proto), row.Concurrency, row.SPIKEUse)
 		if row.Floor != (summary{}) {
-			add("floor "+row.Op, row.Concurrency, row.FloorUse)
+			add("floor "+row.Op+protoSuffix(row.Proto), row.Concurrency, row.FloorUse)
 		}
-		add("raw "+row.Ref, row.Concurrency, row.RawUse)
+		if !sameRaw(r.Rows, i) {
+			add("raw "+row.Ref, row.Concurrency, row.RawUse)
+		}
 	}
 	return t
 }
@@ -178,19 +180,22 @@ func (r report) usageTable() [][]string {
 // free server would reach: the client-bound ceiling.
 func (r report) perOpTable() [][]string {
 	t := [][]string{{"cell", "total µs/op", "server", "Nexus", "Keeper", "floor", "spike-bench", "rest", "ceiling"}}
-	for _, row := range r.Rows {
+	for i, row := range r.Rows {
 		for _, c := range []struct {
 			name    string
 			s       summary
 			u       usage
 			ceiling bool
 		}{
-			{"SPIKE " + row.Op, row.SPIKE, row.SPIKEUse, true},
-			{"floor " + row.Op, row.Floor, row.FloorUse, false},
+			{"SPIKE " + row.Op + protoSuffix(row.Proto), row.SPIKE, row.SPIKEUse, true},
+			{"floor " + row.Op + protoSuffix(row.Proto), row.Floor, row.FloorUse, false},
 			{"raw " + row.Ref, row.Raw, row.RawUse, false},
 		} {
-			if c.name == "floor "+row.Op && c.s == (summary{}) {
+			if strings.HasPrefix(c.name, "floor ") && c.s == (summary{}) {
 				continue // not measured
+			}
+			if strings.HasPrefix(c.name, "raw ") && sameRaw(r.Rows, i) {
+				continue // shown with the row of the first protocol
 			}
 			name := fmt.Sprintf("%s c=%d", c.name, row.Concurrency)
 			if !c.s.valid() {
@@ -210,6 +215,21 @@ func (r report) perOpTable() [][]string {
 		}
 	}
 	return t
+}
+
+// protoSuffix names a row's HTTP version after its cell: "" for HTTP/2
+// (what workloads speak), " h1" for HTTP/1.1.
+func protoSuffix(p string) string {
+	if p == protoH1 {
+		return " h1"
+	}
+	return ""
+}
+
+// sameRaw says whether row i repeats the raw reference of the row before
+// it (the same cell, measured once for every protocol).
+func sameRaw(rows []row, i int) bool {
+	return i > 0 && rows[i-1].Op == rows[i].Op && rows[i-1].Concurrency == rows[i].Concurrency
 }
 
 // micros formats CPU seconds as whole microseconds; NaN (not measured) as

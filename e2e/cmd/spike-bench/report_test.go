@@ -56,12 +56,12 @@ func TestTargets(t *testing.T) {
 				NexusRSS: memory{Bytes: 100 * mib, Measured: true},
 			},
 			want: []targetResult{
-				{"get ≥ 60% of the protocol floor at c=16", "60.0%", pass},
-				{"get ≥ 20% of raw SELECT at c=16", "20.0%", pass},
-				{"get ≥ 60% of the protocol floor at c=64", "60.0%", pass},
-				{"get ≥ 20% of raw SELECT at c=64", "20.0%", pass},
-				{"put ≥ 30% of raw INSERT at c=16", "30.0%", pass},
-				{"put ≥ 30% of raw INSERT at c=64", "30.0%", pass},
+				{"get ≥ 60% of the protocol floor at c=16 over HTTP/2", "60.0%", pass},
+				{"get ≥ 20% of raw SELECT at c=16 over HTTP/2", "20.0%", pass},
+				{"get ≥ 60% of the protocol floor at c=64 over HTTP/2", "60.0%", pass},
+				{"get ≥ 20% of raw SELECT at c=64 over HTTP/2", "20.0%", pass},
+				{"put ≥ 30% of raw INSERT at c=16 over HTTP/2", "30.0%", pass},
+				{"put ≥ 30% of raw INSERT at c=64 over HTTP/2", "30.0%", pass},
 				{"server CPU per get ≤ 130 µs at c=16", "130 µs", pass},
 				{"server CPU per put ≤ 400 µs at c=16", "400 µs", pass},
 				{"p99 get ≤ 5.00 ms at c=16", "5.00 ms", pass},
@@ -78,12 +78,12 @@ func TestTargets(t *testing.T) {
 				NexusRSS: memory{Bytes: 101 * mib, Measured: true},
 			},
 			want: []targetResult{
-				{"get ≥ 60% of the protocol floor at c=16", "59.9%", miss},
-				{"get ≥ 20% of raw SELECT at c=16", "20.0%", miss},
-				{"get ≥ 60% of the protocol floor at c=64", "59.9%", miss},
-				{"get ≥ 20% of raw SELECT at c=64", "20.0%", miss},
-				{"put ≥ 30% of raw INSERT at c=16", "29.9%", miss},
-				{"put ≥ 30% of raw INSERT at c=64", "29.9%", miss},
+				{"get ≥ 60% of the protocol floor at c=16 over HTTP/2", "59.9%", miss},
+				{"get ≥ 20% of raw SELECT at c=16 over HTTP/2", "20.0%", miss},
+				{"get ≥ 60% of the protocol floor at c=64 over HTTP/2", "59.9%", miss},
+				{"get ≥ 20% of raw SELECT at c=64 over HTTP/2", "20.0%", miss},
+				{"put ≥ 30% of raw INSERT at c=16 over HTTP/2", "29.9%", miss},
+				{"put ≥ 30% of raw INSERT at c=64 over HTTP/2", "29.9%", miss},
 				{"server CPU per get ≤ 130 µs at c=16", "131 µs", miss},
 				{"server CPU per put ≤ 400 µs at c=16", "401 µs", miss},
 				{"p99 get ≤ 5.00 ms at c=16", "5.00 ms", miss},
@@ -99,12 +99,12 @@ func TestTargets(t *testing.T) {
 				NexusRSS: memory{Why: "connection refused"},
 			},
 			want: []targetResult{
-				{"get ≥ 60% of the protocol floor at c=16", "SPIKE n/a: 2 errors", unknown},
-				{"get ≥ 20% of raw SELECT at c=16", "SPIKE n/a: 2 errors", unknown},
-				{"get ≥ 60% of the protocol floor at c=64", "SPIKE n/a: 2 errors", unknown},
-				{"get ≥ 20% of raw SELECT at c=64", "SPIKE n/a: 2 errors", unknown},
-				{"put ≥ 30% of raw INSERT at c=16", "raw n/a: 2 errors", unknown},
-				{"put ≥ 30% of raw INSERT at c=64", "raw n/a: 2 errors", unknown},
+				{"get ≥ 60% of the protocol floor at c=16 over HTTP/2", "SPIKE n/a: 2 errors", unknown},
+				{"get ≥ 20% of raw SELECT at c=16 over HTTP/2", "SPIKE n/a: 2 errors", unknown},
+				{"get ≥ 60% of the protocol floor at c=64 over HTTP/2", "SPIKE n/a: 2 errors", unknown},
+				{"get ≥ 20% of raw SELECT at c=64 over HTTP/2", "SPIKE n/a: 2 errors", unknown},
+				{"put ≥ 30% of raw INSERT at c=16 over HTTP/2", "raw n/a: 2 errors", unknown},
+				{"put ≥ 30% of raw INSERT at c=64 over HTTP/2", "raw n/a: 2 errors", unknown},
 				{"server CPU per get ≤ 130 µs at c=16", "not measured", unknown},
 				{"server CPU per put ≤ 400 µs at c=16", "not measured", unknown},
 				{"p99 get ≤ 5.00 ms at c=16", "n/a: 2 errors", unknown},
@@ -114,18 +114,46 @@ func TestTargets(t *testing.T) {
 			},
 		},
 		{
+			name: "gets over HTTP/1.1 have targets of their own",
+			r: report{
+				Rows: []row{
+					{Op: "get", Ref: "SELECT", Concurrency: 16, Proto: protoH2, SPIKE: cellAt(600, ms), Floor: cellAt(1000, ms), Raw: cellAt(3000, ms)},
+					{Op: "get", Ref: "SELECT", Concurrency: 16, Proto: protoH1, SPIKE: cellAt(500, ms), Floor: cellAt(1000, ms), Raw: cellAt(3000, ms)},
+				},
+				NexusRSS: memory{Bytes: mib, Measured: true},
+			},
+			want: []targetResult{
+				{"get ≥ 60% of the protocol floor at c=16 over HTTP/2", "60.0%", pass},
+				{"get ≥ 20% of raw SELECT at c=16 over HTTP/2", "20.0%", pass},
+				{"get ≥ 60% of the protocol floor at c=64 over HTTP/2", "not run (no c=64)", unknown},
+				{"get ≥ 20% of raw SELECT at c=64 over HTTP/2", "not run (no c=64)", unknown},
+				{"get ≥ 60% of the protocol floor at c=16 over HTTP/1.1", "50.0%", miss},
+				{"get ≥ 20% of raw SELECT at c=16 over HTTP/1.1", "16.7%", miss},
+				{"get ≥ 60% of the protocol floor at c=64 over HTTP/1.1", "not run (no c=64)", unknown},
+				{"get ≥ 20% of raw SELECT at c=64 over HTTP/1.1", "not run (no c=64)", unknown},
+				{"put ≥ 30% of raw INSERT at c=16 over HTTP/2", "not run (no c=16)", unknown},
+				{"put ≥ 30% of raw INSERT at c=64 over HTTP/2", "not run (no c=64)", unknown},
+				{"server CPU per get ≤ 130 µs at c=16", "not measured", unknown},
+				{"server CPU per put ≤ 400 µs at c=16", "not run (no c=16)", unknown},
+				{"p99 get ≤ 5.00 ms at c=16", "1.00 ms", pass},
+				{"p50 get ≤ 0.80 ms at c=1", "not run (no c=1)", unknown},
+				{"p50 put ≤ 1.20 ms at c=1", "not run (no c=1)", unknown},
+				{"Nexus peak RSS ≤ 100 MiB", "1.0 MiB", pass},
+			},
+		},
+		{
 			name: "floor and concurrencies not run",
 			r: report{
 				Rows:     []row{{Op: "get", Ref: "SELECT", Concurrency: 16, SPIKE: cellAt(1, ms), Raw: cellAt(1, ms)}},
 				NexusRSS: memory{Bytes: mib, Measured: true},
 			},
 			want: []targetResult{
-				{"get ≥ 60% of the protocol floor at c=16", "floor not run", unknown},
-				{"get ≥ 20% of raw SELECT at c=16", "100.0%", pass},
-				{"get ≥ 60% of the protocol floor at c=64", "not run (no c=64)", unknown},
-				{"get ≥ 20% of raw SELECT at c=64", "not run (no c=64)", unknown},
-				{"put ≥ 30% of raw INSERT at c=16", "not run (no c=16)", unknown},
-				{"put ≥ 30% of raw INSERT at c=64", "not run (no c=64)", unknown},
+				{"get ≥ 60% of the protocol floor at c=16 over HTTP/2", "floor not run", unknown},
+				{"get ≥ 20% of raw SELECT at c=16 over HTTP/2", "100.0%", pass},
+				{"get ≥ 60% of the protocol floor at c=64 over HTTP/2", "not run (no c=64)", unknown},
+				{"get ≥ 20% of raw SELECT at c=64 over HTTP/2", "not run (no c=64)", unknown},
+				{"put ≥ 30% of raw INSERT at c=16 over HTTP/2", "not run (no c=16)", unknown},
+				{"put ≥ 30% of raw INSERT at c=64 over HTTP/2", "not run (no c=64)", unknown},
 				{"server CPU per get ≤ 130 µs at c=16", "not measured", unknown},
 				{"server CPU per put ≤ 400 µs at c=16", "not run (no c=16)", unknown},
 				{"p99 get ≤ 5.00 ms at c=16", "1.00 ms", pass},
@@ -171,6 +199,15 @@ func TestMarkdown(t *testing.T) {
 				FloorUse: usage{Machine: 1.8, Nexus: nan, Keeper: nan, Floor: 0.9, Bench: 0.8, AuditBatch: nan, AuditWait: nan, PoolWait: nan},
 			},
 			{
+				Op: "get", Ref: "SELECT", Concurrency: 16, Proto: protoH1,
+				SPIKE:    summary{Ops: 25000, Elapsed: 5 * time.Second, P50: 1200 * time.Microsecond, P90: 2 * time.Millisecond, P99: 6 * time.Millisecond},
+				Raw:      summary{Ops: 50000, Elapsed: 5 * time.Second, P50: 100 * time.Microsecond, P90: 200 * time.Microsecond, P99: time.Millisecond},
+				SPIKEUse: usage{Machine: 1.9, Nexus: 0.8, Keeper: 0.02, Floor: nan, Bench: 0.5, AuditBatch: 2.5, AuditWait: 0.0012, PoolWait: 0},
+				RawUse:   usage{Machine: 1.95, Nexus: 0, Keeper: 0, Floor: nan, Bench: 0.7, AuditBatch: nan, AuditWait: nan, PoolWait: 0},
+				Floor:    summary{Ops: 50000, Elapsed: 5 * time.Second, P50: 400 * time.Microsecond, P90: time.Millisecond, P99: 2 * time.Millisecond},
+				FloorUse: usage{Machine: 1.8, Nexus: nan, Keeper: nan, Floor: 0.8, Bench: 0.9, AuditBatch: nan, AuditWait: nan, PoolWait: nan},
+			},
+			{
 				Op: "put", Ref: "INSERT", Concurrency: 16,
 				SPIKE:    failedPut,
 				Raw:      cellAt(1000, 2*time.Millisecond),
@@ -207,10 +244,11 @@ func TestMarkdown(t *testing.T) {
 		"\n" +
 		"c is the number of concurrent callers. Throughput counts the successful requests over the cell's wall time; latencies are per request (nearest rank). A cell in which any request failed shows no figures.\n" +
 		"\n" +
-		"| operation | c | SPIKE ops/s | p50 | p90 | p99 | floor ops/s | floor p50 | SPIKE/floor | raw ops/s | raw p50 | raw p90 | raw p99 | SPIKE/raw |\n" +
-		"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" +
-		"| get vs SELECT | 16 | 4000 | 1.50 ms | 3.00 ms | 8.25 ms | 8000 | 0.50 ms | 50.0% | 10000 | 0.10 ms | 0.20 ms | 1.00 ms | 40.0% |\n" +
-		"| put vs INSERT | 16 | n/a: 3 errors | n/a | n/a | n/a | – | – | – | 1000 | 0.50 ms | 1.00 ms | 2.00 ms | n/a |\n" +
+		"| operation | c | HTTP | SPIKE ops/s | p50 | p90 | p99 | floor ops/s | floor p50 | SPIKE/floor | raw ops/s | raw p50 | raw p90 | raw p99 | SPIKE/raw |\n" +
+		"|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n" +
+		"| get vs SELECT | 16 | HTTP/2 | 4000 | 1.50 ms | 3.00 ms | 8.25 ms | 8000 | 0.50 ms | 50.0% | 10000 | 0.10 ms | 0.20 ms | 1.00 ms | 40.0% |\n" +
+		"| get vs SELECT | 16 | HTTP/1.1 | 5000 | 1.20 ms | 2.00 ms | 6.00 ms | 10000 | 0.40 ms | 50.0% | 10000 | 0.10 ms | 0.20 ms | 1.00 ms | 50.0% |\n" +
+		"| put vs INSERT | 16 | HTTP/2 | n/a: 3 errors | n/a | n/a | n/a | – | – | – | 1000 | 0.50 ms | 1.00 ms | 2.00 ms | n/a |\n" +
 		"\n" +
 		"## Targets\n" +
 		"\n" +
@@ -218,12 +256,16 @@ func TestMarkdown(t *testing.T) {
 		"\n" +
 		"| target | measured | result |\n" +
 		"|---|---|---|\n" +
-		"| get ≥ 60% of the protocol floor at c=16 | 50.0% | miss |\n" +
-		"| get ≥ 20% of raw SELECT at c=16 | 40.0% | pass |\n" +
-		"| get ≥ 60% of the protocol floor at c=64 | not run (no c=64) | n/a |\n" +
-		"| get ≥ 20% of raw SELECT at c=64 | not run (no c=64) | n/a |\n" +
-		"| put ≥ 30% of raw INSERT at c=16 | SPIKE n/a: 3 errors | n/a |\n" +
-		"| put ≥ 30% of raw INSERT at c=64 | not run (no c=64) | n/a |\n" +
+		"| get ≥ 60% of the protocol floor at c=16 over HTTP/2 | 50.0% | miss |\n" +
+		"| get ≥ 20% of raw SELECT at c=16 over HTTP/2 | 40.0% | pass |\n" +
+		"| get ≥ 60% of the protocol floor at c=64 over HTTP/2 | not run (no c=64) | n/a |\n" +
+		"| get ≥ 20% of raw SELECT at c=64 over HTTP/2 | not run (no c=64) | n/a |\n" +
+		"| get ≥ 60% of the protocol floor at c=16 over HTTP/1.1 | 50.0% | miss |\n" +
+		"| get ≥ 20% of raw SELECT at c=16 over HTTP/1.1 | 50.0% | pass |\n" +
+		"| get ≥ 60% of the protocol floor at c=64 over HTTP/1.1 | not run (no c=64) | n/a |\n" +
+		"| get ≥ 20% of raw SELECT at c=64 over HTTP/1.1 | not run (no c=64) | n/a |\n" +
+		"| put ≥ 30% of raw INSERT at c=16 over HTTP/2 | SPIKE n/a: 3 errors | n/a |\n" +
+		"| put ≥ 30% of raw INSERT at c=64 over HTTP/2 | not run (no c=64) | n/a |\n" +
 		"| server CPU per get ≤ 130 µs at c=16 | 375 µs | miss |\n" +
 		"| server CPU per put ≤ 400 µs at c=16 | not measured | n/a |\n" +
 		"| p99 get ≤ 5.00 ms at c=16 | 8.25 ms | miss |\n" +
@@ -231,7 +273,7 @@ func TestMarkdown(t *testing.T) {
 		"| p50 put ≤ 1.20 ms at c=1 | not run (no c=1) | n/a |\n" +
 		"| Nexus peak RSS ≤ 100 MiB | 40.0 MiB | pass |\n" +
 		"\n" +
-		"2 of 12 targets pass.\n" +
+		"3 of 16 targets pass.\n" +
 		"\n" +
 		"## Memory\n" +
 		"\n" +
@@ -251,6 +293,8 @@ func TestMarkdown(t *testing.T) {
 		"| SPIKE get c=16 | 1.90 | 0.80 | 0.02 | – | 0.40 | 0.68 | 2.50 | 1.20 | 0.00 |\n" +
 		"| floor get c=16 | 1.80 | – | – | 0.90 | 0.80 | 0.10 | – | – | – |\n" +
 		"| raw SELECT c=16 | 1.95 | 0.00 | 0.00 | – | 0.70 | 1.25 | – | – | 0.00 |\n" +
+		"| SPIKE get h1 c=16 | 1.90 | 0.80 | 0.02 | – | 0.50 | 0.58 | 2.50 | 1.20 | 0.00 |\n" +
+		"| floor get h1 c=16 | 1.80 | – | – | 0.80 | 0.90 | 0.10 | – | – | – |\n" +
 		"| SPIKE put c=16 | – | – | – | – | – | – | – | – | – |\n" +
 		"| raw INSERT c=16 | 1.50 | – | – | – | 0.50 | 1.00 | – | – | – |\n" +
 		"\n" +
@@ -263,6 +307,8 @@ func TestMarkdown(t *testing.T) {
 		"| SPIKE get c=16 | 475 | 375 | 200 | 5 | n/a | 100 | 170 | 200.0% |\n" +
 		"| floor get c=16 | 225 | 125 | n/a | n/a | 112 | 100 | 12 | – |\n" +
 		"| raw SELECT c=16 | 195 | 125 | 0 | 0 | n/a | 70 | 125 | – |\n" +
+		"| SPIKE get h1 c=16 | 380 | 280 | 160 | 4 | n/a | 100 | 116 | 200.0% |\n" +
+		"| floor get h1 c=16 | 180 | 90 | n/a | n/a | 80 | 90 | 10 | – |\n" +
 		"| SPIKE put c=16 | n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |\n" +
 		"| raw INSERT c=16 | 1500 | 1000 | n/a | n/a | n/a | 500 | 1000 | – |\n" +
 		"\n" +

@@ -36,11 +36,12 @@ type spikeTarget struct {
 	paths   int
 }
 
-// newSpikeTarget returns a target calling Nexus at url as src's SVID,
+// newSpikeTarget returns a target calling Nexus at url as src's SVID, over
+// HTTP/1.1 when http1 is set and HTTP/2 otherwise,
 // accepting only a server with nexusID, and sending token as the admin
 // bearer token unless it is "".
-func newSpikeTarget(src *svid.Source, url string, nexusID spiffeid.ID, token string, valueSize, paths int) spikeTarget {
-	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(nexusID)))
+func newSpikeTarget(src *svid.Source, url string, nexusID spiffeid.ID, token string, valueSize, paths int, http1 bool) spikeTarget {
+	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(nexusID)), rpcclient.Options{HTTP1: http1})
 	opts := []connect.ClientOption{connect.WithInterceptors(rpcclient.Interceptor())}
 	if token != "" {
 		opts = append(opts, connect.WithInterceptors(bearer(token)))
