@@ -270,8 +270,7 @@ func TestWatchIgnoresForgedChanges(t *testing.T) {
 		{"f/a", nexusv1.ChangeKind_CHANGE_KIND_WRITTEN, 4, []int64{3}, map[string]string{"k": "3"}},
 		{"f/a", nexusv1.ChangeKind_CHANGE_KIND_WRITTEN, 4, []int64{4}, map[string]string{"k": "4"}},
 	}
-	got := w.events(1, 10*time.Second)
-	got = append(got, drain(w)...)
+	got := w.events(2, 10*time.Second)
 	// Live, the first write may be checked before the second commits: its
 	// current version is then 3.
 	if len(got) > 0 && got[0].Version == 3 {
