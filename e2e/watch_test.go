@@ -223,13 +223,22 @@ func TestWatchAcrossReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.WithoutCancel(t.Context()))
-	for _, row := range []string{
-		`(pg_current_xact_id(), 'watch/p1', 1, '{999}')`, // a version that does not exist
-		`(pg_current_xact_id(), 'watch/p1', 2, '{3}')`,   // a delete the head does not bear out
-		`(pg_current_xact_id(), 'watch/p1', 6, '{}')`,    // a removal that did not happen
-		`(pg_current_xact_id(), 'watch/nope', 1, '{1}')`, // a secret that does not exist
+	for _, sql := range []string{
+		// Without a MAC.
+		`INSERT INTO secret_changes (xid, path, kind, versions) VALUES (pg_current_xact_id(), 'watch/p1', 1, '{999}')`,
+		`INSERT INTO secret_changes (xid, path, kind, versions) VALUES (pg_current_xact_id(), 'watch/p1', 6, '{}')`,
+		// A real row replayed in a new transaction, as another path, as
+		// another kind: its MAC does not check.
+		`INSERT INTO secret_changes (xid, path, kind, versions, mac)
+		 SELECT pg_current_xact_id(), path, kind, versions, mac FROM secret_changes WHERE path = 'watch/p1' AND versions = '{3}'`,
+		`INSERT INTO secret_changes (xid, path, kind, versions, mac)
+		 SELECT pg_current_xact_id(), 'watch/p2', kind, versions, mac FROM secret_changes WHERE path = 'watch/p1' ORDER BY id DESC LIMIT 1`,
+		// A real row copied as it is, in its own (old) transaction: behind
+		// every watcher's cursor, and a repeat for one that reads it.
+		`INSERT INTO secret_changes (xid, path, kind, versions, mac, created_at)
+		 SELECT xid, path, kind, versions, mac, created_at FROM secret_changes WHERE path = 'watch/p1' AND versions = '{3}'`,
 	} {
-		if _, err := conn.Exec(t.Context(), `INSERT INTO secret_changes (xid, path, kind, versions) VALUES `+row); err != nil {
+		if _, err := conn.Exec(t.Context(), sql); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,7 +29,9 @@ type ChangeRow struct {
 	Path     string
 	Kind     secret.ChangeKind
 	Versions []int64
-	At       time.Time
+	// MAC authenticates the row (see audit.Trail.CheckChange).
+	MAC []byte
+	At  time.Time
 }
 
 // ChangeLog is the change log's state.
@@ -90,7 +92,7 @@ func (s *Store) Changes(ctx context.Context, from Position, limit int) ([]Change
 	// One statement, one snapshot: the rows and the mark agree.
 	rows, err := s.pool.Query(ctx,
 		`WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
-		 SELECT snap.xmin::text, c.xid::text, c.id, c.path, c.kind, c.versions, c.created_at
+		 SELECT snap.xmin::text, c.xid::text, c.id, c.path, c.kind, c.versions, c.mac, c.created_at
 		 FROM snap LEFT JOIN LATERAL (
 		   SELECT * FROM secret_changes
 		   WHERE (xid, id) > ($1::text::xid8, $2::bigint) AND xid < snap.xmin
@@ -111,9 +113,10 @@ func (s *Store) Changes(ctx context.Context, from Position, limit int) ([]Change
 			path *string
 			kind *int16
 			vs   []int64
+			mac  []byte
 			at   *time.Time
 		)
-		if err := rows.Scan(&settled, &xid, &id, &path, &kind, &vs, &at); err != nil {
+		if err := rows.Scan(&settled, &xid, &id, &path, &kind, &vs, &mac, &at); err != nil {
 			rows.Close()
 			return nil, 0, dbError(ctx, "read changes", err)
 		}
@@ -126,7 +129,7 @@ func (s *Store) Changes(ctx context.Context, from Position, limit int) ([]Change
 			return nil, 0, err
 		}
 		out = append(out, ChangeRow{Position: Position{XID: x, ID: *id}, Path: *path,
-			Kind: secret.ChangeKind(*kind), Versions: vs, At: *at})
+			Kind: secret.ChangeKind(*kind), Versions: vs, MAC: mac, At: *at})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, 0, dbError(ctx, "read changes", err)

@@ -102,6 +102,10 @@ type watcher struct {
 	// written is the newest version of each path this stream passed in a
 	// WRITTEN row: a row repeating an older one (forged) is dropped.
 	written map[string]int64
+	// lastXID and xidPaths: the paths of the last transaction's rows seen,
+	// so that a copy of a row (same transaction, same path) is dropped.
+	lastXID  uint64
+	xidPaths map[string]bool
 }
 
 func (w *watcher) run(ctx context.Context) error {
@@ -354,6 +358,23 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 			return nil, nil
 		}
 	}
+	ok, err := s.trail.CheckChange(ctx, r.XID, r.Path, int16(r.Kind), r.Versions, r.MAC)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		w.dropped(r, "does not authenticate")
+		return nil, nil
+	}
+	// One row per path and transaction: another is a copy.
+	if r.XID != w.lastXID || w.xidPaths == nil {
+		w.lastXID, w.xidPaths = r.XID, map[string]bool{}
+	}
+	if w.xidPaths[r.Path] {
+		w.dropped(r, "repeats a row of its transaction")
+		return nil, nil
+	}
+	w.xidPaths[r.Path] = true
 	h, ok := heads[r.Path]
 	if !ok {
 		m, err := s.engine.Metadata(ctx, r.Path)

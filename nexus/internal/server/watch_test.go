@@ -262,9 +262,16 @@ func TestWatchIgnoresForgedChanges(t *testing.T) {
 	for _, row := range forged {
 		s.exec(`INSERT INTO secret_changes (xid, path, kind, versions) VALUES ` + row)
 	}
+	// Real rows (with their MACs) replayed in a new transaction, or edited.
+	s.exec(`INSERT INTO secret_changes (xid, path, kind, versions, mac)
+	        SELECT pg_current_xact_id(), path, kind, versions, mac FROM secret_changes WHERE path = 'f/a' AND versions = '{2}'`)
+	s.exec(`INSERT INTO secret_changes (xid, path, kind, versions, mac)
+	        SELECT pg_current_xact_id(), path, 2, versions, mac FROM secret_changes WHERE path = 'f/a' AND versions = '{2}' AND kind = 1`)
 	s.put("f/a", map[string]string{"k": "3"})
-	// A replay of an older write, after the newer one.
-	s.exec(`INSERT INTO secret_changes (xid, path, kind, versions) VALUES (pg_current_xact_id(), 'f/a', 1, '{2}')`)
+	// The real row of version 3 copied as it is (its own transaction):
+	// one event only.
+	s.exec(`INSERT INTO secret_changes (xid, path, kind, versions, mac, created_at)
+	        SELECT xid, path, kind, versions, mac, created_at FROM secret_changes WHERE path = 'f/a' AND versions = '{3}'`)
 	s.put("f/a", map[string]string{"k": "4"})
 	want := []event{
 		{"f/a", nexusv1.ChangeKind_CHANGE_KIND_WRITTEN, 4, []int64{3}, map[string]string{"k": "3"}},

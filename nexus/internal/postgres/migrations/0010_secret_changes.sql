@@ -5,9 +5,10 @@
 -- than its snapshot's xmin, which have all ended, so that rows are read in
 -- (xid, id) order without gaps or repeats whichever Nexus wrote them.
 --
--- The rows are plain and not authenticated: Nexus checks each against the
--- secret's sealed head before it sends anything, and reads data only
--- through the normal authenticated path. They are not backed up (a restore
+-- Each row carries a MAC under the audit key over (xid, path, kind,
+-- versions); Nexus also checks each against the secret's sealed head before
+-- it sends anything, and reads data only through the normal authenticated
+-- path. They are not backed up (a restore
 -- goes into a fresh database, with an identity of its own).
 --
 -- A Nexus of schema 9 ignores both tables and writes no rows here: while
@@ -19,6 +20,8 @@ CREATE TABLE secret_changes (
     path        text NOT NULL,
     kind        smallint NOT NULL,
     versions    bigint[] NOT NULL DEFAULT '{}',
+    -- HMAC under the audit key of (xid, path, kind, versions).
+    mac         bytea,
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX secret_changes_xid_id ON secret_changes (xid, id);
