@@ -199,7 +199,6 @@ var cmpVersions = cmp.Transformer("versions", func(v []int64) []int64 {
 	return v
 })
 
-
 // drain returns the events that arrive within a short while.
 func drain(w *watchStream) []event {
 	var got []event
