@@ -134,7 +134,7 @@ func TestChangesAreReadOnceInOrderAfterTheyHaveSettled(t *testing.T) {
 		t.Fatalf("changes (-want +got):\n%s", d)
 	}
 	for i := 1; i < len(got); i++ {
-		if !got[i-1].Position.Before(got[i].Position) {
+		if !got[i-1].Before(got[i].Position) {
 			t.Fatalf("row %d at %v does not come after %v", i, got[i].Position, got[i-1].Position)
 		}
 	}

@@ -36,6 +36,7 @@ func (w Write) Changed() []int64 {
 		return slices.Clone(w.Undeleted)
 	case ChangeDestroyed:
 		return slices.Clone(w.Destroyed)
+	case ChangeMetadata, ChangeRemoved:
 	}
 	return []int64{}
 }

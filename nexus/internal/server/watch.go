@@ -348,15 +348,9 @@ type headState struct {
 // event's current version and data come from the authenticated state.
 func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[string]headState) (*nexusv1.SecretEvent, error) {
 	s := w.s
-	if secret.ValidatePath(r.Path) != nil || !r.Kind.Valid() || len(r.Versions) > secret.MaxVersionsPerRequest {
+	if !wellFormed(r) {
 		w.dropped(r, "malformed")
 		return nil, nil
-	}
-	for _, v := range r.Versions {
-		if v < 1 {
-			w.dropped(r, "malformed versions")
-			return nil, nil
-		}
 	}
 	ok, err := s.trail.CheckChange(ctx, r.XID, r.Path, int16(r.Kind), r.Versions, r.MAC)
 	if err != nil {
@@ -463,6 +457,7 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 				return nil, nil // changed again since (or forged): the later row tells
 			}
 		}
+	case secret.ChangeRemoved: // handled above
 	case secret.ChangeMetadata:
 		if len(r.Versions) != 0 {
 			w.dropped(r, "malformed versions")
@@ -470,6 +465,20 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 		}
 	}
 	return ev, nil
+}
+
+// wellFormed reports whether a row names a valid path, a known kind and
+// at most the versions one request can touch, each a version number.
+func wellFormed(r postgres.ChangeRow) bool {
+	if secret.ValidatePath(r.Path) != nil || !r.Kind.Valid() || len(r.Versions) > secret.MaxVersionsPerRequest {
+		return false
+	}
+	for _, v := range r.Versions {
+		if v < 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // dropped logs a change log row that cannot be true (never a value).

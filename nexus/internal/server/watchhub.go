@@ -286,7 +286,7 @@ func (h *watchHub) read(pos postgres.Position, limit int) hubRead {
 	}
 	i, _ := slices.BinarySearchFunc(h.buf, pos, func(row postgres.ChangeRow, p postgres.Position) int {
 		switch {
-		case row.Position.Before(p):
+		case row.Before(p):
 			return -1
 		case p.Before(row.Position):
 			return 1
