@@ -192,3 +192,37 @@ func TestChangeLogPruning(t *testing.T) {
 		t.Fatalf("a prune of nothing moved the mark to %d", l2.Pruned)
 	}
 }
+
+// The serving role may add and prune change log rows but not edit them,
+// and may only read and update the change log's state row.
+func TestServingRoleOnTheChangeLog(t *testing.T) {
+	t.Parallel()
+	_, serving, _ := servingStores(t)
+	ctx := t.Context()
+	for _, c := range []struct {
+		sql  string
+		want string // SQLSTATE; "" for allowed
+	}{
+		{`INSERT INTO secret_changes (xid, path, kind) VALUES (pg_current_xact_id(), 'p', 1)`, ""},
+		{`SELECT count(*) FROM secret_changes`, ""},
+		{`DELETE FROM secret_changes WHERE path = 'none'`, ""},
+		{`UPDATE secret_changes SET kind = 2`, "42501"},
+		{`TRUNCATE secret_changes`, "42501"},
+		{`SELECT identity FROM watch_state`, ""},
+		{`UPDATE watch_state SET pruned_xid = pruned_xid`, ""},
+		{`INSERT INTO watch_state (id, identity, pruned_xid) VALUES (2, gen_random_uuid(), '0')`, "42501"},
+		{`DELETE FROM watch_state`, "42501"},
+	} {
+		_, err := serving.pool.Exec(ctx, c.sql)
+		if c.want == "" {
+			if err != nil {
+				t.Errorf("%s: %v, want it allowed", c.sql, err)
+			}
+			continue
+		}
+		wantSQLState(t, c.sql, err, c.want)
+	}
+	if _, err := serving.PruneChanges(ctx, 24*time.Hour); err != nil {
+		t.Errorf("PruneChanges as the serving role: %v", err)
+	}
+}

@@ -376,3 +376,34 @@ func openErr(t *testing.T, s *stack, id spiffeid.ID, m *nexusv1.WatchSecretsRequ
 	}
 	return st.Err()
 }
+
+// Heartbeats carry the cursor past changes the watcher does not get (here:
+// outside its prefix), and a stream resumed from a heartbeat's cursor
+// neither repeats what came before nor misses what comes after.
+func TestWatchHeartbeatsMoveTheCursor(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.init()
+	w := s.watch(adminID, &nexusv1.WatchSecretsRequest{Prefix: "h/"})
+	s.put("h/a", map[string]string{"k": "1"})
+	w.events(1, 10*time.Second)
+	after := w.cursor
+	s.put("other/b", map[string]string{"k": "1"})
+	var moved string
+	for deadline := time.Now().Add(10 * time.Second); moved == "" && time.Now().Before(deadline); {
+		if r := w.next(2 * time.Second); r != nil && len(r.GetEvents()) == 0 && r.GetCursor() != after {
+			moved = r.GetCursor()
+		}
+	}
+	if moved == "" {
+		t.Fatal("no heartbeat moved the cursor past a change outside the prefix")
+	}
+	w.cancel()
+	resumed := s.watchFrom(adminID, "h/", moved, false)
+	s.put("h/c", map[string]string{"k": "1"})
+	want := []event{{"h/c", nexusv1.ChangeKind_CHANGE_KIND_WRITTEN, 1, []int64{1}, nil}}
+	if d := cmp.Diff(want, resumed.events(1, 10*time.Second), cmpVersions); d != "" {
+		t.Fatalf("resumed from a heartbeat (-want +got):\n%s", d)
+	}
+	resumed.quiet(1500 * time.Millisecond)
+}
