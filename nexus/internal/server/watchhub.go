@@ -100,6 +100,9 @@ type watchHub struct {
 	streams map[string]int
 	total   int
 	checked time.Time
+	// failing says that the last poll failed (logged once until a poll
+	// succeeds again).
+	failing bool
 }
 
 func newWatchHub(log changeLog, cfg WatchConfig, logger *slog.Logger) *watchHub {
@@ -211,6 +214,10 @@ func (h *watchHub) poll(ctx context.Context) {
 			next = later(next, postgres.Position{XID: settled})
 		}
 		h.mu.Lock()
+		if h.failing {
+			h.failing = false
+			h.logger.Info("reading the change log works again")
+		}
 		if h.pos != pos { // reset meanwhile
 			h.mu.Unlock()
 			return
@@ -234,8 +241,12 @@ func (h *watchHub) poll(ctx context.Context) {
 }
 
 func (h *watchHub) failed(ctx context.Context, err error) {
-	if ctx.Err() == nil {
-		h.logger.Warn("reading the change log failed; retrying", "error", err.Error())
+	h.mu.Lock()
+	first := !h.failing
+	h.failing = true
+	h.mu.Unlock()
+	if first && ctx.Err() == nil {
+		h.logger.Warn("reading the change log failed; retrying every poll", "error", err.Error())
 	}
 }
 
