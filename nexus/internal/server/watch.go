@@ -36,8 +36,6 @@ const (
 	watchLifetime = maxStreamDuration - time.Minute
 	// maxCursorLen bounds a cursor before it is decoded.
 	maxCursorLen = 128
-	// maxWrittenTracked bounds the per-stream memory of written versions.
-	maxWrittenTracked = 10000
 )
 
 // WatchSecrets streams the changes under a prefix, read from the change
@@ -62,8 +60,7 @@ func (s secretServer) WatchSecrets(ctx context.Context, req *connect.Request[nex
 		c.record.Deny(err.Error())
 	} else {
 		c.record.Allow(reason)
-		w := &watcher{s: s, c: c, peer: req.Peer().Addr, procedure: procedure, m: req.Msg, stream: stream,
-			written: map[string]int64{}}
+		w := &watcher{s: s, c: c, peer: req.Peer().Addr, procedure: procedure, m: req.Msg, stream: stream}
 		err = w.run(ctx)
 	}
 	err = s.toConnect(err, c.id)
@@ -99,9 +96,6 @@ type watcher struct {
 	stream    *connect.ServerStream[nexusv1.WatchSecretsResponse]
 	identity  string
 	pos       postgres.Position
-	// written is the newest version of each path this stream passed in a
-	// WRITTEN row: a row repeating an older one (forged) is dropped.
-	written map[string]int64
 	// lastXID and xidPaths: the paths of the last transaction's rows seen,
 	// so that a copy of a row (same transaction, same path) is dropped.
 	lastXID  uint64
@@ -411,7 +405,6 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 	ev := &nexusv1.SecretEvent{Path: r.Path, Kind: nexusv1.ChangeKind(r.Kind), Versions: r.Versions,
 		CommittedAt: timestamppb.New(r.At)}
 	if r.Kind == secret.ChangeRemoved {
-		delete(w.written, r.Path)
 		if h.found {
 			return nil, nil // created again since: its own rows follow
 		}
@@ -438,14 +431,6 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 			return nil, nil
 		}
 		st, kept := h.states[v]
-		if v <= w.written[r.Path] {
-			w.dropped(r, "repeats an older write")
-			return nil, nil
-		}
-		if len(w.written) >= maxWrittenTracked {
-			clear(w.written)
-		}
-		w.written[r.Path] = v
 		if w.m.GetIncludeData() && kept && st == secret.Active {
 			_, data, err := s.engine.Read(ctx, r.Path, v)
 			switch {
