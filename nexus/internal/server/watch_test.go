@@ -238,9 +238,10 @@ func TestWatchIgnoresForgedChanges(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)
 	s.init()
+	w := s.watch(adminID, &nexusv1.WatchSecretsRequest{Prefix: "f/", IncludeData: true})
 	s.put("f/a", map[string]string{"k": "1"})
 	s.put("f/a", map[string]string{"k": "2"})
-	w := s.watch(adminID, &nexusv1.WatchSecretsRequest{Prefix: "f/", IncludeData: true})
+	w.events(2, 10*time.Second)
 
 	forged := []string{
 		// A version the secret does not have.
