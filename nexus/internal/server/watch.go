@@ -156,6 +156,9 @@ func (w *watcher) run(ctx context.Context) error {
 	var epoch = -1
 	for {
 		r := s.watch.read(w.pos, maxWatchEvents)
+		if r.down {
+			return fault.New(fault.Unavailable, "the change log cannot be read now: resume with the last cursor")
+		}
 		if r.ready {
 			if r.identity != w.identity {
 				return fault.New(fault.OutOfRange, "the change log now belongs to another database (restored or replaced): start again without a cursor and read the secrets afresh")

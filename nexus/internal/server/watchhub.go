@@ -101,9 +101,14 @@ type watchHub struct {
 	total   int
 	checked time.Time
 	// failing says that the last poll failed (logged once until a poll
-	// succeeds again).
-	failing bool
+	// succeeds again), since failingSince.
+	failing      bool
+	failingSince time.Time
 }
+
+// maxHubOutage is how long the hub may fail to read the change log before
+// the streams end with Unavailable (so that clients know, and retry).
+const maxHubOutage = 5 * time.Second
 
 func newWatchHub(log changeLog, cfg WatchConfig, logger *slog.Logger) *watchHub {
 	return &watchHub{log: log, cfg: cfg.withDefaults(), logger: logger, kickCh: make(chan struct{}, 1),
@@ -243,7 +248,11 @@ func (h *watchHub) poll(ctx context.Context) {
 func (h *watchHub) failed(ctx context.Context, err error) {
 	h.mu.Lock()
 	first := !h.failing
+	if first {
+		h.failingSince = time.Now()
+	}
 	h.failing = true
+	h.advanced() // streams look at the outage
 	h.mu.Unlock()
 	if first && ctx.Err() == nil {
 		h.logger.Warn("reading the change log failed; retrying every poll", "error", err.Error())
@@ -281,13 +290,16 @@ type hubRead struct {
 	epoch    int
 	identity string
 	ready    bool
+	// down: the hub has failed to read the change log for maxHubOutage.
+	down bool
 }
 
 // read returns at most limit buffered rows after pos.
 func (h *watchHub) read(pos postgres.Position, limit int) hubRead {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	r := hubRead{wait: h.wake, epoch: h.epoch, identity: h.identity, ready: h.ready, next: pos}
+	r := hubRead{wait: h.wake, epoch: h.epoch, identity: h.identity, ready: h.ready, next: pos,
+		down: h.failing && time.Since(h.failingSince) > maxHubOutage}
 	if !h.ready || pos.Before(h.start) {
 		return r
 	}

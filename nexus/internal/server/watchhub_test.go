@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/spike-dev/spike/nexus/internal/fault"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
@@ -13,6 +14,7 @@ import (
 // fakeChangeLog holds rows (xid i for row i) all settled below settled.
 type fakeChangeLog struct {
 	mu       sync.Mutex
+	err      error
 	rows     []postgres.ChangeRow
 	settled  uint64
 	identity string
@@ -31,6 +33,9 @@ func (f *fakeChangeLog) add(n int) {
 func (f *fakeChangeLog) Changes(_ context.Context, from postgres.Position, limit int) ([]postgres.ChangeRow, uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.err != nil {
+		return nil, 0, f.err
+	}
 	var out []postgres.ChangeRow
 	for _, r := range f.rows {
 		if from.Before(r.Position) && len(out) < limit {
@@ -128,5 +133,38 @@ func TestWatchHubLimits(t *testing.T) {
 	}
 	if _, err := h.join("d"); fault.CodeOf(err) != fault.TooMany {
 		t.Fatalf("full again: %v, want TooMany", err)
+	}
+}
+
+// While the change log cannot be read, streams wait; after maxHubOutage
+// they are told to end (Unavailable), and reading again clears it.
+func TestWatchHubOutage(t *testing.T) {
+	t.Parallel()
+	log := &fakeChangeLog{identity: "id"}
+	h := newWatchHub(log, WatchConfig{}, slog.New(slog.DiscardHandler))
+	if _, err := h.join("a"); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	h.poll(ctx)
+	log.mu.Lock()
+	log.err = fault.New(fault.Unavailable, "database unavailable")
+	log.mu.Unlock()
+	h.poll(ctx)
+	if r := h.read(h.pos, 10); r.down {
+		t.Fatal("down at the first failed poll")
+	}
+	h.mu.Lock()
+	h.failingSince = time.Now().Add(-maxHubOutage - time.Second)
+	h.mu.Unlock()
+	if r := h.read(h.pos, 10); !r.down {
+		t.Fatal("not down after maxHubOutage of failed polls")
+	}
+	log.mu.Lock()
+	log.err = nil
+	log.mu.Unlock()
+	h.poll(ctx)
+	if r := h.read(h.pos, 10); r.down {
+		t.Fatal("still down after a poll that worked")
 	}
 }
