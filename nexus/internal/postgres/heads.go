@@ -203,6 +203,9 @@ type headRead struct {
 	cur    *secret.Stored
 	rows   []secret.Row
 	stored *storedOutcome
+	// xid is the transaction's id, read for a request's write (its change
+	// log row is authenticated with it).
+	xid uint64
 }
 
 func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, change Change, values bool) ([]byte, bool, error) {
@@ -225,7 +228,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 	if rec != nil {
 		r, keyed = rec.Replay()
 	}
-	hr, err := readHead(ctx, conn, path, r, keyed, values)
+	hr, err := readHead(ctx, conn, path, r, keyed, values, rec != nil)
 	if err != nil {
 		return nil, false, err
 	}
@@ -275,7 +278,17 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		}
 		kept = &keptOutcome{r: r, outcome: outcome, mac: mac}
 	}
-	sql, args := writeSecretStatement(path, w, records, kept)
+	var changeMAC []byte
+	if w.Change != 0 {
+		if rec == nil {
+			return nil, false, fmt.Errorf("write secret %s: a change for watchers without its request", path)
+		}
+		if changeMAC, err = rec.ChangeMAC(hr.xid, path, int16(w.Change), w.Changed()); err != nil {
+			aborted()
+			return nil, false, err
+		}
+	}
+	sql, args := writeSecretStatement(path, w, records, kept, changeMAC)
 	b := &pgx.Batch{}
 	b.Queue(sql, args...)
 	steps := []string{"write"}
@@ -329,7 +342,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 // secret's row, read its version rows (with their sealed values when it
 // has no head yet, or when values asks for them), and look up the
 // idempotency key.
-func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Replay, keyed, values bool) (headRead, error) {
+func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Replay, keyed, values, request bool) (headRead, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
@@ -344,6 +357,11 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 	         WHERE v.path = $1 ORDER BY v.version`, path, values)
 	if keyed {
 		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
+	}
+	if request {
+		// In the same round trip: the id the change log row is
+		// authenticated with (taken once the row lock is held).
+		b.Queue(`SELECT pg_current_xact_id()::text`)
 	}
 	br := conn.SendBatch(ctx, b)
 	hr := headRead{cur: &secret.Stored{Path: path}}
@@ -392,6 +410,16 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 			if err == nil {
 				hr.stored = &o
 			} else if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+		}
+		if request {
+			var xid string
+			if err := br.QueryRow().Scan(&xid); err != nil {
+				return err
+			}
+			var err error
+			if hr.xid, err = parseXID(xid); err != nil {
 				return err
 			}
 		}
@@ -464,10 +492,10 @@ type keptOutcome struct {
 
 // writeSecretStatement writes a secret in one statement: the row with its
 // sealed head, the new version, the pruning, the version states and
-// reseals, the audit records and the outcome kept under the idempotency
-// key (kept, when not nil). Only the parts a write needs are in it: each
+// reseals, the change log's row (w.Change), the audit records and the
+// outcome kept under the idempotency key (kept, when not nil). Only the parts a write needs are in it: each
 // part left out is a scan saved.
-func writeSecretStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome) (string, []any) {
+func writeSecretStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome, changeMAC []byte) (string, []any) {
 	// The text depends only on the write's shape; it is built once per
 	// shape, while every write still collects its own arguments below.
 	shape := writeShape(w, records, kept)
@@ -480,7 +508,7 @@ func writeSecretStatement(path string, w secret.Write, records []audit.Record, k
 		}
 		return "$" + strconv.Itoa(len(args)) + "::" + typ
 	}
-	sql := buildWriteStatement(path, w, records, kept, func() int { return len(args) }, arg)
+	sql := buildWriteStatement(path, w, records, kept, changeMAC, func() int { return len(args) }, arg)
 	if known {
 		return cached.(string), args
 	}
@@ -492,10 +520,10 @@ func writeSecretStatement(path string, w secret.Write, records []audit.Record, k
 var writeStatements sync.Map
 
 // writeShape is what the text of a write statement depends on.
-func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint8 {
-	var s uint8
+func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint16 {
+	var s uint16
 	for i, b := range []bool{w.Create, w.Insert != nil, len(w.Deleted) > 0, len(w.Undeleted) > 0,
-		len(w.Destroyed) > 0, len(w.Reseal) > 0, len(records) > 0, kept != nil} {
+		len(w.Destroyed) > 0, len(w.Reseal) > 0, len(records) > 0, kept != nil, w.Change != 0} {
 		if b {
 			s |= 1 << i
 		}
@@ -506,7 +534,7 @@ func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint8
 // buildWriteStatement passes the write's arguments to arg, in order, and
 // returns its text (meaningless when arg returns no placeholders); n is the
 // number of arguments passed so far.
-func buildWriteStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome,
+func buildWriteStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome, changeMAC []byte,
 	n func() int, arg func(v any, typ string) string) string {
 	p := arg(path, "text")
 	var head string
@@ -555,6 +583,13 @@ func buildWriteStatement(path string, w secret.Write, records []audit.Record, ke
 			arg(a, "") // placeholders are in cols
 		}
 		parts = append(parts, `audited AS (INSERT INTO audit_log `+cols+`)`)
+	}
+	if w.Change != 0 {
+		// The change log's row, in the write's own statement: no round
+		// trip more, and no NOTIFY (which would serialise commits).
+		parts = append(parts, `changed AS (INSERT INTO secret_changes (xid, path, kind, versions, mac)
+		  SELECT pg_current_xact_id(), path, `+arg(int16(w.Change), "smallint")+`, `+arg(w.Changed(), "bigint[]")+`, `+
+			arg(changeMAC, "bytea")+` FROM head)`)
 	}
 	if kept != nil {
 		parts = append(parts, `kept AS (INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac)

@@ -28,15 +28,15 @@ func TestWriteStatementCache(t *testing.T) {
 	for i, tc := range writes {
 		// What the text is, built fresh with numbered placeholders.
 		var want []any
-		fresh := buildWriteStatement("p", tc.w, tc.records, tc.kept, func() int { return len(want) }, func(v any, typ string) string {
+		fresh := buildWriteStatement("p", tc.w, tc.records, tc.kept, nil, func() int { return len(want) }, func(v any, typ string) string {
 			want = append(want, v)
 			return "$" + strconv.Itoa(len(want)) + "::" + typ
 		})
-		first, args1 := writeSecretStatement("p", tc.w, tc.records, tc.kept)
+		first, args1 := writeSecretStatement("p", tc.w, tc.records, tc.kept, nil)
 		if first != fresh {
 			t.Errorf("write %d: the statement's text is not the one built for its shape:\n%s\nwant:\n%s", i, first, fresh)
 		}
-		second, args2 := writeSecretStatement("q", tc.w, tc.records, tc.kept)
+		second, args2 := writeSecretStatement("q", tc.w, tc.records, tc.kept, nil)
 		if first != second {
 			t.Errorf("write %d: the cached text differs from the one built first", i)
 		}

@@ -101,6 +101,7 @@ func (s *stack) startNexus(dsn string, log *slog.Logger) *app.App {
 		"SPIKE_KEEPER_URL":            s.keeper.URL(),
 		"SPIKE_KEEPER_ID":             keeperID.String(),
 		"SPIKE_KEEPER_CHECK_INTERVAL": "100ms",
+		"SPIKE_WATCH_HEARTBEAT":       "1s",
 	}
 	cfg, err := app.LoadConfig(func(k string) string { return env[k] })
 	if err != nil {

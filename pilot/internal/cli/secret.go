@@ -38,6 +38,7 @@ func (inv *invocation) secretCommand() *cobra.Command {
 		inv.destroyCommand(),
 		inv.rollbackCommand(),
 		inv.metadataCommand(),
+		inv.watchCommand(),
 	)
 }
 
