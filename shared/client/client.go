@@ -7,7 +7,6 @@ import (
 	"iter"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
@@ -34,8 +33,9 @@ type Client struct {
 	// retries); stream serves watches, which reconnect by themselves.
 	unaryHTTP, streamHTTP *http.Client
 	unary, stream         nexusv1connect.SecretServiceClient
-	// closed ends every watch when Close is called.
-	closed context.Context
+	// closed is done once Close was called; it ends the calls and
+	// watches in progress.
+	closed context.Context //nolint:containedctx // the client's lifetime, not a request's context
 	close  context.CancelFunc
 }
 
@@ -72,15 +72,6 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c.stream = nexusv1connect.NewSecretServiceClient(c.streamHTTP, url)
 	c.closed, c.close = context.WithCancel(context.Background())
 	return c, nil
-}
-
-// NewFromEnv is New with the configuration of ConfigFromEnv(os.Getenv).
-func NewFromEnv(ctx context.Context) (*Client, error) {
-	cfg, err := ConfigFromEnv(os.Getenv)
-	if err != nil {
-		return nil, err
-	}
-	return New(ctx, cfg)
 }
 
 // streamClient is the HTTP/2 client of watches: no retries and no bound

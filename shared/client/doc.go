@@ -3,7 +3,11 @@
 // SPIFFE ID, proved by its X.509 SVID over mutual TLS. No password, API
 // key or token: Nexus grants what a policy gives that SPIFFE ID.
 //
-//	c, err := client.NewFromEnv(ctx) // or client.New(ctx, client.Config{...})
+//	cfg, err := client.ConfigFromEnv(os.Getenv) // or a client.Config of your own
+//	if err != nil {
+//		return err
+//	}
+//	c, err := client.New(ctx, cfg)
 //	if err != nil {
 //		return err
 //	}
