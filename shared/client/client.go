@@ -3,11 +3,13 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"iter"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -37,6 +39,10 @@ type Client struct {
 	// watches in progress.
 	closed context.Context //nolint:containedctx // the client's lifetime, not a request's context
 	close  context.CancelFunc
+
+	// leaf is the SVID certificate the last call saw (see noticeRotation).
+	mu   sync.Mutex
+	leaf *x509.Certificate
 }
 
 // New returns a client for the Nexus that cfg names. It loads the SVID
@@ -111,9 +117,31 @@ func (c *Client) callCtx(ctx context.Context) (context.Context, context.CancelFu
 	if c.closed.Err() != nil {
 		return nil, nil, ErrClosed
 	}
+	c.noticeRotation()
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.closed, cancel)
 	return ctx, func() { stop(); cancel() }, nil
+}
+
+// noticeRotation closes the idle connections once the SVID changed
+// (rotated by SPIRE, or its files replaced), so that the next call
+// presents the new certificate in a new handshake instead of riding on a
+// connection made with the old one. A stream in progress keeps its
+// connection until it ends.
+func (c *Client) noticeRotation() {
+	s, err := c.src.GetX509SVID()
+	if err != nil || s == nil || len(s.Certificates) == 0 {
+		return
+	}
+	leaf := s.Certificates[0]
+	c.mu.Lock()
+	changed := c.leaf != nil && !c.leaf.Equal(leaf)
+	c.leaf = leaf
+	c.mu.Unlock()
+	if changed {
+		c.unaryHTTP.CloseIdleConnections()
+		c.streamHTTP.CloseIdleConnections()
+	}
 }
 
 // Secret is one version of a secret.

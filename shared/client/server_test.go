@@ -40,6 +40,25 @@ func serve(t *testing.T, h nexusv1connect.SecretServiceHandler) *client.Client {
 // (zero: Nexus's).
 func serveAs(t *testing.T, h nexusv1connect.SecretServiceHandler, nexusID spiffeid.ID) *client.Client {
 	t.Helper()
+	return serveWith(t, h, func(ca *devca.CA, url string) client.Config {
+		src, err := ca.Source(workload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return client.Config{
+			NexusURL: url,
+			NexusID:  nexusID,
+			Source:   src,
+			Retry:    rpcclient.Options{MaxRetries: 2, MinWait: 1, MaxWait: 1},
+		}
+	})
+}
+
+// serveWith serves h as Nexus over mTLS with SVIDs from a new CA, and
+// returns a client with the configuration config makes for the server's
+// URL.
+func serveWith(t *testing.T, h nexusv1connect.SecretServiceHandler, config func(ca *devca.CA, url string) client.Config) *client.Client {
+	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {
 		t.Fatal(err)
@@ -64,16 +83,7 @@ func serveAs(t *testing.T, h nexusv1connect.SecretServiceHandler, nexusID spiffe
 			t.Errorf("serve: %v", err)
 		}
 	})
-	src, err := ca.Source(workload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := client.New(t.Context(), client.Config{
-		NexusURL: "https://" + ln.Addr().String(),
-		NexusID:  nexusID,
-		Source:   src,
-		Retry:    rpcclient.Options{MaxRetries: 2, MinWait: 1, MaxWait: 1},
-	})
+	c, err := client.New(t.Context(), config(ca, "https://"+ln.Addr().String()))
 	if err != nil {
 		t.Fatal(err)
 	}
