@@ -50,11 +50,13 @@ func (k EventKind) String() string {
 type Event struct {
 	Path string
 	Kind EventKind
-	// Version is the secret's current version once the change committed
-	// (0 when it has none, or was removed).
+	// Version is the secret's current version (0 when it has none, or was
+	// removed): Nexus reports the version current when it sends the
+	// event, which a later write may have passed. The version a change
+	// made or touched is in Versions.
 	Version int64
 	// Versions are the versions the change touched; for KindWritten, the
-	// new one.
+	// one it wrote.
 	Versions    []int64
 	CommittedAt time.Time
 	// Data is the new version's data, for KindWritten with

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/spike-dev/spike/shared/client"
@@ -105,9 +106,12 @@ put:
 		case <-tick.C:
 		}
 	}
-	ev, want := first, first.Version
+	if len(first.Versions) != 1 {
+		return client.Event{}, fmt.Errorf("a write's event names versions %v, want one", first.Versions)
+	}
+	ev, want := first, first.Versions[0]
 	for {
-		if ev.Path != path || ev.Kind != client.KindWritten || ev.Version != want || ev.Data["color"] != written[want] {
+		if ev.Path != path || ev.Kind != client.KindWritten || !slices.Equal(ev.Versions, []int64{want}) || ev.Data["color"] != written[want] {
 			return client.Event{}, fmt.Errorf("event %+v, want version %d of %s written with color %q", ev, want, path, written[want])
 		}
 		if want == lastWritten {
@@ -136,14 +140,14 @@ func resume(ctx context.Context, c *client.Client, path string, last client.Even
 		}
 	}
 	want := []string{"r1", "r2"}
-	next := last.Version + 1
+	next := last.Versions[0] + 1
 	wctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	for ev, err := range c.Watch(wctx, path, client.WatchOptions{Cursor: last.Cursor, IncludeData: true}) {
 		if err != nil {
 			return fmt.Errorf("watch from a cursor: %w (still waiting for %q)", err, want)
 		}
-		if ev.Version != next || ev.Data["color"] != want[0] {
+		if !slices.Equal(ev.Versions, []int64{next}) || ev.Data["color"] != want[0] {
 			return fmt.Errorf("after the cursor: event %+v, want version %d with color %q", ev, next, want[0])
 		}
 		next, want = next+1, want[1:]
