@@ -225,7 +225,8 @@ func (c *Client) Put(ctx context.Context, path string, data map[string]string, o
 }
 
 // Patch merges data into the latest version of the secret at path (the
-// other keys are kept), as a new version; as Put otherwise.
+// other keys are kept), as a new version. It needs read and write
+// permission; as Put otherwise.
 func (c *Client) Patch(ctx context.Context, path string, data map[string]string, opts ...WriteOption) (Version, error) {
 	ctx, done, err := c.callCtx(ctx)
 	if err != nil {
