@@ -18,14 +18,19 @@ import (
 // A workload reads one key of its secret, configured by the environment
 // (SPIKE_NEXUS_URL, and SPIFFE_ENDPOINT_SOCKET or the SPIKE_SVID_* files).
 func Example() {
-	ctx := context.Background()
+	if err := readUser(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func readUser(ctx context.Context) error {
 	cfg, err := client.ConfigFromEnv(os.Getenv)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	c, err := client.New(ctx, cfg)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer c.Close()
 
@@ -33,17 +38,18 @@ func Example() {
 	switch {
 	case errors.Is(err, client.ErrPermissionDenied):
 		id, _ := c.ID()
-		log.Fatalf("no policy grants %s read on apps/web/db", id)
+		return fmt.Errorf("no policy grants %s read on apps/web/db: %w", id, err)
 	case errors.Is(err, client.ErrNotFound):
-		log.Fatal("no secret at apps/web/db")
+		return errors.New("no secret at apps/web/db")
 	case err != nil:
-		log.Fatal(err)
+		return err
 	}
-	fmt.Println("connecting as", s.Data["user"])
+	fmt.Fprintln(os.Stdout, "connecting as", s.Data["user"])
+	return nil
 }
 
 // A client with explicit configuration: an SVID from the SPIRE agent, a
-// Nexus in another trust domain's naming.
+// Nexus behind a service name.
 func ExampleNew() {
 	ctx := context.Background()
 	c, err := client.New(ctx, client.Config{
@@ -53,39 +59,45 @@ func ExampleNew() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
-	// ... c.Get, c.Put, c.Watch for the life of the program.
+	// ... c.Get, c.Put, c.Watch for the life of the program, then:
+	_ = c.Close()
 }
 
 // A check-and-set write: it succeeds only if the secret is still at the
 // version that was read.
 func ExampleClient_Put() {
-	ctx := context.Background()
+	if err := setColor(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func setColor(ctx context.Context) error {
 	cfg, err := client.ConfigFromEnv(os.Getenv)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	c, err := client.New(ctx, cfg)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer c.Close()
 
 	s, err := c.Get(ctx, "apps/web/settings")
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	s.Data["color"] = "blue"
 	v, err := c.Put(ctx, s.Path, s.Data, client.CAS(s.Version))
 	switch {
 	case errors.Is(err, client.ErrConflict):
-		log.Fatal("someone else wrote it first: read again")
+		return errors.New("someone else wrote it first: read again")
 	case errors.Is(err, client.ErrOutcomeUnknown):
-		log.Fatal("no answer: the write may or may not have been applied; read before writing again")
+		return errors.New("no answer: the write may or may not have been applied; read before writing again")
 	case err != nil:
-		log.Fatal(err)
+		return err
 	}
-	fmt.Println("now at version", v.Version)
+	fmt.Fprintln(os.Stdout, "now at version", v.Version)
+	return nil
 }
 
 // Every path under a prefix, all pages.
@@ -99,9 +111,8 @@ func ExampleClient_List() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
-
 	paths, err := c.List(ctx, "apps/", client.ListOptions{Recursive: true})
+	_ = c.Close()
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -113,30 +124,38 @@ func ExampleClient_List() {
 // A watcher that reloads its configuration on each new version, and
 // remembers where it was so that a restarted program misses nothing.
 func ExampleClient_Watch() {
-	ctx := context.Background()
+	if err := follow(context.Background(), "/var/lib/web/watch-cursor"); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func follow(ctx context.Context, cursorFile string) error {
 	cfg, err := client.ConfigFromEnv(os.Getenv)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	c, err := client.New(ctx, cfg)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	defer c.Close()
 
-	cursor, _ := os.ReadFile("/var/lib/web/watch-cursor") // empty: from now on
+	cursor, _ := os.ReadFile(cursorFile) // none: from now on
 	for ev, err := range c.Watch(ctx, "apps/web/", client.WatchOptions{Cursor: string(cursor), IncludeData: true}) {
 		if errors.Is(err, client.ErrCursorExpired) {
-			log.Fatal("stopped for too long: read everything again, then watch from now")
+			return errors.New("stopped for too long: read everything again, then watch from now")
 		}
 		if err != nil {
-			log.Fatal(err) // permanent: reconnecting would not help
+			return err // permanent: reconnecting would not help
 		}
 		if ev.Kind == client.KindWritten {
-			fmt.Println(ev.Path, "is at version", ev.Version, "with", len(ev.Data), "keys")
+			fmt.Fprintln(os.Stdout, ev.Path, "now has version", ev.Versions, "with", len(ev.Data), "keys")
 		}
 		if ev.Cursor != "" {
-			_ = os.WriteFile("/var/lib/web/watch-cursor", []byte(ev.Cursor), 0o600)
+			if err := os.WriteFile(cursorFile, []byte(ev.Cursor), 0o600); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
 }

@@ -145,7 +145,7 @@ func (c *Client) Watch(ctx context.Context, prefix string, opts WatchOptions) it
 			if progressed {
 				wait = watchMinWait
 			}
-			pause := wait/2 + rand.N(wait/2+1)
+			pause := wait/2 + rand.N(wait/2+1) //nolint:gosec // jitter between reconnections, not a secret
 			log.Info("spike watch: reconnecting", "prefix", prefix, "after", pause, "reason", err)
 			t := time.NewTimer(pause)
 			select {
@@ -244,7 +244,7 @@ func reconnectable(err error) bool {
 		return true
 	case connect.CodeFailedPrecondition:
 		var ce *connect.Error
-		return errors.As(err, &ce) && kindOf(code, ce.Message()) == ErrSealed
+		return errors.As(err, &ce) && errors.Is(kindOf(code, ce.Message()), ErrSealed)
 	default:
 		return false
 	}
