@@ -3,11 +3,15 @@ package e2e_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,4 +186,138 @@ func TestClientFromOutsideModule(t *testing.T) {
 	if diff := cmp.Diff("put 1\nget 1 blue\nconflict ok\nwatch ok\nresume ok\n", string(out)); diff != "" {
 		t.Errorf("the outside program printed (-want +got):\n%s", diff)
 	}
+}
+
+// syncBuffer is a strings.Builder that goroutines may write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A watch through one Nexus replica sees the writes made through another;
+// when its replica crashes and comes back, the watch reconnects by itself
+// from its last cursor: the writes made while it was down arrive, every
+// version once and in order.
+func TestClientWatchReconnects(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, 2)
+	s.initialise(t)
+	admin := s.pilotEnv(t, 0, identity.Pilot(td))
+	id := spiffeid.RequireFromString("spiffe://spike.local/app/watcher")
+	mustSpike(t, admin, "", "policy", "put", "watcher", "--spiffe-id", id.String(), "--path", "apps/watch/**", "--perm", "read,write")
+	newClient := func(replica int) *client.Client {
+		cfg, err := client.ConfigFromEnv(lookup(s.pilotEnv(t, replica, id)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := client.New(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	watcher, writer := newClient(0), newClient(1)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	var logs syncBuffer
+	events := make(chan client.Event, 100)
+	failed := make(chan error, 1)
+	go func() {
+		opts := client.WatchOptions{IncludeData: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		for ev, err := range watcher.Watch(ctx, "apps/watch/", opts) {
+			if err != nil {
+				failed <- err
+				return
+			}
+			events <- ev
+		}
+	}()
+	next := func(what string) client.Event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case err := <-failed:
+			t.Fatalf("waiting for %s: the watch ended: %v\nits log:\n%s", what, err, logs.String())
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v\nthe watch's log:\n%s", what, ctx.Err(), logs.String())
+		}
+		return client.Event{}
+	}
+	put := func(n int) int64 {
+		t.Helper()
+		v, err := writer.Put(ctx, "apps/watch/cfg", map[string]string{"n": strconv.Itoa(n)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Version
+	}
+
+	// A watch without a cursor starts when its stream is up: write until
+	// it sees something, then read up to the last write.
+	var last int64
+	var ev client.Event
+	for seen := false; !seen; {
+		last = put(-1)
+		select {
+		case ev = <-events:
+			seen = true
+		case err := <-failed:
+			t.Fatalf("the watch ended: %v", err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	for !slices.Equal(ev.Versions, []int64{last}) {
+		ev = next("the first writes")
+	}
+
+	var want []int64
+	check := func(from int) {
+		t.Helper()
+		for n := from; n < from+3; n++ {
+			ev := next(fmt.Sprintf("write %d", n))
+			if ev.Path != "apps/watch/cfg" || ev.Kind != client.KindWritten || !slices.Equal(ev.Versions, []int64{want[n]}) || ev.Data["n"] != strconv.Itoa(n) {
+				t.Fatalf("event %+v, want version %d written with n=%d", ev, want[n], n)
+			}
+		}
+	}
+	for n := range 3 {
+		want = append(want, put(n))
+	}
+	check(0)
+
+	s.nexus[0].Kill()
+	for n := 3; n < 6; n++ {
+		want = append(want, put(n))
+	}
+	s.nexus[0].Restart()
+	s.nexus[0].WaitListening(s.nexusAddrs[0])
+	for n := 6; n < 9; n++ {
+		want = append(want, put(n))
+	}
+	check(3)
+	check(6)
+	select {
+	case ev := <-events:
+		t.Errorf("an event more than was written: %+v", ev)
+	case <-time.After(time.Second):
+	}
+	if !strings.Contains(logs.String(), "reconnecting") {
+		t.Errorf("the watch did not log a reconnection; its log:\n%s", logs.String())
+	}
+	t.Logf("the watch's log:\n%s", logs.String())
 }
