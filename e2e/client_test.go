@@ -138,16 +138,18 @@ func TestClientFromOutsideModule(t *testing.T) {
 	if strings.HasPrefix(dir, root+string(filepath.Separator)) {
 		t.Fatalf("the temporary module %s is inside the checkout %s", dir, root)
 	}
-	// The lines the README tells a workload's module to add.
-	gomod := "module example.com/outside\n\ngo 1.26.0\n\n" +
-		"require (\n" +
-		"\tgithub.com/spike-dev/spike/proto v0.0.0-00010101000000-000000000000\n" +
-		"\tgithub.com/spike-dev/spike/shared v0.0.0-00010101000000-000000000000\n" +
-		")\n\n" +
-		"replace (\n" +
-		"\tgithub.com/spike-dev/spike/proto => " + filepath.Join(root, "proto") + "\n" +
-		"\tgithub.com/spike-dev/spike/shared => " + filepath.Join(root, "shared") + "\n" +
-		")\n"
+	// The lines the README tells a workload's module to add, with the
+	// checkout for /path/to/spike.
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, block, ok := strings.Cut(string(readme), "\n```\nrequire (\n")
+	block, _, ok2 := strings.Cut(block, "```\n")
+	if !ok || !ok2 || !strings.Contains(block, "replace (") {
+		t.Fatal("README.md has no block of go.mod lines (require, replace) for a workload's module")
+	}
+	gomod := "module example.com/outside\n\ngo 1.26.0\n\nrequire (\n" + strings.ReplaceAll(block, "/path/to/spike", root)
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(gomod), 0o600); err != nil {
 		t.Fatal(err)
 	}
