@@ -239,7 +239,7 @@ func TestClientWatchReconnects(t *testing.T) {
 	events := make(chan client.Event, 100)
 	failed := make(chan error, 1)
 	go func() {
-		opts := client.WatchOptions{IncludeData: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+		opts := client.WatchOptions{IncludeData: true, Heartbeats: true, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 		for ev, err := range watcher.Watch(ctx, "apps/watch/", opts) {
 			if err != nil {
 				failed <- err
@@ -248,17 +248,22 @@ func TestClientWatchReconnects(t *testing.T) {
 			events <- ev
 		}
 	}()
-	next := func(what string) client.Event {
+	// next returns the next event, heartbeats included when heartbeats.
+	next := func(what string, heartbeats bool) client.Event {
 		t.Helper()
-		select {
-		case ev := <-events:
-			return ev
-		case err := <-failed:
-			t.Fatalf("waiting for %s: the watch ended: %v\nits log:\n%s", what, err, logs.String())
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v\nthe watch's log:\n%s", what, ctx.Err(), logs.String())
+		for {
+			select {
+			case ev := <-events:
+				if ev.Kind != client.KindHeartbeat || heartbeats {
+					return ev
+				}
+				continue
+			case err := <-failed:
+				t.Fatalf("waiting for %s: the watch ended: %v\nits log:\n%s", what, err, logs.String())
+			case <-ctx.Done():
+				t.Fatalf("waiting for %s: %v\nthe watch's log:\n%s", what, ctx.Err(), logs.String())
+			}
 		}
-		return client.Event{}
 	}
 	put := func(n int) int64 {
 		t.Helper()
@@ -269,29 +274,17 @@ func TestClientWatchReconnects(t *testing.T) {
 		return v.Version
 	}
 
-	// A watch without a cursor starts when its stream is up: write until
-	// it sees something, then read up to the last write.
-	var last int64
-	var ev client.Event
-	for seen := false; !seen; {
-		last = put(-1)
-		select {
-		case ev = <-events:
-			seen = true
-		case err := <-failed:
-			t.Fatalf("the watch ended: %v", err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	for !slices.Equal(ev.Versions, []int64{last}) {
-		ev = next("the first writes")
+	// Nexus answers a stream at once with a heartbeat: from then on,
+	// every write is watched.
+	if ev := next("the watch to start", true); ev.Kind != client.KindHeartbeat || ev.Cursor == "" {
+		t.Fatalf("the first response: %+v, want a heartbeat with a cursor", ev)
 	}
 
 	var want []int64
 	check := func(from int) {
 		t.Helper()
 		for n := from; n < from+3; n++ {
-			ev := next(fmt.Sprintf("write %d", n))
+			ev := next(fmt.Sprintf("write %d", n), false)
 			if ev.Path != "apps/watch/cfg" || ev.Kind != client.KindWritten || !slices.Equal(ev.Versions, []int64{want[n]}) || ev.Data["n"] != strconv.Itoa(n) {
 				t.Fatalf("event %+v, want version %d written with n=%d", ev, want[n], n)
 			}
@@ -313,10 +306,16 @@ func TestClientWatchReconnects(t *testing.T) {
 	}
 	check(3)
 	check(6)
-	select {
-	case ev := <-events:
-		t.Errorf("an event more than was written: %+v", ev)
-	case <-time.After(time.Second):
+	timeout := time.After(time.Second)
+	for more := true; more; {
+		select {
+		case ev := <-events:
+			if ev.Kind != client.KindHeartbeat {
+				t.Errorf("an event more than was written: %+v", ev)
+			}
+		case <-timeout:
+			more = false
+		}
 	}
 	if !strings.Contains(logs.String(), "reconnecting") {
 		t.Errorf("the watch did not log a reconnection; its log:\n%s", logs.String())

@@ -20,8 +20,11 @@ type EventKind int
 
 // The kinds of change.
 const (
+	// KindHeartbeat is no change: a response of Nexus without events,
+	// yielded only with WatchOptions.Heartbeats. It carries the cursor.
+	KindHeartbeat EventKind = iota
 	// KindWritten: a new version was written (put, patch or rollback).
-	KindWritten EventKind = iota + 1
+	KindWritten
 	// KindDeleted: versions were soft-deleted.
 	KindDeleted
 	// KindUndeleted: soft-deleted versions were restored.
@@ -35,7 +38,8 @@ const (
 )
 
 var kindNames = map[EventKind]string{
-	KindWritten: "written", KindDeleted: "deleted", KindUndeleted: "undeleted",
+	KindHeartbeat: "heartbeat",
+	KindWritten:   "written", KindDeleted: "deleted", KindUndeleted: "undeleted",
 	KindDestroyed: "destroyed", KindMetadataUpdated: "metadata-updated", KindRemoved: "removed",
 }
 
@@ -77,6 +81,12 @@ type WatchOptions struct {
 	Cursor string
 	// IncludeData sends the data of each new version with its event.
 	IncludeData bool
+	// Heartbeats also yields Nexus's responses without events, as events
+	// of KindHeartbeat carrying the cursor. Nexus answers each stream at
+	// once with one, so the first says that the watch is established: a
+	// program can then read the current state and apply the events that
+	// follow, missing nothing in between.
+	Heartbeats bool
 	// Logger, when set, hears of each reconnection and why.
 	Logger *slog.Logger
 }
@@ -110,8 +120,9 @@ const (
 // when ctx is done (errors.Is(err, context.Canceled)) or the client is
 // closed (ErrClosed). Breaking out of the loop ends the stream.
 //
-// Without a cursor the watch starts when its first stream is established;
-// an event committed before that is not sent.
+// Without a cursor the watch starts when its first stream is established
+// (WatchOptions.Heartbeats shows when); a change committed before that is
+// not sent.
 func (c *Client) Watch(ctx context.Context, prefix string, opts WatchOptions) iter.Seq2[Event, error] {
 	log := opts.Logger
 	if log == nil {
@@ -124,7 +135,7 @@ func (c *Client) Watch(ctx context.Context, prefix string, opts WatchOptions) it
 			return
 		}
 		defer done()
-		w := &watch{client: c, prefix: prefix, cursor: opts.Cursor, data: opts.IncludeData}
+		w := &watch{client: c, prefix: prefix, cursor: opts.Cursor, data: opts.IncludeData, heartbeats: opts.Heartbeats}
 		wait := watchMinWait
 		for {
 			progressed, stopped, err := w.stream(ctx, yield)
@@ -167,8 +178,9 @@ type watch struct {
 	client *Client
 	prefix string
 	// cursor is the last cursor Nexus sent (or the one the caller gave).
-	cursor string
-	data   bool
+	cursor     string
+	data       bool
+	heartbeats bool
 }
 
 // stream runs one stream from w.cursor, yielding its events, until it
@@ -188,6 +200,9 @@ func (w *watch) stream(ctx context.Context, yield func(Event, error) bool) (prog
 		progressed = true
 		msg := s.Msg()
 		events := msg.GetEvents()
+		if len(events) == 0 && w.heartbeats && !yield(Event{Kind: KindHeartbeat, Cursor: msg.GetCursor()}, nil) {
+			return progressed, true, nil
+		}
 		for i, ev := range events {
 			e := eventOf(ev)
 			if i == len(events)-1 {
@@ -207,11 +222,28 @@ func (w *watch) stream(ctx context.Context, yield func(Event, error) bool) (prog
 	return progressed, false, errStreamEnded
 }
 
+// changeKinds maps the kinds on the wire to ours.
+var changeKinds = map[nexusv1.ChangeKind]EventKind{
+	nexusv1.ChangeKind_CHANGE_KIND_WRITTEN:          KindWritten,
+	nexusv1.ChangeKind_CHANGE_KIND_DELETED:          KindDeleted,
+	nexusv1.ChangeKind_CHANGE_KIND_UNDELETED:        KindUndeleted,
+	nexusv1.ChangeKind_CHANGE_KIND_DESTROYED:        KindDestroyed,
+	nexusv1.ChangeKind_CHANGE_KIND_METADATA_UPDATED: KindMetadataUpdated,
+	nexusv1.ChangeKind_CHANGE_KIND_REMOVED:          KindRemoved,
+}
+
+// kindUnknown is the kind of an event of a kind this client does not know
+// (from a newer Nexus); its String is "unknown".
+const kindUnknown EventKind = -1
+
 // eventOf converts an event from the wire.
 func eventOf(ev *nexusv1.SecretEvent) Event {
 	e := Event{
-		Path: ev.GetPath(), Kind: EventKind(ev.GetKind()), Version: ev.GetVersion(),
+		Path: ev.GetPath(), Kind: kindUnknown, Version: ev.GetVersion(),
 		Versions: ev.GetVersions(), Data: ev.GetData(),
+	}
+	if k, ok := changeKinds[ev.GetKind()]; ok {
+		e.Kind = k
 	}
 	if ev.GetCommittedAt() != nil {
 		e.CommittedAt = ev.GetCommittedAt().AsTime()

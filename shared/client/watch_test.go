@@ -260,3 +260,34 @@ func TestWatchEnds(t *testing.T) {
 		})
 	}
 }
+
+// With Heartbeats, responses without events are yielded too, with their
+// cursor; the first says that the stream is up.
+func TestWatchHeartbeats(t *testing.T) {
+	t.Parallel()
+	h := &watchServer{scripts: []func(context.Context, int64, func([]int64, int64) error) error{
+		func(ctx context.Context, from int64, send func([]int64, int64) error) error {
+			for _, err := range []error{send(nil, from), send([]int64{from + 1}, from+1), send(nil, from+2)} {
+				if err != nil {
+					return err
+				}
+			}
+			<-ctx.Done()
+			return ctx.Err()
+		},
+	}}
+	c := serve(t, h)
+	var got []string
+	for ev, err := range c.Watch(t.Context(), "apps/", client.WatchOptions{Cursor: "c7", Heartbeats: true}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %d %s", ev.Kind, ev.Version, ev.Cursor))
+		if len(got) == 3 {
+			break
+		}
+	}
+	if diff := cmp.Diff([]string{"heartbeat 0 c7", "written 8 c8", "heartbeat 0 c9"}, got); diff != "" {
+		t.Errorf("events (-want +got):\n%s", diff)
+	}
+}
