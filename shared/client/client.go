@@ -39,6 +39,9 @@ type Client struct {
 	// watches in progress.
 	closed context.Context //nolint:containedctx // the client's lifetime, not a request's context
 	close  context.CancelFunc
+	// closeOnce makes Close idempotent; closeErr is its first outcome.
+	closeOnce sync.Once
+	closeErr  error
 
 	// leaf is the SVID certificate the last call saw (see noticeRotation).
 	mu   sync.Mutex
@@ -97,15 +100,18 @@ func streamClient(tlsConf *tls.Config) *http.Client {
 
 // Close ends the client's watches, closes its connections and releases
 // the SVID source it loaded (a Workload API connection). Calls made after
-// Close fail with ErrClosed.
+// Close, or cut short by it, fail with ErrClosed. Calling it again
+// returns the first result.
 func (c *Client) Close() error {
-	c.close()
-	c.unaryHTTP.CloseIdleConnections()
-	c.streamHTTP.CloseIdleConnections()
-	if c.ownSrc {
-		return c.src.Close()
-	}
-	return nil
+	c.closeOnce.Do(func() {
+		c.close()
+		c.unaryHTTP.CloseIdleConnections()
+		c.streamHTTP.CloseIdleConnections()
+		if c.ownSrc {
+			c.closeErr = c.src.Close()
+		}
+	})
+	return c.closeErr
 }
 
 // ID returns the SPIFFE ID the client presents: the one policies must
@@ -121,6 +127,15 @@ func (c *Client) callCtx(ctx context.Context) (context.Context, context.CancelFu
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(c.closed, cancel)
 	return ctx, func() { stop(); cancel() }, nil
+}
+
+// wrap is wrapError, except that a call that failed locally because the
+// client was closed under it fails with ErrClosed.
+func (c *Client) wrap(op, path string, err error) error {
+	if err != nil && c.closed.Err() != nil && !connect.IsWireError(err) {
+		err = ErrClosed
+	}
+	return wrapError(op, path, err)
 }
 
 // noticeRotation closes the idle connections once the SVID changed
@@ -166,12 +181,12 @@ func (c *Client) Get(ctx context.Context, path string) (*Secret, error) {
 func (c *Client) GetVersion(ctx context.Context, path string, version int64) (*Secret, error) {
 	ctx, done, err := c.callCtx(ctx)
 	if err != nil {
-		return nil, wrapError("get", path, err)
+		return nil, c.wrap("get", path, err)
 	}
 	defer done()
 	resp, err := c.unary.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: path, Version: version}))
 	if err != nil {
-		return nil, wrapError("get", path, err)
+		return nil, c.wrap("get", path, err)
 	}
 	s := resp.Msg.GetSecret()
 	return &Secret{
@@ -214,12 +229,12 @@ func writeOpts(opts []WriteOption) writeOptions {
 func (c *Client) Put(ctx context.Context, path string, data map[string]string, opts ...WriteOption) (Version, error) {
 	ctx, done, err := c.callCtx(ctx)
 	if err != nil {
-		return Version{}, wrapError("put", path, err)
+		return Version{}, c.wrap("put", path, err)
 	}
 	defer done()
 	resp, err := c.unary.PutSecret(ctx, connect.NewRequest(&nexusv1.PutSecretRequest{Path: path, Data: data, Cas: writeOpts(opts).cas}))
 	if err != nil {
-		return Version{}, wrapError("put", path, err)
+		return Version{}, c.wrap("put", path, err)
 	}
 	return Version{Path: resp.Msg.GetPath(), Version: resp.Msg.GetVersion(), CreatedAt: resp.Msg.GetCreatedAt().AsTime()}, nil
 }
@@ -230,12 +245,12 @@ func (c *Client) Put(ctx context.Context, path string, data map[string]string, o
 func (c *Client) Patch(ctx context.Context, path string, data map[string]string, opts ...WriteOption) (Version, error) {
 	ctx, done, err := c.callCtx(ctx)
 	if err != nil {
-		return Version{}, wrapError("patch", path, err)
+		return Version{}, c.wrap("patch", path, err)
 	}
 	defer done()
 	resp, err := c.unary.PatchSecret(ctx, connect.NewRequest(&nexusv1.PatchSecretRequest{Path: path, Data: data, Cas: writeOpts(opts).cas}))
 	if err != nil {
-		return Version{}, wrapError("patch", path, err)
+		return Version{}, c.wrap("patch", path, err)
 	}
 	return Version{Path: resp.Msg.GetPath(), Version: resp.Msg.GetVersion(), CreatedAt: resp.Msg.GetCreatedAt().AsTime()}, nil
 }
@@ -280,12 +295,12 @@ func (c *Client) Destroy(ctx context.Context, path string, versions ...int64) ([
 func (c *Client) versionsCall(ctx context.Context, op, path string, call func(context.Context) ([]int64, error)) ([]int64, error) {
 	ctx, done, err := c.callCtx(ctx)
 	if err != nil {
-		return nil, wrapError(op, path, err)
+		return nil, c.wrap(op, path, err)
 	}
 	defer done()
 	v, err := call(ctx)
 	if err != nil {
-		return nil, wrapError(op, path, err)
+		return nil, c.wrap(op, path, err)
 	}
 	return v, nil
 }
@@ -320,7 +335,7 @@ func (c *Client) Paths(ctx context.Context, prefix string, opts ListOptions) ite
 	return func(yield func(string, error) bool) {
 		ctx, done, err := c.callCtx(ctx)
 		if err != nil {
-			yield("", wrapError("list", prefix, err))
+			yield("", c.wrap("list", prefix, err))
 			return
 		}
 		defer done()
@@ -330,7 +345,7 @@ func (c *Client) Paths(ctx context.Context, prefix string, opts ListOptions) ite
 				Prefix: prefix, Recursive: opts.Recursive, PageSize: opts.PageSize, PageToken: token,
 			}))
 			if err != nil {
-				yield("", wrapError("list", prefix, err))
+				yield("", c.wrap("list", prefix, err))
 				return
 			}
 			for _, p := range resp.Msg.GetPaths() {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
@@ -172,5 +173,41 @@ func TestPutRetriesWithOneKey(t *testing.T) {
 	}
 	if h.cas[0] == nil || *h.cas[0] != 3 || h.cas[2] != nil {
 		t.Errorf("cas sent: %v, %v; want 3, then none", h.cas[0], h.cas[2])
+	}
+}
+
+// blocking answers GetSecret only when the call ends.
+type blocking struct {
+	nexusv1connect.UnimplementedSecretServiceHandler
+}
+
+func (blocking) GetSecret(ctx context.Context, _ *connect.Request[nexusv1.GetSecretRequest]) (*connect.Response[nexusv1.GetSecretResponse], error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// Close ends a call in progress with ErrClosed; a second Close is harmless.
+func TestCloseDuringCall(t *testing.T) {
+	t.Parallel()
+	c := serve(t, blocking{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Get(t.Context(), "a/b")
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let the call reach the server
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, client.ErrClosed) {
+			t.Errorf("Get cut short by Close: %v, want ErrClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end the call")
 	}
 }

@@ -147,7 +147,11 @@ func (c *Client) Watch(ctx context.Context, prefix string, opts WatchOptions) it
 				yield(Event{}, wrapError("watch", prefix, ErrClosed))
 				return
 			case ctx.Err() != nil:
-				yield(Event{}, wrapError("watch", prefix, connect.NewError(connect.CodeOf(ctx.Err()), ctx.Err())))
+				code := connect.CodeCanceled
+				if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					code = connect.CodeDeadlineExceeded
+				}
+				yield(Event{}, wrapError("watch", prefix, connect.NewError(code, ctx.Err())))
 				return
 			case !reconnectable(err):
 				yield(Event{}, wrapError("watch", prefix, err))

@@ -230,9 +230,10 @@ func TestWatchEnds(t *testing.T) {
 		name string
 		end  func(*client.Client, context.CancelFunc)
 		want error
+		code connect.Code
 	}{
-		{"close", func(c *client.Client, _ context.CancelFunc) { _ = c.Close() }, client.ErrClosed},
-		{"cancel", func(_ *client.Client, cancel context.CancelFunc) { cancel() }, context.Canceled},
+		{"close", func(c *client.Client, _ context.CancelFunc) { _ = c.Close() }, client.ErrClosed, connect.CodeCanceled},
+		{"cancel", func(_ *client.Client, cancel context.CancelFunc) { cancel() }, context.Canceled, connect.CodeCanceled},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -251,8 +252,9 @@ func TestWatchEnds(t *testing.T) {
 			for _, err := range c.Watch(ctx, "apps/", client.WatchOptions{}) {
 				last = err
 			}
-			if !errors.Is(last, tt.want) {
-				t.Errorf("watch ended with %v, want %v", last, tt.want)
+			var ce *client.Error
+			if !errors.Is(last, tt.want) || !errors.As(last, &ce) || ce.Code != tt.code {
+				t.Errorf("watch ended with %v, want %v with code %v", last, tt.want, tt.code)
 			}
 			if errors.Is(last, client.ErrUnavailable) || errors.Is(last, client.ErrOutcomeUnknown) {
 				t.Errorf("watch ended with %v: not a failure of Nexus", last)
