@@ -162,7 +162,8 @@ func (w *watcher) run(ctx context.Context) error {
 			epoch = r.epoch
 		}
 		rows, next, more := r.rows, r.next, r.more
-		if r.ready && !r.ok {
+		direct := r.ready && !r.ok
+		if direct {
 			// Behind the hub's buffer: read the database directly.
 			var settled uint64
 			if rows, settled, err = s.store.Changes(ctx, w.pos, maxWatchEvents); err != nil {
@@ -177,7 +178,8 @@ func (w *watcher) run(ctx context.Context) error {
 				next = later(next, postgres.Position{XID: settled})
 			}
 		}
-		if len(rows) > 0 || w.pos != next {
+		progressed := len(rows) > 0 || w.pos != next
+		if progressed {
 			sent, err := w.deliver(ctx, rows, next)
 			if err != nil {
 				return err
@@ -186,7 +188,9 @@ func (w *watcher) run(ctx context.Context) error {
 				lastEvent = time.Now()
 			}
 		}
-		if more {
+		// More to read, or read from the database past where the hub's
+		// buffer starts: read on (the hub's next wake may be long past).
+		if more || direct && progressed {
 			continue
 		}
 		select {
@@ -398,14 +402,14 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 			w.dropped(r, "malformed versions")
 			return nil, nil
 		}
+		// Versions are numbered 1 to the current one: any of them was
+		// written, also one pruned since (it is sent without data).
 		v := r.Versions[0]
-		st, kept := h.states[v]
-		if !kept || v > h.meta.CurrentVersion {
-			if v > h.meta.CurrentVersion {
-				w.dropped(r, "names a version the secret does not have")
-			}
+		if v > h.meta.CurrentVersion {
+			w.dropped(r, "names a version the secret does not have")
 			return nil, nil
 		}
+		st, kept := h.states[v]
 		if v <= w.written[r.Path] {
 			w.dropped(r, "repeats an older write")
 			return nil, nil
@@ -414,7 +418,7 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 			clear(w.written)
 		}
 		w.written[r.Path] = v
-		if w.m.GetIncludeData() && st == secret.Active {
+		if w.m.GetIncludeData() && kept && st == secret.Active {
 			_, data, err := s.engine.Read(ctx, r.Path, v)
 			switch {
 			case err == nil:
