@@ -18,7 +18,7 @@ var programSources = map[string][]string{
 	"spike-keeper":           {"keeper/internal/app/config.go", "shared/svid/svid.go"},
 	"spike-nexus":            {"nexus/internal/app/config.go", "shared/svid/svid.go"},
 	"spike":                  {"pilot/internal/cli/config.go", "shared/svid/svid.go"},
-	"spike-example-workload": {"shared/examples/workload/main.go", "shared/svid/svid.go"},
+	"spike-example-workload": {"shared/examples/workload/main.go", "shared/client/config.go", "shared/svid/svid.go"},
 }
 
 // server describes a program that listens: the variables of its API and ops

@@ -1,6 +1,6 @@
 // Command spike-example-workload shows how a workload reads its secrets from
-// SPIKE. It proves who it is with its own X.509 SVID over mutual TLS, calls
-// Nexus with the generated Connect client and prints the secret. The README
+// SPIKE with the Go client package (shared/client): it proves who it is with
+// its own X.509 SVID over mutual TLS and prints the secret. The README
 // section "Calling SPIKE from your workload" is built around it.
 //
 //	spike-example-workload apps/web/db        # the data as a JSON object
@@ -21,20 +21,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
-	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
-	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
-	"github.com/spike-dev/spike/shared/identity"
-	"github.com/spike-dev/spike/shared/mtls"
-	"github.com/spike-dev/spike/shared/rpcclient"
-	"github.com/spike-dev/spike/shared/svid"
+	"github.com/spike-dev/spike/shared/client"
 )
 
 // Exit codes.
@@ -46,8 +39,6 @@ const (
 
 const (
 	usage = "usage: spike-example-workload PATH [KEY]"
-	// defaultNexusURL is where the local stack's Nexus listens.
-	defaultNexusURL = "https://127.0.0.1:8553"
 	// callTimeout bounds loading the SVID and the call, retries included.
 	callTimeout = 30 * time.Second
 )
@@ -78,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		key = args[1]
 	}
 
-	cfg, err := loadConfig(getenv)
+	cfg, err := client.ConfigFromEnv(getenv)
 	if err != nil {
 		return fail(exitLocal, "%v", err)
 	}
@@ -86,19 +77,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	defer cancel()
 
 	// The workload's identity: from the SPIRE agent, or from PEM files. A
-	// long-running workload keeps the source (and the client below) for its
-	// whole life: a Workload API source follows SVID rotations.
-	src, err := svid.NewSource(ctx, cfg.SVID)
+	// long-running workload keeps the client for its whole life: it follows
+	// SVID rotations and reuses its connections.
+	c, err := client.New(ctx, cfg)
 	if err != nil {
 		return fail(exitLocal, "load the workload's SVID: %v", err)
 	}
-	defer src.Close()
-	self, err := src.ID()
+	defer c.Close()
+	self, err := c.ID()
 	if err != nil {
 		return fail(exitLocal, "read the workload's SVID: %v", err)
 	}
 
-	secret, err := getSecret(ctx, src, cfg, path)
+	secret, err := c.Get(ctx, path)
 	if err != nil {
 		return fail(exitCode(err), "%s", explain(err, self, path, cfg.NexusURL))
 	}
@@ -107,11 +98,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		enc.SetEscapeHTML(false)
-		err = enc.Encode(secret.GetData())
+		err = enc.Encode(secret.Data)
 	} else {
-		value, ok := secret.GetData()[key]
+		value, ok := secret.Data[key]
 		if !ok {
-			return fail(exitLocal, "%s (version %d) has no key %q", path, secret.GetVersion(), key)
+			return fail(exitLocal, "%s (version %d) has no key %q", path, secret.Version, key)
 		}
 		_, err = io.WriteString(stdout, value)
 	}
@@ -121,63 +112,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return exitOK
 }
 
-// getSecret reads the latest version of the secret at path from Nexus,
-// presenting src's SVID.
-func getSecret(ctx context.Context, src *svid.Source, cfg config, path string) (*nexusv1.Secret, error) {
-	// Mutual TLS: present our SVID, accept only a server with Nexus's SPIFFE
-	// ID. The client retries when Nexus cannot be reached or answers
-	// Unavailable, never after a TLS or authorization failure. Its
-	// interceptor reports a call that may have reached Nexus without an
-	// answer as Unknown (it may or may not have been applied), or as
-	// Unavailable for a read like this one.
-	httpClient := rpcclient.New(mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.NexusID)))
-	secrets := nexusv1connect.NewSecretServiceClient(httpClient, cfg.NexusURL,
-		connect.WithInterceptors(rpcclient.Interceptor()))
-
-	resp, err := secrets.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: path}))
-	if err != nil {
-		return nil, err
-	}
-	return resp.Msg.GetSecret(), nil
-}
-
-// config says which Nexus to call and where the workload's SVID comes from.
-type config struct {
-	NexusURL string
-	NexusID  spiffeid.ID
-	SVID     svid.Config
-}
-
-// loadConfig reads SPIKE_NEXUS_URL, SPIKE_TRUST_DOMAIN, SPIKE_NEXUS_ID and
-// the SVID variables through getenv.
-func loadConfig(getenv func(string) string) (config, error) {
-	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))
-	if err != nil {
-		return config{}, fmt.Errorf("SPIKE_TRUST_DOMAIN: %w", err)
-	}
-	cfg := config{
-		NexusURL: getenv("SPIKE_NEXUS_URL"),
-		NexusID:  identity.Nexus(td),
-		SVID:     svid.ConfigFromEnv(getenv),
-	}
-	if cfg.NexusURL == "" {
-		cfg.NexusURL = defaultNexusURL
-	}
-	if !strings.HasPrefix(cfg.NexusURL, "https://") {
-		return config{}, fmt.Errorf("SPIKE_NEXUS_URL: %q is not an https URL", cfg.NexusURL)
-	}
-	if s := getenv("SPIKE_NEXUS_ID"); s != "" {
-		if cfg.NexusID, err = spiffeid.FromString(s); err != nil {
-			return config{}, fmt.Errorf("SPIKE_NEXUS_ID: %w", err)
-		}
-	}
-	return cfg, nil
-}
-
 // exitCode is exitRefused for an error that came over the wire from Nexus
 // and exitLocal for everything else.
 func exitCode(err error) int {
-	if connect.IsWireError(err) {
+	var ce *client.Error
+	if errors.As(err, &ce) && ce.Remote {
 		return exitRefused
 	}
 	return exitLocal
@@ -187,20 +126,24 @@ func exitCode(err error) int {
 // what the workload's owner can do about it. self is the workload's SPIFFE
 // ID and path the secret it asked for.
 func explain(err error, self spiffeid.ID, path, nexusURL string) string {
-	var connectErr *connect.Error
-	if !errors.As(err, &connectErr) {
+	var ce *client.Error
+	if !errors.As(err, &ce) {
 		return err.Error()
 	}
-	if !connect.IsWireError(err) {
-		if connectErr.Code() == connect.CodeDeadlineExceeded {
+	if !ce.Remote {
+		if ce.Code == connect.CodeDeadlineExceeded {
 			return fmt.Sprintf("no answer from Nexus at %s within %s: %v", nexusURL, callTimeout, err)
+		}
+		if ce.Code == connect.CodeUnauthenticated {
+			return fmt.Sprintf("Nexus at %s is not the server this workload expects: %v\n"+
+				"Check SPIKE_NEXUS_URL, SPIKE_NEXUS_ID and the trust bundle.", nexusURL, err)
 		}
 		return fmt.Sprintf("cannot reach Nexus at %s: %v\n"+
 			"Check that SPIKE is running and that SPIKE_NEXUS_URL and SPIKE_NEXUS_ID point at it. "+
 			"A TLS error means Nexus and this workload do not trust each other's SVIDs.", nexusURL, err)
 	}
-	msg := fmt.Sprintf("Nexus refused (%s): %s", connectErr.Code(), connectErr.Message())
-	if hint := refusalHint(connectErr.Code(), self, path); hint != "" {
+	msg := fmt.Sprintf("Nexus refused (%s): %s", ce.Code, ce.Message)
+	if hint := refusalHint(ce.Code, self, path); hint != "" {
 		msg += "\n" + hint
 	}
 	return msg

@@ -18,6 +18,7 @@ import (
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
+	"github.com/spike-dev/spike/shared/client"
 	"github.com/spike-dev/spike/shared/devca"
 	"github.com/spike-dev/spike/shared/identity"
 	"github.com/spike-dev/spike/shared/mtls"
@@ -86,29 +87,16 @@ func TestArgumentsAndConfig(t *testing.T) {
 	}
 }
 
-func TestLoadConfigDefaults(t *testing.T) {
-	t.Parallel()
-	got, err := loadConfig(func(k string) string {
-		return map[string]string{"SPIKE_TRUST_DOMAIN": "example.org", "SPIKE_SVID_CERT": "c.pem"}[k]
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := config{
-		NexusURL: defaultNexusURL,
-		NexusID:  spiffeid.RequireFromString("spiffe://example.org/spike/nexus"),
-	}
-	want.SVID.CertFile = "c.pem"
-	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })); diff != "" {
-		t.Errorf("loadConfig mismatch (-want +got):\n%s", diff)
-	}
-}
-
 func TestExplain(t *testing.T) {
 	t.Parallel()
 	const path = "apps/web/db"
 	const url = "https://127.0.0.1:8553"
-	wire := func(code connect.Code) error { return connect.NewWireError(code, errors.New("the server's message")) }
+	wire := func(code connect.Code) error {
+		return &client.Error{Op: "get", Path: path, Code: code, Message: "the server's message", Remote: true}
+	}
+	local := func(code connect.Code, msg string) error {
+		return &client.Error{Op: "get", Path: path, Code: code, Message: msg}
+	}
 	tests := []struct {
 		name     string
 		err      error
@@ -128,10 +116,11 @@ func TestExplain(t *testing.T) {
 		{"data loss", wire(connect.CodeDataLoss), exitRefused, []string{"(data_loss)", "changed or corrupted", "tell an operator"}},
 		{"invalid argument", wire(connect.CodeInvalidArgument), exitRefused, []string{"(invalid_argument)", "names the field"}},
 		{"other refusal", wire(connect.CodeInternal), exitRefused, []string{"Nexus refused (internal): the server's message"}},
-		{"unreachable", connect.NewError(connect.CodeUnavailable, errors.New("dial tcp: connection refused")), exitLocal, []string{
+		{"unreachable", local(connect.CodeUnavailable, "dial tcp: connection refused"), exitLocal, []string{
 			"cannot reach Nexus at https://127.0.0.1:8553", "connection refused", "SPIKE_NEXUS_URL",
 		}},
-		{"timeout", connect.NewError(connect.CodeDeadlineExceeded, context.DeadlineExceeded), exitLocal, []string{"no answer from Nexus", "within 30s"}},
+		{"timeout", local(connect.CodeDeadlineExceeded, "context deadline exceeded"), exitLocal, []string{"no answer from Nexus", "within 30s"}},
+		{"wrong server", local(connect.CodeUnauthenticated, "the client refused the server"), exitLocal, []string{"not the server this workload expects", "SPIKE_NEXUS_ID"}},
 		{"not a Connect error", errors.New("boom"), exitLocal, []string{"boom"}},
 	}
 	for _, tt := range tests {
