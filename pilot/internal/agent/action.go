@@ -30,6 +30,18 @@ func (a action) equal(b action) bool {
 	return slices.Equal(a.command, b.command) && a.timeout == b.timeout && a.pidFile == b.pidFile && a.signal == b.signal
 }
 
+// logAttrs describe the action in a log line.
+func (a action) logAttrs() []any {
+	var attrs []any
+	if len(a.command) > 0 {
+		attrs = append(attrs, "command", a.command)
+	}
+	if a.pidFile != "" {
+		attrs = append(attrs, "signal", a.signal.String(), "pid_file", a.pidFile)
+	}
+	return attrs
+}
+
 func (a action) empty() bool { return len(a.command) == 0 && a.pidFile == "" }
 
 func actionOf(t Template) action {

@@ -138,7 +138,7 @@ func (a *Agent) Render(ctx context.Context) error {
 		if err := act.run(ctx, a.out); err != nil {
 			errs = append(errs, fmt.Errorf("reload: %w", err))
 		} else {
-			a.log.Info("reloaded", "command", strings.Join(act.command, " "), "pid_file", act.pidFile)
+			a.log.Info("reloaded", act.logAttrs()...)
 		}
 	}
 	a.setPaths(r.paths)
@@ -230,7 +230,6 @@ func (a *Agent) follow(ctx context.Context, cursor *string, notify func()) (bool
 		return false, fmt.Errorf("watch %q: %w", prefix, err)
 	}
 	defer s.Close()
-	a.log.Info("watching for changes", "prefix", prefix, "resumed", !fresh)
 	received := false
 	for {
 		paths, next, err := s.Receive()
@@ -242,6 +241,11 @@ func (a *Agent) follow(ctx context.Context, cursor *string, notify func()) (bool
 		}
 		if next != "" {
 			*cursor = next
+		}
+		if !received {
+			// A stream's errors come with its first response, so only
+			// now is the agent watching.
+			a.log.Info("watching for changes", "prefix", prefix, "resumed", !fresh)
 		}
 		if (fresh && !received) || a.watched(paths) {
 			notify()
