@@ -95,6 +95,9 @@ templates:
 		t.Error("a refused configuration rendered a file")
 	}
 
+	if r := spike(t, workload, "", "agent", "--config", config, "--check"); r.code != 1 || !strings.Contains(r.stderr, "not rendered yet") {
+		t.Errorf("--check before any render: exit %d, stderr %q; want exit 1 saying not rendered yet", r.code, r.stderr)
+	}
 	// --once renders, reloads once and exits.
 	r := spike(t, workload, "", "agent", "--config", config, "--once")
 	if r.code != 0 {
@@ -105,6 +108,9 @@ templates:
 	waitWithin(t, 5*time.Second, "the first SIGHUP", func() bool { return countLines(t, signals) == 1 })
 	if n := countLines(t, reloads); n != 1 {
 		t.Errorf("after --once: %d reloads, want 1", n)
+	}
+	if r := spike(t, workload, "", "agent", "--config", config, "--check"); r.code != 0 {
+		t.Errorf("--check after the render: exit %d, stderr %q", r.code, r.stderr)
 	}
 	// Once more: nothing changed, nothing runs.
 	if r := spike(t, workload, "", "agent", "--config", config, "--once"); r.code != 0 {

@@ -136,3 +136,21 @@ func TestCommonPrefix(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckRendered(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := Config{Templates: []Template{{Name: "a", Destination: filepath.Join(dir, "a")}, {Name: "b", Destination: filepath.Join(dir, "b")}}}
+	if err := os.WriteFile(filepath.Join(dir, "a"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckRendered(cfg); err == nil || !strings.Contains(err.Error(), "template b: not rendered yet") || strings.Contains(err.Error(), "template a") {
+		t.Errorf("with b missing: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "b"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckRendered(cfg); err != nil {
+		t.Errorf("with both rendered: %v", err)
+	}
+}

@@ -80,3 +80,22 @@ func writeFile(path string, content []byte, perm os.FileMode) (err error) {
 	}
 	return nil
 }
+
+// CheckRendered reports whether every template of cfg has been rendered:
+// its destination is a regular file. It reads nothing else, for health
+// checks.
+func CheckRendered(cfg Config) error {
+	var errs []error
+	for _, t := range cfg.Templates {
+		info, err := os.Stat(t.Destination)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			errs = append(errs, fmt.Errorf("template %s: not rendered yet", t.Name))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("template %s: %w", t.Name, err))
+		case !info.Mode().IsRegular():
+			errs = append(errs, fmt.Errorf("template %s: %s is not a regular file", t.Name, t.Destination))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -15,9 +15,9 @@ import (
 
 func (inv *invocation) agentCommand() *cobra.Command {
 	var file string
-	var once bool
+	var once, check bool
 	cmd := &cobra.Command{
-		Use:   "agent --config FILE [--once]",
+		Use:   "agent --config FILE [--once | --check]",
 		Short: "Keep files rendered from templates that read secrets",
 		Long: `agent renders the templates of a configuration file (YAML) to files and
 keeps them current: when Nexus reports a change to a secret a template
@@ -38,7 +38,9 @@ template must succeed or the agent exits with an error.
 The agent watches the secrets its templates read (WatchSecrets), resuming
 where it stopped after a reconnect; while it cannot watch, it says so in
 its log and renders every poll_interval. --once (or once: true) renders
-once, runs the reloads of the files that changed and exits.
+once, runs the reloads of the files that changed and exits. --check only
+validates the configuration and exits 0 when every file exists (for a
+container's health check; it talks to no one).
 
 Configuration:
   once: false            # exit after the first render
@@ -55,10 +57,12 @@ Configuration:
 Relative paths are relative to the configuration file's directory; every
 destination's directory must exist. Unknown keys are errors.
 
-The secrets are read with the caller's own SVID: a workload needs a policy
-that lets it read them. Secret values never appear in the log.`,
+The secrets are read with the caller's own SVID and no admin token: a
+workload needs a policy that lets it read them. Secret values never appear
+in the log.`,
 		Example: `  spike agent --config /etc/spike/agent.yaml
-  spike agent --config agent.yaml --once`,
+  spike agent --config agent.yaml --once
+  spike agent --config /etc/spike/agent.yaml --check`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
@@ -68,8 +72,11 @@ that lets it read them. Secret values never appear in the log.`,
 			if err != nil {
 				return err
 			}
+			if check {
+				return agent.CheckRendered(cfg)
+			}
 			cfg.Once = cfg.Once || once
-			n, err := inv.connect(cmd.Context())
+			n, err := inv.connectWithoutToken(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -80,6 +87,8 @@ that lets it read them. Secret values never appear in the log.`,
 	}
 	cmd.Flags().StringVar(&file, "config", "", "the agent's configuration `file` (YAML)")
 	cmd.Flags().BoolVar(&once, "once", false, "render once, run the reloads and exit")
+	cmd.Flags().BoolVar(&check, "check", false, "only check the configuration and that every file has been rendered (a health check; talks to no one)")
+	cmd.MarkFlagsMutuallyExclusive("once", "check")
 	return cmd
 }
 
