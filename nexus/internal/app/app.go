@@ -138,6 +138,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (_ *App, err error) 
 		TokenTTL:    cfg.TokenTTL,
 		MaxTokenTTL: cfg.MaxTokenTTL,
 		Metrics:     m,
+		Watch:       cfg.Watch,
 	}, a.store, a.keeper, keys, a.policies, a.trail, log)
 
 	if a.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
@@ -175,6 +176,7 @@ func (a *App) Run(ctx context.Context) error {
 	loops.Go(func() { a.keeper.Watch(watchCtx, a.cfg.CheckInterval) })
 	loops.Go(func() { a.policies.Run(watchCtx, a.cfg.CheckInterval) })
 	loops.Go(func() { a.pruneOutcomes(watchCtx) })
+	loops.Go(func() { a.handler.RunWatch(watchCtx) })
 	// The trail outlives ctx: requests still in flight during the graceful
 	// shutdown need their records written. It stops after Serve returns.
 	trailCtx, stopTrail := context.WithCancel(context.WithoutCancel(ctx))
@@ -266,7 +268,8 @@ func openAuditSink(dest string) (io.Writer, func(), error) {
 }
 
 // pruneOutcomes deletes, every hour, the outcomes kept under idempotency
-// keys for longer than server.OutcomeRetention.
+// keys for longer than server.OutcomeRetention, and the change log's rows
+// older than the configured retention.
 func (a *App) pruneOutcomes(ctx context.Context) {
 	tick := time.NewTicker(time.Hour)
 	defer tick.Stop()
@@ -275,6 +278,11 @@ func (a *App) pruneOutcomes(ctx context.Context) {
 			a.log.Warn("pruning idempotency keys failed; retrying in an hour", "error", err.Error())
 		} else if n > 0 {
 			a.log.Info("pruned idempotency keys", "deleted", n)
+		}
+		if n, err := a.store.PruneChanges(ctx, max(a.cfg.ChangeRetention, server.ChangeRetention)); err != nil && ctx.Err() == nil {
+			a.log.Warn("pruning the change log failed; retrying in an hour", "error", err.Error())
+		} else if n > 0 {
+			a.log.Info("pruned the change log", "deleted", n)
 		}
 		select {
 		case <-ctx.Done():

@@ -18,6 +18,7 @@ import (
 	"github.com/spike-dev/spike/nexus/internal/envelope"
 	"github.com/spike-dev/spike/nexus/internal/postgres"
 	"github.com/spike-dev/spike/nexus/internal/secret"
+	"github.com/spike-dev/spike/nexus/internal/server"
 )
 
 // Config is Nexus's configuration, read from the environment once
@@ -58,6 +59,10 @@ type Config struct {
 	Source *svid.Source
 	// Version is Nexus's build version, reported by Status.
 	Version string
+	// Watch bounds WatchSecrets (SPIKE_WATCH_*); ChangeRetention is how
+	// long the change log keeps a change (SPIKE_WATCH_RETENTION).
+	Watch           server.WatchConfig
+	ChangeRetention time.Duration
 }
 
 // LoadConfig reads the configuration from the environment through getenv.
@@ -147,6 +152,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if err != nil || c.MaxTokenTTL < c.TokenTTL {
 		errs = append(errs, errors.New("SPIKE_ADMIN_TOKEN_MAX_TTL: must be a duration no shorter than SPIKE_ADMIN_TOKEN_TTL"))
 	}
+	errs = append(errs, watchConfig(&c, env)...)
 	c.AuditLog = getenv("SPIKE_AUDIT_LOG")
 	if err := c.LogLevel.UnmarshalText([]byte(env("SPIKE_LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("SPIKE_LOG_LEVEL: %w", err))
@@ -219,4 +225,32 @@ func keeperURLs(list, single string) ([]*url.URL, error) {
 		return nil, fmt.Errorf("%s: at most %d Keepers, got %d", name, maxKeepers, len(urls))
 	}
 	return urls, nil
+}
+
+// watchConfig reads the bounds of WatchSecrets.
+func watchConfig(c *Config, env func(name, def string) string) []error {
+	var errs []error
+	duration := func(name string, def, lo, hi time.Duration) time.Duration {
+		d, err := time.ParseDuration(env(name, def.String()))
+		if err != nil || d < lo || d > hi {
+			errs = append(errs, fmt.Errorf("%s: must be a duration from %s to %s", name, lo, hi))
+		}
+		return d
+	}
+	count := func(name string, def, hi int) int {
+		n, err := strconv.Atoi(env(name, strconv.Itoa(def)))
+		if err != nil || n < 1 || n > hi {
+			errs = append(errs, fmt.Errorf("%s: must be a number from 1 to %d", name, hi))
+		}
+		return n
+	}
+	c.Watch = server.WatchConfig{
+		PollInterval:        duration("SPIKE_WATCH_POLL_INTERVAL", server.DefaultWatchPollInterval, 20*time.Millisecond, 5*time.Second),
+		Heartbeat:           duration("SPIKE_WATCH_HEARTBEAT", server.DefaultWatchHeartbeat, time.Second, 5*time.Minute),
+		IdleTimeout:         duration("SPIKE_WATCH_IDLE_TIMEOUT", server.DefaultWatchIdleTimeout, time.Minute, 50*time.Minute),
+		MaxStreamsPerCaller: count("SPIKE_WATCH_MAX_STREAMS_PER_CALLER", server.DefaultWatchMaxStreamsPerCaller, 1000),
+		MaxStreams:          count("SPIKE_WATCH_MAX_STREAMS", server.DefaultWatchMaxStreams, 100000),
+	}
+	c.ChangeRetention = duration("SPIKE_WATCH_RETENTION", server.ChangeRetention, server.ChangeRetention, 30*24*time.Hour)
+	return errs
 }

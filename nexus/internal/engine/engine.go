@@ -367,6 +367,7 @@ func (e *Engine) write(ctx context.Context, rec *audit.Entry, path, createdBy st
 		}
 		v = secret.Version{Path: path, Version: version, CreatedBy: createdBy, CreatedAt: e.now().UTC().Truncate(time.Microsecond)}
 		w.Insert = &secret.Row{Version: version, DEKID: active.ID[:], Sealed: sealed, CreatedBy: createdBy, CreatedAt: v.CreatedAt}
+		w.Change = secret.ChangeWritten
 		if err := e.sealHead(path, h, active, &w); err != nil {
 			return w, nil, err
 		}
@@ -518,6 +519,14 @@ func (e *Engine) Change(ctx context.Context, rec *audit.Entry, path string, vers
 		if changed, err = h.Change(path, versions, change, &w); err != nil {
 			return w, nil, err
 		}
+		switch {
+		case len(w.Deleted) > 0:
+			w.Change = secret.ChangeDeleted
+		case len(w.Undeleted) > 0:
+			w.Change = secret.ChangeUndeleted
+		case len(w.Destroyed) > 0:
+			w.Change = secret.ChangeDestroyed
+		}
 		if err := e.sealHead(path, h, active, &w); err != nil {
 			return w, nil, err
 		}
@@ -593,6 +602,7 @@ func (e *Engine) UpdateMetadata(ctx context.Context, rec *audit.Entry, u secret.
 			return w, nil, err
 		}
 		h.Update(u, custom, e.retention)
+		w.Change = secret.ChangeMetadata
 		if err := e.sealHead(u.Path, h, active, &w); err != nil {
 			return w, nil, err
 		}

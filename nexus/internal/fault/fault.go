@@ -40,6 +40,10 @@ const (
 	// DataLoss means stored data failed authentication: it was tampered with
 	// or cannot be decrypted.
 	DataLoss
+	// OutOfRange means a position the caller gave is not (or no longer)
+	// served: a watch cursor older than the retained changes, or from
+	// another database.
+	OutOfRange
 )
 
 // Error is a domain error with a code and a caller-safe message.

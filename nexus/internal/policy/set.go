@@ -75,5 +75,19 @@ func (s *Set) MayList(id spiffeid.ID, dir string) bool {
 	return false
 }
 
+// MayUnder reports whether some policy grants id perm on a path under
+// dir ("" or a valid prefix ending with '/').
+func (s *Set) MayUnder(id spiffeid.ID, dir string, perm Perm) bool {
+	if !validDir(dir) {
+		return false
+	}
+	for _, p := range s.policies {
+		if p.Perms.Has(perm) && p.SPIFFEID.Match(id) && p.Path.glob.mayMatchUnder(dir, secret.MaxPathLen) {
+			return true
+		}
+	}
+	return false
+}
+
 // Len returns the number of policies in s.
 func (s *Set) Len() int { return len(s.policies) }

@@ -464,8 +464,8 @@ type keptOutcome struct {
 
 // writeSecretStatement writes a secret in one statement: the row with its
 // sealed head, the new version, the pruning, the version states and
-// reseals, the audit records and the outcome kept under the idempotency
-// key (kept, when not nil). Only the parts a write needs are in it: each
+// reseals, the change log's row (w.Change), the audit records and the
+// outcome kept under the idempotency key (kept, when not nil). Only the parts a write needs are in it: each
 // part left out is a scan saved.
 func writeSecretStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome) (string, []any) {
 	// The text depends only on the write's shape; it is built once per
@@ -492,10 +492,10 @@ func writeSecretStatement(path string, w secret.Write, records []audit.Record, k
 var writeStatements sync.Map
 
 // writeShape is what the text of a write statement depends on.
-func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint8 {
-	var s uint8
+func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint16 {
+	var s uint16
 	for i, b := range []bool{w.Create, w.Insert != nil, len(w.Deleted) > 0, len(w.Undeleted) > 0,
-		len(w.Destroyed) > 0, len(w.Reseal) > 0, len(records) > 0, kept != nil} {
+		len(w.Destroyed) > 0, len(w.Reseal) > 0, len(records) > 0, kept != nil, w.Change != 0} {
 		if b {
 			s |= 1 << i
 		}
@@ -555,6 +555,12 @@ func buildWriteStatement(path string, w secret.Write, records []audit.Record, ke
 			arg(a, "") // placeholders are in cols
 		}
 		parts = append(parts, `audited AS (INSERT INTO audit_log `+cols+`)`)
+	}
+	if w.Change != 0 {
+		// The change log's row, in the write's own statement: no round
+		// trip more, and no NOTIFY (which would serialise commits).
+		parts = append(parts, `changed AS (INSERT INTO secret_changes (xid, path, kind, versions)
+		  SELECT pg_current_xact_id(), path, `+arg(int16(w.Change), "smallint")+`, `+arg(w.Changed(), "bigint[]")+` FROM head)`)
 	}
 	if kept != nil {
 		parts = append(parts, `kept AS (INSERT INTO idempotency_keys (caller, key, request_hash, outcome, mac)

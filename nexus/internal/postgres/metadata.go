@@ -6,16 +6,21 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/spike-dev/spike/nexus/internal/audit"
+	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
 // DeleteMetadata removes the secret at path and all its versions.
 func (s *Store) DeleteMetadata(ctx context.Context, rec *audit.Entry, path string) error {
 	err := s.mutate(ctx, rec, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `DELETE FROM secrets WHERE path = $1`, path)
+		// The change log's row in the same statement.
+		var n int64
+		err := tx.QueryRow(ctx, `WITH gone AS (DELETE FROM secrets WHERE path = $1 RETURNING path),
+		  changed AS (INSERT INTO secret_changes (xid, path, kind) SELECT pg_current_xact_id(), path, $2 FROM gone)
+		  SELECT count(*) FROM gone`, path, int16(secret.ChangeRemoved)).Scan(&n)
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
+		if n == 0 {
 			return errNotFound(path)
 		}
 		return nil

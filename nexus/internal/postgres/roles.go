@@ -35,6 +35,8 @@ var grantStatements = []string{
 	// A rekey replaces the sealed keyring; its id and creation time stay,
 	// and the row is never deleted (init inserts it, once).
 	`REVOKE UPDATE, DELETE ON root_keyrings FROM %[1]s`,
+	`REVOKE UPDATE ON secret_changes FROM %[1]s`,
+	`REVOKE INSERT, DELETE ON watch_state FROM %[1]s`,
 	`GRANT UPDATE (kdf_params, ciphertext, sealed, epoch) ON root_keyrings TO %[1]s`,
 	`GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO %[1]s`,
 	`GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO %[1]s`,

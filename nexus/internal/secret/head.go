@@ -110,6 +110,10 @@ type Write struct {
 	// when a head is sealed for a secret written before heads existed. A
 	// resealed version has no other change in the same write.
 	Reseal []Row
+	// Change is what the write does, for the change log that watchers
+	// read; 0 for maintenance (adoption, reseal) and for a change that
+	// changed nothing.
+	Change ChangeKind
 }
 
 // Written is what a write returns.

@@ -46,6 +46,7 @@ var streamProcedures = map[string]bool{
 	nexusv1connect.OperatorServiceBackupProcedure:       true,
 	nexusv1connect.OperatorServiceVerifyBackupProcedure: true,
 	nexusv1connect.OperatorServiceRestoreProcedure:      true,
+	nexusv1connect.SecretServiceWatchSecretsProcedure:   true,
 }
 
 // streamDeadlines lets a streaming procedure's request and response run

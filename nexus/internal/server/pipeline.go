@@ -87,6 +87,11 @@ func unary[Req, Res any](ctx context.Context, s *Server, req *connect.Request[Re
 		c.record.Allow(reason)
 		res, err = handle(ctx, c, req.Msg)
 	}
+	if err == nil && req.Spec().IdempotencyLevel != connect.IdempotencyNoSideEffects {
+		// A change this process committed: watchers need not wait for
+		// the next poll.
+		s.watch.kick()
+	}
 	err = s.toConnect(err, c.id)
 	code := "ok"
 	if err != nil {
@@ -205,6 +210,10 @@ const (
 	// listAccess: as secretAccess for the list permission under the
 	// listed directory; the handler filters the entries for workloads.
 	listAccess
+	// watchAccess: an admin with a valid token, or a workload that a
+	// policy grants the rule's permissions on some path under the watched
+	// prefix; the handler checks each event's path when it sends it.
+	watchAccess
 )
 
 type rule struct {
@@ -256,6 +265,7 @@ var rules = map[string]rule{
 	nexusv1connect.SecretServiceGetSecretMetadataProcedure:    {need: secretAccess, perm: policy.Meta},
 	nexusv1connect.SecretServiceUpdateSecretMetadataProcedure: {need: secretAccess, perm: policy.Meta},
 	nexusv1connect.SecretServiceDeleteSecretMetadataProcedure: {need: secretAccess, perm: policy.Meta | policy.Destroy},
+	nexusv1connect.SecretServiceWatchSecretsProcedure:         {need: watchAccess, perm: policy.Read},
 }
 
 // decide applies the rules to c's request; on success it says why the
@@ -326,6 +336,13 @@ func (s *Server) decide(ctx context.Context, c *call, procedure string, header h
 		return "", err
 	}
 	set := s.policies.Set()
+	if r.need == watchAccess {
+		dir := watchDir(msg)
+		if !set.MayUnder(caller, dir, r.perm) {
+			return "", fault.New(fault.PermissionDenied, "%s may not watch %q: no policy grants it %s on a path there", caller, dir, r.perm)
+		}
+		return "policies allow reading under " + strconv.Quote(dir), nil
+	}
 	if r.need == listAccess {
 		dir := listDir(msg)
 		if !set.MayList(caller, dir) {
@@ -352,6 +369,12 @@ func (s *Server) decide(ctx context.Context, c *call, procedure string, header h
 
 // validTarget checks the path or prefix a workload's request names.
 func validTarget(r rule, msg any) error {
+	if r.need == watchAccess {
+		if m, ok := msg.(*nexusv1.WatchSecretsRequest); ok {
+			return secret.ValidatePrefix(m.GetPrefix())
+		}
+		return fault.New(fault.PermissionDenied, "this request names no prefix")
+	}
 	if r.need == listAccess {
 		if m, ok := msg.(*nexusv1.ListSecretsRequest); ok {
 			return secret.ValidatePrefix(m.GetPrefix())
@@ -419,6 +442,7 @@ var codes = map[fault.Code]connect.Code{
 	fault.Aborted:            connect.CodeAborted,
 	fault.Unknown:            connect.CodeUnknown,
 	fault.DataLoss:           connect.CodeDataLoss,
+	fault.OutOfRange:         connect.CodeOutOfRange,
 }
 
 // toConnect converts err into a Connect error whose message is safe for the

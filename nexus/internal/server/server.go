@@ -5,6 +5,7 @@
 package server
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -41,6 +42,8 @@ type Config struct {
 	TokenTTL, MaxTokenTTL time.Duration
 	// Metrics records each request; nil records nothing.
 	Metrics *metrics.Nexus
+	// Watch bounds WatchSecrets.
+	Watch WatchConfig
 }
 
 // Server implements the Nexus services.
@@ -57,6 +60,8 @@ type Server struct {
 	version  string
 	metrics  *metrics.Nexus
 	log      *slog.Logger
+	// watch is this process's one reader of the change log.
+	watch *watchHub
 	// streamSlots holds, per streaming procedure, a one-slot channel: one
 	// backup, verify or restore at a time.
 	streamSlots sync.Map
@@ -90,8 +95,13 @@ func New(cfg Config, store *postgres.Store, kc *keeper.Client, keys *envelope.Ke
 		version:  cfg.Version,
 		metrics:  cfg.Metrics,
 		log:      log,
+		watch:    newWatchHub(store, cfg.Watch, log),
 	}
 }
+
+// RunWatch reads the change log for WatchSecrets streams until ctx is
+// done.
+func (s *Server) RunWatch(ctx context.Context) { s.watch.Run(ctx) }
 
 // Handler returns the HTTP handler serving every Nexus service and the
 // gRPC health service. It expects mtls.WithCaller to run before it. Every

@@ -2,16 +2,496 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
 
 	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+	"github.com/spike-dev/spike/shared/mtls"
+
+	"github.com/spike-dev/spike/nexus/internal/engine"
+	"github.com/spike-dev/spike/nexus/internal/fault"
+	"github.com/spike-dev/spike/nexus/internal/policy"
+	"github.com/spike-dev/spike/nexus/internal/postgres"
+	"github.com/spike-dev/spike/nexus/internal/secret"
 )
 
-// WatchSecrets is not served yet: the RPC is declared so that clients can
-// be built against it while the server side is written.
-func (secretServer) WatchSecrets(context.Context, *connect.Request[nexusv1.WatchSecretsRequest],
-	*connect.ServerStream[nexusv1.WatchSecretsResponse]) error {
-	return connect.NewError(connect.CodeUnimplemented, errors.New("WatchSecrets is not served by this Nexus yet"))
+// Bounds of one watch response and stream.
+const (
+	// maxWatchEvents and maxWatchBytes bound the events of one response
+	// (one event with the largest data is sent alone).
+	maxWatchEvents = 100
+	maxWatchBytes  = 1 << 20
+	// watchLifetime ends a stream cleanly before maxStreamDuration: the
+	// client resumes with its cursor (and a fresh SVID check).
+	watchLifetime = maxStreamDuration - time.Minute
+	// maxCursorLen bounds a cursor before it is decoded.
+	maxCursorLen = 128
+	// maxWrittenTracked bounds the per-stream memory of written versions.
+	maxWrittenTracked = 10000
+)
+
+// WatchSecrets streams the changes under a prefix, read from the change
+// log (which any Nexus replica writes), each checked against the secret's
+// sealed head, each sent only if the caller may read its path at that
+// moment, and each audited before it is sent.
+func (s secretServer) WatchSecrets(ctx context.Context, req *connect.Request[nexusv1.WatchSecretsRequest],
+	stream *connect.ServerStream[nexusv1.WatchSecretsResponse]) error {
+	start := time.Now()
+	markObserved(ctx)
+	ctx, cancel := context.WithTimeout(ctx, maxStreamDuration)
+	defer cancel()
+	procedure := req.Spec().Procedure
+	c := &call{id: newRequestID()}
+	c.caller, _ = mtls.Caller(ctx)
+	c.record = s.trail.Begin(ctx, c.id, c.caller.String(), req.Peer().Addr, procedure)
+	c.record.SetTarget(req.Msg.GetPrefix())
+	stream.ResponseHeader().Set("Spike-Request-Id", c.id)
+
+	reason, err := s.decide(ctx, c, procedure, req.Header(), req.Msg)
+	if err != nil {
+		c.record.Deny(err.Error())
+	} else {
+		c.record.Allow(reason)
+		w := &watcher{s: s, c: c, peer: req.Peer().Addr, procedure: procedure, m: req.Msg, stream: stream,
+			written: map[string]int64{}}
+		err = w.run(ctx)
+	}
+	err = s.toConnect(err, c.id)
+	code := "ok"
+	if err != nil {
+		code = connect.CodeOf(err).String()
+	}
+	// The stream's closing record (its opening and each event have
+	// records of their own).
+	if aerr := s.trail.Finish(ctx, c.record, code); aerr != nil {
+		s.log.Error("audit record of a closed watch stream not written", "request_id", c.id, "error", aerr.Error())
+	}
+	elapsed := time.Since(start)
+	s.log.Info("request", "request_id", c.id, "caller", c.caller.String(), "procedure", procedure,
+		"peer", req.Peer().Addr, "code", code, "duration_ms", float64(elapsed.Microseconds())/1000)
+	s.metrics.ObserveRequest(rpcLabel(procedure), code, elapsed)
+	if err != nil {
+		if ce := new(connect.Error); errors.As(err, &ce) {
+			ce.Meta().Set("Spike-Request-Id", c.id)
+		}
+		return err
+	}
+	return nil
+}
+
+// watcher is one WatchSecrets stream.
+type watcher struct {
+	s         secretServer
+	c         *call
+	peer      string
+	procedure string
+	m         *nexusv1.WatchSecretsRequest
+	stream    *connect.ServerStream[nexusv1.WatchSecretsResponse]
+	identity  string
+	pos       postgres.Position
+	// written is the newest version of each path this stream passed in a
+	// WRITTEN row: a row repeating an older one (forged) is dropped.
+	written map[string]int64
+}
+
+func (w *watcher) run(ctx context.Context) error {
+	s := w.s
+	if err := secret.ValidatePrefix(w.m.GetPrefix()); err != nil {
+		return err
+	}
+	if len(w.m.GetCursor()) > maxCursorLen {
+		return fault.New(fault.Invalid, "cursor: is not a cursor from WatchSecrets")
+	}
+	if err := s.keeper.Ready(ctx); err != nil {
+		return err
+	}
+	leave, err := s.watch.join(w.c.caller.String())
+	if err != nil {
+		return err
+	}
+	defer leave()
+
+	st, err := s.store.ChangeLogState(ctx)
+	if err != nil {
+		return err
+	}
+	w.identity = st.Identity
+	if cur := w.m.GetCursor(); cur != "" {
+		if w.pos, err = openCursor(cur, st); err != nil {
+			return err
+		}
+	} else {
+		// From now: every transaction that ends from now on.
+		w.pos = postgres.Position{XID: st.Settled}
+	}
+	// The stream's opening, audited before anything is sent.
+	if err := w.audit(ctx, []*nexusv1.SecretEvent{nil}); err != nil {
+		return err
+	}
+	// The first response: the starting cursor, so that a client holds
+	// one even if nothing changes.
+	if err := w.send(ctx, nil, w.pos); err != nil {
+		return err
+	}
+
+	lifetime := time.NewTimer(watchLifetime)
+	defer lifetime.Stop()
+	heartbeat := time.NewTicker(s.watch.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	lastEvent := time.Now()
+	var epoch = -1
+	for {
+		r := s.watch.read(w.pos, maxWatchEvents)
+		if r.ready {
+			if r.identity != w.identity {
+				return fault.New(fault.OutOfRange, "the change log now belongs to another database (restored or replaced): start again without a cursor and read the secrets afresh")
+			}
+			if epoch >= 0 && r.epoch != epoch {
+				return fault.New(fault.Unavailable, "the watch was interrupted on this Nexus: resume with the last cursor")
+			}
+			epoch = r.epoch
+		}
+		rows, next, more := r.rows, r.next, r.more
+		if r.ready && !r.ok {
+			// Behind the hub's buffer: read the database directly.
+			var settled uint64
+			if rows, settled, err = s.store.Changes(ctx, w.pos, maxWatchEvents); err != nil {
+				return err
+			}
+			more = len(rows) == maxWatchEvents
+			next = w.pos
+			if len(rows) > 0 {
+				next = rows[len(rows)-1].Position
+			}
+			if !more {
+				next = later(next, postgres.Position{XID: settled})
+			}
+		}
+		if len(rows) > 0 || w.pos != next {
+			sent, err := w.deliver(ctx, rows, next)
+			if err != nil {
+				return err
+			}
+			if sent {
+				lastEvent = time.Now()
+			}
+		}
+		if more {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-lifetime.C:
+			return nil // the client resumes with its cursor
+		case <-r.wait:
+		case <-heartbeat.C:
+			if time.Since(lastEvent) >= s.watch.cfg.IdleTimeout {
+				return nil
+			}
+			if err := w.stillAllowed(ctx); err != nil {
+				return err
+			}
+			if err := w.send(ctx, nil, w.pos); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// openCursor decodes a cursor and checks that this database can resume
+// from it without missing anything.
+func openCursor(cur string, st postgres.ChangeLog) (postgres.Position, error) {
+	b, err := base64.RawURLEncoding.DecodeString(cur)
+	if err != nil || len(b) != 1+16+8+8 || b[0] != 1 {
+		return postgres.Position{}, fault.New(fault.Invalid, "cursor: is not a cursor from WatchSecrets")
+	}
+	p := postgres.Position{XID: binary.BigEndian.Uint64(b[17:25]), ID: int64(binary.BigEndian.Uint64(b[25:33]))}
+	id, err := identityBytes(st.Identity)
+	if err != nil {
+		return postgres.Position{}, err
+	}
+	if string(b[1:17]) != string(id) || p.XID > st.Next {
+		return postgres.Position{}, fault.New(fault.OutOfRange,
+			"cursor: comes from another database (restored or replaced since): start again without a cursor and read the secrets afresh")
+	}
+	if p.XID <= st.Pruned {
+		return postgres.Position{}, fault.New(fault.OutOfRange,
+			"cursor: older than the retained changes (kept at least %s): start again without a cursor and read the secrets afresh", ChangeRetention)
+	}
+	return p, nil
+}
+
+// cursor encodes a position of this database's change log.
+func (w *watcher) cursor(p postgres.Position) string {
+	id, _ := identityBytes(w.identity)
+	b := make([]byte, 0, 33)
+	b = append(b, 1)
+	b = append(b, id...)
+	b = binary.BigEndian.AppendUint64(b, p.XID)
+	b = binary.BigEndian.AppendUint64(b, uint64(p.ID))
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func identityBytes(identity string) ([]byte, error) {
+	b, err := hex.DecodeString(strings.ReplaceAll(identity, "-", ""))
+	if err != nil || len(b) != 16 {
+		return nil, fmt.Errorf("change log identity %q is not a UUID", identity)
+	}
+	return b, nil
+}
+
+// stillAllowed checks, before events or a heartbeat are sent, that the
+// caller may still watch: SPIKE unsealed, an admin's token still valid,
+// the policies current.
+func (w *watcher) stillAllowed(ctx context.Context) error {
+	s := w.s
+	if err := s.keeper.Ready(ctx); err != nil {
+		return err
+	}
+	if w.c.admin {
+		return s.tokens.Verify(ctx, w.c.token, w.c.caller)
+	}
+	return s.policies.EnsureFresh(ctx)
+}
+
+// mayRead reports whether the caller may read path now.
+func (w *watcher) mayRead(set *policy.Set, path string) bool {
+	return w.c.admin || set.Allowed(w.c.caller, path).Has(policy.Read)
+}
+
+// deliver checks rows (up to next) and sends the events the caller may
+// see, in responses within the bounds; it reports whether it sent any.
+func (w *watcher) deliver(ctx context.Context, rows []postgres.ChangeRow, next postgres.Position) (bool, error) {
+	if err := w.stillAllowed(ctx); err != nil {
+		return false, err
+	}
+	var set *policy.Set
+	if !w.c.admin {
+		set = w.s.policies.Set()
+	}
+	heads := map[string]headState{}
+	var (
+		events []*nexusv1.SecretEvent
+		size   int
+		sent   bool
+	)
+	flush := func(at postgres.Position) error {
+		if len(events) == 0 {
+			return nil
+		}
+		if err := w.audit(ctx, events); err != nil {
+			return err
+		}
+		if err := w.send(ctx, events, at); err != nil {
+			return err
+		}
+		events, size, sent = nil, 0, true
+		return nil
+	}
+	prefix := w.m.GetPrefix()
+	for i, r := range rows {
+		if !strings.HasPrefix(r.Path, prefix) || !w.mayRead(set, r.Path) {
+			continue
+		}
+		ev, err := w.check(ctx, r, heads)
+		if err != nil {
+			return sent, err
+		}
+		if ev == nil {
+			continue
+		}
+		n := proto.Size(ev)
+		if len(events) > 0 && (len(events) == maxWatchEvents || size+n > maxWatchBytes) {
+			if err := flush(rows[i-1].Position); err != nil {
+				return sent, err
+			}
+		}
+		events = append(events, ev)
+		size += n
+	}
+	if err := flush(next); err != nil {
+		return sent, err
+	}
+	w.pos = next
+	return sent, nil
+}
+
+// headState is a secret's authenticated state, read once per delivery.
+type headState struct {
+	found  bool
+	meta   engine.Metadata
+	states map[int64]secret.State
+}
+
+// check turns a change log row into the event to send, or nil when the
+// row does not agree with the secret's authenticated state: forged,
+// edited, or undone by a later change (whose own row comes later). The
+// event's current version and data come from the authenticated state.
+func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[string]headState) (*nexusv1.SecretEvent, error) {
+	s := w.s
+	if secret.ValidatePath(r.Path) != nil || !r.Kind.Valid() || len(r.Versions) > secret.MaxVersionsPerRequest {
+		w.dropped(r, "malformed")
+		return nil, nil
+	}
+	for _, v := range r.Versions {
+		if v < 1 {
+			w.dropped(r, "malformed versions")
+			return nil, nil
+		}
+	}
+	h, ok := heads[r.Path]
+	if !ok {
+		m, err := s.engine.Metadata(ctx, r.Path)
+		switch {
+		case err == nil:
+			h = headState{found: true, meta: m, states: map[int64]secret.State{}}
+			for _, v := range m.Versions {
+				st := secret.Active
+				switch {
+				case v.DestroyedAt != nil:
+					st = secret.Destroyed
+				case v.DeletedAt != nil:
+					st = secret.Deleted
+				}
+				h.states[v.Version] = st
+			}
+		case fault.CodeOf(err) == fault.NotFound:
+		case fault.CodeOf(err) == fault.DataLoss:
+			w.dropped(r, "the secret's stored state does not authenticate")
+			heads[r.Path] = headState{}
+			return nil, nil
+		default:
+			return nil, err
+		}
+		heads[r.Path] = h
+	}
+	ev := &nexusv1.SecretEvent{Path: r.Path, Kind: nexusv1.ChangeKind(r.Kind), Versions: r.Versions,
+		CommittedAt: timestamppb.New(r.At)}
+	if r.Kind == secret.ChangeRemoved {
+		delete(w.written, r.Path)
+		if h.found {
+			return nil, nil // created again since: its own rows follow
+		}
+		return ev, nil
+	}
+	if !h.found {
+		return nil, nil // removed since: its REMOVED row follows
+	}
+	ev.Version = h.meta.CurrentVersion
+	want := map[secret.ChangeKind]secret.State{
+		secret.ChangeDeleted: secret.Deleted, secret.ChangeUndeleted: secret.Active, secret.ChangeDestroyed: secret.Destroyed,
+	}
+	switch r.Kind {
+	case secret.ChangeWritten:
+		if len(r.Versions) != 1 {
+			w.dropped(r, "malformed versions")
+			return nil, nil
+		}
+		v := r.Versions[0]
+		st, kept := h.states[v]
+		if !kept || v > h.meta.CurrentVersion {
+			if v > h.meta.CurrentVersion {
+				w.dropped(r, "names a version the secret does not have")
+			}
+			return nil, nil
+		}
+		if v <= w.written[r.Path] {
+			w.dropped(r, "repeats an older write")
+			return nil, nil
+		}
+		if len(w.written) >= maxWrittenTracked {
+			clear(w.written)
+		}
+		w.written[r.Path] = v
+		if w.m.GetIncludeData() && st == secret.Active {
+			_, data, err := s.engine.Read(ctx, r.Path, v)
+			switch {
+			case err == nil:
+				ev.Data = data
+			case fault.CodeOf(err) == fault.NotFound:
+				// Deleted or pruned since: no data; that change's row follows.
+			case fault.CodeOf(err) == fault.DataLoss:
+				w.dropped(r, "its version does not authenticate")
+				return nil, nil
+			default:
+				return nil, err
+			}
+		}
+	case secret.ChangeDeleted, secret.ChangeUndeleted, secret.ChangeDestroyed:
+		if len(r.Versions) == 0 {
+			w.dropped(r, "malformed versions")
+			return nil, nil
+		}
+		for _, v := range r.Versions {
+			if st, kept := h.states[v]; !kept || st != want[r.Kind] {
+				return nil, nil // changed again since (or forged): the later row tells
+			}
+		}
+	case secret.ChangeMetadata:
+		if len(r.Versions) != 0 {
+			w.dropped(r, "malformed versions")
+			return nil, nil
+		}
+	}
+	return ev, nil
+}
+
+// dropped logs a change log row that cannot be true (never a value).
+func (w *watcher) dropped(r postgres.ChangeRow, why string) {
+	w.s.log.Warn("watch: change log row dropped", "request_id", w.c.id, "path", r.Path,
+		"kind", int(r.Kind), "xid", r.XID, "row", r.ID, "why", why)
+}
+
+// audit writes one record per event (nil: the stream's opening) and waits
+// for all of them: nothing is sent that is not audited.
+func (w *watcher) audit(ctx context.Context, events []*nexusv1.SecretEvent) error {
+	s := w.s
+	errs := make([]error, len(events))
+	var wg sync.WaitGroup
+	for i, ev := range events {
+		e := s.trail.Begin(ctx, w.c.id, w.c.caller.String(), w.peer, w.procedure)
+		if ev == nil {
+			e.SetTarget(w.m.GetPrefix())
+			e.Allow(fmt.Sprintf("watch opened (include_data %t, resumed %t)", w.m.GetIncludeData(), w.m.GetCursor() != ""))
+		} else {
+			e.SetTarget(ev.GetPath())
+			e.Allow(fmt.Sprintf("watch event %s, version %d, versions %v", ev.GetKind(), ev.GetVersion(), ev.GetVersions()))
+		}
+		wg.Go(func() { errs[i] = s.trail.Finish(ctx, e, "ok") })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fault.Wrap(fault.Unavailable, err, "%s", withheld(err))
+	}
+	return nil
+}
+
+func (w *watcher) send(_ context.Context, events []*nexusv1.SecretEvent, at postgres.Position) error {
+	if err := w.stream.Send(&nexusv1.WatchSecretsResponse{Events: events, Cursor: w.cursor(at)}); err != nil {
+		return fault.Wrap(fault.Unavailable, err, "the watch stream broke: resume with the last cursor")
+	}
+	w.pos = at
+	return nil
+}
+
+// watchDir is the directory a watch request looks into, for opening the
+// stream: its prefix up to the last '/'.
+func watchDir(msg any) string {
+	m, ok := msg.(*nexusv1.WatchSecretsRequest)
+	if !ok {
+		return ""
+	}
+	p := m.GetPrefix()
+	return p[:strings.LastIndexByte(p, '/')+1]
 }
