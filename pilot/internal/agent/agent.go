@@ -108,11 +108,11 @@ func (a *Agent) Run(ctx context.Context) error {
 // changed and runs their actions, each distinct action once. It returns
 // every error; a template that failed leaves its file as it was.
 func (a *Agent) Render(ctx context.Context) error {
-	r := newReader(ctx, a.secrets)
+	r := newReader(a.secrets)
 	var errs []error
 	var actions []action
 	for _, t := range a.cfg.Templates {
-		content, err := r.render(t)
+		content, err := r.render(ctx, t)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -63,7 +63,7 @@ func (f *fakeSecrets) Watch(ctx context.Context, prefix, _ string) (Stream, erro
 	ch <- nil // a heartbeat opens the stream
 	f.watches = append(f.watches, ch)
 	f.prefixes = append(f.prefixes, prefix)
-	return &fakeStream{ctx: ctx, ch: ch}, nil
+	return &fakeStream{done: ctx.Done(), err: ctx.Err, ch: ch}, nil
 }
 
 func (f *fakeSecrets) watching() int {
@@ -73,15 +73,16 @@ func (f *fakeSecrets) watching() int {
 }
 
 type fakeStream struct {
-	ctx context.Context
-	ch  chan []string
-	n   int
+	done <-chan struct{}
+	err  func() error
+	ch   chan []string
+	n    int
 }
 
 func (s *fakeStream) Receive() ([]string, string, error) {
 	select {
-	case <-s.ctx.Done():
-		return nil, "", s.ctx.Err()
+	case <-s.done:
+		return nil, "", s.err()
 	case p := <-s.ch:
 		s.n++
 		return p, fmt.Sprint(s.n), nil
@@ -111,6 +112,7 @@ func (l *logBuffer) String() string {
 // counter returns a command that appends a line to a file, and a function
 // counting the lines.
 func counter(t *testing.T) ([]string, func() int) {
+	t.Helper()
 	f := filepath.Join(t.TempDir(), "count")
 	return []string{"sh", "-c", "echo x >> " + f}, func() int {
 		b, err := os.ReadFile(f)

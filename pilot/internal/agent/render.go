@@ -19,19 +19,18 @@ var errTooLarge = fmt.Errorf("the rendered file is larger than %d bytes", maxRen
 // reader reads secrets for one render pass, each path once, and records
 // the paths the templates asked for.
 type reader struct {
-	ctx     context.Context
 	secrets Secrets
 	cache   map[string]map[string]string
 	errs    map[string]error
 	paths   map[string]bool
 }
 
-func newReader(ctx context.Context, s Secrets) *reader {
-	return &reader{ctx: ctx, secrets: s, cache: map[string]map[string]string{}, errs: map[string]error{}, paths: map[string]bool{}}
+func newReader(s Secrets) *reader {
+	return &reader{secrets: s, cache: map[string]map[string]string{}, errs: map[string]error{}, paths: map[string]bool{}}
 }
 
 // data returns the secret at path (its latest version).
-func (r *reader) data(path string) (map[string]string, error) {
+func (r *reader) data(ctx context.Context, path string) (map[string]string, error) {
 	if path == "" {
 		return nil, errors.New("the secret path is empty")
 	}
@@ -42,7 +41,7 @@ func (r *reader) data(path string) (map[string]string, error) {
 	if err := r.errs[path]; err != nil {
 		return nil, err
 	}
-	d, err := r.secrets.Get(r.ctx, path)
+	d, err := r.secrets.Get(ctx, path)
 	if err != nil {
 		err = fmt.Errorf("secret %s: %w", path, err)
 		r.errs[path] = err
@@ -54,10 +53,10 @@ func (r *reader) data(path string) (map[string]string, error) {
 
 // render executes t's template against the secrets, failing on any
 // secret or key that is missing: an error never becomes an empty file.
-func (r *reader) render(t Template) ([]byte, error) {
+func (r *reader) render(ctx context.Context, t Template) ([]byte, error) {
 	funcs := template.FuncMap{
 		"secret": func(path, key string) (string, error) {
-			d, err := r.data(path)
+			d, err := r.data(ctx, path)
 			if err != nil {
 				return "", err
 			}
@@ -68,7 +67,7 @@ func (r *reader) render(t Template) ([]byte, error) {
 			return v, nil
 		},
 		"secretData": func(path string) (map[string]string, error) {
-			d, err := r.data(path)
+			d, err := r.data(ctx, path)
 			if err != nil {
 				return nil, err
 			}
