@@ -11,11 +11,14 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // fakeSecrets is an in-memory Nexus: puts are pushed to the open watches
@@ -26,7 +29,9 @@ type fakeSecrets struct {
 	gets     int
 	refuse   error // Watch's error, when set
 	watches  []chan []string
+	breaks   []chan error
 	prefixes []string
+	cursors  []string
 }
 
 func newFake(data map[string]map[string]string) *fakeSecrets {
@@ -53,7 +58,7 @@ func (f *fakeSecrets) put(path string, d map[string]string) {
 	}
 }
 
-func (f *fakeSecrets) Watch(ctx context.Context, prefix, _ string) (Stream, error) {
+func (f *fakeSecrets) Watch(ctx context.Context, prefix, cursor string) (Stream, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.refuse != nil {
@@ -61,21 +66,42 @@ func (f *fakeSecrets) Watch(ctx context.Context, prefix, _ string) (Stream, erro
 	}
 	ch := make(chan []string, 16)
 	ch <- nil // a heartbeat opens the stream
+	brk := make(chan error, 1)
 	f.watches = append(f.watches, ch)
+	f.breaks = append(f.breaks, brk)
 	f.prefixes = append(f.prefixes, prefix)
-	return &fakeStream{done: ctx.Done(), err: ctx.Err, ch: ch}, nil
+	f.cursors = append(f.cursors, cursor)
+	return &fakeStream{done: ctx.Done(), err: ctx.Err, ch: ch, brk: brk}, nil
+}
+
+// breakWatches ends every open stream with err.
+func (f *fakeSecrets) breakWatches(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, b := range f.breaks {
+		b <- err
+	}
+	f.watches, f.breaks = nil, nil
+}
+
+// opened returns the cursors the watches were opened with.
+func (f *fakeSecrets) opened() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.cursors)
 }
 
 func (f *fakeSecrets) watching() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return len(f.watches)
+	return len(f.cursors)
 }
 
 type fakeStream struct {
 	done <-chan struct{}
 	err  func() error
 	ch   chan []string
+	brk  chan error
 	n    int
 }
 
@@ -83,6 +109,8 @@ func (s *fakeStream) Receive() ([]string, string, error) {
 	select {
 	case <-s.done:
 		return nil, "", s.err()
+	case err := <-s.brk:
+		return nil, "", err
 	case p := <-s.ch:
 		s.n++
 		return p, fmt.Sprint(s.n), nil
@@ -292,6 +320,48 @@ func TestWatch(t *testing.T) {
 		if strings.Contains(logs.String(), v+"\"") || strings.Contains(logs.String(), "="+v) {
 			t.Errorf("the log holds the value %s:\n%s", v, logs)
 		}
+	}
+}
+
+// A broken watch resumes from its last cursor and misses nothing; a
+// cursor too old starts afresh and renders everything.
+func TestWatchResumes(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cmd, count := counter(t)
+	f := newFake(map[string]map[string]string{"apps/db": {"pass": "v1"}})
+	dest := filepath.Join(dir, "out")
+	cfg := Config{Wait: 50 * time.Millisecond, PollInterval: time.Hour, Templates: []Template{
+		{Name: "out", Text: `{{ secret "apps/db" "pass" }}`, Destination: dest, Mode: 0o600, Command: cmd, CommandTimeout: time.Minute},
+	}}
+	logs := &logBuffer{}
+	a := New(cfg, f, slog.New(slog.NewTextHandler(logs, nil)), io.Discard)
+	a.minBackoff = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	waitUntil(t, "the watch", func() bool { return f.watching() == 1 })
+	f.put("apps/db", map[string]string{"pass": "v2"}) // cursor 2
+	waitUntil(t, "the re-render", func() bool { return readFile(t, dest) == "v2" })
+
+	f.breakWatches(errors.New("connection reset"))
+	waitUntil(t, "the second watch", func() bool { return f.watching() == 2 })
+	f.breakWatches(fmt.Errorf("resume: %w", ErrCursorExpired))
+	waitUntil(t, "the third watch", func() bool { return f.watching() == 3 })
+	f.put("apps/db", map[string]string{"pass": "v3"})
+	waitUntil(t, "the re-render after the reconnects", func() bool { return readFile(t, dest) == "v3" })
+	if diff := cmp.Diff([]string{"", "2", ""}, f.opened()); diff != "" {
+		t.Errorf("the cursors the watches were opened with (-want +got):\n%s", diff)
+	}
+	waitUntil(t, "the reloads", func() bool { return count() == 3 })
+	if !strings.Contains(logs.String(), "resumed too late") {
+		t.Errorf("the log does not say the cursor was too old:\n%s", logs)
 	}
 }
 
