@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
@@ -64,6 +65,12 @@ in the log.`,
   spike agent --config agent.yaml --once
   spike agent --config /etc/spike/agent.yaml --check`,
 		Args: noArgs,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if inv.output == "nce" { // -once, read as -o nce
+				return usageErrorf(cmd, "-once: use --once (two dashes)")
+			}
+			return inv.checkFlags(cmd)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if file == "" {
 				return usageErrorf(cmd, "--config FILE is required")
@@ -89,6 +96,14 @@ in the log.`,
 	cmd.Flags().BoolVar(&once, "once", false, "render once, run the reloads and exit")
 	cmd.Flags().BoolVar(&check, "check", false, "only check the configuration and that every file has been rendered (a health check; talks to no one)")
 	cmd.MarkFlagsMutuallyExclusive("once", "check")
+	cmd.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		for _, name := range []string{"config", "check"} {
+			if strings.Contains(err.Error(), "in -"+name) {
+				return usageErrorf(cmd, "-%s: use --%s (two dashes)", name, name)
+			}
+		}
+		return &usageError{command: cmd.CommandPath(), err: err}
+	})
 	return cmd
 }
 
