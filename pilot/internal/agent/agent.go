@@ -62,19 +62,27 @@ type Agent struct {
 // New returns an agent for cfg that reads secrets from s, logs to log and
 // passes the output of reload commands to out.
 func New(cfg Config, s Secrets, log *slog.Logger, out io.Writer) *Agent {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = defaultPoll
+	}
 	return &Agent{cfg: cfg, secrets: s, log: log, out: out, minBackoff: time.Second, maxBackoff: 5 * time.Minute}
 }
 
 // Run renders every template and, unless the configuration says once,
 // keeps the files current until ctx ends. The first render must succeed
 // for every template: an error is returned and no command runs for a
-// template that failed. Later failures are logged and the old file kept.
+// template that failed. Later failures are logged and the old file kept;
+// so are failed reloads, except with once, where they are returned.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := a.Render(ctx); err != nil {
-		return err
-	}
-	if a.cfg.Once {
-		return nil
+	renderErr, reloadErr := a.pass(ctx)
+	switch {
+	case renderErr != nil:
+		return renderErr
+	case a.cfg.Once:
+		return reloadErr
+	case reloadErr != nil:
+		// The process to reload may not have started yet.
+		a.log.Warn("reload failed", "error", reloadErr)
 	}
 	trigger := make(chan struct{}, 1)
 	var wg sync.WaitGroup
@@ -108,8 +116,15 @@ func (a *Agent) Run(ctx context.Context) error {
 // changed and runs their actions, each distinct action once. It returns
 // every error; a template that failed leaves its file as it was.
 func (a *Agent) Render(ctx context.Context) error {
+	renderErr, reloadErr := a.pass(ctx)
+	return errors.Join(renderErr, reloadErr)
+}
+
+// pass renders every template and runs the actions of the files that
+// changed; it returns the render failures and the reload failures apart.
+func (a *Agent) pass(ctx context.Context) (renderErr, reloadErr error) {
 	r := newReader(a.secrets)
-	var errs []error
+	var errs, reloadErrs []error
 	var actions []action
 	for _, t := range a.cfg.Templates {
 		content, err := r.render(ctx, t)
@@ -136,13 +151,13 @@ func (a *Agent) Render(ctx context.Context) error {
 	}
 	for _, act := range actions {
 		if err := act.run(ctx, a.out); err != nil {
-			errs = append(errs, fmt.Errorf("reload: %w", err))
+			reloadErrs = append(reloadErrs, fmt.Errorf("reload: %w", err))
 		} else {
 			a.log.Info("reloaded", act.logAttrs()...)
 		}
 	}
 	a.setPaths(r.paths)
-	return errors.Join(errs...)
+	return errors.Join(errs...), errors.Join(reloadErrs...)
 }
 
 // setPaths records the secrets the templates read and restarts the watch

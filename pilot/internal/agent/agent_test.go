@@ -428,6 +428,25 @@ func TestSignal(t *testing.T) {
 		t.Error("an unchanged render sent a signal")
 	case <-time.After(200 * time.Millisecond):
 	}
+	// A pid file that is missing (the app has not started yet) fails
+	// --once but not a running agent, which renders and carries on.
+	missing := cfg
+	missing.Templates = []Template{cfg.Templates[0]}
+	missing.Templates[0].PIDFile = filepath.Join(dir, "nope.pid")
+	missing.Templates[0].Destination = filepath.Join(dir, "out2")
+	if err := New(missing, f, slog.New(slog.DiscardHandler), io.Discard).Run(t.Context()); err == nil || !strings.Contains(err.Error(), "nope.pid") {
+		t.Errorf("--once with a missing pid file: %v, want an error naming it", err)
+	}
+	missing.Once = false
+	missing.Templates[0].Destination = filepath.Join(dir, "out3")
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := New(missing, f, slog.New(slog.DiscardHandler), io.Discard).Run(ctx); err != nil {
+		t.Errorf("a running agent with a missing pid file: %v, want it to carry on", err)
+	}
+	if readFile(t, filepath.Join(dir, "out3")) != "v1" {
+		t.Error("the running agent did not render")
+	}
 	for _, tt := range []struct{ content, want string }{{"1\n", "never signals"}, {"abc", "does not hold a pid"}} {
 		if err := os.WriteFile(pidFile, []byte(tt.content), 0o600); err != nil {
 			t.Fatal(err)

@@ -34,7 +34,8 @@ Templates are Go text/template with two functions:
   {{ secretData "apps/web/db" }}      all its keys, as a map
 A missing secret or key fails the render (naming the template, the secret
 and the key): the file keeps its last content, and the first render of a
-template must succeed or the agent exits with an error.
+template must succeed or the agent exits with an error. A reload that
+fails is logged (with --once, the agent exits with an error).
 
 The agent watches the secrets its templates read (WatchSecrets), resuming
 where it stopped after a reconnect; while it cannot watch, it says so in
