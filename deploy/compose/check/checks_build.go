@@ -41,6 +41,7 @@ var checks = []check{
 	{"log rotation", checkLogRotation},
 	{"backup service", checkBackup},
 	{"TLS required by PostgreSQL", checkDatabaseTLS},
+	{"agent sidecar", checkAgent},
 }
 
 // checkContents: the stack holds what the design names: PostgreSQL, a
@@ -67,7 +68,7 @@ func checkContents(s *stack) []string {
 		{"Keeper (spike-keeper)", runs("spike-keeper")},
 		{"Nexus (spike-nexus)", runs("spike-nexus")},
 		{"Pilot (spike) in a profile, for docker compose run", func(svc types.ServiceConfig) bool {
-			return runs("spike")(svc) && len(svc.Profiles) > 0
+			return runs("spike")(svc) && !s.isAgent(svc) && len(svc.Profiles) > 0
 		}},
 	}
 	var out []string

@@ -500,12 +500,12 @@ func (s *stack) checkExpectedIDs(td string, idOf map[string]string) []string {
 		}
 		sort.Strings(admins)
 		isAdmin := func(v string) bool { i := sort.SearchStrings(admins, v); return i < len(admins) && admins[i] == v }
-		for _, pilot := range s.servicesRunning("spike") {
+		for _, pilot := range s.pilots() {
 			if got := idOf[pilot.Name]; got != "" && !isAdmin(got) {
 				out = append(out, fmt.Sprintf("service %s gets %s, which %s does not take as an admin (SPIKE_ADMIN_IDS=%s)", pilot.Name, got, nexus.Name, strings.Join(admins, ",")))
 			}
 		}
-		for _, w := range s.servicesRunning("spike-example-workload") {
+		for _, w := range s.workloads() {
 			got := idOf[w.Name]
 			if got != "" && (isAdmin(got) || strings.HasPrefix(got, id("spike/"))) {
 				out = append(out, fmt.Sprintf("service %s, a workload, gets %s: an admin ID or one SPIKE reserves for its own programs (under /spike/)", w.Name, got))

@@ -13,6 +13,9 @@
 #                         for the backup service;
 #   /run/spike/backups    the backups volume, handed to the backup service's
 #                         user;
+#   /run/secrets/app      the app-secrets volume, where the agent service
+#                         (uid and group 10101) renders files that the app
+#                         service (group 10101) reads;
 #   /run/spike/db-ca      a CA for PostgreSQL's TLS certificate (its key
 #                         never leaves this volume, which only bootstrap
 #                         mounts);
@@ -38,6 +41,9 @@ PG_TLS_DIR=/run/spike/postgres-tls
 # The postgres user of the official postgres image, which reads the key
 # and runs the backup service.
 POSTGRES_UID=999
+# The agent service's user and group (docker-compose.yml).
+AGENT_UID=10101
+APP_SECRETS_DIR=/run/secrets/app
 # The user of the nexus image (deploy/compose/Dockerfile).
 NEXUS_UID=10002
 SPIRE_DIR=/run/spire/bootstrap
@@ -87,6 +93,9 @@ chown "$POSTGRES_UID:$POSTGRES_UID" "$BACKUP_DB_DIR/pgpass"
 chmod 0400 "$BACKUP_DB_DIR/pgpass" "$BACKUP_DB_DIR/password"
 chown "$POSTGRES_UID:$POSTGRES_UID" "$BACKUPS_DIR"
 chmod 0700 "$BACKUPS_DIR"
+# The agent writes, its group reads, no one else enters.
+chown "$AGENT_UID:$AGENT_UID" "$APP_SECRETS_DIR"
+chmod 0750 "$APP_SECRETS_DIR"
 
 # --- PostgreSQL TLS -------------------------------------------------------------
 if [ ! -s "$PG_TLS_DIR/server.pem" ] || [ ! -s "$PG_TLS_DIR/server-key.pem" ] || [ ! -s "$PG_TLS_DIR/ca.pem" ]; then

@@ -30,6 +30,8 @@ type fakeNexus struct {
 	// Rotation is tried end to end (e2e/rotate_test.go), not against this
 	// fake.
 	nexusv1connect.UnimplementedOperatorServiceHandler
+	// WatchSecrets answers Unimplemented: the agent falls back to polling.
+	nexusv1connect.UnimplementedSecretServiceHandler
 	err error
 	// pageSize is how many entries one ListSecrets page holds, whatever the
 	// request asks; 0 means all.

@@ -151,6 +151,7 @@ func (inv *invocation) rootCommand() *cobra.Command {
 	flags.DurationVar(&inv.timeout, "timeout", defaultTimeout, "how long to wait for Nexus")
 
 	root.AddCommand(
+		inv.agentCommand(),
 		inv.auditCommand(),
 		inv.loginCommand(),
 		inv.logoutCommand(),
