@@ -115,7 +115,7 @@ const (
 // were not run, or failed, is unknown rather than missed.
 func (r report) targets() []targetResult {
 	var out []targetResult
-	ratioTarget := func(name, op, proto string, c int, min float64, ratio func(row) (float64, bool), refusal func(row) string) {
+	ratioTarget := func(name, op, proto string, c int, least float64, ratio func(row) (float64, bool), refusal func(row) string) {
 		res := targetResult{Target: fmt.Sprintf("%s at c=%d over %s", name, c, protoName(proto))}
 		row, ok := r.row(op, c, proto)
 		switch v, valid := ratio(row); {
@@ -124,7 +124,7 @@ func (r report) targets() []targetResult {
 		case !valid:
 			res.Measured, res.Verdict = refusal(row), unknown
 		default:
-			res.Measured, res.Verdict = percent(v), check(v >= min)
+			res.Measured, res.Verdict = percent(v), check(v >= least)
 		}
 		out = append(out, res)
 	}
