@@ -12,22 +12,24 @@ import (
 
 // A change log row (what WatchSecrets sends) is authenticated under the
 // audit key like a kept outcome: bound to the writing transaction's id,
-// the path, the kind of change and the versions, so that a row forged in
-// the database, or copied to another transaction or path, does not check.
+// the path, the secret's incarnation (none for a removal), the kind of
+// change and the versions, so that a row forged in the database, copied
+// to another transaction or path, or left by an earlier incarnation of a
+// secret removed and created again, does not check.
 
 // ChangeMAC authenticates the change log row of the request's mutation.
-func (e *Entry) ChangeMAC(xid uint64, path string, kind int16, versions []int64) ([]byte, error) {
+func (e *Entry) ChangeMAC(xid uint64, path string, incarnation []byte, kind int16, versions []int64) ([]byte, error) {
 	if e.keyErr != nil {
 		return nil, e.keyErr
 	}
 	if e.key == nil {
 		return nil, fault.Wrap(fault.Unavailable, errors.New("no audit key to authenticate the change"), "SPIKE is sealed")
 	}
-	return changeMAC(e.key, xid, path, kind, versions), nil
+	return changeMAC(e.key, xid, path, incarnation, kind, versions), nil
 }
 
 // CheckChange reports whether a change log row authenticates.
-func (t *Trail) CheckChange(ctx context.Context, xid uint64, path string, kind int16, versions []int64, mac []byte) (bool, error) {
+func (t *Trail) CheckChange(ctx context.Context, xid uint64, path string, incarnation []byte, kind int16, versions []int64, mac []byte) (bool, error) {
 	key, err := t.macKey(ctx)
 	if err != nil {
 		return false, err
@@ -36,10 +38,10 @@ func (t *Trail) CheckChange(ctx context.Context, xid uint64, path string, kind i
 		return false, fault.New(fault.FailedPrecondition, "SPIKE is sealed")
 	}
 	defer clear(key)
-	return hmac.Equal(changeMAC(key, xid, path, kind, versions), mac), nil
+	return hmac.Equal(changeMAC(key, xid, path, incarnation, kind, versions), mac), nil
 }
 
-func changeMAC(key []byte, xid uint64, path string, kind int16, versions []int64) []byte {
+func changeMAC(key []byte, xid uint64, path string, incarnation []byte, kind int16, versions []int64) []byte {
 	h := hmac.New(sha256.New, key)
 	b := []byte("spike change v1")
 	b = binary.BigEndian.AppendUint64(b, xid)
@@ -50,6 +52,8 @@ func changeMAC(key []byte, xid uint64, path string, kind int16, versions []int64
 	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(path)))
 	b = append(b, path...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(incarnation)))
+	b = append(b, incarnation...)
 	h.Write(b)
 	return h.Sum(nil)
 }

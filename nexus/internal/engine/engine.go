@@ -548,6 +548,8 @@ func (e *Engine) Change(ctx context.Context, rec *audit.Entry, path string, vers
 type Metadata struct {
 	secret.Metadata
 	Custom map[string]string
+	// Incarnation is the secret's incarnation id, from its sealed head.
+	Incarnation []byte
 }
 
 // Metadata returns the settings, custom metadata and version states of path.
@@ -576,7 +578,7 @@ func (e *Engine) Metadata(ctx context.Context, path string) (Metadata, error) {
 		CASRequired:          h.CASRequired,
 		CreatedAt:            st.CreatedAt,
 		UpdatedAt:            st.UpdatedAt,
-	}, Custom: h.Custom}
+	}, Custom: h.Custom, Incarnation: h.Incarnation}
 	for _, r := range rows {
 		m.Versions = append(m.Versions, secret.Version{
 			Path: path, Version: r.Version, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt,

@@ -283,7 +283,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 		if rec == nil {
 			return nil, false, fmt.Errorf("write secret %s: a change for watchers without its request", path)
 		}
-		if changeMAC, err = rec.ChangeMAC(hr.xid, path, int16(w.Change), w.Changed()); err != nil {
+		if changeMAC, err = rec.ChangeMAC(hr.xid, path, w.Incarnation, int16(w.Change), w.Changed()); err != nil {
 			aborted()
 			return nil, false, err
 		}

@@ -22,7 +22,7 @@ func (s *Store) DeleteMetadata(ctx context.Context, rec *audit.Entry, path strin
 		if err != nil {
 			return err
 		}
-		mac, err := rec.ChangeMAC(x, path, int16(secret.ChangeRemoved), []int64{})
+		mac, err := rec.ChangeMAC(x, path, nil, int16(secret.ChangeRemoved), []int64{})
 		if err != nil {
 			return err
 		}

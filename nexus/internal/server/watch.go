@@ -362,23 +362,6 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 		w.dropped(r, "malformed")
 		return nil, nil
 	}
-	ok, err := s.trail.CheckChange(ctx, r.XID, r.Path, int16(r.Kind), r.Versions, r.MAC)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		w.dropped(r, "does not authenticate")
-		return nil, nil
-	}
-	// One row per path and transaction: another is a copy.
-	if r.XID != w.lastXID || w.xidPaths == nil {
-		w.lastXID, w.xidPaths = r.XID, map[string]bool{}
-	}
-	if w.xidPaths[r.Path] {
-		w.dropped(r, "repeats a row of its transaction")
-		return nil, nil
-	}
-	w.xidPaths[r.Path] = true
 	h, ok := heads[r.Path]
 	if !ok {
 		m, err := s.engine.Metadata(ctx, r.Path)
@@ -405,6 +388,33 @@ func (w *watcher) check(ctx context.Context, r postgres.ChangeRow, heads map[str
 		}
 		heads[r.Path] = h
 	}
+	// A row is bound to the incarnation of the secret it changed (a
+	// removal to none): the rows of an earlier incarnation of a secret
+	// removed and created again do not check against the current one.
+	var incarnation []byte
+	if r.Kind != secret.ChangeRemoved {
+		if !h.found {
+			return nil, nil // removed since: its REMOVED row follows
+		}
+		incarnation = h.meta.Incarnation
+	}
+	ok, err := s.trail.CheckChange(ctx, r.XID, r.Path, incarnation, int16(r.Kind), r.Versions, r.MAC)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		w.dropped(r, "does not authenticate (forged, or of an earlier incarnation of the secret)")
+		return nil, nil
+	}
+	// One row per path and transaction: another is a copy.
+	if r.XID != w.lastXID || w.xidPaths == nil {
+		w.lastXID, w.xidPaths = r.XID, map[string]bool{}
+	}
+	if w.xidPaths[r.Path] {
+		w.dropped(r, "repeats a row of its transaction")
+		return nil, nil
+	}
+	w.xidPaths[r.Path] = true
 	ev := &nexusv1.SecretEvent{Path: r.Path, Kind: nexusv1.ChangeKind(r.Kind), Versions: r.Versions,
 		CommittedAt: timestamppb.New(r.At)}
 	if r.Kind == secret.ChangeRemoved {

@@ -408,3 +408,40 @@ func TestWatchHeartbeatsMoveTheCursor(t *testing.T) {
 	}
 	resumed.quiet(1500 * time.Millisecond)
 }
+
+// A watcher that resumes after a secret was removed and created again gets
+// the new incarnation's versions once each, with their data, and none of
+// the earlier incarnation's rows again under the new secret.
+func TestWatchResumesAcrossARemoval(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.init()
+	w := s.watch(adminID, &nexusv1.WatchSecretsRequest{Prefix: "r/"})
+	start := w.cursor
+	w.cancel()
+
+	s.put("r/a", map[string]string{"k": "old1"})
+	s.put("r/a", map[string]string{"k": "old2"})
+	if _, err := s.secrets(adminID).DeleteSecretMetadata(t.Context(),
+		connect.NewRequest(&nexusv1.DeleteSecretMetadataRequest{Path: "r/a"})); err != nil {
+		t.Fatal(err)
+	}
+	s.put("r/a", map[string]string{"k": "new1"})
+	s.put("r/a", map[string]string{"k": "new2"})
+
+	resumed := s.watchFrom(adminID, "r/", start, true)
+	got := drain(resumed)
+	var written []event
+	for _, e := range got {
+		if e.Kind == nexusv1.ChangeKind_CHANGE_KIND_WRITTEN {
+			written = append(written, e)
+		}
+	}
+	want := []event{
+		{"r/a", nexusv1.ChangeKind_CHANGE_KIND_WRITTEN, 2, []int64{1}, map[string]string{"k": "new1"}},
+		{"r/a", nexusv1.ChangeKind_CHANGE_KIND_WRITTEN, 2, []int64{2}, map[string]string{"k": "new2"}},
+	}
+	if d := cmp.Diff(want, written, cmpVersions); d != "" {
+		t.Fatalf("written events after resuming across a removal (-want +got):\n%s\nall events: %v", d, got)
+	}
+}
