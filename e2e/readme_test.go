@@ -98,7 +98,9 @@ func startLine(t *testing.T, dir string, env []string, line string) *longLine {
 	go func() { l.done <- l.cmd.Wait() }()
 	t.Cleanup(func() {
 		_ = l.cmd.Process.Kill()
-		<-l.done
+		if err := <-l.done; err != nil {
+			t.Logf("README line %q ended: %v", line, err)
+		}
 	})
 	return l
 }
