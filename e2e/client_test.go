@@ -59,8 +59,12 @@ func TestClient(t *testing.T) {
 	if err != nil || v1.Version != 1 {
 		t.Fatalf("Put: %+v, %v; want version 1", v1, err)
 	}
-	if _, err := c.Put(ctx, "apps/client/db", map[string]string{"pass": "lost"}, client.CAS(0)); !errors.Is(err, client.ErrConflict) {
-		t.Errorf("Put with a stale CAS: %v, want ErrConflict", err)
+	// A conflict and a sealed SPIKE (below) are both FailedPrecondition:
+	// Nexus's reason tells them apart, not its message.
+	var conflict *client.Error
+	if _, err := c.Put(ctx, "apps/client/db", map[string]string{"pass": "lost"}, client.CAS(0)); !errors.Is(err, client.ErrConflict) ||
+		!errors.As(err, &conflict) || conflict.Reason != "CAS_MISMATCH" {
+		t.Errorf("Put with a stale CAS: %v, want ErrConflict with reason CAS_MISMATCH", err)
 	}
 	v2, err := c.Patch(ctx, "apps/client/db", map[string]string{"pass": "p2"}, client.CAS(1))
 	if err != nil || v2.Version != 2 {
@@ -119,8 +123,98 @@ func TestClient(t *testing.T) {
 	}
 
 	mustSpike(t, admin, "", "operator", "seal")
-	if _, err := c.Get(ctx, "apps/client/db"); !errors.Is(err, client.ErrSealed) {
-		t.Errorf("Get while sealed: %v, want ErrSealed", err)
+	var sealed *client.Error
+	if _, err := c.Get(ctx, "apps/client/db"); !errors.Is(err, client.ErrSealed) || !errors.As(err, &sealed) || sealed.Reason != "SEALED" {
+		t.Errorf("Get while sealed: %v, want ErrSealed with reason SEALED", err)
+	}
+	if _, err := c.Put(ctx, "apps/client/db", map[string]string{"pass": "p3"}, client.CAS(2)); !errors.Is(err, client.ErrSealed) {
+		t.Errorf("Put with a CAS while sealed: %v, want ErrSealed", err)
+	}
+}
+
+// replaceFile replaces dst with the content of src as spiffe-helper does:
+// a temporary file in dst's directory, renamed over dst, so that a reader
+// sees the old file or the new one.
+func replaceFile(t *testing.T, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(dst), ".tmp-"+filepath.Base(dst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tmp.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := tmp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A client whose SVID comes from PEM files follows them when they are
+// replaced on disk: holding workload A's SVID it is refused a secret that
+// only workload B may read; once the files hold B's SVID, the next calls
+// through the same client (no restart) read it.
+func TestClientPEMReload(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, 1)
+	s.initialise(t)
+	admin := s.pilotEnv(t, 0, identity.Pilot(td))
+	a := spiffeid.RequireFromString("spiffe://spike.local/app/pem-a")
+	b := spiffeid.RequireFromString("spiffe://spike.local/app/pem-b")
+	mustSpike(t, admin, "", "policy", "put", "pem-b", "--spiffe-id", b.String(), "--path", "apps/pem/**", "--perm", "read")
+	mustSpike(t, admin, "", "secret", "put", "apps/pem/db", "pass=p1")
+
+	dir := filepath.Join(t.TempDir(), "svid")
+	files, err := s.ca.WriteSVID(dir, a, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := s.ca.WriteSVID(filepath.Join(t.TempDir(), "next"), b, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	c, err := client.New(ctx, client.Config{NexusURL: "https://" + s.nexusAddrs[0], NexusID: identity.Nexus(td), SVID: files})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	var ce *client.Error
+	if _, err := c.Get(ctx, "apps/pem/db"); !errors.Is(err, client.ErrPermissionDenied) || !errors.As(err, &ce) || !ce.Remote {
+		t.Fatalf("Get as %s: %v, want ErrPermissionDenied from Nexus", a, err)
+	}
+	replaceFile(t, next.CertFile, files.CertFile)
+	replaceFile(t, next.KeyFile, files.KeyFile)
+	replaceFile(t, next.BundleFile, files.BundleFile)
+
+	// The client looks at its files again when a call needs the SVID, at
+	// most once a second: retry until then, within a bounded time.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got, err := c.Get(ctx, "apps/pem/db")
+		if err == nil {
+			if got.Data["pass"] != "p1" {
+				t.Errorf("Get as %s: data %v, want pass p1", b, got.Data)
+			}
+			break
+		}
+		if !errors.Is(err, client.ErrPermissionDenied) {
+			t.Fatalf("Get after the files were replaced: %v", err)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("20s after the files were replaced the client is still refused: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if id, err := c.ID(); err != nil || id != b {
+		t.Errorf("ID() = %v, %v; want %s", id, err, b)
 	}
 }
 

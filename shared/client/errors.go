@@ -8,6 +8,7 @@ import (
 
 	"connectrpc.com/connect"
 
+	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 	"github.com/spike-dev/spike/shared/mtls"
 )
 
@@ -83,6 +84,11 @@ type Error struct {
 	Message string
 	// Remote is true when Nexus answered with this error.
 	Remote bool
+	// Reason is the reason Nexus attached to the error, the name of a
+	// spike.nexus.v1.ErrorDetail.Reason without its prefix ("CAS_MISMATCH",
+	// "CAS_REQUIRED", "SEALED", "NOT_INITIALISED"), or empty when it gave
+	// none.
+	Reason string
 
 	kind error
 	err  error
@@ -118,12 +124,29 @@ var kinds = map[connect.Code]error{
 	connect.CodeInternal:          ErrInternal,
 }
 
-// kindOf returns the sentinel for code and Nexus's message. Nexus answers
-// both a check-and-set conflict and a sealed SPIKE with FailedPrecondition
-// and no detail, so its message tells them apart.
-func kindOf(code connect.Code, msg string) error {
+// reasonKinds maps the reasons of Nexus's ErrorDetail to their sentinel.
+var reasonKinds = map[nexusv1.ErrorDetail_Reason]error{
+	nexusv1.ErrorDetail_REASON_CAS_MISMATCH:    ErrConflict,
+	nexusv1.ErrorDetail_REASON_CAS_REQUIRED:    ErrConflict,
+	nexusv1.ErrorDetail_REASON_SEALED:          ErrSealed,
+	nexusv1.ErrorDetail_REASON_NOT_INITIALISED: ErrSealed,
+}
+
+// kindOf returns the sentinel for code, the reason of Nexus's ErrorDetail
+// (REASON_UNSPECIFIED when it sent none) and Nexus's message. A
+// check-and-set conflict and a sealed SPIKE are both FailedPrecondition:
+// the reason tells them apart. Only an older Nexus, which sends no
+// reason, is told apart by its message text; a reason this client does
+// not know yet (a newer Nexus) is its code alone.
+func kindOf(code connect.Code, reason nexusv1.ErrorDetail_Reason, msg string) error {
 	if code != connect.CodeFailedPrecondition {
 		return kinds[code]
+	}
+	if reason != nexusv1.ErrorDetail_REASON_UNSPECIFIED {
+		if k, ok := reasonKinds[reason]; ok {
+			return k
+		}
+		return ErrFailedPrecondition
 	}
 	switch {
 	case strings.Contains(msg, "check-and-set"):
@@ -133,6 +156,19 @@ func kindOf(code connect.Code, msg string) error {
 	default:
 		return ErrFailedPrecondition
 	}
+}
+
+// reasonOf returns the reason of the ErrorDetail on Nexus's error ce, or
+// REASON_UNSPECIFIED when it has none.
+func reasonOf(ce *connect.Error) nexusv1.ErrorDetail_Reason {
+	for _, d := range ce.Details() {
+		if v, err := d.Value(); err == nil {
+			if detail, ok := v.(*nexusv1.ErrorDetail); ok {
+				return detail.GetReason()
+			}
+		}
+	}
+	return nexusv1.ErrorDetail_REASON_UNSPECIFIED
 }
 
 // wrapError turns the error of the call op on path into an *Error. A
@@ -146,9 +182,16 @@ func wrapError(op, path string, err error) error {
 		return &Error{Op: op, Path: path, Code: connect.CodeCanceled, Message: ErrClosed.Error(), kind: ErrClosed, err: err}
 	}
 	e := &Error{Op: op, Path: path, Code: connect.CodeOf(err), Message: err.Error(), Remote: connect.IsWireError(err), err: err}
+	reason := nexusv1.ErrorDetail_REASON_UNSPECIFIED
 	var ce *connect.Error
 	if errors.As(err, &ce) {
 		e.Message = ce.Message()
+		if e.Remote {
+			reason = reasonOf(ce)
+		}
+	}
+	if reason != nexusv1.ErrorDetail_REASON_UNSPECIFIED {
+		e.Reason = strings.TrimPrefix(reason.String(), "REASON_")
 	}
 	if refused := (*mtls.ServerRefusedError)(nil); !e.Remote && errors.As(err, &refused) {
 		e.Code = connect.CodeUnauthenticated
@@ -159,6 +202,6 @@ func wrapError(op, path string, err error) error {
 	if !e.Remote && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		return e
 	}
-	e.kind = kindOf(e.Code, e.Message)
+	e.kind = kindOf(e.Code, reason, e.Message)
 	return e
 }

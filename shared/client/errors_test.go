@@ -44,6 +44,17 @@ func (f failing) PutSecret(context.Context, *connect.Request[nexusv1.PutSecretRe
 func TestErrors(t *testing.T) {
 	t.Parallel()
 	refusal := func(code connect.Code, msg string) error { return connect.NewError(code, errors.New(msg)) }
+	// because is a FailedPrecondition with msg and Nexus's ErrorDetail
+	// carrying reason.
+	because := func(reason nexusv1.ErrorDetail_Reason, msg string) error {
+		ce := connect.NewError(connect.CodeFailedPrecondition, errors.New(msg))
+		d, err := connect.NewErrorDetail(&nexusv1.ErrorDetail{Reason: reason})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ce.AddDetail(d)
+		return ce
+	}
 	for _, tt := range []struct {
 		name   string
 		err    error // nil: the connection breaks
@@ -51,21 +62,30 @@ func TestErrors(t *testing.T) {
 		code   connect.Code
 		remote bool
 		msg    string
+		reason string
 	}{
-		{"not found", refusal(connect.CodeNotFound, "no secret at a/b"), client.ErrNotFound, connect.CodeNotFound, true, "no secret at a/b"},
-		{"denied", refusal(connect.CodePermissionDenied, "no"), client.ErrPermissionDenied, connect.CodePermissionDenied, true, "no"},
-		{"unauthenticated", refusal(connect.CodeUnauthenticated, "token"), client.ErrUnauthenticated, connect.CodeUnauthenticated, true, "token"},
-		{"sealed", refusal(connect.CodeFailedPrecondition, "SPIKE is sealed: Keeper restarted; unseal"), client.ErrSealed, connect.CodeFailedPrecondition, true, ""},
-		{"not initialised", refusal(connect.CodeFailedPrecondition, "SPIKE is not initialised: run `spike operator init`"), client.ErrSealed, connect.CodeFailedPrecondition, true, ""},
-		{"cas", refusal(connect.CodeFailedPrecondition, "check-and-set failed: a/b is at version 2, you expected 1"), client.ErrConflict, connect.CodeFailedPrecondition, true, ""},
-		{"other precondition", refusal(connect.CodeFailedPrecondition, "already initialised"), client.ErrFailedPrecondition, connect.CodeFailedPrecondition, true, ""},
-		{"invalid", refusal(connect.CodeInvalidArgument, "path: empty segment"), client.ErrInvalidArgument, connect.CodeInvalidArgument, true, ""},
-		{"data loss", refusal(connect.CodeDataLoss, "failed authentication"), client.ErrDataLoss, connect.CodeDataLoss, true, ""},
-		{"unknown from nexus", refusal(connect.CodeUnknown, "commit outcome unknown"), client.ErrOutcomeUnknown, connect.CodeUnknown, true, ""},
-		{"internal", refusal(connect.CodeInternal, "internal error (request id 1)"), client.ErrInternal, connect.CodeInternal, true, ""},
-		{"too many", refusal(connect.CodeResourceExhausted, "wait"), client.ErrResourceExhausted, connect.CodeResourceExhausted, true, ""},
+		{"not found", refusal(connect.CodeNotFound, "no secret at a/b"), client.ErrNotFound, connect.CodeNotFound, true, "no secret at a/b", ""},
+		{"denied", refusal(connect.CodePermissionDenied, "no"), client.ErrPermissionDenied, connect.CodePermissionDenied, true, "no", ""},
+		{"unauthenticated", refusal(connect.CodeUnauthenticated, "token"), client.ErrUnauthenticated, connect.CodeUnauthenticated, true, "token", ""},
+		// The reason decides, whatever the message says.
+		{"sealed", because(nexusv1.ErrorDetail_REASON_SEALED, "check-and-set cannot run"), client.ErrSealed, connect.CodeFailedPrecondition, true, "", "SEALED"},
+		{"not initialised", because(nexusv1.ErrorDetail_REASON_NOT_INITIALISED, "run init"), client.ErrSealed, connect.CodeFailedPrecondition, true, "", "NOT_INITIALISED"},
+		{"cas mismatch", because(nexusv1.ErrorDetail_REASON_CAS_MISMATCH, "SPIKE is sealed? no: a/b is at version 2"), client.ErrConflict, connect.CodeFailedPrecondition, true, "", "CAS_MISMATCH"},
+		{"cas required", because(nexusv1.ErrorDetail_REASON_CAS_REQUIRED, "give a version"), client.ErrConflict, connect.CodeFailedPrecondition, true, "", "CAS_REQUIRED"},
+		// A reason this client does not know (a newer Nexus): the code alone.
+		{"unknown reason", because(99, "SPIKE is sealed"), client.ErrFailedPrecondition, connect.CodeFailedPrecondition, true, "", "99"},
+		// An older Nexus sends no reason: its message tells.
+		{"sealed, older nexus", refusal(connect.CodeFailedPrecondition, "SPIKE is sealed: Keeper restarted; unseal"), client.ErrSealed, connect.CodeFailedPrecondition, true, "", ""},
+		{"not initialised, older nexus", refusal(connect.CodeFailedPrecondition, "SPIKE is not initialised: run `spike operator init`"), client.ErrSealed, connect.CodeFailedPrecondition, true, "", ""},
+		{"cas, older nexus", refusal(connect.CodeFailedPrecondition, "check-and-set failed: a/b is at version 2, you expected 1"), client.ErrConflict, connect.CodeFailedPrecondition, true, "", ""},
+		{"other precondition", refusal(connect.CodeFailedPrecondition, "already initialised"), client.ErrFailedPrecondition, connect.CodeFailedPrecondition, true, "", ""},
+		{"invalid", refusal(connect.CodeInvalidArgument, "path: empty segment"), client.ErrInvalidArgument, connect.CodeInvalidArgument, true, "", ""},
+		{"data loss", refusal(connect.CodeDataLoss, "failed authentication"), client.ErrDataLoss, connect.CodeDataLoss, true, "", ""},
+		{"unknown from nexus", refusal(connect.CodeUnknown, "commit outcome unknown"), client.ErrOutcomeUnknown, connect.CodeUnknown, true, "", ""},
+		{"internal", refusal(connect.CodeInternal, "internal error (request id 1)"), client.ErrInternal, connect.CodeInternal, true, "", ""},
+		{"too many", refusal(connect.CodeResourceExhausted, "wait"), client.ErrResourceExhausted, connect.CodeResourceExhausted, true, "", ""},
 		// Retried (twice here), then given up.
-		{"unavailable", refusal(connect.CodeUnavailable, "database down"), client.ErrUnavailable, connect.CodeUnavailable, true, "database down"},
+		{"unavailable", refusal(connect.CodeUnavailable, "database down"), client.ErrUnavailable, connect.CodeUnavailable, true, "database down", ""},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -87,8 +107,8 @@ func TestErrors(t *testing.T) {
 				errors.As(tt.err, &sent)
 				want = sent.Message()
 			}
-			got := client.Error{Op: ce.Op, Path: ce.Path, Code: ce.Code, Message: ce.Message, Remote: ce.Remote}
-			if diff := cmp.Diff(client.Error{Op: "get", Path: "a/b", Code: tt.code, Message: want, Remote: tt.remote}, got, cmp.AllowUnexported(client.Error{})); diff != "" {
+			got := client.Error{Op: ce.Op, Path: ce.Path, Code: ce.Code, Message: ce.Message, Remote: ce.Remote, Reason: ce.Reason}
+			if diff := cmp.Diff(client.Error{Op: "get", Path: "a/b", Code: tt.code, Message: want, Remote: tt.remote, Reason: tt.reason}, got, cmp.AllowUnexported(client.Error{})); diff != "" {
 				t.Errorf("Get error (-want +got):\n%s", diff)
 			}
 		})

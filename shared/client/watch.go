@@ -280,7 +280,7 @@ func reconnectable(err error) bool {
 		return true
 	case connect.CodeFailedPrecondition:
 		var ce *connect.Error
-		return errors.As(err, &ce) && errors.Is(kindOf(code, ce.Message()), ErrSealed)
+		return errors.As(err, &ce) && errors.Is(kindOf(code, reasonOf(ce), ce.Message()), ErrSealed)
 	default:
 		return false
 	}

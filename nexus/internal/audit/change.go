@@ -35,7 +35,7 @@ func (t *Trail) CheckChange(ctx context.Context, xid uint64, path string, incarn
 		return false, err
 	}
 	if key == nil {
-		return false, fault.New(fault.FailedPrecondition, "SPIKE is sealed")
+		return false, fault.New(fault.FailedPrecondition, "SPIKE is sealed").Because(fault.Sealed)
 	}
 	defer clear(key)
 	return hmac.Equal(changeMAC(key, xid, path, incarnation, kind, versions), mac), nil

@@ -46,6 +46,28 @@ const (
 	OutOfRange
 )
 
+// Reason refines a code for callers that act on it: the server package
+// sends it along with the code, so that no caller has to read the message
+// to tell, say, a check-and-set conflict from a sealed SPIKE (both
+// FailedPrecondition).
+type Reason int
+
+// The reasons. An error without one is what its code says.
+const (
+	// NoReason: the code says all a caller can act on.
+	NoReason Reason = iota
+	// CASMismatch: a check-and-set failed; the secret is at another
+	// version than the one given (FailedPrecondition).
+	CASMismatch
+	// CASRequired: the secret requires check-and-set and none was given
+	// (FailedPrecondition).
+	CASRequired
+	// Sealed: no Keeper holds the keyring (FailedPrecondition).
+	Sealed
+	// NotInitialised: SPIKE has no keyring yet (FailedPrecondition).
+	NotInitialised
+)
+
 // Error is a domain error with a code and a caller-safe message.
 type Error struct {
 	Code Code
@@ -53,6 +75,15 @@ type Error struct {
 	Msg string
 	// Err is the underlying cause, for logs only.
 	Err error
+	// Reason, when set, refines Code for callers.
+	Reason Reason
+}
+
+// Because returns a copy of e with reason r.
+func (e *Error) Because(r Reason) *Error {
+	c := *e
+	c.Reason = r
+	return &c
 }
 
 // Error returns the caller-safe message.

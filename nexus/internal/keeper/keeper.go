@@ -122,13 +122,13 @@ func (s State) Err() error {
 	case !s.Initialised && s.DBErr != nil:
 		return fault.Wrap(fault.Unavailable, s.DBErr, "database unavailable")
 	case !s.Initialised:
-		return fault.New(fault.FailedPrecondition, "SPIKE is not initialised: run `spike operator init`")
+		return fault.New(fault.FailedPrecondition, "SPIKE is not initialised: run `spike operator init`").Because(fault.NotInitialised)
 	case s.Unsealed:
 		return nil
 	case s.KeeperErr != nil:
 		return fault.Wrap(fault.Unavailable, s.KeeperErr, "SPIKE is sealed: %s; when one is back, %s", s.reason, unsealHint)
 	}
-	return fault.New(fault.FailedPrecondition, "SPIKE is sealed: %s; %s", s.reason, unsealHint)
+	return fault.New(fault.FailedPrecondition, "SPIKE is sealed: %s; %s", s.reason, unsealHint).Because(fault.Sealed)
 }
 
 // holders returns the indexes of the Keepers that hold the keyring.

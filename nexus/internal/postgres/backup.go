@@ -133,7 +133,7 @@ func (sn *Snapshot) Info(ctx context.Context) (SnapshotInfo, error) {
 	}
 	err = sn.tx.QueryRow(ctx, `SELECT keyring_id, epoch FROM root_keyrings WHERE id = 1`).Scan(&info.KeyringID, &epoch)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return info, fault.New(fault.FailedPrecondition, "SPIKE is not initialised: there is nothing to back up")
+		return info, fault.New(fault.FailedPrecondition, "SPIKE is not initialised: there is nothing to back up").Because(fault.NotInitialised)
 	}
 	if err != nil {
 		return info, err

@@ -24,7 +24,7 @@ func (s *Store) Keyring(ctx context.Context) (keeper.Keyring, error) {
 		"SELECT keyring_id, kdf_params, ciphertext, sealed, epoch, created_at FROM root_keyrings WHERE id = 1",
 	).Scan(&k.ID, &k.KDFParams, &k.Ciphertext, &k.Sealed, &epoch, &k.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return keeper.Keyring{}, fault.New(fault.FailedPrecondition, "SPIKE is not initialised: run `spike operator init`")
+		return keeper.Keyring{}, fault.New(fault.FailedPrecondition, "SPIKE is not initialised: run `spike operator init`").Because(fault.NotInitialised)
 	}
 	if err != nil {
 		return keeper.Keyring{}, dbError(ctx, "read root keyring", err)

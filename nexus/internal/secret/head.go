@@ -167,15 +167,15 @@ func (h *Head) CheckCAS(path string, cas *int64) error {
 	switch {
 	case cas == nil && h.CASRequired:
 		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
-			"check-and-set is required for %s: give the version you expect (it is at version %d)", path, h.Current)
+			"check-and-set is required for %s: give the version you expect (it is at version %d)", path, h.Current).Because(fault.CASRequired)
 	case cas == nil:
 		return nil
 	case *cas != h.Current && h.Current == 0:
 		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
-			"check-and-set failed: %s has no version yet, you expected %d", path, *cas)
+			"check-and-set failed: %s has no version yet, you expected %d", path, *cas).Because(fault.CASMismatch)
 	case *cas != h.Current:
 		return fault.Wrap(fault.FailedPrecondition, ErrCASConflict,
-			"check-and-set failed: %s is at version %d, you expected %d", path, h.Current, *cas)
+			"check-and-set failed: %s is at version %d, you expected %d", path, h.Current, *cas).Because(fault.CASMismatch)
 	}
 	return nil
 }

@@ -445,8 +445,19 @@ var codes = map[fault.Code]connect.Code{
 	fault.OutOfRange:         connect.CodeOutOfRange,
 }
 
+// reasons maps domain reasons to the reasons of the ErrorDetail sent with
+// the error, so that callers tell errors of one code apart without reading
+// the message.
+var reasons = map[fault.Reason]nexusv1.ErrorDetail_Reason{
+	fault.CASMismatch:    nexusv1.ErrorDetail_REASON_CAS_MISMATCH,
+	fault.CASRequired:    nexusv1.ErrorDetail_REASON_CAS_REQUIRED,
+	fault.Sealed:         nexusv1.ErrorDetail_REASON_SEALED,
+	fault.NotInitialised: nexusv1.ErrorDetail_REASON_NOT_INITIALISED,
+}
+
 // toConnect converts err into a Connect error whose message is safe for the
-// caller. Causes are logged, never returned.
+// caller, with an ErrorDetail when the domain error has a reason. Causes
+// are logged, never returned.
 func (s *Server) toConnect(err error, requestID string) error {
 	if err == nil {
 		return nil
@@ -456,7 +467,13 @@ func (s *Server) toConnect(err error, requestID string) error {
 		if fe.Err != nil {
 			s.log.Warn("request failed", "request_id", requestID, "error", fe.Msg, "cause", fe.Err.Error())
 		}
-		return connect.NewError(codes[fe.Code], errors.New(fe.Msg))
+		ce := connect.NewError(codes[fe.Code], errors.New(fe.Msg))
+		if r, ok := reasons[fe.Reason]; ok {
+			if d, derr := connect.NewErrorDetail(&nexusv1.ErrorDetail{Reason: r}); derr == nil {
+				ce.AddDetail(d)
+			}
+		}
+		return ce
 	}
 	// Any other error, a Connect error from a call to Keeper among them,
 	// is not the caller's business: only its cancellation or deadline is.

@@ -165,7 +165,7 @@ func (s secretServer) rewrite(ctx context.Context, c *call, path string, version
 		}
 		if userCAS != nil && *userCAS != r.Current {
 			return secret.Version{}, fault.Wrap(fault.FailedPrecondition, secret.ErrCASConflict,
-				"check-and-set failed: %s is at version %d, you expected %d", path, r.Current, *userCAS)
+				"check-and-set failed: %s is at version %d, you expected %d", path, r.Current, *userCAS).Because(fault.CASMismatch)
 		}
 		data, err = change(r, data)
 		if err != nil {
@@ -184,7 +184,7 @@ func (s secretServer) rewrite(ctx context.Context, c *call, path string, version
 
 func errCASRequired(path string, current int64) error {
 	return fault.New(fault.FailedPrecondition,
-		"check-and-set is required for %s: give the version you expect (it is at version %d)", path, current)
+		"check-and-set is required for %s: give the version you expect (it is at version %d)", path, current).Because(fault.CASRequired)
 }
 
 // write stores data as the next version of path.

@@ -1732,8 +1732,10 @@ type SecretEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Path  string                 `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
 	Kind  ChangeKind             `protobuf:"varint,2,opt,name=kind,proto3,enum=spike.nexus.v1.ChangeKind" json:"kind,omitempty"`
-	// The secret's current version once the change committed (0 when it
-	// has none, or was removed).
+	// The secret's newest version (its current_version) as Nexus read it
+	// when it sent this event, not as of this change: a later change may
+	// already be counted in it (its own event follows). 0 when the secret
+	// has no version, and in a CHANGE_KIND_REMOVED event.
 	Version int64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
 	// The versions the change touched; for CHANGE_KIND_WRITTEN the new one.
 	Versions    []int64                `protobuf:"varint,4,rep,packed,name=versions,proto3" json:"versions,omitempty"`
