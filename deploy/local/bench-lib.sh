@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034 # some variables are for the sourcing scripts
 # bench-lib.sh holds the stack setup shared by `make bench` (bench.sh) and
 # `make bench-scale` (bench-scale.sh). Source it from bash (set -euo
 # pipefail) after setting:
