@@ -2,7 +2,8 @@
 # bench.sh is `make bench`: it starts a dedicated SPIKE stack (its own state
 # folder and ports, so a running dev stack is left alone), initialises it,
 # runs spike-bench against it and stops it again, leaving the report in
-# docs/benchmarks.md.
+# docs/benchmarks.md. The stack setup is deploy/local/bench-lib.sh, shared
+# with `make bench-scale`.
 #
 #   BENCH_DURATION=5s        how long each cell runs
 #   BENCH_CONCURRENCY=1,16,64
@@ -25,86 +26,22 @@
 # The state folder (logs included) is kept when the run fails.
 set -euo pipefail
 
-REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
-GO=${GO:-go}
-
-STATE=${BENCH_STATE:-$REPO_ROOT/.spike-bench}
-case $STATE in
-/*) ;;
-*) STATE="$PWD/$STATE" ;;
-esac
-OUT=${BENCH_OUT:-$REPO_ROOT/docs/benchmarks.md}
-case $OUT in
-/*) ;;
-*) OUT="$PWD/$OUT" ;;
-esac
-
-# The stack that `make up` and `make down` manage below.
-export SPIKE_STATE=$STATE
-export SPIKE_PG_PORT=${BENCH_PG_PORT:-55532}
-export SPIKE_KEEPER_PORT=${BENCH_KEEPER_PORT:-8643}
-export SPIKE_NEXUS_PORT=${BENCH_NEXUS_PORT:-8653}
-unset SPIKE_KEEPER_OPS_PORT SPIKE_NEXUS_OPS_PORT # next to the API ports
 PROFILE=${BENCH_PROFILE:-}
 if [[ -n $PROFILE ]]; then
 	[[ $PROFILE == /* ]] || PROFILE="$PWD/$PROFILE"
 	export SPIKE_NEXUS_PPROF=true
 fi
+
+BENCH_NAME=bench
+BENCH_DEFAULT_STATE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)/.spike-bench
+BENCH_DEFAULT_OUT=$(dirname "$BENCH_DEFAULT_STATE")/docs/benchmarks.md
+BENCH_DEFAULT_PORTS="55532 8643 8653"
+BENCH_PERMS=read,write
+# shellcheck source=deploy/local/bench-lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/bench-lib.sh"
+
 FLOOR_PORT=${BENCH_FLOOR_PORT:-8663}
 FLOOR_OPS_PORT=$((FLOOR_PORT + 1))
-KEEPER_OPS_PORT=$((SPIKE_KEEPER_PORT + 1))
-NEXUS_OPS_PORT=$((SPIKE_NEXUS_PORT + 1))
-
-# MARKER says that a folder is a bench state folder, which this script may
-# wipe; it wipes no other folder.
-MARKER=.spike-bench-state
-
-say() { printf 'bench: %s\n' "$*"; }
-die() {
-	printf 'bench: %s\n' "$*" >&2
-	exit 1
-}
-
-[[ $STATE != "$REPO_ROOT/.spike" ]] || die "BENCH_STATE must not be the dev stack's .spike: the bench wipes its state"
-if [[ -e $STATE && ! -e $STATE/$MARKER && -n $(ls -A "$STATE" 2>/dev/null) ]]; then
-	die "$STATE exists and is not a bench state folder (no $MARKER); choose another BENCH_STATE"
-fi
-
-# A clean make: settings on the command line of an outer `make bench` would
-# otherwise reach it through MAKEFLAGS and override the ones above.
-unset MAKEFLAGS MFLAGS MAKELEVEL
-stack() { make --no-print-directory -C "$REPO_ROOT" "$1"; }
-
-# A stack left running by an interrupted run goes first, then its state.
-if [[ -e $STATE/$MARKER ]]; then
-	stack down >/dev/null
-	rm -rf "$STATE"
-fi
-mkdir -p "$STATE"
-touch "$STATE/$MARKER"
-
-ok=false
-floor_pid=
-finish() {
-	if [[ -n $floor_pid ]]; then
-		kill "$floor_pid" 2>/dev/null || true
-		wait "$floor_pid" 2>/dev/null || true
-	fi
-	say "stopping the bench stack"
-	stack down >/dev/null || printf 'bench: make down failed for %s\n' "$STATE" >&2
-	if [[ $ok == true && ${BENCH_KEEP_STATE:-} != 1 ]]; then
-		rm -rf "$STATE"
-	else
-		say "state and logs kept in $STATE (remove it when done)"
-	fi
-}
-trap finish EXIT
-
-say "starting a stack in $STATE (PostgreSQL $SPIKE_PG_PORT, Keeper $SPIKE_KEEPER_PORT, Nexus $SPIKE_NEXUS_PORT)"
-if ! stack up >"$STATE/up.log" 2>&1; then
-	tail -n 20 "$STATE/up.log" >&2
-	die "make up failed (log: $STATE/up.log)"
-fi
 
 # The protocol floor serves with Nexus's own SVID, so the client that calls
 # Nexus calls it unchanged.
@@ -126,37 +63,6 @@ for _ in $(seq 1 50); do
 	}
 	sleep 0.1
 done
-
-say "building spike-bench"
-"$GO" build -trimpath -o "$REPO_ROOT/bin/spike-bench" "$REPO_ROOT/e2e/cmd/spike-bench"
-
-# Pilot's settings for this stack, and where init saves the admin token.
-# shellcheck disable=SC1091
-. "$STATE/env"
-export SPIKE_TOKEN_FILE=$STATE/admin-token
-
-say "initialising SPIKE (the admin token goes to $SPIKE_TOKEN_FILE)"
-password=$(od -An -tx1 -N24 /dev/urandom | tr -d ' \n')
-printf '%s\n' "$password" | "$REPO_ROOT/bin/spike" operator init >"$STATE/init.log" 2>&1 || {
-	cat "$STATE/init.log" >&2
-	die "spike operator init failed"
-}
-unset password
-[[ -s $SPIKE_TOKEN_FILE ]] || die "init saved no admin token in $SPIKE_TOKEN_FILE (see $STATE/init.log)"
-
-TRUST_DOMAIN=${SPIKE_TRUST_DOMAIN:-spike.local}
-BENCH_ID="spiffe://$TRUST_DOMAIN/bench"
-say "letting the workload $BENCH_ID read and write bench/**"
-"$REPO_ROOT/bin/spike" policy put bench --spiffe-id "$BENCH_ID" --path 'bench/**' --perm read,write >"$STATE/policy.log" 2>&1 || {
-	cat "$STATE/policy.log" >&2
-	die "spike policy put failed"
-}
-make --no-print-directory -C "$REPO_ROOT" svid ID="$BENCH_ID" NAME=bench >"$STATE/svid.log" 2>&1 || {
-	cat "$STATE/svid.log" >&2
-	die "make svid failed"
-}
-# shellcheck disable=SC1091
-. "$STATE/svid/bench/env"
 
 say "running spike-bench"
 "$REPO_ROOT/bin/spike-bench" \

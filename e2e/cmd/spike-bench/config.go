@@ -52,6 +52,9 @@ type config struct {
 	// Protocols are the HTTP versions SPIKE and the floor are called over,
 	// in order: protoH2, protoH1.
 	Protocols []string
+	// Scale is set by -mode scale, which measures as the data grows
+	// instead (scale.go).
+	Scale *scaleConfig
 }
 
 // The HTTP versions spike-bench can call over.
@@ -80,11 +83,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	floor := fl.String("floor", "", "URL of the protocol floor (spike-nexus floor), measured beside SPIKE with the same client; empty: none")
 	floorMetrics := fl.String("floor-metrics", "", "the floor's Prometheus /metrics URL, for its CPU")
 	profile := fl.String("profile", "", "write CPU profiles of each SPIKE cell (spike-bench's, and Nexus's through -nexus-metrics's listener) to this folder")
+	scale := newScaleFlags(fl)
 	fl.Usage = func() {
 		fmt.Fprint(fl.Output(), `usage: spike-bench [flags]
 
 Measures SPIKE's secret get and put throughput and latency against a running
-stack, next to raw pgx reads and writes on the same PostgreSQL. The SVID comes
+stack, next to raw pgx reads and writes on the same PostgreSQL; with -mode
+scale, the cost of get, put and list as secrets and policies grow instead. The SVID comes
 from SPIFFE_ENDPOINT_SOCKET, or SPIKE_SVID_CERT, SPIKE_SVID_KEY and
 SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 
@@ -156,6 +161,9 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 	}
 	if cfg.Paths < 1 || cfg.Paths > 1_000_000 {
 		errs = append(errs, errors.New("-paths: must be 1 to 1000000"))
+	}
+	if err := scale.apply(&cfg); err != nil {
+		errs = append(errs, err)
 	}
 	return cfg, errors.Join(errs...)
 }

@@ -64,6 +64,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return fmt.Errorf("read the SVID: %w", err)
 	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "spike-bench: "+format+"\n", a...) }
+	if cfg.Scale != nil {
+		return runScale(ctx, cfg, src, self, stdout, progress)
+	}
 
 	progress("calling %s as %s", cfg.NexusURL, caller(self.String(), token != ""))
 	spike := map[string]spikeTarget{}

@@ -272,8 +272,14 @@ func (r report) markdown() string {
 	b.WriteString("# SPIKE benchmarks\n\n")
 	b.WriteString("Written by `make bench` (`deploy/local/bench.sh` runs `e2e/cmd/spike-bench` " +
 		"against a fresh local stack). Do not edit: run it again.\n")
-	for _, s := range r.sections() {
-		fmt.Fprintf(&b, "\n## %s\n\n", s.title)
+	writeMarkdownSections(&b, r.sections())
+	return b.String()
+}
+
+// writeMarkdownSections renders secs as Markdown into b.
+func writeMarkdownSections(b *strings.Builder, secs []section) {
+	for _, s := range secs {
+		fmt.Fprintf(b, "\n## %s\n\n", s.title)
 		for _, p := range s.before {
 			b.WriteString(p + "\n\n")
 		}
@@ -291,7 +297,6 @@ func (r report) markdown() string {
 			b.WriteString("\n" + p + "\n")
 		}
 	}
-	return b.String()
 }
 
 // markdownCell keeps a cell on one line and its pipes out of the table's.
@@ -301,9 +306,12 @@ func markdownCell(s string) string {
 }
 
 // text renders the report as aligned plain-text tables for a terminal.
-func (r report) text() string {
+func (r report) text() string { return sectionsText(r.sections()) }
+
+// sectionsText renders secs as aligned plain-text tables.
+func sectionsText(secs []section) string {
 	var b strings.Builder
-	for i, s := range r.sections() {
+	for i, s := range secs {
 		if i > 0 {
 			b.WriteString("\n")
 		}
