@@ -18,6 +18,12 @@ type IDPattern struct {
 	src  string
 	td   spiffeid.TrustDomain
 	glob glob
+	// literal is the one ID the pattern matches when it has no wildcard
+	// (as spiffeid.ID.String spells it), "" otherwise; stem is the part
+	// every matching ID starts with up to its first path segment's end
+	// ("spiffe://td/app" for spiffe://td/app/*), "" when that segment has a
+	// wildcard. Sets look policies up by them instead of trying each.
+	literal, stem string
 }
 
 // CompileID compiles a SPIFFE ID pattern of the form
@@ -59,7 +65,15 @@ func CompileID(s string) (IDPattern, error) {
 	if err != nil {
 		return IDPattern{}, err
 	}
-	return IDPattern{src: s, td: td, glob: g}, nil
+	p := IDPattern{src: s, td: td, glob: g}
+	// The trust domain parsed is its canonical (lower-case) name.
+	if !strings.Contains(path, "*") {
+		// Every segment literal: the glob matches exactly this path.
+		p.literal = td.IDString() + "/" + path
+	} else if first, _, _ := strings.Cut(path, "/"); !strings.Contains(first, "*") {
+		p.stem = td.IDString() + "/" + first
+	}
+	return p, nil
 }
 
 // Match reports whether id is in p's trust domain and p's path pattern
@@ -68,6 +82,19 @@ func CompileID(s string) (IDPattern, error) {
 func (p IDPattern) Match(id spiffeid.ID) bool {
 	path := strings.TrimPrefix(id.Path(), "/")
 	return !p.td.IsZero() && id.TrustDomain() == p.td && path != "" && p.glob.match(path)
+}
+
+// stemOf is the stem (see IDPattern) that patterns matching id have.
+func stemOf(id spiffeid.ID) string {
+	s := id.String()
+	rest := len(id.TrustDomain().IDString()) + 1 // past "spiffe://td/"
+	if rest > len(s) {
+		return s
+	}
+	if i := strings.IndexByte(s[rest:], '/'); i >= 0 {
+		return s[:rest+i]
+	}
+	return s
 }
 
 // String returns the pattern as it was compiled.

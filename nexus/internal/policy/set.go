@@ -14,6 +14,15 @@ import (
 type Set struct {
 	// policies are sorted by name.
 	policies []Policy
+	// byID indexes the policies whose SPIFFE ID pattern is one literal ID
+	// by that ID, byStem those whose pattern's first path segment is
+	// literal by their stem (see IDPattern), and wild lists the others;
+	// each in name order. A question about id tries only byID[id],
+	// byStem[its stem] and wild: with many workloads, each named in its
+	// own policies, a check stays flat as policies are added
+	// (docs/performance.md).
+	byID, byStem map[string][]int
+	wild         []int
 }
 
 // Grant is what one policy grants.
@@ -26,7 +35,41 @@ type Grant struct {
 func NewSet(ps []Policy) *Set {
 	sorted := slices.Clone(ps)
 	slices.SortStableFunc(sorted, func(a, b Policy) int { return strings.Compare(a.Name, b.Name) })
-	return &Set{policies: sorted}
+	s := &Set{policies: sorted, byID: map[string][]int{}, byStem: map[string][]int{}}
+	for i, p := range sorted {
+		switch {
+		case p.SPIFFEID.literal != "":
+			s.byID[p.SPIFFEID.literal] = append(s.byID[p.SPIFFEID.literal], i)
+		case p.SPIFFEID.stem != "":
+			s.byStem[p.SPIFFEID.stem] = append(s.byStem[p.SPIFFEID.stem], i)
+		default:
+			s.wild = append(s.wild, i)
+		}
+	}
+	return s
+}
+
+// forID calls fn, in name order, with each policy whose SPIFFE ID pattern
+// may match id (only those can), until fn returns false.
+func (s *Set) forID(id spiffeid.ID, fn func(p *Policy) bool) {
+	lists := [3][]int{s.byID[id.String()], s.byStem[stemOf(id)], s.wild}
+	for {
+		// The smallest head of the three lists, each in name order.
+		k := -1
+		for j, l := range lists {
+			if len(l) > 0 && (k < 0 || l[0] < lists[k][0]) {
+				k = j
+			}
+		}
+		if k < 0 {
+			return
+		}
+		i := lists[k][0]
+		lists[k] = lists[k][1:]
+		if !fn(&s.policies[i]) {
+			return
+		}
+	}
 }
 
 // Allowed returns the permissions id has on path: the union of the
@@ -37,11 +80,12 @@ func (s *Set) Allowed(id spiffeid.ID, path string) Perm {
 		return 0
 	}
 	var perms Perm
-	for _, p := range s.policies {
+	s.forID(id, func(p *Policy) bool {
 		if p.Perms&^perms != 0 && p.SPIFFEID.Match(id) && p.Path.glob.match(path) {
 			perms |= p.Perms
 		}
-	}
+		return true
+	})
 	return perms
 }
 
@@ -52,11 +96,12 @@ func (s *Set) Grants(id spiffeid.ID, path string) []Grant {
 		return nil
 	}
 	var grants []Grant
-	for _, p := range s.policies {
+	s.forID(id, func(p *Policy) bool {
 		if p.Perms != 0 && p.SPIFFEID.Match(id) && p.Path.glob.match(path) {
 			grants = append(grants, Grant{Policy: p.Name, Perms: p.Perms})
 		}
-	}
+		return true
+	})
 	return grants
 }
 
@@ -67,12 +112,12 @@ func (s *Set) MayList(id spiffeid.ID, dir string) bool {
 	if !validDir(dir) {
 		return false
 	}
-	for _, p := range s.policies {
-		if p.Perms.Has(List) && p.SPIFFEID.Match(id) && p.Path.glob.mayMatchUnder(dir, secret.MaxPathLen) {
-			return true
-		}
-	}
-	return false
+	may := false
+	s.forID(id, func(p *Policy) bool {
+		may = p.Perms.Has(List) && p.SPIFFEID.Match(id) && p.Path.glob.mayMatchUnder(dir, secret.MaxPathLen)
+		return !may
+	})
+	return may
 }
 
 // MayUnder reports whether some policy grants id perm on a path under
@@ -81,12 +126,12 @@ func (s *Set) MayUnder(id spiffeid.ID, dir string, perm Perm) bool {
 	if !validDir(dir) {
 		return false
 	}
-	for _, p := range s.policies {
-		if p.Perms.Has(perm) && p.SPIFFEID.Match(id) && p.Path.glob.mayMatchUnder(dir, secret.MaxPathLen) {
-			return true
-		}
-	}
-	return false
+	may := false
+	s.forID(id, func(p *Policy) bool {
+		may = p.Perms.Has(perm) && p.SPIFFEID.Match(id) && p.Path.glob.mayMatchUnder(dir, secret.MaxPathLen)
+		return !may
+	})
+	return may
 }
 
 // Len returns the number of policies in s.
