@@ -41,7 +41,11 @@ func (s *Store) ListSecrets(ctx context.Context, l secret.Listing) ([]string, bo
 	if bounded {
 		upperArg = &upper
 	}
-	rows, err := s.pool.Query(ctx, query, l.Prefix, upperArg, l.After, l.Limit+1)
+	// Planned for its own arguments every time (the unnamed statement): a
+	// cached generic plan cannot bound the index scan by a parameter that
+	// may be NULL, and scanned every secret's versions instead (216 ms
+	// against 1.6 ms at 20k secrets; docs/performance.md).
+	rows, err := s.pool.Query(ctx, query, pgx.QueryExecModeExec, l.Prefix, upperArg, l.After, l.Limit+1)
 	if err != nil {
 		return nil, false, dbError(ctx, "list secrets", err)
 	}
