@@ -39,7 +39,7 @@ var (
 // mTLS, backed by a fresh database and a Keeper running in-process, also
 // reached over real mTLS.
 type stack struct {
-	t  *testing.T
+	t  testing.TB
 	ca *devca.CA
 	// dsn connects to the stack's database as the superuser; nexusDSN as
 	// the role Nexus serves as.
@@ -57,7 +57,7 @@ type stack struct {
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-func newStack(t *testing.T) *stack {
+func newStack(t testing.TB) *stack {
 	t.Helper()
 	return newStackAs(t, "")
 }
@@ -65,13 +65,13 @@ func newStack(t *testing.T) *stack {
 // newStackAs is newStack with Nexus serving as role ("" means a random
 // name), which spike-nexus migrate grants its privileges to, so that a
 // test can take privileges away.
-func newStackAs(t *testing.T, role string) *stack {
+func newStackAs(t testing.TB, role string) *stack {
 	t.Helper()
 	return newStackLogging(t, role, quietLog())
 }
 
 // newStackLogging is newStackAs with Nexus's request log going to log.
-func newStackLogging(t *testing.T, role string, log *slog.Logger) *stack {
+func newStackLogging(t testing.TB, role string, log *slog.Logger) *stack {
 	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {

@@ -17,7 +17,7 @@ import (
 // watchStream is an open WatchSecrets stream whose responses arrive on a
 // channel.
 type watchStream struct {
-	t      *testing.T
+	t      testing.TB
 	cancel context.CancelFunc
 	resps  chan *nexusv1.WatchSecretsResponse
 	done   chan error
