@@ -18,6 +18,8 @@
 #                            handlers do no work, measured beside SPIKE
 #                            (the ops listeners take the next ports up)
 #   BENCH_KEEP_STATE=1       keep the state folder after a successful run
+#   BENCH_PG_STATS=1         statements and WAL per request from PostgreSQL's
+#                            pg_stat_statements (0: not loaded)
 #   BENCH_PROFILE=dir        CPU profiles of Nexus and spike-bench for each
 #                            SPIKE cell into dir (go tool pprof dir/nexus-...)
 #
@@ -30,6 +32,13 @@ PROFILE=${BENCH_PROFILE:-}
 if [[ -n $PROFILE ]]; then
 	[[ $PROFILE == /* ]] || PROFILE="$PWD/$PROFILE"
 	export SPIKE_NEXUS_PPROF=true
+fi
+
+# PostgreSQL counts statements and WAL per request for the report
+# (pg_stat_statements ships with PostgreSQL; BENCH_PG_STATS=0 leaves it out).
+PG_STATS=${BENCH_PG_STATS:-1}
+if [[ $PG_STATS == 1 ]]; then
+	export SPIKE_PG_SETTINGS="shared_preload_libraries = 'pg_stat_statements'"
 fi
 
 BENCH_NAME=bench
@@ -64,6 +73,18 @@ for _ in $(seq 1 50); do
 	sleep 0.1
 done
 
+pg_stats_url=""
+if [[ $PG_STATS == 1 ]]; then
+	# The superuser over the stack's Unix socket (trusted there, see up.sh),
+	# in its own database: the view shows every database's statements.
+	pg_stats_url="host=$STATE/pg/run port=$SPIKE_PG_PORT user=postgres dbname=postgres"
+	psql -X -q -v ON_ERROR_STOP=1 "$pg_stats_url" \
+		-c 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements' >"$STATE/pg-stats.log" 2>&1 || {
+		cat "$STATE/pg-stats.log" >&2
+		die "could not load pg_stat_statements (BENCH_PG_STATS=0 measures without it)"
+	}
+fi
+
 say "running spike-bench"
 "$REPO_ROOT/bin/spike-bench" \
 	-token-file "" \
@@ -77,5 +98,6 @@ say "running spike-bench"
 	-nexus-metrics "http://127.0.0.1:$NEXUS_OPS_PORT/metrics" \
 	-keeper-metrics "http://127.0.0.1:$KEEPER_OPS_PORT/metrics" \
 	-floor "https://127.0.0.1:$FLOOR_PORT" \
-	-floor-metrics "http://127.0.0.1:$FLOOR_OPS_PORT/metrics"
+	-floor-metrics "http://127.0.0.1:$FLOOR_OPS_PORT/metrics" \
+	-pg-stats-url "$pg_stats_url"
 ok=true

@@ -233,6 +233,12 @@ ssl = on
 ssl_cert_file = '$(sq "$PG_TLS_DIR/server.pem")'
 ssl_key_file = '$(sq "$PG_TLS_DIR/server-key.pem")'
 EOF
+	# The caller's own settings (make bench loads pg_stat_statements this
+	# way), one per line; shared_preload_libraries takes effect only when
+	# the server next starts.
+	if [[ -n ${SPIKE_PG_SETTINGS:-} ]]; then
+		printf '# From SPIKE_PG_SETTINGS.\n%s\n' "$SPIKE_PG_SETTINGS" >>"$PGDATA_DIR/spike.conf"
+	fi
 	# Who may connect how, also rewritten on every run. The stack's own
 	# clients (Nexus, spike-nexus migrate, make psql, make bench) use the Unix
 	# socket: no network, no TLS to pay for, and the socket's directory is 0700

@@ -55,6 +55,10 @@ type config struct {
 	// Scale is set by -mode scale, which measures as the data grows
 	// instead (scale.go).
 	Scale *scaleConfig
+	// PGStatsURL is a superuser connection that reads pg_stat_statements
+	// and the WAL position, PGStatsDB the database whose statements
+	// count; "" reads none.
+	PGStatsURL, PGStatsDB string
 }
 
 // The HTTP versions spike-bench can call over.
@@ -82,6 +86,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	protocols := fl.String("protocols", "h2,h1", "comma-separated HTTP versions to call SPIKE and the floor over: h2 (what workloads' client speaks), h1")
 	floor := fl.String("floor", "", "URL of the protocol floor (spike-nexus floor), measured beside SPIKE with the same client; empty: none")
 	floorMetrics := fl.String("floor-metrics", "", "the floor's Prometheus /metrics URL, for its CPU")
+	pgStats := fl.String("pg-stats-url", "", "superuser PostgreSQL URL to read pg_stat_statements and the WAL position through, for statements and WAL per request; empty: none")
+	pgStatsDB := fl.String("pg-stats-db", "spike", "the database whose statements -pg-stats-url counts")
 	profile := fl.String("profile", "", "write CPU profiles of each SPIKE cell (spike-bench's, and Nexus's through -nexus-metrics's listener) to this folder")
 	scale := newScaleFlags(fl)
 	fl.Usage = func() {
@@ -126,6 +132,8 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 		Profile:       *profile,
 		FloorURL:      *floor,
 		FloorMetrics:  *floorMetrics,
+		PGStatsURL:    *pgStats,
+		PGStatsDB:     *pgStatsDB,
 	}
 	var errs []error
 	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))

@@ -43,6 +43,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		Paths:       100,
 		Out:         "docs/benchmarks.md",
 		Protocols:   []string{"h2", "h1"},
+		PGStatsDB:   "spike",
 	}
 	sameID := cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })
 	if diff := cmp.Diff(want, got, sameID); diff != "" {

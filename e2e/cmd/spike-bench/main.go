@@ -103,6 +103,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		keeperPeak = watchPeak(sampling, sc, cfg.KeeperMetrics, metricRSS, rssInterval)
 	}
 	pr := probe{scraper: sc, nexusURL: cfg.NexusMetrics, keeperURL: cfg.KeeperMetrics, floorURL: cfg.FloorMetrics}
+	if cfg.PGStatsURL != "" {
+		if pr.pg, err = openPGStats(ctx, cfg.PGStatsURL, cfg.PGStatsDB); err != nil {
+			return err
+		}
+		defer func() { _ = pr.pg.close(context.WithoutCancel(ctx)) }()
+	}
 	if cfg.FloorURL != "" {
 		progress("measuring the protocol floor at %s beside SPIKE", cfg.FloorURL)
 	}

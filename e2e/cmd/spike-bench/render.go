@@ -102,6 +102,7 @@ func (r report) sections() []section {
 		},
 		table: r.perOpTable(),
 	})
+	secs = append(secs, r.pgSections()...)
 
 	if r.failedRequests() > 0 {
 		et := [][]string{{"cell", "errors", "first error"}}

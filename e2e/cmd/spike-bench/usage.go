@@ -24,6 +24,9 @@ type usage struct {
 	// PoolWait is the mean time Nexus waited for a free database
 	// connection, per acquire, in seconds.
 	PoolWait float64
+	// PG is what PostgreSQL counted (statements, WAL), when -pg-stats-url
+	// is set.
+	PG pgUsage
 }
 
 // rest is the busy CPU not used by Nexus, Keeper, the floor or
@@ -56,12 +59,16 @@ type snapshot struct {
 	self time.Duration
 	// nexus, keeper and floor are their metrics; nil when not scraped.
 	nexus, keeper, floor map[string]float64
+	// pg is PostgreSQL's counters; zero when not read.
+	pg pgSnap
 }
 
 // probe takes snapshots, scraping the metrics endpoints that are set.
 type probe struct {
 	scraper                       scraper
 	nexusURL, keeperURL, floorURL string
+	// pg reads PostgreSQL's counters; nil: none.
+	pg *pgStats
 }
 
 func (p probe) take(ctx context.Context) snapshot {
@@ -79,6 +86,10 @@ func (p probe) take(ctx context.Context) snapshot {
 		s.floor, _ = p.scraper.scrape(ctx, p.floorURL)
 	}
 	s.at = time.Now()
+	if p.pg != nil {
+		// After the clock: these statements are PostgreSQL's, not the cell's.
+		s.pg, _ = p.pg.take(ctx)
+	}
 	return s
 }
 
@@ -115,6 +126,7 @@ func usageBetween(a, b snapshot, cpus int) usage {
 	u.Floor = delta(a.floor, b.floor, metricCPU) / wall
 	u.AuditBatch = ratio(delta(a.nexus, b.nexus, metricAuditRecords), delta(a.nexus, b.nexus, metricAuditBatches))
 	u.AuditWait = ratio(delta(a.nexus, b.nexus, metricAuditWaitSum), delta(a.nexus, b.nexus, metricAuditWaits))
+	u.PG = pgBetween(a.pg, b.pg)
 	u.PoolWait = ratio(delta(a.nexus, b.nexus, metricAcquireWait), delta(a.nexus, b.nexus, metricAcquires))
 	return u
 }
