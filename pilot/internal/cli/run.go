@@ -227,7 +227,7 @@ func newJobControl(stdin io.Reader) jobControl {
 	if !ok {
 		return jc
 	}
-	fd := int(f.Fd()) //nolint:gosec // a descriptor fits an int
+	fd := int(f.Fd())
 	if _, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err == nil {
 		jc.tty = fd
 	}
