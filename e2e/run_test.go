@@ -3,11 +3,15 @@ package e2e_test
 import (
 	"bufio"
 	"errors"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
+	"unsafe"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -87,4 +91,170 @@ func TestSpikeRun(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 42 {
 		t.Errorf("after SIGTERM: %v; want spike to exit 42, the command's code", err)
 	}
+
+	checkGroupSignal(t, workload)
+	checkTerminal(t, workload)
+}
+
+// checkGroupSignal: a signal sent to spike's whole process group, as a
+// supervisor does, reaches the command once (the command runs in a group
+// of its own, and spike passes the signal on). spike is stopped while the
+// group is signalled, so that a command in spike's group would get the
+// signal first from the sender and only later from spike: two signals that
+// cannot merge into one pending signal.
+func checkGroupSignal(t *testing.T, workload []string) {
+	t.Helper()
+	got := filepath.Join(t.TempDir(), "sigints")
+	cmd := exec.CommandContext(t.Context(), filepath.Join(binDir, "spike"), "run", "--secret", "apps/run/api", "--",
+		"sh", "-c", `trap 'echo int >> "$0"' INT; trap 'exit 3' TERM; echo ready; while :; do sleep 0.05; done`, got)
+	cmd.Env = workload
+	// spike leads a group of its own: signalling it spares this test.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("the command said %q (%v), want ready", line, err)
+	}
+	pgid := cmd.Process.Pid
+	if err := syscall.Kill(pgid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(-pgid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second) // time for a command in spike's group to see it
+	if err := syscall.Kill(pgid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	waitWithin(t, 10*time.Second, "the command's SIGINT", func() bool { return countLines(t, got) > 0 })
+	time.Sleep(time.Second) // time for a second SIGINT, which must not come
+	if err := syscall.Kill(pgid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Errorf("after SIGTERM: %v; want spike to exit 3, the command's code", err)
+	}
+	if n := countLines(t, got); n != 1 {
+		t.Errorf("SIGINT to spike's process group: the command got %d SIGINTs, want 1", n)
+	}
+}
+
+// checkTerminal runs spike on a pseudo-terminal, under a shell that is
+// the session leader: while the command runs its own group is the
+// terminal's foreground group (not spike's), it reads what is typed, and
+// Ctrl-C reaches it alone (not spike, not the shell); afterwards the
+// shell's group, which is spike's, is the foreground group again.
+func checkTerminal(t *testing.T, workload []string) {
+	t.Helper()
+	master, tty := openPTY(t)
+	// Fields 5 and 8 of /proc/PID/stat: the process group and the
+	// terminal's foreground group.
+	const stat = `read -r _ _ _ _ pg _ _ fg _ < /proc/$$/stat; `
+	child := stat + `read -r _ _ _ _ spg _ < /proc/$PPID/stat; echo "child $$ $pg $fg $spg"; ` +
+		`echo ready-read; read -r line; echo "read:$line"; ` +
+		`trap "echo got-int; exit 5" INT; echo ready-int; while :; do sleep 0.05; done`
+	script := `"$0" run --secret apps/run/api -- sh -c '` + child + `'; echo "spike-exit $?"; ` + stat + `echo "after $$ $pg $fg"`
+	cmd := exec.CommandContext(t.Context(), "sh", "-c", script, filepath.Join(binDir, "spike"))
+	cmd.Env = workload
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = tty, tty, tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(master)
+		for sc.Scan() {
+			lines <- strings.TrimRight(sc.Text(), "\r")
+		}
+	}()
+	next := func(prefix string) []string {
+		t.Helper()
+		timeout := time.After(30 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("the terminal closed before a line with %q", prefix)
+				}
+				// The terminal echoes what is typed (Ctrl-C as ^C)
+				// before the output that follows.
+				if i := strings.Index(l, prefix); i >= 0 {
+					return strings.Fields(l[i:])
+				}
+			case <-timeout:
+				t.Fatalf("no line with %q on the terminal", prefix)
+			}
+		}
+	}
+	write := func(s string) {
+		t.Helper()
+		if _, err := master.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := next("child ") // child PID PGRP FOREGROUND SPIKE-PGRP
+	if c[1] != c[2] || c[3] != c[2] || c[4] == c[2] {
+		t.Errorf("while the command runs: pid %s, group %s, foreground group %s, spike's group %s; "+
+			"want the command leading its own group, in the foreground", c[1], c[2], c[3], c[4])
+	}
+	next("ready-read")
+	write("typed\n")
+	if r := next("read:"); strings.Join(r, " ") != "read:typed" {
+		t.Errorf("the command read %q from the terminal, want typed", r)
+	}
+	next("ready-int")
+	write("\x03") // Ctrl-C
+	next("got-int")
+	if r := next("spike-exit "); r[1] != "5" {
+		t.Errorf("after Ctrl-C: spike exited %s, want 5 (the command's code)", r[1])
+	}
+	a := next("after ") // after SHELL-PID PGRP FOREGROUND
+	if a[2] != a[1] || a[3] != a[1] {
+		t.Errorf("after spike: the shell (pid %s) has group %s, foreground group %s; want its own group in the foreground", a[1], a[2], a[3])
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("the shell: %v", err)
+	}
+}
+
+// openPTY opens a pseudo-terminal: what is written to master is read from
+// tty, and the other way round. Both are closed when the test ends.
+func openPTY(t *testing.T) (master, tty *os.File) {
+	t.Helper()
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("no pseudo-terminals (/dev/ptmx): %v", err)
+	}
+	t.Cleanup(func() { master.Close() })
+	unlock := 0
+	if err := ioctl(master, syscall.TIOCSPTLCK, unsafe.Pointer(&unlock)); err != nil {
+		t.Fatalf("unlock the pseudo-terminal: %v", err)
+	}
+	var n uint32
+	if err := ioctl(master, syscall.TIOCGPTN, unsafe.Pointer(&n)); err != nil {
+		t.Fatalf("name the pseudo-terminal: %v", err)
+	}
+	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatalf("open the pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { tty.Close() })
+	return master, tty
+}
+
+func ioctl(f *os.File, req uint, arg unsafe.Pointer) error {
+	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), uintptr(req), uintptr(arg)); errno != 0 {
+		return errno
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,7 +26,9 @@ type Secrets interface {
 	// Get returns the data of the latest version of the secret at path.
 	Get(ctx context.Context, path string) (map[string]string, error)
 	// Watch opens a stream of the changes to the secrets under prefix,
-	// after cursor (empty: from now on).
+	// after cursor (empty: from now on). The stream may reconnect by
+	// itself; it should deliver Nexus's heartbeats (as batches without
+	// paths), which tell the agent that it is watching.
 	Watch(ctx context.Context, prefix, cursor string) (Stream, error)
 }
 
@@ -52,6 +55,10 @@ type Agent struct {
 
 	// minBackoff and maxBackoff bound the wait between attempts to watch.
 	minBackoff, maxBackoff time.Duration
+
+	// heard says that the watch delivered something (a heartbeat at
+	// least) since pollWhileSilent last looked.
+	heard atomic.Bool
 
 	mu     sync.Mutex
 	paths  map[string]bool    // the secrets the templates read
@@ -186,8 +193,11 @@ func (a *Agent) watched(paths []string) bool {
 }
 
 // watch follows the changes to the secrets the templates read and sends
-// on trigger when one may need a render. While it cannot watch, it
-// triggers every PollInterval and retries the watch with backoff.
+// on trigger when one may need a render. A failed watch is retried with
+// backoff. While the watch says nothing, it triggers every PollInterval:
+// a watch that works hears at least Nexus's heartbeats (every 15s by
+// default), so this polls only while the watch fails, or reconnects (the
+// Secrets' stream may reconnect by itself, without failing).
 func (a *Agent) watch(ctx context.Context, trigger chan<- struct{}) {
 	notify := func() {
 		select {
@@ -195,6 +205,9 @@ func (a *Agent) watch(ctx context.Context, trigger chan<- struct{}) {
 		default:
 		}
 	}
+	var wg sync.WaitGroup
+	wg.Go(func() { a.pollWhileSilent(ctx, notify) })
+	defer wg.Wait()
 	backoff := a.minBackoff
 	cursor := ""
 	for ctx.Err() == nil {
@@ -216,8 +229,12 @@ func (a *Agent) watch(ctx context.Context, trigger chan<- struct{}) {
 			backoff = a.minBackoff
 		}
 		a.log.Warn("cannot watch for changes; polling", "error", err, "poll_interval", a.cfg.PollInterval, "retry_watch_in", backoff)
-		if !a.poll(ctx, backoff, notify) {
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
 			return
+		case <-t.C:
 		}
 		backoff = min(backoff*2, a.maxBackoff)
 	}
@@ -254,6 +271,7 @@ func (a *Agent) follow(ctx context.Context, cursor *string, notify func()) (bool
 			}
 			return received, fmt.Errorf("watch %q: %w", prefix, err)
 		}
+		a.heard.Store(true)
 		if next != "" {
 			*cursor = next
 		}
@@ -269,21 +287,19 @@ func (a *Agent) follow(ctx context.Context, cursor *string, notify func()) (bool
 	}
 }
 
-// poll notifies every PollInterval until d has passed; false when ctx
-// ended.
-func (a *Agent) poll(ctx context.Context, d time.Duration, notify func()) bool {
-	until := time.NewTimer(d)
-	defer until.Stop()
+// pollWhileSilent notifies at the end of every PollInterval in which the
+// watch delivered nothing, until ctx ends.
+func (a *Agent) pollWhileSilent(ctx context.Context, notify func()) {
 	tick := time.NewTicker(a.cfg.PollInterval)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return false
-		case <-until.C:
-			return true
+			return
 		case <-tick.C:
-			notify()
+			if !a.heard.Swap(false) {
+				notify()
+			}
 		}
 	}
 }

@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strings"
+	"time"
 
-	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
 
 	"github.com/spike-dev/spike/pilot/internal/agent"
-	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+	"github.com/spike-dev/spike/shared/client"
 )
 
 func (inv *invocation) agentCommand() *cobra.Command {
@@ -84,13 +85,13 @@ in the log.`,
 				return agent.CheckRendered(cfg)
 			}
 			cfg.Once = cfg.Once || once
-			n, err := inv.connectWithoutToken(cmd.Context())
+			log := slog.New(slog.NewTextHandler(inv.p.Stderr, nil))
+			s, err := inv.agentSecrets(cmd.Context(), log)
 			if err != nil {
 				return err
 			}
-			defer n.Close()
-			log := slog.New(slog.NewTextHandler(inv.p.Stderr, nil))
-			return agent.New(cfg, nexusSecrets{inv: inv, n: n}, log, inv.p.Stderr).Run(cmd.Context())
+			defer s.c.Close()
+			return agent.New(cfg, s, log, inv.p.Stderr).Run(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVar(&file, "config", "", "the agent's configuration `file` (YAML)")
@@ -108,63 +109,97 @@ in the log.`,
 	return cmd
 }
 
-// nexusSecrets gives the agent the secrets of one Nexus.
-type nexusSecrets struct {
-	inv *invocation
-	n   *nexus
-}
-
-// Get reads the latest version of the secret at path.
-func (s nexusSecrets) Get(ctx context.Context, path string) (map[string]string, error) {
-	var data map[string]string
-	err := s.inv.call(ctx, s.n, func(ctx context.Context) error {
-		resp, err := s.n.secrets.GetSecret(ctx, connect.NewRequest(&nexusv1.GetSecretRequest{Path: path}))
-		if err == nil {
-			data = resp.Msg.GetSecret().GetData()
-		}
-		return err
-	})
-	return data, err
-}
-
-// Watch opens a WatchSecrets stream without the data of the changes: the
-// agent reads what its templates need.
-func (s nexusSecrets) Watch(ctx context.Context, prefix, cursor string) (agent.Stream, error) {
-	stream, err := s.n.secrets.WatchSecrets(ctx, connect.NewRequest(&nexusv1.WatchSecretsRequest{Prefix: prefix, Cursor: cursor}))
+// agentSecrets returns the secrets of the Nexus the configuration names,
+// read with the shared workload client (shared/client), the caller's SVID
+// and no admin token; the caller closes its client.
+func (inv *invocation) agentSecrets(ctx context.Context, log *slog.Logger) (clientSecrets, error) {
+	cfg, err := inv.config()
 	if err != nil {
-		return nil, watchError(err)
+		return clientSecrets{}, err
 	}
-	return watchStream{stream}, nil
+	sctx, cancel := context.WithTimeout(ctx, svidWait)
+	defer cancel()
+	c, err := client.New(sctx, client.Config{NexusURL: cfg.NexusURL, NexusID: cfg.NexusID, SVID: cfg.SVID})
+	if err != nil {
+		return clientSecrets{}, fmt.Errorf("load the agent's SVID: %w\n%s", err, svidHint)
+	}
+	return clientSecrets{c: c, url: cfg.NexusURL, timeout: inv.timeout, log: log}, nil
 }
 
-type watchStream struct {
-	s *connect.ServerStreamForClient[nexusv1.WatchSecretsResponse]
+// clientSecrets gives the agent the secrets of one Nexus through
+// shared/client, the client every workload uses: the agent declares what it
+// needs (agent.Secrets), and this adapts the client's Get and Watch to it.
+type clientSecrets struct {
+	c       *client.Client
+	url     string
+	timeout time.Duration
+	log     *slog.Logger
 }
 
-func (w watchStream) Receive() ([]string, string, error) {
-	if !w.s.Receive() {
-		if err := w.s.Err(); err != nil {
-			return nil, "", watchError(err)
+// Get reads the latest version of the secret at path, under the --timeout
+// deadline.
+func (s clientSecrets) Get(ctx context.Context, path string) (map[string]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	secret, err := s.c.Get(ctx, path)
+	if err != nil {
+		return nil, transportError(plainError{err}, s.url, s.timeout)
+	}
+	return secret.Data, nil
+}
+
+// Watch watches the secrets under prefix from cursor, without their data
+// (the agent reads what its templates need), with Nexus's heartbeats: they
+// tell the agent that the watch is established and alive. The client
+// reconnects by itself from the last cursor (and logs it); the stream
+// fails only for what reconnecting cannot fix.
+func (s clientSecrets) Watch(ctx context.Context, prefix, cursor string) (agent.Stream, error) {
+	next, stop := iter.Pull2(s.c.Watch(ctx, prefix, client.WatchOptions{Cursor: cursor, Heartbeats: true, Logger: s.log}))
+	return &clientStream{next: next, stop: stop}, nil
+}
+
+// clientStream reads a client's watch one event at a time.
+type clientStream struct {
+	next func() (client.Event, error, bool)
+	stop func()
+}
+
+func (w *clientStream) Receive() ([]string, string, error) {
+	ev, err, ok := w.next()
+	switch {
+	case !ok:
+		return nil, "", errors.New("the watch ended")
+	case errors.Is(err, client.ErrCursorExpired):
+		return nil, "", fmt.Errorf("%w: %w", agent.ErrCursorExpired, plainError{err})
+	case errors.Is(err, client.ErrUnimplemented):
+		return nil, "", fmt.Errorf("this Nexus cannot stream changes (%w)", plainError{err})
+	case err != nil:
+		return nil, "", plainError{err}
+	case ev.Kind == client.KindHeartbeat:
+		return nil, ev.Cursor, nil
+	}
+	return []string{ev.Path}, ev.Cursor, nil
+}
+
+func (w *clientStream) Close() error {
+	w.stop()
+	return nil
+}
+
+// plainError reads as the error under a *client.Error (Nexus's code and
+// message), as spike's other errors do: the agent's own messages already
+// name the secret. errors.Is and errors.As still find the client's error
+// and its kind.
+type plainError struct{ err error }
+
+func (e plainError) Error() string {
+	var ce *client.Error
+	if errors.As(e.err, &ce) {
+		if u := ce.Unwrap(); u != nil {
+			return u.Error()
 		}
-		return nil, "", errors.New("nexus ended the watch")
 	}
-	msg := w.s.Msg()
-	paths := make([]string, 0, len(msg.GetEvents()))
-	for _, e := range msg.GetEvents() {
-		paths = append(paths, e.GetPath())
-	}
-	return paths, msg.GetCursor(), nil
+	return e.err.Error()
 }
 
-func (w watchStream) Close() error { return w.s.Close() }
-
-// watchError names what the agent does about a failed watch.
-func watchError(err error) error {
-	switch connect.CodeOf(err) {
-	case connect.CodeOutOfRange:
-		return fmt.Errorf("%w: %w", agent.ErrCursorExpired, err)
-	case connect.CodeUnimplemented:
-		return fmt.Errorf("this Nexus cannot stream changes (%w)", err)
-	}
-	return err
-}
+func (e plainError) Unwrap() error { return e.err }

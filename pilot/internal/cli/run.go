@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
 )
@@ -26,8 +28,10 @@ type exitCodeError struct{ code int }
 func (e exitCodeError) Error() string { return fmt.Sprintf("command exited with code %d", e.code) }
 
 // forwarded are the signals `spike run` passes on to its command.
+// SIGTSTP and SIGCONT are passed on too (see runChild): spike itself never
+// stops for SIGTSTP, the command does.
 var forwarded = []os.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT,
-	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH}
+	syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH, syscall.SIGTSTP, syscall.SIGCONT}
 
 func (inv *invocation) runCommand() *cobra.Command {
 	var secrets []string
@@ -44,9 +48,13 @@ A name that is not a valid environment variable name (letters, digits and
 '_', not starting with a digit: keys with '.' or '-' are not) is refused,
 as is a name that two secrets would both set. Nothing is started then.
 
-spike passes SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2 and
-SIGWINCH on to the command, waits for it, and exits with its exit code
-(128 + the signal's number when a signal ended it). The secrets are read
+The command runs in a process group of its own, so that it gets each
+signal once. spike passes SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+SIGUSR2, SIGWINCH, SIGTSTP and SIGCONT on to it, waits for it, and exits
+with its exit code (128 + the signal's number when a signal ended it). On
+a terminal the command's group is the foreground group while it runs:
+Ctrl-C and Ctrl-\ reach it directly, it can read the terminal, and Ctrl-Z
+stops it and spike together (fg and bg continue both). The secrets are read
 with the caller's own SVID: a workload needs a policy that lets it read
 them, an admin its token.`,
 		Example: `  spike run --secret apps/web/db -- ./server --port 8080
@@ -113,6 +121,23 @@ func (inv *invocation) secretEnv(ctx context.Context, specs []string) (map[strin
 
 // runChild starts args with vars added to the environment, passes signals
 // on, and returns its exit as a exitCodeError.
+//
+// The command runs in a process group of its own. A signal sent to a
+// whole process group (a terminal's Ctrl-C, a supervisor's kill -- -PGID)
+// reaches the command once, whichever group it names: spike's group holds
+// spike alone, which passes the signal on, and the command's group holds
+// no one else's signals. Had the command stayed in spike's group it would
+// get such a signal twice, from the sender and from spike.
+//
+// When spike's stdin is its controlling terminal and spike's group is the
+// terminal's foreground group, the command's group becomes the foreground
+// group instead: Ctrl-C and Ctrl-\ then reach only the command, once, and
+// an interactive program (psql) can read the terminal. spike takes the
+// terminal back when the command exits. Ctrl-Z stops the command's group;
+// spike then takes the terminal back and stops its own group, so that the
+// shell sees the job stopped; when the shell continues it (fg, bg), spike
+// gives the terminal to the command again if its group is in the
+// foreground and continues the command's group (see jobControl).
 func (inv *invocation) runChild(args []string, vars map[string]string) error {
 	var inherited []string
 	if inv.p.Environ != nil {
@@ -131,20 +156,41 @@ func (inv *invocation) runChild(args []string, vars map[string]string) error {
 	child := exec.Command(args[0], args[1:]...) //nolint:gosec // running the caller's command is the point
 	child.Env = env
 	child.Stdin, child.Stdout, child.Stderr = inv.p.Stdin, inv.p.Stdout, inv.p.Stderr
+	jc := newJobControl(inv.p.Stdin)
+	child.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if jc.inForeground() {
+		// The child makes its group the foreground group before exec
+		// (Ctty is spike's descriptor of the terminal).
+		child.SysProcAttr.Foreground, child.SysProcAttr.Ctty = true, jc.tty
+	}
 	signals := make(chan os.Signal, 8)
 	signal.Notify(signals, forwarded...)
 	defer signal.Stop(signals)
 	if err := child.Start(); err != nil {
+		// A child that failed after making its group the foreground
+		// group leaves the terminal to a group that is gone.
+		jc.takeBack(-1)
 		return fmt.Errorf("start %s: %w", args[0], err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- child.Wait() }()
+	pid := child.Process.Pid
+	stopped, exited := make(chan struct{}, 1), make(chan struct{})
+	go jc.waitChild(pid, stopped, exited)
 	for {
 		select {
 		case sig := <-signals:
+			if sig == syscall.SIGCONT {
+				// Continued (after a stop, or just told to): the
+				// command's whole group continues too.
+				jc.resume(pid)
+				_ = syscall.Kill(-pid, syscall.SIGCONT) // it may have exited meanwhile
+				continue
+			}
 			_ = child.Process.Signal(sig) // it may have exited meanwhile
-		case err := <-done:
-			return childResult(err)
+		case <-stopped:
+			jc.suspend(pid)
+		case <-exited:
+			jc.takeBack(pid)
+			return childResult(child.Wait())
 		}
 	}
 }
@@ -162,4 +208,124 @@ func childResult(err error) error {
 		return exitCodeError{code: exit.ExitCode()}
 	}
 	return fmt.Errorf("wait for the command: %w", err)
+}
+
+// jobControl is what spike does with its controlling terminal while the
+// command runs; with tty < 0 (stdin is not spike's controlling terminal:
+// a pipe, a file, a supervisor) it does nothing, and a stopped command
+// stays stopped until someone continues it.
+type jobControl struct {
+	tty  int // spike's descriptor of the terminal, or -1
+	pgrp int // spike's process group
+}
+
+// newJobControl looks at stdin: a terminal whose foreground group can be
+// read is spike's controlling terminal.
+func newJobControl(stdin io.Reader) jobControl {
+	jc := jobControl{tty: -1, pgrp: syscall.Getpgrp()}
+	f, ok := stdin.(*os.File)
+	if !ok {
+		return jc
+	}
+	fd := int(f.Fd())
+	if _, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP); err == nil {
+		jc.tty = fd
+	}
+	return jc
+}
+
+// foreground returns the terminal's foreground group (0 without one).
+func (jc jobControl) foreground() int {
+	if jc.tty < 0 {
+		return 0
+	}
+	pgrp, err := unix.IoctlGetInt(jc.tty, unix.TIOCGPGRP)
+	if err != nil {
+		return 0
+	}
+	return pgrp
+}
+
+// inForeground says whether spike's group is the terminal's foreground
+// group: only then does the command get the terminal (a command started
+// in the background stays there, as spike was).
+func (jc jobControl) inForeground() bool {
+	return jc.tty >= 0 && jc.foreground() == jc.pgrp
+}
+
+// setForeground makes pgrp the terminal's foreground group. spike may be
+// in the background then, so SIGTTOU, which would stop it, is ignored
+// meanwhile (the command was already started and keeps its own
+// disposition).
+func (jc jobControl) setForeground(pgrp int) {
+	if !signal.Ignored(syscall.SIGTTOU) {
+		signal.Ignore(syscall.SIGTTOU)
+		defer signal.Reset(syscall.SIGTTOU)
+	}
+	_ = unix.IoctlSetPointerInt(jc.tty, unix.TIOCSPGRP, pgrp) // nothing better to do if the terminal is gone
+}
+
+// takeBack makes spike's group the foreground group again when the
+// command's group (pid; -1: any group but spike's, after a failed start)
+// holds the terminal.
+func (jc jobControl) takeBack(pid int) {
+	if jc.tty < 0 {
+		return
+	}
+	if fg := jc.foreground(); fg != 0 && (fg == pid || (pid < 0 && fg != jc.pgrp)) {
+		jc.setForeground(jc.pgrp)
+	}
+}
+
+// suspend follows a stop of the command (Ctrl-Z, SIGTTIN...): spike takes
+// the terminal back and stops its own group, so that the shell sees its
+// job stopped and gets the terminal. SIGSTOP, because SIGTSTP is passed
+// on rather than obeyed.
+func (jc jobControl) suspend(pid int) {
+	if jc.tty < 0 {
+		return
+	}
+	jc.takeBack(pid)
+	_ = syscall.Kill(0, syscall.SIGSTOP)
+}
+
+// resume follows a SIGCONT: when spike's group is in the foreground (fg),
+// the command's group gets the terminal again; in the background (bg) it
+// runs there.
+func (jc jobControl) resume(pid int) {
+	if jc.inForeground() {
+		jc.setForeground(pid)
+	}
+}
+
+// Values of siginfo's si_code for SIGCHLD (<signal.h>).
+const cldStopped = 5
+
+// waitChild reports the command's stops (only with a terminal) on stopped
+// and its exit by closing exited, without reaping it: exec.Cmd.Wait does.
+// Until then the command's group still exists, so takeBack can name it.
+func (jc jobControl) waitChild(pid int, stopped chan<- struct{}, exited chan<- struct{}) {
+	defer close(exited)
+	opts := unix.WEXITED | unix.WNOWAIT
+	if jc.tty >= 0 {
+		opts |= unix.WSTOPPED
+	}
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_PID, pid, &info, opts, nil)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			return // not our child any more: Wait says why
+		case info.Code != cldStopped:
+			return
+		}
+		// Consume the stop, which WNOWAIT left to be waited for.
+		_ = unix.Waitid(unix.P_PID, pid, &info, unix.WSTOPPED|unix.WNOHANG, nil)
+		select {
+		case stopped <- struct{}{}:
+		default: // one pending report is enough
+		}
+	}
 }
