@@ -173,8 +173,8 @@ func (inv *invocation) runChild(args []string, vars map[string]string) error {
 		return fmt.Errorf("start %s: %w", args[0], err)
 	}
 	pid := child.Process.Pid
-	stopped, exited := make(chan struct{}, 1), make(chan struct{})
-	go jc.waitChild(pid, stopped, exited)
+	stopped := make(chan struct{}, 1)
+	exited, reap := jc.watchChild(child, stopped)
 	for {
 		select {
 		case sig := <-signals:
@@ -190,7 +190,7 @@ func (inv *invocation) runChild(args []string, vars map[string]string) error {
 			jc.suspend(pid)
 		case <-exited:
 			jc.takeBack(pid)
-			return childResult(child.Wait())
+			return childResult(reap())
 		}
 	}
 }
@@ -295,37 +295,5 @@ func (jc jobControl) suspend(pid int) {
 func (jc jobControl) resume(pid int) {
 	if jc.inForeground() {
 		jc.setForeground(pid)
-	}
-}
-
-// Values of siginfo's si_code for SIGCHLD (<signal.h>).
-const cldStopped = 5
-
-// waitChild reports the command's stops (only with a terminal) on stopped
-// and its exit by closing exited, without reaping it: exec.Cmd.Wait does.
-// Until then the command's group still exists, so takeBack can name it.
-func (jc jobControl) waitChild(pid int, stopped chan<- struct{}, exited chan<- struct{}) {
-	defer close(exited)
-	opts := unix.WEXITED | unix.WNOWAIT
-	if jc.tty >= 0 {
-		opts |= unix.WSTOPPED
-	}
-	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_PID, pid, &info, opts, nil)
-		switch {
-		case errors.Is(err, syscall.EINTR):
-			continue
-		case err != nil:
-			return // not our child any more: Wait says why
-		case info.Code != cldStopped:
-			return
-		}
-		// Consume the stop, which WNOWAIT left to be waited for.
-		_ = unix.Waitid(unix.P_PID, pid, &info, unix.WSTOPPED|unix.WNOHANG, nil)
-		select {
-		case stopped <- struct{}{}:
-		default: // one pending report is enough
-		}
 	}
 }
