@@ -54,18 +54,18 @@ func NewSet(ps []Policy) *Set {
 func (s *Set) forID(id spiffeid.ID, fn func(p *Policy) bool) {
 	lists := [3][]int{s.byID[id.String()], s.byStem[stemOf(id)], s.wild}
 	for {
-		// The smallest head of the three lists, each in name order.
-		k := -1
-		for j, l := range lists {
-			if len(l) > 0 && (k < 0 || l[0] < lists[k][0]) {
-				k = j
+		// The list whose head comes first, each list in name order.
+		var next *[]int
+		for j := range lists {
+			if l := &lists[j]; len(*l) > 0 && (next == nil || (*l)[0] < (*next)[0]) {
+				next = l
 			}
 		}
-		if k < 0 {
+		if next == nil {
 			return
 		}
-		i := lists[k][0]
-		lists[k] = lists[k][1:]
+		i := (*next)[0]
+		*next = (*next)[1:]
 		if !fn(&s.policies[i]) {
 			return
 		}
