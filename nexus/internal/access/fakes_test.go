@@ -141,7 +141,7 @@ type fakeKeys struct {
 	err error
 }
 
-func newFakeKeys(t *testing.T) *fakeKeys {
+func newFakeKeys(t testing.TB) *fakeKeys {
 	t.Helper()
 	key := make([]byte, envelope.KeySize)
 	_, _ = rand.Read(key)
@@ -186,7 +186,7 @@ func (k *fakeKeys) Seal(_ context.Context, plaintext, aad []byte) ([]byte, error
 
 // sealPolicy seals sp for its row as SPIKE would, without the manifest flag
 // unless sp sets it: a policy written by an older SPIKE.
-func (k *fakeKeys) sealPolicy(t *testing.T, sp StoredPolicy) []byte {
+func (k *fakeKeys) sealPolicy(t testing.TB, sp StoredPolicy) []byte {
 	t.Helper()
 	plain, err := json.Marshal(sp)
 	if err != nil {
