@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -139,9 +140,11 @@ type fakeKeys struct {
 	mu sync.Mutex
 	// err, when set, fails Open and Seal (Keeper unavailable, sealed...).
 	err error
+	// opens counts the calls to Open by what they open.
+	opens map[string]int
 }
 
-func newFakeKeys(t *testing.T) *fakeKeys {
+func newFakeKeys(t testing.TB) *fakeKeys {
 	t.Helper()
 	key := make([]byte, envelope.KeySize)
 	_, _ = rand.Read(key)
@@ -166,7 +169,29 @@ func (k *fakeKeys) failure() error {
 
 func (k *fakeKeys) Ready(context.Context) error { return nil }
 
+// policyOpens returns how many times a policy row and the manifest were
+// opened since the last call.
+func (k *fakeKeys) policyOpens() (rows, manifests int) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for what, n := range k.opens {
+		if what == "policy manifest" {
+			manifests += n
+		} else if strings.HasPrefix(what, "policy ") {
+			rows += n
+		}
+	}
+	k.opens = nil
+	return rows, manifests
+}
+
 func (k *fakeKeys) Open(_ context.Context, sealed, aad []byte, what string) ([]byte, error) {
+	k.mu.Lock()
+	if k.opens == nil {
+		k.opens = map[string]int{}
+	}
+	k.opens[what]++
+	k.mu.Unlock()
 	if err := k.failure(); err != nil {
 		return nil, err
 	}
@@ -186,7 +211,7 @@ func (k *fakeKeys) Seal(_ context.Context, plaintext, aad []byte) ([]byte, error
 
 // sealPolicy seals sp for its row as SPIKE would, without the manifest flag
 // unless sp sets it: a policy written by an older SPIKE.
-func (k *fakeKeys) sealPolicy(t *testing.T, sp StoredPolicy) []byte {
+func (k *fakeKeys) sealPolicy(t testing.TB, sp StoredPolicy) []byte {
 	t.Helper()
 	plain, err := json.Marshal(sp)
 	if err != nil {

@@ -1,11 +1,13 @@
 package access
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -49,6 +51,14 @@ func rowHash(sealed []byte) string {
 type Opened struct {
 	StoredPolicy
 	Row policy.Record
+	// hash is rowHash(Row.Sealed).
+	hash string
+}
+
+// knownManifest is a manifest known to open: its sealed bytes and content.
+type knownManifest struct {
+	sealed []byte
+	m      *manifest
 }
 
 // Rejected is a stored policy that failed authentication and grants
@@ -107,17 +117,24 @@ func (p *Policies) verify(ctx context.Context, stored policy.Records) (Snapshot,
 		return Snapshot{}, err
 	}
 	snap.Legacy = m == nil && problem == ""
+	if problem == "" {
+		snap.Valid = make([]Opened, 0, len(stored.Rows))
+	}
+	p.mu.RLock()
+	cache := p.opened
+	p.mu.RUnlock()
 	for _, row := range stored.Rows {
 		if problem != "" {
 			snap.Invalid = append(snap.Invalid, Rejected{row.Name, problem})
 			continue
 		}
-		if m != nil && m.Policies[row.Name] != rowHash(row.Sealed) {
+		hash := rowHash(row.Sealed)
+		if m != nil && m.Policies[row.Name] != hash {
 			snap.Invalid = append(snap.Invalid, Rejected{row.Name,
 				"the row is not the one SPIKE last wrote (the policy manifest does not list it): it was inserted, replayed or edited outside SPIKE"})
 			continue
 		}
-		sp, err := p.open(ctx, row)
+		sp, err := p.openKnown(ctx, cache, row, hash)
 		switch {
 		case fault.CodeOf(err) == fault.DataLoss:
 			snap.Invalid = append(snap.Invalid, Rejected{row.Name, err.Error()})
@@ -130,7 +147,7 @@ func (p *Policies) verify(ctx context.Context, stored policy.Records) (Snapshot,
 			problem = "the policy manifest is missing, but policy " + row.Name +
 				" was written while SPIKE kept one: the manifest was deleted outside SPIKE"
 		}
-		snap.Valid = append(snap.Valid, Opened{StoredPolicy: sp, Row: row})
+		snap.Valid = append(snap.Valid, Opened{StoredPolicy: sp, Row: row, hash: hash})
 	}
 	if problem != "" {
 		snap.Legacy = false
@@ -147,7 +164,7 @@ func (p *Policies) verify(ctx context.Context, stored policy.Records) (Snapshot,
 // openManifest opens the sealed manifest of generation gen. It returns nil
 // and no problem when there is none yet; a problem when it is missing,
 // forged or stale (nothing grants then); an error when it could not be
-// checked.
+// checked. The manifest returned must not be modified.
 func (p *Policies) openManifest(ctx context.Context, sealed []byte, gen int64) (*manifest, string, error) {
 	if sealed == nil {
 		p.mu.RLock()
@@ -174,7 +191,34 @@ func (p *Policies) openManifest(ctx context.Context, sealed []byte, gen int64) (
 	return m, "", nil
 }
 
+// unsealManifest opens a sealed manifest. The one last opened (or sealed
+// by nextManifest) is remembered with its sealed bytes: the same bytes
+// again are not opened and decoded again. The manifest returned must not
+// be modified.
 func (p *Policies) unsealManifest(ctx context.Context, sealed []byte) (*manifest, error) {
+	p.mu.RLock()
+	known := p.manifest
+	p.mu.RUnlock()
+	if known != nil && bytes.Equal(known.sealed, sealed) {
+		return known.m, nil
+	}
+	m, err := p.openManifestBytes(ctx, sealed)
+	if err != nil {
+		return nil, err
+	}
+	p.remember(sealed, m)
+	return m, nil
+}
+
+// remember records m as the content of the sealed manifest sealed.
+func (p *Policies) remember(sealed []byte, m *manifest) {
+	k := &knownManifest{sealed: bytes.Clone(sealed), m: m}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.manifest = k
+}
+
+func (p *Policies) openManifestBytes(ctx context.Context, sealed []byte) (*manifest, error) {
 	plain, err := p.keys.Open(ctx, sealed, envelope.PolicyManifestAAD(), "policy manifest")
 	if err != nil {
 		return nil, err
@@ -205,7 +249,14 @@ func (p *Policies) nextManifest(ctx context.Context, name string, sealed []byte)
 		if err != nil {
 			return nil, fmt.Errorf("encode policy manifest: %w", err)
 		}
-		return p.keys.Seal(ctx, plain, envelope.PolicyManifestAAD())
+		next, err := p.keys.Seal(ctx, plain, envelope.PolicyManifestAAD())
+		if err != nil {
+			return nil, err
+		}
+		// These bytes open to m: the reload after the change need not open
+		// them. Should the change not commit, they are never read.
+		p.remember(next, m)
+		return next, nil
 	}
 }
 
@@ -226,7 +277,8 @@ func (p *Policies) baseManifest(ctx context.Context, name string, old []byte, ro
 			p.log.Error("policy manifest replaced by one listing only the changed policy: "+problem, "policy", name)
 			return fresh, nil
 		}
-		return m, nil
+		// A copy: m may be the remembered manifest, which is never modified.
+		return &manifest{Generation: m.Generation, Policies: maps.Clone(m.Policies)}, nil
 	}
 	if _, problem, _ := p.openManifest(ctx, nil, prev); problem != "" {
 		p.log.Error("policy manifest created listing only the changed policy: "+problem, "policy", name)

@@ -104,6 +104,30 @@ type Policies struct {
 	// lastFailure is the last refresh failure logged, so that a failure
 	// that persists is logged once, not at every poll.
 	lastFailure string
+	// opened holds, for each row of the last reload that passed
+	// authentication (it opened and the manifest listed it), its content
+	// and compiled policy, by name and SHA-256 of its sealed bytes: a
+	// reload then opens and compiles only the rows that changed, not all
+	// of them at every change. It never stands in for the manifest check,
+	// only for opening a row that check accepted. Reload replaces the
+	// whole map (built from the rows it accepted, so deleted rows leave
+	// it); a map is never modified once stored.
+	opened map[rowKey]openedRow
+	// manifest is the last policy manifest that opened (or that this
+	// process sealed), with its sealed bytes; never modified once stored.
+	manifest *knownManifest
+}
+
+// rowKey names a policy row by name and the SHA-256 of its sealed bytes.
+type rowKey struct{ name, hash string }
+
+// openedRow is a policy row that passed authentication, opened and
+// compiled.
+type openedRow struct {
+	sp StoredPolicy
+	// pol is sp compiled; compileErr is set instead when it does not compile.
+	pol        policy.Policy
+	compileErr error
 }
 
 // NewPolicies returns an empty cache: it grants nothing until loaded.
@@ -171,8 +195,10 @@ func (p *Policies) Run(ctx context.Context, interval time.Duration) {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// A notification reloads only when the generation is not the loaded
+	// one: this replica's own changes are loaded already by the caller.
 	wg.Go(func() {
-		p.store.ListenPolicies(ctx, func() { p.refresh(ctx) })
+		p.store.ListenPolicies(ctx, func() { p.refreshIfStale(ctx) })
 	})
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -252,6 +278,10 @@ func (p *Policies) Reload(ctx context.Context) error {
 		p.log.Error("no policy grants anything: "+snap.Problem, "generation", snap.Generation)
 	}
 	var compiled []policy.Policy
+	p.mu.RLock()
+	prev := p.opened
+	p.mu.RUnlock()
+	opened := make(map[rowKey]openedRow, len(snap.Valid))
 	invalid := make([]string, 0, len(snap.Invalid))
 	for _, r := range snap.Invalid {
 		invalid = append(invalid, r.Name)
@@ -260,13 +290,19 @@ func (p *Policies) Reload(ctx context.Context) error {
 		}
 	}
 	for _, o := range snap.Valid {
-		pol, err := policy.New(o.Name, o.SPIFFEIDPattern, o.PathPattern, o.Permissions)
-		if err != nil {
+		key := rowKey{o.Name, o.hash}
+		c, ok := prev[key]
+		if !ok {
+			c.sp = o.StoredPolicy
+			c.pol, c.compileErr = policy.New(o.Name, o.SPIFFEIDPattern, o.PathPattern, o.Permissions)
+		}
+		opened[key] = c
+		if c.compileErr != nil {
 			invalid = append(invalid, o.Name)
-			p.log.Warn("policy does not compile and grants nothing", "policy", o.Name, "error", err.Error())
+			p.log.Warn("policy does not compile and grants nothing", "policy", o.Name, "error", c.compileErr.Error())
 			continue
 		}
-		compiled = append(compiled, pol)
+		compiled = append(compiled, c.pol)
 	}
 	slices.Sort(invalid)
 	if snap.Legacy && len(snap.Valid) > 0 && !p.warnedLegacy {
@@ -280,6 +316,7 @@ func (p *Policies) Reload(ctx context.Context) error {
 		p.log.Info("policies loaded", "policies", len(compiled), "invalid", len(invalid), "generation", snap.Generation)
 	}
 	p.set, p.invalid, p.gen, p.loaded = policy.NewSet(compiled), invalid, snap.Generation, true
+	p.opened = opened
 	p.checked = later(p.checked, start)
 	p.lastFailure = ""
 	return nil
@@ -333,6 +370,18 @@ func (p *Policies) Delete(ctx context.Context, rec *audit.Entry, name string) er
 		return err
 	}
 	return p.store.DeletePolicy(ctx, rec, name, p.nextManifest(ctx, name, nil))
+}
+
+// openKnown is open for a row whose sealed bytes hash to hash, answered
+// from cache (see Policies.opened) when the row passed authentication
+// before.
+func (p *Policies) openKnown(ctx context.Context, cache map[rowKey]openedRow, row policy.Record, hash string) (StoredPolicy, error) {
+	if c, ok := cache[rowKey{row.Name, hash}]; ok {
+		sp := c.sp
+		sp.Permissions = slices.Clone(sp.Permissions)
+		return sp, nil
+	}
+	return p.open(ctx, row)
 }
 
 // open opens a policy row, checking that its content names the row. A row
