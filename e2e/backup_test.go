@@ -193,7 +193,7 @@ func TestBackupRestoreDrill(t *testing.T) {
 	if got := mustSpike(t, admin, "", "operator", "backup", "verify", file); !strings.Contains(got, "Backup verified") {
 		t.Errorf("verify printed %q", got)
 	}
-	// The backup holds ciphertext only: no value written is in it.
+	// The backup holds the values sealed: no value written is in it in the clear.
 	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)

@@ -139,6 +139,43 @@ func TestReadmeVersionedSecretsBlock(t *testing.T) {
 	}
 }
 
+// The README's "Policies" block runs as written, in order, as one sh
+// script that stops at the first failing command (it holds a here-document),
+// as the admin of a fresh stack with bin/ on PATH: both puts succeed, the
+// check names what the web policy grants, and the block ends with the
+// file's policy in place and web deleted.
+func TestReadmePoliciesBlock(t *testing.T) {
+	t.Parallel()
+	s := startStack(t, 1)
+	s.initialise(t)
+	admin := s.pilotEnv(t, 0, identity.Pilot(td))
+	dir := t.TempDir()
+	out := runLine(t, dir, withBin(admin), "set -e\n"+readmeFence(t, "### Policies", "sh"))
+	const check = "spiffe://spike.local/app/web on apps/web/db: read, list\n  granted by web: read, list\n"
+	if !strings.Contains(out, check) {
+		t.Errorf("the block printed %q; want the check's answer %q", out, check)
+	}
+	var list struct {
+		Policies []struct {
+			Name            string   `json:"name"`
+			SPIFFEIDPattern string   `json:"spiffe_id_pattern"`
+			PathPattern     string   `json:"path_pattern"`
+			Permissions     []string `json:"permissions"`
+		} `json:"policies"`
+	}
+	if err := json.Unmarshal([]byte(mustSpike(t, admin, "", "policy", "list", "-o", "json")), &list); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"ci-deploy spiffe://spike.local/ci/* apps/*/deploy [read]"}
+	var got []string
+	for _, p := range list.Policies {
+		got = append(got, fmt.Sprintf("%s %s %s %v", p.Name, p.SPIFFEIDPattern, p.PathPattern, p.Permissions))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("the policies after the block (-want +got):\n%s", diff)
+	}
+}
+
 // watchedEvent is a line of `spike secret watch -o json`.
 type watchedEvent struct {
 	Path     string            `json:"path"`

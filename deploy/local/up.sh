@@ -459,48 +459,9 @@ printf '%s\n' "$KEEPERS" >"$KEEPERS_FILE"
 # --- environment for Pilot ----------------------------------------------------
 
 ENV_FILE="$STATE/env"
-shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; } # single-quote for sh
-(
-	umask 077
-	{
-		printf '# Written by deploy/local/up.sh. Source it: . %s\n' "$(shq "$ENV_FILE")"
-		if [[ -n $USE_SPIRE ]]; then
-			printf '# Pilot (bin/spike) talks to the local Nexus with the pilot SVID from the\n'
-			printf '# SPIRE agent (entry: unix:path:%s, unix:uid:%s).\n' "$BIN/spike" "$(id -u)"
-		else
-			printf '# Pilot (bin/spike) talks to the local Nexus with the pilot SVID.\n'
-		fi
-		printf '# bin/ first on PATH (once), so that spike is this stack'"'"'s.\n'
-		printf 'case ":$PATH:" in *:%s:*) ;; *) export PATH=%s:"$PATH" ;; esac\n' "$(shq "$BIN")" "$(shq "$BIN")"
-		printf '# This stack'"'"'s admin token, apart from other stacks'"'"' (~/.spike/token is the\n'
-		printf '# default only outside a stack).\n'
-		printf 'export SPIKE_TOKEN_FILE=%s\n' "$(shq "${SPIKE_TOKEN_FILE:-$STATE/token}")"
-		printf 'export SPIKE_NEXUS_URL=%s\n' "$(shq "https://127.0.0.1:$NEXUS_PORT")"
-		printf 'export SPIKE_TRUST_DOMAIN=%s\n' "$(shq "$TRUST_DOMAIN")"
-		if [[ -n $USE_SPIRE ]]; then
-			printf 'export SPIFFE_ENDPOINT_SOCKET=%s\n' "$(shq "unix://$SPIRE_AGENT_SOCKET")"
-			printf '# SVID files would be ignored; drop them so that nothing looks configured twice.\n'
-			printf 'unset SPIKE_SVID_CERT SPIKE_SVID_KEY SPIKE_TRUST_BUNDLE\n'
-		else
-			printf 'export SPIKE_SVID_CERT=%s\n' "$(shq "$STATE/svid/pilot/svid.pem")"
-			printf 'export SPIKE_SVID_KEY=%s\n' "$(shq "$STATE/svid/pilot/key.pem")"
-			printf 'export SPIKE_TRUST_BUNDLE=%s\n' "$(shq "$STATE/svid/pilot/bundle.pem")"
-		fi
-		printf '# For make psql and make bench: the owner role spike (password in %s).\n' "$PG_PASSWORD_FILE"
-		printf '# Nexus serves as %s (password in %s).\n' "$NEXUS_ROLE" "$NEXUS_PASSWORD_FILE"
-		printf 'export SPIKE_DATABASE_URL=%s\n' "$(shq "$OWNER_URL")"
-		printf '# For bin/spike-nexus migrate by hand (as the owner, granting %s).\n' "$NEXUS_ROLE"
-		printf 'export SPIKE_DATABASE_OWNER_URL=%s\n' "$(shq "$OWNER_URL")"
-		printf 'export SPIKE_DATABASE_ROLE=%s\n' "$(shq "$NEXUS_ROLE")"
-		printf '# The same database over TCP and TLS, for tools that cannot use the Unix socket.\n'
-		printf 'export SPIKE_DATABASE_TCP_URL=%s\n' "$(shq "$TCP_URL")"
-		if [[ -z $USE_SPIRE ]]; then
-			printf '# The dev stack uses SVID files, not a SPIRE agent.\n'
-			printf 'unset SPIFFE_ENDPOINT_SOCKET\n'
-		fi
-	} >"$ENV_FILE.tmp"
-	mv -f "$ENV_FILE.tmp" "$ENV_FILE"
-)
+# shellcheck source=deploy/local/stack-env.sh
+. "$REPO_ROOT/deploy/local/stack-env.sh"
+write_stack_env "$ENV_FILE"
 
 # --- next steps ---------------------------------------------------------------
 

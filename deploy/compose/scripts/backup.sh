@@ -12,8 +12,10 @@
 # pg_restore --list, then renamed, so a file named spike-*.dump is always
 # complete. Then it deletes all but the $BACKUP_KEEP newest dumps.
 #
-# The dump holds ciphertext only; it opens with the admin password (or the
-# unseal shares) valid when it was taken. Copy it off the host.
+# In the dump, values, custom metadata, policies and keys are sealed: they
+# open with the admin password (or the unseal shares) valid when it was
+# taken. Paths, SPIFFE IDs, times and the audit trail's fields are plain
+# text, as in the database. Copy it off the host.
 set -eu
 
 BACKUP_DIR=${BACKUP_DIR:-/backups}

@@ -121,7 +121,7 @@ func (inv *invocation) agentSecrets(ctx context.Context, log *slog.Logger) (clie
 	defer cancel()
 	c, err := client.New(sctx, client.Config{NexusURL: cfg.NexusURL, NexusID: cfg.NexusID, SVID: cfg.SVID})
 	if err != nil {
-		return clientSecrets{}, fmt.Errorf("load the agent's SVID: %w\n%s", err, svidHint)
+		return clientSecrets{}, svidError("the agent", cfg.SVID, sctx.Err() != nil && ctx.Err() == nil, err)
 	}
 	return clientSecrets{c: c, url: cfg.NexusURL, timeout: inv.timeout, log: log}, nil
 }

@@ -78,20 +78,36 @@ func dialNexus(ctx context.Context, cfg Config, opts ...connect.ClientOption) (*
 	sctx, cancel := context.WithTimeout(ctx, svidWait)
 	src, err := svid.NewSource(sctx, cfg.SVID)
 	cancel()
-	if err != nil && cfg.SVID.EndpointSocket != "" && sctx.Err() != nil && ctx.Err() == nil {
-		// A SPIRE agent answers at once; an agent that keeps Pilot
-		// waiting has no registration entry for it.
-		exe, _ := os.Executable()
-		return nil, fmt.Errorf("the SPIRE agent at %s gave Pilot no SVID within %s: is this program registered? "+
-			"Its entry must match this binary's path (unix:path:%s) and your uid; %s", cfg.SVID.EndpointSocket, svidWait, exe, svidHint)
-	}
 	if err != nil {
-		return nil, fmt.Errorf("load Pilot's SVID: %w\n%s", err, svidHint)
+		return nil, svidError("Pilot", cfg.SVID, sctx.Err() != nil && ctx.Err() == nil, err)
 	}
 	tlsConf := mtls.ClientConfig(src, tlsconfig.AuthorizeID(cfg.NexusID))
 	n := newNexus(rpcclient.New(tlsConf), cfg.NexusURL, src.Close, opts...)
 	n.streams = nexusv1connect.NewOperatorServiceClient(streamClient(tlsConf), cfg.NexusURL, opts...)
 	return n, nil
+}
+
+// svidError explains why who's SVID could not be loaded from cfg (err);
+// waited says that the wait for it (svidWait) ran out.
+func svidError(who string, cfg svid.Config, waited bool, err error) error {
+	exe, _ := os.Executable()
+	return svidErrorFor(who, cfg, waited, exe, os.Getuid(), err)
+}
+
+// svidErrorFor is svidError for the binary at exe run by uid. A SPIRE
+// agent answers at once; one that keeps the caller waiting has no
+// registration entry for it: the error names the binary's path and the uid
+// that an entry must match, and not the environment (". ./.spike/env"),
+// which is set since it names the agent. Any other failure (no SVID
+// configured, unreadable files, no agent at the socket) is most likely an
+// environment that is not set: the error ends with svidHint.
+func svidErrorFor(who string, cfg svid.Config, waited bool, exe string, uid int, err error) error {
+	if waited && cfg.EndpointSocket != "" {
+		return fmt.Errorf("the SPIRE agent at %s gave %s no SVID within %s: is this program registered? "+
+			"Its entry must match this binary's path (unix:path:%s) and your uid (unix:uid:%d)",
+			cfg.EndpointSocket, who, svidWait, exe, uid)
+	}
+	return fmt.Errorf("load %s's SVID: %w\n%s", who, err, svidHint)
 }
 
 // svidWait bounds the wait for Pilot's SVID: from files it is immediate,

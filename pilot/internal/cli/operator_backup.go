@@ -50,8 +50,9 @@ func (inv *invocation) backupCommand() *cobra.Command {
 		Short: "Stream a consistent backup of SPIKE's database to a file or stdout",
 		Long: `backup writes a consistent snapshot of everything SPIKE needs to come back
 (one read-only transaction: the sealed root keyring, the wrapped data keys,
-the secrets, their versions, the policies and the audit trail), as
-ciphertext only, to --file or to stdout (so that it can be piped, e.g. to
+the secrets, their versions, the policies and the audit trail), sealed as
+the database holds it (values, metadata, policies and keys sealed; paths,
+SPIFFE IDs, times and the audit trail in plain text), to --file or to stdout (so that it can be piped, e.g. to
 'aws s3 cp - s3://…'). Writes keep being served while it runs.
 
 The file ends with a manifest (rows and SHA-256 per table) authenticated

@@ -123,7 +123,8 @@ type OperatorServiceClient interface {
 	RetireDataKeys(context.Context, *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error)
 	// Backup streams a consistent snapshot of the database (one read-only
 	// repeatable-read transaction) in the backup file format of
-	// docs/backup.md: ciphertext only, with a manifest of counts and
+	// docs/backup.md: sealed as the database holds it (paths, IDs, times
+	// and the audit trail plain), with a manifest of counts and
 	// SHA-256 hashes per table, MACed under a key derived from the audit
 	// MAC key (which only the root key unwraps). Each message carries the
 	// next bytes of the file and the progress.
@@ -393,7 +394,8 @@ type OperatorServiceHandler interface {
 	RetireDataKeys(context.Context, *connect.Request[v1.RetireDataKeysRequest]) (*connect.Response[v1.RetireDataKeysResponse], error)
 	// Backup streams a consistent snapshot of the database (one read-only
 	// repeatable-read transaction) in the backup file format of
-	// docs/backup.md: ciphertext only, with a manifest of counts and
+	// docs/backup.md: sealed as the database holds it (paths, IDs, times
+	// and the audit trail plain), with a manifest of counts and
 	// SHA-256 hashes per table, MACed under a key derived from the audit
 	// MAC key (which only the root key unwraps). Each message carries the
 	// next bytes of the file and the progress.
