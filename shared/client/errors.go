@@ -47,8 +47,8 @@ var (
 	// Retrying later is safe.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrAborted: the call lost a race with concurrent writers (a patch
-	// whose secret changed while it was applied, a lock timeout, a
-	// deadlock or a serialization failure in Nexus's database). Nothing
+	// whose secret changed while it was applied, a lock or statement timeout,
+	// a deadlock or a serialization failure in Nexus's database). Nothing
 	// was applied; the call may be repeated as it is.
 	ErrAborted = errors.New("aborted")
 	// ErrOutcomeUnknown: a write may or may not have been applied (the
