@@ -28,7 +28,7 @@ type fakeSecrets struct {
 	data     map[string]map[string]string
 	gets     int
 	asked    []string // the paths of every Get
-	refuse   error // Watch's error, when set
+	refuse   error    // Watch's error, when set
 	watches  []chan []string
 	breaks   []chan error
 	prefixes []string
