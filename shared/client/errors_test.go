@@ -112,7 +112,7 @@ func TestErrors(t *testing.T) {
 				t.Errorf("Get: %v is context.Canceled", err)
 			}
 			for _, other := range sentinels {
-				if other != tt.kind && errors.Is(err, other) {
+				if !errors.Is(other, tt.kind) && errors.Is(err, other) {
 					t.Errorf("Get: %v is also %v", err, other)
 				}
 			}
