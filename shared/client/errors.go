@@ -13,8 +13,11 @@ import (
 )
 
 // The kinds of failure a caller can act on. Every error the client returns
-// for a call that failed is an *Error, and errors.Is matches it against
-// the sentinel of its kind (at most one).
+// for a call that failed is an *Error, and errors.Is matches it against at
+// most one of these sentinels: the one of its kind. It matches none when
+// the caller's own context ended (errors.Is finds context.Canceled or
+// context.DeadlineExceeded instead) and when the code has no sentinel
+// (Canceled, DeadlineExceeded or AlreadyExists from Nexus): Code tells.
 var (
 	// ErrNotFound: there is no secret at the path, or the version asked
 	// for (the latest by default) was deleted or destroyed.
@@ -43,6 +46,11 @@ var (
 	// could not be reached), and the client's retries did not help.
 	// Retrying later is safe.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrAborted: the call lost a race with concurrent writers (a patch
+	// whose secret changed while it was applied, a lock or statement timeout,
+	// a deadlock or a serialization failure in Nexus's database). Nothing
+	// was applied; the call may be repeated as it is.
+	ErrAborted = errors.New("aborted")
 	// ErrOutcomeUnknown: a write may or may not have been applied (the
 	// connection broke after it was sent and no retry got an answer).
 	// Look before writing again.
@@ -116,6 +124,7 @@ var kinds = map[connect.Code]error{
 	connect.CodeUnauthenticated:   ErrUnauthenticated,
 	connect.CodeInvalidArgument:   ErrInvalidArgument,
 	connect.CodeUnavailable:       ErrUnavailable,
+	connect.CodeAborted:           ErrAborted,
 	connect.CodeUnknown:           ErrOutcomeUnknown,
 	connect.CodeDataLoss:          ErrDataLoss,
 	connect.CodeOutOfRange:        ErrCursorExpired,

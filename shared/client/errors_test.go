@@ -39,6 +39,14 @@ func (f failing) PutSecret(context.Context, *connect.Request[nexusv1.PutSecretRe
 	return nil, f.err
 }
 
+// sentinels are all the kinds of failure.
+var sentinels = []error{
+	client.ErrNotFound, client.ErrPermissionDenied, client.ErrUnauthenticated, client.ErrSealed,
+	client.ErrConflict, client.ErrFailedPrecondition, client.ErrInvalidArgument, client.ErrUnavailable,
+	client.ErrAborted, client.ErrOutcomeUnknown, client.ErrDataLoss, client.ErrCursorExpired,
+	client.ErrResourceExhausted, client.ErrUnimplemented, client.ErrInternal, client.ErrClosed,
+}
+
 // Nexus's answers, and the local failures, each match one sentinel, keep
 // Nexus's code and message, and say whether Nexus answered.
 func TestErrors(t *testing.T) {
@@ -84,6 +92,8 @@ func TestErrors(t *testing.T) {
 		{"unknown from nexus", refusal(connect.CodeUnknown, "commit outcome unknown"), client.ErrOutcomeUnknown, connect.CodeUnknown, true, "", ""},
 		{"internal", refusal(connect.CodeInternal, "internal error (request id 1)"), client.ErrInternal, connect.CodeInternal, true, "", ""},
 		{"too many", refusal(connect.CodeResourceExhausted, "wait"), client.ErrResourceExhausted, connect.CodeResourceExhausted, true, "", ""},
+		// A patch that lost its race, a lock timeout: nothing applied.
+		{"aborted", refusal(connect.CodeAborted, "apps/x kept changing while this request tried to update it; try again"), client.ErrAborted, connect.CodeAborted, true, "", ""},
 		// Retried (twice here), then given up.
 		{"unavailable", refusal(connect.CodeUnavailable, "database down"), client.ErrUnavailable, connect.CodeUnavailable, true, "database down", ""},
 	} {
@@ -100,6 +110,11 @@ func TestErrors(t *testing.T) {
 			}
 			if errors.Is(err, context.Canceled) {
 				t.Errorf("Get: %v is context.Canceled", err)
+			}
+			for _, other := range sentinels {
+				if !errors.Is(other, tt.kind) && errors.Is(err, other) {
+					t.Errorf("Get: %v is also %v", err, other)
+				}
 			}
 			want := tt.msg
 			if want == "" {

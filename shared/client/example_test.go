@@ -1,8 +1,9 @@
 package client_test
 
-// These examples need a running SPIKE and an SVID, so they are compiled but
-// not run (no Output comment); e2e/client_test.go runs the same calls
-// against a real stack, from a module outside the workspace too.
+// Most of these examples need a running SPIKE and an SVID, so they are
+// compiled but not run (no Output comment); e2e/client_test.go runs the
+// same calls against a real stack, from a module outside the workspace
+// too. ExampleConfigFromEnv needs neither and runs with the tests.
 
 import (
 	"context"
@@ -46,6 +47,33 @@ func readUser(ctx context.Context) error {
 	}
 	fmt.Fprintln(os.Stdout, "connecting as", s.Data["user"])
 	return nil
+}
+
+// The configuration a workload's environment gives: here a map stands in
+// for os.Getenv. The Nexus ID follows from the trust domain, and a missing
+// SVID is reported before anything is dialled.
+func ExampleConfigFromEnv() {
+	env := map[string]string{
+		"SPIKE_NEXUS_URL":        "https://nexus.example.org:8553",
+		"SPIKE_TRUST_DOMAIN":     "example.org",
+		"SPIFFE_ENDPOINT_SOCKET": "unix:///run/spire/agent.sock",
+	}
+	cfg, err := client.ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(cfg.NexusURL)
+	fmt.Println(cfg.NexusID)
+	fmt.Println(cfg.SVID.EndpointSocket)
+
+	delete(env, "SPIFFE_ENDPOINT_SOCKET")
+	_, err = client.ConfigFromEnv(func(k string) string { return env[k] })
+	fmt.Println(err)
+	// Output:
+	// https://nexus.example.org:8553
+	// spiffe://example.org/spike/nexus
+	// unix:///run/spire/agent.sock
+	// no SVID configured: set SPIFFE_ENDPOINT_SOCKET, or SPIKE_SVID_CERT, SPIKE_SVID_KEY and SPIKE_TRUST_BUNDLE
 }
 
 // A client with explicit configuration: an SVID from the SPIRE agent, a
@@ -140,7 +168,7 @@ func follow(ctx context.Context, cursorFile string) error {
 	}
 	defer c.Close()
 
-	cursor, _ := os.ReadFile(cursorFile) // none: from now on
+	cursor, _ := os.ReadFile(cursorFile) // none: from when the stream opens
 	for ev, err := range c.Watch(ctx, "apps/web/", client.WatchOptions{Cursor: string(cursor), IncludeData: true}) {
 		if errors.Is(err, client.ErrCursorExpired) {
 			return errors.New("stopped for too long: read everything again, then watch from now")

@@ -53,6 +53,10 @@ type stack struct {
 	metrics *prometheus.Registry
 	// token is the admin token from init; admin clients send it.
 	token string
+	// configure, when set, changes Nexus's configuration after it is read
+	// from the environment (for bounds the environment cannot set as low
+	// as a test needs).
+	configure func(*app.Config)
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -73,12 +77,19 @@ func newStackAs(t testing.TB, role string) *stack {
 // newStackLogging is newStackAs with Nexus's request log going to log.
 func newStackLogging(t testing.TB, role string, log *slog.Logger) *stack {
 	t.Helper()
+	return newStackConfigured(t, role, log, nil)
+}
+
+// newStackConfigured is newStackLogging with configure applied to Nexus's
+// configuration.
+func newStackConfigured(t testing.TB, role string, log *slog.Logger, configure func(*app.Config)) *stack {
+	t.Helper()
 	ca, err := devca.New(td)
 	if err != nil {
 		t.Fatal(err)
 	}
 	db := pgtest.NewRoles(t, role)
-	s := &stack{t: t, ca: ca, dsn: db.Admin, nexusDSN: db.Serving}
+	s := &stack{t: t, ca: ca, dsn: db.Admin, nexusDSN: db.Serving, configure: configure}
 	s.keeper = keepertest.Start(t, ca, keepertest.Options{ID: keeperID, NexusID: nexusID})
 	s.migrate(db)
 	nexus := s.startNexus(s.nexusDSN, log)
@@ -109,6 +120,9 @@ func (s *stack) startNexus(dsn string, log *slog.Logger) *app.App {
 	}
 	cfg.Source = s.source(nexusID)
 	cfg.Version = "test"
+	if s.configure != nil {
+		s.configure(&cfg)
+	}
 	nexus, err := app.New(t.Context(), cfg, log)
 	if err != nil {
 		t.Fatal(err)

@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	nexusv1 "github.com/spike-dev/spike/proto/spike/nexus/v1"
+	"github.com/spike-dev/spike/proto/spike/nexus/v1/nexusv1connect"
+
+	"github.com/spike-dev/spike/nexus/internal/app"
 )
 
 // watchStream is an open WatchSecrets stream whose responses arrive on a
@@ -443,5 +449,117 @@ func TestWatchResumesAcrossARemoval(t *testing.T) {
 	}
 	if d := cmp.Diff(want, written, cmpVersions); d != "" {
 		t.Fatalf("written events after resuming across a removal (-want +got):\n%s\nall events: %v", d, got)
+	}
+}
+
+// end waits for the stream to end, dropping its responses, and returns
+// how it ended (nil: cleanly).
+func (w *watchStream) end(timeout time.Duration) error {
+	w.t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case <-w.resps:
+		case err := <-w.done:
+			return err
+		case <-deadline:
+			w.t.Fatalf("the stream did not end within %v", timeout)
+			return nil
+		}
+	}
+}
+
+// watchRecord is what a test reads of an audit record.
+type watchRecord struct {
+	RequestID, Target, Decision, Reason, Code string
+}
+
+// A stream's opening, each event it sends and its end are audit records
+// naming the caller, the procedure and the target, never a value; an event
+// the caller may not read is neither sent nor audited. A stream that sends
+// no event for the idle timeout ends cleanly (OK: the client resumes with
+// its cursor), as does one whose last event is that old.
+func TestWatchAuditAndIdleTimeout(t *testing.T) {
+	t.Parallel()
+	const idle = 5 * time.Second
+	s := newStackConfigured(t, "", quietLog(), func(cfg *app.Config) { cfg.Watch.IdleTimeout = idle })
+	s.init()
+	web := spiffeid.RequireFromString("spiffe://spike.local/app/web")
+	s.putPolicy("web-read", web.String(), "p/web/**", "read")
+
+	quiet := s.watch(adminID, &nexusv1.WatchSecretsRequest{Prefix: "idle/"})
+	w := s.watch(web, &nexusv1.WatchSecretsRequest{Prefix: "p/", IncludeData: true})
+	values := []string{"WATCH-AUDIT-VALUE-1", "WATCH-AUDIT-VALUE-2", "WATCH-AUDIT-HIDDEN"}
+	s.put("p/web/db", map[string]string{"k": values[0]})
+	s.put("p/other/db", map[string]string{"k": values[2]})
+	s.put("p/web/db", map[string]string{"k": values[1]})
+	got := w.events(2, 10*time.Second)
+	for i, e := range got {
+		if e.Path != "p/web/db" || e.Data["k"] != values[i] {
+			t.Fatalf("event %d: %v, want p/web/db with %s", i, e, values[i])
+		}
+	}
+
+	// Both streams end by themselves, cleanly.
+	if err := quiet.end(time.Minute); err != nil {
+		t.Errorf("a stream without events ended with %v, want a clean end after the idle timeout", err)
+	}
+	if err := w.end(time.Minute); err != nil {
+		t.Errorf("a stream idle since its last event ended with %v, want a clean end", err)
+	}
+
+	ctx := t.Context()
+	rows, err := s.db().Query(ctx, `SELECT request_id, target, decision, reason, code FROM audit_log
+		WHERE caller = $1 AND procedure = $2 ORDER BY id`, web.String(), nexusv1connect.SecretServiceWatchSecretsProcedure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[watchRecord])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opened, closed, events []watchRecord
+	for _, r := range recs {
+		switch {
+		case r.Target == "p/" && strings.HasPrefix(r.Reason, "watch opened"):
+			opened = append(opened, r)
+		case r.Target == "p/":
+			closed = append(closed, r)
+		default:
+			events = append(events, r)
+		}
+		if r.RequestID != recs[0].RequestID {
+			t.Errorf("record %+v is not of the stream's request %s", r, recs[0].RequestID)
+		}
+		if r.Decision != "allow" || r.Code != "ok" {
+			t.Errorf("record %+v: want decision allow, code ok", r)
+		}
+	}
+	if len(opened) != 1 || opened[0].Reason != "watch opened (include_data true, resumed false)" {
+		t.Errorf("opening records %+v, want one saying the stream opened with data, not resumed", opened)
+	}
+	if len(closed) != 1 {
+		t.Errorf("closing records %+v, want one", closed)
+	}
+	// One record per event sent (its current version is the one when it
+	// was checked), none for p/other/db, which web may not read.
+	if len(events) != 2 {
+		t.Fatalf("event records %+v, want the 2 events sent", events)
+	}
+	for i, r := range events {
+		want := regexp.MustCompile(fmt.Sprintf(`^watch event CHANGE_KIND_WRITTEN, version [12], versions \[%d\]$`, i+1))
+		if r.Target != "p/web/db" || !want.MatchString(r.Reason) {
+			t.Errorf("event record %d: %+v, want target p/web/db and a reason matching %s", i, r, want)
+		}
+	}
+
+	var dump string
+	if err := s.db().QueryRow(ctx, `SELECT string_agg(t::text, ' ') FROM audit_log t`).Scan(&dump); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range values {
+		if strings.Contains(dump, v) {
+			t.Errorf("the audit log contains the value %q", v)
+		}
 	}
 }

@@ -27,7 +27,8 @@ type fakeSecrets struct {
 	mu       sync.Mutex
 	data     map[string]map[string]string
 	gets     int
-	refuse   error // Watch's error, when set
+	asked    []string // the paths of every Get
+	refuse   error    // Watch's error, when set
 	watches  []chan []string
 	breaks   []chan error
 	prefixes []string
@@ -42,6 +43,7 @@ func (f *fakeSecrets) Get(_ context.Context, path string) (map[string]string, er
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.gets++
+	f.asked = append(f.asked, path)
 	d, ok := f.data[path]
 	if !ok {
 		return nil, errors.New("not found")
@@ -230,7 +232,7 @@ func TestRenderErrors(t *testing.T) {
 		name, text string
 		want       []string
 	}{
-		{"missing key", `{{ secret "apps/db" "user" }}`, []string{"template missing key", `secret apps/db has no key "user"`}},
+		{"missing key", `{{ secret "apps/db" "user" }}`, []string{"template missing key", `secret apps/db has no such key (its keys are pass)`}},
 		{"missing secret", `{{ secret "apps/nope" "user" }}`, []string{"template missing secret", "secret apps/nope: not found"}},
 		{"missing map key", `{{ (secretData "apps/db").user }}`, []string{"template missing map key", `map has no entry for key "user"`}},
 		{"empty path", `{{ secretData "" }}`, []string{"the secret path is empty"}},
@@ -259,6 +261,56 @@ func TestRenderErrors(t *testing.T) {
 			}
 			if count() != 0 {
 				t.Error("a failed render ran the command")
+			}
+		})
+	}
+}
+
+// A secret's value used as the path or key of another lookup is refused
+// before anything is asked of Nexus, and no error shows it; neither does a
+// missing key, which may be made from a value, nor any other error of the
+// template that would.
+func TestRenderKeepsValuesOutOfErrors(t *testing.T) {
+	t.Parallel()
+	const value = "leak-value-123"
+	for _, tt := range []struct {
+		name, text string
+		want       string
+		// asked are the paths Get must have been called with: none made
+		// of the value where it is refused.
+		asked []string
+	}{
+		{"value as key", `{{ secret "apps/z/a" (secret "apps/z/a" "k") }}`, "a secret's value was used as a path or key; refused without showing it", []string{"apps/z/a"}},
+		{"value as key of another secret", `{{ secret "apps/z/b" (secret "apps/z/a" "k") }}`, "a secret's value was used as a path or key; refused without showing it", []string{"apps/z/a"}},
+		{"value as path", `{{ secret (secret "apps/z/a" "k") "x" }}`, "a secret's value was used as a path or key; refused without showing it", []string{"apps/z/a"}},
+		{"value as secretData's path", `{{ secretData (secret "apps/z/a" "k") }}`, "a secret's value was used as a path or key; refused without showing it", []string{"apps/z/a"}},
+		{"value made into a key", `{{ secret "apps/z/a" (printf "%s!" (secret "apps/z/a" "k")) }}`, "secret apps/z/a has no such key (its keys are k, other)", []string{"apps/z/a"}},
+		// Not refused (a path may well be made from a value), but the
+		// error that would show the value is withheld.
+		{"value made into a path", `{{ secret (printf "apps/%s" (secret "apps/z/a" "k")) "x" }}`, "withheld", []string{"apps/z/a", "apps/" + value}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFake(map[string]map[string]string{
+				"apps/z/a": {"k": value, "other": "o"},
+				"apps/z/b": {"x": "y"},
+			})
+			dest := filepath.Join(t.TempDir(), "out")
+			cfg := Config{Once: true, Templates: []Template{{Name: "t", Text: tt.text, Destination: dest, Mode: 0o600}}}
+			err := New(cfg, f, slog.New(slog.DiscardHandler), io.Discard).Run(t.Context())
+			if err == nil {
+				t.Fatal("rendered")
+			}
+			if strings.Contains(err.Error(), value) {
+				t.Errorf("error %q shows the secret's value", err)
+			}
+			if tt.want != "" && !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not say %q", err, tt.want)
+			}
+			if tt.asked != nil {
+				if d := cmp.Diff(tt.asked, f.asked); d != "" {
+					t.Errorf("paths asked of Nexus (-want +got):\n%s", d)
+				}
 			}
 		})
 	}
