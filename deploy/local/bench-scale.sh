@@ -11,7 +11,7 @@
 # + kernel), Nexus's RSS (current and peak) and the database's size, and
 # says whether it stayed flat against the smallest size. Target (issue 16):
 # Nexus RSS ≤ 100 MiB at 1M secrets. Not part of `make test`: the default
-# sizes write over a million secrets (hours on two cores).
+# sizes write over a million secrets (about 20 minutes on two cores).
 #
 #   BENCH_SCALE_SIZES=10000,100000,1000000   secrets, measured in turn
 #   BENCH_SCALE_POLICIES=1000,10000          policies, at the largest size
