@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -119,22 +120,12 @@ func pgBetween(a, b pgSnap) pgUsage {
 		u.Top = append(u.Top, d)
 	}
 	slices.SortFunc(u.Top, func(x, y pgStatement) int {
-		if c := -cmpFloat(x.Calls, y.Calls); c != 0 {
+		if c := cmp.Compare(y.Calls, x.Calls); c != 0 {
 			return c
 		}
 		return strings.Compare(x.Query, y.Query)
 	})
 	return u
-}
-
-func cmpFloat(x, y float64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }
 
 // pgPerOpTable is statements and WAL per request for every cell that was

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // section is one part of the report: a title, sentences before and after,
@@ -21,17 +22,12 @@ func (r report) sections() []section {
 	secs := []section{
 		{
 			title: "Setup",
-			table: [][]string{
-				{"setting", "value"},
-				{"date", r.Date.UTC().Format("2006-01-02 15:04 MST")},
-				{"machine", machine(r.CPUs, r.CPUModel)},
-				{"Go", r.GoVersion},
-				{"PostgreSQL", orUnknown(r.Postgres)},
+			table: append(setupRows(r.Date, r.CPUs, r.CPUModel, r.GoVersion, r.Postgres), [][]string{
 				{"caller", r.Caller + "; audit on"},
 				{"value size", fmt.Sprintf("%d bytes", r.ValueSize)},
 				{"paths", strconv.Itoa(r.Paths)},
 				{"duration", r.Duration.String() + " per cell"},
-			},
+			}...),
 		},
 		{
 			title: "Results",
@@ -120,6 +116,18 @@ func (r report) sections() []section {
 		secs = append(secs, section{title: "Errors", table: et})
 	}
 	return secs
+}
+
+// setupRows are the first rows of a report's setup table: when, and on
+// what.
+func setupRows(date time.Time, cpus int, model, goVersion, postgres string) [][]string {
+	return [][]string{
+		{"setting", "value"},
+		{"date", date.UTC().Format("2006-01-02 15:04 MST")},
+		{"machine", machine(cpus, model)},
+		{"Go", goVersion},
+		{"PostgreSQL", orUnknown(postgres)},
+	}
 }
 
 func (r report) resultTable() [][]string {

@@ -155,19 +155,14 @@ func (r scaleReport) sections() []section {
 	}
 	secs := []section{{
 		title: "Setup",
-		table: [][]string{
-			{"setting", "value"},
-			{"date", r.Date.UTC().Format("2006-01-02 15:04 MST")},
-			{"machine", machine(r.CPUs, r.CPUModel)},
-			{"Go", r.GoVersion},
-			{"PostgreSQL", orUnknown(r.Postgres)},
+		table: append(setupRows(r.Date, r.CPUs, r.CPUModel, r.GoVersion, r.Postgres), [][]string{
 			{"caller", r.Caller + "; audit on; policies written by the admin"},
 			{"secrets", strings.Join(sizes, ", ") + fmt.Sprintf(" (1 in %d with %d versions)", scaleDirSize, scaleVersions)},
 			{"policies", policyCounts(policies)},
 			{"value size", fmt.Sprintf("%d bytes", r.ValueSize)},
 			{"cells", fmt.Sprintf("%s each, %d concurrent callers, HTTP/2", r.Duration, r.Concurrency)},
 			{"writers", fmt.Sprintf("%d concurrent PutSecret callers (at most %d PutPolicy callers)", r.Writers, policyWriters)},
-		},
+		}...),
 	}, {
 		title: "Results",
 		before: []string{

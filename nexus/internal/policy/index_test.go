@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -48,7 +49,7 @@ func TestSetIndexAnswersAsEveryPolicy(t *testing.T) {
 	for round := range 50 {
 		ps, ids, paths := randomPolicies(t, r, 1+r.IntN(40))
 		// Unique names, as the store guarantees.
-		slices.SortFunc(ps, func(a, b policy.Policy) int { return cmpString(a.Name, b.Name) })
+		slices.SortFunc(ps, func(a, b policy.Policy) int { return strings.Compare(a.Name, b.Name) })
 		ps = slices.CompactFunc(ps, func(a, b policy.Policy) bool { return a.Name == b.Name })
 		set := policy.NewSet(ps)
 		for _, id := range ids {
@@ -85,16 +86,6 @@ func TestSetIndexAnswersAsEveryPolicy(t *testing.T) {
 			}
 		}
 	}
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // BenchmarkAllowed is a workload's check among n policies, most of them
