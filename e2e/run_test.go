@@ -3,19 +3,17 @@ package e2e_test
 import (
 	"bufio"
 	"errors"
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/spike-dev/spike/shared/identity"
+	"github.com/spike-dev/spike/shared/testkit/ptytest"
 )
 
 // spike run as a workload, with its own SVID and a policy: the command
@@ -68,9 +66,32 @@ func TestSpikeRun(t *testing.T) {
 	}
 
 	// Signals reach the command; its exit code is spike's.
-	cmd := exec.CommandContext(t.Context(), filepath.Join(binDir, "spike"), "run", "--secret", "apps/run/api", "--",
-		"sh", "-c", `trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done`)
+	// The trap is set before the echo: the signal cannot come too early.
+	cmd := startRun(t, workload, false, `trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done`)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 42 {
+		t.Errorf("after SIGTERM: %v; want spike to exit 42, the command's code", err)
+	}
+
+	checkGroupSignal(t, workload)
+	checkTerminal(t, workload)
+}
+
+// startRun starts `spike run --secret apps/run/api -- sh -c script args...`
+// as the workload, in a process group of its own when ownGroup, and waits
+// for the command to print "ready".
+func startRun(t *testing.T, workload []string, ownGroup bool, script string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), filepath.Join(binDir, "spike"),
+		append([]string{"run", "--secret", "apps/run/api", "--", "sh", "-c", script}, args...)...)
 	cmd.Env = workload
+	if ownGroup {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -82,18 +103,7 @@ func TestSpikeRun(t *testing.T) {
 	if err != nil || line != "ready\n" {
 		t.Fatalf("the command said %q (%v), want ready", line, err)
 	}
-	// The trap is set before the echo: the signal cannot come too early.
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	var ee *exec.ExitError
-	if !errors.As(err, &ee) || ee.ExitCode() != 42 {
-		t.Errorf("after SIGTERM: %v; want spike to exit 42, the command's code", err)
-	}
-
-	checkGroupSignal(t, workload)
-	checkTerminal(t, workload)
+	return cmd
 }
 
 // checkGroupSignal: a signal sent to spike's whole process group, as a
@@ -105,22 +115,8 @@ func TestSpikeRun(t *testing.T) {
 func checkGroupSignal(t *testing.T, workload []string) {
 	t.Helper()
 	got := filepath.Join(t.TempDir(), "sigints")
-	cmd := exec.CommandContext(t.Context(), filepath.Join(binDir, "spike"), "run", "--secret", "apps/run/api", "--",
-		"sh", "-c", `trap 'echo int >> "$0"' INT; trap 'exit 3' TERM; echo ready; while :; do sleep 0.05; done`, got)
-	cmd.Env = workload
 	// spike leads a group of its own: signalling it spares this test.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "ready\n" {
-		t.Fatalf("the command said %q (%v), want ready", line, err)
-	}
+	cmd := startRun(t, workload, true, `trap 'echo int >> "$0"' INT; trap 'exit 3' TERM; echo ready; while :; do sleep 0.05; done`, got)
 	pgid := cmd.Process.Pid
 	if err := syscall.Kill(pgid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -137,7 +133,7 @@ func checkGroupSignal(t *testing.T, workload []string) {
 	if err := syscall.Kill(pgid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	err = cmd.Wait()
+	err := cmd.Wait()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
 		t.Errorf("after SIGTERM: %v; want spike to exit 3, the command's code", err)
@@ -154,7 +150,7 @@ func checkGroupSignal(t *testing.T, workload []string) {
 // shell's group, which is spike's, is the foreground group again.
 func checkTerminal(t *testing.T, workload []string) {
 	t.Helper()
-	master, tty := openPTY(t)
+	master, tty := ptytest.Open(t)
 	// Fields 5 and 8 of /proc/PID/stat: the process group and the
 	// terminal's foreground group.
 	const stat = `read -r _ _ _ _ pg _ _ fg _ < /proc/$$/stat; `
@@ -225,36 +221,4 @@ func checkTerminal(t *testing.T, workload []string) {
 	if err := cmd.Wait(); err != nil {
 		t.Errorf("the shell: %v", err)
 	}
-}
-
-// openPTY opens a pseudo-terminal: what is written to master is read from
-// tty, and the other way round. Both are closed when the test ends.
-func openPTY(t *testing.T) (master, tty *os.File) {
-	t.Helper()
-	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("no pseudo-terminals (/dev/ptmx): %v", err)
-	}
-	t.Cleanup(func() { master.Close() })
-	unlock := 0
-	if err := ioctl(master, syscall.TIOCSPTLCK, unsafe.Pointer(&unlock)); err != nil {
-		t.Fatalf("unlock the pseudo-terminal: %v", err)
-	}
-	var n uint32
-	if err := ioctl(master, syscall.TIOCGPTN, unsafe.Pointer(&n)); err != nil {
-		t.Fatalf("name the pseudo-terminal: %v", err)
-	}
-	tty, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Fatalf("open the pseudo-terminal: %v", err)
-	}
-	t.Cleanup(func() { tty.Close() })
-	return master, tty
-}
-
-func ioctl(f *os.File, req uint, arg unsafe.Pointer) error {
-	if _, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), uintptr(req), uintptr(arg)); errno != 0 {
-		return errno
-	}
-	return nil
 }
