@@ -78,7 +78,7 @@ bench: ## measure get/put on a fresh stack of its own vs raw PostgreSQL; writes 
 	GO="$(GO)" deploy/local/bench.sh
 
 # Not part of `make test` either: the default sizes write over a million
-# secrets through Nexus (hours on two cores); BENCH_SCALE_SIZES=... for less.
+# secrets through Nexus (about 20 minutes on two cores); BENCH_SCALE_SIZES=... for less.
 bench-scale: ## cost of get/put/list as secrets (10k-1M) and policies (1k-10k) grow, Nexus RSS; writes docs/benchmarks-scale.md
 	GO="$(GO)" deploy/local/bench-scale.sh
 

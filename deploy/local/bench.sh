@@ -37,9 +37,18 @@ fi
 # PostgreSQL counts statements and WAL per request for the report
 # (pg_stat_statements ships with PostgreSQL; BENCH_PG_STATS=0 leaves it out).
 PG_STATS=${BENCH_PG_STATS:-1}
-if [[ $PG_STATS == 1 ]]; then
-	export SPIKE_PG_SETTINGS="shared_preload_libraries = 'pg_stat_statements'"
-fi
+case $PG_STATS in
+0) ;;
+1)
+	# After the caller's own settings, which are kept.
+	export SPIKE_PG_SETTINGS="${SPIKE_PG_SETTINGS:+$SPIKE_PG_SETTINGS
+}shared_preload_libraries = 'pg_stat_statements'"
+	;;
+*)
+	printf 'bench: BENCH_PG_STATS must be 0 or 1, got %s\n' "$PG_STATS" >&2
+	exit 1
+	;;
+esac
 
 BENCH_NAME=bench
 BENCH_DEFAULT_STATE=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)/.spike-bench

@@ -50,6 +50,9 @@ dup=$(printf '%s\n' "${all_ports[@]}" | sort | uniq -d | head -n1)
 # PostgreSQL: one cluster (default) or HA under Patroni (PG=ha). A running
 # stack keeps its mode (run/pg) unless one is given.
 PG_MODE=${PG:-$(cat "$PG_MODE_FILE" 2>/dev/null || echo single)}
+if [[ $PG_MODE == ha && -n ${SPIKE_PG_SETTINGS:-} ]]; then
+	warn "SPIKE_PG_SETTINGS applies to the single cluster only: ignored with PG=ha (Patroni keeps PostgreSQL's settings)"
+fi
 case $PG_MODE in
 single) ;;
 ha)

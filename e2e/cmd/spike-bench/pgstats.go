@@ -96,8 +96,9 @@ func (p *pgStats) take(ctx context.Context) (pgSnap, error) {
 // nothing was read.
 type pgUsage struct {
 	Measured bool
-	// Statements counts every statement run in SPIKE's database (BEGIN
-	// and COMMIT included), WALBytes the WAL the whole cluster wrote.
+	// Statements counts the statements pg_stat_statements saw in SPIKE's
+	// database (it does not count BEGIN and COMMIT), WALBytes the WAL the
+	// whole cluster wrote.
 	Statements, WALBytes float64
 	// Top are the statements that ran, most calls first.
 	Top []pgStatement
