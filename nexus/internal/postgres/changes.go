@@ -47,6 +47,10 @@ type ChangeLog struct {
 	// Next is the id the next transaction will get: no position beyond it
 	// can come from this database.
 	Next uint64
+	// InFlight are the ids, ascending, of the transactions the snapshot
+	// saw running: every other id below Next had ended (committed or
+	// not) when the snapshot was taken.
+	InFlight []uint64
 }
 
 // ChangeLogState returns the change log's identity, pruning mark and the
@@ -55,11 +59,14 @@ func (s *Store) ChangeLogState(ctx context.Context) (ChangeLog, error) {
 	var (
 		l                     ChangeLog
 		pruned, settled, next string
+		inFlight              []string
 	)
+	// One snapshot for all marks (a statement's snapshot).
 	err := s.pool.QueryRow(ctx,
-		`SELECT identity::text, pruned_xid::text, pg_snapshot_xmin(pg_current_snapshot())::text,
-		        pg_snapshot_xmax(pg_current_snapshot())::text
-		 FROM watch_state WHERE id = 1`).Scan(&l.Identity, &pruned, &settled, &next)
+		`WITH snap AS (SELECT pg_current_snapshot() AS s)
+		 SELECT identity::text, pruned_xid::text, pg_snapshot_xmin(snap.s)::text, pg_snapshot_xmax(snap.s)::text,
+		        ARRAY(SELECT x::text FROM pg_snapshot_xip(snap.s) AS x ORDER BY x)
+		 FROM watch_state, snap WHERE id = 1`).Scan(&l.Identity, &pruned, &settled, &next, &inFlight)
 	if err == nil {
 		l.Pruned, err = parseXID(pruned)
 	}
@@ -68,6 +75,14 @@ func (s *Store) ChangeLogState(ctx context.Context) (ChangeLog, error) {
 	}
 	if err == nil {
 		l.Next, err = parseXID(next)
+	}
+	for _, x := range inFlight {
+		if err != nil {
+			break
+		}
+		var id uint64
+		id, err = parseXID(x)
+		l.InFlight = append(l.InFlight, id)
 	}
 	if err != nil {
 		return ChangeLog{}, dbError(ctx, "read change log state", err)

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
@@ -94,6 +95,15 @@ func TestChangesAreReadOnceInOrderAfterTheyHaveSettled(t *testing.T) {
 	if settled > slowXID {
 		t.Fatalf("settled mark %d moved past the running writer %d", settled, slowXID)
 	}
+	// The state names the running writer as in flight, and (below) none
+	// of the writes that had committed.
+	mid, err := s.ChangeLogState(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(mid.InFlight, slowXID) || mid.Settled > slowXID || slowXID >= mid.Next || !slices.IsSorted(mid.InFlight) {
+		t.Fatalf("state %+v while writer %d runs: want it in flight, between the marks", mid, slowXID)
+	}
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -141,6 +151,11 @@ func TestChangesAreReadOnceInOrderAfterTheyHaveSettled(t *testing.T) {
 	// Nothing more from where the reader stopped.
 	if rows, _, err := s.Changes(ctx, pos, 100); err != nil || len(rows) != 0 {
 		t.Fatalf("after the end: %v, %v; want nothing", seenOf(rows), err)
+	}
+	for _, r := range got[1:4] {
+		if slices.Contains(mid.InFlight, r.XID) || r.XID >= mid.Next {
+			t.Fatalf("committed write %+v listed in flight (or later) in %+v", r, mid)
+		}
 	}
 }
 

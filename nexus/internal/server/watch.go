@@ -2,9 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,8 +31,6 @@ const (
 	// watchLifetime ends a stream cleanly before maxStreamDuration: the
 	// client resumes with its cursor (and a fresh SVID check).
 	watchLifetime = maxStreamDuration - time.Minute
-	// maxCursorLen bounds a cursor before it is decoded.
-	maxCursorLen = 128
 )
 
 // WatchSecrets streams the changes under a prefix, read from the change
@@ -96,6 +91,9 @@ type watcher struct {
 	stream    *connect.ServerStream[nexusv1.WatchSecretsResponse]
 	identity  string
 	pos       postgres.Position
+	// start holds back the rows that ended before a stream "from now"
+	// opened, until pos passes it (see startMark).
+	start *startMark
 	// lastXID and xidPaths: the paths of the last transaction's rows seen,
 	// so that a copy of a row (same transaction, same path) is dropped.
 	lastXID  uint64
@@ -131,12 +129,12 @@ func (w *watcher) run(ctx context.Context) error {
 	}
 	w.identity = st.Identity
 	if cur := w.m.GetCursor(); cur != "" {
-		if w.pos, err = openCursor(cur, st); err != nil {
+		if w.pos, w.start, err = openCursor(cur, st); err != nil {
 			return err
 		}
 	} else {
 		// From now: every transaction that ends from now on.
-		w.pos = postgres.Position{XID: st.Settled}
+		w.pos, w.start = startAt(st)
 	}
 	// The stream's opening, audited before anything is sent.
 	if err := w.audit(ctx, []*nexusv1.SecretEvent{nil}); err != nil {
@@ -220,46 +218,9 @@ func (w *watcher) run(ctx context.Context) error {
 	}
 }
 
-// openCursor decodes a cursor and checks that this database can resume
-// from it without missing anything.
-func openCursor(cur string, st postgres.ChangeLog) (postgres.Position, error) {
-	b, err := base64.RawURLEncoding.DecodeString(cur)
-	if err != nil || len(b) != 1+16+8+8 || b[0] != 1 {
-		return postgres.Position{}, fault.New(fault.Invalid, "cursor: is not a cursor from WatchSecrets")
-	}
-	p := postgres.Position{XID: binary.BigEndian.Uint64(b[17:25]), ID: int64(binary.BigEndian.Uint64(b[25:33]))}
-	id, err := identityBytes(st.Identity)
-	if err != nil {
-		return postgres.Position{}, err
-	}
-	if string(b[1:17]) != string(id) || p.XID > st.Next {
-		return postgres.Position{}, fault.New(fault.OutOfRange,
-			"cursor: comes from another database (restored or replaced since): start again without a cursor and read the secrets afresh")
-	}
-	if p.XID <= st.Pruned {
-		return postgres.Position{}, fault.New(fault.OutOfRange,
-			"cursor: older than the retained changes (kept at least %s): start again without a cursor and read the secrets afresh", ChangeRetention)
-	}
-	return p, nil
-}
-
 // cursor encodes a position of this database's change log.
 func (w *watcher) cursor(p postgres.Position) string {
-	id, _ := identityBytes(w.identity)
-	b := make([]byte, 0, 33)
-	b = append(b, 1)
-	b = append(b, id...)
-	b = binary.BigEndian.AppendUint64(b, p.XID)
-	b = binary.BigEndian.AppendUint64(b, uint64(p.ID))
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func identityBytes(identity string) ([]byte, error) {
-	b, err := hex.DecodeString(strings.ReplaceAll(identity, "-", ""))
-	if err != nil || len(b) != 16 {
-		return nil, fmt.Errorf("change log identity %q is not a UUID", identity)
-	}
-	return b, nil
+	return encodeCursor(w.identity, p, w.start)
 }
 
 // stillAllowed checks, before events or a heartbeat are sent, that the
@@ -319,7 +280,7 @@ func (w *watcher) deliver(ctx context.Context, rows []postgres.ChangeRow, next p
 	}
 	prefix := w.m.GetPrefix()
 	for i, r := range rows {
-		if !strings.HasPrefix(r.Path, prefix) || !w.mayRead(set, r.Path) {
+		if w.start.holds(r.XID) || !strings.HasPrefix(r.Path, prefix) || !w.mayRead(set, r.Path) {
 			continue
 		}
 		ev, err := w.check(ctx, r, heads)
@@ -341,7 +302,7 @@ func (w *watcher) deliver(ctx context.Context, rows []postgres.ChangeRow, next p
 	if err := flush(next); err != nil {
 		return sent, err
 	}
-	w.pos = next
+	w.moveTo(next)
 	return sent, nil
 }
 
@@ -526,8 +487,13 @@ func (w *watcher) send(_ context.Context, events []*nexusv1.SecretEvent, at post
 	if err := w.stream.Send(&nexusv1.WatchSecretsResponse{Events: events, Cursor: w.cursor(at)}); err != nil {
 		return fault.Wrap(fault.Unavailable, err, "the watch stream broke: resume with the last cursor")
 	}
-	w.pos = at
+	w.moveTo(at)
 	return nil
+}
+
+// moveTo moves the stream to p, past everything before it.
+func (w *watcher) moveTo(p postgres.Position) {
+	w.pos, w.start = p, w.start.after(p)
 }
 
 // watchDir is the directory a watch request looks into, for opening the

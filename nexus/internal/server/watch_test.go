@@ -563,3 +563,42 @@ func TestWatchAuditAndIdleTimeout(t *testing.T) {
 		}
 	}
 }
+
+// A stream without a cursor starts with the writes that end after it
+// opened, even while an older transaction still runs (the settled mark
+// is behind it): a write that had ended before comes neither on the
+// stream nor on one resumed from its first cursor.
+func TestWatchFromNowLeavesOutEarlierWrites(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	s.init()
+	ctx := t.Context()
+	blocker, err := s.db().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = blocker.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := blocker.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		t.Fatal(err)
+	}
+	s.put("n/before", map[string]string{"k": "1"})
+
+	w := s.watch(adminID, &nexusv1.WatchSecretsRequest{Prefix: "n/"})
+	opened := w.cursor
+	s.put("n/after", map[string]string{"k": "1"})
+	if err := blocker.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []event{{"n/after", nexusv1.ChangeKind_CHANGE_KIND_WRITTEN, 1, []int64{1}, nil}}
+	if d := cmp.Diff(want, w.events(1, 10*time.Second), cmpVersions); d != "" {
+		t.Fatalf("from now (-want +got):\n%s", d)
+	}
+	w.quiet(1500 * time.Millisecond)
+	w.cancel()
+
+	resumed := s.watchFrom(adminID, "n/", opened, false)
+	if d := cmp.Diff(want, resumed.events(1, 10*time.Second), cmpVersions); d != "" {
+		t.Fatalf("resumed from the first cursor (-want +got):\n%s", d)
+	}
+	resumed.quiet(1500 * time.Millisecond)
+}
