@@ -1,9 +1,11 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -339,30 +341,32 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 }
 
 // readHead is the first round trip of a write: begin, lock and read the
-// secret's row, read its version rows (with their sealed values when it
-// has no head yet, or when values asks for them), and look up the
-// idempotency key.
+// secret's row, then, in one statement, read its version rows (with their
+// sealed values when it has no head yet, or when values asks for them),
+// look up the idempotency key and, for a request, take the transaction's
+// id (its change log row is authenticated with it).
 func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Replay, keyed, values, request bool) (headRead, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
-	// The version rows in a statement of their own, so that its snapshot
-	// is taken once the lock is held (within one statement, rows joined to
-	// a row that had to be waited for would be read as they were before
-	// the wait). Their values only for a secret without a head (adoption).
-	b.Queue(`SELECT v.version, v.deleted_at IS NOT NULL, v.destroyed_at IS NOT NULL, v.created_by,
-	                coalesce(get_byte(v.sealed, 0), 0)::smallint,
-	                CASE WHEN s.head IS NULL OR $2 THEN v.sealed END, CASE WHEN s.head IS NULL OR $2 THEN v.dek_id END
-	         FROM secret_versions v LEFT JOIN secrets s ON s.path = v.path
-	         WHERE v.path = $1 ORDER BY v.version`, path, values)
+	// The rest in a statement of its own, so that its snapshot is taken
+	// once the lock is held (within one statement, rows joined to a row
+	// that had to be waited for would be read as they were before the
+	// wait). One row at least: the key's outcome and the id on every row,
+	// with a version each (none: their columns are NULL).
+	var caller, key *string
 	if keyed {
-		b.Queue(`SELECT request_hash, outcome, mac FROM idempotency_keys WHERE caller = $1 AND key = $2`, r.Caller, r.Key)
+		caller, key = &r.Caller, &r.Key
 	}
-	if request {
-		// In the same round trip: the id the change log row is
-		// authenticated with (taken once the row lock is held).
-		b.Queue(`SELECT pg_current_xact_id()::text`)
-	}
+	b.Queue(`SELECT o.xid, k.request_hash, k.outcome, k.mac,
+	                v.version, v.deleted_at IS NOT NULL, v.destroyed_at IS NOT NULL, v.created_by,
+	                coalesce(get_byte(v.sealed, 0), 0)::smallint,
+	                CASE WHEN o.vals THEN v.sealed END, CASE WHEN o.vals THEN v.dek_id END
+	         FROM (SELECT CASE WHEN $3 THEN pg_current_xact_id()::text END AS xid,
+	                      $2 OR NOT EXISTS (SELECT 1 FROM secrets WHERE path = $1 AND head IS NOT NULL) AS vals) o
+	         LEFT JOIN idempotency_keys k ON k.caller = $4 AND k.key = $5
+	         LEFT JOIN secret_versions v ON v.path = $1`,
+		path, values, request, caller, key)
 	br := conn.SendBatch(ctx, b)
 	hr := headRead{cur: &secret.Stored{Path: path}}
 	err := func() error {
@@ -379,50 +383,53 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 		if err != nil {
 			return err
 		}
+		defer rows.Close()
 		marked := time.Unix(0, 0)
-		hr.rows, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (secret.Row, error) {
+		hr.rows = []secret.Row{} // read, even if there are none
+		for rows.Next() {
 			var (
-				r                  secret.Row
-				deleted, destroyed bool
-				format             int16
+				xid                *string
+				o                  storedOutcome
+				version            *int64
+				deleted, destroyed *bool
+				createdBy          *string
+				format             *int16
+				row                secret.Row
 			)
-			err := row.Scan(&r.Version, &deleted, &destroyed, &r.CreatedBy, &format, &r.Sealed, &r.DEKID)
-			r.Format = byte(format)
-			if deleted {
-				r.DeletedAt = &marked
+			if err := rows.Scan(&xid, &o.hash, &o.outcome, &o.mac, &version, &deleted, &destroyed,
+				&createdBy, &format, &row.Sealed, &row.DEKID); err != nil {
+				return err
 			}
-			if destroyed {
-				r.DestroyedAt = &marked
+			if hr.stored == nil && o.hash != nil {
+				hr.stored = &o
 			}
-			return r, err
-		})
-		if err != nil {
+			if request && hr.xid == 0 {
+				if xid == nil {
+					return errors.New("no transaction id")
+				}
+				if hr.xid, err = parseXID(*xid); err != nil {
+					return err
+				}
+			}
+			if version == nil {
+				continue // no versions
+			}
+			row.Version, row.CreatedBy, row.Format = *version, *createdBy, byte(*format)
+			if *deleted {
+				row.DeletedAt = &marked
+			}
+			if *destroyed {
+				row.DestroyedAt = &marked
+			}
+			hr.rows = append(hr.rows, row)
+		}
+		if err := rows.Err(); err != nil {
 			return err
 		}
 		if hr.cur == nil && len(hr.rows) == 0 {
 			hr.rows = nil
-		} else if hr.rows == nil {
-			hr.rows = []secret.Row{} // read, even if there are none
 		}
-		if keyed {
-			var o storedOutcome
-			err := br.QueryRow().Scan(&o.hash, &o.outcome, &o.mac)
-			if err == nil {
-				hr.stored = &o
-			} else if !errors.Is(err, pgx.ErrNoRows) {
-				return err
-			}
-		}
-		if request {
-			var xid string
-			if err := br.QueryRow().Scan(&xid); err != nil {
-				return err
-			}
-			var err error
-			if hr.xid, err = parseXID(xid); err != nil {
-				return err
-			}
-		}
+		slices.SortFunc(hr.rows, func(a, b secret.Row) int { return cmp.Compare(a.Version, b.Version) })
 		return nil
 	}()
 	if closeErr := br.Close(); err == nil {

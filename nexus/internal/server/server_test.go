@@ -208,6 +208,7 @@ func TestTamperedRowsAreDataLoss(t *testing.T) {
 	s.put("t/multi", map[string]string{"k": "two"})
 	s.put("t/flip", map[string]string{"k": "flip"})
 	s.put("t/dek", map[string]string{"k": "dek"})
+	s.put("t/nodek", map[string]string{"k": "no data key"})
 
 	exec(`UPDATE secret_versions SET sealed = (SELECT sealed FROM secret_versions WHERE path = 't/src' AND version = 1) WHERE path = 't/dst'`)
 	exec(`UPDATE secret_versions SET sealed = (SELECT sealed FROM secret_versions WHERE path = 't/multi' AND version = 1) WHERE path = 't/multi' AND version = 2`)
@@ -215,6 +216,9 @@ func TestTamperedRowsAreDataLoss(t *testing.T) {
 	// The DEK reference changed to another data key that exists.
 	exec(`INSERT INTO data_keys (id, root_key_version, wrapped) SELECT '\x00112233445566778899aabbccddeeff'::bytea, root_key_version, wrapped FROM data_keys LIMIT 1`)
 	exec(`UPDATE secret_versions SET dek_id = '\x00112233445566778899aabbccddeeff'::bytea WHERE path = 't/dek'`)
+	// The DEK reference changed to a data key that does not exist (no
+	// foreign key holds it since migration 0012).
+	exec(`UPDATE secret_versions SET dek_id = '\xffeeddccbbaa99887766554433221100'::bytea WHERE path = 't/nodek'`)
 
 	for _, tt := range []struct {
 		name    string
@@ -225,10 +229,11 @@ func TestTamperedRowsAreDataLoss(t *testing.T) {
 		{"sealed data from another version", "t/multi", 2},
 		{"flipped ciphertext byte", "t/flip", 1},
 		{"changed DEK reference", "t/dek", 1},
+		{"DEK reference to a missing key", "t/nodek", 1},
 	} {
 		_, err := s.get(tt.path, tt.version)
-		if connect.CodeOf(err) != connect.CodeDataLoss {
-			t.Errorf("%s: get error = %v, want DataLoss", tt.name, err)
+		if connect.CodeOf(err) != connect.CodeDataLoss || !strings.Contains(err.Error(), tt.path) {
+			t.Errorf("%s: get error = %v, want DataLoss naming %s", tt.name, err, tt.path)
 		}
 	}
 	// The sources still read: the failures above are about binding.

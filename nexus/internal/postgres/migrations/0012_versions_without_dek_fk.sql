@@ -1,0 +1,13 @@
+-- A version row's data key is no longer a foreign key. Every put checked
+-- it by locking the data key's row FOR KEY SHARE, and every put names the
+-- same key: concurrent puts shared that lock through a MultiXact, which
+-- PostgreSQL rebuilds (and logs) with each new sharer, on one hot row.
+-- Heads, policies, tokens and custom metadata name their data keys without
+-- a foreign key already; what keeps a named key is RetireDataKeys, which
+-- deletes only keys that nothing names and that are older than any write
+-- seals with (RetireAfter). A version naming a missing key reads as
+-- DataLoss, as a head naming one does. The index on dek_id stays: it
+-- serves RetireDataKeys and rewrap.
+-- A Nexus of schema 11 reads and writes the table the same way.
+-- serves-from: 11
+ALTER TABLE secret_versions DROP CONSTRAINT secret_versions_dek_id_fkey;
