@@ -147,6 +147,50 @@ func TestConcurrentCASOneWinner(t *testing.T) {
 	}
 }
 
+// Writers of one secret queue on its row: each that waited reads the
+// versions again once it holds the lock, so that every put gets a version
+// of its own, retention prunes exactly the oldest, and the head agrees
+// with the rows afterwards.
+func TestConcurrentPutsQueue(t *testing.T) {
+	t.Parallel()
+	s, dsn := newSecretStore(t)
+	put(t, s, "queue", 1)
+	const n = 32
+	var (
+		wg  sync.WaitGroup
+		mu  sync.Mutex
+		got []int64
+	)
+	for range n {
+		wg.Go(func() {
+			v, err := putCAS(t, t.Context(), s, "queue", nil)
+			if err != nil {
+				t.Errorf("put: %v", err)
+				return
+			}
+			mu.Lock()
+			got = append(got, v.Version)
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	slices.Sort(got)
+	if diff := cmp.Diff(span(2, n+1), got); diff != "" {
+		t.Fatalf("versions given to the puts (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(span(n-8, n+1), storedVersions(t, dsn, "queue")); diff != "" {
+		t.Fatalf("versions kept (-want +got):\n%s", diff)
+	}
+	for v := int64(n - 8); v <= n+1; v++ {
+		if _, err := s.SecretVersion(t.Context(), "queue", v); err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
+	}
+	if v, err := putCAS(t, t.Context(), s, "queue", nil); err != nil || v.Version != n+2 {
+		t.Fatalf("the put after them = %d, %v; want version %d", v.Version, err, n+2)
+	}
+}
+
 func TestRetentionPrunesOldVersions(t *testing.T) {
 	t.Parallel()
 	s, dsn := newSecretStore(t)
