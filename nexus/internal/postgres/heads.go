@@ -340,126 +340,25 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 	}
 }
 
-// readHead is the first round trip of a write: begin, then in one
-// statement lock and read the secret's row, read its version rows (with
-// their sealed values when it has no head yet, or when values asks for
-// them), look up the idempotency key and, for a request, take the
-// transaction's id (its change log row is authenticated with it).
-//
-// A statement's snapshot is taken before it waits for a lock, so when the
-// row had to be waited for (a concurrent write changed it), the versions
-// read with it are as they were before that write. The statement tells:
-// the row it locked is then not the one its snapshot sees. Only then, and
-// when there is no row to lock, a second round trip reads the rest again
-// in a statement of its own, whose snapshot is taken with the lock held.
+// readHead is the first round trip of a write: begin, lock and read the
+// secret's row, then, in one statement, read its version rows (with their
+// sealed values when it has no head yet, or when values asks for them),
+// look up the idempotency key and, for a request, take the transaction's
+// id (its change log row is authenticated with it).
 func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Replay, keyed, values, request bool) (headRead, error) {
+	b := &pgx.Batch{}
+	b.Queue("BEGIN")
+	b.Queue(`SELECT `+storedColumns+` FROM secrets s WHERE s.path = $1 FOR UPDATE`, path)
+	// The rest in a statement of its own, so that its snapshot is taken
+	// once the lock is held (within one statement, rows joined to a row
+	// that had to be waited for would be read as they were before the
+	// wait). One row at least: the key's outcome and the id on every row,
+	// with a version each (none: their columns are NULL).
 	var caller, key *string
 	if keyed {
 		caller, key = &r.Caller, &r.Key
 	}
-	b := &pgx.Batch{}
-	b.Queue("BEGIN")
-	b.Queue(`SELECT `+storedColumns+`, s.xmin = (SELECT x.xmin FROM secrets x WHERE x.path = $1),
-	                CASE WHEN $3 THEN pg_current_xact_id()::text END, k.request_hash, k.outcome, k.mac,
-	                v.version, v.deleted, v.destroyed, v.created_by, v.format, v.sealed, v.dek_id
-	         FROM secrets s
-	         LEFT JOIN idempotency_keys k ON k.caller = $4 AND k.key = $5
-	         LEFT JOIN LATERAL (
-	           -- Parallel arrays: one aggregation, so one order.
-	           SELECT array_agg(version) AS version, array_agg(deleted_at IS NOT NULL) AS deleted,
-	                  array_agg(destroyed_at IS NOT NULL) AS destroyed, array_agg(created_by) AS created_by,
-	                  array_agg(coalesce(get_byte(sealed, 0), 0)::smallint) AS format,
-	                  array_agg(CASE WHEN $2 OR s.head IS NULL THEN sealed END) AS sealed,
-	                  array_agg(CASE WHEN $2 OR s.head IS NULL THEN dek_id END) AS dek_id
-	           FROM secret_versions WHERE path = s.path) v ON true
-	         WHERE s.path = $1 FOR UPDATE OF s`,
-		path, values, request, caller, key)
-	br := conn.SendBatch(ctx, b)
-	hr := headRead{cur: &secret.Stored{Path: path}}
-	fresh := false
-	err := func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		var (
-			isFresh            *bool
-			xid                *string
-			o                  storedOutcome
-			versions           []int64
-			deleted, destroyed []bool
-			createdBy          []string
-			format             []int16
-			sealed, dekIDs     [][]byte
-		)
-		err := br.QueryRow().Scan(append(storedDest(hr.cur), &isFresh, &xid, &o.hash, &o.outcome, &o.mac,
-			&versions, &deleted, &destroyed, &createdBy, &format, &sealed, &dekIDs)...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			hr.cur = nil
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if isFresh == nil || !*isFresh {
-			return nil
-		}
-		n := len(versions)
-		if len(deleted) != n || len(destroyed) != n || len(createdBy) != n || len(format) != n || len(sealed) != n || len(dekIDs) != n {
-			return errors.New("version arrays of different lengths")
-		}
-		fresh = true
-		if err := hr.keep(request, xid, o); err != nil {
-			return err
-		}
-		marked := time.Unix(0, 0)
-		hr.rows = make([]secret.Row, n)
-		for i := range hr.rows {
-			row := &hr.rows[i]
-			row.Version, row.CreatedBy, row.Format, row.Sealed, row.DEKID = versions[i], createdBy[i], byte(format[i]), sealed[i], dekIDs[i]
-			if deleted[i] {
-				row.DeletedAt = &marked
-			}
-			if destroyed[i] {
-				row.DestroyedAt = &marked
-			}
-		}
-		slices.SortFunc(hr.rows, func(a, b secret.Row) int { return cmp.Compare(a.Version, b.Version) })
-		return nil
-	}()
-	if closeErr := br.Close(); err == nil {
-		err = closeErr
-	}
-	if err != nil || fresh {
-		return hr, err
-	}
-	err = hr.readRest(ctx, conn, path, values, request, caller, key)
-	return hr, err
-}
-
-// keep records what the first statement of a write read besides the rows:
-// the transaction id (for a request) and the outcome kept under the key.
-func (hr *headRead) keep(request bool, xid *string, o storedOutcome) error {
-	if hr.stored == nil && o.hash != nil {
-		hr.stored = &o
-	}
-	if !request || hr.xid != 0 {
-		return nil
-	}
-	if xid == nil {
-		return errors.New("no transaction id")
-	}
-	var err error
-	hr.xid, err = parseXID(*xid)
-	return err
-}
-
-// readRest reads, once the row lock is held (or there is no row), what
-// readHead's statement read before the wait: the version rows, the
-// idempotency key's outcome and the transaction id.
-func (hr *headRead) readRest(ctx context.Context, conn *pgxpool.Conn, path string, values, request bool, caller, key *string) error {
-	// One row at least: the key's outcome and the id on every row, with a
-	// version each (none: their columns are NULL).
-	rows, err := conn.Query(ctx, `SELECT o.xid, k.request_hash, k.outcome, k.mac,
+	b.Queue(`SELECT o.xid, k.request_hash, k.outcome, k.mac,
 	                v.version, v.deleted_at IS NOT NULL, v.destroyed_at IS NOT NULL, v.created_by,
 	                coalesce(get_byte(v.sealed, 0), 0)::smallint,
 	                CASE WHEN o.vals THEN v.sealed END, CASE WHEN o.vals THEN v.dek_id END
@@ -468,49 +367,75 @@ func (hr *headRead) readRest(ctx context.Context, conn *pgxpool.Conn, path strin
 	         LEFT JOIN idempotency_keys k ON k.caller = $4 AND k.key = $5
 	         LEFT JOIN secret_versions v ON v.path = $1`,
 		path, values, request, caller, key)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	marked := time.Unix(0, 0)
-	hr.rows = []secret.Row{} // read, even if there are none
-	for rows.Next() {
-		var (
-			xid                *string
-			o                  storedOutcome
-			version            *int64
-			deleted, destroyed *bool
-			createdBy          *string
-			format             *int16
-			row                secret.Row
-		)
-		if err := rows.Scan(&xid, &o.hash, &o.outcome, &o.mac, &version, &deleted, &destroyed,
-			&createdBy, &format, &row.Sealed, &row.DEKID); err != nil {
+	br := conn.SendBatch(ctx, b)
+	hr := headRead{cur: &secret.Stored{Path: path}}
+	err := func() error {
+		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		if err := hr.keep(request, xid, o); err != nil {
+		err := br.QueryRow().Scan(storedDest(hr.cur)...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			hr.cur = nil
+		} else if err != nil {
 			return err
 		}
-		if version == nil {
-			continue // no versions
+		rows, err := br.Query()
+		if err != nil {
+			return err
 		}
-		row.Version, row.CreatedBy, row.Format = *version, *createdBy, byte(*format)
-		if *deleted {
-			row.DeletedAt = &marked
+		defer rows.Close()
+		marked := time.Unix(0, 0)
+		hr.rows = []secret.Row{} // read, even if there are none
+		for rows.Next() {
+			var (
+				xid                *string
+				o                  storedOutcome
+				version            *int64
+				deleted, destroyed *bool
+				createdBy          *string
+				format             *int16
+				row                secret.Row
+			)
+			if err := rows.Scan(&xid, &o.hash, &o.outcome, &o.mac, &version, &deleted, &destroyed,
+				&createdBy, &format, &row.Sealed, &row.DEKID); err != nil {
+				return err
+			}
+			if hr.stored == nil && o.hash != nil {
+				hr.stored = &o
+			}
+			if request && hr.xid == 0 {
+				if xid == nil {
+					return errors.New("no transaction id")
+				}
+				if hr.xid, err = parseXID(*xid); err != nil {
+					return err
+				}
+			}
+			if version == nil {
+				continue // no versions
+			}
+			row.Version, row.CreatedBy, row.Format = *version, *createdBy, byte(*format)
+			if *deleted {
+				row.DeletedAt = &marked
+			}
+			if *destroyed {
+				row.DestroyedAt = &marked
+			}
+			hr.rows = append(hr.rows, row)
 		}
-		if *destroyed {
-			row.DestroyedAt = &marked
+		if err := rows.Err(); err != nil {
+			return err
 		}
-		hr.rows = append(hr.rows, row)
+		if hr.cur == nil && len(hr.rows) == 0 {
+			hr.rows = nil
+		}
+		slices.SortFunc(hr.rows, func(a, b secret.Row) int { return cmp.Compare(a.Version, b.Version) })
+		return nil
+	}()
+	if closeErr := br.Close(); err == nil {
+		err = closeErr
 	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if hr.cur == nil && len(hr.rows) == 0 {
-		hr.rows = nil
-	}
-	slices.SortFunc(hr.rows, func(a, b secret.Row) int { return cmp.Compare(a.Version, b.Version) })
-	return nil
+	return hr, err
 }
 
 type storedOutcome struct{ hash, outcome, mac []byte }
