@@ -78,7 +78,7 @@ type Event struct {
 type WatchOptions struct {
 	// Cursor resumes after the event that carried it; empty starts where
 	// Nexus opens the first stream (see Client.Watch): every change that
-	// commits from then on, perhaps with a few committed just before.
+	// commits from then on.
 	Cursor string
 	// IncludeData sends the data of each new version with its event.
 	IncludeData bool
@@ -122,12 +122,11 @@ const (
 // closed (ErrClosed). Breaking out of the loop ends the stream.
 //
 // Without a cursor the watch starts when its first stream is established
-// (WatchOptions.Heartbeats shows when), at the oldest transaction then
-// still running anywhere in Nexus's PostgreSQL cluster: every change that
-// commits from then on is sent, and so may be a few that committed just
-// before the stream opened. A program that reads the current state after
-// the first heartbeat and then applies the events may therefore see a
-// change it has already read; the versions tell.
+// (WatchOptions.Heartbeats shows when): every change that commits from
+// then on is sent, none that had committed before. A change still being
+// written while the stream opened comes when it commits, so a program that
+// reads the current state after the first heartbeat and then applies the
+// events may see a change it has already read; the versions tell.
 func (c *Client) Watch(ctx context.Context, prefix string, opts WatchOptions) iter.Seq2[Event, error] {
 	log := opts.Logger
 	if log == nil {

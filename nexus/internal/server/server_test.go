@@ -217,7 +217,8 @@ func TestTamperedRowsAreDataLoss(t *testing.T) {
 	exec(`INSERT INTO data_keys (id, root_key_version, wrapped) SELECT '\x00112233445566778899aabbccddeeff'::bytea, root_key_version, wrapped FROM data_keys LIMIT 1`)
 	exec(`UPDATE secret_versions SET dek_id = '\x00112233445566778899aabbccddeeff'::bytea WHERE path = 't/dek'`)
 	// The DEK reference changed to a data key that does not exist (no
-	// foreign key holds it since migration 0012).
+	// foreign key stops that since migration 0012): it no longer matches
+	// the key id in the sealed bytes.
 	exec(`UPDATE secret_versions SET dek_id = '\xffeeddccbbaa99887766554433221100'::bytea WHERE path = 't/nodek'`)
 
 	for _, tt := range []struct {
@@ -229,7 +230,7 @@ func TestTamperedRowsAreDataLoss(t *testing.T) {
 		{"sealed data from another version", "t/multi", 2},
 		{"flipped ciphertext byte", "t/flip", 1},
 		{"changed DEK reference", "t/dek", 1},
-		{"DEK reference to a missing key", "t/nodek", 1},
+		{"DEK reference changed to a missing key", "t/nodek", 1},
 	} {
 		_, err := s.get(tt.path, tt.version)
 		if connect.CodeOf(err) != connect.CodeDataLoss || !strings.Contains(err.Error(), tt.path) {

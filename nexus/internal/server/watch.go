@@ -94,6 +94,8 @@ type watcher struct {
 	// start holds back the rows that ended before a stream "from now"
 	// opened, until pos passes it (see startMark).
 	start *startMark
+	// markSent: the last cursor sent carries the start mark (see run).
+	markSent bool
 	// lastXID and xidPaths: the paths of the last transaction's rows seen,
 	// so that a copy of a row (same transaction, same path) is dropped.
 	lastXID  uint64
@@ -191,6 +193,13 @@ func (w *watcher) run(ctx context.Context) error {
 			}
 			if sent {
 				lastEvent = time.Now()
+			}
+		}
+		// Past the start mark: a plain cursor at once, which a Nexus of
+		// the previous release (rolling upgrades) can resume from too.
+		if w.markSent && w.start == nil {
+			if err := w.send(ctx, nil, w.pos); err != nil {
+				return err
 			}
 		}
 		// More to read, or read from the database past where the hub's
@@ -487,6 +496,7 @@ func (w *watcher) send(_ context.Context, events []*nexusv1.SecretEvent, at post
 	if err := w.stream.Send(&nexusv1.WatchSecretsResponse{Events: events, Cursor: w.cursor(at)}); err != nil {
 		return fault.Wrap(fault.Unavailable, err, "the watch stream broke: resume with the last cursor")
 	}
+	w.markSent = w.start.after(at) != nil
 	w.moveTo(at)
 	return nil
 }

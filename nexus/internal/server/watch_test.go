@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"regexp"
@@ -567,10 +568,13 @@ func TestWatchAuditAndIdleTimeout(t *testing.T) {
 // A stream without a cursor starts with the writes that end after it
 // opened, even while an older transaction still runs (the settled mark
 // is behind it): a write that had ended before comes neither on the
-// stream nor on one resumed from its first cursor.
+// stream nor on one resumed from its first cursor. That cursor carries
+// the start mark; once past it the stream sends a plain cursor at once,
+// which a Nexus of the previous release reads too.
 func TestWatchFromNowLeavesOutEarlierWrites(t *testing.T) {
 	t.Parallel()
-	s := newStack(t)
+	// Heartbeats far apart: the plain cursor must come without one.
+	s := newStackConfigured(t, "", quietLog(), func(c *app.Config) { c.Watch.Heartbeat = time.Minute })
 	s.init()
 	ctx := t.Context()
 	blocker, err := s.db().Begin(ctx)
@@ -585,10 +589,21 @@ func TestWatchFromNowLeavesOutEarlierWrites(t *testing.T) {
 
 	w := s.watch(adminID, &nexusv1.WatchSecretsRequest{Prefix: "n/"})
 	opened := w.cursor
-	s.put("n/after", map[string]string{"k": "1"})
+	if v := cursorVersion(t, opened); v != 2 {
+		t.Fatalf("first cursor of version %d while a transaction runs, want 2 (with the start mark)", v)
+	}
 	if err := blocker.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+	for deadline := time.Now().Add(10 * time.Second); cursorVersion(t, w.cursor) != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("no plain cursor after the start mark was passed")
+		}
+		if r := w.next(time.Until(deadline)); r != nil && len(r.GetEvents()) > 0 {
+			t.Fatalf("unexpected events %v", r.GetEvents())
+		}
+	}
+	s.put("n/after", map[string]string{"k": "1"})
 	want := []event{{"n/after", nexusv1.ChangeKind_CHANGE_KIND_WRITTEN, 1, []int64{1}, nil}}
 	if d := cmp.Diff(want, w.events(1, 10*time.Second), cmpVersions); d != "" {
 		t.Fatalf("from now (-want +got):\n%s", d)
@@ -601,4 +616,14 @@ func TestWatchFromNowLeavesOutEarlierWrites(t *testing.T) {
 		t.Fatalf("resumed from the first cursor (-want +got):\n%s", d)
 	}
 	resumed.quiet(1500 * time.Millisecond)
+}
+
+// cursorVersion is the format version of a WatchSecrets cursor.
+func cursorVersion(t *testing.T, cursor string) byte {
+	t.Helper()
+	b, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("cursor %q: %v", cursor, err)
+	}
+	return b[0]
 }

@@ -24,10 +24,12 @@ type startMark struct {
 	inFlight []uint64 // ascending
 }
 
-// maxStartInFlight bounds the in-flight transactions a cursor carries. A
-// snapshot with more (more writers than PostgreSQL's connections allow
-// by default) gives plain cursors: a stream resumed from one before it
-// passed the mark may repeat writes that ended just before it opened.
+// maxStartInFlight bounds the in-flight transactions a cursor carries
+// (the snapshot's list is the whole cluster's). With more, the cursor's
+// mark ends at the first one left out: below it the cursor holds back
+// exactly what the stream did; from it up to the snapshot's Next, a
+// stream resumed from that cursor also sends writes that ended just
+// before the first stream opened (never fewer than it should).
 const maxStartInFlight = 128
 
 // maxCursorLen bounds a cursor before it is decoded.
@@ -42,7 +44,11 @@ const (
 // transaction between the marks can hold back anything).
 func startAt(st postgres.ChangeLog) (postgres.Position, *startMark) {
 	pos := postgres.Position{XID: st.Settled}
-	if st.Next <= st.Settled {
+	// A snapshot's xmin is its oldest in-flight transaction (or its xmax
+	// when none runs). A state that says otherwise (read where the list is
+	// not the whole truth, as on a standby) gets no mark: holding back on
+	// it could leave a gap, sending too much only repeats.
+	if st.Next <= st.Settled || len(st.InFlight) == 0 || st.InFlight[0] != st.Settled || !slices.IsSorted(st.InFlight) {
 		return pos, nil
 	}
 	return pos, &startMark{next: st.Next, inFlight: slices.Clone(st.InFlight)}
@@ -73,8 +79,11 @@ func (m *startMark) after(p postgres.Position) *startMark {
 func encodeCursor(identity string, p postgres.Position, m *startMark) string {
 	id, _ := identityBytes(identity)
 	m = m.after(p)
+	if m != nil && len(m.inFlight) > maxStartInFlight {
+		m = &startMark{next: m.inFlight[maxStartInFlight], inFlight: m.inFlight[:maxStartInFlight]}
+	}
 	version := byte(1)
-	if m != nil && len(m.inFlight) <= maxStartInFlight {
+	if m != nil {
 		version = 2
 	}
 	b := make([]byte, 0, cursorStartLen+8*maxStartInFlight)

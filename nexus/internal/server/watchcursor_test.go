@@ -32,8 +32,15 @@ func TestStartMark(t *testing.T) {
 	if got := m.after(postgres.Position{XID: 20}); got != nil {
 		t.Errorf("after the mark: %+v, want none", got)
 	}
-	if _, m := startAt(postgres.ChangeLog{Settled: 7, Next: 7}); m != nil || m.holds(3) {
-		t.Errorf("nothing between the marks: %+v, want no mark", m)
+	for _, st := range []postgres.ChangeLog{
+		{Settled: 7, Next: 7},                               // nothing between the marks
+		{Settled: 7, Next: 9},                               // nothing in flight below Next: not a primary's snapshot
+		{Settled: 7, Next: 9, InFlight: []uint64{8}},        // xmin is not the oldest in flight
+		{Settled: 7, Next: 12, InFlight: []uint64{7, 9, 8}}, // out of order
+	} {
+		if _, m := startAt(st); m != nil || m.holds(8) {
+			t.Errorf("state %+v: mark %+v, want none", st, m)
+		}
 	}
 }
 
@@ -62,12 +69,19 @@ func TestCursors(t *testing.T) {
 	}
 
 	many := &startMark{next: 1000}
-	for x := uint64(100); len(many.inFlight) <= maxStartInFlight; x++ {
+	for x := uint64(100); len(many.inFlight) <= maxStartInFlight; x += 2 {
 		many.inFlight = append(many.inFlight, x)
 	}
 	_, m, err := openCursor(encodeCursor(testIdentity, postgres.Position{XID: 100}, many), postgres.ChangeLog{Identity: testIdentity, Next: 2000})
-	if err != nil || m != nil {
-		t.Errorf("too many in flight: mark %+v, %v; want a plain cursor", m, err)
+	cut := many.inFlight[maxStartInFlight]
+	if err != nil || m == nil || m.next != cut || len(m.inFlight) != maxStartInFlight {
+		t.Fatalf("too many in flight: mark %+v, %v; want one cut at %d", m, err, cut)
+	}
+	// Cut: exact below the first one left out, nothing held from it on.
+	for xid, want := range map[uint64]bool{101: true, cut - 1: true, 100: false, cut: false, cut + 1: false, 999: false} {
+		if got := m.holds(xid); got != want {
+			t.Errorf("cut mark: holds(%d) = %t, want %t", xid, got, want)
+		}
 	}
 	long := encodeCursor(testIdentity, postgres.Position{XID: 100}, &startMark{next: 1000, inFlight: many.inFlight[:maxStartInFlight]})
 	if len(long) > maxCursorLen {
