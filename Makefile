@@ -29,7 +29,7 @@ PKGS := $(foreach m,$(MODULES),./$(m)/...)
 PG_BINDIR := /usr/lib/postgresql/15/bin
 export PATH := $(PATH):$(PG_BINDIR)
 
-.PHONY: help build test fuzz up svid down psql bench bench-scale bench-backup proto tools lint clean spire test-spire
+.PHONY: help build test fuzz up svid down psql bench bench-pair bench-scale bench-backup proto tools lint clean spire test-spire
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -76,6 +76,11 @@ psql: ## open psql on the local stack's database
 # Not part of `make test`: it takes minutes and its figures depend on the machine.
 bench: ## measure get/put on a fresh stack of its own vs raw PostgreSQL; writes docs/benchmarks.md
 	GO="$(GO)" deploy/local/bench.sh
+
+# Not part of `make test` either: two stacks, this tree and BASE=REV, measured
+# in turn (PAIR_ROUNDS, default 6; about 2 minutes a round).
+bench-pair: ## paired put/get runs of this tree against BASE=REV (both stacks up at once), ratios per round
+	GO="$(GO)" BASE="$(BASE)" deploy/local/bench-pair.sh
 
 # Not part of `make test` either: the default sizes write over a million
 # secrets through Nexus (about 20 minutes on two cores); BENCH_SCALE_SIZES=... for less.

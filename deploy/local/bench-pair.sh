@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# bench-pair.sh is `make bench-pair BASE=REV`: paired runs of this tree
+# against an earlier commit, for a change whose effect is smaller than the
+# host's drift between two `make bench` runs. Both stacks run at once, each
+# from its own tree and state folder; the same spike-bench (this tree's)
+# calls one, then the other, ROUNDS times, and the figures compared are
+# the ratios within each round. The base tree is a temporary git worktree.
+#
+#   BASE=REV                 the commit to compare with (required)
+#   PAIR_ROUNDS=6            rounds
+#   PAIR_CONCURRENCY=16,64   callers per cell
+#   PAIR_DURATION=5s         per cell
+#   PAIR_OUT=/tmp/spike-bench-pair   reports, logs and the base worktree
+#   PAIR_PORTS="55611 8741 8751 55612 8761 8771"
+#                            PostgreSQL, Keeper and Nexus ports of the base
+#                            stack, then of this tree's (Keeper and Nexus
+#                            take the next port up too)
+#
+# It prints, per round and operation, both throughputs and their ratio, then
+# the mean ratio and its standard error.
+set -euo pipefail
+
+say() { printf 'bench-pair: %s\n' "$*" >&2; }
+die() {
+	say "$*"
+	exit 1
+}
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+BASE=${BASE:-}
+[[ -n $BASE ]] || die "BASE=REV is required: the commit to compare this tree with"
+ROUNDS=${PAIR_ROUNDS:-6}
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "PAIR_ROUNDS must be a positive number, got $ROUNDS"
+OUT=${PAIR_OUT:-/tmp/spike-bench-pair}
+read -r -a ports <<<"${PAIR_PORTS:-55611 8741 8751 55612 8761 8771}"
+((${#ports[@]} == 6)) || die "PAIR_PORTS must name six ports"
+GO=${GO:-go}
+
+rev=$(git -C "$REPO_ROOT" rev-parse --verify "$BASE^{commit}") || die "BASE=$BASE is not a commit here"
+mkdir -p "$OUT"
+BASE_TREE=$OUT/base-tree
+unset MAKEFLAGS MFLAGS MAKELEVEL
+
+down() { # tree state
+	(cd "$1" && SPIKE_STATE=$2 make --no-print-directory down >/dev/null 2>&1) || true
+}
+finish() {
+	down "$BASE_TREE" "$OUT/state-base"
+	down "$REPO_ROOT" "$OUT/state-this"
+	git -C "$REPO_ROOT" worktree remove --force "$BASE_TREE" 2>/dev/null || true
+}
+trap finish EXIT
+
+say "base tree at ${rev:0:12} in $BASE_TREE"
+git -C "$REPO_ROOT" worktree remove --force "$BASE_TREE" 2>/dev/null || rm -rf "$BASE_TREE"
+git -C "$REPO_ROOT" worktree add --detach "$BASE_TREE" "$rev" >/dev/null
+
+# setup starts a stack of tree on the given ports, initialises it and mints
+# the bench workload's SVID with that tree's own tools.
+setup() { # tree state pg keeper nexus
+	local tree=$1 st=$2
+	down "$tree" "$st"
+	rm -rf "$st"
+	say "starting $(basename "$st") (PostgreSQL $3, Keeper $4, Nexus $5)"
+	(cd "$tree" && SPIKE_STATE=$st SPIKE_PG_PORT=$3 SPIKE_KEEPER_PORT=$4 SPIKE_NEXUS_PORT=$5 \
+		make --no-print-directory up >"$st.up.log" 2>&1) || die "make up failed in $tree (log: $st.up.log)"
+	(
+		cd "$tree"
+		# shellcheck disable=SC1091
+		. "$st/env"
+		export SPIKE_TOKEN_FILE=$st/admin-token
+		printf 'bench-pair-%s\n' "$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')" | bin/spike operator init >/dev/null
+		bin/spike policy put bench --spiffe-id "spiffe://${SPIKE_TRUST_DOMAIN:-spike.local}/bench" \
+			--path 'bench/**' --perm read,write >/dev/null
+		SPIKE_STATE=$st make --no-print-directory svid ID="spiffe://${SPIKE_TRUST_DOMAIN:-spike.local}/bench" NAME=bench >/dev/null
+	) >"$st.setup.log" 2>&1 || die "setting up $st failed (log: $st.setup.log)"
+}
+setup "$BASE_TREE" "$OUT/state-base" "${ports[0]}" "${ports[1]}" "${ports[2]}"
+setup "$REPO_ROOT" "$OUT/state-this" "${ports[3]}" "${ports[4]}" "${ports[5]}"
+"$GO" build -trimpath -o "$REPO_ROOT/bin/spike-bench" "$REPO_ROOT/e2e/cmd/spike-bench"
+
+# figures prints "get|put c ops" for each SPIKE row of a report (a cell
+# with failed requests has no figures).
+figures() {
+	awk -F'|' '/^\| (get vs SELECT|put vs INSERT) \|/ {
+		gsub(/ /, "", $3); gsub(/ /, "", $5)
+		if ($5 ~ /^[0-9]+$/) print ($2 ~ /put/ ? "put" : "get"), $3, $5 }' "$1"
+}
+
+results=$OUT/results.txt
+: >"$results"
+for r in $(seq 1 "$ROUNDS"); do
+	for side in base this; do
+		st=$OUT/state-$side
+		port=${ports[2]}
+		[[ $side == this ]] && port=${ports[5]}
+		say "round $r of $ROUNDS: $side"
+		(
+			# shellcheck disable=SC1091
+			. "$st/env"
+			# shellcheck disable=SC1091
+			. "$st/svid/bench/env"
+			"$REPO_ROOT/bin/spike-bench" -nexus "https://127.0.0.1:$port" -token-file "" \
+				-concurrency "${PAIR_CONCURRENCY:-16,64}" -protocols h2 -duration "${PAIR_DURATION:-5s}" \
+				-out "$OUT/$side-$r.md"
+		) >"$OUT/$side-$r.log" 2>&1 || die "spike-bench failed against $side (log: $OUT/$side-$r.log)"
+		figures "$OUT/$side-$r.md" | sed "s/^/$r $side /" >>"$results"
+	done
+done
+
+# Pair each round's base and this figures (base runs first in a round),
+# then summarise the ratios.
+awk '
+	BEGIN { printf "%-6s %-16s %4s %10s %10s %8s\n", "round", "operation", "c", "base/s", "this/s", "ratio" }
+	$2 == "base" { base[$1 " " $3 " " $4] = $5; next }
+	$2 == "this" {
+		k = $1 " " $3 " " $4
+		if (!(k in base) || base[k] == 0) next
+		ratio = $5 / base[k]
+		printf "%-6s %-16s %4s %10s %10s %8.3f\n", $1, $3, $4, base[k], $5, ratio
+		key = $3 " c=" $4
+		if (!(key in n)) order[++keys] = key
+		n[key]++; sum[key] += ratio; sq[key] += ratio * ratio
+	}
+	END {
+		print ""
+		for (i = 1; i <= keys; i++) {
+			key = order[i]
+			mean = sum[key] / n[key]
+			se = 0
+			if (n[key] > 1) {
+				v = (sq[key] - n[key] * mean * mean) / (n[key] - 1)
+				if (v > 0) se = sqrt(v / n[key])
+			}
+			printf "%-24s this/base %+.1f%% +/- %.1f (standard error, %d rounds)\n", key, (mean - 1) * 100, se * 100, n[key]
+		}
+	}' "$results" | tee "$OUT/summary.txt"
+say "reports and logs in $OUT"
