@@ -109,7 +109,7 @@ func (s *Store) Changes(ctx context.Context, from Position, limit int) ([]Change
 		`WITH snap AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
 		 SELECT snap.xmin::text, c.xid::text, c.id, c.path, c.kind, c.versions, c.mac, c.created_at
 		 FROM snap LEFT JOIN LATERAL (
-		   SELECT * FROM secret_changes
+		   SELECT xid, id, path, kind, versions, mac, created_at FROM secret_changes
 		   WHERE (xid, id) > ($1::text::xid8, $2::bigint) AND xid < snap.xmin
 		   ORDER BY xid, id LIMIT $3) c ON true
 		 ORDER BY c.xid, c.id`,

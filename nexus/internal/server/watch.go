@@ -496,8 +496,8 @@ func (w *watcher) send(_ context.Context, events []*nexusv1.SecretEvent, at post
 	if err := w.stream.Send(&nexusv1.WatchSecretsResponse{Events: events, Cursor: w.cursor(at)}); err != nil {
 		return fault.Wrap(fault.Unavailable, err, "the watch stream broke: resume with the last cursor")
 	}
-	w.markSent = w.start.after(at) != nil
 	w.moveTo(at)
+	w.markSent = w.start != nil
 	return nil
 }
 
