@@ -52,6 +52,8 @@ type config struct {
 	// Protocols are the HTTP versions SPIKE and the floor are called over,
 	// in order: protoH2, protoH1.
 	Protocols []string
+	// Ops are the operations measured, in order: "get", "put".
+	Ops []string
 	// Scale is set by -mode scale, which measures as the data grows
 	// instead (scale.go).
 	Scale *scaleConfig
@@ -84,6 +86,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	nexusMetrics := fl.String("nexus-metrics", "", "Nexus's Prometheus /metrics URL, for its peak RSS and CPU")
 	keeperMetrics := fl.String("keeper-metrics", "", "Keeper's Prometheus /metrics URL, for its peak RSS and CPU")
 	protocols := fl.String("protocols", "h2,h1", "comma-separated HTTP versions to call SPIKE and the floor over: h2 (what workloads' client speaks), h1")
+	ops := fl.String("ops", "get,put", "comma-separated operations to measure: get, put")
 	floor := fl.String("floor", "", "URL of the protocol floor (spike-nexus floor), measured beside SPIKE with the same client; empty: none")
 	floorMetrics := fl.String("floor-metrics", "", "the floor's Prometheus /metrics URL, for its CPU")
 	pgStats := fl.String("pg-stats-url", "", "superuser PostgreSQL URL to read pg_stat_statements and the WAL position through, for statements and WAL per request; empty: none")
@@ -149,8 +152,11 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 	if !strings.HasPrefix(cfg.NexusURL, "https://") {
 		errs = append(errs, fmt.Errorf("-nexus: %q is not an https URL", cfg.NexusURL))
 	}
-	if cfg.Protocols, err = parseProtocols(*protocols); err != nil {
+	if cfg.Protocols, err = parseList(*protocols, protoH2, protoH1); err != nil {
 		errs = append(errs, fmt.Errorf("-protocols: %w", err))
+	}
+	if cfg.Ops, err = parseList(*ops, "get", "put"); err != nil {
+		errs = append(errs, fmt.Errorf("-ops: %w", err))
 	}
 	if cfg.FloorURL != "" && !strings.HasPrefix(cfg.FloorURL, "https://") {
 		errs = append(errs, fmt.Errorf("-floor: %q is not an https URL", cfg.FloorURL))
@@ -176,14 +182,15 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 	return cfg, errors.Join(errs...)
 }
 
-// parseProtocols reads a comma-separated list of h2 and h1, each once.
-func parseProtocols(s string) ([]string, error) {
+// parseList reads a comma-separated list of the words in allowed, each
+// once, keeping its order.
+func parseList(s string, allowed ...string) ([]string, error) {
 	var out []string
 	for p := range strings.SplitSeq(s, ",") {
 		p = strings.TrimSpace(p)
 		switch {
-		case p != protoH2 && p != protoH1:
-			return nil, fmt.Errorf("%q is not h2 or h1", p)
+		case !slices.Contains(allowed, p):
+			return nil, fmt.Errorf("%q is not one of %s", p, strings.Join(allowed, ", "))
 		case slices.Contains(out, p):
 			return nil, fmt.Errorf("%s is given twice", p)
 		}

@@ -43,6 +43,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		Paths:       100,
 		Out:         "docs/benchmarks.md",
 		Protocols:   []string{"h2", "h1"},
+		Ops:         []string{"get", "put"},
 		PGStatsDB:   "spike",
 	}
 	sameID := cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })
@@ -56,7 +57,7 @@ func TestParseConfigFlagsWin(t *testing.T) {
 	got, err := parseConfig([]string{
 		"-nexus", "https://nexus:1", "-token-file", "tok", "-database-url", "postgres://x",
 		"-concurrency", "2, 8", "-duration", "200ms", "-value-size", "1024", "-paths", "7", "-out", "",
-		"-nexus-metrics", "http://n/metrics", "-keeper-metrics", "http://k/metrics",
+		"-nexus-metrics", "http://n/metrics", "-keeper-metrics", "http://k/metrics", "-ops", "put",
 	}, env(map[string]string{"SPIKE_NEXUS_URL": "https://other", "SPIKE_DATABASE_URL": "postgres://other"}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -64,7 +65,8 @@ func TestParseConfigFlagsWin(t *testing.T) {
 	if got.NexusURL != "https://nexus:1" || got.TokenFile != "tok" || got.DatabaseURL != "postgres://x" ||
 		!cmp.Equal(got.Concurrency, []int{2, 8}) || got.Duration != 200*time.Millisecond ||
 		got.ValueSize != 1024 || got.Paths != 7 || got.Out != "" ||
-		got.NexusMetrics != "http://n/metrics" || got.KeeperMetrics != "http://k/metrics" {
+		got.NexusMetrics != "http://n/metrics" || got.KeeperMetrics != "http://k/metrics" ||
+		!cmp.Equal(got.Ops, []string{"put"}) {
 		t.Errorf("config = %+v", got)
 	}
 }
@@ -86,6 +88,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{[]string{"-protocols", "h3"}, "-protocols"},
 		{[]string{"-protocols", "h2,h2"}, "twice"},
 		{[]string{"-protocols", ""}, "-protocols"},
+		{[]string{"-ops", "delete"}, "-ops"},
+		{[]string{"-ops", "put,put"}, "twice"},
 		{[]string{"extra"}, "unexpected arguments"},
 	} {
 		_, err := parseConfig(tc.args, env(map[string]string{"SPIKE_DATABASE_URL": "postgres://x"}), io.Discard)

@@ -145,6 +145,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		{"get", "SELECT", func(t spikeTarget) func(context.Context) error { return t.get }, raw.selectRow},
 		{"put", "INSERT", func(t spikeTarget) func(context.Context) error { return t.put }, raw.insertRow},
 	} {
+		if !slices.Contains(cfg.Ops, op.op) {
+			continue
+		}
 		for _, c := range cfg.Concurrency {
 			var byProto []row
 			for _, p := range cfg.Protocols {

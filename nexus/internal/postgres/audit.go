@@ -50,9 +50,36 @@ func auditInsert(rows []audit.Record) (string, []any) {
 	return `INSERT INTO audit_log ` + cols, args
 }
 
-// auditColumns is the column list and SELECT that insert rows into
+// auditColumns is the column list and rows that insert rows into
 // audit_log, with parameters numbered from first, and their arguments.
+// Up to maxValuesRows rows go as VALUES, a parameter per field: unnesting
+// fourteen arrays cost PostgreSQL more than the rest of a put's audit row
+// (docs/performance.md). A larger batch goes as one array per column.
 func auditColumns(rows []audit.Record, first int) (string, []any) {
+	if len(rows) > maxValuesRows {
+		return auditArrays(rows, first)
+	}
+	args := make([]any, 0, len(rows)*len(auditTypes))
+	for _, r := range rows {
+		args = append(args, r.ChainID, r.Lane, r.Seq, r.At, r.RequestID, r.Caller, r.Peer, r.Procedure,
+			r.Target, r.Decision, r.Reason, r.Code, r.DurationUS, r.MAC)
+	}
+	return auditColumnsSQL(first, len(rows)), args
+}
+
+// maxValuesRows is the largest batch of audit rows inserted as VALUES:
+// each count is a statement of its own in every connection's cache.
+const maxValuesRows = 16
+
+// auditTypes are audit_log's columns' types, in auditColumnList's order.
+var auditTypes = []string{"bytea", "smallint", "bigint", "timestamptz", "text", "text",
+	"text", "text", "text", "text", "text", "text", "bigint", "bytea"}
+
+const auditColumnList = `(chain_id, lane, seq, at, request_id, caller, peer, procedure,
+	         target, decision, reason, code, duration_us, mac)`
+
+// auditArrays is auditColumns for a large batch: an array per column.
+func auditArrays(rows []audit.Record, first int) (string, []any) {
 	n := len(rows)
 	var (
 		chain             = make([][]byte, n)
@@ -70,31 +97,51 @@ func auditColumns(rows []audit.Record, first int) (string, []any) {
 		target[i], dec[i], reason[i], code[i] = r.Target, r.Decision, r.Reason, r.Code
 		dur[i], mac[i] = r.DurationUS, r.MAC
 	}
-	return auditColumnsSQL(first), []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
+	return auditColumnsSQL(first, 0), []any{chain, lane, seq, at, rid, caller, peer, proc, target, dec, reason, code, dur, mac}
 }
 
-// auditColumnsText caches auditColumnsSQL by its first placeholder.
+// auditColumnsText caches auditColumnsSQL by its arguments.
 var auditColumnsText sync.Map
 
 // auditColumnsSQL is the text of auditColumns, its placeholders numbered
-// from first.
-func auditColumnsSQL(first int) string {
-	if sql, ok := auditColumnsText.Load(first); ok {
+// from first: n rows of VALUES, or (n = 0) an array per column.
+func auditColumnsSQL(first, n int) string {
+	key := [2]int{first, n}
+	if sql, ok := auditColumnsText.Load(key); ok {
 		return sql.(string)
 	}
-	types := []string{"bytea", "smallint", "bigint", "timestamptz", "text", "text",
-		"text", "text", "text", "text", "text", "text", "bigint", "bytea"}
-	params := make([]string, len(types))
-	for i, t := range types {
-		params[i] = fmt.Sprintf("$%d::%s[]", first+i, t)
-	}
-	sql := `(chain_id, lane, seq, at, request_id, caller, peer, procedure,
-	         target, decision, reason, code, duration_us, mac)
+	var b strings.Builder
+	b.WriteString(auditColumnList)
+	if n == 0 {
+		params := make([]string, len(auditTypes))
+		for i, t := range auditTypes {
+			params[i] = fmt.Sprintf("$%d::%s[]", first+i, t)
+		}
+		b.WriteString(`
 	  SELECT u.chain_id, u.lane, u.seq, u.at, u.request_id, u.caller, u.peer, u.procedure,
 	         u.target, u.decision, u.reason, u.code, u.duration_us, u.mac
 	  FROM unnest(` + strings.Join(params, ", ") + `)
-	       AS u(chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac)`
-	auditColumnsText.Store(first, sql)
+	       AS u(chain_id, lane, seq, at, request_id, caller, peer, procedure, target, decision, reason, code, duration_us, mac)`)
+	} else {
+		b.WriteString("\n\t  VALUES ")
+		p := first
+		for i := range n {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteByte('(')
+			for j, t := range auditTypes {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				fmt.Fprintf(&b, "$%d::%s", p, t)
+				p++
+			}
+			b.WriteByte(')')
+		}
+	}
+	sql := b.String()
+	auditColumnsText.Store(key, sql)
 	return sql
 }
 

@@ -526,16 +526,17 @@ func writeSecretStatement(path string, w secret.Write, records []audit.Record, k
 // writeStatements caches the text of writeSecretStatement by shape.
 var writeStatements sync.Map
 
-// writeShape is what the text of a write statement depends on.
-func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint16 {
-	var s uint16
+// writeShape is what the text of a write statement depends on: which
+// parts it has, and how its audit records are inserted (auditColumns).
+func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint32 {
+	var s uint32
 	for i, b := range []bool{w.Create, w.Insert != nil, len(w.Deleted) > 0, len(w.Undeleted) > 0,
-		len(w.Destroyed) > 0, len(w.Reseal) > 0, len(records) > 0, kept != nil, w.Change != 0} {
+		len(w.Destroyed) > 0, len(w.Reseal) > 0, kept != nil, w.Change != 0} {
 		if b {
 			s |= 1 << i
 		}
 	}
-	return s
+	return s | uint32(min(len(records), maxValuesRows+1))<<8
 }
 
 // buildWriteStatement passes the write's arguments to arg, in order, and

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -39,5 +40,66 @@ func TestCheckSchema(t *testing.T) {
 	}
 	if st := s.Stat(); st.MaxConns() != 2 {
 		t.Errorf("Stat().MaxConns() = %d, want 2", st.MaxConns())
+	}
+}
+
+// A secret's versions go with it (migration 0013's trigger), including a
+// version committed by a writer that held the secret's row while the
+// DELETE waited for it; other secrets' versions stay.
+func TestSecretDeleteTakesItsVersions(t *testing.T) {
+	t.Parallel()
+	_, dsn := newStore(t)
+	ctx := t.Context()
+	connect := func() *pgx.Conn {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.WithoutCancel(ctx)) })
+		return c
+	}
+	writer, deleter := connect(), connect()
+	exec := func(c *pgx.Conn, sql string, args ...any) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql, args...); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	for _, p := range []string{"a", "b"} {
+		exec(writer, `INSERT INTO secrets (path, current_version, oldest_version) VALUES ($1, 1, 1)`, p)
+		exec(writer, `INSERT INTO secret_versions (path, version, dek_id, sealed, created_by) VALUES ($1, 1, '\x01', '\x02', 'w')`, p)
+	}
+	// The writer holds a's row and adds version 2 when the DELETE waits.
+	exec(writer, `BEGIN`)
+	exec(writer, `SELECT 1 FROM secrets WHERE path = 'a' FOR UPDATE`)
+	deleted := make(chan error, 1)
+	go func() {
+		_, err := deleter.Exec(ctx, `DELETE FROM secrets WHERE path = 'a'`)
+		deleted <- err
+	}()
+	var waiting bool
+	for !waiting {
+		if err := writer.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE query = 'DELETE FROM secrets WHERE path = ''a''' AND wait_event_type = 'Lock')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(writer, `INSERT INTO secret_versions (path, version, dek_id, sealed, created_by) VALUES ('a', 2, '\x01', '\x02', 'w')`)
+	exec(writer, `COMMIT`)
+	if err := <-deleted; err != nil {
+		t.Fatalf("DELETE: %v", err)
+	}
+	count := func(p string) int {
+		var n int
+		if err := writer.QueryRow(ctx, `SELECT count(*) FROM secret_versions WHERE path = $1`, p).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if n := count("a"); n != 0 {
+		t.Errorf("%d version rows of the deleted secret remain, want none", n)
+	}
+	if n := count("b"); n != 1 {
+		t.Errorf("the other secret has %d version rows, want 1", n)
 	}
 }

@@ -1,11 +1,15 @@
 package postgres
 
 import (
+	"cmp"
+	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"github.com/spike-dev/spike/nexus/internal/audit"
 	"github.com/spike-dev/spike/nexus/internal/secret"
@@ -46,8 +50,61 @@ func TestWriteStatementCache(t *testing.T) {
 		if args2[0] != "q" || args1[0] != "p" {
 			t.Errorf("write %d: the path arguments are %v and %v, want p and q", i, args1[0], args2[0])
 		}
-		if diff := cmp.Diff(args1[1:], args2[1:]); diff != "" {
+		if diff := gocmp.Diff(args1[1:], args2[1:]); diff != "" {
 			t.Errorf("write %d: the other arguments differ (-first +second):\n%s", i, diff)
+		}
+	}
+}
+
+// Audit rows go in as VALUES up to maxValuesRows and as arrays beyond;
+// either way every field of every row is stored as given.
+func TestAuditInsertForms(t *testing.T) {
+	t.Parallel()
+	s, _ := newStore(t)
+	ctx := t.Context()
+	at := time.Date(2026, 12, 4, 10, 0, 0, 123456000, time.UTC)
+	seq := int64(0)
+	for _, n := range []int{1, 2, maxValuesRows, maxValuesRows + 1, 40} {
+		sql, _ := auditColumns(make([]audit.Record, n), 1)
+		if values := !strings.Contains(sql, "unnest"); values != (n <= maxValuesRows) {
+			t.Errorf("%d rows: inserted as VALUES = %v, want %v", n, values, n <= maxValuesRows)
+		}
+		chain := []byte(fmt.Sprintf("chain-%02d", n))
+		want := make([]audit.Record, n)
+		for i := range want {
+			seq++
+			want[i] = audit.Record{
+				ChainID: chain, Lane: int16(i % 3), Seq: seq, At: at.Add(time.Duration(seq) * time.Second),
+				RequestID: fmt.Sprintf("r%d", seq), Caller: "spiffe://t/c" + strconv.Itoa(i), Peer: "127.0.0.1:1",
+				Procedure: "/p.S/M", Target: "t/" + strconv.Itoa(i), Decision: "allow", Reason: "why " + strconv.Itoa(i),
+				Code: "ok", DurationUS: seq * 7, MAC: []byte{byte(i), 1, 2},
+			}
+		}
+		want[n-1].MAC = nil // the unauthenticated lane's records carry none
+		if err := s.InsertAudit(ctx, want); err != nil {
+			t.Fatalf("%d rows: %v", n, err)
+		}
+		got, _, err := s.AuditRecords(ctx, audit.Filter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var mine []audit.Record
+		for _, r := range got {
+			if string(r.ChainID) == string(chain) {
+				r.At = r.At.UTC()
+				mine = append(mine, r)
+			}
+		}
+		slices.SortFunc(mine, func(a, b audit.Record) int { return cmp.Compare(a.Seq, b.Seq) })
+		// Rows take their ids in the order given.
+		for i := range mine {
+			if i > 0 && mine[i].ID <= mine[i-1].ID {
+				t.Errorf("%d rows: row %d has id %d, after %d", n, i, mine[i].ID, mine[i-1].ID)
+			}
+			mine[i].ID = 0
+		}
+		if diff := gocmp.Diff(want, mine); diff != "" {
+			t.Errorf("%d rows stored (-want +got):\n%s", n, diff)
 		}
 	}
 }
