@@ -10,6 +10,7 @@
 #   PAIR_ROUNDS=6            rounds
 #   PAIR_CONCURRENCY=16,64   callers per cell
 #   PAIR_OPS=get,put         operations measured (spike-bench -ops)
+#   PAIR_RAW=true            also measure raw pgx in each round (false: half the time)
 #   PAIR_DURATION=5s         per cell
 #   PAIR_OUT=/tmp/spike-bench-pair   reports, logs and the base worktree
 #   PAIR_PORTS="55611 8741 8751 55612 8761 8771"
@@ -102,7 +103,7 @@ for r in $(seq 1 "$ROUNDS"); do
 			# shellcheck disable=SC1091
 			. "$st/svid/bench/env"
 			"$REPO_ROOT/bin/spike-bench" -nexus "https://127.0.0.1:$port" -token-file "" \
-				-concurrency "${PAIR_CONCURRENCY:-16,64}" -ops "${PAIR_OPS:-get,put}" -protocols h2 -duration "${PAIR_DURATION:-5s}" \
+				-concurrency "${PAIR_CONCURRENCY:-16,64}" -ops "${PAIR_OPS:-get,put}" -raw="${PAIR_RAW:-true}" -protocols h2 -duration "${PAIR_DURATION:-5s}" \
 				-out "$OUT/$side-$r.md"
 		) >"$OUT/$side-$r.log" 2>&1 || die "spike-bench failed against $side (log: $OUT/$side-$r.log)"
 		figures "$OUT/$side-$r.md" | sed "s/^/$r $side /" >>"$results"

@@ -54,6 +54,8 @@ type config struct {
 	Protocols []string
 	// Ops are the operations measured, in order: "get", "put".
 	Ops []string
+	// Raw measures the raw pgx reference beside each SPIKE cell.
+	Raw bool
 	// Scale is set by -mode scale, which measures as the data grows
 	// instead (scale.go).
 	Scale *scaleConfig
@@ -86,6 +88,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (c
 	nexusMetrics := fl.String("nexus-metrics", "", "Nexus's Prometheus /metrics URL, for its peak RSS and CPU")
 	keeperMetrics := fl.String("keeper-metrics", "", "Keeper's Prometheus /metrics URL, for its peak RSS and CPU")
 	protocols := fl.String("protocols", "h2,h1", "comma-separated HTTP versions to call SPIKE and the floor over: h2 (what workloads' client speaks), h1")
+	raw := fl.Bool("raw", true, "measure the raw pgx reference beside SPIKE (false: SPIKE only, for paired runs)")
 	ops := fl.String("ops", "get,put", "comma-separated operations to measure: get, put")
 	floor := fl.String("floor", "", "URL of the protocol floor (spike-nexus floor), measured beside SPIKE with the same client; empty: none")
 	floorMetrics := fl.String("floor-metrics", "", "the floor's Prometheus /metrics URL, for its CPU")
@@ -137,6 +140,7 @@ SPIKE_TRUST_BUNDLE; SPIKE_TRUST_DOMAIN and SPIKE_NEXUS_ID name the server.
 		FloorMetrics:  *floorMetrics,
 		PGStatsURL:    *pgStats,
 		PGStatsDB:     *pgStatsDB,
+		Raw:           *raw,
 	}
 	var errs []error
 	td, err := identity.TrustDomain(getenv("SPIKE_TRUST_DOMAIN"))

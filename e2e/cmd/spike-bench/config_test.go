@@ -44,6 +44,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		Out:         "docs/benchmarks.md",
 		Protocols:   []string{"h2", "h1"},
 		Ops:         []string{"get", "put"},
+		Raw:         true,
 		PGStatsDB:   "spike",
 	}
 	sameID := cmp.Comparer(func(a, b spiffeid.ID) bool { return a == b })
@@ -57,7 +58,7 @@ func TestParseConfigFlagsWin(t *testing.T) {
 	got, err := parseConfig([]string{
 		"-nexus", "https://nexus:1", "-token-file", "tok", "-database-url", "postgres://x",
 		"-concurrency", "2, 8", "-duration", "200ms", "-value-size", "1024", "-paths", "7", "-out", "",
-		"-nexus-metrics", "http://n/metrics", "-keeper-metrics", "http://k/metrics", "-ops", "put",
+		"-nexus-metrics", "http://n/metrics", "-keeper-metrics", "http://k/metrics", "-ops", "put", "-raw=false",
 	}, env(map[string]string{"SPIKE_NEXUS_URL": "https://other", "SPIKE_DATABASE_URL": "postgres://other"}), io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +67,7 @@ func TestParseConfigFlagsWin(t *testing.T) {
 		!cmp.Equal(got.Concurrency, []int{2, 8}) || got.Duration != 200*time.Millisecond ||
 		got.ValueSize != 1024 || got.Paths != 7 || got.Out != "" ||
 		got.NexusMetrics != "http://n/metrics" || got.KeeperMetrics != "http://k/metrics" ||
-		!cmp.Equal(got.Ops, []string{"put"}) {
+		!cmp.Equal(got.Ops, []string{"put"}) || got.Raw {
 		t.Errorf("config = %+v", got)
 	}
 }
