@@ -81,12 +81,27 @@ setup "$BASE_TREE" "$OUT/state-base" "${ports[0]}" "${ports[1]}" "${ports[2]}"
 setup "$REPO_ROOT" "$OUT/state-this" "${ports[3]}" "${ports[4]}" "${ports[5]}"
 "$GO" build -trimpath -o "$REPO_ROOT/bin/spike-bench" "$REPO_ROOT/e2e/cmd/spike-bench"
 
-# figures prints "get|put c ops" for each SPIKE row of a report (a cell
-# with failed requests has no figures).
+# figures prints "get|put c ops server-µs" for each SPIKE row of a report
+# over HTTP/2 (a cell with failed requests has no figures): its throughput,
+# and the machine's CPU per request not spent in spike-bench ("-" when
+# unmeasured).
 figures() {
-	awk -F'|' '/^\| (get vs SELECT|put vs INSERT) \|/ {
-		gsub(/ /, "", $3); gsub(/ /, "", $5)
-		if ($5 ~ /^[0-9]+$/) print ($2 ~ /put/ ? "put" : "get"), $3, $5 }' "$1"
+	awk -F'|' '
+		/^\| SPIKE (get|put) c=[0-9]+ \|/ {
+			split($2, w, " "); sub(/c=/, "", w[3]); gsub(/ /, "", $4)
+			if ($4 ~ /^[0-9]+$/) server[w[2] " " w[3]] = $4 # CPU per operation
+		}
+		/^\| (get vs SELECT|put vs INSERT) \|/ {
+			gsub(/ /, "", $3); gsub(/ /, "", $5)
+			if ($5 ~ /^[0-9]+$/) row[++n] = ($2 ~ /put/ ? "put" : "get") " " $3 " " $5
+		}
+		END {
+			for (i = 1; i <= n; i++) {
+				split(row[i], f, " ")
+				s = server[f[1] " " f[2]]
+				print row[i], (s ~ /^[0-9]+$/ ? s : "-")
+			}
+		}' "$1"
 }
 
 results=$OUT/results.txt
@@ -111,18 +126,19 @@ for r in $(seq 1 "$ROUNDS"); do
 done
 
 # Pair each round's base and this figures (base runs first in a round),
-# then summarise the ratios.
+# then summarise the ratios, and the server CPU per request of each side.
 awk '
-	BEGIN { printf "%-6s %-16s %4s %10s %10s %8s\n", "round", "operation", "c", "base/s", "this/s", "ratio" }
-	$2 == "base" { base[$1 " " $3 " " $4] = $5; next }
+	BEGIN { printf "%-6s %-10s %4s %10s %10s %8s %12s %12s\n", "round", "operation", "c", "base/s", "this/s", "ratio", "base µs/op", "this µs/op" }
+	$2 == "base" { base[$1 " " $3 " " $4] = $5; bcpu[$1 " " $3 " " $4] = $6; next }
 	$2 == "this" {
 		k = $1 " " $3 " " $4
 		if (!(k in base) || base[k] == 0) next
 		ratio = $5 / base[k]
-		printf "%-6s %-16s %4s %10s %10s %8.3f\n", $1, $3, $4, base[k], $5, ratio
+		printf "%-6s %-10s %4s %10s %10s %8.3f %12s %12s\n", $1, $3, $4, base[k], $5, ratio, bcpu[k], $6
 		key = $3 " c=" $4
 		if (!(key in n)) order[++keys] = key
 		n[key]++; sum[key] += ratio; sq[key] += ratio * ratio
+		if (bcpu[k] != "-" && $6 != "-") { m[key]++; bsum[key] += bcpu[k]; tsum[key] += $6 }
 	}
 	END {
 		print ""
@@ -134,7 +150,9 @@ awk '
 				v = (sq[key] - n[key] * mean * mean) / (n[key] - 1)
 				if (v > 0) se = sqrt(v / n[key])
 			}
-			printf "%-24s this/base %+.1f%% +/- %.1f (standard error, %d rounds)\n", key, (mean - 1) * 100, se * 100, n[key]
+			printf "%-12s this/base %+.1f%% +/- %.1f (standard error, %d rounds)", key, (mean - 1) * 100, se * 100, n[key]
+			if (m[key] > 0) printf "; server CPU per request: base %.0f µs, this %.0f µs", bsum[key] / m[key], tsum[key] / m[key]
+			printf "\n"
 		}
 	}' "$results" | tee "$OUT/summary.txt"
 say "reports and logs in $OUT"

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/google/go-cmp/cmp"
@@ -448,5 +449,33 @@ func TestRefusedServerIsNotUnavailable(t *testing.T) {
 	}
 	if n := len(s.keys); n != 0 {
 		t.Errorf("the server saw %d requests, want none", n)
+	}
+}
+
+// Keys are what Nexus accepts, unique, and sort in the order they were
+// made (the database appends them to its index).
+func TestIdempotencyKeysSortByTime(t *testing.T) {
+	t.Parallel()
+	valid := regexp.MustCompile(`^[A-Za-z0-9_-]{16,64}$`)
+	start := time.Date(2026, 12, 4, 15, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	prev := ""
+	for i := range 1000 {
+		// Steps from a microsecond to three seconds: the order holds across each.
+		k := idempotencyKeyAt(start.Add(time.Duration(i*i*i) * time.Microsecond))
+		if !valid.MatchString(k) {
+			t.Fatalf("key %q is not 16 to 64 characters of A-Z, a-z, 0-9, - and _", k)
+		}
+		if seen[k] {
+			t.Fatalf("key %q made twice", k)
+		}
+		seen[k] = true
+		if i > 0 && k <= prev {
+			t.Fatalf("key %q, made later, does not sort after %q", k, prev)
+		}
+		prev = k
+	}
+	if a, b := idempotencyKeyAt(start), idempotencyKeyAt(start); a[16:] == b[16:] {
+		t.Errorf("two keys made at the same time share their random part %q", a[16:])
 	}
 }

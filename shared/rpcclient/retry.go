@@ -11,6 +11,7 @@ import (
 	"net/http/httptrace"
 	"net/url"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/hashicorp/go-retryablehttp"
@@ -210,10 +211,18 @@ func isHandshakeRefusal(err error) bool {
 	return errors.As(err, &opErr) && opErr.Op == "remote error"
 }
 
-// newIdempotencyKey returns 128 random bits, base64url without padding
-// (22 characters).
+// newIdempotencyKey returns the time in nanoseconds since 1970 (16 hex
+// digits), then 128 random bits, base64url without padding (22
+// characters). Keys made later sort after earlier ones, so the database
+// that keeps them (Nexus's idempotency_keys, indexed by caller and key)
+// appends each near the end of its index instead of at a random page; the
+// random bits alone make a key unique and unguessable.
 func newIdempotencyKey() string {
+	return idempotencyKeyAt(time.Now())
+}
+
+func idempotencyKeyAt(now time.Time) string {
 	var b [16]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
-	return base64.RawURLEncoding.EncodeToString(b[:])
+	return fmt.Sprintf("%016x", uint64(now.UnixNano())) + base64.RawURLEncoding.EncodeToString(b[:])
 }
