@@ -3,7 +3,7 @@
 # against an earlier commit, for a change whose effect is smaller than the
 # host's drift between two `make bench` runs. Both stacks run at once, each
 # from its own tree and state folder; the same spike-bench (this tree's)
-# calls one, then the other, ROUNDS times, and the figures compared are
+# calls one, then the other (alternating which goes first), ROUNDS times, and the figures compared are
 # the ratios within each round. The base tree is a temporary git worktree.
 #
 #   BASE=REV                 the commit to compare with (required)
@@ -107,7 +107,12 @@ figures() {
 results=$OUT/results.txt
 : >"$results"
 for r in $(seq 1 "$ROUNDS"); do
-	for side in base this; do
+	# Odd rounds run the base first, even rounds this tree first: whatever
+	# the first side leaves behind (a busier or throttled host, PostgreSQL's
+	# background work) falls on each side equally often.
+	order="base this"
+	((r % 2)) || order="this base"
+	for side in $order; do
 		st=$OUT/state-$side
 		port=${ports[2]}
 		[[ $side == this ]] && port=${ports[5]}
@@ -125,22 +130,28 @@ for r in $(seq 1 "$ROUNDS"); do
 	done
 done
 
-# Pair each round's base and this figures (base runs first in a round),
+# Pair each round's base and this figures (in either order in the file),
 # then summarise the ratios, and the server CPU per request of each side.
 awk '
 	BEGIN { printf "%-6s %-10s %4s %10s %10s %8s %12s %12s\n", "round", "operation", "c", "base/s", "this/s", "ratio", "base µs/op", "this µs/op" }
-	$2 == "base" { base[$1 " " $3 " " $4] = $5; bcpu[$1 " " $3 " " $4] = $6; next }
-	$2 == "this" {
+	{
 		k = $1 " " $3 " " $4
-		if (!(k in base) || base[k] == 0) next
-		ratio = $5 / base[k]
-		printf "%-6s %-10s %4s %10s %10s %8.3f %12s %12s\n", $1, $3, $4, base[k], $5, ratio, bcpu[k], $6
-		key = $3 " c=" $4
-		if (!(key in n)) order[++keys] = key
-		n[key]++; sum[key] += ratio; sq[key] += ratio * ratio
-		if (bcpu[k] != "-" && $6 != "-") { m[key]++; bsum[key] += bcpu[k]; tsum[key] += $6 }
+		ops[$2, k] = $5; cpu[$2, k] = $6
+		if (!(k in seen)) { seen[k] = 1; cells[++ncells] = k }
 	}
 	END {
+		for (c = 1; c <= ncells; c++) {
+			k = cells[c]
+			if (!(("base", k) in ops) || !(("this", k) in ops) || ops["base", k] == 0) continue
+			split(k, f, " ")
+			b = ops["base", k]; t = ops["this", k]; bc = cpu["base", k]; tc = cpu["this", k]
+			ratio = t / b
+			printf "%-6s %-10s %4s %10s %10s %8.3f %12s %12s\n", f[1], f[2], f[3], b, t, ratio, bc, tc
+			key = f[2] " c=" f[3]
+			if (!(key in n)) order[++keys] = key
+			n[key]++; sum[key] += ratio; sq[key] += ratio * ratio
+			if (bc != "-" && tc != "-") { m[key]++; bsum[key] += bc; tsum[key] += tc }
+		}
 		print ""
 		for (i = 1; i <= keys; i++) {
 			key = order[i]
