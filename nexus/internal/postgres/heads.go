@@ -208,6 +208,9 @@ type headRead struct {
 	// xid is the transaction's id, read for a request's write (its change
 	// log row is authenticated with it).
 	xid uint64
+	// low is set when a version row lies below the secret's oldest
+	// version: every write prunes those, so one is always tampering.
+	low bool
 }
 
 func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, change Change, values bool) ([]byte, bool, error) {
@@ -239,6 +242,9 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 			return nil, false, err
 		}
 		return hr.stored.outcome, true, nil
+	}
+	if hr.low {
+		return nil, false, secret.ErrTampered(path, "it has a version row below its oldest retained version")
 	}
 	if hr.cur == nil && len(hr.rows) > 0 {
 		// Created by another writer between the two reads (no row to lock
@@ -290,7 +296,16 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 			return nil, false, err
 		}
 	}
-	sql, args := writeSecretStatement(path, w, records, kept, changeMAC)
+	// The rows to prune, by version: the rows read under the lock are all
+	// there are. A range below w.Oldest would step over every row pruned
+	// before (dead until vacuumed) on each write of a busy secret.
+	var pruned []int64
+	for _, r := range hr.rows {
+		if r.Version < w.Oldest {
+			pruned = append(pruned, r.Version)
+		}
+	}
+	sql, args := writeSecretStatement(path, w, pruned, records, kept, changeMAC)
 	b := &pgx.Batch{}
 	b.Queue(sql, args...)
 	steps := []string{"write"}
@@ -341,10 +356,14 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 }
 
 // readHead is the first round trip of a write: begin, lock and read the
-// secret's row, then, in one statement, read its version rows (with their
-// sealed values when it has no head yet, or when values asks for them),
-// look up the idempotency key and, for a request, take the transaction's
-// id (its change log row is authenticated with it).
+// secret's row, then, in one statement, read its version rows from its
+// oldest version on (with their sealed values when it has no head yet, or
+// when values asks for them), probe for any row below that, look up the
+// idempotency key and, for a request, take the transaction's id (its
+// change log row is authenticated with it). Below the oldest version lie
+// the index entries of every version pruned since the table was last
+// vacuumed: the probe steps over them only through the index, and only
+// the retained rows are read.
 func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Replay, keyed, values, request bool) (headRead, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
@@ -358,14 +377,18 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 	if keyed {
 		caller, key = &r.Caller, &r.Key
 	}
-	b.Queue(`SELECT o.xid, k.request_hash, k.outcome, k.mac,
+	b.Queue(`SELECT o.xid, k.request_hash, k.outcome, k.mac, o.low,
 	                v.version, v.deleted_at IS NOT NULL, v.destroyed_at IS NOT NULL, v.created_by,
 	                coalesce(get_byte(v.sealed, 0), 0)::smallint,
 	                CASE WHEN o.vals THEN v.sealed END, CASE WHEN o.vals THEN v.dek_id END
 	         FROM (SELECT CASE WHEN $3 THEN pg_current_xact_id()::text END AS xid,
-	                      $2 OR NOT EXISTS (SELECT 1 FROM secrets WHERE path = $1 AND head IS NOT NULL) AS vals) o
+	                      $2 OR s.head IS NULL AS vals,
+	                      coalesce(s.oldest_version, 0) AS oldest,
+	                      EXISTS (SELECT 1 FROM secret_versions x
+	                              WHERE x.path = $1 AND x.version < coalesce(s.oldest_version, 0)) AS low
+	               FROM (SELECT) AS one LEFT JOIN secrets s ON s.path = $1) o
 	         LEFT JOIN idempotency_keys k ON k.caller = $4 AND k.key = $5
-	         LEFT JOIN secret_versions v ON v.path = $1`,
+	         LEFT JOIN secret_versions v ON v.path = $1 AND v.version >= o.oldest`,
 		path, values, request, caller, key)
 	br := conn.SendBatch(ctx, b)
 	hr := headRead{cur: &secret.Stored{Path: path}}
@@ -390,19 +413,21 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 			var (
 				xid                *string
 				o                  storedOutcome
+				low                bool
 				version            *int64
 				deleted, destroyed *bool
 				createdBy          *string
 				format             *int16
 				row                secret.Row
 			)
-			if err := rows.Scan(&xid, &o.hash, &o.outcome, &o.mac, &version, &deleted, &destroyed,
+			if err := rows.Scan(&xid, &o.hash, &o.outcome, &o.mac, &low, &version, &deleted, &destroyed,
 				&createdBy, &format, &row.Sealed, &row.DEKID); err != nil {
 				return err
 			}
 			if hr.stored == nil && o.hash != nil {
 				hr.stored = &o
 			}
+			hr.low = hr.low || low
 			if request && hr.xid == 0 {
 				if xid == nil {
 					return errors.New("no transaction id")
@@ -502,10 +527,10 @@ type keptOutcome struct {
 // reseals, the change log's row (w.Change), the audit records and the
 // outcome kept under the idempotency key (kept, when not nil). Only the parts a write needs are in it: each
 // part left out is a scan saved.
-func writeSecretStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome, changeMAC []byte) (string, []any) {
+func writeSecretStatement(path string, w secret.Write, pruned []int64, records []audit.Record, kept *keptOutcome, changeMAC []byte) (string, []any) {
 	// The text depends only on the write's shape; it is built once per
 	// shape, while every write still collects its own arguments below.
-	shape := writeShape(w, records, kept)
+	shape := writeShape(w, pruned, records, kept)
 	cached, known := writeStatements.Load(shape)
 	var args []any
 	arg := func(v any, typ string) string {
@@ -515,7 +540,7 @@ func writeSecretStatement(path string, w secret.Write, records []audit.Record, k
 		}
 		return "$" + strconv.Itoa(len(args)) + "::" + typ
 	}
-	sql := buildWriteStatement(path, w, records, kept, changeMAC, func() int { return len(args) }, arg)
+	sql := buildWriteStatement(path, w, pruned, records, kept, changeMAC, func() int { return len(args) }, arg)
 	if known {
 		return cached.(string), args
 	}
@@ -528,21 +553,21 @@ var writeStatements sync.Map
 
 // writeShape is what the text of a write statement depends on: which
 // parts it has, and how its audit records are inserted (auditColumns).
-func writeShape(w secret.Write, records []audit.Record, kept *keptOutcome) uint32 {
+func writeShape(w secret.Write, pruned []int64, records []audit.Record, kept *keptOutcome) uint32 {
 	var s uint32
 	for i, b := range []bool{w.Create, w.Insert != nil, len(w.Deleted) > 0, len(w.Undeleted) > 0,
-		len(w.Destroyed) > 0, len(w.Reseal) > 0, kept != nil, w.Change != 0} {
+		len(w.Destroyed) > 0, len(w.Reseal) > 0, kept != nil, w.Change != 0, len(pruned) > 0} {
 		if b {
 			s |= 1 << i
 		}
 	}
-	return s | uint32(min(len(records), maxValuesRows+1))<<8
+	return s | uint32(min(len(records), maxValuesRows+1))<<9
 }
 
 // buildWriteStatement passes the write's arguments to arg, in order, and
 // returns its text (meaningless when arg returns no placeholders); n is the
 // number of arguments passed so far.
-func buildWriteStatement(path string, w secret.Write, records []audit.Record, kept *keptOutcome, changeMAC []byte,
+func buildWriteStatement(path string, w secret.Write, pruned []int64, records []audit.Record, kept *keptOutcome, changeMAC []byte,
 	n func() int, arg func(v any, typ string) string) string {
 	p := arg(path, "text")
 	var head string
@@ -563,7 +588,9 @@ func buildWriteStatement(path string, w secret.Write, records []audit.Record, ke
 		  SELECT path, `+arg(r.Version, "bigint")+`, `+arg(r.DEKID, "bytea")+`, `+arg(r.Sealed, "bytea")+`, `+
 			arg(r.CreatedBy, "text")+`, `+arg(r.CreatedAt, "timestamptz")+` FROM head)`)
 	}
-	parts = append(parts, `pruned AS (DELETE FROM secret_versions WHERE path = `+p+` AND version < `+arg(w.Oldest, "bigint")+`)`)
+	if len(pruned) > 0 {
+		parts = append(parts, `pruned AS (DELETE FROM secret_versions WHERE path = `+p+` AND version = ANY(`+arg(pruned, "bigint[]")+`))`)
+	}
 	if len(w.Deleted) > 0 {
 		parts = append(parts, `deleted AS (UPDATE secret_versions SET deleted_at = now()
 		  WHERE path = `+p+` AND version = ANY(`+arg(w.Deleted, "bigint[]")+`) AND deleted_at IS NULL)`)

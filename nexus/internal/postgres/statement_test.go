@@ -22,25 +22,26 @@ func TestWriteStatementCache(t *testing.T) {
 	kept := &keptOutcome{outcome: []byte("o"), mac: []byte("m")}
 	writes := []struct {
 		w       secret.Write
+		pruned  []int64
 		records []audit.Record
 		kept    *keptOutcome
 	}{
-		{secret.Write{Create: true, Insert: &secret.Row{Version: 1}}, rec, kept},
-		{secret.Write{Insert: &secret.Row{Version: 2}, Deleted: []int64{1}}, rec, nil},
-		{secret.Write{Undeleted: []int64{1}, Destroyed: []int64{2}, Reseal: []secret.Row{{Version: 3}}}, nil, kept},
+		{secret.Write{Create: true, Insert: &secret.Row{Version: 1}}, nil, rec, kept},
+		{secret.Write{Insert: &secret.Row{Version: 2}, Deleted: []int64{1}}, []int64{1}, rec, nil},
+		{secret.Write{Undeleted: []int64{1}, Destroyed: []int64{2}, Reseal: []secret.Row{{Version: 3}}}, nil, nil, kept},
 	}
 	for i, tc := range writes {
 		// What the text is, built fresh with numbered placeholders.
 		var want []any
-		fresh := buildWriteStatement("p", tc.w, tc.records, tc.kept, nil, func() int { return len(want) }, func(v any, typ string) string {
+		fresh := buildWriteStatement("p", tc.w, tc.pruned, tc.records, tc.kept, nil, func() int { return len(want) }, func(v any, typ string) string {
 			want = append(want, v)
 			return "$" + strconv.Itoa(len(want)) + "::" + typ
 		})
-		first, args1 := writeSecretStatement("p", tc.w, tc.records, tc.kept, nil)
+		first, args1 := writeSecretStatement("p", tc.w, tc.pruned, tc.records, tc.kept, nil)
 		if first != fresh {
 			t.Errorf("write %d: the statement's text is not the one built for its shape:\n%s\nwant:\n%s", i, first, fresh)
 		}
-		second, args2 := writeSecretStatement("q", tc.w, tc.records, tc.kept, nil)
+		second, args2 := writeSecretStatement("q", tc.w, tc.pruned, tc.records, tc.kept, nil)
 		if first != second {
 			t.Errorf("write %d: the cached text differs from the one built first", i)
 		}
