@@ -313,9 +313,7 @@ func (s *Store) writeSecret(ctx context.Context, rec *audit.Entry, path string, 
 			return nil, false, err
 		}
 	}
-	// The rows to prune, by version: the rows read under the lock are all
-	// there are. A range below w.Oldest would step over every row pruned
-	// before (dead until vacuumed) on each write of a busy secret.
+	// The rows to prune: the rows read under the lock are all there are.
 	var pruned []int64
 	for _, r := range hr.rows {
 		if r.Version < w.Oldest {
@@ -394,18 +392,23 @@ func readHead(ctx context.Context, conn *pgxpool.Conn, path string, r audit.Repl
 	if keyed {
 		caller, key = &r.Caller, &r.Key
 	}
-	b.Queue(`SELECT o.xid, k.request_hash, k.outcome, k.mac, o.low,
+	// o is one row, computed once (a materialized CTE: joined inline,
+	// its probes ran once per version row).
+	b.Queue(`WITH o AS MATERIALIZED (
+	           SELECT CASE WHEN $3 THEN pg_current_xact_id()::text END AS xid,
+	                  $2 OR s.head IS NULL AS vals,
+	                  coalesce(s.oldest_version, 0) AS oldest,
+	                  EXISTS (SELECT 1 FROM secret_versions x
+	                          WHERE x.path = $1 AND x.version < coalesce(s.oldest_version, 0)) AS low,
+	                  k.request_hash, k.outcome, k.mac
+	           FROM (SELECT) AS one
+	           LEFT JOIN secrets s ON s.path = $1
+	           LEFT JOIN idempotency_keys k ON k.caller = $4 AND k.key = $5)
+	         SELECT o.xid, o.request_hash, o.outcome, o.mac, o.low,
 	                v.version, v.deleted_at IS NOT NULL, v.destroyed_at IS NOT NULL, v.created_by,
 	                coalesce(get_byte(v.sealed, 0), 0)::smallint,
 	                CASE WHEN o.vals THEN v.sealed END, CASE WHEN o.vals THEN v.dek_id END
-	         FROM (SELECT CASE WHEN $3 THEN pg_current_xact_id()::text END AS xid,
-	                      $2 OR s.head IS NULL AS vals,
-	                      coalesce(s.oldest_version, 0) AS oldest,
-	                      EXISTS (SELECT 1 FROM secret_versions x
-	                              WHERE x.path = $1 AND x.version < coalesce(s.oldest_version, 0)) AS low
-	               FROM (SELECT) AS one LEFT JOIN secrets s ON s.path = $1) o
-	         LEFT JOIN idempotency_keys k ON k.caller = $4 AND k.key = $5
-	         LEFT JOIN secret_versions v ON v.path = $1 AND v.version >= o.oldest`,
+	         FROM o LEFT JOIN secret_versions v ON v.path = $1 AND v.version >= o.oldest`,
 		path, values, request, caller, key)
 	br := conn.SendBatch(ctx, b)
 	hr := headRead{cur: &secret.Stored{Path: path}}
@@ -606,7 +609,10 @@ func buildWriteStatement(path string, w secret.Write, pruned []int64, records []
 			arg(r.CreatedBy, "text")+`, `+arg(r.CreatedAt, "timestamptz")+` FROM head)`)
 	}
 	if len(pruned) > 0 {
-		parts = append(parts, `pruned AS (DELETE FROM secret_versions WHERE path = `+p+` AND version = ANY(`+arg(pruned, "bigint[]")+`))`)
+		// From the lowest row read: an index range that starts below it
+		// would step over the rows pruned before (dead until vacuumed).
+		parts = append(parts, `pruned AS (DELETE FROM secret_versions WHERE path = `+p+
+			` AND version >= `+arg(slices.Min(pruned), "bigint")+` AND version < `+arg(w.Oldest, "bigint")+`)`)
 	}
 	if len(w.Deleted) > 0 {
 		parts = append(parts, `deleted AS (UPDATE secret_versions SET deleted_at = now()
