@@ -58,7 +58,7 @@ func TestSecretDeleteTakesItsVersions(t *testing.T) {
 		t.Cleanup(func() { c.Close(context.WithoutCancel(ctx)) })
 		return c
 	}
-	writer, deleter := connect(), connect()
+	writer, deleter, watcher := connect(), connect(), connect()
 	exec := func(c *pgx.Conn, sql string, args ...any) {
 		t.Helper()
 		if _, err := c.Exec(ctx, sql, args...); err != nil {
@@ -77,9 +77,15 @@ func TestSecretDeleteTakesItsVersions(t *testing.T) {
 		_, err := deleter.Exec(ctx, `DELETE FROM secrets WHERE path = 'a'`)
 		deleted <- err
 	}()
-	var waiting bool
-	for !waiting {
-		if err := writer.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+	// Watched from a connection of its own: in the writer's transaction,
+	// pg_stat_activity would stay as it was first read.
+	for waiting := false; !waiting; {
+		select {
+		case err := <-deleted:
+			t.Fatalf("the DELETE ended (%v) while the writer held the row", err)
+		default:
+		}
+		if err := watcher.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 			WHERE query = 'DELETE FROM secrets WHERE path = ''a''' AND wait_event_type = 'Lock')`).Scan(&waiting); err != nil {
 			t.Fatal(err)
 		}
