@@ -18,8 +18,11 @@
 #                            stack, then of this tree's (Keeper and Nexus
 #                            take the next port up too)
 #
-# It prints, per round and operation, both throughputs and their ratio, then
-# the mean ratio and its standard error.
+# It prints, per round and operation, both throughputs and their ratio and
+# the machine's CPU per request less spike-bench's (with both stacks up, so
+# it includes the other stack's leftover background work), then the mean
+# ratio with its standard error and the mean CPU per request of each side.
+# An even PAIR_ROUNDS has each side go first equally often.
 set -euo pipefail
 
 say() { printf 'bench-pair: %s\n' "$*" >&2; }
@@ -33,6 +36,7 @@ BASE=${BASE:-}
 [[ -n $BASE ]] || die "BASE=REV is required: the commit to compare this tree with"
 ROUNDS=${PAIR_ROUNDS:-6}
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "PAIR_ROUNDS must be a positive number, got $ROUNDS"
+((ROUNDS % 2 == 0 || ROUNDS == 1)) || say "PAIR_ROUNDS=$ROUNDS is odd: the base goes first once more than this tree"
 OUT=${PAIR_OUT:-/tmp/spike-bench-pair}
 read -r -a ports <<<"${PAIR_PORTS:-55611 8741 8751 55612 8761 8771}"
 ((${#ports[@]} == 6)) || die "PAIR_PORTS must name six ports"

@@ -2,8 +2,8 @@
 // use for Connect RPCs over SPIFFE mTLS, and says honestly what happened to
 // a request that got no answer.
 //
-// Every request gets an Idempotency-Key header (a random 128-bit value,
-// unless the caller set one), and every retry of it carries the same key, so
+// Every request gets an Idempotency-Key header (the time it was made, then
+// a random 128-bit value, unless the caller set one), and every retry of it carries the same key, so
 // a server that honours the key applies a request at most once however often
 // it arrives.
 //

@@ -56,7 +56,7 @@ func auditInsert(rows []audit.Record) (string, []any) {
 // fourteen arrays cost PostgreSQL more than the rest of a put's audit row
 // (docs/performance.md). A larger batch goes as one array per column.
 func auditColumns(rows []audit.Record, first int) (string, []any) {
-	if len(rows) > maxValuesRows {
+	if len(rows) == 0 || len(rows) > maxValuesRows {
 		return auditArrays(rows, first)
 	}
 	args := make([]any, 0, len(rows)*len(auditTypes))

@@ -232,3 +232,38 @@ func TestGrantServingAndAuditRisks(t *testing.T) {
 		}
 	}
 }
+
+// Nexus removes a secret as its serving role, and migration 0013's
+// trigger, which runs with that role's rights, removes the versions too.
+func TestServingRoleDeleteTakesVersions(t *testing.T) {
+	t.Parallel()
+	_, _, db := servingStores(t)
+	ctx := t.Context()
+	conn := func(dsn string) *pgx.Conn {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.WithoutCancel(ctx)) })
+		return c
+	}
+	owner, serving := conn(db.Owner), conn(db.Serving)
+	for _, sql := range []string{
+		`INSERT INTO secrets (path, current_version, oldest_version) VALUES ('gone', 2, 1)`,
+		`INSERT INTO secret_versions (path, version, dek_id, sealed, created_by) VALUES ('gone', 1, '\x01', '\x02', 'w'), ('gone', 2, '\x01', '\x02', 'w')`,
+	} {
+		if _, err := owner.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if _, err := serving.Exec(ctx, `DELETE FROM secrets WHERE path = 'gone'`); err != nil {
+		t.Fatalf("DELETE as the serving role: %v", err)
+	}
+	var n int
+	if err := owner.QueryRow(ctx, `SELECT count(*) FROM secret_versions WHERE path = 'gone'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d version rows of the deleted secret remain, want none", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -79,11 +80,15 @@ func TestSecretDeleteTakesItsVersions(t *testing.T) {
 	}()
 	// Watched from a connection of its own: in the writer's transaction,
 	// pg_stat_activity would stay as it was first read.
+	deadline := time.Now().Add(30 * time.Second)
 	for waiting := false; !waiting; {
 		select {
 		case err := <-deleted:
 			t.Fatalf("the DELETE ended (%v) while the writer held the row", err)
-		default:
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the DELETE was not seen waiting for the writer's row within 30 s")
 		}
 		if err := watcher.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
 			WHERE query = 'DELETE FROM secrets WHERE path = ''a''' AND wait_event_type = 'Lock')`).Scan(&waiting); err != nil {

@@ -1,10 +1,12 @@
 -- A version row's secret is no longer a foreign key either. The key was
 -- checked on every put, through a query that locked the secret's row FOR
 -- KEY SHARE (a row the put had locked FOR UPDATE already): a fifth of the
--- put's statement inside PostgreSQL (docs/performance.md). A version is
--- only ever inserted by the statement that writes its secret's row (the
--- row it reads is that write's RETURNING), and a version row without its
--- secret is reported as tampering by Nexus, as it was before.
+-- put's statement inside PostgreSQL (docs/performance.md). Nexus inserts a
+-- version only in the statement that writes its secret's row (the row it
+-- reads is that write's RETURNING); a restore loads version rows only from
+-- a backup whose MACs check. A version row without its secret (left by SQL
+-- outside SPIKE, such as a TRUNCATE of secrets alone, which no longer
+-- fails) is reported as tampering by Nexus, as it was before.
 --
 -- What the key still did, removing a secret's versions with the secret,
 -- is a trigger now: a Nexus of schema 12 removes a secret the way it did
