@@ -84,10 +84,9 @@ func (s *Store) ReadSecret(ctx context.Context, path string, version int64) (sec
 	}
 	if low {
 		// A row below the oldest version: never written by SPIKE (every
-		// write prunes those). Count it, at the lowest place.
-		if span.Count == 0 || span.Lowest >= st.Oldest {
-			span.Lowest = st.Oldest - 1
-		}
+		// write prunes those). Count it, as the lowest row (the rows
+		// counted above are all at or above the oldest version).
+		span.Lowest = st.Oldest - 1
 		if span.Count == 0 {
 			span.Highest = span.Lowest
 		}
